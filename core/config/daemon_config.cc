@@ -1,0 +1,473 @@
+#include "core/config/daemon_config.h"
+
+#include <charconv>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+namespace junction::core::config {
+
+namespace json = boost::json;
+using sdk::option;
+using sdk::OptionTable;
+
+namespace {
+
+const OptionTable<ServerConfig>& serverTable() {
+  static const OptionTable<ServerConfig> table{
+      option("listen", &ServerConfig::listen, "Address and port of the HTTP server (host:port)")
+          .defaultValue("127.0.0.1:8080"),
+      option("admin_token", &ServerConfig::admin_token,
+             "Bearer token for the admin API, profiles and regulations; empty disables them")
+          .secret()
+          .defaultValue(""),
+      option("max_body_bytes", &ServerConfig::max_body_bytes,
+             "Largest request body accepted (routes may set a lower limit)")
+          .defaultValue("4MiB")
+          .range(1024, 1 << 30),
+      option("request_timeout", &ServerConfig::request_timeout,
+             "Time allowed to read a request and to answer it")
+          .defaultValue("30s")
+          .range(100, 3'600'000),
+      option("idle_timeout", &ServerConfig::idle_timeout,
+             "Keep-alive connections idle this long are closed")
+          .defaultValue("60s")
+          .range(100, 3'600'000),
+      option("shutdown_grace", &ServerConfig::shutdown_grace,
+             "On SIGTERM, time given to requests in flight before connections are closed")
+          .defaultValue("10s")
+          .range(0, 600'000),
+      option("threads", &ServerConfig::threads, "I/O threads; 0 = one per core")
+          .defaultValue(0)
+          .range(0, 256),
+      option("max_connections", &ServerConfig::max_connections,
+             "Connections beyond this are refused")
+          .defaultValue(10000)
+          .range(1, 1'000'000),
+  };
+  return table;
+}
+
+const OptionTable<StorageConfig>& storageTable() {
+  static const OptionTable<StorageConfig> table{
+      option("path", &StorageConfig::path, "Directory of the queue, cursors and state")
+          .defaultValue("./data"),
+      option("fsync", &StorageConfig::fsync,
+             "When appends are synced to disk before clients are answered")
+          .oneOf({"always", "batch", "never"})
+          .defaultValue("batch"),
+      option("fsync_interval", &StorageConfig::fsync_interval,
+             "With fsync: batch, the longest time between syncs")
+          .defaultValue("5ms")
+          .range(1, 1000),
+      option("max_bytes", &StorageConfig::max_bytes,
+             "Disk budget of the queue; when reached, ingest answers 503. 0 = no budget")
+          .defaultValue(0),
+      option("segment_bytes", &StorageConfig::segment_bytes, "Size of one queue segment file")
+          .defaultValue("64MiB")
+          .range(64 * 1024, 4.0 * (1ull << 30)),
+  };
+  return table;
+}
+
+const OptionTable<QueueConfig>& queueTable() {
+  static const OptionTable<QueueConfig> table{
+      option("backend", &QueueConfig::backend, "Queue implementation")
+          .oneOf({"embedded"})
+          .defaultValue("embedded"),
+  };
+  return table;
+}
+
+const OptionTable<PluginsConfig>& pluginsTable() {
+  static const OptionTable<PluginsConfig> table{
+      option("paths", &PluginsConfig::paths,
+             "Directories searched for plugins, besides ../plugins next to the binary")
+          .defaultValue(json::array{}),
+  };
+  return table;
+}
+
+const OptionTable<LogConfig>& logTable() {
+  static const OptionTable<LogConfig> table{
+      option("level", &LogConfig::level, "Lowest level logged")
+          .oneOf({"debug", "info", "warn", "error"})
+          .defaultValue("info"),
+      option("format", &LogConfig::format, "Log line format")
+          .oneOf({"text", "json"})
+          .defaultValue("text"),
+  };
+  return table;
+}
+
+const OptionTable<BatchConfig>& batchTable() {
+  static const OptionTable<BatchConfig> table{
+      option("max_events", &BatchConfig::max_events, "Most events in one delivery")
+          .defaultValue(100)
+          .range(1, 100'000),
+      option("max_bytes", &BatchConfig::max_bytes, "Most bytes of event JSON in one delivery")
+          .defaultValue("1MiB")
+          .range(1024, 1 << 30),
+      option("max_wait", &BatchConfig::max_wait, "Longest wait to fill a batch")
+          .defaultValue("200ms")
+          .range(0, 600'000),
+  };
+  return table;
+}
+
+const OptionTable<RetryConfig>& retryTable() {
+  static const OptionTable<RetryConfig> table{
+      option("max_attempts", &RetryConfig::max_attempts,
+             "Deliveries tried before an event is dead-lettered")
+          .defaultValue(10)
+          .range(1, 100'000),
+      option("max_age", &RetryConfig::max_age,
+             "An event still failing this long after it was received is dead-lettered")
+          .defaultValue("24h")
+          .range(1000, 90.0 * 86'400'000),
+      option("initial_backoff", &RetryConfig::initial_backoff, "First retry delay (before jitter)")
+          .defaultValue("1s")
+          .range(1, 3'600'000),
+      option("max_backoff", &RetryConfig::max_backoff, "Longest retry delay")
+          .defaultValue("5m")
+          .range(1, 86'400'000),
+  };
+  return table;
+}
+
+const OptionTable<RateLimitConfig>& rateLimitTable() {
+  static const OptionTable<RateLimitConfig> table{
+      option("per_second", &RateLimitConfig::per_second,
+             "Events per second delivered at most; 0 = unlimited")
+          .defaultValue(0)
+          .range(0, 1e9),
+      option("burst", &RateLimitConfig::burst, "Events that may go at once; 0 = per_second")
+          .defaultValue(0)
+          .range(0, 1e9),
+  };
+  return table;
+}
+
+const OptionTable<FilterConfig>& filterTable() {
+  static const OptionTable<FilterConfig> table{
+      option("types", &FilterConfig::types,
+             "Event types delivered (track, identify, page, screen, group, alias); empty = all")
+          .defaultValue(json::array{}),
+      option("events", &FilterConfig::events,
+             "Names of track events delivered; empty = all. Other types are not affected")
+          .defaultValue(json::array{}),
+  };
+  return table;
+}
+
+const OptionTable<ConnectorConfig>& sourceTable() {
+  static const OptionTable<ConnectorConfig> table{
+      option("id", &ConnectorConfig::id, "Unique id of this connector").required(),
+      option("plugin", &ConnectorConfig::plugin, "Name of the plugin").required(),
+      option("enabled", &ConnectorConfig::enabled, "false keeps the block but does not start it")
+          .defaultValue(true),
+      option("config", &ConnectorConfig::config, "The plugin's options"),
+  };
+  return table;
+}
+
+const OptionTable<ConnectorConfig>& destinationTable() {
+  static const OptionTable<ConnectorConfig> table{
+      option("id", &ConnectorConfig::id, "Unique id of this connector").required(),
+      option("plugin", &ConnectorConfig::plugin, "Name of the plugin").required(),
+      option("enabled", &ConnectorConfig::enabled, "false keeps the block but does not start it")
+          .defaultValue(true),
+      option("config", &ConnectorConfig::config, "The plugin's options"),
+      option("from", &ConnectorConfig::from, "Source ids delivered here; empty = every source")
+          .defaultValue(json::array{}),
+      option("consent", &ConnectorConfig::consent,
+             "Consent categories the person must have granted")
+          .defaultValue(json::array{}),
+      option("consent_mode", &ConnectorConfig::consent_mode,
+             "all: every listed category is required; any: at least one")
+          .oneOf({"all", "any"})
+          .defaultValue("all"),
+      option("consent_default", &ConnectorConfig::consent_default,
+             "When the person's consent is unknown: deny (GDPR-safe) or grant")
+          .oneOf({"deny", "grant"})
+          .defaultValue("deny"),
+      option("filter", &ConnectorConfig::config, "Which events are delivered (types, events)"),
+      option("batch", &ConnectorConfig::config, "Batching (max_events, max_bytes, max_wait)"),
+      option("retry", &ConnectorConfig::config,
+             "Retry budget (max_attempts, max_age, initial_backoff, max_backoff)"),
+      option("rate_limit", &ConnectorConfig::config, "Token bucket (per_second, burst)"),
+      option("concurrency", &ConnectorConfig::concurrency, "Deliveries in flight at once")
+          .defaultValue(1)
+          .range(1, 256),
+      option("start", &ConnectorConfig::start,
+             "Where a new destination starts: latest (new events only) or earliest (backfill)")
+          .oneOf({"latest", "earliest"})
+          .defaultValue("latest"),
+  };
+  return table;
+}
+
+bool splitListen(const std::string& listen, std::string& host, std::uint16_t& port) {
+  auto colon = listen.rfind(':');
+  if (colon == std::string::npos || colon == 0) {
+    return false;
+  }
+  host = listen.substr(0, colon);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  unsigned value = 0;
+  const char* begin = listen.data() + colon + 1;
+  const char* end = listen.data() + listen.size();
+  auto [ptr, ec] = std::from_chars(begin, end, value);
+  if (ec != std::errc() || ptr != end || begin == end || value > 65535) {
+    return false;
+  }
+  port = static_cast<std::uint16_t>(value);
+  return true;
+}
+
+bool validId(const std::string& id) {
+  if (id.empty() || id.size() > 64 || !(std::islower(static_cast<unsigned char>(id[0])) ||
+                                        std::isdigit(static_cast<unsigned char>(id[0])))) {
+    return false;
+  }
+  for (char c : id) {
+    if (!(std::islower(static_cast<unsigned char>(c)) || std::isdigit(static_cast<unsigned char>(c)) ||
+          c == '_' || c == '-')) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// Checks one `sources:` or `destinations:` list.
+void readConnectors(YamlChecker& checker, const YAML::Node& list, ConnectorKind kind,
+                    std::vector<ConnectorConfig>& out) {
+  const char* section = kind == ConnectorKind::Source ? "sources" : "destinations";
+  if (!list.IsDefined() || list.IsNull()) {
+    return;
+  }
+  if (!list.IsSequence()) {
+    checker.error(list, section, "expected a list of connectors (each item starts with '- id:')");
+    return;
+  }
+  const auto& table = kind == ConnectorKind::Source ? sourceTable() : destinationTable();
+  const auto specs = table.specs();
+  std::size_t index = 0;
+  for (const auto& item : list) {
+    std::string path = std::string(section) + "[" + std::to_string(index++) + "]";
+    json::object checked = checker.checkMapping(item, specs, path);
+    // `config` and the nested sections are free-form here; checked below with their own tables.
+    json::object plain = checked;
+    for (const char* nested : {"config", "filter", "batch", "retry", "rate_limit"}) {
+      plain.erase(nested);
+    }
+    ConnectorConfig c = table.bind(plain);
+    c.kind = kind;
+    c.key_path = path;
+    c.mark = {item.Mark().line + 1, item.Mark().column + 1};
+    if (item.IsMap()) {
+      c.config_node = childOf(item, "config");
+      if (!c.id.empty() && !validId(c.id)) {
+        checker.error(childOf(item, "id"), path + ".id",
+                      "'" + c.id + "' is not a valid id (lower-case letters, digits, '_' and '-')");
+      }
+      if (kind == ConnectorKind::Destination) {
+        c.filter = filterTable().bind(
+            checker.checkMapping(childOf(item, "filter"), filterTable().specs(), path + ".filter"));
+        c.batch = batchTable().bind(
+            checker.checkMapping(childOf(item, "batch"), batchTable().specs(), path + ".batch"));
+        c.retry = retryTable().bind(
+            checker.checkMapping(childOf(item, "retry"), retryTable().specs(), path + ".retry"));
+        c.rate_limit = rateLimitTable().bind(checker.checkMapping(
+            childOf(item, "rate_limit"), rateLimitTable().specs(), path + ".rate_limit"));
+        for (const auto& type : c.filter.types) {
+          if (!sdk::parseEventType(type)) {
+            checker.error(childOf(childOf(item, "filter"), "types"), path + ".filter.types",
+                          "unknown event type '" + type +
+                              "' (track, identify, page, screen, group, alias)");
+          }
+        }
+        if (c.retry.max_backoff < c.retry.initial_backoff) {
+          checker.error(childOf(item, "retry"), path + ".retry.max_backoff",
+                        "must not be shorter than initial_backoff");
+        }
+      }
+    }
+    out.push_back(std::move(c));
+  }
+}
+
+std::optional<DaemonConfig> readDocument(const YAML::Node& root, const std::string& file,
+                                         const EnvLookup& env, ConfigErrors& errors) {
+  std::size_t errors_before = errors.size();
+  YamlChecker checker(file, env, errors);
+  DaemonConfig config;
+  config.file = file;
+  if (!root.IsDefined() || root.IsNull()) {
+    // An empty file: all defaults, no connectors.
+  } else if (!root.IsMap()) {
+    checker.error(root, "", "expected a mapping with server, storage, sources, destinations, ...");
+  } else {
+    checker.checkKeys(root, {"server", "storage", "queue", "plugins", "log", "sources",
+                             "destinations"}, "");
+  }
+  auto section = [&](const char* key) { return childOf(root, key); };
+  config.server = serverTable().bind(
+      checker.checkMapping(section("server"), serverTable().specs(), "server"));
+  config.storage = storageTable().bind(
+      checker.checkMapping(section("storage"), storageTable().specs(), "storage"));
+  config.queue =
+      queueTable().bind(checker.checkMapping(section("queue"), queueTable().specs(), "queue"));
+  config.plugins = pluginsTable().bind(
+      checker.checkMapping(section("plugins"), pluginsTable().specs(), "plugins"));
+  config.log = logTable().bind(checker.checkMapping(section("log"), logTable().specs(), "log"));
+  if (!splitListen(config.server.listen, config.server.host, config.server.port)) {
+    checker.error(childOf(section("server"), "listen"), "server.listen",
+                  "expected host:port, e.g. \"127.0.0.1:8080\"");
+  }
+  readConnectors(checker, section("sources"), ConnectorKind::Source, config.sources);
+  readConnectors(checker, section("destinations"), ConnectorKind::Destination,
+                 config.destinations);
+
+  std::set<std::string> ids;
+  std::set<std::string> source_ids;
+  for (auto* list : {&config.sources, &config.destinations}) {
+    for (const auto& c : *list) {
+      if (!c.id.empty() && !ids.insert(c.id).second) {
+        checker.error(c.mark, c.key_path + ".id", "id '" + c.id + "' is used twice");
+      }
+      if (c.kind == ConnectorKind::Source) {
+        source_ids.insert(c.id);
+      }
+    }
+  }
+  std::vector<std::string> known_sources(source_ids.begin(), source_ids.end());
+  for (const auto& d : config.destinations) {
+    for (const auto& from : d.from) {
+      if (!source_ids.contains(from)) {
+        std::string hint = closestMatch(from, known_sources);
+        checker.error(d.mark, d.key_path + ".from",
+                      "no source with id '" + from + "'" +
+                          (hint.empty() ? "" : "; did you mean '" + hint + "'?"));
+      }
+    }
+  }
+  if (errors.size() != errors_before) {
+    sortErrors(errors, errors_before);
+    return std::nullopt;
+  }
+  return config;
+}
+
+}  // namespace
+
+const std::vector<sdk::OptionSpec>& serverOptionSpecs() {
+  static const auto specs = serverTable().specs();
+  return specs;
+}
+
+const std::vector<sdk::OptionSpec>& storageOptionSpecs() {
+  static const auto specs = storageTable().specs();
+  return specs;
+}
+
+std::vector<std::string> DaemonConfig::secrets() const {
+  std::vector<std::string> out;
+  if (!server.admin_token.empty()) {
+    out.push_back(server.admin_token);
+  }
+  for (const auto* list : {&sources, &destinations}) {
+    for (const auto& c : *list) {
+      out.insert(out.end(), c.secrets.begin(), c.secrets.end());
+    }
+  }
+  return out;
+}
+
+std::optional<DaemonConfig> loadConfigText(const std::string& text, const std::string& file_name,
+                                           const EnvLookup& env, ConfigErrors& errors) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(text);
+  } catch (const YAML::Exception& e) {
+    errors.push_back(ConfigError{file_name, e.mark.line >= 0 ? e.mark.line + 1 : 0,
+                                 e.mark.column >= 0 ? e.mark.column + 1 : 0, "",
+                                 "YAML syntax error: " + e.msg});
+    return std::nullopt;
+  }
+  return readDocument(root, file_name, env, errors);
+}
+
+std::optional<DaemonConfig> loadConfig(const std::string& path, const EnvLookup& env,
+                                       ConfigErrors& errors) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    errors.push_back(ConfigError{path, 0, 0, "", "cannot read the file"});
+    return std::nullopt;
+  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  return loadConfigText(text.str(), path, env, errors);
+}
+
+bool checkConnectors(DaemonConfig& config, const PluginCatalog& plugins, ConfigErrors& errors) {
+  std::size_t errors_before = errors.size();
+  YamlChecker checker(config.file, processEnvironment(), errors);
+  for (auto* list : {&config.sources, &config.destinations}) {
+    for (auto& c : *list) {
+      if (!c.enabled) {
+        continue;
+      }
+      const sdk::Plugin* plugin = plugins.find(c.plugin);
+      if (plugin == nullptr) {
+        std::string hint = closestMatch(c.plugin, plugins.names());
+        checker.error(c.mark, c.key_path + ".plugin",
+                      "no plugin named '" + c.plugin + "' is loaded" +
+                          (hint.empty() ? "" : "; did you mean '" + hint + "'?"));
+        continue;
+      }
+      const auto& d = plugin->descriptor();
+      bool want_source = c.kind == ConnectorKind::Source;
+      if ((d.kind == sdk::PluginKind::Source) != want_source) {
+        checker.error(c.mark, c.key_path + ".plugin",
+                      "plugin '" + c.plugin + "' is a " + sdk::toString(d.kind) + ", not a " +
+                          (want_source ? "source" : "destination"));
+        continue;
+      }
+      std::size_t before = errors.size();
+      c.config_marks.clear();
+      c.config = checker.checkMapping(c.config_node, d.options, c.key_path + ".config",
+                                      &c.config_marks);
+      if (errors.size() != before) {
+        continue;
+      }
+      for (const auto& e : plugin->validate(c.config)) {
+        KeyMark mark = c.mark;
+        if (c.config_node.IsDefined() && c.config_node.Mark().line >= 0) {
+          mark = {c.config_node.Mark().line + 1, c.config_node.Mark().column + 1};
+        }
+        if (auto it = c.config_marks.find(e.key); it != c.config_marks.end()) {
+          mark = it->second;
+        }
+        checker.error(mark, c.key_path + ".config" + (e.key.empty() ? "" : "." + e.key),
+                      e.message);
+      }
+      c.secrets.clear();
+      for (const auto& spec : d.options) {
+        if (!spec.secret) {
+          continue;
+        }
+        if (const auto* v = c.config.if_contains(spec.key); v != nullptr && v->is_string() &&
+                                                            !v->as_string().empty()) {
+          c.secrets.emplace_back(v->as_string());
+        }
+      }
+    }
+  }
+  sortErrors(errors, errors_before);
+  return errors.size() == errors_before;
+}
+
+}  // namespace junction::core::config

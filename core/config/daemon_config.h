@@ -1,0 +1,152 @@
+#pragma once
+
+// The daemon's configuration: the YAML of DESIGN.md, read with yaml-cpp, checked against option
+// tables (the same mechanism plugins use), every error reported at once with file:line and key.
+//
+// Loading happens in two steps because connector configs are checked against their plugin's
+// option table, which is known only once plugins are loaded:
+//   1. loadConfig(): the file, the daemon's own sections, the connector blocks;
+//   2. checkConnectors(): each enabled connector's `config:` against its plugin.
+// Relative paths (storage.path, plugins.paths) are relative to the working directory.
+
+#include <yaml-cpp/yaml.h>
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/config/config_error.h"
+#include "core/config/yaml_checker.h"
+#include "junction/sdk/options.h"
+#include "junction/sdk/plugin.h"
+
+namespace junction::core::config {
+
+struct ServerConfig {
+  std::string listen;
+  std::string admin_token;
+  std::uint64_t max_body_bytes = 0;
+  std::chrono::milliseconds request_timeout{0};
+  std::chrono::milliseconds idle_timeout{0};
+  std::chrono::milliseconds shutdown_grace{0};
+  std::int64_t threads = 0;
+  std::int64_t max_connections = 0;
+
+  // From `listen`, split by loadConfig.
+  std::string host;
+  std::uint16_t port = 0;
+};
+
+struct StorageConfig {
+  std::string path;
+  std::string fsync;  // always | batch | never
+  std::chrono::milliseconds fsync_interval{0};
+  std::uint64_t max_bytes = 0;  // 0 = no budget
+  std::uint64_t segment_bytes = 0;
+};
+
+struct QueueConfig {
+  std::string backend;  // embedded
+};
+
+struct PluginsConfig {
+  std::vector<std::string> paths;
+};
+
+struct LogConfig {
+  std::string level;   // debug | info | warn | error
+  std::string format;  // text | json
+};
+
+struct BatchConfig {
+  std::int64_t max_events = 0;
+  std::uint64_t max_bytes = 0;
+  std::chrono::milliseconds max_wait{0};
+};
+
+struct RetryConfig {
+  std::int64_t max_attempts = 0;
+  std::chrono::milliseconds max_age{0};
+  std::chrono::milliseconds initial_backoff{0};
+  std::chrono::milliseconds max_backoff{0};
+};
+
+struct RateLimitConfig {
+  double per_second = 0;  // 0 = unlimited
+  std::int64_t burst = 0;
+};
+
+struct FilterConfig {
+  std::vector<std::string> types;   // event types let through; empty = all
+  std::vector<std::string> events;  // track event names let through; empty = all
+};
+
+enum class ConnectorKind { Source, Destination };
+
+struct ConnectorConfig {
+  ConnectorKind kind = ConnectorKind::Source;
+  std::string id;
+  std::string plugin;
+  bool enabled = true;
+  std::string key_path;  // "sources[0]"
+  KeyMark mark;          // where the block starts
+
+  YAML::Node config_node;  // the raw `config:` mapping (checked by checkConnectors)
+  KeyMarks config_marks;   // where each config key was written (after checkConnectors)
+  sdk::ConfigObject config;  // checked and normalized (after checkConnectors)
+  std::vector<std::string> secrets;  // values of secret options, for log scrubbing
+
+  // Destinations only.
+  std::vector<std::string> from;  // source ids; empty = every source
+  std::vector<std::string> consent;
+  std::string consent_mode;     // all | any
+  std::string consent_default;  // deny | grant
+  FilterConfig filter;
+  BatchConfig batch;
+  RetryConfig retry;
+  RateLimitConfig rate_limit;
+  std::int64_t concurrency = 1;
+  std::string start;  // latest | earliest
+};
+
+struct DaemonConfig {
+  std::string file;
+  ServerConfig server;
+  StorageConfig storage;
+  QueueConfig queue;
+  PluginsConfig plugins;
+  LogConfig log;
+  std::vector<ConnectorConfig> sources;
+  std::vector<ConnectorConfig> destinations;
+
+  // Values of every secret option (admin token, plugins' secret options), for log scrubbing.
+  std::vector<std::string> secrets() const;
+};
+
+// Step 1. Reads and checks `path`. Returns nullopt when any error was found; `errors` then
+// lists them all (syntax errors stop at the first, as the parser does).
+std::optional<DaemonConfig> loadConfig(const std::string& path, const EnvLookup& env,
+                                       ConfigErrors& errors);
+std::optional<DaemonConfig> loadConfigText(const std::string& text, const std::string& file_name,
+                                           const EnvLookup& env, ConfigErrors& errors);
+
+// What checkConnectors needs to know of the loaded plugins.
+class PluginCatalog {
+ public:
+  virtual ~PluginCatalog() = default;
+  virtual const sdk::Plugin* find(std::string_view name) const = 0;
+  virtual std::vector<std::string> names() const = 0;
+};
+
+// Step 2. Checks each enabled connector against its plugin: the plugin exists and has the right
+// kind, `config:` passes the option table and the plugin's validate(); fills `config`.
+// Disabled connectors are not checked (their plugin may be absent). Returns false on errors.
+bool checkConnectors(DaemonConfig& config, const PluginCatalog& plugins, ConfigErrors& errors);
+
+// The option tables of the daemon's own sections (printed by `junction config-docs`).
+const std::vector<sdk::OptionSpec>& serverOptionSpecs();
+const std::vector<sdk::OptionSpec>& storageOptionSpecs();
+
+}  // namespace junction::core::config

@@ -1,0 +1,89 @@
+#pragma once
+
+// The contexts the daemon gives plugin instances: everything a plugin may touch, scoped to its
+// connector id (log component, metric labels, checkpoint file, route ownership).
+
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include "core/http/router.h"
+#include "core/ingest/ingest.h"
+#include "core/runtime/runtime.h"
+#include "core/telemetry/log_sink.h"
+#include "core/telemetry/metrics_registry.h"
+#include "junction/sdk/destination.h"
+#include "junction/sdk/http_client.h"
+#include "junction/sdk/source.h"
+
+namespace junction::core::daemon {
+
+// What every connector context is made of. Outlives the plugin instance.
+struct ContextParts {
+  std::string id;
+  telemetry::LogSink* sink = nullptr;
+  sdk::Metrics* metrics = nullptr;  // the daemon's registry
+  const sdk::Clock* clock = nullptr;
+  boost::asio::io_context* work = nullptr;  // scheduler tasks run here
+  std::filesystem::path checkpoint_file;
+  sdk::HttpClientOptions http;
+};
+
+template <typename Interface>
+class ContextBase : public Interface {
+ public:
+  ContextBase(const ContextParts& parts, const char* kind)
+      : id_(parts.id),
+        logger_(*parts.sink, std::string(kind) + "." + parts.id),
+        metrics_(*parts.metrics, {{kind, parts.id}}),
+        clock_(*parts.clock),
+        scheduler_(*parts.work),
+        checkpoints_(parts.checkpoint_file),
+        http_(parts.http) {}
+
+  const std::string& id() const noexcept override { return id_; }
+  sdk::Logger& log() noexcept override { return logger_; }
+  sdk::Metrics& metrics() noexcept override { return metrics_; }
+  const sdk::Clock& clock() const noexcept override { return clock_; }
+  sdk::Scheduler& scheduler() noexcept override { return scheduler_; }
+  sdk::CheckpointStore& checkpoints() noexcept override { return checkpoints_; }
+  sdk::HttpClient& http() noexcept override { return http_; }
+
+  // Cancels scheduled tasks (waiting for runs in progress). Called after the instance stopped.
+  void shutdown() noexcept { scheduler_.shutdown(); }
+
+ private:
+  std::string id_;
+  telemetry::ComponentLogger logger_;
+  telemetry::LabeledMetrics metrics_;
+  const sdk::Clock& clock_;
+  runtime::StrandScheduler scheduler_;
+  runtime::FileCheckpointStore checkpoints_;
+  sdk::HttpClient http_;
+};
+
+class SourceConnectorContext final : public ContextBase<sdk::SourceContext> {
+ public:
+  SourceConnectorContext(const ContextParts& parts, ingest::Ingest& ingest, http::Router& router)
+      : ContextBase(parts, "source"), ingest_(ingest), router_(router) {}
+
+  void emit(std::vector<sdk::Event> events, sdk::EmitCallback done) noexcept override;
+  sdk::Status addRoute(std::string method, std::string path, sdk::HttpHandler handler,
+                       sdk::RouteOptions options) noexcept override;
+
+  // Routes may be added only while the source starts.
+  void setStarting(bool starting) noexcept { starting_ = starting; }
+
+ private:
+  ingest::Ingest& ingest_;
+  http::Router& router_;
+  bool starting_ = false;
+};
+
+class DestinationConnectorContext final : public ContextBase<sdk::DestinationContext> {
+ public:
+  explicit DestinationConnectorContext(const ContextParts& parts)
+      : ContextBase(parts, "destination") {}
+};
+
+}  // namespace junction::core::daemon

@@ -1,0 +1,293 @@
+#include "core/daemon/daemon.h"
+
+#include <csignal>
+#include <ctime>
+
+namespace junction::core::daemon {
+
+namespace asio = boost::asio;
+using WorkGuard = asio::executor_work_guard<asio::io_context::executor_type>;
+
+Daemon::Daemon(config::DaemonConfig config, const plugin::PluginRegistry& plugins,
+               telemetry::LogSink& sink)
+    : config_(std::move(config)), plugins_(plugins), sink_(sink), log_(sink, "core") {}
+
+Daemon::~Daemon() { stop(); }
+
+std::uint16_t Daemon::port() const noexcept { return server_ ? server_->port() : 0; }
+
+ContextParts Daemon::partsFor(const std::string& id) const {
+  ContextParts parts;
+  parts.id = id;
+  parts.sink = &sink_;
+  parts.metrics = const_cast<telemetry::MetricsRegistry*>(&metrics_);
+  parts.clock = &clock_;
+  parts.work = const_cast<asio::io_context*>(&work_);
+  parts.checkpoint_file = std::filesystem::path(config_.storage.path) / "checkpoints" / (id + ".json");
+  return parts;
+}
+
+void Daemon::addCoreRoutes() {
+  (void)router_.add("GET", "/healthz", [](sdk::HttpRequest&&, sdk::HttpResponder respond) {
+    respond(sdk::HttpResponse::json(200, R"({"status":"ok"})"));
+  });
+  (void)router_.add("GET", "/readyz", [this](sdk::HttpRequest&&, sdk::HttpResponder respond) {
+    respond(ready_.load() ? sdk::HttpResponse::json(200, R"({"status":"ready"})")
+                          : sdk::HttpResponse::json(503, R"({"status":"not ready"})"));
+  });
+  (void)router_.add("GET", "/metrics", [this](sdk::HttpRequest&&, sdk::HttpResponder respond) {
+    sdk::HttpResponse r;
+    r.headers.set("Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+    r.body = metrics_.renderPrometheus();
+    respond(std::move(r));
+  });
+}
+
+sdk::Status Daemon::openQueue() {
+  queue::LogOptions options;
+  options.path = (std::filesystem::path(config_.storage.path) / "queue").string();
+  options.fsync = config_.storage.fsync == "always"  ? queue::FsyncPolicy::Always
+                  : config_.storage.fsync == "never" ? queue::FsyncPolicy::Never
+                                                     : queue::FsyncPolicy::Batch;
+  options.fsync_interval = config_.storage.fsync_interval;
+  options.segment_bytes = config_.storage.segment_bytes;
+  options.max_bytes = config_.storage.max_bytes;
+  queue::RecoveryReport report;
+  auto opened = queue::Log::open(options, &report);
+  if (!opened) {
+    return sdk::makeError(opened.error().code,
+                          "cannot open the queue in " + options.path + ": " + opened.error().message);
+  }
+  log_store_ = std::move(opened).value();
+  if (report.truncated_bytes > 0) {
+    log_.warn("queue recovery: removed a torn or corrupt tail",
+              {{"bytes", report.truncated_bytes}, {"offset", report.truncated_at},
+               {"moved_to", report.moved_to}});
+  }
+  log_.info("queue opened", {{"path", options.path}, {"segments", report.segments},
+                             {"end", report.end}, {"fsync", config_.storage.fsync}});
+  auto& corrupt = metrics_.counter("junction_queue_corrupt_records_total",
+                                   "Corrupt queue regions detected and skipped");
+  corrupt.inc(report.truncated_bytes > 0 ? 1 : 0);
+  log_store_->setCorruptionListener([this, &corrupt](const queue::CorruptionReport& r) {
+    corrupt.inc();
+    log_.error("queue: corrupt record skipped",
+               {{"offset", r.offset}, {"bytes", r.length}, {"moved_to", r.moved_to}});
+  });
+  auto& disk = metrics_.gauge("junction_queue_disk_bytes", "Bytes of queue segments on disk");
+  auto& appended = metrics_.counter("junction_queue_appended_records_total",
+                                    "Records appended durably to the queue");
+  auto& fsyncs = metrics_.counter("junction_queue_fsyncs_total", "fdatasync calls on the queue");
+  metrics_.addCollector([this, &disk, &appended, &fsyncs] {
+    if (!log_store_) {
+      return;
+    }
+    disk.set(static_cast<double>(log_store_->diskBytes()));
+    auto bump = [](sdk::Counter& c, std::uint64_t now) {
+      if (now > c.value()) {
+        c.inc(now - c.value());
+      }
+    };
+    bump(appended, log_store_->appendedRecords());
+    bump(fsyncs, log_store_->fsyncCount());
+  });
+  ingest_ = std::make_unique<ingest::Ingest>(*log_store_, metrics_, clock_);
+  return {};
+}
+
+sdk::Status Daemon::startSources() {
+  for (const auto& c : config_.sources) {
+    if (!c.enabled) {
+      log_.info("source disabled", {{"id", c.id}, {"plugin", c.plugin}});
+      continue;
+    }
+    auto plugin = plugins_.get(c.plugin);
+    SourceSlot slot;
+    slot.config = &c;
+    slot.context = std::make_unique<SourceConnectorContext>(partsFor(c.id), *ingest_, router_);
+    auto made = plugin->createSource(c.config, *slot.context);
+    if (!made) {
+      return sdk::makeError(made.error().code,
+                            "source '" + c.id + "' (" + c.plugin + "): " + made.error().message);
+    }
+    slot.instance = std::move(made).value();
+    slot.context->setStarting(true);
+    sdk::Status started;
+    try {
+      started = slot.instance->start();
+    } catch (const std::exception& e) {
+      started = sdk::makeError(sdk::ErrorCode::Internal, std::string("start() threw: ") + e.what());
+    } catch (...) {
+      started = sdk::makeError(sdk::ErrorCode::Internal, "start() threw an unknown exception");
+    }
+    slot.context->setStarting(false);
+    if (!started.ok()) {
+      router_.removeOwner("source." + c.id);
+      return sdk::makeError(started.error().code,
+                            "source '" + c.id + "' (" + c.plugin + ") failed to start: " +
+                                started.error().message);
+    }
+    slot.started = true;
+    log_.info("source started", {{"id", c.id}, {"plugin", c.plugin},
+                                 {"version", plugin->descriptor().version}});
+    sources_.push_back(std::move(slot));
+  }
+  return {};
+}
+
+sdk::Status Daemon::createDestinations() {
+  for (const auto& c : config_.destinations) {
+    if (!c.enabled) {
+      log_.info("destination disabled", {{"id", c.id}, {"plugin", c.plugin}});
+      continue;
+    }
+    auto plugin = plugins_.get(c.plugin);
+    DestinationSlot slot;
+    slot.config = &c;
+    slot.context = std::make_unique<DestinationConnectorContext>(partsFor(c.id));
+    auto made = plugin->createDestination(c.config, *slot.context);
+    if (!made) {
+      return sdk::makeError(made.error().code,
+                            "destination '" + c.id + "' (" + c.plugin + "): " + made.error().message);
+    }
+    slot.instance = std::move(made).value();
+    log_.info("destination started", {{"id", c.id}, {"plugin", c.plugin},
+                                      {"version", plugin->descriptor().version}});
+    destinations_.push_back(std::move(slot));
+  }
+  return {};
+}
+
+sdk::Status Daemon::start() {
+  sink_.setSecrets(config_.secrets());
+  addCoreRoutes();
+  io_guard_ = std::make_unique<WorkGuard>(io_.get_executor());
+  work_guard_ = std::make_unique<WorkGuard>(work_.get_executor());
+  std::size_t io_threads = config_.server.threads > 0
+                               ? static_cast<std::size_t>(config_.server.threads)
+                               : std::max(1u, std::thread::hardware_concurrency());
+  for (std::size_t i = 0; i < io_threads; ++i) {
+    threads_.emplace_back([this] { io_.run(); });
+  }
+  for (int i = 0; i < 2; ++i) {
+    threads_.emplace_back([this] { work_.run(); });
+  }
+
+  auto status = openQueue();
+  if (status.ok()) {
+    status = startSources();
+  }
+  if (status.ok()) {
+    status = createDestinations();
+  }
+  if (status.ok()) {
+    http::ServerOptions options;
+    options.host = config_.server.host;
+    options.port = config_.server.port;
+    options.max_body_bytes = config_.server.max_body_bytes;
+    options.request_timeout = config_.server.request_timeout;
+    options.idle_timeout = config_.server.idle_timeout;
+    options.max_connections = static_cast<std::size_t>(config_.server.max_connections);
+    server_ = std::make_unique<http::Server>(io_, router_, options, log_, metrics_);
+    status = server_->listen();
+  }
+  if (!status.ok()) {
+    log_.error("start-up failed", {{"error", status.message()}});
+    stop();
+    return status;
+  }
+  ready_.store(true);
+  log_.info("junctiond ready", {{"listen", config_.server.host + ":" + std::to_string(port())},
+                                {"sources", sources_.size()},
+                                {"destinations", destinations_.size()}});
+  return {};
+}
+
+void Daemon::requestStop() noexcept { stop_requested_.store(true); }
+
+void Daemon::runUntilStopped() {
+  // The signals are blocked in every thread (main() blocks them before any thread starts), so
+  // they are taken here, synchronously, and not by a handler.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  while (!stop_requested_.load()) {
+    timespec timeout{0, 200'000'000};
+    int sig = sigtimedwait(&signals, nullptr, &timeout);
+    if (sig == SIGTERM || sig == SIGINT) {
+      log_.info("signal received, draining", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
+      break;
+    }
+  }
+  stop();
+}
+
+void Daemon::stopSources() {
+  for (auto& slot : sources_) {
+    if (slot.started) {
+      try {
+        slot.instance->stop();
+      } catch (...) {
+        log_.error("source stop() threw", {{"id", slot.config->id}});
+      }
+      slot.started = false;
+    }
+    router_.removeOwner("source." + slot.config->id);
+    slot.context->shutdown();
+  }
+}
+
+void Daemon::stop() {
+  if (stopped_) {
+    return;
+  }
+  stopped_ = true;
+  ready_.store(false);
+  if (server_) {
+    server_->drain();
+    auto deadline = std::chrono::steady_clock::now() + config_.server.shutdown_grace;
+    while (server_->connections() > 0 && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  }
+  stopSources();
+  if (ingest_) {
+    ingest_->close();
+  }
+  // Completes every accepted append (their callbacks answer the last clients).
+  log_store_.reset();
+  for (auto& slot : destinations_) {
+    try {
+      slot.instance->stop();
+    } catch (...) {
+      log_.error("destination stop() threw", {{"id", slot.config->id}});
+    }
+    slot.context->shutdown();
+  }
+  if (server_) {
+    server_->closeAll();
+  }
+  io_guard_.reset();
+  work_guard_.reset();
+  // Give the last responses a moment to be written, then stop the loops.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(500);
+  while (server_ && server_->connections() > 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  io_.stop();
+  work_.stop();
+  for (auto& t : threads_) {
+    if (t.joinable()) {
+      t.join();
+    }
+  }
+  threads_.clear();
+  sources_.clear();
+  destinations_.clear();
+  server_.reset();
+  ingest_.reset();
+  log_.info("junctiond stopped");
+}
+
+}  // namespace junction::core::daemon

@@ -1,0 +1,99 @@
+#pragma once
+
+// junctiond's lifecycle: wires the queue, the ingest stage, the HTTP server and the connectors
+// from a checked configuration, runs them, and drains them on stop.
+//
+// Threads: `server.threads` I/O threads run the HTTP server; two worker threads run plugins'
+// scheduled tasks; the queue has its writer thread. start() and stop() are called from the main
+// thread; stop() may also be requested from a signal handler via requestStop().
+
+#include <boost/asio/io_context.hpp>
+#include <atomic>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "core/config/daemon_config.h"
+#include "core/daemon/connector_context.h"
+#include "core/http/router.h"
+#include "core/http/server.h"
+#include "core/ingest/ingest.h"
+#include "core/plugin/plugin_registry.h"
+#include "core/queue/log.h"
+#include "core/runtime/runtime.h"
+#include "core/telemetry/log_sink.h"
+#include "core/telemetry/metrics_registry.h"
+
+namespace junction::core::daemon {
+
+class Daemon {
+ public:
+  // `config` must have passed checkConnectors against `plugins`.
+  Daemon(config::DaemonConfig config, const plugin::PluginRegistry& plugins,
+         telemetry::LogSink& sink);
+  ~Daemon();
+  Daemon(const Daemon&) = delete;
+  Daemon& operator=(const Daemon&) = delete;
+
+  // Opens the queue, creates and starts every enabled connector, starts the server. On error
+  // everything started so far is stopped again.
+  sdk::Status start();
+
+  // Blocks until SIGTERM/SIGINT or requestStop(), then stops gracefully.
+  void runUntilStopped();
+  void requestStop() noexcept;
+
+  // Drains: not ready, stop accepting, finish requests in flight (up to shutdown_grace), stop
+  // sources, complete queued appends, stop destinations. Idempotent.
+  void stop();
+
+  std::uint16_t port() const noexcept;
+  telemetry::MetricsRegistry& metrics() noexcept { return metrics_; }
+  bool ready() const noexcept { return ready_.load(); }
+
+ private:
+  struct SourceSlot {
+    const config::ConnectorConfig* config = nullptr;
+    std::unique_ptr<SourceConnectorContext> context;
+    std::shared_ptr<sdk::Source> instance;
+    bool started = false;
+  };
+  struct DestinationSlot {
+    const config::ConnectorConfig* config = nullptr;
+    std::unique_ptr<DestinationConnectorContext> context;
+    std::shared_ptr<sdk::Destination> instance;
+  };
+
+  void addCoreRoutes();
+  ContextParts partsFor(const std::string& id) const;
+  sdk::Status openQueue();
+  sdk::Status startSources();
+  sdk::Status createDestinations();
+  void stopSources();
+
+  config::DaemonConfig config_;
+  const plugin::PluginRegistry& plugins_;
+  telemetry::LogSink& sink_;
+  telemetry::ComponentLogger log_;
+  telemetry::MetricsRegistry metrics_;
+  runtime::SystemClock clock_;
+
+  boost::asio::io_context io_;
+  boost::asio::io_context work_;
+  std::unique_ptr<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> io_guard_;
+  std::unique_ptr<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work_guard_;
+  std::vector<std::thread> threads_;
+
+  http::Router router_;
+  std::unique_ptr<http::Server> server_;
+  std::unique_ptr<queue::Log> log_store_;
+  std::unique_ptr<ingest::Ingest> ingest_;
+  std::vector<SourceSlot> sources_;
+  std::vector<DestinationSlot> destinations_;
+
+  std::atomic<bool> ready_{false};
+  std::atomic<bool> stop_requested_{false};
+  bool stopped_ = false;
+};
+
+}  // namespace junction::core::daemon

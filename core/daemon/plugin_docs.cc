@@ -1,0 +1,136 @@
+#include "core/daemon/plugin_docs.h"
+
+#include <boost/json.hpp>
+#include <algorithm>
+
+namespace junction::core::daemon {
+
+namespace json = boost::json;
+
+namespace {
+
+std::string defaultText(const sdk::OptionSpec& spec) {
+  if (!spec.default_value) {
+    return "";
+  }
+  const auto& v = *spec.default_value;
+  if (v.is_string()) {
+    return v.as_string().empty() ? "\"\"" : std::string(v.as_string());
+  }
+  return json::serialize(v);
+}
+
+json::object descriptorJson(const plugin::LoadedPlugin& p) {
+  const auto& d = p.descriptor();
+  json::object out;
+  out["name"] = d.name;
+  out["kind"] = sdk::toString(d.kind);
+  out["version"] = d.version;
+  out["summary"] = d.summary;
+  out["sdk_version"] = p.sdkVersion();
+  out["file"] = p.file().string();
+  return out;
+}
+
+}  // namespace
+
+std::string pluginListText(const plugin::PluginRegistry& registry) {
+  std::string out;
+  std::size_t width = 4;
+  for (const auto& p : registry.all()) {
+    width = std::max(width, p->descriptor().name.size());
+  }
+  for (const auto& p : registry.all()) {
+    const auto& d = p->descriptor();
+    std::string name = d.name;
+    name.resize(width + 2, ' ');
+    std::string kind = sdk::toString(d.kind);
+    kind.resize(13, ' ');
+    std::string version = d.version;
+    version.resize(9, ' ');
+    out += name + kind + version + d.summary + "\n";
+  }
+  if (out.empty()) {
+    out = "no plugins found\n";
+  }
+  return out;
+}
+
+std::string pluginListJson(const plugin::PluginRegistry& registry) {
+  json::array list;
+  for (const auto& p : registry.all()) {
+    list.push_back(descriptorJson(*p));
+  }
+  return json::serialize(list) + "\n";
+}
+
+std::string pluginDocText(const plugin::LoadedPlugin& p) {
+  const auto& d = p.descriptor();
+  std::string out = d.name + " " + d.version + " (" + sdk::toString(d.kind) + ") - " + d.summary +
+                    "\n" + "  file: " + p.file().string() + " (SDK " + p.sdkVersion() + ")\n\n";
+  if (d.options.empty()) {
+    return out + "No options.\n";
+  }
+  out += "Options:\n";
+  for (const auto& spec : d.options) {
+    std::string line = "  " + spec.key + "  (" + sdk::toString(spec.type);
+    if (spec.required) {
+      line += ", required";
+    }
+    if (spec.secret) {
+      line += ", secret";
+    }
+    if (auto def = defaultText(spec); !def.empty()) {
+      line += ", default " + def;
+    }
+    if (spec.min || spec.max) {
+      auto num = [](double v) {
+        return v == static_cast<double>(static_cast<long long>(v)) ? std::to_string(static_cast<long long>(v))
+                                                                  : std::to_string(v);
+      };
+      line += ", range " + (spec.min ? num(*spec.min) : "") + ".." + (spec.max ? num(*spec.max) : "");
+    }
+    if (!spec.one_of.empty()) {
+      line += ", one of:";
+      for (const auto& v : spec.one_of) {
+        line += " " + v;
+      }
+    }
+    out += line + ")\n      " + spec.doc + "\n";
+  }
+  return out;
+}
+
+std::string pluginDocJson(const plugin::LoadedPlugin& p) {
+  json::object out = descriptorJson(p);
+  json::array options;
+  for (const auto& spec : p.descriptor().options) {
+    json::object o;
+    o["key"] = spec.key;
+    o["type"] = sdk::toString(spec.type);
+    o["required"] = spec.required;
+    o["secret"] = spec.secret;
+    o["doc"] = spec.doc;
+    if (spec.default_value) {
+      o["default"] = *spec.default_value;
+    }
+    if (spec.min) {
+      o["min"] = *spec.min;
+    }
+    if (spec.max) {
+      o["max"] = *spec.max;
+    }
+    if (!spec.one_of.empty()) {
+      json::array values;
+      for (const auto& v : spec.one_of) {
+        values.push_back(json::string(v));
+      }
+      o["one_of"] = std::move(values);
+    }
+    options.push_back(std::move(o));
+  }
+  out["options"] = std::move(options);
+  return json::serialize(out) + "\n";
+}
+
+}  // namespace junction::core::daemon

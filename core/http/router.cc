@@ -1,0 +1,129 @@
+#include "core/http/router.h"
+
+#include <mutex>
+
+namespace junction::core::http {
+
+namespace {
+
+std::vector<std::string> splitPath(std::string_view path) {
+  std::vector<std::string> out;
+  std::size_t start = 1;  // paths start with '/'
+  while (start <= path.size()) {
+    std::size_t slash = path.find('/', start);
+    if (slash == std::string_view::npos) {
+      slash = path.size();
+    }
+    out.emplace_back(path.substr(start, slash - start));
+    start = slash + 1;
+  }
+  return out;
+}
+
+bool isParam(const std::string& segment) {
+  return segment.size() > 2 && segment.front() == '{' && segment.back() == '}';
+}
+
+}  // namespace
+
+sdk::Status Router::add(std::string method, std::string pattern, sdk::HttpHandler handler,
+                        sdk::RouteOptions options, std::string owner) {
+  if (pattern.empty() || pattern.front() != '/') {
+    return sdk::makeError(sdk::ErrorCode::InvalidArgument,
+                          "route pattern must start with '/': " + pattern);
+  }
+  if (!handler) {
+    return sdk::makeError(sdk::ErrorCode::InvalidArgument, "route without a handler: " + pattern);
+  }
+  Route route;
+  route.method = std::move(method);
+  route.segments = splitPath(pattern);
+  route.pattern = std::move(pattern);
+  route.handler = std::make_shared<sdk::HttpHandler>(std::move(handler));
+  route.max_body_bytes = options.max_body_bytes;
+  route.owner = std::move(owner);
+  std::unique_lock lock(mutex_);
+  for (const auto& r : routes_) {
+    if (r.method == route.method && r.pattern == route.pattern) {
+      return sdk::makeError(sdk::ErrorCode::AlreadyExists,
+                            route.method + " " + route.pattern + " is already served by " + r.owner);
+    }
+  }
+  routes_.push_back(std::move(route));
+  return {};
+}
+
+void Router::removeOwner(std::string_view owner) {
+  std::unique_lock lock(mutex_);
+  std::erase_if(routes_, [&](const Route& r) { return r.owner == owner; });
+}
+
+bool Router::matches(const Route& route, std::string_view path,
+                     std::map<std::string, std::string>* params) {
+  std::vector<std::string> segments = splitPath(path);
+  if (segments.size() != route.segments.size()) {
+    return false;
+  }
+  for (std::size_t i = 0; i < segments.size(); ++i) {
+    const std::string& want = route.segments[i];
+    if (isParam(want)) {
+      if (segments[i].empty()) {
+        return false;
+      }
+      if (params != nullptr) {
+        (*params)[want.substr(1, want.size() - 2)] = segments[i];
+      }
+    } else if (want != segments[i]) {
+      return false;
+    }
+  }
+  return true;
+}
+
+Router::Match Router::match(std::string_view method, std::string_view path) const {
+  Match m;
+  std::shared_lock lock(mutex_);
+  // Exact patterns win over patterns with parameters.
+  const Route* best = nullptr;
+  for (const auto& r : routes_) {
+    std::map<std::string, std::string> params;
+    if (!matches(r, path, &params)) {
+      continue;
+    }
+    m.path_known = true;
+    if (r.method != method) {
+      continue;
+    }
+    bool exact = r.pattern.find('{') == std::string::npos;
+    if (best == nullptr || exact) {
+      best = &r;
+      m.params = std::move(params);
+      if (exact) {
+        break;
+      }
+    }
+  }
+  if (best != nullptr) {
+    m.handler = best->handler;
+    m.max_body_bytes = best->max_body_bytes;
+  }
+  return m;
+}
+
+void Router::dispatch(sdk::HttpRequest&& request, sdk::HttpResponder respond) const {
+  Match m = match(request.method, request.path);
+  if (!m.handler) {
+    respond(m.path_known
+                ? sdk::HttpResponse::json(405, R"({"success":false,"error":"method not allowed"})")
+                : sdk::HttpResponse::json(404, R"({"success":false,"error":"not found"})"));
+    return;
+  }
+  request.params = std::move(m.params);
+  try {
+    (*m.handler)(std::move(request), std::move(respond));
+  } catch (...) {
+    // The responder was moved into the handler: destroyed unanswered, it sends a 500.
+  }
+}
+
+}  // namespace junction::core::http

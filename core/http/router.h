@@ -1,0 +1,59 @@
+#pragma once
+
+// Maps (method, path) to handlers. Request handling is a function from request to response
+// (through a responder), testable without sockets; the Server only moves bytes.
+//
+// Patterns are exact paths or have `{name}` segments ("/v1/projects/{writeKey}/settings").
+// Routes are added during start-up and read concurrently afterwards (shared lock).
+
+#include <cstddef>
+#include <map>
+#include <memory>
+#include <shared_mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "junction/sdk/http_server.h"
+#include "junction/sdk/result.h"
+
+namespace junction::core::http {
+
+class Router {
+ public:
+  struct Match {
+    std::shared_ptr<sdk::HttpHandler> handler;  // kept alive even if its route is removed
+    std::size_t max_body_bytes = 0;
+    std::map<std::string, std::string> params;
+    bool path_known = false;  // some route has this path (for 405 vs 404)
+  };
+
+  // AlreadyExists when (method, pattern) is taken; InvalidArgument for a malformed pattern.
+  sdk::Status add(std::string method, std::string pattern, sdk::HttpHandler handler,
+                  sdk::RouteOptions options = {}, std::string owner = "core");
+  // Removes every route of `owner` (a connector that stopped).
+  void removeOwner(std::string_view owner);
+
+  Match match(std::string_view method, std::string_view path) const;
+
+  // Runs the matching handler, or answers 404/405 itself. `request.params` is filled.
+  void dispatch(sdk::HttpRequest&& request, sdk::HttpResponder respond) const;
+
+ private:
+  struct Route {
+    std::string method;
+    std::string pattern;
+    std::vector<std::string> segments;
+    std::shared_ptr<sdk::HttpHandler> handler;
+    std::size_t max_body_bytes = 0;
+    std::string owner;
+  };
+
+  static bool matches(const Route& route, std::string_view path,
+                      std::map<std::string, std::string>* params);
+
+  mutable std::shared_mutex mutex_;
+  std::vector<Route> routes_;
+};
+
+}  // namespace junction::core::http

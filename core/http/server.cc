@@ -1,0 +1,307 @@
+#include "core/http/server.h"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <optional>
+
+namespace junction::core::http {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+using tcp = asio::ip::tcp;
+constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
+
+struct Server::Session {
+  explicit Session(tcp::socket socket) : stream(std::move(socket)) {}
+  beast::tcp_stream stream;
+  std::atomic<bool> idle{true};
+};
+
+namespace {
+
+// Where a handler's answer goes: posted to the connection's strand, where the session waits
+// for it on a timer that the answer cancels.
+struct PendingResponse {
+  explicit PendingResponse(const asio::any_io_executor& ex) : timer(ex) {}
+  asio::steady_timer timer;
+  std::optional<sdk::HttpResponse> response;
+  bool abandoned = false;  // the session gave up (timeout); late answers are dropped
+};
+
+class StrandSink final : public sdk::HttpResponseSink {
+ public:
+  StrandSink(asio::any_io_executor strand, std::shared_ptr<PendingResponse> pending)
+      : strand_(std::move(strand)), pending_(std::move(pending)) {}
+
+  void send(sdk::HttpResponse response) noexcept override {
+    try {
+      asio::post(strand_, [pending = pending_, r = std::move(response)]() mutable {
+        if (!pending->abandoned && !pending->response) {
+          pending->response = std::move(r);
+          pending->timer.cancel();
+        }
+      });
+    } catch (...) {
+      // The io_context is gone: the daemon is exiting and the connection with it.
+    }
+  }
+
+ private:
+  asio::any_io_executor strand_;
+  std::shared_ptr<PendingResponse> pending_;
+};
+
+sdk::HttpRequest toSdkRequest(bhttp::request<bhttp::string_body>&& req, const std::string& remote) {
+  sdk::HttpRequest out;
+  out.method = std::string(req.method_string());
+  std::string_view target = req.target();
+  auto q = target.find('?');
+  out.path = std::string(target.substr(0, q));
+  if (q != std::string_view::npos) {
+    out.query = std::string(target.substr(q + 1));
+  }
+  for (const auto& field : req) {
+    out.headers.add(std::string(field.name_string()), std::string(field.value()));
+  }
+  out.body = std::move(req.body());
+  out.remote_address = remote;
+  return out;
+}
+
+bhttp::response<bhttp::string_body> toBeastResponse(sdk::HttpResponse&& r, unsigned version,
+                                                    bool keep_alive) {
+  bhttp::response<bhttp::string_body> res{static_cast<bhttp::status>(r.status), version};
+  res.set(bhttp::field::server, "junction");
+  for (auto& [k, v] : r.headers.entries) {
+    res.insert(k, v);
+  }
+  res.body() = std::move(r.body);
+  res.keep_alive(keep_alive);
+  res.prepare_payload();
+  return res;
+}
+
+bhttp::response<bhttp::string_body> errorResponse(int status, std::string_view message,
+                                                  unsigned version) {
+  sdk::HttpResponse r = sdk::HttpResponse::json(
+      status, std::string(R"({"success":false,"error":")") + std::string(message) + "\"}");
+  return toBeastResponse(std::move(r), version, false);
+}
+
+}  // namespace
+
+Server::Server(asio::io_context& io, const Router& router, ServerOptions options,
+               sdk::Logger& log, sdk::Metrics& metrics)
+    : io_(io),
+      router_(router),
+      options_(std::move(options)),
+      log_(log),
+      requests_total_(metrics.counter("junction_http_requests_total",
+                                      "HTTP requests answered by the server")),
+      rejected_connections_(metrics.counter(
+          "junction_http_rejected_connections_total",
+          "Connections closed at once because server.max_connections was reached")),
+      request_seconds_(metrics.histogram("junction_http_request_duration_seconds",
+                                         "Time from a request's last byte to its answer")),
+      acceptor_(asio::make_strand(io)) {}
+
+Server::~Server() = default;
+
+sdk::Status Server::listen() {
+  boost::system::error_code ec;
+  auto address = asio::ip::make_address(options_.host == "localhost" ? "127.0.0.1" : options_.host, ec);
+  if (ec) {
+    return sdk::makeError(sdk::ErrorCode::InvalidArgument,
+                          "server.listen: '" + options_.host + "' is not an IP address");
+  }
+  tcp::endpoint endpoint(address, options_.port);
+  acceptor_.open(endpoint.protocol(), ec);
+  if (!ec) {
+    acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
+    acceptor_.bind(endpoint, ec);
+  }
+  if (!ec) {
+    acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+  }
+  if (ec) {
+    return sdk::makeError(sdk::ErrorCode::Unavailable, "cannot listen on " + options_.host + ":" +
+                                                           std::to_string(options_.port) + ": " +
+                                                           ec.message());
+  }
+  bound_port_ = acceptor_.local_endpoint().port();
+  asio::co_spawn(acceptor_.get_executor(), acceptLoop(), asio::detached);
+  return {};
+}
+
+asio::awaitable<void> Server::acceptLoop() {
+  for (;;) {
+    auto [ec, socket] = co_await acceptor_.async_accept(asio::make_strand(io_), kNoThrow);
+    if (ec) {
+      if (ec == asio::error::operation_aborted || !acceptor_.is_open()) {
+        co_return;
+      }
+      log_.warn("accept failed", {{"error", ec.message()}});
+      continue;
+    }
+    if (connections_.load() >= options_.max_connections) {
+      rejected_connections_.inc();
+      boost::system::error_code ignored;
+      socket.close(ignored);
+      continue;
+    }
+    socket.set_option(tcp::no_delay(true), ec);
+    auto session = std::make_shared<Session>(std::move(socket));
+    {
+      std::lock_guard lock(sessions_mutex_);
+      sessions_.insert(session);
+    }
+    connections_.fetch_add(1);
+    auto executor = session->stream.get_executor();
+    asio::co_spawn(executor, serve(session), [this, session](std::exception_ptr) {
+      connections_.fetch_sub(1);
+      std::lock_guard lock(sessions_mutex_);
+      sessions_.erase(session);
+    });
+  }
+}
+
+asio::awaitable<void> Server::serve(std::shared_ptr<Session> session) {
+  auto& stream = session->stream;
+  beast::flat_buffer buffer;
+  boost::system::error_code ec;
+  std::string remote;
+  {
+    auto ep = stream.socket().remote_endpoint(ec);
+    remote = ec ? "" : ep.address().to_string();
+  }
+  for (;;) {
+    if (draining_.load()) {
+      break;
+    }
+    session->idle.store(true);
+    bhttp::request_parser<bhttp::string_body> parser;
+    parser.header_limit(static_cast<std::uint32_t>(options_.max_header_bytes));
+    parser.body_limit(options_.max_body_bytes);
+    stream.expires_after(options_.idle_timeout);
+    auto [read_ec, read_n] = co_await bhttp::async_read_header(stream, buffer, parser, kNoThrow);
+    session->idle.store(false);
+    if (read_ec) {
+      if (read_ec == bhttp::error::header_limit) {
+        auto res = errorResponse(431, "request header too large", 11);
+        co_await bhttp::async_write(stream, res, kNoThrow);
+      } else if (read_ec != bhttp::error::end_of_stream && read_ec != asio::error::operation_aborted &&
+                 read_ec != beast::error::timeout && read_ec != asio::error::eof &&
+                 read_ec != asio::error::connection_reset) {
+        auto res = errorResponse(400, "malformed HTTP request", 11);
+        co_await bhttp::async_write(stream, res, kNoThrow);
+      }
+      break;
+    }
+    auto& header = parser.get();
+    const unsigned version = header.version();
+    std::string_view target = header.target();
+    std::string_view path = target.substr(0, target.find('?'));
+    Router::Match route = router_.match(header.method_string(), path);
+    std::size_t limit = options_.max_body_bytes;
+    if (route.max_body_bytes != 0 && route.max_body_bytes < limit) {
+      limit = route.max_body_bytes;
+    }
+    parser.body_limit(limit);
+    if (auto length = parser.content_length(); length && *length > limit) {
+      auto res = errorResponse(413, "request body larger than " + std::to_string(limit) + " bytes",
+                               version);
+      co_await bhttp::async_write(stream, res, kNoThrow);
+      break;
+    }
+    if (bhttp::token_list{header[bhttp::field::expect]}.exists("100-continue")) {
+      bhttp::response<bhttp::empty_body> cont{bhttp::status::continue_, version};
+      stream.expires_after(options_.request_timeout);
+      auto [cont_ec, cont_n] = co_await bhttp::async_write(stream, cont, kNoThrow);
+      if (cont_ec) {
+        break;
+      }
+    }
+    stream.expires_after(options_.request_timeout);
+    auto [body_ec, body_n] = co_await bhttp::async_read(stream, buffer, parser, kNoThrow);
+    if (body_ec) {
+      if (body_ec == bhttp::error::body_limit) {
+        auto res = errorResponse(413, "request body larger than " + std::to_string(limit) + " bytes",
+                                 version);
+        co_await bhttp::async_write(stream, res, kNoThrow);
+      } else if (body_ec != beast::error::timeout && body_ec != asio::error::eof &&
+                 body_ec != asio::error::connection_reset) {
+        auto res = errorResponse(400, "malformed HTTP request", version);
+        co_await bhttp::async_write(stream, res, kNoThrow);
+      }
+      break;
+    }
+    auto started = std::chrono::steady_clock::now();
+    bhttp::request<bhttp::string_body> req = parser.release();
+    const bool keep_alive = req.keep_alive();
+
+    auto executor = co_await asio::this_coro::executor;
+    auto pending = std::make_shared<PendingResponse>(executor);
+    pending->timer.expires_after(options_.request_timeout);
+    router_.dispatch(toSdkRequest(std::move(req), remote),
+                     sdk::HttpResponder(std::make_shared<StrandSink>(executor, pending)));
+    while (!pending->response) {
+      auto [timer_ec] = co_await pending->timer.async_wait(kNoThrow);
+      if (!timer_ec) {  // expired: the handler did not answer in time
+        pending->abandoned = true;
+        break;
+      }
+    }
+    requests_total_.inc();
+    request_seconds_.observe(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+    bool keep = keep_alive && !draining_.load();
+    auto res = pending->response
+                   ? toBeastResponse(std::move(*pending->response), version, keep)
+                   : errorResponse(503, "timed out waiting for the answer", version);
+    stream.expires_after(options_.request_timeout);
+    auto [write_ec, write_n] = co_await bhttp::async_write(stream, res, kNoThrow);
+    if (write_ec || !res.keep_alive()) {
+      break;
+    }
+  }
+  stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+  stream.close();
+}
+
+void Server::drain() {
+  draining_.store(true);
+  asio::post(acceptor_.get_executor(), [this] {
+    boost::system::error_code ec;
+    acceptor_.close(ec);
+  });
+  std::lock_guard lock(sessions_mutex_);
+  for (const auto& session : sessions_) {
+    asio::post(session->stream.get_executor(), [session] {
+      if (session->idle.load()) {
+        session->stream.cancel();
+      }
+    });
+  }
+}
+
+void Server::closeAll() {
+  draining_.store(true);
+  std::lock_guard lock(sessions_mutex_);
+  for (const auto& session : sessions_) {
+    asio::post(session->stream.get_executor(), [session] {
+      boost::system::error_code ec;
+      session->stream.socket().shutdown(tcp::socket::shutdown_both, ec);
+      session->stream.cancel();
+    });
+  }
+}
+
+}  // namespace junction::core::http

@@ -1,0 +1,75 @@
+#pragma once
+
+// The daemon's HTTP/1.1 server: Boost.Beast over Asio, one coroutine per connection on its own
+// strand, keep-alive, explicit timeouts and body limits, `Expect: 100-continue`, and graceful
+// drain. It only moves bytes: what to answer is the Router's business.
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+
+#include "core/http/router.h"
+#include "junction/sdk/log.h"
+#include "junction/sdk/metrics.h"
+
+namespace junction::core::http {
+
+struct ServerOptions {
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 8080;  // 0 = an ephemeral port (tests)
+  std::size_t max_body_bytes = 4 * 1024 * 1024;
+  std::size_t max_header_bytes = 16 * 1024;
+  std::chrono::milliseconds request_timeout{30'000};  // read a request / produce its answer
+  std::chrono::milliseconds idle_timeout{60'000};     // keep-alive wait for the next request
+  std::size_t max_connections = 10'000;
+};
+
+// Runs on the io_context it is given (the daemon runs it on N threads). `listen`, `stop` and
+// `drain` are thread-safe. The Server must outlive the io_context's run.
+class Server {
+ public:
+  Server(boost::asio::io_context& io, const Router& router, ServerOptions options,
+         sdk::Logger& log, sdk::Metrics& metrics);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Binds and starts accepting. Fails with the OS's reason (e.g. address in use).
+  sdk::Status listen();
+  std::uint16_t port() const noexcept { return bound_port_; }
+
+  // Stops accepting; closes idle keep-alive connections; busy ones close after their response.
+  void drain();
+  // Closes every connection now.
+  void closeAll();
+  std::size_t connections() const noexcept { return connections_.load(); }
+
+  struct Session;  // one connection (server.cc)
+
+ private:
+  boost::asio::awaitable<void> acceptLoop();
+  boost::asio::awaitable<void> serve(std::shared_ptr<Session> session);
+
+  boost::asio::io_context& io_;
+  const Router& router_;
+  ServerOptions options_;
+  sdk::Logger& log_;
+  sdk::Counter& requests_total_;
+  sdk::Counter& rejected_connections_;
+  sdk::Histogram& request_seconds_;
+  boost::asio::ip::tcp::acceptor acceptor_;
+  std::uint16_t bound_port_ = 0;
+  std::atomic<bool> draining_{false};
+  std::atomic<std::size_t> connections_{0};
+  std::mutex sessions_mutex_;
+  std::set<std::shared_ptr<Session>> sessions_;
+};
+
+}  // namespace junction::core::http

@@ -1,0 +1,82 @@
+#include "core/ingest/ingest.h"
+
+#include <boost/json.hpp>
+#include <cstdio>
+#include <random>
+
+namespace junction::core::ingest {
+
+namespace json = boost::json;
+
+std::string makeUuid() {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  std::uint64_t hi = rng();
+  std::uint64_t lo = rng();
+  hi = (hi & 0xffffffffffff0fffULL) | 0x0000000000004000ULL;  // version 4
+  lo = (lo & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;  // RFC 4122 variant
+  char buf[37];
+  std::snprintf(buf, sizeof buf, "%08x-%04x-%04x-%04x-%012llx",
+                static_cast<unsigned>(hi >> 32), static_cast<unsigned>((hi >> 16) & 0xffff),
+                static_cast<unsigned>(hi & 0xffff), static_cast<unsigned>(lo >> 48),
+                static_cast<unsigned long long>(lo & 0xffffffffffffULL));
+  return buf;
+}
+
+Ingest::Ingest(queue::Log& log, sdk::Metrics& metrics, const sdk::Clock& clock)
+    : log_(log), metrics_(metrics), clock_(clock) {}
+
+void Ingest::emit(const std::string& source_id, std::vector<sdk::Event> events,
+                  sdk::EmitCallback done) {
+  auto& received = metrics_.counter("junction_events_received_total",
+                                    "Events accepted durably into the queue", {{"source", source_id}});
+  auto rejected = [&](const char* reason) -> sdk::Counter& {
+    return metrics_.counter("junction_events_rejected_total",
+                            "Events refused at ingest, by reason",
+                            {{"source", source_id}, {"reason", reason}});
+  };
+  if (closed_.load()) {
+    rejected("shutting_down").inc(events.size());
+    done(sdk::EmitResult{sdk::makeError(sdk::ErrorCode::Unavailable, "the daemon is shutting down"),
+                         std::chrono::seconds(1), 0, 0});
+    return;
+  }
+  const std::int64_t now = clock_.nowMs();
+  for (auto& event : events) {
+    const sdk::EventHeader& h = event.header();
+    if (h.source_id == source_id && !h.message_id.empty() && h.received_at_ms != 0) {
+      continue;  // the source enriched it already
+    }
+    sdk::EventHeader header = h;
+    header.source_id = source_id;
+    if (header.received_at_ms == 0) {
+      header.received_at_ms = now;
+    }
+    std::string body(event.json());
+    if (header.message_id.empty()) {
+      header.message_id = makeUuid();
+      json::object object = event.body();
+      object["messageId"] = header.message_id;
+      body = json::serialize(object);
+    }
+    if (header.timestamp_ms == 0) {
+      header.timestamp_ms = header.received_at_ms;
+    }
+    event = sdk::Event(std::move(header), std::move(body));
+  }
+  const std::size_t count = events.size();
+  auto status = log_.append(std::move(events), [&received, count, done](queue::AppendResult r) {
+    if (r.status.ok()) {
+      received.inc(count);
+      done(sdk::EmitResult{{}, {}, count, 0});
+    } else {
+      done(sdk::EmitResult{r.status, std::chrono::seconds(1), 0, 0});
+    }
+  });
+  if (!status.ok()) {
+    const bool full = status.error().code == sdk::ErrorCode::ResourceExhausted;
+    rejected(full ? "disk_budget" : "queue_unavailable").inc(count);
+    done(sdk::EmitResult{status, std::chrono::seconds(full ? 5 : 1), 0, 0});
+  }
+}
+
+}  // namespace junction::core::ingest

@@ -1,0 +1,256 @@
+#include "core/plugin/plugin_registry.h"
+
+#include <boost/dll/library_info.hpp>
+#include <boost/dll/shared_library.hpp>
+#include <algorithm>
+#include <cstring>
+#include <fstream>
+
+namespace junction::core::plugin {
+
+namespace fs = std::filesystem;
+using sdk::ErrorCode;
+using sdk::makeError;
+
+namespace {
+
+bool validPluginName(const std::string& name) {
+  if (name.empty() || name.size() > 64 || !std::islower(static_cast<unsigned char>(name[0]))) {
+    return false;
+  }
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return std::islower(static_cast<unsigned char>(c)) || std::isdigit(static_cast<unsigned char>(c)) ||
+           c == '_';
+  });
+}
+
+bool isElf(const fs::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  char magic[4] = {};
+  in.read(magic, 4);
+  return in.gcount() == 4 && std::memcmp(magic, "\x7f" "ELF", 4) == 0;
+}
+
+template <typename T>
+sdk::Result<T> barrier(const char* what, auto&& call) {
+  try {
+    return call();
+  } catch (const std::exception& e) {
+    return makeError(ErrorCode::Internal, std::string(what) + " threw: " + e.what());
+  } catch (...) {
+    return makeError(ErrorCode::Internal, std::string(what) + " threw an unknown exception");
+  }
+}
+
+}  // namespace
+
+LoadedPlugin::LoadedPlugin(fs::path file, std::shared_ptr<boost::dll::shared_library> library,
+                           std::unique_ptr<sdk::Plugin, Deleter> plugin, std::string sdk_version)
+    : file_(std::move(file)),
+      library_(std::move(library)),
+      plugin_(std::move(plugin)),
+      sdk_version_(std::move(sdk_version)) {}
+
+LoadedPlugin::~LoadedPlugin() = default;
+
+sdk::Result<std::shared_ptr<sdk::Source>> LoadedPlugin::createSource(
+    const sdk::ConfigObject& config, sdk::SourceContext& context) {
+  return barrier<std::shared_ptr<sdk::Source>>(
+      "the plugin's createSource",
+      [&]() -> sdk::Result<std::shared_ptr<sdk::Source>> {
+        auto made = plugin_->createSource(config, context);
+        if (!made) {
+          return std::move(made).error();
+        }
+        if (!*made) {
+          return makeError(ErrorCode::Internal, "the plugin's createSource returned null");
+        }
+        auto self = shared_from_this();
+        return std::shared_ptr<sdk::Source>(made->release(),
+                                            [self](sdk::Source* s) { delete s; });
+      });
+}
+
+sdk::Result<std::shared_ptr<sdk::Destination>> LoadedPlugin::createDestination(
+    const sdk::ConfigObject& config, sdk::DestinationContext& context) {
+  return barrier<std::shared_ptr<sdk::Destination>>(
+      "the plugin's createDestination",
+      [&]() -> sdk::Result<std::shared_ptr<sdk::Destination>> {
+        auto made = plugin_->createDestination(config, context);
+        if (!made) {
+          return std::move(made).error();
+        }
+        if (!*made) {
+          return makeError(ErrorCode::Internal, "the plugin's createDestination returned null");
+        }
+        auto self = shared_from_this();
+        return std::shared_ptr<sdk::Destination>(made->release(),
+                                                 [self](sdk::Destination* d) { delete d; });
+      });
+}
+
+PluginRegistry::PluginRegistry() = default;
+PluginRegistry::~PluginRegistry() = default;
+
+sdk::Result<std::shared_ptr<LoadedPlugin>> PluginRegistry::load(const fs::path& file) {
+  auto refuse = [](std::string reason) { return makeError(ErrorCode::InvalidArgument, std::move(reason)); };
+  if (!isElf(file)) {
+    return refuse("not a Junction plugin (not a shared library)");
+  }
+  // 1. The symbol table, read without loading the library: is there an entry, which version?
+  std::vector<std::string> symbols;
+  try {
+    boost::dll::library_info info(file.string());
+    symbols = info.symbols();
+  } catch (const std::exception& e) {
+    return refuse(std::string("not a Junction plugin (unreadable symbol table: ") + e.what() + ")");
+  }
+  bool has_entry = false;
+  std::string other_version;
+  for (const auto& s : symbols) {
+    if (s == JUNCTION_ENTRY_SYMBOL) {
+      has_entry = true;
+    } else if (s.rfind(JUNCTION_ENTRY_SYMBOL_PREFIX, 0) == 0) {
+      other_version = s.substr(std::strlen(JUNCTION_ENTRY_SYMBOL_PREFIX));
+    }
+  }
+  if (!has_entry) {
+    if (!other_version.empty()) {
+      return refuse("built for plugin ABI v" + other_version + ", this junctiond loads ABI v" +
+                    std::to_string(sdk::kAbiVersion) + " (rebuild it against Junction SDK " +
+                    sdk::kSdkVersion + ")");
+    }
+    return refuse("not a Junction plugin (no " JUNCTION_ENTRY_SYMBOL " symbol)");
+  }
+
+  // 2. Load it and read the plain-C entry.
+  auto library = std::make_shared<boost::dll::shared_library>();
+  try {
+    library->load(file.string(),
+                  boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
+  } catch (const std::exception& e) {
+    return refuse(std::string("cannot be loaded: ") + e.what());
+  }
+  const auto& entry = library->get<const JunctionPluginEntry>(JUNCTION_ENTRY_SYMBOL);
+  if (entry.magic != sdk::kEntryMagic) {
+    return refuse("corrupt plugin entry (bad magic number)");
+  }
+  if (entry.abi_version != sdk::kAbiVersion) {
+    return refuse("built for plugin ABI v" + std::to_string(entry.abi_version) +
+                  ", this junctiond loads ABI v" + std::to_string(sdk::kAbiVersion) +
+                  " (rebuild it against Junction SDK " + sdk::kSdkVersion + ")");
+  }
+  const char* fingerprint = entry.fingerprint != nullptr ? entry.fingerprint : "(none)";
+  if (std::strcmp(fingerprint, sdk::kBuildFingerprint) != 0) {
+    return refuse(std::string("built with ") + fingerprint + ", but this junctiond with " +
+                  sdk::kBuildFingerprint + " (rebuild it with the same compiler and Boost)");
+  }
+
+  // 3. Only now run plugin code: the factory, then the descriptor checks.
+  sdk::Plugin* raw = entry.create();
+  if (raw == nullptr) {
+    const char* why = entry.last_error != nullptr ? entry.last_error() : "";
+    return refuse(std::string("plugin factory failed: ") + (why && *why ? why : "returned null"));
+  }
+  std::unique_ptr<sdk::Plugin, LoadedPlugin::Deleter> plugin(raw, LoadedPlugin::Deleter{entry.destroy});
+  auto descriptor = barrier<sdk::PluginDescriptor>(
+      "the plugin's descriptor", [&] { return sdk::PluginDescriptor(plugin->descriptor()); });
+  if (!descriptor) {
+    return refuse("plugin factory failed: " + descriptor.error().message);
+  }
+  if (!validPluginName(descriptor->name)) {
+    return refuse("invalid descriptor: plugin name '" + descriptor->name +
+                  "' (use lower-case letters, digits and '_')");
+  }
+  if (auto problems = sdk::checkOptionTable(descriptor->options); !problems.empty()) {
+    return refuse("invalid descriptor: " + problems.front());
+  }
+  if (auto it = by_name_.find(descriptor->name); it != by_name_.end()) {
+    return refuse("plugin name '" + descriptor->name + "' is already taken by " +
+                  it->second->file().string());
+  }
+  auto loaded = std::make_shared<LoadedPlugin>(file, std::move(library), std::move(plugin),
+                                               entry.sdk_version ? entry.sdk_version : "");
+  by_name_.emplace(descriptor->name, loaded);
+  return loaded;
+}
+
+void PluginRegistry::scan(const std::vector<fs::path>& directories,
+                          std::vector<LoadError>& refused) {
+  for (const auto& dir : directories) {
+    std::error_code ec;
+    if (!fs::is_directory(dir, ec)) {
+      continue;
+    }
+    std::vector<fs::path> files;
+    for (const auto& entry : fs::directory_iterator(dir, ec)) {
+      if (entry.is_regular_file(ec) && entry.path().extension() == ".so") {
+        files.push_back(entry.path());
+      }
+    }
+    std::sort(files.begin(), files.end());
+    for (const auto& file : files) {
+      std::string canonical = fs::weakly_canonical(file, ec).string();
+      if (by_file_.contains(canonical)) {
+        continue;
+      }
+      auto loaded = load(file);
+      by_file_[canonical] = loaded ? (*loaded)->descriptor().name : "";
+      if (!loaded) {
+        refused.push_back(LoadError{file.string(), loaded.error().message});
+      }
+    }
+  }
+}
+
+const sdk::Plugin* PluginRegistry::find(std::string_view name) const {
+  auto it = by_name_.find(name);
+  return it == by_name_.end() ? nullptr : &it->second->plugin();
+}
+
+std::vector<std::string> PluginRegistry::names() const {
+  std::vector<std::string> out;
+  for (const auto& [name, p] : by_name_) {
+    out.push_back(name);
+  }
+  return out;
+}
+
+std::shared_ptr<LoadedPlugin> PluginRegistry::get(std::string_view name) const {
+  auto it = by_name_.find(name);
+  return it == by_name_.end() ? nullptr : it->second;
+}
+
+std::vector<std::shared_ptr<LoadedPlugin>> PluginRegistry::all() const {
+  std::vector<std::shared_ptr<LoadedPlugin>> out;
+  for (const auto& [name, p] : by_name_) {
+    out.push_back(p);
+  }
+  return out;
+}
+
+fs::path executableDirectory() {
+  std::error_code ec;
+  fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  return ec ? fs::current_path() : exe.parent_path();
+}
+
+std::vector<fs::path> pluginSearchPath(const std::vector<std::string>& configured) {
+  std::vector<fs::path> out;
+  std::vector<std::string> seen;
+  auto add = [&](const fs::path& p) {
+    std::error_code ec;
+    std::string key = fs::weakly_canonical(p, ec).string();
+    if (std::find(seen.begin(), seen.end(), key) == seen.end()) {
+      seen.push_back(key);
+      out.push_back(p);
+    }
+  };
+  for (const auto& p : configured) {
+    add(p);
+  }
+  add(executableDirectory() / ".." / "plugins");
+  return out;
+}
+
+}  // namespace junction::core::plugin

@@ -1,0 +1,680 @@
+#include "core/queue/log.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cinttypes>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <limits>
+#include <system_error>
+#include <utility>
+
+#include "core/queue/io.h"
+
+namespace junction::core::queue {
+
+struct Log::Segment {
+  Segment(Offset base_offset, int file, std::string file_path)
+      : base(base_offset), fd(file), path(std::move(file_path)) {}
+  ~Segment() {
+    if (fd >= 0) {
+      ::close(fd);
+    }
+  }
+  Segment(const Segment&) = delete;
+  Segment& operator=(const Segment&) = delete;
+
+  const Offset base;
+  const int fd;
+  const std::string path;
+  // Bytes readers may read: only durable data. Written by the writer thread after each sync.
+  std::atomic<std::uint64_t> durable_size{0};
+  // No more appends go here and its whole content is durable.
+  std::atomic<bool> sealed{false};
+};
+
+namespace {
+
+constexpr Offset kNoOffset = std::numeric_limits<Offset>::max();
+constexpr std::size_t kMinReadWindow = 64u << 10;
+constexpr std::size_t kMaxReadWindow = 1u << 20;
+
+sdk::Error ioError(const std::string& what, const std::string& path, int err) {
+  return sdk::makeError(sdk::ErrorCode::Unavailable,
+                        what + " " + path + ": " + std::strerror(err));
+}
+
+std::optional<Offset> parseSegmentName(std::string_view name) {
+  constexpr std::string_view kSuffix = ".seg";
+  if (name.size() != 20 + kSuffix.size() || name.substr(20) != kSuffix) {
+    return std::nullopt;
+  }
+  Offset base = 0;
+  for (char c : name.substr(0, 20)) {
+    if (c < '0' || c > '9') {
+      return std::nullopt;
+    }
+    const Offset digit = static_cast<Offset>(c - '0');
+    if (base > (kNoOffset - digit) / 10) {
+      return std::nullopt;
+    }
+    base = base * 10 + digit;
+  }
+  return base;
+}
+
+// Offset (relative to the file) of the first valid record strictly after `pos`, or `limit`.
+// A candidate must have the magic, a sane length that fits before `limit`, and a good CRC.
+std::uint64_t findNextValid(WindowReader& reader, std::uint64_t pos, std::uint64_t limit) {
+  const auto magic_lo = static_cast<char>(kRecordMagic & 0xFFu);
+  std::uint64_t p = pos + 1;
+  while (p + kRecordHeaderSize <= limit) {
+    const std::string_view window = reader.available(p);
+    if (window.size() < kRecordHeaderSize) {
+      return limit;  // I/O error or nothing left
+    }
+    const std::size_t scan = window.size() - 3;
+    const void* hit = std::memchr(window.data(), magic_lo, scan);
+    if (hit == nullptr) {
+      p += scan;
+      continue;
+    }
+    const std::uint64_t candidate =
+        p + static_cast<std::uint64_t>(static_cast<const char*>(hit) - window.data());
+    RecordView v = inspectRecord(reader.view(candidate, kRecordHeaderSize));
+    if (v.status == RecordStatus::Truncated && v.size > 0 && candidate + v.size <= limit) {
+      v = inspectRecord(reader.view(candidate, v.size));
+    }
+    if (v.status == RecordStatus::Ok) {
+      return candidate;
+    }
+    p = candidate + 1;
+  }
+  return limit;
+}
+
+// Walks records from `pos`; returns where the valid run stops (== limit when all is valid).
+std::uint64_t scanValid(WindowReader& reader, std::uint64_t pos, std::uint64_t limit) {
+  while (pos < limit) {
+    RecordView v = inspectRecord(reader.view(pos, kRecordHeaderSize));
+    if (v.status == RecordStatus::Truncated && v.size > 0 && pos + v.size <= limit) {
+      v = inspectRecord(reader.view(pos, v.size));
+    }
+    if (v.status != RecordStatus::Ok) {
+      return pos;
+    }
+    pos += v.size;
+  }
+  return pos;
+}
+
+}  // namespace
+
+std::string segmentFileName(Offset base) {
+  char name[32];
+  std::snprintf(name, sizeof name, "%020" PRIu64 ".seg", base);
+  return name;
+}
+
+void Log::Group::clear() {
+  bytes.clear();
+  record_sizes.clear();
+  calls.clear();
+}
+
+Log::Log(LogOptions options) : options_(std::move(options)) {}
+
+sdk::Result<std::unique_ptr<Log>> Log::open(LogOptions options, RecoveryReport* report) {
+  if (options.path.empty()) {
+    return sdk::makeError(sdk::ErrorCode::InvalidArgument, "queue path is empty");
+  }
+  if (options.segment_bytes < 4096) {
+    return sdk::makeError(sdk::ErrorCode::InvalidArgument,
+                          "queue segment_bytes must be at least 4096");
+  }
+  if (options.fsync_interval.count() < 0) {
+    return sdk::makeError(sdk::ErrorCode::InvalidArgument, "queue fsync_interval is negative");
+  }
+  std::unique_ptr<Log> log(new Log(std::move(options)));
+  RecoveryReport local;
+  if (sdk::Status st = log->recover(local); !st.ok()) {
+    return st.error();
+  }
+  if (report != nullptr) {
+    *report = local;
+  }
+  log->writer_ = std::thread([raw = log.get()] { raw->writerLoop(); });
+  return log;
+}
+
+Log::~Log() {
+  {
+    std::lock_guard lk(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (writer_.joinable()) {
+    writer_.join();
+  }
+}
+
+std::shared_ptr<Log::Segment> Log::createSegment(Offset base) {
+  const std::string file = options_.path + "/" + segmentFileName(base);
+  const int fd = ::open(file.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    return nullptr;
+  }
+  return std::make_shared<Segment>(base, fd, file);
+}
+
+sdk::Status Log::recover(RecoveryReport& report) {
+  std::error_code ec;
+  std::filesystem::create_directories(options_.path, ec);
+  if (ec) {
+    return sdk::makeError(sdk::ErrorCode::Unavailable,
+                          "cannot create queue directory " + options_.path + ": " + ec.message());
+  }
+  std::vector<Offset> bases;
+  {
+    DIR* dir = ::opendir(options_.path.c_str());
+    if (dir == nullptr) {
+      return ioError("cannot list queue directory", options_.path, errno);
+    }
+    while (const dirent* entry = ::readdir(dir)) {
+      if (auto base = parseSegmentName(entry->d_name)) {
+        bases.push_back(*base);
+      }
+    }
+    ::closedir(dir);
+  }
+  std::sort(bases.begin(), bases.end());
+
+  if (bases.empty()) {
+    auto seg = createSegment(0);
+    if (!seg) {
+      return ioError("cannot create segment in", options_.path, errno);
+    }
+    if (int err = fsyncDirectory(options_.path); err != 0) {
+      return ioError("cannot sync directory", options_.path, err);
+    }
+    segments_.emplace(0, std::move(seg));
+    bases.push_back(0);
+  } else {
+    for (std::size_t i = 0; i < bases.size(); ++i) {
+      const bool last = i + 1 == bases.size();
+      const std::string file = options_.path + "/" + segmentFileName(bases[i]);
+      const int fd = ::open(file.c_str(), (last ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+      if (fd < 0) {
+        return ioError("cannot open segment", file, errno);
+      }
+      auto seg = std::make_shared<Segment>(bases[i], fd, file);
+      struct stat st {};
+      if (::fstat(fd, &st) != 0) {
+        return ioError("cannot stat segment", file, errno);
+      }
+      auto size = static_cast<std::uint64_t>(st.st_size);
+      disk_bytes_ += size;
+      if (!last) {
+        // Older segments are trusted by size alone: scanning them would make start-up time grow
+        // with the backlog. Readers validate every record anyway.
+        seg->durable_size = std::min<std::uint64_t>(size, bases[i + 1] - bases[i]);
+        seg->sealed = true;
+      }
+      segments_.emplace(bases[i], std::move(seg));
+    }
+  }
+
+  // Validate the last segment from its start.
+  const std::shared_ptr<Segment>& last = segments_.rbegin()->second;
+  struct stat st {};
+  if (::fstat(last->fd, &st) != 0) {
+    return ioError("cannot stat segment", last->path, errno);
+  }
+  const auto file_size = static_cast<std::uint64_t>(st.st_size);
+  WindowReader reader;
+  reader.reset(last->fd, file_size, kMaxReadWindow);
+  std::uint64_t end = 0;
+  while (true) {
+    end = scanValid(reader, end, file_size);
+    if (end >= file_size || reader.failed()) {
+      break;
+    }
+    // Invalid bytes: a torn tail unless a valid record follows (then it is a corrupt region
+    // that readers will report and skip; the records after it are kept).
+    const std::uint64_t next = findNextValid(reader, end, file_size);
+    if (next >= file_size) {
+      break;
+    }
+    ++report.corrupt_regions;
+    end = next;
+  }
+  if (reader.failed()) {
+    return ioError("cannot read segment", last->path, reader.error());
+  }
+  recovery_scanned_bytes_ = reader.bytesRead();
+  report.scanned_bytes = recovery_scanned_bytes_;
+
+  if (end < file_size) {
+    const Offset at = last->base + end;
+    const std::string dir = options_.path + "/corrupt";
+    const std::string copy = dir + "/" + segmentFileName(last->base).substr(0, 20) + "-" +
+                             segmentFileName(at).substr(0, 20) + ".bin";
+    if (int err = copyRange(last->fd, end, file_size, dir, copy); err != 0) {
+      return ioError("cannot save the torn tail of segment to", copy, err);
+    }
+    if (::ftruncate(last->fd, static_cast<off_t>(end)) != 0 || ::fdatasync(last->fd) != 0) {
+      return ioError("cannot truncate the torn tail of segment", last->path, errno);
+    }
+    disk_bytes_ -= file_size - end;
+    report.truncated_bytes = file_size - end;
+    report.truncated_at = at;
+    report.moved_to = copy;
+  }
+  last->durable_size = end;
+  active_ = last;
+  active_size_ = end;
+  durable_end_ = last->base + end;
+  committed_bytes_ = disk_bytes_;
+
+  report.segments = segments_.size();
+  report.begin = segments_.begin()->first;
+  report.end = durable_end_;
+  return sdk::Status::success();
+}
+
+sdk::Status Log::append(std::vector<sdk::Event> events, AppendCallback done) {
+  thread_local std::string scratch;
+  thread_local std::vector<std::uint32_t> sizes;
+  scratch.clear();
+  sizes.clear();
+  if (scratch.capacity() > (8u << 20)) {
+    scratch.shrink_to_fit();
+  }
+  for (const sdk::Event& event : events) {
+    const std::size_t before = scratch.size();
+    if (sdk::Status st = encodeRecord(event, scratch); !st.ok()) {
+      return st;
+    }
+    sizes.push_back(static_cast<std::uint32_t>(scratch.size() - before));
+  }
+  bool notify = false;
+  {
+    std::lock_guard lk(mu_);
+    if (stopping_) {
+      return sdk::makeError(sdk::ErrorCode::Unavailable, "the queue is shutting down");
+    }
+    if (options_.max_bytes != 0 && committed_bytes_ + scratch.size() > options_.max_bytes) {
+      return sdk::makeError(
+          sdk::ErrorCode::ResourceExhausted,
+          "queue disk budget exhausted: storage.max_bytes is " +
+              std::to_string(options_.max_bytes) + ", " + std::to_string(committed_bytes_) +
+              " bytes are used and this append needs " + std::to_string(scratch.size()) +
+              " more; space is freed when every destination has delivered past a segment");
+    }
+    committed_bytes_ += scratch.size();
+    PendingCall call;
+    call.done = std::move(done);
+    call.begin = pending_.bytes.size();
+    call.end = call.begin + scratch.size();
+    call.records = sizes.size();
+    pending_.bytes.append(scratch);
+    pending_.record_sizes.insert(pending_.record_sizes.end(), sizes.begin(), sizes.end());
+    pending_.calls.push_back(std::move(call));
+    notify = writer_idle_;
+  }
+  if (notify) {
+    cv_.notify_one();
+  }
+  return sdk::Status::success();
+}
+
+void Log::writerLoop() {
+  Group group;
+  std::unique_lock lk(mu_);
+  while (true) {
+    if (pending_.calls.empty()) {
+      if (stopping_) {
+        break;
+      }
+      writer_idle_ = true;
+      cv_.wait(lk, [this] { return stopping_ || !pending_.calls.empty(); });
+      writer_idle_ = false;
+      continue;
+    }
+    if (options_.fsync == FsyncPolicy::Batch && !stopping_) {
+      // Let more groups join the next sync; producers do not wake us meanwhile.
+      const auto deadline = last_sync_ + options_.fsync_interval;
+      cv_.wait_until(lk, deadline, [this] { return stopping_; });
+    }
+    std::swap(group, pending_);
+    lk.unlock();
+
+    const Offset start = active_->base + active_size_;
+    const std::uint64_t bytes = group.bytes.size();
+    last_sync_ = std::chrono::steady_clock::now();
+    sealed_.clear();
+    sdk::Status st = writeGroup(group);
+    if (st.ok()) {
+      for (auto& [seg, size] : sealed_) {
+        seg->durable_size.store(size, std::memory_order_release);
+        seg->sealed.store(true, std::memory_order_release);
+      }
+      active_->durable_size.store(active_size_, std::memory_order_release);
+      durable_end_.store(start + bytes, std::memory_order_release);
+      disk_bytes_ += bytes;
+      appended_records_ += group.record_sizes.size();
+      appended_bytes_ += bytes;
+    } else {
+      ++write_errors_;
+      std::lock_guard relk(mu_);
+      committed_bytes_ -= bytes;
+    }
+    completeGroup(group, st, start);
+    group.clear();
+    lk.lock();
+  }
+}
+
+sdk::Status Log::syncActive() {
+  ++fsync_count_;
+  if (::fdatasync(active_->fd) != 0) {
+    return ioError("fdatasync failed on segment", active_->path, errno);
+  }
+  return sdk::Status::success();
+}
+
+sdk::Status Log::roll() {
+  if (options_.fsync != FsyncPolicy::Never) {
+    if (sdk::Status st = syncActive(); !st.ok()) {
+      return st;
+    }
+  }
+  const Offset base = active_->base + active_size_;
+  auto seg = createSegment(base);
+  if (!seg) {
+    return ioError("cannot create segment", options_.path + "/" + segmentFileName(base), errno);
+  }
+  if (options_.fsync != FsyncPolicy::Never) {
+    if (int err = fsyncDirectory(options_.path); err != 0) {
+      ::unlink(seg->path.c_str());
+      return ioError("cannot sync directory", options_.path, err);
+    }
+  }
+  {
+    std::unique_lock lk(segments_mu_);
+    segments_.emplace(base, seg);
+  }
+  sealed_.emplace_back(active_, active_size_);
+  created_.push_back(seg);
+  active_ = std::move(seg);
+  active_size_ = 0;
+  return sdk::Status::success();
+}
+
+sdk::Status Log::writeGroup(Group& group) {
+  const std::shared_ptr<Segment> original = active_;
+  const std::uint64_t original_size = active_size_;
+  created_.clear();
+  sdk::Status st;
+  const auto& sizes = group.record_sizes;
+  std::size_t pos = 0;
+  std::size_t idx = 0;
+  while (idx < sizes.size()) {
+    if (active_size_ > 0 && active_size_ + sizes[idx] > options_.segment_bytes) {
+      st = roll();
+      if (!st.ok()) {
+        break;
+      }
+    }
+    std::size_t chunk = 0;
+    while (idx < sizes.size() && ((active_size_ == 0 && chunk == 0) ||
+                                  active_size_ + chunk + sizes[idx] <= options_.segment_bytes)) {
+      chunk += sizes[idx];
+      ++idx;
+    }
+    if (int err = pwriteAll(active_->fd, group.bytes.data() + pos, chunk, active_size_);
+        err != 0) {
+      st = ioError("write failed on segment", active_->path, err);
+      break;
+    }
+    active_size_ += chunk;
+    pos += chunk;
+  }
+  if (st.ok() && options_.fsync != FsyncPolicy::Never && !sizes.empty()) {
+    st = syncActive();
+  }
+  if (!st.ok()) {
+    // Undo the group: nothing of a failed call may become readable, and the next group must
+    // start at the last durable position.
+    if (!created_.empty()) {
+      std::unique_lock lk(segments_mu_);
+      for (const auto& seg : created_) {
+        segments_.erase(seg->base);
+        ::unlink(seg->path.c_str());
+      }
+    }
+    created_.clear();
+    sealed_.clear();
+    active_ = original;
+    active_size_ = original_size;
+    // Drop whatever reached the page cache (after a failed fdatasync it may be lost anyway).
+    (void)::ftruncate(active_->fd, static_cast<off_t>(active_size_));
+  }
+  return st;
+}
+
+void Log::completeGroup(Group& group, const sdk::Status& status, Offset start) {
+  for (PendingCall& call : group.calls) {
+    AppendResult result;
+    result.status = status;
+    if (status.ok()) {
+      result.first = start + call.begin;
+      result.end = start + call.end;
+    }
+    if (call.done) {
+      call.done(std::move(result));
+    }
+  }
+  if (status.ok()) {
+    std::lock_guard lk(listener_mu_);
+    if (append_listener_) {
+      append_listener_();
+    }
+  }
+}
+
+void Log::setAppendListener(std::function<void()> listener) {
+  std::lock_guard lk(listener_mu_);
+  append_listener_ = std::move(listener);
+}
+
+void Log::setCorruptionListener(std::function<void(const CorruptionReport&)> listener) {
+  std::lock_guard lk(listener_mu_);
+  corruption_listener_ = std::move(listener);
+}
+
+Offset Log::beginOffset() const {
+  std::shared_lock lk(segments_mu_);
+  return segments_.empty() ? durableEnd() : segments_.begin()->first;
+}
+
+std::size_t Log::segmentCount() const {
+  std::shared_lock lk(segments_mu_);
+  return segments_.size();
+}
+
+void Log::reportCorruption(const Segment& segment, std::uint64_t pos, std::uint64_t end,
+                           RecordStatus reason) {
+  const Offset at = segment.base + pos;
+  {
+    std::lock_guard lk(corrupt_mu_);
+    if (!corrupt_seen_.insert(at).second) {
+      return;  // another reader (or an earlier read) already reported this region
+    }
+  }
+  ++corrupt_records_;
+  CorruptionReport report;
+  report.offset = at;
+  report.length = end - pos;
+  report.reason = reason;
+  const std::string dir = options_.path + "/corrupt";
+  const std::string copy = dir + "/" + segmentFileName(segment.base).substr(0, 20) + "-" +
+                           segmentFileName(at).substr(0, 20) + ".bin";
+  if (copyRange(segment.fd, pos, end, dir, copy) == 0) {
+    report.moved_to = copy;
+  }
+  std::function<void(const CorruptionReport&)> listener;
+  {
+    std::lock_guard lk(listener_mu_);
+    listener = corruption_listener_;
+  }
+  if (listener) {
+    listener(report);
+  }
+}
+
+sdk::Result<ReadBatch> Log::read(Offset from, std::size_t max_records, std::size_t max_bytes) {
+  const Offset durable = durableEnd();
+  if (from > durable) {
+    return sdk::makeError(sdk::ErrorCode::InvalidArgument,
+                          "read offset " + std::to_string(from) + " is past the end of the queue (" +
+                              std::to_string(durable) + ")");
+  }
+  ReadBatch batch;
+  std::size_t bytes = 0;
+  bool full = false;
+  WindowReader reader;
+  const std::size_t window = std::clamp(max_bytes, kMinReadWindow, kMaxReadWindow);
+  while (!full && batch.records.size() < max_records && from < durable) {
+    std::shared_ptr<Segment> seg;
+    Offset next_base = kNoOffset;
+    Offset oldest = kNoOffset;
+    {
+      std::shared_lock lk(segments_mu_);
+      if (segments_.empty()) {
+        break;
+      }
+      auto it = segments_.upper_bound(from);
+      if (it == segments_.begin()) {
+        oldest = it->first;
+      } else {
+        --it;
+        seg = it->second;
+        if (auto nx = std::next(it); nx != segments_.end()) {
+          next_base = nx->first;
+        }
+      }
+    }
+    if (!seg) {
+      // `from` lies in a deleted segment: resume at the oldest one and say what was skipped.
+      batch.skipped_bytes += oldest - from;
+      skipped_bytes_ += oldest - from;
+      from = oldest;
+      continue;
+    }
+    const std::uint64_t limit = seg->durable_size.load(std::memory_order_acquire);
+    std::uint64_t pos = from - seg->base;
+    if (pos >= limit) {
+      if (seg->sealed.load(std::memory_order_acquire) && next_base != kNoOffset) {
+        // Normally next_base == from. A file shorter than its successor's base happens only
+        // after a power loss under fsync: never; the lost range is counted as skipped.
+        if (next_base > from) {
+          batch.skipped_bytes += next_base - from;
+          skipped_bytes_ += next_base - from;
+        }
+        from = next_base;
+        continue;
+      }
+      break;
+    }
+    reader.reset(seg->fd, limit, window);
+    while (pos < limit && batch.records.size() < max_records) {
+      RecordView v = inspectRecord(reader.view(pos, kRecordHeaderSize));
+      if (v.status == RecordStatus::Truncated && v.size > 0 && pos + v.size <= limit) {
+        v = inspectRecord(reader.view(pos, v.size));
+      }
+      if (reader.failed()) {
+        return ioError("cannot read segment", seg->path, reader.error());
+      }
+      if (v.status == RecordStatus::Ok) {
+        if (!batch.records.empty() && bytes + v.size > max_bytes) {
+          full = true;
+          break;
+        }
+        auto event = decodePayload(v.payload);
+        if (event.ok()) {
+          batch.records.push_back(StoredRecord{seg->base + pos, std::move(event).value()});
+          bytes += v.size;
+          pos += v.size;
+          continue;
+        }
+        // Framing and CRC are fine, so the record's extent is known: skip exactly it.
+        reportCorruption(*seg, pos, pos + v.size, RecordStatus::BadPayload);
+        ++batch.corrupt_regions;
+        batch.skipped_bytes += v.size;
+        skipped_bytes_ += v.size;
+        pos += v.size;
+        continue;
+      }
+      // Durable data never ends mid-record, so anything invalid here is corruption.
+      const std::uint64_t next = findNextValid(reader, pos, limit);
+      if (reader.failed()) {
+        return ioError("cannot read segment", seg->path, reader.error());
+      }
+      reportCorruption(*seg, pos, next, v.status);
+      ++batch.corrupt_regions;
+      batch.skipped_bytes += next - pos;
+      skipped_bytes_ += next - pos;
+      pos = next;
+    }
+    from = seg->base + pos;
+  }
+  batch.next = from;
+  return batch;
+}
+
+sdk::Result<std::size_t> Log::truncateBefore(Offset min_cursor) {
+  std::vector<std::shared_ptr<Segment>> victims;
+  {
+    std::unique_lock lk(segments_mu_);
+    for (auto it = segments_.begin(); it != segments_.end();) {
+      auto nx = std::next(it);
+      if (nx == segments_.end() || nx->first > min_cursor ||
+          !it->second->sealed.load(std::memory_order_acquire)) {
+        break;  // never the active segment; never past the cursor
+      }
+      victims.push_back(it->second);
+      it = segments_.erase(it);
+    }
+  }
+  std::uint64_t freed = 0;
+  int first_error = 0;
+  std::string failed_path;
+  for (const auto& seg : victims) {
+    struct stat st {};
+    if (::fstat(seg->fd, &st) == 0) {
+      freed += static_cast<std::uint64_t>(st.st_size);
+    }
+    if (::unlink(seg->path.c_str()) != 0 && first_error == 0) {
+      first_error = errno;
+      failed_path = seg->path;
+    }
+  }
+  disk_bytes_ -= freed;
+  {
+    std::lock_guard lk(mu_);
+    committed_bytes_ -= std::min(committed_bytes_, freed);
+  }
+  if (first_error != 0) {
+    return ioError("cannot delete segment", failed_path, first_error);
+  }
+  return victims.size();
+}
+
+}  // namespace junction::core::queue

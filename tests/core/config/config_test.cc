@@ -1,0 +1,384 @@
+// The configuration: the daemon's own sections, env interpolation, and each error kind with
+// file:line:column and key, all reported at once.
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <map>
+
+#include "core/config/daemon_config.h"
+#include "junction/sdk/plugin.h"
+
+namespace junction::core::config {
+namespace {
+
+using ::testing::AllOf;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::Not;
+using ::testing::SizeIs;
+
+EnvLookup fakeEnv(std::map<std::string, std::string> vars) {
+  return [vars = std::move(vars)](std::string_view name) -> std::optional<std::string> {
+    auto it = vars.find(std::string(name));
+    if (it == vars.end()) {
+      return std::nullopt;
+    }
+    return it->second;
+  };
+}
+
+std::optional<DaemonConfig> load(const std::string& yaml, ConfigErrors& errors,
+                                 std::map<std::string, std::string> env = {}) {
+  return loadConfigText(yaml, "test.yaml", fakeEnv(std::move(env)), errors);
+}
+
+std::vector<std::string> lines(const ConfigErrors& errors) {
+  std::vector<std::string> out;
+  for (const auto& e : errors) {
+    out.push_back(e.toString());
+  }
+  return out;
+}
+
+TEST(ConfigTest, EmptyFileGivesDefaults) {
+  ConfigErrors errors;
+  auto config = load("", errors);
+  ASSERT_TRUE(config) << formatErrors(errors);
+  EXPECT_EQ(config->server.host, "127.0.0.1");
+  EXPECT_EQ(config->server.port, 8080);
+  EXPECT_EQ(config->storage.path, "./data");
+  EXPECT_EQ(config->storage.fsync, "batch");
+  EXPECT_EQ(config->storage.fsync_interval, std::chrono::milliseconds(5));
+  EXPECT_EQ(config->storage.segment_bytes, 64u << 20);
+  EXPECT_EQ(config->queue.backend, "embedded");
+  EXPECT_EQ(config->log.format, "text");
+  EXPECT_TRUE(config->sources.empty());
+}
+
+TEST(ConfigTest, ReadsTheDesignExample) {
+  ConfigErrors errors;
+  auto config = load(R"(
+server:   { listen: "127.0.0.1:9090", admin_token: "${JUNCTION_ADMIN_TOKEN}" }
+storage:  { path: "./data", fsync: batch }
+queue:    { backend: embedded }
+plugins:  { paths: ["./build/plugins"] }
+sources:
+  - id: web
+    plugin: http
+    config: { write_keys: ["${WEB_WRITE_KEY}"] }
+destinations:
+  - id: newsletter
+    plugin: mailchimp
+    from: [web]
+    consent: [marketing]
+    filter: { types: [identify, track], events: ["Order Completed"] }
+    config: { api_key: "${MAILCHIMP_KEY}", list_id: "abc123", base_url: "http://127.0.0.1:9001" }
+)",
+                     errors, {{"JUNCTION_ADMIN_TOKEN", "t0ken-secret"}, {"WEB_WRITE_KEY", "wk"},
+                              {"MAILCHIMP_KEY", "mk"}});
+  ASSERT_TRUE(config) << formatErrors(errors);
+  EXPECT_EQ(config->server.port, 9090);
+  EXPECT_EQ(config->server.admin_token, "t0ken-secret");
+  EXPECT_THAT(config->plugins.paths, ElementsAre("./build/plugins"));
+  ASSERT_THAT(config->sources, SizeIs(1));
+  EXPECT_EQ(config->sources[0].id, "web");
+  ASSERT_THAT(config->destinations, SizeIs(1));
+  const auto& d = config->destinations[0];
+  EXPECT_EQ(d.plugin, "mailchimp");
+  EXPECT_THAT(d.from, ElementsAre("web"));
+  EXPECT_THAT(d.consent, ElementsAre("marketing"));
+  EXPECT_THAT(d.filter.types, ElementsAre("identify", "track"));
+  EXPECT_THAT(d.filter.events, ElementsAre("Order Completed"));
+  EXPECT_EQ(d.consent_default, "deny");
+  EXPECT_EQ(d.batch.max_events, 100);
+  EXPECT_EQ(d.retry.max_attempts, 10);
+  EXPECT_EQ(d.start, "latest");
+}
+
+TEST(ConfigTest, UnknownKeyNamesFileLineAndSuggests) {
+  ConfigErrors errors;
+  EXPECT_FALSE(load("server:\n  listen: \"127.0.0.1:1\"\n  admin_tokn: x\n", errors));
+  EXPECT_THAT(lines(errors),
+              ElementsAre("test.yaml:3:3: server.admin_tokn: unknown option; did you mean "
+                          "'admin_token'?"));
+}
+
+TEST(ConfigTest, UnknownTopLevelSection) {
+  ConfigErrors errors;
+  EXPECT_FALSE(load("storag:\n  path: x\n", errors));
+  EXPECT_THAT(lines(errors),
+              ElementsAre("test.yaml:1:1: storag: unknown option; did you mean 'storage'?"));
+}
+
+TEST(ConfigTest, WrongTypeAndBoundsAndOneOf) {
+  ConfigErrors errors;
+  EXPECT_FALSE(load(R"(storage:
+  fsync: sometimes
+  fsync_interval: 5000ms
+  segment_bytes: lots
+server:
+  threads: many
+)",
+                    errors));
+  EXPECT_THAT(lines(errors),
+              ElementsAre(
+                  "test.yaml:2:10: storage.fsync: expected one of always, batch, never, got \"sometimes\"",
+                  "test.yaml:3:19: storage.fsync_interval: must be at most 1000ms, got 5000",
+                  "test.yaml:4:18: storage.segment_bytes: expected a size such as 65536, \"32KiB\" or "
+                  "\"64MiB\", got \"lots\"",
+                  "test.yaml:6:12: server.threads: expected an integer, got \"many\""));  // file order
+}
+
+TEST(ConfigTest, MissingRequiredConnectorKeys) {
+  ConfigErrors errors;
+  EXPECT_FALSE(load("sources:\n  - plugin: http\n", errors));
+  ASSERT_THAT(errors, SizeIs(1));
+  EXPECT_EQ(errors[0].line, 2);
+  EXPECT_EQ(errors[0].key, "sources[0].id");
+  EXPECT_THAT(errors[0].message, HasSubstr("required option is missing"));
+}
+
+TEST(ConfigTest, ReportsEveryErrorAtOnce) {
+  ConfigErrors errors;
+  EXPECT_FALSE(load(R"(server: { listen: "nope" }
+storage: { fsync: weekly }
+log: { level: loud }
+sources:
+  - id: Web!
+    plugin: http
+destinations:
+  - id: out
+    plugin: file
+    from: [wbe]
+    batch: { max_events: 0 }
+    retry: { initial_backoff: 10s, max_backoff: 1s }
+    filter: { types: [purchase] }
+)",
+                    errors));
+  auto text = formatErrors(errors);
+  EXPECT_THAT(errors, SizeIs(8)) << text;
+  EXPECT_THAT(text, HasSubstr("test.yaml:1:19: server.listen: expected host:port"));
+  EXPECT_THAT(text, HasSubstr("storage.fsync"));
+  EXPECT_THAT(text, HasSubstr("log.level"));
+  EXPECT_THAT(text, HasSubstr("sources[0].id: 'Web!' is not a valid id"));
+  EXPECT_THAT(text, HasSubstr("destinations[0].from: no source with id 'wbe'"));
+  EXPECT_THAT(text, HasSubstr("destinations[0].batch.max_events: must be at least 1"));
+  EXPECT_THAT(text, HasSubstr("destinations[0].retry.max_backoff: must not be shorter"));
+  EXPECT_THAT(text, HasSubstr("destinations[0].filter.types: unknown event type 'purchase'"));
+}
+
+TEST(ConfigTest, DuplicateIdsAndDuplicateKeys) {
+  ConfigErrors errors;
+  EXPECT_FALSE(load(R"(sources:
+  - id: a
+    plugin: x
+destinations:
+  - id: a
+    plugin: y
+    plugin: z
+)",
+                    errors));
+  auto text = formatErrors(errors);
+  EXPECT_THAT(text, HasSubstr("test.yaml:7:5: destinations[0].plugin: given twice"));
+  EXPECT_THAT(text, HasSubstr("destinations[0].id: id 'a' is used twice"));
+}
+
+TEST(ConfigTest, YamlSyntaxErrorHasLine) {
+  ConfigErrors errors;
+  EXPECT_FALSE(load("server:\n  listen: [unclosed\nstorage: {}\n", errors));
+  ASSERT_THAT(errors, SizeIs(1));
+  EXPECT_GE(errors[0].line, 2);
+  EXPECT_THAT(errors[0].toString(), HasSubstr("YAML syntax error"));
+}
+
+TEST(ConfigTest, EnvInterpolation) {
+  ConfigErrors errors;
+  auto config = load(R"(server:
+  listen: "${HOST}:${PORT:-9999}"
+storage:
+  path: "${DATA_DIR:-/var/lib/junction}/q$$1"
+  segment_bytes: ${SEG}
+)",
+                     errors, {{"HOST", "127.0.0.2"}, {"SEG", "1MiB"}});
+  ASSERT_TRUE(config) << formatErrors(errors);
+  EXPECT_EQ(config->server.host, "127.0.0.2");
+  EXPECT_EQ(config->server.port, 9999);
+  EXPECT_EQ(config->storage.path, "/var/lib/junction/q$1");
+  EXPECT_EQ(config->storage.segment_bytes, 1u << 20);
+}
+
+TEST(ConfigTest, EnvInterpolationTypesPlainScalars) {
+  ConfigErrors errors;
+  auto config = load("server:\n  threads: ${THREADS}\n", errors, {{"THREADS", "3"}});
+  ASSERT_TRUE(config) << formatErrors(errors);
+  EXPECT_EQ(config->server.threads, 3);
+}
+
+TEST(ConfigTest, MissingEnvironmentVariableIsNamed) {
+  ConfigErrors errors;
+  EXPECT_FALSE(load("server:\n  admin_token: \"${ADMIN_TOKEN}\"\n", errors));
+  EXPECT_THAT(lines(errors),
+              ElementsAre("test.yaml:2:16: server.admin_token: environment variable ADMIN_TOKEN "
+                          "is not set (write ${ADMIN_TOKEN:-default} to give a default)"));
+}
+
+TEST(ConfigTest, EmptyVariableUsesDefaultOnlyWithColonDash) {
+  ConfigErrors errors;
+  auto config = load("storage:\n  path: \"${EMPTY:-fallback}\"\n", errors, {{"EMPTY", ""}});
+  ASSERT_TRUE(config) << formatErrors(errors);
+  EXPECT_EQ(config->storage.path, "fallback");
+}
+
+TEST(ConfigTest, SecretValuesNeverAppearInErrors) {
+  ConfigErrors errors;
+  // A secret option of the wrong type: the message must not echo it.
+  EXPECT_FALSE(load("server:\n  admin_token: [\"hunter2-secret\"]\n", errors));
+  ASSERT_THAT(errors, SizeIs(1));
+  EXPECT_THAT(errors[0].toString(), AllOf(HasSubstr("server.admin_token"),
+                                          Not(HasSubstr("hunter2-secret"))));
+}
+
+TEST(ConfigTest, DidYouMeanOnlyForCloseWords) {
+  EXPECT_EQ(closestMatch("lst_id", {"list_id", "api_key"}), "list_id");
+  EXPECT_EQ(closestMatch("zzzzzz", {"list_id", "api_key"}), "");
+  EXPECT_EQ(editDistance("kitten", "sitting"), 3u);
+}
+
+// --- step 2: connectors against plugin option tables ----------------------------------------
+
+struct DestConfig {
+  std::string list_id;
+  std::string api_key;
+  std::int64_t retries = 0;
+  std::vector<std::string> tags;
+  std::string mode;
+  std::vector<sdk::OptionError> validate() const {
+    if (mode == "strict" && tags.empty()) {
+      return {{"tags", "strict mode needs at least one tag"}};
+    }
+    return {};
+  }
+};
+
+class NullDestination final : public sdk::Destination {
+ public:
+  NullDestination(DestConfig, sdk::DestinationContext&) {}
+  std::vector<sdk::Outcome> deliver(std::span<const sdk::Event> b) override {
+    return std::vector<sdk::Outcome>(b.size());
+  }
+};
+
+const sdk::OptionTable<DestConfig>& destOptions() {
+  static const sdk::OptionTable<DestConfig> table{
+      sdk::option("list_id", &DestConfig::list_id, "Audience list").required(),
+      sdk::option("api_key", &DestConfig::api_key, "API key").required().secret(),
+      sdk::option("retries", &DestConfig::retries, "Retries").defaultValue(3).range(0, 10),
+      sdk::option("tags", &DestConfig::tags, "Tags").defaultValue(boost::json::array{}),
+      sdk::option("mode", &DestConfig::mode, "Mode").oneOf({"lenient", "strict"}).defaultValue("lenient"),
+  };
+  return table;
+}
+
+class Catalog final : public PluginCatalog {
+ public:
+  Catalog() : dest_({.name = "mailchimp", .version = "1", .summary = "s"}, destOptions()) {}
+  const sdk::Plugin* find(std::string_view name) const override {
+    return name == "mailchimp" ? &dest_ : nullptr;
+  }
+  std::vector<std::string> names() const override { return {"mailchimp"}; }
+
+ private:
+  sdk::DestinationPlugin<NullDestination, DestConfig> dest_;
+};
+
+ConfigErrors checkText(const std::string& yaml, std::optional<DaemonConfig>* out = nullptr) {
+  ConfigErrors errors;
+  auto config = load(yaml, errors);
+  if (!config) {
+    return errors;
+  }
+  Catalog catalog;
+  checkConnectors(*config, catalog, errors);
+  if (out != nullptr) {
+    *out = std::move(config);
+  }
+  return errors;
+}
+
+TEST(ConnectorCheckTest, ValidConfigIsNormalized) {
+  std::optional<DaemonConfig> config;
+  auto errors = checkText(R"(destinations:
+  - id: news
+    plugin: mailchimp
+    config: { list_id: 12345, api_key: "k-123456", tags: vip }
+)",
+                          &config);
+  ASSERT_TRUE(errors.empty()) << formatErrors(errors);
+  const auto& c = config->destinations[0].config;
+  EXPECT_EQ(c.at("list_id").as_string(), "12345");  // a plain number kept as text for a string
+  EXPECT_EQ(c.at("retries").as_int64(), 3);          // default filled
+  EXPECT_EQ(c.at("tags").as_array().size(), 1u);     // a lone string is a list of one
+  EXPECT_THAT(config->secrets(), ElementsAre("k-123456"));
+}
+
+TEST(ConnectorCheckTest, PluginOptionErrorsHaveFileLineAndKey) {
+  auto errors = checkText(R"(destinations:
+  - id: news
+    plugin: mailchimp
+    config:
+      lst_id: abc
+      api_key: "super-secret-key"
+      retries: 11
+)");
+  EXPECT_THAT(lines(errors),
+              ElementsAre("test.yaml:5:7: destinations[0].config.lst_id: unknown option; did you "
+                          "mean 'list_id'?",
+                          "test.yaml:5:7: destinations[0].config.list_id: required option is "
+                          "missing (Audience list)",
+                          "test.yaml:7:16: destinations[0].config.retries: must be at most 10, got 11"));
+}
+
+TEST(ConnectorCheckTest, CrossFieldValidationPointsAtTheKey) {
+  auto errors = checkText(R"(destinations:
+  - id: news
+    plugin: mailchimp
+    config:
+      list_id: a
+      api_key: k
+      mode: strict
+)");
+  EXPECT_THAT(lines(errors), ElementsAre("test.yaml:5:7: destinations[0].config.tags: strict mode "
+                                         "needs at least one tag"));
+}
+
+TEST(ConnectorCheckTest, UnknownPluginAndWrongKind) {
+  auto errors = checkText(R"(sources:
+  - id: web
+    plugin: mailchimp
+destinations:
+  - id: news
+    plugin: mailchimpp
+)");
+  EXPECT_THAT(lines(errors),
+              ElementsAre("test.yaml:2:5: sources[0].plugin: plugin 'mailchimp' is a destination, "
+                          "not a source",
+                          "test.yaml:5:5: destinations[0].plugin: no plugin named 'mailchimpp' is "
+                          "loaded; did you mean 'mailchimp'?"));
+}
+
+TEST(ConnectorCheckTest, DisabledConnectorsAreNotChecked) {
+  std::optional<DaemonConfig> config;
+  auto errors = checkText(R"(destinations:
+  - id: old
+    plugin: not_installed
+    enabled: false
+    config: { whatever: 1 }
+)",
+                          &config);
+  EXPECT_TRUE(errors.empty()) << formatErrors(errors);
+  EXPECT_FALSE(config->destinations[0].enabled);
+}
+
+}  // namespace
+}  // namespace junction::core::config

@@ -1,0 +1,562 @@
+#include "core/queue/log.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "tests/core/queue/test_util.h"
+
+namespace junction::core::queue {
+namespace {
+
+using testing::appendAndWait;
+using testing::makeTestEvent;
+using testing::readAll;
+using testing::segmentFiles;
+using testing::TempDir;
+namespace fs = std::filesystem;
+
+LogOptions optionsFor(const TempDir& dir, FsyncPolicy policy = FsyncPolicy::Batch) {
+  LogOptions o;
+  o.path = dir.path();
+  o.fsync = policy;
+  o.fsync_interval = std::chrono::milliseconds(2);
+  o.segment_bytes = 4096;
+  return o;
+}
+
+std::unique_ptr<Log> openLog(const LogOptions& o, RecoveryReport* report = nullptr) {
+  auto log = Log::open(o, report);
+  EXPECT_TRUE(log.ok()) << (log.ok() ? "" : log.error().message);
+  return log.ok() ? std::move(log).value() : nullptr;
+}
+
+// Appends events (producer 0, seq from..to-1) one call each; returns the offsets.
+std::vector<Offset> appendRange(Log& log, int from, int to, std::size_t json_bytes = 0) {
+  std::vector<Offset> offsets;
+  for (int i = from; i < to; ++i) {
+    std::vector<sdk::Event> events;
+    events.push_back(makeTestEvent(0, i, json_bytes));
+    AppendResult r = appendAndWait(log, std::move(events));
+    EXPECT_TRUE(r.status.ok()) << r.status.message();
+    offsets.push_back(r.first);
+  }
+  return offsets;
+}
+
+void writeFileBytes(const std::string& path, const std::string& bytes) {
+  std::ofstream(path, std::ios::binary | std::ios::app).write(bytes.data(),
+                                                             static_cast<long>(bytes.size()));
+}
+
+TEST(LogTest, AppendThenReadAcrossSegmentRollOver) {
+  TempDir dir;
+  auto log = openLog(optionsFor(dir));
+  ASSERT_TRUE(log);
+  EXPECT_EQ(log->durableEnd(), 0u);
+
+  std::vector<Offset> offsets;
+  for (int i = 0; i < 60; i += 3) {  // calls of 3 events
+    std::vector<sdk::Event> events;
+    std::size_t bytes = 0;
+    for (int k = i; k < i + 3; ++k) {
+      events.push_back(makeTestEvent(0, k, 300));
+      bytes += encodedRecordSize(events.back());
+    }
+    AppendResult r = appendAndWait(*log, std::move(events));
+    ASSERT_TRUE(r.status.ok()) << r.status.message();
+    EXPECT_EQ(r.end - r.first, bytes);
+    if (!offsets.empty()) {
+      EXPECT_EQ(r.first, offsets.back());  // contiguous across segments
+    }
+    offsets.push_back(r.end);
+  }
+  EXPECT_GT(log->segmentCount(), 3u);
+  EXPECT_EQ(log->durableEnd(), offsets.back());
+  EXPECT_EQ(log->appendedRecords(), 60u);
+  for (const auto& file : segmentFiles(dir.path())) {
+    EXPECT_LE(fs::file_size(file), 4096u) << "a record was split or a segment overfilled";
+  }
+
+  auto records = readAll(*log);
+  ASSERT_EQ(records.size(), 60u);
+  for (int i = 0; i < 60; ++i) {
+    EXPECT_EQ(records[static_cast<std::size_t>(i)].event.messageId(),
+              "m-0-" + std::to_string(i));
+  }
+  // A read starting at any returned record offset resumes there.
+  auto tail = log->read(records[41].offset, 100, 1u << 20);
+  ASSERT_TRUE(tail.ok());
+  ASSERT_EQ(tail->records.size(), 19u);
+  EXPECT_EQ(tail->records[0].event.messageId(), "m-0-41");
+  EXPECT_EQ(tail->next, log->durableEnd());
+
+  // max_bytes bounds a batch but one record is always returned.
+  auto one = log->read(0, 100, 1);
+  ASSERT_TRUE(one.ok());
+  EXPECT_EQ(one->records.size(), 1u);
+
+  EXPECT_FALSE(log->read(log->durableEnd() + 1, 1, 1).ok());
+
+  // Reopen: everything is still there and appends continue at the end.
+  const Offset end = log->durableEnd();
+  log.reset();
+  log = openLog(optionsFor(dir));
+  ASSERT_TRUE(log);
+  EXPECT_EQ(log->durableEnd(), end);
+  EXPECT_EQ(readAll(*log).size(), 60u);
+  EXPECT_EQ(appendRange(*log, 60, 61).at(0), end);
+}
+
+TEST(LogTest, EmptyAppendCompletesWithEmptyRange) {
+  TempDir dir;
+  auto log = openLog(optionsFor(dir));
+  ASSERT_TRUE(log);
+  appendRange(*log, 0, 2);
+  AppendResult r = appendAndWait(*log, {});
+  EXPECT_TRUE(r.status.ok());
+  EXPECT_EQ(r.first, r.end);
+}
+
+TEST(LogTest, FsyncAlwaysSyncsBeforeEveryCompletion) {
+  TempDir dir;
+  auto log = openLog(optionsFor(dir, FsyncPolicy::Always));
+  ASSERT_TRUE(log);
+  for (int i = 0; i < 20; ++i) {
+    std::vector<sdk::Event> events{makeTestEvent(0, i)};
+    std::uint64_t syncs_seen = 0;
+    Offset durable_seen = 0;
+    std::promise<AppendResult> p;
+    ASSERT_TRUE(log->append(std::move(events), [&](AppendResult r) {
+                     syncs_seen = log->fsyncCount();
+                     durable_seen = log->durableEnd();
+                     p.set_value(std::move(r));
+                   }).ok());
+    AppendResult r = p.get_future().get();
+    EXPECT_EQ(syncs_seen, static_cast<std::uint64_t>(i + 1));
+    EXPECT_GE(durable_seen, r.end);
+  }
+  EXPECT_EQ(log->fsyncCount(), 20u);
+}
+
+TEST(LogTest, FsyncBatchSharesOneSyncAmongManyAppends) {
+  TempDir dir;
+  LogOptions o = optionsFor(dir, FsyncPolicy::Batch);
+  o.fsync_interval = std::chrono::milliseconds(200);
+  o.segment_bytes = 64u << 20;
+  auto log = openLog(o);
+  ASSERT_TRUE(log);
+  appendRange(*log, 0, 1);  // the first group syncs at once: nothing synced recently
+  EXPECT_EQ(log->fsyncCount(), 1u);
+
+  constexpr int kCalls = 500;
+  std::atomic<int> done{0};
+  std::atomic<int> early{0};  // completions that saw no sync covering them
+  std::promise<void> all;
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < kCalls; ++i) {
+    ASSERT_TRUE(log->append({makeTestEvent(0, i + 1)}, [&](AppendResult r) {
+                     if (!r.status.ok() || log->fsyncCount() < 2 || log->durableEnd() < r.end) {
+                       ++early;
+                     }
+                     if (++done == kCalls) {
+                       all.set_value();
+                     }
+                   }).ok());
+  }
+  all.get_future().wait();
+  const auto elapsed = std::chrono::steady_clock::now() - start;
+  EXPECT_EQ(early.load(), 0);
+  // All 500 calls were queued well within one interval, so they share one (or two) syncs.
+  EXPECT_LE(log->fsyncCount(), 3u);
+  EXPECT_GE(elapsed, std::chrono::milliseconds(150)) << "the batch did not wait for the interval";
+}
+
+TEST(LogTest, FsyncNeverDoesNotSync) {
+  TempDir dir;
+  auto log = openLog(optionsFor(dir, FsyncPolicy::Never));
+  ASSERT_TRUE(log);
+  appendRange(*log, 0, 50, 200);  // rolls segments too
+  EXPECT_EQ(log->fsyncCount(), 0u);
+  EXPECT_EQ(readAll(*log).size(), 50u);
+}
+
+TEST(LogTest, TornTailIsMovedAsideAndTruncated) {
+  TempDir dir;
+  LogOptions o = optionsFor(dir);
+  o.segment_bytes = 1u << 20;
+  auto log = openLog(o);
+  ASSERT_TRUE(log);
+  const std::vector<Offset> offsets = appendRange(*log, 0, 10);
+  const Offset end = log->durableEnd();
+  log.reset();
+
+  const std::string seg = segmentFiles(dir.path()).back();
+  fs::resize_file(seg, end - 7);  // tear the last record
+  const std::string garbage(100, '\xAB');
+  writeFileBytes(seg, garbage);
+
+  RecoveryReport report;
+  log = openLog(o, &report);
+  ASSERT_TRUE(log);
+  const std::uint64_t expected_cut = (end - 7 - offsets[9]) + garbage.size();
+  EXPECT_EQ(report.truncated_at, offsets[9]);
+  EXPECT_EQ(report.truncated_bytes, expected_cut);
+  ASSERT_FALSE(report.moved_to.empty());
+  EXPECT_EQ(fs::file_size(report.moved_to), expected_cut);
+  EXPECT_EQ(report.moved_to, dir.path() + "/corrupt/00000000000000000000-" +
+                                 segmentFileName(offsets[9]).substr(0, 20) + ".bin");
+  EXPECT_EQ(report.corrupt_regions, 0u);
+  EXPECT_EQ(log->durableEnd(), offsets[9]);
+  EXPECT_EQ(fs::file_size(seg), offsets[9]);
+
+  appendRange(*log, 100, 103);
+  auto records = readAll(*log);
+  ASSERT_EQ(records.size(), 12u);
+  EXPECT_EQ(records[8].event.messageId(), "m-0-8");
+  EXPECT_EQ(records[9].event.messageId(), "m-0-100");
+  EXPECT_EQ(log->corruptRecords(), 0u);
+}
+
+TEST(LogTest, WhollyGarbageLastSegmentRecoversEmpty) {
+  TempDir dir;
+  LogOptions o = optionsFor(dir);
+  {
+    auto log = openLog(o);
+    ASSERT_TRUE(log);
+  }
+  writeFileBytes(segmentFiles(dir.path()).back(), std::string(3000, 'J'));
+  RecoveryReport report;
+  auto log = openLog(o, &report);
+  ASSERT_TRUE(log);
+  EXPECT_EQ(report.truncated_bytes, 3000u);
+  EXPECT_EQ(log->durableEnd(), 0u);
+  appendRange(*log, 0, 3);
+  EXPECT_EQ(readAll(*log).size(), 3u);
+}
+
+void flipByte(const std::string& path, std::uint64_t at) {
+  const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  char c = 0;
+  ASSERT_EQ(::pread(fd, &c, 1, static_cast<off_t>(at)), 1);
+  c = static_cast<char>(c ^ 0x04);
+  ASSERT_EQ(::pwrite(fd, &c, 1, static_cast<off_t>(at)), 1);
+  ::close(fd);
+}
+
+TEST(LogTest, BitFlipInMiddleRecordIsReportedAndSkipped) {
+  TempDir dir;
+  LogOptions o = optionsFor(dir);
+  o.segment_bytes = 1u << 20;
+  auto log = openLog(o);
+  ASSERT_TRUE(log);
+  const std::vector<Offset> offsets = appendRange(*log, 0, 20, 150);
+  log.reset();
+  flipByte(segmentFiles(dir.path()).back(), offsets[10] + 40);
+
+  RecoveryReport report;
+  log = openLog(o, &report);
+  ASSERT_TRUE(log);
+  EXPECT_EQ(report.truncated_bytes, 0u) << "a mid-segment flip must not cost the records after it";
+  EXPECT_EQ(report.corrupt_regions, 1u);
+
+  std::vector<CorruptionReport> reports;
+  std::mutex mu;
+  log->setCorruptionListener([&](const CorruptionReport& r) {
+    std::lock_guard lk(mu);
+    reports.push_back(r);
+  });
+  auto records = readAll(*log);
+  ASSERT_EQ(records.size(), 19u);
+  for (const auto& rec : records) {
+    EXPECT_NE(rec.event.messageId(), "m-0-10");
+  }
+  EXPECT_EQ(records[10].event.messageId(), "m-0-11");
+  EXPECT_EQ(log->corruptRecords(), 1u);
+  ASSERT_EQ(reports.size(), 1u);
+  EXPECT_EQ(reports[0].offset, offsets[10]);
+  EXPECT_EQ(reports[0].length, offsets[11] - offsets[10]);
+  EXPECT_EQ(reports[0].reason, RecordStatus::BadChecksum);
+  ASSERT_FALSE(reports[0].moved_to.empty());
+  EXPECT_EQ(fs::file_size(reports[0].moved_to), offsets[11] - offsets[10]);
+
+  // A second pass (another destination) skips it again but reports it only once.
+  EXPECT_EQ(readAll(*log).size(), 19u);
+  EXPECT_EQ(log->corruptRecords(), 1u);
+  // Appends keep working after the damage.
+  appendRange(*log, 20, 22);
+  EXPECT_EQ(readAll(*log).size(), 21u);
+}
+
+TEST(LogTest, CorruptLengthInOlderSegmentResynchronizes) {
+  TempDir dir;
+  LogOptions o = optionsFor(dir);  // 4 KiB segments
+  auto log = openLog(o);
+  ASSERT_TRUE(log);
+  const std::vector<Offset> offsets = appendRange(*log, 0, 40, 200);
+  ASSERT_GT(log->segmentCount(), 2u);
+  log.reset();
+  // Record 2 lives in the first (sealed) segment: damage its length field so it claims more
+  // than the segment holds, and damage the magic of record 4.
+  const std::string first = segmentFiles(dir.path()).front();
+  flipByte(first, offsets[2] + 10);
+  flipByte(first, offsets[4] + 1);
+
+  log = openLog(o);
+  ASSERT_TRUE(log);
+  auto records = readAll(*log, 0, 3);
+  EXPECT_EQ(records.size(), 38u);
+  EXPECT_EQ(log->corruptRecords(), 2u);
+  EXPECT_EQ(records[2].event.messageId(), "m-0-3");
+  EXPECT_EQ(records[3].event.messageId(), "m-0-5");
+}
+
+TEST(LogTest, DiskBudgetRefusesWholeCallsUntilRetentionFreesSpace) {
+  TempDir dir;
+  LogOptions o = optionsFor(dir);
+  o.max_bytes = 4 * 4096;
+  auto log = openLog(o);
+  ASSERT_TRUE(log);
+  int seq = 0;
+  sdk::Status refused;
+  while (true) {
+    std::vector<sdk::Event> events;
+    for (int k = 0; k < 3; ++k) {
+      events.push_back(makeTestEvent(0, seq + k, 250));
+    }
+    const Offset before = log->durableEnd();
+    AppendResult r = appendAndWait(*log, std::move(events));
+    if (!r.status.ok()) {
+      refused = r.status;
+      EXPECT_EQ(log->durableEnd(), before) << "a refused call must not be partially appended";
+      break;
+    }
+    seq += 3;
+    ASSERT_LT(seq, 1000);
+  }
+  EXPECT_EQ(refused.error().code, sdk::ErrorCode::ResourceExhausted);
+  EXPECT_NE(refused.message().find("max_bytes"), std::string::npos) << refused.message();
+  EXPECT_LE(log->diskBytes(), o.max_bytes);
+  EXPECT_EQ(readAll(*log).size(), static_cast<std::size_t>(seq));
+
+  // Every destination has delivered everything: retention frees all but the active segment.
+  auto deleted = log->truncateBefore(log->durableEnd());
+  ASSERT_TRUE(deleted.ok());
+  EXPECT_GT(*deleted, 0u);
+  AppendResult again = appendAndWait(*log, {makeTestEvent(0, 9999, 250)});
+  EXPECT_TRUE(again.status.ok()) << again.status.message();
+}
+
+TEST(LogTest, RetentionDeletesOnlyFullyPassedSegments) {
+  TempDir dir;
+  auto log = openLog(optionsFor(dir));
+  ASSERT_TRUE(log);
+  const std::vector<Offset> offsets = appendRange(*log, 0, 60, 200);
+  const std::vector<std::string> before = segmentFiles(dir.path());
+  ASSERT_GE(before.size(), 4u);
+  const std::uint64_t disk_before = log->diskBytes();
+
+  // The cursor sits inside the third segment: only the first two are entirely below it.
+  const Offset third_base = std::stoull(fs::path(before[2]).stem().string());
+  const Offset fourth_base = std::stoull(fs::path(before[3]).stem().string());
+  Offset cursor = 0;
+  for (Offset off : offsets) {
+    if (off > third_base && off < fourth_base) {
+      cursor = off;
+      break;
+    }
+  }
+  ASSERT_NE(cursor, 0u);
+  auto deleted = log->truncateBefore(cursor);
+  ASSERT_TRUE(deleted.ok());
+  EXPECT_EQ(*deleted, 2u);
+  EXPECT_EQ(log->beginOffset(), third_base);
+  EXPECT_FALSE(fs::exists(before[0]));
+  EXPECT_FALSE(fs::exists(before[1]));
+  EXPECT_TRUE(fs::exists(before[2]));
+  EXPECT_EQ(log->diskBytes(), disk_before - third_base);
+
+  // Reading from a deleted offset resumes at the oldest retained record and says so.
+  auto batch = log->read(0, 1, 1u << 20);
+  ASSERT_TRUE(batch.ok());
+  ASSERT_EQ(batch->records.size(), 1u);
+  EXPECT_EQ(batch->records[0].offset, third_base);
+  EXPECT_EQ(batch->skipped_bytes, third_base);
+
+  // Even a cursor at the very end never deletes the active segment.
+  ASSERT_TRUE(log->truncateBefore(log->durableEnd()).ok());
+  EXPECT_EQ(log->segmentCount(), 1u);
+  EXPECT_EQ(segmentFiles(dir.path()).size(), 1u);
+  appendRange(*log, 60, 61);
+  EXPECT_EQ(readAll(*log, log->beginOffset()).back().event.messageId(), "m-0-60");
+}
+
+TEST(LogTest, ReopenScansOnlyTheLastSegment) {
+  TempDir dir;
+  LogOptions o = optionsFor(dir, FsyncPolicy::Never);
+  {
+    auto log = openLog(o);
+    ASSERT_TRUE(log);
+    std::vector<sdk::Event> events;
+    for (int i = 0; i < 2000; ++i) {
+      events.push_back(makeTestEvent(0, i, 200));
+    }
+    ASSERT_TRUE(appendAndWait(*log, std::move(events)).status.ok());
+    EXPECT_GT(log->segmentCount(), 100u);
+  }
+  const std::vector<std::string> files = segmentFiles(dir.path());
+  const std::uint64_t last_size = fs::file_size(files.back());
+  RecoveryReport report;
+  auto log = openLog(o, &report);
+  ASSERT_TRUE(log);
+  EXPECT_EQ(report.segments, files.size());
+  EXPECT_EQ(report.scanned_bytes, last_size);
+  EXPECT_EQ(log->recoveryScannedBytes(), last_size);
+  EXPECT_LE(report.scanned_bytes, o.segment_bytes);
+  EXPECT_EQ(readAll(*log, 0, 500).size(), 2000u);
+}
+
+TEST(LogTest, ConcurrentAppendersAndReaderSeeEveryRecordOnceInOrder) {
+  TempDir dir;
+  LogOptions o = optionsFor(dir);
+  o.segment_bytes = 64u << 10;
+  auto log = openLog(o);
+  ASSERT_TRUE(log);
+  constexpr int kProducers = 4;
+  constexpr int kPerProducer = 3000;
+  std::atomic<int> failures{0};
+  std::atomic<int> wakeups{0};
+  log->setAppendListener([&] { ++wakeups; });
+
+  std::map<int, int> next_seq;  // reader side: producer -> next expected seq
+  std::atomic<bool> reader_ok{true};
+  std::thread reader([&] {
+    Offset from = 0;
+    int seen = 0;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (seen < kProducers * kPerProducer && std::chrono::steady_clock::now() < deadline) {
+      auto batch = log->read(from, 256, 1u << 20);
+      if (!batch.ok()) {
+        reader_ok = false;
+        return;
+      }
+      for (const auto& rec : batch->records) {
+        const std::string& id = rec.event.messageId();  // m-<producer>-<seq>
+        const auto dash = id.find('-', 2);
+        const int producer = std::stoi(id.substr(2, dash - 2));
+        const int seq = std::stoi(id.substr(dash + 1));
+        if (next_seq[producer] != seq) {
+          reader_ok = false;
+        }
+        next_seq[producer] = seq + 1;
+        ++seen;
+      }
+      from = batch->next;
+      if (batch->records.empty()) {
+        std::this_thread::sleep_for(std::chrono::microseconds(200));
+      }
+    }
+  });
+  std::vector<std::thread> producers;
+  for (int p = 0; p < kProducers; ++p) {
+    producers.emplace_back([&, p] {
+      int seq = 0;
+      while (seq < kPerProducer) {
+        std::vector<sdk::Event> events;
+        const int n = std::min(1 + seq % 5, kPerProducer - seq);
+        for (int k = 0; k < n; ++k) {
+          events.push_back(makeTestEvent(p, seq++));
+        }
+        // Every few calls wait for durability, like an HTTP client would; otherwise pipeline.
+        if (seq % 7 == 0) {
+          if (!appendAndWait(*log, std::move(events)).status.ok()) {
+            ++failures;
+          }
+        } else if (!log->append(std::move(events), [&](AppendResult r) {
+                          if (!r.status.ok()) {
+                            ++failures;
+                          }
+                        }).ok()) {
+          ++failures;
+        }
+      }
+    });
+  }
+  for (auto& t : producers) {
+    t.join();
+  }
+  reader.join();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_TRUE(reader_ok.load());
+  ASSERT_EQ(next_seq.size(), static_cast<std::size_t>(kProducers));
+  for (const auto& [producer, next] : next_seq) {
+    EXPECT_EQ(next, kPerProducer) << "producer " << producer;
+  }
+  EXPECT_GT(wakeups.load(), 0);
+  EXPECT_EQ(log->appendedRecords(), static_cast<std::uint64_t>(kProducers * kPerProducer));
+}
+
+TEST(LogTest, WriteFailureFailsTheGroupAndTheLogKeepsRunning) {
+  TempDir dir;
+  LogOptions o = optionsFor(dir, FsyncPolicy::Always);
+  o.segment_bytes = 1u << 20;
+  auto log = openLog(o);
+  ASSERT_TRUE(log);
+  appendRange(*log, 0, 5);
+  const Offset end = log->durableEnd();
+
+  // Make the next write fail with EFBIG, as a full disk would with ENOSPC.
+  struct rlimit old {};
+  ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &old), 0);
+  const auto old_handler = ::signal(SIGXFSZ, SIG_IGN);
+  struct rlimit limited = old;
+  limited.rlim_cur = end + 100;
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &limited), 0);
+  AppendResult failed = appendAndWait(*log, {makeTestEvent(0, 100, 1000)});
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &old), 0);
+  ::signal(SIGXFSZ, old_handler);
+
+  EXPECT_FALSE(failed.status.ok());
+  EXPECT_EQ(failed.status.error().code, sdk::ErrorCode::Unavailable);
+  EXPECT_EQ(log->writeErrors(), 1u);
+  EXPECT_EQ(log->durableEnd(), end);
+  EXPECT_EQ(fs::file_size(segmentFiles(dir.path()).back()), end) << "partial write not undone";
+
+  EXPECT_EQ(appendRange(*log, 6, 8).at(0), end);
+  auto records = readAll(*log);
+  ASSERT_EQ(records.size(), 7u);
+  EXPECT_EQ(records[5].event.messageId(), "m-0-6");
+}
+
+TEST(LogTest, DestructorCompletesAcceptedAppends) {
+  TempDir dir;
+  LogOptions o = optionsFor(dir);
+  o.fsync_interval = std::chrono::milliseconds(50);
+  std::atomic<int> ok{0};
+  {
+    auto log = openLog(o);
+    ASSERT_TRUE(log);
+    for (int i = 0; i < 100; ++i) {
+      ASSERT_TRUE(log->append({makeTestEvent(0, i)}, [&](AppendResult r) {
+                       ok += r.status.ok() ? 1 : 0;
+                     }).ok());
+    }
+  }
+  EXPECT_EQ(ok.load(), 100);
+  auto log = openLog(o);
+  ASSERT_TRUE(log);
+  EXPECT_EQ(readAll(*log).size(), 100u);
+}
+
+}  // namespace
+}  // namespace junction::core::queue

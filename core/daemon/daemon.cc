@@ -92,7 +92,8 @@ sdk::Status Daemon::openQueue() {
     bump(fsyncs, log_store_->fsyncCount());
   });
   ingest_ = std::make_unique<ingest::Ingest>(*log_store_, metrics_, clock_);
-  return {};
+  engine_ = std::make_unique<delivery::DeliveryEngine>(*log_store_, metrics_, log_, clock_);
+  return engine_->open(config_.storage.path);
 }
 
 sdk::Status Daemon::startSources() {
@@ -151,6 +152,9 @@ sdk::Status Daemon::createDestinations() {
                             "destination '" + c.id + "' (" + c.plugin + "): " + made.error().message);
     }
     slot.instance = std::move(made).value();
+    if (auto s = engine_->add(c, slot.instance); !s.ok()) {
+      return s;
+    }
     log_.info("destination started", {{"id", c.id}, {"plugin", c.plugin},
                                       {"version", plugin->descriptor().version}});
     destinations_.push_back(std::move(slot));
@@ -179,6 +183,10 @@ sdk::Status Daemon::start() {
   }
   if (status.ok()) {
     status = createDestinations();
+  }
+  if (status.ok()) {
+    status = engine_->start();
+    engine_->registerAdminRoutes(router_, config_.server.admin_token);
   }
   if (status.ok()) {
     http::ServerOptions options;
@@ -255,16 +263,15 @@ void Daemon::stop() {
   if (ingest_) {
     ingest_->close();
   }
-  // Completes every accepted append (their callbacks answer the last clients).
-  log_store_.reset();
+  // Deliveries in flight finish and cursors are flushed; plugins' stop() is called.
+  if (engine_) {
+    engine_->stop();
+  }
   for (auto& slot : destinations_) {
-    try {
-      slot.instance->stop();
-    } catch (...) {
-      log_.error("destination stop() threw", {{"id", slot.config->id}});
-    }
     slot.context->shutdown();
   }
+  // Completes every accepted append (their callbacks answer the last clients).
+  log_store_.reset();
   if (server_) {
     server_->closeAll();
   }
@@ -284,6 +291,7 @@ void Daemon::stop() {
   }
   threads_.clear();
   sources_.clear();
+  engine_.reset();
   destinations_.clear();
   server_.reset();
   ingest_.reset();

@@ -15,6 +15,7 @@
 
 #include "core/config/daemon_config.h"
 #include "core/daemon/connector_context.h"
+#include "core/delivery/delivery_engine.h"
 #include "core/http/router.h"
 #include "core/http/server.h"
 #include "core/ingest/ingest.h"
@@ -49,6 +50,7 @@ class Daemon {
 
   std::uint16_t port() const noexcept;
   telemetry::MetricsRegistry& metrics() noexcept { return metrics_; }
+  delivery::DeliveryEngine* engine() noexcept { return engine_.get(); }
   bool ready() const noexcept { return ready_.load(); }
 
  private:
@@ -88,6 +90,7 @@ class Daemon {
   std::unique_ptr<http::Server> server_;
   std::unique_ptr<queue::Log> log_store_;
   std::unique_ptr<ingest::Ingest> ingest_;
+  std::unique_ptr<delivery::DeliveryEngine> engine_;
   std::vector<SourceSlot> sources_;
   std::vector<DestinationSlot> destinations_;
 

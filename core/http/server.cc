@@ -189,7 +189,9 @@ asio::awaitable<void> Server::serve(std::shared_ptr<Session> session) {
     session->idle.store(true);
     bhttp::request_parser<bhttp::string_body> parser;
     parser.header_limit(static_cast<std::uint32_t>(options_.max_header_bytes));
-    parser.body_limit(options_.max_body_bytes);
+    // No body limit while reading the head: Beast would refuse a large Content-Length there
+    // with a generic error (answered 400). The route's limit is set below and answered 413.
+    parser.body_limit(boost::none);
     stream.expires_after(options_.idle_timeout);
     auto [read_ec, read_n] = co_await bhttp::async_read_header(stream, buffer, parser, kNoThrow);
     session->idle.store(false);

@@ -1,5 +1,6 @@
 #include "core/telemetry/log_sink.h"
 
+#include <algorithm>
 #include <chrono>
 
 #include "junction/sdk/event.h"
@@ -81,6 +82,18 @@ void LogSink::configure(sdk::LogLevel min_level, LogFormat format) {
 
 void LogSink::setSecrets(std::vector<std::string> secrets) {
   std::erase_if(secrets, [](const std::string& s) { return s.size() < 4; });
+  // A value with quotes, backslashes or control characters appears escaped in JSON lines and
+  // in quoted text values: scrub that form too, longest first.
+  for (std::size_t i = 0, n = secrets.size(); i < n; ++i) {
+    std::string escaped;
+    appendJsonString(escaped, secrets[i]);
+    escaped = escaped.substr(1, escaped.size() - 2);
+    if (escaped != secrets[i]) {
+      secrets.push_back(std::move(escaped));
+    }
+  }
+  std::sort(secrets.begin(), secrets.end(),
+            [](const std::string& a, const std::string& b) { return a.size() > b.size(); });
   std::lock_guard lock(mutex_);
   secrets_ = std::move(secrets);
 }

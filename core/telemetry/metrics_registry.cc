@@ -74,6 +74,22 @@ std::string escapeLabelValue(std::string_view v) {
   return out;
 }
 
+// HELP text escapes only backslash and newline (exposition format 0.0.4).
+std::string escapeHelp(std::string_view help) {
+  std::string out;
+  out.reserve(help.size());
+  for (char c : help) {
+    if (c == '\\') {
+      out += "\\\\";
+    } else if (c == '\n') {
+      out += "\\n";
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
 std::string renderLabels(const sdk::Labels& labels, std::string_view extra_key = {},
                          std::string_view extra_value = {}) {
   if (labels.empty() && extra_key.empty()) {
@@ -225,7 +241,7 @@ std::string MetricsRegistry::renderPrometheus() const {
   std::lock_guard lock(mutex_);
   for (const auto& [name, family] : families_) {
     static constexpr const char* kTypes[] = {"counter", "gauge", "histogram"};
-    out += "# HELP " + name + " " + family->help + "\n";
+    out += "# HELP " + name + " " + escapeHelp(family->help) + "\n";
     out += "# TYPE " + name + " " + kTypes[static_cast<int>(family->kind)] + "\n";
     for (const auto& [key, s] : family->series) {
       switch (family->kind) {

@@ -1,0 +1,332 @@
+#include "core/delivery/dead_letter_store.h"
+
+#include <sqlite3.h>
+
+#include <algorithm>
+
+#include "core/queue/record.h"
+
+namespace junction::core::delivery {
+
+namespace {
+
+class Statement {
+ public:
+  Statement(sqlite3* db, const std::string& sql) {
+    if (sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt_, nullptr) != SQLITE_OK) {
+      error_ = sqlite3_errmsg(db);
+      stmt_ = nullptr;
+    }
+  }
+  ~Statement() { sqlite3_finalize(stmt_); }
+  Statement(const Statement&) = delete;
+  Statement& operator=(const Statement&) = delete;
+
+  bool ok() const { return stmt_ != nullptr; }
+  const std::string& error() const { return error_; }
+  sqlite3_stmt* get() { return stmt_; }
+
+  void bind(int i, std::int64_t v) { sqlite3_bind_int64(stmt_, i, v); }
+  void bind(int i, std::string_view v) {
+    sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+  }
+  void bindBlob(int i, std::string_view v) {
+    sqlite3_bind_blob(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+  }
+  std::string text(int col) {
+    auto* p = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, col));
+    return p == nullptr ? std::string() : std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(stmt_, col)));
+  }
+  std::string blob(int col) {
+    auto* p = static_cast<const char*>(sqlite3_column_blob(stmt_, col));
+    return p == nullptr ? std::string() : std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(stmt_, col)));
+  }
+
+ private:
+  sqlite3_stmt* stmt_ = nullptr;
+  std::string error_;
+};
+
+sdk::Error dbError(sqlite3* db, std::string_view what) {
+  return sdk::makeError(sdk::ErrorCode::Unavailable,
+                        "dead-letter store: " + std::string(what) + ": " + sqlite3_errmsg(db));
+}
+
+constexpr const char* kColumns =
+    "id, destination, event, failed_at, attempts, reason, state";
+
+// The event is stored as a queue record (header + JSON, with its CRC), so that the parsed header
+// survives a round trip without re-parsing the JSON.
+sdk::Result<DeadLetter> readRow(Statement& s) {
+  DeadLetter d;
+  d.id = sqlite3_column_int64(s.get(), 0);
+  d.destination = s.text(1);
+  std::string record = s.blob(2);
+  auto event = queue::decodeRecord(record);
+  if (!event) {
+    return sdk::makeError(sdk::ErrorCode::Internal,
+                          "dead letter " + std::to_string(d.id) + " is unreadable: " +
+                              event.error().message);
+  }
+  d.event = std::move(event->event);
+  d.failed_at_ms = sqlite3_column_int64(s.get(), 3);
+  d.attempts = sqlite3_column_int64(s.get(), 4);
+  d.reason = s.text(5);
+  d.replaying = sqlite3_column_int64(s.get(), 6) == 1;
+  return d;
+}
+
+}  // namespace
+
+DeadLetterStore::DeadLetterStore(sqlite3* db) : db_(db) {}
+
+DeadLetterStore::~DeadLetterStore() { sqlite3_close(db_); }
+
+sdk::Status DeadLetterStore::exec(const char* sql) {
+  char* message = nullptr;
+  if (sqlite3_exec(db_, sql, nullptr, nullptr, &message) != SQLITE_OK) {
+    std::string text = message != nullptr ? message : "unknown error";
+    sqlite3_free(message);
+    return sdk::makeError(sdk::ErrorCode::Unavailable, "dead-letter store: " + text);
+  }
+  return {};
+}
+
+sdk::Result<std::unique_ptr<DeadLetterStore>> DeadLetterStore::open(const std::string& file) {
+  sqlite3* db = nullptr;
+  if (sqlite3_open_v2(file.c_str(), &db,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+                      nullptr) != SQLITE_OK) {
+    std::string why = db != nullptr ? sqlite3_errmsg(db) : "out of memory";
+    sqlite3_close(db);
+    return sdk::makeError(sdk::ErrorCode::Unavailable, "cannot open " + file + ": " + why);
+  }
+  sqlite3_busy_timeout(db, 5000);
+  std::unique_ptr<DeadLetterStore> store(new DeadLetterStore(db));
+  auto status = store->exec(
+      "PRAGMA journal_mode=WAL;"
+      "PRAGMA synchronous=FULL;"
+      "CREATE TABLE IF NOT EXISTS dead_letters ("
+      "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+      "  destination TEXT NOT NULL,"
+      "  message_id TEXT NOT NULL,"
+      "  person TEXT NOT NULL,"
+      "  source TEXT NOT NULL,"
+      "  received_at INTEGER NOT NULL,"
+      "  failed_at INTEGER NOT NULL,"
+      "  attempts INTEGER NOT NULL,"
+      "  reason TEXT NOT NULL,"
+      "  state INTEGER NOT NULL DEFAULT 0,"  // 0 dead, 1 marked for replay
+      "  event BLOB NOT NULL);"
+      "CREATE INDEX IF NOT EXISTS dead_letters_by_destination"
+      "  ON dead_letters(destination, state, failed_at);"
+      "CREATE INDEX IF NOT EXISTS dead_letters_by_person ON dead_letters(person);");
+  if (!status.ok()) {
+    return status.error();
+  }
+  return store;
+}
+
+sdk::Status DeadLetterStore::add(std::vector<DeadLetter>& letters) {
+  if (letters.empty()) {
+    return {};
+  }
+  std::lock_guard lock(mutex_);
+  if (auto s = exec("BEGIN IMMEDIATE"); !s.ok()) {
+    return s;
+  }
+  Statement insert(db_,
+                   "INSERT INTO dead_letters (destination, message_id, person, source, "
+                   "received_at, failed_at, attempts, reason, event) VALUES (?,?,?,?,?,?,?,?,?)");
+  if (!insert.ok()) {
+    (void)exec("ROLLBACK");
+    return sdk::makeError(sdk::ErrorCode::Internal, "dead-letter store: " + insert.error());
+  }
+  for (auto& d : letters) {
+    const auto& h = d.event.header();
+    insert.bind(1, d.destination);
+    insert.bind(2, h.message_id);
+    insert.bind(3, h.personKey());
+    insert.bind(4, h.source_id);
+    insert.bind(5, h.received_at_ms);
+    insert.bind(6, d.failed_at_ms);
+    insert.bind(7, d.attempts);
+    insert.bind(8, d.reason);
+    std::string record;
+    if (auto st = queue::encodeRecord(d.event, record); !st.ok()) {
+      (void)exec("ROLLBACK");
+      return st;
+    }
+    insert.bindBlob(9, record);
+    if (sqlite3_step(insert.get()) != SQLITE_DONE) {
+      auto error = dbError(db_, "insert");
+      (void)exec("ROLLBACK");
+      return error;
+    }
+    d.id = sqlite3_last_insert_rowid(db_);
+    sqlite3_reset(insert.get());
+  }
+  return exec("COMMIT");
+}
+
+std::string DeadLetterStore::where(const DeadLetterFilter& f, std::vector<std::string>& binds) const {
+  std::string sql = " WHERE 1=1";
+  if (!f.destination.empty()) {
+    sql += " AND destination = ?";
+    binds.push_back(f.destination);
+  }
+  if (!f.person.empty()) {
+    sql += " AND person = ?";
+    binds.push_back(f.person);
+  }
+  if (f.since_ms > 0) {
+    sql += " AND failed_at >= " + std::to_string(f.since_ms);
+  }
+  if (f.until_ms > 0) {
+    sql += " AND failed_at < " + std::to_string(f.until_ms);
+  }
+  if (!f.ids.empty()) {
+    sql += " AND id IN (";
+    for (std::size_t i = 0; i < f.ids.size(); ++i) {
+      sql += (i ? "," : "") + std::to_string(f.ids[i]);
+    }
+    sql += ")";
+  }
+  return sql;
+}
+
+sdk::Result<std::vector<DeadLetter>> DeadLetterStore::list(const DeadLetterFilter& filter) {
+  std::lock_guard lock(mutex_);
+  std::vector<std::string> binds;
+  std::string sql = std::string("SELECT ") + kColumns + " FROM dead_letters" + where(filter, binds) +
+                    " ORDER BY id LIMIT " + std::to_string(filter.limit ? filter.limit : 1000);
+  Statement s(db_, sql);
+  if (!s.ok()) {
+    return sdk::makeError(sdk::ErrorCode::Internal, "dead-letter store: " + s.error());
+  }
+  for (std::size_t i = 0; i < binds.size(); ++i) {
+    s.bind(static_cast<int>(i + 1), binds[i]);
+  }
+  std::vector<DeadLetter> out;
+  while (sqlite3_step(s.get()) == SQLITE_ROW) {
+    auto row = readRow(s);
+    if (!row) {
+      return std::move(row).error();
+    }
+    out.push_back(std::move(row).value());
+  }
+  return out;
+}
+
+sdk::Result<std::size_t> DeadLetterStore::markForReplay(const DeadLetterFilter& filter) {
+  std::lock_guard lock(mutex_);
+  std::vector<std::string> binds;
+  Statement s(db_, "UPDATE dead_letters SET state = 1" + where(filter, binds) + " AND state = 0");
+  if (!s.ok()) {
+    return sdk::makeError(sdk::ErrorCode::Internal, "dead-letter store: " + s.error());
+  }
+  for (std::size_t i = 0; i < binds.size(); ++i) {
+    s.bind(static_cast<int>(i + 1), binds[i]);
+  }
+  if (sqlite3_step(s.get()) != SQLITE_DONE) {
+    return dbError(db_, "replay");
+  }
+  return static_cast<std::size_t>(sqlite3_changes(db_));
+}
+
+sdk::Result<std::size_t> DeadLetterStore::purge(const DeadLetterFilter& filter) {
+  std::lock_guard lock(mutex_);
+  std::vector<std::string> binds;
+  Statement s(db_, "DELETE FROM dead_letters" + where(filter, binds) + " AND state = 0");
+  if (!s.ok()) {
+    return sdk::makeError(sdk::ErrorCode::Internal, "dead-letter store: " + s.error());
+  }
+  for (std::size_t i = 0; i < binds.size(); ++i) {
+    s.bind(static_cast<int>(i + 1), binds[i]);
+  }
+  if (sqlite3_step(s.get()) != SQLITE_DONE) {
+    return dbError(db_, "purge");
+  }
+  return static_cast<std::size_t>(sqlite3_changes(db_));
+}
+
+sdk::Result<std::vector<DeadLetter>> DeadLetterStore::takeReplays(const std::string& destination,
+                                                                  std::size_t limit) {
+  std::lock_guard lock(mutex_);
+  std::string sql = std::string("SELECT ") + kColumns +
+                    " FROM dead_letters WHERE destination = ? AND state = 1";
+  if (!taken_.empty()) {
+    sql += " AND id NOT IN (";
+    for (std::size_t i = 0; i < taken_.size(); ++i) {
+      sql += (i ? "," : "") + std::to_string(taken_[i]);
+    }
+    sql += ")";
+  }
+  sql += " ORDER BY id LIMIT " + std::to_string(limit);
+  Statement s(db_, sql);
+  if (!s.ok()) {
+    return sdk::makeError(sdk::ErrorCode::Internal, "dead-letter store: " + s.error());
+  }
+  s.bind(1, destination);
+  std::vector<DeadLetter> out;
+  while (sqlite3_step(s.get()) == SQLITE_ROW) {
+    auto row = readRow(s);
+    if (!row) {
+      return std::move(row).error();
+    }
+    taken_.push_back(row->id);
+    out.push_back(std::move(row).value());
+  }
+  return out;
+}
+
+sdk::Status DeadLetterStore::replayed(std::int64_t id) {
+  std::lock_guard lock(mutex_);
+  std::erase(taken_, id);
+  Statement s(db_, "DELETE FROM dead_letters WHERE id = ?");
+  s.bind(1, id);
+  if (sqlite3_step(s.get()) != SQLITE_DONE) {
+    return dbError(db_, "delete");
+  }
+  return {};
+}
+
+sdk::Status DeadLetterStore::failedAgain(std::int64_t id, std::int64_t attempts,
+                                         std::string_view reason, std::int64_t failed_at_ms) {
+  std::lock_guard lock(mutex_);
+  std::erase(taken_, id);
+  Statement s(db_,
+              "UPDATE dead_letters SET state = 0, attempts = ?, reason = ?, failed_at = ? WHERE id = ?");
+  s.bind(1, attempts);
+  s.bind(2, reason);
+  s.bind(3, failed_at_ms);
+  s.bind(4, id);
+  if (sqlite3_step(s.get()) != SQLITE_DONE) {
+    return dbError(db_, "update");
+  }
+  return {};
+}
+
+sdk::Result<std::size_t> DeadLetterStore::count(const std::string& destination) {
+  std::lock_guard lock(mutex_);
+  Statement s(db_, "SELECT COUNT(*) FROM dead_letters WHERE destination = ?");
+  s.bind(1, destination);
+  if (sqlite3_step(s.get()) != SQLITE_ROW) {
+    return dbError(db_, "count");
+  }
+  return static_cast<std::size_t>(sqlite3_column_int64(s.get(), 0));
+}
+
+bool DeadLetterStore::hasReplays(const std::string& destination) {
+  std::lock_guard lock(mutex_);
+  Statement s(db_, "SELECT id FROM dead_letters WHERE destination = ? AND state = 1");
+  s.bind(1, destination);
+  while (sqlite3_step(s.get()) == SQLITE_ROW) {
+    if (std::find(taken_.begin(), taken_.end(), sqlite3_column_int64(s.get(), 0)) == taken_.end()) {
+      return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace junction::core::delivery

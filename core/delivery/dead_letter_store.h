@@ -1,0 +1,84 @@
+#pragma once
+
+// The dead-letter queue: events a destination could not deliver (a permanent failure, or the
+// retry budget spent), with the last reason, kept until replayed or purged.
+//
+// Stored in SQLite (WAL, synchronous=FULL): dead letters are rare, and operators need to list
+// them by destination, time and person, and to replay or purge a selection — queries, not a log.
+// Replay marks rows; the destination's worker takes marked rows back into its delivery window,
+// deletes each row once delivered, and marks it dead again if it fails again. A crash mid-replay
+// leaves rows marked, so they are replayed after restart (at least once).
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "junction/sdk/event.h"
+#include "junction/sdk/result.h"
+
+struct sqlite3;
+
+namespace junction::core::delivery {
+
+struct DeadLetter {
+  std::int64_t id = 0;  // assigned by the store
+  std::string destination;
+  sdk::Event event;
+  std::int64_t failed_at_ms = 0;
+  std::int64_t attempts = 0;
+  std::string reason;
+  bool replaying = false;
+};
+
+// Which rows an operation applies to; empty fields match everything.
+struct DeadLetterFilter {
+  std::string destination;
+  std::string person;  // userId or anonymousId
+  std::vector<std::int64_t> ids;
+  std::int64_t since_ms = 0;  // failed_at >= since
+  std::int64_t until_ms = 0;  // failed_at < until (0 = no bound)
+  std::size_t limit = 0;      // list only; 0 = 1000
+};
+
+// Thread-safe (one connection behind a mutex).
+class DeadLetterStore {
+ public:
+  static sdk::Result<std::unique_ptr<DeadLetterStore>> open(const std::string& file);
+  ~DeadLetterStore();
+
+  // Adds rows in one transaction; durable when it returns ok.
+  sdk::Status add(std::vector<DeadLetter>& letters);
+  sdk::Result<std::vector<DeadLetter>> list(const DeadLetterFilter& filter);
+  // Marks matching rows for replay; returns how many.
+  sdk::Result<std::size_t> markForReplay(const DeadLetterFilter& filter);
+  // Deletes matching rows that are not being replayed; returns how many.
+  sdk::Result<std::size_t> purge(const DeadLetterFilter& filter);
+
+  // For the destination's worker: marked rows not yet taken (in id order), at most `limit`.
+  // Rows taken are remembered in memory so they are not taken twice by this process.
+  sdk::Result<std::vector<DeadLetter>> takeReplays(const std::string& destination,
+                                                   std::size_t limit);
+  // A replayed row was delivered: delete it.
+  sdk::Status replayed(std::int64_t id);
+  // A replayed row failed again: back to dead with the new reason.
+  sdk::Status failedAgain(std::int64_t id, std::int64_t attempts, std::string_view reason,
+                          std::int64_t failed_at_ms);
+
+  sdk::Result<std::size_t> count(const std::string& destination);
+  // True when some row of `destination` is marked for replay and not taken yet.
+  bool hasReplays(const std::string& destination);
+
+ private:
+  explicit DeadLetterStore(sqlite3* db);
+  sdk::Status exec(const char* sql);
+  std::string where(const DeadLetterFilter& filter, std::vector<std::string>& binds) const;
+
+  sqlite3* db_;
+  std::mutex mutex_;
+  std::vector<std::int64_t> taken_;  // replay rows handed to workers in this process
+};
+
+}  // namespace junction::core::delivery

@@ -1,0 +1,67 @@
+#pragma once
+
+// The delivery side of the daemon: one DestinationWorker per enabled destination, the cursor
+// store, the dead-letter store, queue retention (segments every cursor has passed are deleted),
+// and the dead-letter admin API (GET /admin/dlq, POST /admin/dlq/replay, POST /admin/dlq/purge,
+// GET /admin/destinations).
+
+#include <atomic>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/config/daemon_config.h"
+#include "core/delivery/dead_letter_store.h"
+#include "core/delivery/destination_worker.h"
+#include "core/http/router.h"
+#include "core/queue/cursor_store.h"
+#include "core/queue/log.h"
+
+namespace junction::core::delivery {
+
+class DeliveryEngine {
+ public:
+  DeliveryEngine(queue::Log& log, sdk::Metrics& metrics, sdk::Logger& logger,
+                 const sdk::Clock& clock);
+  ~DeliveryEngine();
+
+  // Opens the cursor and dead-letter stores under `state_dir`.
+  sdk::Status open(const std::string& state_dir);
+  // Adds a destination; `config` must outlive the engine.
+  sdk::Status add(const config::ConnectorConfig& config, std::shared_ptr<sdk::Destination> plugin,
+                  WorkerLimits limits = {});
+  // Starts every worker and the retention thread; wires the log's append listener.
+  sdk::Status start();
+  // Stops every worker (deliveries in flight finish), flushes cursors. Idempotent.
+  void stop();
+
+  // Admin routes; every call needs `Authorization: Bearer <admin_token>` (constant-time check).
+  void registerAdminRoutes(http::Router& router, std::string admin_token);
+
+  DeadLetterStore& deadLetters() { return *dead_letters_; }
+  DestinationWorker* worker(std::string_view id);
+  // Deletes segments every destination has passed. Returns the number deleted.
+  std::size_t applyRetention();
+
+ private:
+  void retentionLoop();
+
+  queue::Log& log_;
+  sdk::Metrics& metrics_;
+  sdk::Logger& logger_;
+  const sdk::Clock& clock_;
+  std::unique_ptr<queue::CursorStore> cursors_;
+  std::unique_ptr<DeadLetterStore> dead_letters_;
+  std::vector<std::unique_ptr<DestinationWorker>> workers_;
+
+  std::mutex mutex_;
+  std::condition_variable stop_cv_;
+  bool stopping_ = false;
+  std::thread retention_;
+  bool started_ = false;
+};
+
+}  // namespace junction::core::delivery

@@ -1,0 +1,608 @@
+#include "core/delivery/destination_worker.h"
+
+#include <algorithm>
+
+namespace junction::core::delivery {
+
+using std::chrono::milliseconds;
+using SteadyClock = std::chrono::steady_clock;
+
+namespace {
+constexpr std::size_t kReadRecords = 1024;
+constexpr std::size_t kReadBytes = 4 << 20;
+constexpr std::size_t kReplayTake = 500;
+constexpr milliseconds kDeadLetterRetry{5000};  // when the DLQ itself cannot be written
+}  // namespace
+
+DestinationWorker::DestinationWorker(const config::ConnectorConfig& config,
+                                     std::shared_ptr<sdk::Destination> plugin, WorkerDeps deps,
+                                     WorkerLimits limits)
+    : id_(config.id),
+      config_(config),
+      plugin_(std::move(plugin)),
+      deps_(deps),
+      limits_(limits),
+      policy_(RoutePolicy::fromConfig(config)),
+      backoff_(config.retry.initial_backoff, config.retry.max_backoff),
+      bucket_(config.rate_limit.per_second, static_cast<double>(config.rate_limit.burst)),
+      delivered_(deps.metrics.counter("junction_events_delivered_total",
+                                      "Events the destination accepted", {{"destination", id_}})),
+      retried_(deps.metrics.counter("junction_events_retried_total",
+                                    "Delivery attempts that ended in a retry",
+                                    {{"destination", id_}})),
+      dead_lettered_(deps.metrics.counter("junction_events_dead_lettered_total",
+                                          "Events moved to the dead-letter queue",
+                                          {{"destination", id_}})),
+      faults_(deps.metrics.counter("junction_plugin_faults_total",
+                                   "Exceptions that escaped a plugin call",
+                                   {{"destination", id_}})),
+      batches_total_(deps.metrics.counter("junction_destination_batches_total",
+                                          "Plugin deliver() calls", {{"destination", id_}})),
+      batch_seconds_(deps.metrics.histogram("junction_destination_batch_duration_seconds",
+                                            "Time of one deliver() call", {},
+                                            {{"destination", id_}})),
+      backlog_bytes_(deps.metrics.gauge("junction_queue_backlog_bytes",
+                                        "Queue bytes not yet finished by the destination",
+                                        {{"destination", id_}})),
+      oldest_age_(deps.metrics.gauge("junction_queue_oldest_undelivered_age_seconds",
+                                     "Age of the oldest event the destination has not finished",
+                                     {{"destination", id_}})),
+      window_gauge_(deps.metrics.gauge("junction_destination_pending_events",
+                                       "Events read and not yet finished (delivering or waiting)",
+                                       {{"destination", id_}})),
+      in_flight_gauge_(deps.metrics.gauge("junction_destination_in_flight_events",
+                                          "Events in a plugin call now", {{"destination", id_}})),
+      metrics_(deps.metrics) {}
+
+DestinationWorker::~DestinationWorker() { stop(); }
+
+sdk::Status DestinationWorker::start() {
+  auto stored = deps_.cursors.load(id_);
+  if (stored) {
+    read_pos_ = *stored;
+  } else {
+    read_pos_ = config_.start == "earliest" ? deps_.log.beginOffset() : deps_.log.durableEnd();
+    if (auto s = deps_.cursors.commit(id_, read_pos_); !s.ok()) {
+      return s;
+    }
+  }
+  committed_.store(read_pos_);
+  stat_read_.store(read_pos_);
+  replay_signal_ = deps_.dead_letters.hasReplays(id_);
+  started_ = true;
+  dispatcher_ = std::thread([this] { dispatcherLoop(); });
+  for (std::int64_t i = 0; i < std::max<std::int64_t>(1, config_.concurrency); ++i) {
+    deliverers_.emplace_back([this] { deliveryLoop(); });
+  }
+  deps_.logger.info("delivering", {{"destination", id_}, {"from_offset", read_pos_},
+                                   {"concurrency", config_.concurrency}});
+  return {};
+}
+
+void DestinationWorker::stop() {
+  if (!started_ || stopped_) {
+    return;
+  }
+  stopped_ = true;
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  dispatcher_.join();
+  {
+    std::lock_guard lock(batch_mutex_);
+    closing_ = true;
+  }
+  batch_ready_.notify_all();
+  for (auto& t : deliverers_) {
+    t.join();
+  }
+  std::lock_guard lock(start_mutex_);
+  if (plugin_started_) {
+    try {
+      plugin_->stop();
+    } catch (...) {
+      faults_.inc();
+    }
+  }
+}
+
+void DestinationWorker::notifyAppend() {
+  {
+    std::lock_guard lock(mutex_);
+    append_signal_ = true;
+  }
+  wake_.notify_one();
+}
+
+void DestinationWorker::notifyReplay() {
+  {
+    std::lock_guard lock(mutex_);
+    replay_signal_ = true;
+  }
+  wake_.notify_one();
+}
+
+DestinationWorker::Stats DestinationWorker::stats() const {
+  Stats s;
+  s.window_events = stat_window_.load();
+  s.in_flight = stat_in_flight_.load();
+  s.delivered = stat_delivered_.load();
+  s.dead_lettered = stat_dead_.load();
+  s.read_position = stat_read_.load();
+  return s;
+}
+
+// --- dispatcher -----------------------------------------------------------------------------
+
+void DestinationWorker::dispatcherLoop() {
+  for (;;) {
+    std::vector<std::unique_ptr<Batch>> completed;
+    bool stopping = false;
+    bool replay = false;
+    {
+      std::lock_guard lock(mutex_);
+      completed.swap(completed_);
+      stopping = stopping_;
+      replay = replay_signal_;
+      replay_signal_ = false;
+      append_signal_ = false;
+    }
+    for (auto& batch : completed) {
+      complete(*batch);
+    }
+    if (stopping) {
+      if (in_flight_batches_ == 0) {
+        break;
+      }
+    } else {
+      if (replay) {
+        takeReplays();
+      }
+      bool more_to_read = fillWindow();
+      auto now = SteadyClock::now();
+      auto next_wake = dispatch(now);
+      advanceCursor();
+      if (more_to_read && window_.size() < limits_.max_window_events &&
+          window_bytes_ < limits_.max_window_bytes) {
+        continue;  // keep reading without sleeping
+      }
+      std::unique_lock lock(mutex_);
+      auto ready = [&] {
+        return stopping_ || !completed_.empty() || append_signal_ || replay_signal_;
+      };
+      if (next_wake) {
+        wake_.wait_until(lock, *next_wake, ready);
+      } else {
+        wake_.wait(lock, ready);
+      }
+      continue;
+    }
+    std::unique_lock lock(mutex_);
+    wake_.wait(lock, [&] { return !completed_.empty(); });
+  }
+  advanceCursor();
+  (void)deps_.cursors.flush();
+}
+
+bool DestinationWorker::fillWindow() {
+  while (window_.size() < limits_.max_window_events && window_bytes_ < limits_.max_window_bytes &&
+         read_pos_ < deps_.log.durableEnd()) {
+    auto batch = deps_.log.read(read_pos_, kReadRecords, kReadBytes);
+    if (!batch) {
+      deps_.logger.error("queue read failed", {{"destination", id_}, {"offset", read_pos_},
+                                               {"error", batch.error().message}});
+      return false;
+    }
+    for (auto& record : batch->records) {
+      RouteVerdict verdict = policy_.decide(record.event);
+      if (verdict != RouteVerdict::Deliver) {
+        const char* name = isConsentVerdict(verdict) ? "junction_events_consent_blocked_total"
+                                                      : "junction_events_filtered_total";
+        metrics_
+            .counter(name,
+                     isConsentVerdict(verdict)
+                         ? "Events not delivered because the person's consent does not allow it"
+                         : "Events not delivered because the destination's filters exclude them",
+                     {{"destination", id_}, {"reason", reasonOf(verdict)}})
+            .inc();
+        if (isConsentVerdict(verdict)) {
+          deps_.logger.debug("consent blocked", {{"destination", id_},
+                                                 {"messageId", record.event.messageId()},
+                                                 {"reason", reasonOf(verdict)}});
+        }
+        continue;
+      }
+      auto entry = std::make_unique<Entry>();
+      entry->offset = record.offset;
+      entry->bytes = record.event.json().size() + 64;
+      entry->received_at_ms = record.event.header().received_at_ms;
+      entry->person = record.event.header().personKey();
+      entry->event = std::move(record.event);
+      addEntry(std::move(entry), false);
+    }
+    const bool stuck = batch->records.empty() && batch->next == read_pos_;
+    read_pos_ = batch->next;
+    stat_read_.store(read_pos_);
+    if (stuck) {
+      break;
+    }
+  }
+  return read_pos_ < deps_.log.durableEnd();
+}
+
+void DestinationWorker::takeReplays() {
+  auto rows = deps_.dead_letters.takeReplays(id_, kReplayTake);
+  if (!rows) {
+    deps_.logger.error("dead-letter replay failed", {{"destination", id_}, {"error", rows.error().message}});
+    return;
+  }
+  for (auto& row : *rows) {
+    auto entry = std::make_unique<Entry>();
+    entry->dead_letter_id = row.id;
+    entry->bytes = row.event.json().size() + 64;
+    entry->received_at_ms = row.event.header().received_at_ms;
+    entry->person = row.event.header().personKey();
+    entry->event = std::move(row.event);
+    addEntry(std::move(entry), true);
+  }
+  if (rows->size() == kReplayTake) {
+    std::lock_guard lock(mutex_);
+    replay_signal_ = true;  // more to take next round
+  }
+  if (!rows->empty()) {
+    deps_.logger.info("replaying dead letters", {{"destination", id_}, {"count", rows->size()}});
+  }
+}
+
+void DestinationWorker::addEntry(std::unique_ptr<Entry> entry, bool replay) {
+  Entry* raw = entry.get();
+  window_bytes_ += raw->bytes;
+  if (replay) {
+    replays_.emplace(raw->dead_letter_id, std::move(entry));
+  } else {
+    window_.push_back(std::move(entry));
+  }
+  stat_window_.fetch_add(1);
+  auto [it, inserted] = persons_.try_emplace(raw->person);
+  Person& person = it->second;
+  person.entries.push_back(raw);
+  if (!person.busy && person.entries.size() == 1) {
+    schedule(person, it->first, SteadyClock::now());
+  }
+}
+
+void DestinationWorker::schedule(Person& person, const std::string& key, SteadyClock::time_point now) {
+  if (person.busy || person.entries.empty() || person.queued) {
+    return;
+  }
+  const Entry* head = person.entries.front();
+  if (head->ready_at <= now) {
+    person.queued = true;
+    if (ready_.empty() && !ready_since_) {
+      ready_since_ = now;
+    }
+    ready_.push_back(key);
+  } else {
+    waiting_.emplace(head->ready_at, key);
+  }
+}
+
+void DestinationWorker::promoteWaiting(SteadyClock::time_point now) {
+  while (!waiting_.empty() && waiting_.top().first <= now) {
+    std::string key = waiting_.top().second;
+    waiting_.pop();
+    auto it = persons_.find(key);
+    if (it != persons_.end()) {
+      schedule(it->second, it->first, now);  // ignores stale heap entries
+    }
+  }
+}
+
+std::optional<SteadyClock::time_point> DestinationWorker::dispatch(SteadyClock::time_point now) {
+  promoteWaiting(now);
+  std::optional<SteadyClock::time_point> wake;
+  auto wakeAt = [&](SteadyClock::time_point t) { wake = wake ? std::min(*wake, t) : t; };
+  const auto concurrency = static_cast<std::size_t>(std::max<std::int64_t>(1, config_.concurrency));
+  const auto max_events = static_cast<std::size_t>(config_.batch.max_events);
+  const bool caught_up = read_pos_ >= deps_.log.durableEnd();
+
+  while (in_flight_batches_ < concurrency && !ready_.empty()) {
+    // Wait a little for a fuller batch while the reader is caught up (batch.max_wait).
+    if (caught_up && ready_since_ && config_.batch.max_wait.count() > 0) {
+      std::size_t ready_events = 0;
+      for (const auto& key : ready_) {
+        ready_events += persons_[key].entries.size();
+        if (ready_events >= max_events) {
+          break;
+        }
+      }
+      auto deadline = *ready_since_ + config_.batch.max_wait;
+      if (ready_events < max_events && now < deadline) {
+        wakeAt(deadline);
+        break;
+      }
+    }
+    std::size_t cap = std::min(max_events, bucket_.capacity());
+    std::size_t tokens = bucket_.available(now);
+    if (tokens == 0) {
+      wakeAt(now + std::max(milliseconds(1), bucket_.untilOne(now)));
+      break;
+    }
+    cap = std::min(cap, tokens);
+    auto batch = std::make_unique<Batch>();
+    std::size_t bytes = 0;
+    while (!ready_.empty() && batch->entries.size() < cap) {
+      Person& person = persons_[ready_.front()];
+      bool took_all = true;
+      for (Entry* entry : person.entries) {
+        if (batch->entries.size() >= cap ||
+            (!batch->entries.empty() && bytes + entry->bytes > config_.batch.max_bytes) ||
+            entry->ready_at > now) {
+          took_all = false;
+          break;
+        }
+        bytes += entry->bytes;
+        ++entry->attempts;
+        batch->events.push_back(std::move(*entry->event));
+        entry->event.reset();
+        batch->entries.push_back(entry);
+      }
+      if (batch->entries.empty()) {
+        break;  // cannot happen: the head of a ready person is ready
+      }
+      person.busy = true;
+      person.queued = false;
+      ready_.pop_front();
+      if (!took_all) {
+        break;  // the batch is full
+      }
+    }
+    if (ready_.empty()) {
+      ready_since_.reset();
+    } else {
+      ready_since_ = now;
+    }
+    if (batch->entries.empty()) {
+      break;
+    }
+    bucket_.consume(batch->entries.size());
+    ++in_flight_batches_;
+    stat_in_flight_.fetch_add(batch->entries.size());
+    {
+      std::lock_guard lock(batch_mutex_);
+      batches_.push_back(std::move(batch));
+    }
+    batch_ready_.notify_one();
+  }
+  if (!waiting_.empty()) {
+    wakeAt(waiting_.top().first);
+  }
+  return wake;
+}
+
+void DestinationWorker::complete(Batch& batch) {
+  --in_flight_batches_;
+  stat_in_flight_.fetch_sub(batch.entries.size());
+  batches_total_.inc();
+  batch_seconds_.observe(std::chrono::duration<double>(SteadyClock::now() - batch.started).count());
+  const auto now = SteadyClock::now();
+  const std::int64_t now_ms = deps_.clock.nowMs();
+  std::vector<Entry*> to_dead;
+  std::vector<std::string> dead_reasons;
+  for (std::size_t i = 0; i < batch.entries.size(); ++i) {
+    Entry& entry = *batch.entries[i];
+    entry.event = std::move(batch.events[i]);
+    const sdk::Outcome& outcome = batch.outcomes[i];
+    switch (outcome.kind) {
+      case sdk::Outcome::Kind::Delivered:
+        delivered_.inc();
+        stat_delivered_.fetch_add(1);
+        if (entry.dead_letter_id != 0) {
+          if (auto s = deps_.dead_letters.replayed(entry.dead_letter_id); !s.ok()) {
+            deps_.logger.error("dead-letter store", {{"error", s.message()}});
+          }
+        }
+        finish(entry);
+        break;
+      case sdk::Outcome::Kind::Retry: {
+        retried_.inc();
+        bool attempts_spent = entry.attempts >= config_.retry.max_attempts;
+        bool too_old = entry.received_at_ms > 0 &&
+                       now_ms - entry.received_at_ms > config_.retry.max_age.count();
+        if (attempts_spent || too_old) {
+          to_dead.push_back(&entry);
+          dead_reasons.push_back((attempts_spent ? "retries exhausted after " +
+                                                       std::to_string(entry.attempts) + " attempts"
+                                                 : std::string("older than retry.max_age")) +
+                                 ": " + outcome.reason);
+        } else {
+          entry.ready_at = now + backoff_.delay(entry.attempts, outcome.retry_after);
+        }
+        break;
+      }
+      case sdk::Outcome::Kind::Failed:
+        to_dead.push_back(&entry);
+        dead_reasons.push_back(outcome.reason.empty() ? "failed" : outcome.reason);
+        break;
+    }
+  }
+  if (!to_dead.empty()) {
+    deadLetter(to_dead, dead_reasons);
+  }
+  // Release each person of the batch and schedule their next event.
+  for (Entry* entry : batch.entries) {
+    auto it = persons_.find(entry->person);
+    if (it == persons_.end()) {
+      continue;
+    }
+    Person& person = it->second;
+    if (!person.busy) {
+      continue;  // already handled for an earlier entry of this person
+    }
+    person.busy = false;
+    std::erase_if(person.entries, [](const Entry* e) { return e->done; });
+    if (person.entries.empty()) {
+      persons_.erase(it);
+    } else {
+      schedule(person, it->first, now);
+    }
+  }
+  // Free finished replay entries (main-log entries leave through advanceCursor).
+  for (Entry* entry : batch.entries) {
+    if (entry->done && entry->dead_letter_id != 0) {
+      replays_.erase(entry->dead_letter_id);
+    }
+  }
+}
+
+void DestinationWorker::deadLetter(std::vector<Entry*>& entries, std::vector<std::string>& reasons) {
+  const std::int64_t now_ms = deps_.clock.nowMs();
+  std::vector<DeadLetter> rows;
+  std::vector<Entry*> fresh;
+  for (std::size_t i = 0; i < entries.size(); ++i) {
+    Entry& e = *entries[i];
+    if (e.dead_letter_id != 0) {
+      // A replay that failed again goes back to dead with its new reason.
+      if (auto s = deps_.dead_letters.failedAgain(e.dead_letter_id, e.attempts, reasons[i], now_ms);
+          !s.ok()) {
+        deps_.logger.error("dead-letter store", {{"error", s.message()}});
+      }
+      finish(e);
+      continue;
+    }
+    DeadLetter d;
+    d.destination = id_;
+    d.event = *e.event;
+    d.failed_at_ms = now_ms;
+    d.attempts = e.attempts;
+    d.reason = reasons[i];
+    rows.push_back(std::move(d));
+    fresh.push_back(&e);
+  }
+  if (rows.empty()) {
+    return;
+  }
+  if (auto s = deps_.dead_letters.add(rows); !s.ok()) {
+    // Never drop: keep the events and try again later.
+    deps_.logger.error("cannot write dead letters; keeping the events",
+                       {{"destination", id_}, {"error", s.message()}});
+    for (Entry* e : fresh) {
+      e->ready_at = SteadyClock::now() + kDeadLetterRetry;
+    }
+    return;
+  }
+  for (std::size_t i = 0; i < fresh.size(); ++i) {
+    dead_lettered_.inc();
+    stat_dead_.fetch_add(1);
+    deps_.logger.warn("event dead-lettered", {{"destination", id_},
+                                              {"messageId", fresh[i]->event->messageId()},
+                                              {"attempts", fresh[i]->attempts},
+                                              {"reason", rows[i].reason}});
+    finish(*fresh[i]);
+  }
+}
+
+void DestinationWorker::finish(Entry& entry) {
+  entry.done = true;
+  entry.event.reset();
+  window_bytes_ -= entry.bytes;
+  stat_window_.fetch_sub(1);
+}
+
+void DestinationWorker::advanceCursor() {
+  while (!window_.empty() && window_.front()->done) {
+    window_.pop_front();
+  }
+  queue::Offset low = window_.empty() ? read_pos_ : window_.front()->offset;
+  if (low > committed_.load()) {
+    if (auto s = deps_.cursors.commit(id_, low); s.ok()) {
+      committed_.store(low);
+    } else {
+      deps_.logger.error("cursor commit failed", {{"destination", id_}, {"error", s.message()}});
+    }
+  }
+  const queue::Offset end = deps_.log.durableEnd();
+  backlog_bytes_.set(static_cast<double>(end > low ? end - low : 0));
+  window_gauge_.set(static_cast<double>(stat_window_.load()));
+  in_flight_gauge_.set(static_cast<double>(stat_in_flight_.load()));
+  double age = 0;
+  if (!window_.empty() && window_.front()->received_at_ms > 0) {
+    age = static_cast<double>(deps_.clock.nowMs() - window_.front()->received_at_ms) / 1000.0;
+  }
+  oldest_age_.set(std::max(0.0, age));
+}
+
+// --- delivery threads -----------------------------------------------------------------------
+
+void DestinationWorker::deliveryLoop() {
+  for (;;) {
+    std::unique_ptr<Batch> batch;
+    {
+      std::unique_lock lock(batch_mutex_);
+      batch_ready_.wait(lock, [&] { return closing_ || !batches_.empty(); });
+      if (batches_.empty()) {
+        return;
+      }
+      batch = std::move(batches_.front());
+      batches_.pop_front();
+    }
+    runPlugin(*batch);
+    {
+      std::lock_guard lock(mutex_);
+      completed_.push_back(std::move(batch));
+    }
+    wake_.notify_one();
+  }
+}
+
+void DestinationWorker::runPlugin(Batch& batch) {
+  batch.started = SteadyClock::now();
+  const std::size_t n = batch.events.size();
+  auto allRetry = [&](std::string reason) {
+    batch.outcomes.assign(n, sdk::Outcome::retry(std::move(reason)));
+  };
+  {
+    std::lock_guard lock(start_mutex_);
+    if (!plugin_started_) {
+      sdk::Status started;
+      try {
+        started = plugin_->start();
+      } catch (const std::exception& e) {
+        faults_.inc();
+        started = sdk::makeError(sdk::ErrorCode::Internal, std::string("start() threw: ") + e.what());
+      } catch (...) {
+        faults_.inc();
+        started = sdk::makeError(sdk::ErrorCode::Internal, "start() threw an unknown exception");
+      }
+      if (!started.ok()) {
+        deps_.logger.error("destination failed to start", {{"destination", id_},
+                                                           {"error", started.message()}});
+        allRetry("destination failed to start: " + started.message());
+        return;
+      }
+      plugin_started_ = true;
+    }
+  }
+  try {
+    batch.outcomes = plugin_->deliver(batch.events);
+  } catch (const std::exception& e) {
+    faults_.inc();
+    deps_.logger.error("deliver() threw", {{"destination", id_}, {"error", e.what()}});
+    allRetry(std::string("deliver() threw: ") + e.what());
+    return;
+  } catch (...) {
+    faults_.inc();
+    allRetry("deliver() threw an unknown exception");
+    return;
+  }
+  if (batch.outcomes.size() != n) {
+    faults_.inc();
+    deps_.logger.error("deliver() returned the wrong number of outcomes",
+                       {{"destination", id_}, {"events", n}, {"outcomes", batch.outcomes.size()}});
+    batch.outcomes.resize(n, sdk::Outcome::retry("the plugin returned no outcome for this event"));
+  }
+}
+
+}  // namespace junction::core::delivery

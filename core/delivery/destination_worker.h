@@ -1,0 +1,189 @@
+#pragma once
+
+// Delivers the queue to one destination: reads from its cursor, routes (source, filter,
+// consent), batches, rate-limits, calls the plugin on `concurrency` threads, and acts on each
+// event's outcome — done, retry with backoff, or dead letter.
+//
+// Per-person order: events of one person (userId, else anonymousId) are handed to the plugin in
+// queue order and never in two concurrent calls; while a person's event waits for a retry, only
+// that person's later events wait behind it. Everyone else flows.
+//
+// At least once: the cursor committed is the offset of the oldest event not yet finished (the
+// low watermark of the delivery window), so after a crash everything past it is delivered again.
+// The window is bounded (events and bytes): a destination that is down stops reading once its
+// window is full — it never slows other destinations, which have their own workers.
+//
+// Threads: one dispatcher thread owns all state below; `concurrency` delivery threads only call
+// the plugin and hand outcomes back. Public methods are thread-safe.
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <queue>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "core/config/daemon_config.h"
+#include "core/delivery/dead_letter_store.h"
+#include "core/delivery/pacing.h"
+#include "core/delivery/route_policy.h"
+#include "core/queue/cursor_store.h"
+#include "core/queue/log.h"
+#include "junction/sdk/destination.h"
+#include "junction/sdk/log.h"
+#include "junction/sdk/metrics.h"
+
+namespace junction::core::delivery {
+
+struct WorkerDeps {
+  queue::Log& log;
+  queue::CursorStore& cursors;
+  DeadLetterStore& dead_letters;
+  sdk::Metrics& metrics;  // the daemon's registry; the worker adds destination="<id>"
+  sdk::Logger& logger;
+  const sdk::Clock& clock;
+};
+
+struct WorkerLimits {
+  std::size_t max_window_events = 50'000;
+  std::size_t max_window_bytes = 64 << 20;
+};
+
+class DestinationWorker {
+ public:
+  DestinationWorker(const config::ConnectorConfig& config, std::shared_ptr<sdk::Destination> plugin,
+                    WorkerDeps deps, WorkerLimits limits = {});
+  ~DestinationWorker();
+  DestinationWorker(const DestinationWorker&) = delete;
+  DestinationWorker& operator=(const DestinationWorker&) = delete;
+
+  // Positions the cursor (stored, else `start: latest|earliest`) and starts the threads.
+  sdk::Status start();
+  // Lets deliveries in flight finish, commits the cursor, stops the plugin. Idempotent.
+  void stop();
+
+  void notifyAppend();  // the log has new durable data
+  void notifyReplay();  // dead letters were marked for replay
+
+  const std::string& id() const noexcept { return id_; }
+  // The committed low watermark: nothing before it is needed by this destination.
+  queue::Offset cursor() const noexcept { return committed_.load(); }
+
+  struct Stats {
+    std::size_t window_events = 0;  // read and not yet finished
+    std::size_t in_flight = 0;      // in a plugin call now
+    std::uint64_t delivered = 0;
+    std::uint64_t dead_lettered = 0;
+    queue::Offset read_position = 0;
+  };
+  Stats stats() const;
+
+ private:
+  struct Entry {
+    queue::Offset offset = 0;    // main log position (unused for replays)
+    std::int64_t dead_letter_id = 0;  // != 0: a replayed dead letter
+    std::optional<sdk::Event> event;  // empty while in a plugin call
+    std::size_t bytes = 0;
+    std::int64_t attempts = 0;
+    std::int64_t received_at_ms = 0;
+    std::chrono::steady_clock::time_point ready_at{};
+    std::string person;
+    bool done = false;
+  };
+  struct Person {
+    std::deque<Entry*> entries;  // in queue order
+    bool busy = false;           // some entry is in a plugin call
+    bool queued = false;         // in ready_ (at most once)
+  };
+  struct Batch {
+    std::vector<Entry*> entries;
+    std::vector<sdk::Event> events;
+    std::vector<sdk::Outcome> outcomes;
+    std::chrono::steady_clock::time_point started{};
+  };
+
+  void dispatcherLoop();
+  void deliveryLoop();
+  bool fillWindow();
+  void takeReplays();
+  void addEntry(std::unique_ptr<Entry> entry, bool replay);
+  void schedule(Person& person, const std::string& key, std::chrono::steady_clock::time_point now);
+  void promoteWaiting(std::chrono::steady_clock::time_point now);
+  std::optional<std::chrono::steady_clock::time_point> dispatch(std::chrono::steady_clock::time_point now);
+  void complete(Batch& batch);
+  void deadLetter(std::vector<Entry*>& entries, std::vector<std::string>& reasons);
+  void finish(Entry& entry);
+  void advanceCursor();
+  void runPlugin(Batch& batch);
+
+  const std::string id_;
+  const config::ConnectorConfig& config_;
+  std::shared_ptr<sdk::Destination> plugin_;
+  WorkerDeps deps_;
+  WorkerLimits limits_;
+  RoutePolicy policy_;
+  Backoff backoff_;
+  TokenBucket bucket_;
+
+  // Signals into the dispatcher.
+  mutable std::mutex mutex_;
+  std::condition_variable wake_;
+  bool stopping_ = false;
+  bool append_signal_ = false;
+  bool replay_signal_ = false;
+  std::vector<std::unique_ptr<Batch>> completed_;
+
+  // Batches handed to delivery threads.
+  std::mutex batch_mutex_;
+  std::condition_variable batch_ready_;
+  std::deque<std::unique_ptr<Batch>> batches_;
+  bool closing_ = false;
+
+  // Dispatcher-only state.
+  queue::Offset read_pos_ = 0;
+  std::deque<std::unique_ptr<Entry>> window_;  // main-log entries in offset order
+  std::unordered_map<std::int64_t, std::unique_ptr<Entry>> replays_;
+  std::unordered_map<std::string, Person> persons_;
+  std::deque<std::string> ready_;
+  using Waiting = std::pair<std::chrono::steady_clock::time_point, std::string>;
+  std::priority_queue<Waiting, std::vector<Waiting>, std::greater<>> waiting_;
+  std::size_t window_bytes_ = 0;
+  std::size_t in_flight_batches_ = 0;
+  std::optional<std::chrono::steady_clock::time_point> ready_since_;
+
+  std::atomic<queue::Offset> committed_{0};
+  std::atomic<std::size_t> stat_window_{0};
+  std::atomic<std::size_t> stat_in_flight_{0};
+  std::atomic<std::uint64_t> stat_delivered_{0};
+  std::atomic<std::uint64_t> stat_dead_{0};
+  std::atomic<queue::Offset> stat_read_{0};
+
+  std::mutex start_mutex_;
+  bool plugin_started_ = false;
+
+  // Metrics.
+  sdk::Counter& delivered_;
+  sdk::Counter& retried_;
+  sdk::Counter& dead_lettered_;
+  sdk::Counter& faults_;
+  sdk::Counter& batches_total_;
+  sdk::Histogram& batch_seconds_;
+  sdk::Gauge& backlog_bytes_;
+  sdk::Gauge& oldest_age_;
+  sdk::Gauge& window_gauge_;
+  sdk::Gauge& in_flight_gauge_;
+  sdk::Metrics& metrics_;
+
+  std::thread dispatcher_;
+  std::vector<std::thread> deliverers_;
+  bool started_ = false;
+  bool stopped_ = false;
+};
+
+}  // namespace junction::core::delivery

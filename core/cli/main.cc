@@ -3,12 +3,18 @@
 //   junction plugins [--config FILE] [--json]         list the plugins found
 //   junction plugins NAME [--config FILE] [--json]    a plugin's options, as documentation
 //   junction check CONFIG                             validate a configuration (exit 0 / 1)
+//   junction dlq list|replay|purge --config FILE [--destination D] [--person P] [--id N]...
+//                                  [--since T] [--until T] [--limit N] [--json] [--all]
+//                                                     the dead-letter queue of a running junctiond
 //
 // Plugins are found as junctiond finds them: plugins.paths of --config FILE when given, and
 // ../plugins next to this binary.
 
 #include <CLI/CLI.hpp>
+#include <boost/json.hpp>
 #include <cstdio>
+
+#include "junction/sdk/http_client.h"
 
 #include "core/daemon/config_check.h"
 #include "core/daemon/plugin_docs.h"
@@ -40,6 +46,108 @@ int loadPlugins(const std::string& config_file, core::plugin::PluginRegistry& re
   return 0;
 }
 
+struct DlqArgs {
+  std::string config_file;
+  std::string url;
+  std::string destination;
+  std::string person;
+  std::vector<std::int64_t> ids;
+  std::string since;
+  std::string until;
+  std::size_t limit = 100;
+  bool as_json = false;
+  bool all = false;
+};
+
+// Calls the admin API of the daemon `args.config_file` describes (server.listen, admin_token).
+int runDlq(const std::string& action, const DlqArgs& args) {
+  core::config::ConfigErrors errors;
+  auto config = core::config::loadConfig(args.config_file, core::config::processEnvironment(), errors);
+  if (!config) {
+    std::fputs(core::config::formatErrors(errors).c_str(), stderr);
+    return 1;
+  }
+  if (config->server.admin_token.empty()) {
+    std::fprintf(stderr, "junction: %s has no server.admin_token; the admin API is disabled\n",
+                 args.config_file.c_str());
+    return 1;
+  }
+  std::string base = args.url.empty() ? "http://" + config->server.listen : args.url;
+  junction::sdk::HttpClient client;
+  junction::sdk::HttpClientRequest request;
+  request.headers.set("Authorization", "Bearer " + config->server.admin_token);
+  boost::json::object filter;
+  if (!args.destination.empty()) {
+    filter["destination"] = args.destination;
+  }
+  if (!args.person.empty()) {
+    filter["person"] = args.person;
+  }
+  if (!args.since.empty()) {
+    filter["since"] = args.since;
+  }
+  if (!args.until.empty()) {
+    filter["until"] = args.until;
+  }
+  if (!args.ids.empty()) {
+    boost::json::array ids;
+    for (auto id : args.ids) {
+      ids.push_back(id);
+    }
+    filter["ids"] = std::move(ids);
+  }
+  if (action == "list") {
+    std::string query = "limit=" + std::to_string(args.limit);
+    for (const auto& [k, v] : filter) {
+      if (v.is_string()) {
+        query += "&" + std::string(k) + "=" + std::string(v.as_string());
+      }
+    }
+    for (auto id : args.ids) {
+      query += "&id=" + std::to_string(id);
+    }
+    request.method = "GET";
+    request.url = base + "/admin/dlq?" + query;
+  } else {
+    if (filter.empty() && !args.all) {
+      std::fprintf(stderr, "junction: dlq %s needs a selection (--destination, --person, --id, "
+                           "--since/--until) or --all\n", action.c_str());
+      return 2;
+    }
+    request.method = "POST";
+    request.url = base + "/admin/dlq/" + action;
+    request.headers.set("Content-Type", "application/json");
+    request.body = boost::json::serialize(filter);
+  }
+  auto response = client.send(request);
+  if (!response.ok()) {
+    std::fprintf(stderr, "junction: %s: %s\n", request.url.c_str(), response.describe().c_str());
+    return 1;
+  }
+  if (args.as_json || action != "list") {
+    std::printf("%s\n", response.body.c_str());
+    return 0;
+  }
+  boost::system::error_code ec;
+  auto body = boost::json::parse(response.body, ec);
+  if (ec || !body.is_object()) {
+    std::fprintf(stderr, "junction: unexpected answer: %s\n", response.body.c_str());
+    return 1;
+  }
+  std::printf("%-8s %-16s %-24s %-38s %-8s %s\n", "ID", "DESTINATION", "FAILED AT", "MESSAGE ID",
+              "ATTEMPTS", "REASON");
+  for (const auto& row : body.as_object().at("dead_letters").as_array()) {
+    const auto& o = row.as_object();
+    std::printf("%-8lld %-16s %-24s %-38s %-8lld %s\n", static_cast<long long>(o.at("id").as_int64()),
+                std::string(o.at("destination").as_string()).c_str(),
+                std::string(o.at("failedAt").as_string()).c_str(),
+                std::string(o.at("messageId").as_string()).c_str(),
+                static_cast<long long>(o.at("attempts").as_int64()),
+                std::string(o.at("reason").as_string()).c_str());
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -58,8 +166,33 @@ int main(int argc, char** argv) {
   std::string check_file;
   check->add_option("config", check_file, "Configuration file")->required();
 
+  auto* dlq = app.add_subcommand("dlq", "List, replay or purge dead letters of a running junctiond");
+  dlq->require_subcommand(1);
+  DlqArgs dlq_args;
+  std::string dlq_action;
+  for (const char* action : {"list", "replay", "purge"}) {
+    auto* sub = dlq->add_subcommand(action, std::string(action) + " dead letters");
+    sub->add_option("-c,--config", dlq_args.config_file, "The daemon's configuration")->required();
+    sub->add_option("--url", dlq_args.url, "Base URL of the daemon (default: http://server.listen)");
+    sub->add_option("-d,--destination", dlq_args.destination, "Only this destination");
+    sub->add_option("-p,--person", dlq_args.person, "Only this userId or anonymousId");
+    sub->add_option("--id", dlq_args.ids, "Only these dead-letter ids");
+    sub->add_option("--since", dlq_args.since, "Failed at or after (ISO-8601)");
+    sub->add_option("--until", dlq_args.until, "Failed before (ISO-8601)");
+    if (std::string(action) == "list") {
+      sub->add_option("--limit", dlq_args.limit, "Most rows shown");
+      sub->add_flag("--json", dlq_args.as_json, "Print JSON");
+    } else {
+      sub->add_flag("--all", dlq_args.all, "Every dead letter (no selection)");
+    }
+    sub->callback([&dlq_action, action] { dlq_action = action; });
+  }
+
   CLI11_PARSE(app, argc, argv);
 
+  if (dlq->parsed()) {
+    return runDlq(dlq_action, dlq_args);
+  }
   if (plugins->parsed()) {
     core::plugin::PluginRegistry registry;
     if (int rc = loadPlugins(config_file, registry, as_json); rc != 0) {

@@ -62,7 +62,13 @@ sdk::Status DestinationWorker::start() {
     read_pos_ = *stored;
   } else {
     read_pos_ = config_.start == "earliest" ? deps_.log.beginOffset() : deps_.log.durableEnd();
+    // Persisted now, not at the next coalesced flush: with `start: latest`, a crash before that
+    // flush would make the restart start at the then-latest offset and skip every event
+    // acknowledged in between.
     if (auto s = deps_.cursors.commit(id_, read_pos_); !s.ok()) {
+      return s;
+    }
+    if (auto s = deps_.cursors.flush(); !s.ok()) {
       return s;
     }
   }
@@ -189,7 +195,8 @@ void DestinationWorker::dispatcherLoop() {
 bool DestinationWorker::fillWindow() {
   while (window_.size() < limits_.max_window_events && window_bytes_ < limits_.max_window_bytes &&
          read_pos_ < deps_.log.durableEnd()) {
-    auto batch = deps_.log.read(read_pos_, kReadRecords, kReadBytes);
+    const std::size_t room = limits_.max_window_events - window_.size();
+    auto batch = deps_.log.read(read_pos_, std::min(kReadRecords, room), kReadBytes);
     if (!batch) {
       deps_.logger.error("queue read failed", {{"destination", id_}, {"offset", read_pos_},
                                                {"error", batch.error().message}});
@@ -311,13 +318,7 @@ std::optional<SteadyClock::time_point> DestinationWorker::dispatch(SteadyClock::
   while (in_flight_batches_ < concurrency && !ready_.empty()) {
     // Wait a little for a fuller batch while the reader is caught up (batch.max_wait).
     if (caught_up && ready_since_ && config_.batch.max_wait.count() > 0) {
-      std::size_t ready_events = 0;
-      for (const auto& key : ready_) {
-        ready_events += persons_[key].entries.size();
-        if (ready_events >= max_events) {
-          break;
-        }
-      }
+      const std::size_t ready_events = ready_.size();
       auto deadline = *ready_since_ + config_.batch.max_wait;
       if (ready_events < max_events && now < deadline) {
         wakeAt(deadline);
@@ -331,33 +332,24 @@ std::optional<SteadyClock::time_point> DestinationWorker::dispatch(SteadyClock::
       break;
     }
     cap = std::min(cap, tokens);
+    // One event per person per call: if a person's event is retried, none of their later events
+    // can have reached the vendor before it (strict per-person order).
     auto batch = std::make_unique<Batch>();
     std::size_t bytes = 0;
     while (!ready_.empty() && batch->entries.size() < cap) {
       Person& person = persons_[ready_.front()];
-      bool took_all = true;
-      for (Entry* entry : person.entries) {
-        if (batch->entries.size() >= cap ||
-            (!batch->entries.empty() && bytes + entry->bytes > config_.batch.max_bytes) ||
-            entry->ready_at > now) {
-          took_all = false;
-          break;
-        }
-        bytes += entry->bytes;
-        ++entry->attempts;
-        batch->events.push_back(std::move(*entry->event));
-        entry->event.reset();
-        batch->entries.push_back(entry);
+      Entry* entry = person.entries.front();
+      if (!batch->entries.empty() && bytes + entry->bytes > config_.batch.max_bytes) {
+        break;
       }
-      if (batch->entries.empty()) {
-        break;  // cannot happen: the head of a ready person is ready
-      }
+      bytes += entry->bytes;
+      ++entry->attempts;
+      batch->events.push_back(std::move(*entry->event));
+      entry->event.reset();
+      batch->entries.push_back(entry);
       person.busy = true;
       person.queued = false;
       ready_.pop_front();
-      if (!took_all) {
-        break;  // the batch is full
-      }
     }
     if (ready_.empty()) {
       ready_since_.reset();

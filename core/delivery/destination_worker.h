@@ -5,8 +5,9 @@
 // event's outcome — done, retry with backoff, or dead letter.
 //
 // Per-person order: events of one person (userId, else anonymousId) are handed to the plugin in
-// queue order and never in two concurrent calls; while a person's event waits for a retry, only
-// that person's later events wait behind it. Everyone else flows.
+// queue order, one per call and never in two concurrent calls, so an event cannot overtake an
+// earlier one that is being retried; while a person's event waits for a retry, only that
+// person's later events wait behind it. Everyone else flows. (A batch holds many people.)
 //
 // At least once: the cursor committed is the offset of the oldest event not yet finished (the
 // low watermark of the delivery window), so after a crash everything past it is delivered again.

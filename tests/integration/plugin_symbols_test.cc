@@ -23,8 +23,8 @@ constexpr std::string_view kEntrySymbol = "junction_plugin_entry_v1";
 
 // What `nm -D --defined-only` says a library exports.
 struct Exports {
-  bool ok = false;            // nm ran and exited 0
-  std::string error;          // when !ok
+  bool ok = false;    // nm ran and exited 0
+  std::string error;  // when !ok
   std::vector<std::string> symbols;
 };
 

@@ -22,8 +22,8 @@ using ::testing::IsEmpty;
 using Kind = sdk::Outcome::Kind;
 
 sdk::Event trackEvent(const std::string& user, const std::string& message_id = "m-1") {
-  auto body = boost::json::parse(R"({"type":"track","event":"Order Completed","userId":")" +
-                                 user + R"(","messageId":")" + message_id + R"("})");
+  auto body = boost::json::parse(R"({"type":"track","event":"Order Completed","userId":")" + user +
+                                 R"(","messageId":")" + message_id + R"("})");
   auto event = sdk::makeEvent(body.as_object(), "web");
   EXPECT_TRUE(event.ok());
   return std::move(event).value();
@@ -60,6 +60,7 @@ TEST_F(HelloDestinationTest, PostsEachEventsJsonWithTheBearerToken) {
 }
 
 TEST_F(HelloDestinationTest, SendsNoAuthorizationWithoutAToken) {
+  server_.when("POST", "/hook").reply(202, "");
   HelloDestination dest(config(""), ctx_);
   std::vector<sdk::Event> batch{trackEvent("u1")};
   EXPECT_TRUE(dest.deliver(batch)[0].isDelivered());
@@ -74,8 +75,8 @@ TEST_F(HelloDestinationTest, ReportsOneClassifiedOutcomePerEventInOrder) {
   server_.when("POST", "/hook").reply(401, "").times(1);
   server_.when("POST", "/hook").reply(204, "");
   HelloDestination dest(config(), ctx_);
-  std::vector<sdk::Event> batch{trackEvent("a"), trackEvent("b"), trackEvent("c"),
-                                trackEvent("d"), trackEvent("e")};
+  std::vector<sdk::Event> batch{trackEvent("a"), trackEvent("b"), trackEvent("c"), trackEvent("d"),
+                                trackEvent("e")};
 
   auto outcomes = dest.deliver(batch);
 
@@ -117,8 +118,8 @@ TEST(HelloOptionsTest, DocumentsEveryKey) {
 }
 
 TEST(HelloOptionsTest, BindsACheckedConfig) {
-  auto config = helloOptions().bind(
-      boost::json::object{{"url", "https://hooks.example.com/j"}, {"token", "x"}, {"timeout", 1500}});
+  auto config = helloOptions().bind(boost::json::object{
+      {"url", "https://hooks.example.com/j"}, {"token", "x"}, {"timeout", 1500}});
   EXPECT_EQ(config.url, "https://hooks.example.com/j");
   EXPECT_EQ(config.token, "x");
   EXPECT_EQ(config.timeout, 1500ms);
@@ -129,7 +130,8 @@ TEST(HelloOptionsTest, RefusesAUrlThatIsNotHttp) {
   auto errors = config.validate();
   ASSERT_EQ(errors.size(), 1u);
   EXPECT_EQ(errors[0].key, "url");
-  EXPECT_THAT(HelloConfig{.url = "http://x", .token = "", .timeout = 1s}.validate(), IsEmpty());
+  HelloConfig http_config{.url = "http://x", .token = "", .timeout = 1s};
+  EXPECT_THAT(http_config.validate(), IsEmpty());
 }
 
 }  // namespace

@@ -21,11 +21,14 @@ make_program=${5:-ninja}
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/junction-install-test.XXXXXX")
 daemon_pid=
+receiver_pid=
 cleanup() {
-  if [[ -n $daemon_pid ]] && kill -0 "$daemon_pid" 2>/dev/null; then
-    kill -KILL "$daemon_pid" 2>/dev/null || true
-    wait "$daemon_pid" 2>/dev/null || true
-  fi
+  for pid in $daemon_pid $receiver_pid; do
+    if kill -0 "$pid" 2>/dev/null; then
+      kill -KILL "$pid" 2>/dev/null || true
+      wait "$pid" 2>/dev/null || true
+    fi
+  done
   rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -127,6 +130,37 @@ step "build and run a unit test against Junction::sdk_testing"
 "$kit/build/kit_check" || fail "the testing kit check failed"
 
 # --- 4. the daemon loads it --------------------------------------------------------------------
+# A receiver for what the example POSTs: one JSON line per request (path, Authorization, body).
+# Without python3 the delivery check is skipped; loading and starting are still checked.
+receiver_port=9  # discard: nothing listens there, deliveries would only be retried
+if command -v python3 >/dev/null; then
+  cat >"$tmp/receiver.py" <<'PY'
+import http.server, json, sys
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
+        with open(sys.argv[1], "a") as out:
+            out.write(json.dumps({"path": self.path,
+                                  "authorization": self.headers.get("Authorization"),
+                                  "body": body}) + "\n")
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+PY
+  python3 "$tmp/receiver.py" "$tmp/received.ndjson" >"$tmp/receiver.port" &
+  receiver_pid=$!
+  for _ in $(seq 1 100); do
+    [[ -s $tmp/receiver.port ]] && break
+    sleep 0.1
+  done
+  receiver_port=$(head -1 "$tmp/receiver.port")
+  [[ -n $receiver_port ]] || fail "the test receiver did not start"
+fi
 secret=install-test-secret-4711
 cat >"$tmp/junction.yaml" <<EOF
 server: { listen: "127.0.0.1:0" }
@@ -139,7 +173,7 @@ destinations:
   - id: hello
     plugin: hello_destination
     from: [in]
-    config: { url: "http://127.0.0.1:9/hook", token: "$secret", timeout: 2s }
+    config: { url: "http://127.0.0.1:$receiver_port/hook", token: "$secret", timeout: 2s }
 EOF
 
 step "junction plugins hello_destination"
@@ -182,6 +216,20 @@ http GET /healthz "" >"$tmp/healthz.txt"
 head -1 "$tmp/healthz.txt" | grep -q "^HTTP/1.1 200" || { cat "$tmp/healthz.txt" >&2; fail "GET /healthz is not 200"; }
 http POST /test/events '[{"type":"track","event":"Install Tested","userId":"u1"}]' >"$tmp/post.txt"
 head -1 "$tmp/post.txt" | grep -q "^HTTP/1.1 200" || { cat "$tmp/post.txt" >&2; fail "POST /test/events is not 200"; }
+if [[ -n $receiver_pid ]]; then
+  step "the example delivers the event to its url"
+  for _ in $(seq 1 150); do
+    [[ -s $tmp/received.ndjson ]] && break
+    sleep 0.1
+  done
+  [[ -s $tmp/received.ndjson ]] || { cat "$tmp/daemon.log" >&2; fail "nothing reached the receiver in 15 s"; }
+  cat "$tmp/received.ndjson"
+  expect_in "$tmp/received.ndjson" '"path": "/hook"'
+  expect_in "$tmp/received.ndjson" "\"authorization\": \"Bearer $secret\""
+  expect_in "$tmp/received.ndjson" 'Install Tested'
+else
+  echo "SKIP: no python3; delivery to the receiver not checked"
+fi
 
 kill -TERM "$daemon_pid"
 for _ in $(seq 1 300); do
@@ -198,4 +246,4 @@ if grep -qF -- "$secret" "$tmp/daemon.log"; then
   fail "the secret token appears in junctiond's log"
 fi
 cat "$tmp/daemon.log"
-echo "PASS: installed SDK builds the example; junctiond loads and starts it"
+echo "PASS: the installed SDK builds the example; junctiond loads, starts and runs it"

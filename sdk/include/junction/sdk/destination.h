@@ -111,10 +111,10 @@ class Destination {
   // the vendor. An error is logged and retried by the daemon with backoff; events wait.
   virtual Status start() { return {}; }
 
-  // Delivers `batch` (1..batch.max_events events, in per-person order) and returns exactly one
-  // outcome per event, in the same order. Called on a delivery thread; up to the destination's
-  // `concurrency` calls may run at once (each with different people). May block (network I/O);
-  // must return. Events of one person never appear in two concurrent calls.
+  // Delivers `batch` (1..batch.max_events events, at most one per person, each person's events
+  // in the order received across calls) and returns exactly one outcome per event, in the same
+  // order. Called on a delivery thread; up to the destination's `concurrency` calls may run at
+  // once, with different people. May block (network I/O); must return.
   virtual std::vector<Outcome> deliver(std::span<const Event> batch) = 0;
 
   // Called once after the last `deliver` returned.

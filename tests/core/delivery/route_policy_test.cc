@@ -1,0 +1,126 @@
+// Which events a destination gets: source, type and event filters, and the consent stage
+// (both wire formats, missing vs empty consent, all/any, consent_default).
+
+#include <gtest/gtest.h>
+
+#include <boost/json.hpp>
+
+#include "core/delivery/route_policy.h"
+
+namespace junction::core::delivery {
+namespace {
+
+config::ConnectorConfig destination(std::vector<std::string> consent, std::string mode = "all",
+                                    std::string fallback = "deny") {
+  config::ConnectorConfig c;
+  c.kind = config::ConnectorKind::Destination;
+  c.id = "d";
+  c.consent = std::move(consent);
+  c.consent_mode = std::move(mode);
+  c.consent_default = std::move(fallback);
+  return c;
+}
+
+sdk::Event event(const std::string& json_text, const std::string& source = "web") {
+  auto body = boost::json::parse(json_text).as_object();
+  auto made = sdk::makeEvent(body, source);
+  EXPECT_TRUE(made) << made.error().message;
+  return std::move(made).value();
+}
+
+struct ConsentCase {
+  const char* name;
+  std::vector<std::string> required;
+  const char* mode;
+  const char* fallback;
+  const char* context;  // JSON of the event's "context", or nullptr for none
+  RouteVerdict expected;
+};
+
+class ConsentTest : public ::testing::TestWithParam<ConsentCase> {};
+
+TEST_P(ConsentTest, Decides) {
+  const auto& c = GetParam();
+  std::string text = R"({"type":"track","event":"Order Completed","userId":"u1")";
+  if (c.context != nullptr) {
+    text += std::string(R"(,"context":)") + c.context;
+  }
+  text += "}";
+  auto policy = RoutePolicy::fromConfig(destination(c.required, c.mode, c.fallback));
+  EXPECT_EQ(policy.decide(event(text)), c.expected) << c.name;
+}
+
+constexpr RouteVerdict kDeliver = RouteVerdict::Deliver;
+constexpr RouteVerdict kDenied = RouteVerdict::ConsentDenied;
+constexpr RouteVerdict kUnknown = RouteVerdict::ConsentUnknown;
+
+INSTANTIATE_TEST_SUITE_P(
+    Table, ConsentTest,
+    ::testing::Values(
+        ConsentCase{"no requirement", {}, "all", "deny", nullptr, kDeliver},
+        ConsentCase{"segment granted", {"marketing"}, "all", "deny",
+                    R"({"consent":{"categoryPreferences":{"marketing":true}}})", kDeliver},
+        ConsentCase{"segment denied", {"marketing"}, "all", "deny",
+                    R"({"consent":{"categoryPreferences":{"marketing":false}}})", kDenied},
+        ConsentCase{"case-insensitive names", {"Marketing"}, "all", "deny",
+                    R"({"consent":{"categoryPreferences":{"MARKETING":true}}})", kDeliver},
+        ConsentCase{"missing consent, default deny", {"marketing"}, "all", "deny", nullptr, kUnknown},
+        ConsentCase{"missing consent, default grant", {"marketing"}, "all", "grant", nullptr, kDeliver},
+        ConsentCase{"empty preferences count as unknown", {"marketing"}, "all", "deny",
+                    R"({"consent":{"categoryPreferences":{}}})", kUnknown},
+        ConsentCase{"other category only", {"marketing"}, "all", "deny",
+                    R"({"consent":{"categoryPreferences":{"analytics":true}}})", kUnknown},
+        ConsentCase{"all: one of two missing", {"marketing", "analytics"}, "all", "deny",
+                    R"({"consent":{"categoryPreferences":{"marketing":true}}})", kUnknown},
+        ConsentCase{"all: one of two denied", {"marketing", "analytics"}, "all", "deny",
+                    R"({"consent":{"categoryPreferences":{"marketing":true,"analytics":false}}})", kDenied},
+        ConsentCase{"any: one of two granted", {"marketing", "analytics"}, "any", "deny",
+                    R"({"consent":{"categoryPreferences":{"marketing":false,"analytics":true}}})", kDeliver},
+        ConsentCase{"any: none granted", {"marketing", "analytics"}, "any", "deny",
+                    R"({"consent":{"categoryPreferences":{"marketing":false}}})", kDenied},
+        ConsentCase{"rudderstack allowed", {"marketing"}, "all", "deny",
+                    R"({"consentManagement":{"allowedConsentIds":["marketing"],"deniedConsentIds":[]}})", kDeliver},
+        ConsentCase{"rudderstack denied", {"marketing"}, "all", "grant",
+                    R"({"consentManagement":{"allowedConsentIds":[],"deniedConsentIds":["Marketing"]}})", kDenied},
+        ConsentCase{"allowed and denied: denied wins", {"marketing"}, "all", "grant",
+                    R"({"consentManagement":{"allowedConsentIds":["marketing"],"deniedConsentIds":["marketing"]}})", kDenied},
+        ConsentCase{"segment form takes precedence", {"marketing"}, "all", "deny",
+                    R"({"consent":{"categoryPreferences":{"marketing":false}},"consentManagement":{"allowedConsentIds":["marketing"]}})", kDenied},
+        ConsentCase{"non-boolean preference ignored", {"marketing"}, "all", "deny",
+                    R"({"consent":{"categoryPreferences":{"marketing":"yes"}}})", kUnknown}),
+    [](const auto& param_info) {
+      std::string name = param_info.param.name;
+      for (auto& ch : name) {
+        if (!std::isalnum(static_cast<unsigned char>(ch))) {
+          ch = '_';
+        }
+      }
+      return name;
+    });
+
+TEST(RoutePolicyTest, FromFilterRestrictsSources) {
+  auto c = destination({});
+  c.from = {"web"};
+  auto policy = RoutePolicy::fromConfig(c);
+  EXPECT_EQ(policy.decide(event(R"({"type":"identify","userId":"u"})", "web")), kDeliver);
+  EXPECT_EQ(policy.decide(event(R"({"type":"identify","userId":"u"})", "crm")),
+            RouteVerdict::FilteredSource);
+}
+
+TEST(RoutePolicyTest, TypeAndEventFilters) {
+  auto c = destination({});
+  c.filter.types = {"track", "identify"};
+  c.filter.events = {"Order Completed"};
+  auto policy = RoutePolicy::fromConfig(c);
+  EXPECT_EQ(policy.decide(event(R"({"type":"track","event":"Order Completed","userId":"u"})")), kDeliver);
+  EXPECT_EQ(policy.decide(event(R"({"type":"track","event":"Page Scrolled","userId":"u"})")),
+            RouteVerdict::FilteredEvent);
+  EXPECT_EQ(policy.decide(event(R"({"type":"identify","userId":"u"})")), kDeliver);  // not a track
+  EXPECT_EQ(policy.decide(event(R"({"type":"page","name":"Home","userId":"u"})")),
+            RouteVerdict::FilteredType);
+  EXPECT_STREQ(reasonOf(RouteVerdict::FilteredType), "type");
+  EXPECT_STREQ(reasonOf(RouteVerdict::ConsentUnknown), "consent_unknown");
+}
+
+}  // namespace
+}  // namespace junction::core::delivery

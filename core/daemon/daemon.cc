@@ -79,6 +79,7 @@ sdk::Status Daemon::openQueue() {
                                     "Records appended durably to the queue");
   auto& fsyncs = metrics_.counter("junction_queue_fsyncs_total", "fdatasync calls on the queue");
   metrics_.addCollector([this, &disk, &appended, &fsyncs] {
+    std::lock_guard lock(log_store_mutex_);
     if (!log_store_) {
       return;
     }
@@ -271,7 +272,10 @@ void Daemon::stop() {
     slot.context->shutdown();
   }
   // Completes every accepted append (their callbacks answer the last clients).
-  log_store_.reset();
+  {
+    std::lock_guard lock(log_store_mutex_);
+    log_store_.reset();
+  }
   if (server_) {
     server_->closeAll();
   }

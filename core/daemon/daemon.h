@@ -9,6 +9,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <atomic>
+#include <mutex>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -88,6 +89,7 @@ class Daemon {
 
   http::Router router_;
   std::unique_ptr<http::Server> server_;
+  std::mutex log_store_mutex_;  // the metrics collector vs. closing the queue
   std::unique_ptr<queue::Log> log_store_;
   std::unique_ptr<ingest::Ingest> ingest_;
   std::unique_ptr<delivery::DeliveryEngine> engine_;

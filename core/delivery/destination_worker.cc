@@ -319,8 +319,13 @@ std::optional<SteadyClock::time_point> DestinationWorker::dispatch(SteadyClock::
     // Wait a little for a fuller batch while the reader is caught up (batch.max_wait).
     if (caught_up && ready_since_ && config_.batch.max_wait.count() > 0) {
       const std::size_t ready_events = ready_.size();
+      // Waiting only helps if new people may arrive. When the window already holds later events
+      // of the ready people (a backlog of few people), waiting cannot fill the batch: it would
+      // just cap delivery at (people / max_wait) events per second.
+      const std::size_t window = stat_window_.load();
+      const std::size_t queued = window - std::min(window, stat_in_flight_.load());
       auto deadline = *ready_since_ + config_.batch.max_wait;
-      if (ready_events < max_events && now < deadline) {
+      if (ready_events < max_events && queued <= ready_events && now < deadline) {
         wakeAt(deadline);
         break;
       }

@@ -64,11 +64,13 @@ void Ingest::emit(const std::string& source_id, std::vector<sdk::Event> events,
     event = sdk::Event(std::move(header), std::move(body));
   }
   const std::size_t count = events.size();
-  auto status = log_.append(std::move(events), [&received, count, done](queue::AppendResult r) {
+  auto& write_failed = rejected("write_failed");
+  auto status = log_.append(std::move(events), [&received, &write_failed, count, done](queue::AppendResult r) {
     if (r.status.ok()) {
       received.inc(count);
       done(sdk::EmitResult{{}, {}, count, 0});
     } else {
+      write_failed.inc(count);
       done(sdk::EmitResult{r.status, std::chrono::seconds(1), 0, 0});
     }
   });

@@ -360,6 +360,31 @@ TEST_F(ServerTest, BodyOverTheDefaultParserLimitButUnderTheServerLimitIsAccepted
   EXPECT_EQ(r->body.size(), 2u * 1024 * 1024);
 }
 
+TEST_F(ServerTest, ClientSendingAWholeOversizedBodyStillReads413) {
+  // A client that does not wait (no Expect) has sent much of the body when the 413 is written:
+  // the server must not reset the connection before the client could read the answer.
+  ServerOptions options;
+  options.max_body_bytes = 1024;
+  start(options);
+  sdk::HttpClient client;
+  for (int i = 0; i < 5; ++i) {
+    sdk::HttpClientRequest request;
+    request.method = "POST";
+    request.url = "http://127.0.0.1:" + std::to_string(port()) + "/echo";
+    request.body = std::string(512 * 1024, 'b');
+    request.timeout = 5s;
+    auto response = client.send(request);
+    EXPECT_EQ(response.status, 413) << i << ": " << response.describe();
+  }
+  for (int i = 0; i < 5; ++i) {
+    RawClient c(port());
+    (void)c.send(post("/echo", std::string(256 * 1024, 'r')));  // may fail once refused
+    auto r = c.readResponse();
+    ASSERT_TRUE(r) << i << ": connection reset before the answer could be read";
+    EXPECT_EQ(r->status, 413);
+  }
+}
+
 TEST_F(ServerTest, ChunkedBodyOverTheLimitIs413) {
   ServerOptions options;
   options.max_body_bytes = 64;

@@ -6,6 +6,7 @@
 #include <charconv>
 #include <filesystem>
 
+#include "core/http/admin_auth.h"
 #include "junction/sdk/crypto.h"
 
 namespace junction::core::delivery {
@@ -128,27 +129,8 @@ void DeliveryEngine::retentionLoop() {
 
 namespace {
 
-sdk::HttpResponse jsonError(int status, std::string_view message) {
-  return sdk::HttpResponse::json(
-      status, json::serialize(json::object{{"success", false}, {"error", message}}));
-}
-
-// Checks `Authorization: Bearer <token>`; nullopt when allowed, else the response to send.
-std::optional<sdk::HttpResponse> checkAdmin(const sdk::HttpRequest& request,
-                                            const std::string& token) {
-  if (token.empty()) {
-    return jsonError(403, "the admin API is disabled (server.admin_token is empty)");
-  }
-  std::string_view auth = request.headers.get("Authorization");
-  constexpr std::string_view kBearer = "Bearer ";
-  if (auth.size() <= kBearer.size() || auth.substr(0, kBearer.size()) != kBearer ||
-      !sdk::constantTimeEquals(auth.substr(kBearer.size()), token)) {
-    auto r = jsonError(401, "missing or wrong admin token");
-    r.headers.set("WWW-Authenticate", "Bearer");
-    return r;
-  }
-  return std::nullopt;
-}
+using http::checkAdmin;
+using http::jsonError;
 
 std::int64_t toInt(std::string_view s) {
   std::int64_t v = 0;
@@ -235,18 +217,28 @@ json::object toJson(const DeadLetter& d) {
                       {"event", ec ? json::value(std::string(d.event.json())) : std::move(event)}};
 }
 
+// The admin check and the selection, common to every DLQ call; nullopt when already answered.
+std::optional<DeadLetterFilter> admitted(const sdk::HttpRequest& req, const std::string& token,
+                                         sdk::HttpResponder& respond) {
+  if (auto denied = checkAdmin(req, token)) {
+    respond(std::move(*denied));
+    return std::nullopt;
+  }
+  auto filter = filterFrom(req);
+  if (!filter) {
+    respond(jsonError(400, filter.error().message));
+    return std::nullopt;
+  }
+  return std::move(filter).value();
+}
+
 }  // namespace
 
 void DeliveryEngine::registerAdminRoutes(http::Router& router, std::string admin_token) {
   auto token = std::make_shared<std::string>(std::move(admin_token));
   (void)router.add("GET", "/admin/dlq", [this, token](sdk::HttpRequest&& req, sdk::HttpResponder respond) {
-    if (auto denied = checkAdmin(req, *token)) {
-      respond(std::move(*denied));
-      return;
-    }
-    auto filter = filterFrom(req);
+    auto filter = admitted(req, *token, respond);
     if (!filter) {
-      respond(jsonError(400, filter.error().message));
       return;
     }
     auto rows = dead_letters_->list(*filter);
@@ -263,13 +255,8 @@ void DeliveryEngine::registerAdminRoutes(http::Router& router, std::string admin
   });
   auto mutate = [this, token](bool replay) {
     return [this, token, replay](sdk::HttpRequest&& req, sdk::HttpResponder respond) {
-      if (auto denied = checkAdmin(req, *token)) {
-        respond(std::move(*denied));
-        return;
-      }
-      auto filter = filterFrom(req);
+      auto filter = admitted(req, *token, respond);
       if (!filter) {
-        respond(jsonError(400, filter.error().message));
         return;
       }
       if (replay && !filter->destination.empty() && worker(filter->destination) == nullptr) {

@@ -53,40 +53,32 @@ LoadedPlugin::LoadedPlugin(fs::path file, std::shared_ptr<boost::dll::shared_lib
 
 LoadedPlugin::~LoadedPlugin() = default;
 
+// Runs a plugin factory inside the barrier and makes the instance co-own this LoadedPlugin.
+template <typename T, typename Make>
+sdk::Result<std::shared_ptr<T>> LoadedPlugin::instantiate(const char* what, Make make) {
+  return barrier<std::shared_ptr<T>>(what, [&]() -> sdk::Result<std::shared_ptr<T>> {
+    sdk::Result<std::unique_ptr<T>> made = make();
+    if (!made) {
+      return std::move(made).error();
+    }
+    if (!*made) {
+      return makeError(ErrorCode::Internal, std::string(what) + " returned null");
+    }
+    auto self = shared_from_this();
+    return std::shared_ptr<T>(made->release(), [self](T* instance) { delete instance; });
+  });
+}
+
 sdk::Result<std::shared_ptr<sdk::Source>> LoadedPlugin::createSource(
     const sdk::ConfigObject& config, sdk::SourceContext& context) {
-  return barrier<std::shared_ptr<sdk::Source>>(
-      "the plugin's createSource",
-      [&]() -> sdk::Result<std::shared_ptr<sdk::Source>> {
-        auto made = plugin_->createSource(config, context);
-        if (!made) {
-          return std::move(made).error();
-        }
-        if (!*made) {
-          return makeError(ErrorCode::Internal, "the plugin's createSource returned null");
-        }
-        auto self = shared_from_this();
-        return std::shared_ptr<sdk::Source>(made->release(),
-                                            [self](sdk::Source* s) { delete s; });
-      });
+  return instantiate<sdk::Source>("the plugin's createSource",
+                                  [&] { return plugin_->createSource(config, context); });
 }
 
 sdk::Result<std::shared_ptr<sdk::Destination>> LoadedPlugin::createDestination(
     const sdk::ConfigObject& config, sdk::DestinationContext& context) {
-  return barrier<std::shared_ptr<sdk::Destination>>(
-      "the plugin's createDestination",
-      [&]() -> sdk::Result<std::shared_ptr<sdk::Destination>> {
-        auto made = plugin_->createDestination(config, context);
-        if (!made) {
-          return std::move(made).error();
-        }
-        if (!*made) {
-          return makeError(ErrorCode::Internal, "the plugin's createDestination returned null");
-        }
-        auto self = shared_from_this();
-        return std::shared_ptr<sdk::Destination>(made->release(),
-                                                 [self](sdk::Destination* d) { delete d; });
-      });
+  return instantiate<sdk::Destination>("the plugin's createDestination",
+                                       [&] { return plugin_->createDestination(config, context); });
 }
 
 PluginRegistry::PluginRegistry() = default;

@@ -55,6 +55,9 @@ class LoadedPlugin : public std::enable_shared_from_this<LoadedPlugin> {
       const sdk::ConfigObject& config, sdk::DestinationContext& context);
 
  private:
+  template <typename T, typename Make>
+  sdk::Result<std::shared_ptr<T>> instantiate(const char* what, Make make);
+
   std::filesystem::path file_;
   // Declaration order is destruction order in reverse: plugin_ goes before library_.
   std::shared_ptr<boost::dll::shared_library> library_;

@@ -86,6 +86,10 @@ class DaemonProcess {
                                      std::chrono::milliseconds timeout = std::chrono::seconds(15)) {
     kill();
     log_file_ = log_file;
+    // Remove the previous run's log first: otherwise its "ready" line may be read before the
+    // child has truncated the file.
+    std::error_code ignored;
+    fs::remove(log_file, ignored);
     const std::string binary = (kBinaryDir / "bin" / "junctiond").string();
     const std::string config = config_.string();
     const std::string log = log_file.string();

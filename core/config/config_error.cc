@@ -6,18 +6,19 @@
 namespace junction::core::config {
 
 std::string ConfigError::toString() const {
+  // Appends piece by piece: GCC 12 reports a false -Wrestrict on `":" + std::to_string(n)` at -O2.
   std::string out = file;
   if (line > 0) {
-    out += ":" + std::to_string(line);
+    out.append(1, ':').append(std::to_string(line));
     if (column > 0) {
-      out += ":" + std::to_string(column);
+      out.append(1, ':').append(std::to_string(column));
     }
   }
-  out += ": ";
+  out.append(": ");
   if (!key.empty()) {
-    out += key + ": ";
+    out.append(key).append(": ");
   }
-  out += message;
+  out.append(message);
   return out;
 }
 

@@ -6,6 +6,7 @@
 //   junction dlq list|replay|purge --config FILE [--destination D] [--person P] [--id N]...
 //                                  [--since T] [--until T] [--limit N] [--json] [--all]
 //                                                     the dead-letter queue of a running junctiond
+//   junction audit verify [--config FILE | AUDIT_LOG] check the audit log's hash chain (exit 0 / 1)
 //
 // Plugins are found as junctiond finds them: plugins.paths of --config FILE when given, and
 // ../plugins next to this binary.
@@ -13,11 +14,13 @@
 #include <CLI/CLI.hpp>
 #include <boost/json.hpp>
 #include <cstdio>
+#include <filesystem>
 
 #include "junction/sdk/http_client.h"
 
 #include "core/daemon/config_check.h"
 #include "core/daemon/plugin_docs.h"
+#include "core/privacy/audit_log.h"
 
 namespace core = junction::core;
 
@@ -148,6 +151,37 @@ int runDlq(const std::string& action, const DlqArgs& args) {
   return 0;
 }
 
+// `junction audit verify`: the log of --config's storage.path, or the file given.
+int runAuditVerify(const std::string& config_file, const std::string& log_file) {
+  std::string file = log_file;
+  if (file.empty()) {
+    if (config_file.empty()) {
+      std::fprintf(stderr, "junction: audit verify needs --config FILE or the audit log's path\n");
+      return 2;
+    }
+    core::config::ConfigErrors errors;
+    auto config = core::config::loadConfig(config_file, core::config::processEnvironment(), errors);
+    if (!config) {
+      std::fputs(core::config::formatErrors(errors).c_str(), stderr);
+      return 1;
+    }
+    file = (std::filesystem::path(config->storage.path) / "audit.log").string();
+  }
+  auto result = core::privacy::verifyAuditLog(file);
+  if (!result.ok) {
+    if (result.bad_line == 0) {
+      std::fprintf(stderr, "%s: %s\n", file.c_str(), result.problem.c_str());
+    } else {
+      std::fprintf(stderr, "%s:%llu: %s (%llu entries before it verified)\n", file.c_str(),
+                   static_cast<unsigned long long>(result.bad_line), result.problem.c_str(),
+                   static_cast<unsigned long long>(result.entries));
+    }
+    return 1;
+  }
+  std::printf("%s: OK, %llu entries\n", file.c_str(), static_cast<unsigned long long>(result.entries));
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -188,7 +222,19 @@ int main(int argc, char** argv) {
     sub->callback([&dlq_action, action] { dlq_action = action; });
   }
 
+  auto* audit = app.add_subcommand("audit", "Check the audit log");
+  audit->require_subcommand(1);
+  auto* audit_verify = audit->add_subcommand("verify", "Verify the audit log's hash chain (exit 0 / 1)");
+  std::string audit_config;
+  std::string audit_file;
+  audit_verify->add_option("-c,--config", audit_config, "The daemon's configuration (storage.path)");
+  audit_verify->add_option("file", audit_file, "The audit log (default: storage.path/audit.log)");
+
   CLI11_PARSE(app, argc, argv);
+
+  if (audit_verify->parsed()) {
+    return runAuditVerify(audit_config, audit_file);
+  }
 
   if (dlq->parsed()) {
     return runDlq(dlq_action, dlq_args);

@@ -44,6 +44,12 @@ const OptionTable<ServerConfig>& serverTable() {
              "Connections beyond this are refused")
           .defaultValue(10000)
           .range(1, 1'000'000),
+      option("tls_cert_file", &ServerConfig::tls_cert_file,
+             "PEM certificate chain: serve HTTPS (with tls_key_file); empty = plain HTTP")
+          .defaultValue(""),
+      option("tls_key_file", &ServerConfig::tls_key_file,
+             "PEM private key of tls_cert_file")
+          .defaultValue(""),
   };
   return table;
 }
@@ -96,6 +102,15 @@ const OptionTable<LogConfig>& logTable() {
       option("format", &LogConfig::format, "Log line format")
           .oneOf({"text", "json"})
           .defaultValue("text"),
+  };
+  return table;
+}
+
+const OptionTable<ConsentConfig>& consentTable() {
+  static const OptionTable<ConsentConfig> table{
+      option("aliases", &ConsentConfig::aliases,
+             "Consent-manager ids mapped to category names, e.g. {C0004: marketing}")
+          .defaultValue(json::object{}),
   };
   return table;
 }
@@ -203,6 +218,12 @@ const OptionTable<ConnectorConfig>& destinationTable() {
              "Where a new destination starts: latest (new events only) or earliest (backfill)")
           .oneOf({"latest", "earliest"})
           .defaultValue("latest"),
+      option("hash", &ConnectorConfig::hash,
+             "JSON paths (e.g. traits.email) replaced by the SHA-256 of their lower-cased value")
+          .defaultValue(json::array{}),
+      option("drop", &ConnectorConfig::drop,
+             "JSON paths (e.g. context.ip) removed from events before delivery")
+          .defaultValue(json::array{}),
   };
   return table;
 }
@@ -310,8 +331,8 @@ std::optional<DaemonConfig> readDocument(const YAML::Node& root, const std::stri
   } else if (!root.IsMap()) {
     checker.error(root, "", "expected a mapping with server, storage, sources, destinations, ...");
   } else {
-    checker.checkKeys(root, {"server", "storage", "queue", "plugins", "log", "sources",
-                             "destinations"}, "");
+    checker.checkKeys(root, {"server", "storage", "queue", "plugins", "log", "consent",
+                             "sources", "destinations"}, "");
   }
   auto section = [&](const char* key) { return childOf(root, key); };
   config.server = serverTable().bind(
@@ -323,9 +344,22 @@ std::optional<DaemonConfig> readDocument(const YAML::Node& root, const std::stri
   config.plugins = pluginsTable().bind(
       checker.checkMapping(section("plugins"), pluginsTable().specs(), "plugins"));
   config.log = logTable().bind(checker.checkMapping(section("log"), logTable().specs(), "log"));
+  config.consent = consentTable().bind(
+      checker.checkMapping(section("consent"), consentTable().specs(), "consent"));
+  for (const auto& [id, name] : config.consent.aliases) {
+    if (!name.is_string() || name.as_string().empty()) {
+      checker.error(childOf(childOf(section("consent"), "aliases"), id),
+                    "consent.aliases." + std::string(id), "expected a category name (a string)");
+    }
+  }
   if (!splitListen(config.server.listen, config.server.host, config.server.port)) {
     checker.error(childOf(section("server"), "listen"), "server.listen",
                   "expected host:port, e.g. \"127.0.0.1:8080\"");
+  }
+  if (config.server.tls_cert_file.empty() != config.server.tls_key_file.empty()) {
+    const char* missing = config.server.tls_cert_file.empty() ? "tls_cert_file" : "tls_key_file";
+    checker.error(section("server"), std::string("server.") + missing,
+                  "tls_cert_file and tls_key_file must be set together");
   }
   readConnectors(checker, section("sources"), ConnectorKind::Source, config.sources);
   readConnectors(checker, section("destinations"), ConnectorKind::Destination,

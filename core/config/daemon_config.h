@@ -33,6 +33,8 @@ struct ServerConfig {
   std::chrono::milliseconds shutdown_grace{0};
   std::int64_t threads = 0;
   std::int64_t max_connections = 0;
+  std::string tls_cert_file;  // both set: HTTPS on `listen`
+  std::string tls_key_file;
 
   // From `listen`, split by loadConfig.
   std::string host;
@@ -109,6 +111,13 @@ struct ConnectorConfig {
   RateLimitConfig rate_limit;
   std::int64_t concurrency = 1;
   std::string start;  // latest | earliest
+  std::vector<std::string> hash;  // PII: JSON paths whose values are SHA-256 hashed
+  std::vector<std::string> drop;  // PII: JSON paths removed before delivery
+};
+
+// `consent:` — how consent-manager ids map to category names.
+struct ConsentConfig {
+  boost::json::object aliases;  // CMP id -> category name (strings; compared case-insensitively)
 };
 
 struct DaemonConfig {
@@ -118,6 +127,7 @@ struct DaemonConfig {
   QueueConfig queue;
   PluginsConfig plugins;
   LogConfig log;
+  ConsentConfig consent;
   std::vector<ConnectorConfig> sources;
   std::vector<ConnectorConfig> destinations;
 

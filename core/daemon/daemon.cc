@@ -2,6 +2,10 @@
 
 #include <csignal>
 #include <ctime>
+#include <fstream>
+#include <sstream>
+
+#include "junction/sdk/crypto.h"
 
 namespace junction::core::daemon {
 
@@ -92,9 +96,71 @@ sdk::Status Daemon::openQueue() {
     bump(appended, log_store_->appendedRecords());
     bump(fsyncs, log_store_->fsyncCount());
   });
-  ingest_ = std::make_unique<ingest::Ingest>(*log_store_, metrics_, clock_);
+  ingest_ = std::make_unique<ingest::Ingest>(*log_store_, metrics_, clock_, privacy_.get());
   engine_ = std::make_unique<delivery::DeliveryEngine>(*log_store_, metrics_, log_, clock_);
+  engine_->setPrivacy(privacy_.get(), audit_.get());
   return engine_->open(config_.storage.path);
+}
+
+sdk::Status Daemon::openPrivacy() {
+  const std::filesystem::path dir(config_.storage.path);
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  privacy::ConsentAliases aliases;
+  for (const auto& [id, name] : config_.consent.aliases) {
+    if (name.is_string()) {
+      aliases.emplace(privacy::lowerAscii(id), privacy::lowerAscii(name.as_string()));
+    }
+  }
+  auto store = privacy::PrivacyStore::open((dir / "privacy.db").string(), std::move(aliases));
+  if (!store) {
+    return store.error();
+  }
+  privacy_ = std::move(store).value();
+  auto audit = privacy::AuditLog::open((dir / "audit.log").string(), clock_);
+  if (!audit) {
+    return audit.error();
+  }
+  audit_ = std::move(audit).value();
+  // The configuration this run starts with, by digest (the file may hold secrets).
+  std::ifstream in(config_.file, std::ios::binary);
+  std::ostringstream text;
+  text << in.rdbuf();
+  const std::string digest = in ? sdk::sha256Hex(text.str()) : std::string();
+  if (auto s = audit_->append("daemon_start", boost::json::object{{"config_file", config_.file},
+                                                                  {"config_sha256", digest},
+                                                                  {"version", JUNCTION_SDK_VERSION}});
+      !s.ok()) {
+    return s;
+  }
+  log_.info("audit log opened", {{"path", audit_->file()},
+                                 {"entries", audit_->lastSeq()},
+                                 {"last_hash", audit_->lastHash()}});
+  return {};
+}
+
+sdk::Status Daemon::startRegulations() {
+  regulations_ = std::make_unique<privacy::RegulationService>(*privacy_, audit_.get(), log_,
+                                                              metrics_, clock_);
+  for (const auto& slot : destinations_) {
+    regulations_->addDestination(slot.config->id, slot.instance);
+  }
+  regulations_->onDelete([this](const privacy::Regulation& r) {
+    // Dead letters are undelivered events too.
+    if (r.subject.kind != privacy::SubjectKind::Email) {
+      delivery::DeadLetterFilter filter;
+      filter.person = r.subject.value;
+      if (auto n = engine_->deadLetters().purge(filter); n && *n > 0) {
+        log_.info("dead letters of a deleted person purged", {{"regulation", r.id}, {"count", *n}});
+      }
+    }
+    engine_->wakeWorkers();
+  });
+  if (auto s = regulations_->start(); !s.ok()) {
+    return s;
+  }
+  regulations_->registerRoutes(router_, config_.server.admin_token);
+  return {};
 }
 
 sdk::Status Daemon::startSources() {
@@ -178,7 +244,10 @@ sdk::Status Daemon::start() {
     threads_.emplace_back([this] { work_.run(); });
   }
 
-  auto status = openQueue();
+  auto status = openPrivacy();
+  if (status.ok()) {
+    status = openQueue();
+  }
   if (status.ok()) {
     status = startSources();
   }
@@ -190,6 +259,9 @@ sdk::Status Daemon::start() {
     engine_->registerAdminRoutes(router_, config_.server.admin_token);
   }
   if (status.ok()) {
+    status = startRegulations();
+  }
+  if (status.ok()) {
     http::ServerOptions options;
     options.host = config_.server.host;
     options.port = config_.server.port;
@@ -197,6 +269,8 @@ sdk::Status Daemon::start() {
     options.request_timeout = config_.server.request_timeout;
     options.idle_timeout = config_.server.idle_timeout;
     options.max_connections = static_cast<std::size_t>(config_.server.max_connections);
+    options.tls_cert_file = config_.server.tls_cert_file;
+    options.tls_key_file = config_.server.tls_key_file;
     server_ = std::make_unique<http::Server>(io_, router_, options, log_, metrics_);
     status = server_->listen();
   }
@@ -264,6 +338,10 @@ void Daemon::stop() {
   if (ingest_) {
     ingest_->close();
   }
+  // Erasures in progress finish before the plugins stop.
+  if (regulations_) {
+    regulations_->stop();
+  }
   // Deliveries in flight finish and cursors are flushed; plugins' stop() is called.
   if (engine_) {
     engine_->stop();
@@ -299,6 +377,9 @@ void Daemon::stop() {
   destinations_.clear();
   server_.reset();
   ingest_.reset();
+  regulations_.reset();
+  audit_.reset();
+  privacy_.reset();
   log_.info("junctiond stopped");
 }
 

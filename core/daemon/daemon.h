@@ -21,6 +21,9 @@
 #include "core/http/server.h"
 #include "core/ingest/ingest.h"
 #include "core/plugin/plugin_registry.h"
+#include "core/privacy/audit_log.h"
+#include "core/privacy/privacy_store.h"
+#include "core/privacy/regulation_service.h"
 #include "core/queue/log.h"
 #include "core/runtime/runtime.h"
 #include "core/telemetry/log_sink.h"
@@ -52,6 +55,7 @@ class Daemon {
   std::uint16_t port() const noexcept;
   telemetry::MetricsRegistry& metrics() noexcept { return metrics_; }
   delivery::DeliveryEngine* engine() noexcept { return engine_.get(); }
+  privacy::PrivacyStore* privacyStore() noexcept { return privacy_.get(); }
   bool ready() const noexcept { return ready_.load(); }
 
  private:
@@ -69,6 +73,8 @@ class Daemon {
 
   void addCoreRoutes();
   ContextParts partsFor(const std::string& id) const;
+  sdk::Status openPrivacy();
+  sdk::Status startRegulations();
   sdk::Status openQueue();
   sdk::Status startSources();
   sdk::Status createDestinations();
@@ -89,6 +95,10 @@ class Daemon {
 
   http::Router router_;
   std::unique_ptr<http::Server> server_;
+  // Privacy state and the audit log; they outlive ingest, the engine and the regulations API.
+  std::unique_ptr<privacy::PrivacyStore> privacy_;
+  std::unique_ptr<privacy::AuditLog> audit_;
+  std::unique_ptr<privacy::RegulationService> regulations_;
   std::mutex log_store_mutex_;  // the metrics collector vs. closing the queue
   std::unique_ptr<queue::Log> log_store_;
   std::unique_ptr<ingest::Ingest> ingest_;

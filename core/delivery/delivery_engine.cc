@@ -43,7 +43,7 @@ sdk::Status DeliveryEngine::open(const std::string& state_dir) {
 
 sdk::Status DeliveryEngine::add(const config::ConnectorConfig& config,
                                 std::shared_ptr<sdk::Destination> plugin, WorkerLimits limits) {
-  WorkerDeps deps{log_, *cursors_, *dead_letters_, metrics_, logger_, clock_};
+  WorkerDeps deps{log_, *cursors_, *dead_letters_, metrics_, logger_, clock_, privacy_};
   workers_.push_back(std::make_unique<DestinationWorker>(config, std::move(plugin), deps, limits));
   return {};
 }
@@ -84,6 +84,12 @@ void DeliveryEngine::stop() {
   }
   if (cursors_) {
     (void)cursors_->flush();
+  }
+}
+
+void DeliveryEngine::wakeWorkers() {
+  for (auto& w : workers_) {
+    w->notifyAppend();
   }
 }
 
@@ -277,6 +283,20 @@ void DeliveryEngine::registerAdminRoutes(http::Router& router, std::string admin
       }
       logger_.info(replay ? "dead letters replayed" : "dead letters purged",
                    {{"count", *n}, {"destination", filter->destination}});
+      if (audit_ != nullptr) {
+        json::array ids;
+        for (auto id : filter->ids) {
+          ids.push_back(id);
+        }
+        // The person (a userId or anonymousId) is recorded hashed, like regulation subjects.
+        json::object detail{{"count", *n}, {"destination", filter->destination}, {"ids", ids}};
+        if (!filter->person.empty()) {
+          detail["person_sha256"] = sdk::sha256Hex(filter->person);
+        }
+        if (auto s = audit_->append(replay ? "dlq_replay" : "dlq_purge", std::move(detail)); !s.ok()) {
+          logger_.error("cannot write the audit log", {{"error", s.message()}});
+        }
+      }
       respond(sdk::HttpResponse::json(
           200, json::serialize(json::object{{"success", true}, {replay ? "replayed" : "purged", *n}})));
     };

@@ -17,6 +17,8 @@
 #include "core/delivery/dead_letter_store.h"
 #include "core/delivery/destination_worker.h"
 #include "core/http/router.h"
+#include "core/privacy/audit_log.h"
+#include "core/privacy/privacy_store.h"
 #include "core/queue/cursor_store.h"
 #include "core/queue/log.h"
 
@@ -30,6 +32,15 @@ class DeliveryEngine {
 
   // Opens the cursor and dead-letter stores under `state_dir`.
   sdk::Status open(const std::string& state_dir);
+  // Before add(): the privacy store the workers consult (tombstones, remembered consent,
+  // aliases) and the audit log DLQ replays/purges are written to. Both may stay null; both must
+  // outlive the engine.
+  void setPrivacy(const privacy::PrivacyStore* store, privacy::AuditLog* audit) {
+    privacy_ = store;
+    audit_ = audit;
+  }
+  // Wakes every worker (a delete was recorded: they drop the person's waiting events).
+  void wakeWorkers();
   // Adds a destination; `config` must outlive the engine.
   sdk::Status add(const config::ConnectorConfig& config, std::shared_ptr<sdk::Destination> plugin,
                   WorkerLimits limits = {});
@@ -55,6 +66,8 @@ class DeliveryEngine {
   const sdk::Clock& clock_;
   std::unique_ptr<queue::CursorStore> cursors_;
   std::unique_ptr<DeadLetterStore> dead_letters_;
+  const privacy::PrivacyStore* privacy_ = nullptr;
+  privacy::AuditLog* audit_ = nullptr;
   std::vector<std::unique_ptr<DestinationWorker>> workers_;
 
   std::mutex mutex_;

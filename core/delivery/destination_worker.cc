@@ -22,7 +22,9 @@ DestinationWorker::DestinationWorker(const config::ConnectorConfig& config,
       plugin_(std::move(plugin)),
       deps_(deps),
       limits_(limits),
-      policy_(RoutePolicy::fromConfig(config)),
+      policy_(RoutePolicy::fromConfig(
+          config, deps.privacy != nullptr ? deps.privacy->aliases() : privacy::ConsentAliases{})),
+      pii_(config.hash, config.drop),
       backoff_(config.retry.initial_backoff, config.retry.max_backoff),
       bucket_(config.rate_limit.per_second, static_cast<double>(config.rate_limit.burst)),
       delivered_(deps.metrics.counter("junction_events_delivered_total",
@@ -163,6 +165,11 @@ void DestinationWorker::dispatcherLoop() {
         break;
       }
     } else {
+      if (deps_.privacy != nullptr &&
+          deps_.privacy->deletionGeneration() != deletion_generation_) {
+        deletion_generation_ = deps_.privacy->deletionGeneration();
+        purgeDeleted();
+      }
       if (replay) {
         takeReplays();
       }
@@ -203,7 +210,10 @@ bool DestinationWorker::fillWindow() {
       return false;
     }
     for (auto& record : batch->records) {
-      RouteVerdict verdict = policy_.decide(record.event);
+      if (skipDeleted(record.event)) {
+        continue;
+      }
+      RouteVerdict verdict = policy_.decide(record.event, deps_.privacy);
       if (verdict != RouteVerdict::Deliver) {
         const char* name = isConsentVerdict(verdict) ? "junction_events_consent_blocked_total"
                                                       : "junction_events_filtered_total";
@@ -223,10 +233,11 @@ bool DestinationWorker::fillWindow() {
       }
       auto entry = std::make_unique<Entry>();
       entry->offset = record.offset;
-      entry->bytes = record.event.json().size() + 64;
       entry->received_at_ms = record.event.header().received_at_ms;
       entry->person = record.event.header().personKey();
-      entry->event = std::move(record.event);
+      // PII controls (hash, drop) before anything leaves the core; dead letters keep this form.
+      entry->event = pii_.empty() ? std::move(record.event) : pii_.apply(record.event);
+      entry->bytes = entry->event->json().size() + 64;
       addEntry(std::move(entry), false);
     }
     const bool stuck = batch->records.empty() && batch->next == read_pos_;
@@ -246,6 +257,10 @@ void DestinationWorker::takeReplays() {
     return;
   }
   for (auto& row : *rows) {
+    if (skipDeleted(row.event)) {
+      (void)deps_.dead_letters.replayed(row.id);  // the person was deleted: drop the row
+      continue;
+    }
     auto entry = std::make_unique<Entry>();
     entry->dead_letter_id = row.id;
     entry->bytes = row.event.json().size() + 64;
@@ -260,6 +275,70 @@ void DestinationWorker::takeReplays() {
   }
   if (!rows->empty()) {
     deps_.logger.info("replaying dead letters", {{"destination", id_}, {"count", rows->size()}});
+  }
+}
+
+// Events of a deleted person received up to the deletion are never delivered (the queue is
+// append-only: the tombstone stands in for removing them).
+bool DestinationWorker::skipDeleted(const sdk::Event& event) {
+  if (deps_.privacy == nullptr || !deps_.privacy->hasDeletions() ||
+      !deps_.privacy->isDeleted(event)) {
+    return false;
+  }
+  metrics_
+      .counter("junction_events_filtered_total",
+               "Events not delivered because the destination's filters exclude them",
+               {{"destination", id_}, {"reason", "deleted"}})
+      .inc();
+  deps_.logger.debug("deleted person's event skipped",
+                     {{"destination", id_}, {"messageId", event.messageId()}});
+  return true;
+}
+
+// A delete arrived: finish the events of deleted people already in the window that are not in a
+// plugin call (one in a call finishes normally), and reschedule the people concerned.
+void DestinationWorker::purgeDeleted() {
+  const auto now = SteadyClock::now();
+  std::vector<std::string> affected;
+  std::vector<std::int64_t> replay_ids;
+  for (auto& [key, person] : persons_) {
+    bool any = false;
+    for (Entry* e : person.entries) {
+      if (!e->done && e->event && skipDeleted(*e->event)) {
+        if (e->dead_letter_id != 0) {
+          (void)deps_.dead_letters.replayed(e->dead_letter_id);
+          replay_ids.push_back(e->dead_letter_id);
+        }
+        finish(*e);
+        any = true;
+      }
+    }
+    if (any) {
+      affected.push_back(key);
+    }
+  }
+  if (affected.empty()) {
+    return;
+  }
+  std::erase_if(ready_, [&](const std::string& k) {
+    return std::find(affected.begin(), affected.end(), k) != affected.end();
+  });
+  for (const auto& key : affected) {
+    auto it = persons_.find(key);
+    Person& person = it->second;
+    person.queued = false;
+    std::erase_if(person.entries, [](const Entry* e) { return e->done; });
+    if (person.entries.empty() && !person.busy) {
+      persons_.erase(it);
+    } else {
+      schedule(person, key, now);
+    }
+  }
+  if (ready_.empty()) {
+    ready_since_.reset();
+  }
+  for (auto id : replay_ids) {
+    replays_.erase(id);
   }
 }
 
@@ -405,6 +484,14 @@ void DestinationWorker::complete(Batch& batch) {
         break;
       case sdk::Outcome::Kind::Retry: {
         retried_.inc();
+        if (skipDeleted(*entry.event)) {
+          // The person was deleted while this event was in a plugin call.
+          if (entry.dead_letter_id != 0) {
+            (void)deps_.dead_letters.replayed(entry.dead_letter_id);
+          }
+          finish(entry);
+          break;
+        }
         bool attempts_spent = entry.attempts >= config_.retry.max_attempts;
         bool too_old = entry.received_at_ms > 0 &&
                        now_ms - entry.received_at_ms > config_.retry.max_age.count();

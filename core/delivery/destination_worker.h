@@ -34,6 +34,8 @@
 #include "core/delivery/dead_letter_store.h"
 #include "core/delivery/pacing.h"
 #include "core/delivery/route_policy.h"
+#include "core/privacy/pii.h"
+#include "core/privacy/privacy_store.h"
 #include "core/queue/cursor_store.h"
 #include "core/queue/log.h"
 #include "junction/sdk/destination.h"
@@ -49,6 +51,8 @@ struct WorkerDeps {
   sdk::Metrics& metrics;  // the daemon's registry; the worker adds destination="<id>"
   sdk::Logger& logger;
   const sdk::Clock& clock;
+  // Deletion tombstones, remembered consent and consent aliases; may be null (tests).
+  const privacy::PrivacyStore* privacy = nullptr;
 };
 
 struct WorkerLimits {
@@ -113,6 +117,8 @@ class DestinationWorker {
   void deliveryLoop();
   bool fillWindow();
   void takeReplays();
+  bool skipDeleted(const sdk::Event& event);
+  void purgeDeleted();
   void addEntry(std::unique_ptr<Entry> entry, bool replay);
   void schedule(Person& person, const std::string& key, std::chrono::steady_clock::time_point now);
   void promoteWaiting(std::chrono::steady_clock::time_point now);
@@ -129,6 +135,8 @@ class DestinationWorker {
   WorkerDeps deps_;
   WorkerLimits limits_;
   RoutePolicy policy_;
+  privacy::PiiTransform pii_;
+  std::uint64_t deletion_generation_ = 0;  // of the privacy store, last rescanned
   Backoff backoff_;
   TokenBucket bucket_;
 

@@ -7,31 +7,7 @@ namespace junction::core::delivery {
 
 namespace json = boost::json;
 
-namespace {
-std::string lower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
-}
-
-const json::object* objectAt(const json::object& o, std::string_view key) {
-  const json::value* v = o.if_contains(key);
-  return v != nullptr && v->is_object() ? &v->as_object() : nullptr;
-}
-
-void addIds(const json::object& o, std::string_view key, std::set<std::string>& out) {
-  const json::value* v = o.if_contains(key);
-  if (v == nullptr || !v->is_array()) {
-    return;
-  }
-  for (const auto& id : v->as_array()) {
-    if (id.is_string()) {
-      out.insert(lower(id.as_string()));
-    }
-  }
-}
-}  // namespace
+using privacy::lowerAscii;
 
 const char* reasonOf(RouteVerdict verdict) noexcept {
   switch (verdict) {
@@ -55,32 +31,8 @@ bool isConsentVerdict(RouteVerdict verdict) noexcept {
   return verdict == RouteVerdict::ConsentDenied || verdict == RouteVerdict::ConsentUnknown;
 }
 
-EventConsent readConsent(const sdk::Event& event) {
-  EventConsent out;
-  const json::object* context = objectAt(event.body(), "context");
-  if (context == nullptr) {
-    return out;
-  }
-  if (const json::object* consent = objectAt(*context, "consent")) {
-    if (const json::object* prefs = objectAt(*consent, "categoryPreferences")) {
-      out.stated = true;
-      for (const auto& [name, value] : *prefs) {
-        if (value.is_bool()) {
-          (value.as_bool() ? out.granted : out.denied).insert(lower(name));
-        }
-      }
-      return out;
-    }
-  }
-  if (const json::object* cm = objectAt(*context, "consentManagement")) {
-    out.stated = true;
-    addIds(*cm, "allowedConsentIds", out.granted);
-    addIds(*cm, "deniedConsentIds", out.denied);
-  }
-  return out;
-}
-
-RoutePolicy RoutePolicy::fromConfig(const config::ConnectorConfig& d) {
+RoutePolicy RoutePolicy::fromConfig(const config::ConnectorConfig& d,
+                                    const privacy::ConsentAliases& aliases) {
   RoutePolicy p;
   p.from_.insert(d.from.begin(), d.from.end());
   for (const auto& t : d.filter.types) {
@@ -90,14 +42,18 @@ RoutePolicy RoutePolicy::fromConfig(const config::ConnectorConfig& d) {
   }
   p.events_.insert(d.filter.events.begin(), d.filter.events.end());
   for (const auto& c : d.consent) {
-    p.consent_.push_back(lower(c));
+    p.consent_.push_back(lowerAscii(c));
   }
   p.consent_any_ = d.consent_mode == "any";
   p.default_grant_ = d.consent_default == "grant";
+  for (const auto& [id, name] : aliases) {
+    p.aliases_.emplace(lowerAscii(id), lowerAscii(name));
+  }
   return p;
 }
 
-RouteVerdict RoutePolicy::decide(const sdk::Event& event) const {
+RouteVerdict RoutePolicy::decide(const sdk::Event& event,
+                                 const privacy::ConsentMemory* memory) const {
   const auto& h = event.header();
   if (!from_.empty() && !from_.contains(h.source_id)) {
     return RouteVerdict::FilteredSource;
@@ -112,6 +68,12 @@ RouteVerdict RoutePolicy::decide(const sdk::Event& event) const {
     return RouteVerdict::Deliver;
   }
   EventConsent consent = readConsent(event);
+  if (!consent.stated && memory != nullptr) {
+    if (auto remembered = memory->rememberedConsent(h)) {
+      consent = std::move(*remembered);
+    }
+  }
+  privacy::applyAliases(consent, aliases_);
   bool any_granted = false;
   bool all_granted = true;
   bool any_denied = false;

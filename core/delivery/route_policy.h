@@ -10,12 +10,17 @@
 // case-insensitively; a category both allowed and denied is denied. A destination requiring
 // categories gets the event when all of them (mode all) or one of them (mode any) are granted;
 // a category the event says nothing about counts as `consent_default` (deny unless configured).
+// An event that states no consent at all is routed by the person's remembered consent (from an
+// earlier event that stated it; see privacy::PrivacyStore) when a ConsentMemory is given:
+// consent the event states always wins. Category aliases (`consent.aliases`, e.g. C0004 ->
+// marketing) apply to both wire forms and to remembered consent.
 
 #include <set>
 #include <string>
 #include <vector>
 
 #include "core/config/daemon_config.h"
+#include "core/privacy/consent.h"
 #include "junction/sdk/event.h"
 
 namespace junction::core::delivery {
@@ -34,19 +39,19 @@ enum class RouteVerdict {
 const char* reasonOf(RouteVerdict verdict) noexcept;
 bool isConsentVerdict(RouteVerdict verdict) noexcept;
 
-// Consent an event states, lower-cased.
-struct EventConsent {
-  bool stated = false;  // the event carries a consent object of either form
-  std::set<std::string> granted;
-  std::set<std::string> denied;
-};
-EventConsent readConsent(const sdk::Event& event);
+// Consent an event states, lower-cased (now in core/privacy, shared with ingest).
+using privacy::EventConsent;
+using privacy::readConsent;
 
 class RoutePolicy {
  public:
-  static RoutePolicy fromConfig(const config::ConnectorConfig& destination);
+  // `aliases`: CMP id -> category name, lower-cased (privacy::PrivacyStore::aliases()).
+  static RoutePolicy fromConfig(const config::ConnectorConfig& destination,
+                                const privacy::ConsentAliases& aliases = {});
 
-  RouteVerdict decide(const sdk::Event& event) const;
+  // `memory` (may be null) is asked only for events that state no consent.
+  RouteVerdict decide(const sdk::Event& event,
+                      const privacy::ConsentMemory* memory = nullptr) const;
   bool requiresConsent() const noexcept { return !consent_.empty(); }
 
  private:
@@ -56,6 +61,7 @@ class RoutePolicy {
   std::vector<std::string> consent_;  // lower-cased
   bool consent_any_ = false;
   bool default_grant_ = false;
+  privacy::ConsentAliases aliases_;
 };
 
 }  // namespace junction::core::delivery

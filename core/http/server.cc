@@ -4,11 +4,13 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 #include <optional>
 
 namespace junction::core::http {
@@ -19,9 +21,19 @@ namespace bhttp = boost::beast::http;
 using tcp = asio::ip::tcp;
 constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
 
+// One connection: a plain TCP stream, or a TLS stream that owns the TCP stream. `lowest()` is
+// the TCP layer either way (timeouts, cancel, close).
 struct Server::Session {
-  explicit Session(tcp::socket socket) : stream(std::move(socket)) {}
-  beast::tcp_stream stream;
+  Session(tcp::socket socket, asio::ssl::context* tls_context) {
+    if (tls_context != nullptr) {
+      tls = std::make_unique<beast::ssl_stream<beast::tcp_stream>>(std::move(socket), *tls_context);
+    } else {
+      plain.emplace(std::move(socket));
+    }
+  }
+  beast::tcp_stream& lowest() { return tls ? beast::get_lowest_layer(*tls) : *plain; }
+  std::optional<beast::tcp_stream> plain;
+  std::unique_ptr<beast::ssl_stream<beast::tcp_stream>> tls;
   std::atomic<bool> idle{true};
 };
 
@@ -117,6 +129,29 @@ Server::~Server() = default;
 
 sdk::Status Server::listen() {
   boost::system::error_code ec;
+  if (options_.tls_cert_file.empty() != options_.tls_key_file.empty()) {
+    return sdk::makeError(sdk::ErrorCode::InvalidArgument,
+                          "server.tls_cert_file and server.tls_key_file go together");
+  }
+  if (!options_.tls_cert_file.empty()) {
+    auto tls = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_server);
+    tls->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                     asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
+                     asio::ssl::context::no_tlsv1_1 | asio::ssl::context::single_dh_use);
+    tls->use_certificate_chain_file(options_.tls_cert_file, ec);
+    if (ec) {
+      return sdk::makeError(sdk::ErrorCode::InvalidArgument, "server.tls_cert_file: cannot load '" +
+                                                                 options_.tls_cert_file +
+                                                                 "': " + ec.message());
+    }
+    tls->use_private_key_file(options_.tls_key_file, asio::ssl::context::pem, ec);
+    if (ec) {
+      return sdk::makeError(sdk::ErrorCode::InvalidArgument, "server.tls_key_file: cannot load '" +
+                                                                 options_.tls_key_file +
+                                                                 "': " + ec.message());
+    }
+    tls_ = std::move(tls);
+  }
   auto address = asio::ip::make_address(options_.host == "localhost" ? "127.0.0.1" : options_.host, ec);
   if (ec) {
     return sdk::makeError(sdk::ErrorCode::InvalidArgument,
@@ -158,13 +193,13 @@ asio::awaitable<void> Server::acceptLoop() {
       continue;
     }
     socket.set_option(tcp::no_delay(true), ec);
-    auto session = std::make_shared<Session>(std::move(socket));
+    auto session = std::make_shared<Session>(std::move(socket), tls_.get());
     {
       std::lock_guard lock(sessions_mutex_);
       sessions_.insert(session);
     }
     connections_.fetch_add(1);
-    auto executor = session->stream.get_executor();
+    auto executor = session->lowest().get_executor();
     asio::co_spawn(executor, serve(session), [this, session](std::exception_ptr) {
       connections_.fetch_sub(1);
       std::lock_guard lock(sessions_mutex_);
@@ -174,34 +209,58 @@ asio::awaitable<void> Server::acceptLoop() {
 }
 
 asio::awaitable<void> Server::serve(std::shared_ptr<Session> session) {
-  auto& stream = session->stream;
-  beast::flat_buffer buffer;
+  beast::tcp_stream& tcp_stream = session->lowest();
   boost::system::error_code ec;
   std::string remote;
   {
-    auto ep = stream.socket().remote_endpoint(ec);
+    auto ep = tcp_stream.socket().remote_endpoint(ec);
     remote = ec ? "" : ep.address().to_string();
   }
+  if (session->tls) {
+    tcp_stream.expires_after(options_.request_timeout);
+    auto [handshake_ec] =
+        co_await session->tls->async_handshake(asio::ssl::stream_base::server, kNoThrow);
+    if (!handshake_ec) {
+      co_await serveRequests(*session, *session->tls, remote);
+      // close_notify; a client that already went away makes this fail fast.
+      tcp_stream.expires_after(std::chrono::seconds(2));
+      auto [shutdown_ec] = co_await session->tls->async_shutdown(kNoThrow);
+      (void)shutdown_ec;
+    }
+    tcp_stream.close();
+    co_return;
+  }
+  co_await serveRequests(*session, *session->plain, remote);
+  tcp_stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+  tcp_stream.close();
+}
+
+template <typename Stream>
+asio::awaitable<void> Server::serveRequests(Session& session, Stream& stream,
+                                            const std::string& remote) {
+  beast::tcp_stream& tcp_stream = beast::get_lowest_layer(stream);
+  beast::flat_buffer buffer;
   for (;;) {
     if (draining_.load()) {
       break;
     }
-    session->idle.store(true);
+    session.idle.store(true);
     bhttp::request_parser<bhttp::string_body> parser;
     parser.header_limit(static_cast<std::uint32_t>(options_.max_header_bytes));
     // No body limit while reading the head: Beast would refuse a large Content-Length there
     // with a generic error (answered 400). The route's limit is set below and answered 413.
     parser.body_limit(boost::none);
-    stream.expires_after(options_.idle_timeout);
+    tcp_stream.expires_after(options_.idle_timeout);
     auto [read_ec, read_n] = co_await bhttp::async_read_header(stream, buffer, parser, kNoThrow);
-    session->idle.store(false);
+    session.idle.store(false);
     if (read_ec) {
       if (read_ec == bhttp::error::header_limit) {
         auto res = errorResponse(431, "request header too large", 11);
         co_await bhttp::async_write(stream, res, kNoThrow);
       } else if (read_ec != bhttp::error::end_of_stream && read_ec != asio::error::operation_aborted &&
                  read_ec != beast::error::timeout && read_ec != asio::error::eof &&
-                 read_ec != asio::error::connection_reset) {
+                 read_ec != asio::error::connection_reset &&
+                 read_ec != asio::ssl::error::stream_truncated) {
         auto res = errorResponse(400, "malformed HTTP request", 11);
         co_await bhttp::async_write(stream, res, kNoThrow);
       }
@@ -225,13 +284,13 @@ asio::awaitable<void> Server::serve(std::shared_ptr<Session> session) {
     }
     if (bhttp::token_list{header[bhttp::field::expect]}.exists("100-continue")) {
       bhttp::response<bhttp::empty_body> cont{bhttp::status::continue_, version};
-      stream.expires_after(options_.request_timeout);
+      tcp_stream.expires_after(options_.request_timeout);
       auto [cont_ec, cont_n] = co_await bhttp::async_write(stream, cont, kNoThrow);
       if (cont_ec) {
         break;
       }
     }
-    stream.expires_after(options_.request_timeout);
+    tcp_stream.expires_after(options_.request_timeout);
     auto [body_ec, body_n] = co_await bhttp::async_read(stream, buffer, parser, kNoThrow);
     if (body_ec) {
       if (body_ec == bhttp::error::body_limit) {
@@ -268,14 +327,12 @@ asio::awaitable<void> Server::serve(std::shared_ptr<Session> session) {
     auto res = pending->response
                    ? toBeastResponse(std::move(*pending->response), version, keep)
                    : errorResponse(503, "timed out waiting for the answer", version);
-    stream.expires_after(options_.request_timeout);
+    tcp_stream.expires_after(options_.request_timeout);
     auto [write_ec, write_n] = co_await bhttp::async_write(stream, res, kNoThrow);
     if (write_ec || !res.keep_alive()) {
       break;
     }
   }
-  stream.socket().shutdown(tcp::socket::shutdown_send, ec);
-  stream.close();
 }
 
 void Server::drain() {
@@ -286,9 +343,9 @@ void Server::drain() {
   });
   std::lock_guard lock(sessions_mutex_);
   for (const auto& session : sessions_) {
-    asio::post(session->stream.get_executor(), [session] {
+    asio::post(session->lowest().get_executor(), [session] {
       if (session->idle.load()) {
-        session->stream.cancel();
+        session->lowest().cancel();
       }
     });
   }
@@ -298,10 +355,10 @@ void Server::closeAll() {
   draining_.store(true);
   std::lock_guard lock(sessions_mutex_);
   for (const auto& session : sessions_) {
-    asio::post(session->stream.get_executor(), [session] {
+    asio::post(session->lowest().get_executor(), [session] {
       boost::system::error_code ec;
-      session->stream.socket().shutdown(tcp::socket::shutdown_both, ec);
-      session->stream.cancel();
+      session->lowest().socket().shutdown(tcp::socket::shutdown_both, ec);
+      session->lowest().cancel();
     });
   }
 }

@@ -19,6 +19,10 @@
 #include "junction/sdk/log.h"
 #include "junction/sdk/metrics.h"
 
+namespace boost::asio::ssl {
+class context;
+}
+
 namespace junction::core::http {
 
 struct ServerOptions {
@@ -29,6 +33,9 @@ struct ServerOptions {
   std::chrono::milliseconds request_timeout{30'000};  // read a request / produce its answer
   std::chrono::milliseconds idle_timeout{60'000};     // keep-alive wait for the next request
   std::size_t max_connections = 10'000;
+  // TLS (HTTPS) on the listener when both are set: PEM certificate chain and private key.
+  std::string tls_cert_file;
+  std::string tls_key_file;
 };
 
 // Runs on the io_context it is given (the daemon runs it on N threads). `listen`, `stop` and
@@ -41,7 +48,8 @@ class Server {
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
 
-  // Binds and starts accepting. Fails with the OS's reason (e.g. address in use).
+  // Loads the TLS certificate and key (when configured), binds and starts accepting. Fails with
+  // the OS's reason (e.g. address in use) or OpenSSL's (unreadable or mismatched cert/key).
   sdk::Status listen();
   std::uint16_t port() const noexcept { return bound_port_; }
 
@@ -56,6 +64,10 @@ class Server {
  private:
   boost::asio::awaitable<void> acceptLoop();
   boost::asio::awaitable<void> serve(std::shared_ptr<Session> session);
+  // The request/response loop, the same over TCP and over TLS.
+  template <typename Stream>
+  boost::asio::awaitable<void> serveRequests(Session& session, Stream& stream,
+                                             const std::string& remote);
 
   boost::asio::io_context& io_;
   const Router& router_;
@@ -64,6 +76,7 @@ class Server {
   sdk::Counter& requests_total_;
   sdk::Counter& rejected_connections_;
   sdk::Histogram& request_seconds_;
+  std::unique_ptr<boost::asio::ssl::context> tls_;  // null: plain HTTP
   boost::asio::ip::tcp::acceptor acceptor_;
   std::uint16_t bound_port_ = 0;
   std::atomic<bool> draining_{false};

@@ -22,8 +22,9 @@ std::string makeUuid() {
   return buf;
 }
 
-Ingest::Ingest(queue::Log& log, sdk::Metrics& metrics, const sdk::Clock& clock)
-    : log_(log), metrics_(metrics), clock_(clock) {}
+Ingest::Ingest(queue::Log& log, sdk::Metrics& metrics, const sdk::Clock& clock,
+               privacy::PrivacyStore* privacy)
+    : log_(log), metrics_(metrics), clock_(clock), privacy_(privacy) {}
 
 void Ingest::emit(const std::string& source_id, std::vector<sdk::Event> events,
                   sdk::EmitCallback done) {
@@ -63,12 +64,38 @@ void Ingest::emit(const std::string& source_id, std::vector<sdk::Event> events,
     }
     event = sdk::Event(std::move(header), std::move(body));
   }
+  std::size_t suppressed = 0;
+  if (privacy_ != nullptr) {
+    if (privacy_->hasSuppressions()) {
+      suppressed =
+          std::erase_if(events, [&](const sdk::Event& e) { return privacy_->isSuppressed(e); });
+      if (suppressed > 0) {
+        metrics_
+            .counter("junction_events_suppressed_total",
+                     "Events dropped at ingest: the person is under a suppress regulation",
+                     {{"source", source_id}})
+            .inc(suppressed);
+      }
+    }
+    if (auto s = privacy_->rememberConsent(events); !s.ok()) {
+      // Routing still works from the consent the events state; only the memory is missing.
+      metrics_
+          .counter("junction_privacy_store_errors_total", "Writes to the privacy store that failed",
+                   {{"source", source_id}})
+          .inc();
+    }
+    if (events.empty()) {
+      done(sdk::EmitResult{{}, {}, 0, suppressed});
+      return;
+    }
+  }
   const std::size_t count = events.size();
   auto& write_failed = rejected("write_failed");
-  auto status = log_.append(std::move(events), [&received, &write_failed, count, done](queue::AppendResult r) {
+  auto status = log_.append(std::move(events), [&received, &write_failed, count, suppressed,
+                                                done](queue::AppendResult r) {
     if (r.status.ok()) {
       received.inc(count);
-      done(sdk::EmitResult{{}, {}, count, 0});
+      done(sdk::EmitResult{{}, {}, count, suppressed});
     } else {
       write_failed.inc(count);
       done(sdk::EmitResult{r.status, std::chrono::seconds(1), 0, 0});

@@ -3,11 +3,17 @@
 // The ingest stage: what happens to events a source emits, before the client is answered.
 // Fills what the source left out (source id, messageId, receivedAt), appends the events to the
 // queue, and reports back once they are durable. Counted per source.
+//
+// Privacy (when a PrivacyStore is given): events of suppressed people are dropped here — counted
+// in junction_events_suppressed_total{source}, never queued, reported in EmitResult::suppressed —
+// and the consent stated by events is remembered for the person (PrivacyStore::rememberConsent)
+// before they are queued, so a worker reading them finds it.
 
 #include <atomic>
 #include <string>
 #include <vector>
 
+#include "core/privacy/privacy_store.h"
 #include "core/queue/log.h"
 #include "junction/sdk/context.h"
 #include "junction/sdk/source.h"
@@ -18,7 +24,9 @@ namespace junction::core::ingest {
 // every accepted append, before destroying it).
 class Ingest {
  public:
-  Ingest(queue::Log& log, sdk::Metrics& metrics, const sdk::Clock& clock);
+  // `privacy` may be null (no suppression, no consent memory); it must outlive the Ingest.
+  Ingest(queue::Log& log, sdk::Metrics& metrics, const sdk::Clock& clock,
+         privacy::PrivacyStore* privacy = nullptr);
 
   // See sdk::SourceContext::emit. `done` runs exactly once.
   void emit(const std::string& source_id, std::vector<sdk::Event> events, sdk::EmitCallback done);
@@ -30,6 +38,7 @@ class Ingest {
   queue::Log& log_;
   sdk::Metrics& metrics_;
   const sdk::Clock& clock_;
+  privacy::PrivacyStore* privacy_;
   std::atomic<bool> closed_{false};
 };
 

@@ -1,9 +1,11 @@
 // Which events a destination gets: source, type and event filters, and the consent stage
-// (both wire formats, missing vs empty consent, all/any, consent_default).
+// (both wire formats, missing vs empty consent, all/any, consent_default, category aliases, and
+// the person's remembered consent, which applies only when the event states none).
 
 #include <gtest/gtest.h>
 
 #include <boost/json.hpp>
+#include <optional>
 
 #include "core/delivery/route_policy.h"
 
@@ -35,6 +37,23 @@ struct ConsentCase {
   const char* fallback;
   const char* context;  // JSON of the event's "context", or nullptr for none
   RouteVerdict expected;
+  // The person's remembered consent ({"granted":[..],"denied":[..]}), or nullptr for none.
+  const char* remembered = nullptr;
+  privacy::ConsentAliases aliases = {};
+};
+
+// Remembered consent for one person, as PrivacyStore keeps it.
+class FixedMemory final : public privacy::ConsentMemory {
+ public:
+  explicit FixedMemory(std::optional<privacy::EventConsent> consent) : consent_(std::move(consent)) {}
+  std::optional<privacy::EventConsent> rememberedConsent(const sdk::EventHeader&) const override {
+    ++asked_;
+    return consent_;
+  }
+  mutable int asked_ = 0;
+
+ private:
+  std::optional<privacy::EventConsent> consent_;
 };
 
 class ConsentTest : public ::testing::TestWithParam<ConsentCase> {};
@@ -46,8 +65,12 @@ TEST_P(ConsentTest, Decides) {
     text += std::string(R"(,"context":)") + c.context;
   }
   text += "}";
-  auto policy = RoutePolicy::fromConfig(destination(c.required, c.mode, c.fallback));
-  EXPECT_EQ(policy.decide(event(text)), c.expected) << c.name;
+  auto policy = RoutePolicy::fromConfig(destination(c.required, c.mode, c.fallback), c.aliases);
+  FixedMemory memory(c.remembered != nullptr ? privacy::consentFromJson(c.remembered) : std::nullopt);
+  EXPECT_EQ(policy.decide(event(text), &memory), c.expected) << c.name;
+  if (c.remembered == nullptr) {
+    EXPECT_EQ(policy.decide(event(text)), c.expected) << c.name << " (without a memory)";
+  }
 }
 
 constexpr RouteVerdict kDeliver = RouteVerdict::Deliver;
@@ -87,7 +110,46 @@ INSTANTIATE_TEST_SUITE_P(
         ConsentCase{"segment form takes precedence", {"marketing"}, "all", "deny",
                     R"({"consent":{"categoryPreferences":{"marketing":false}},"consentManagement":{"allowedConsentIds":["marketing"]}})", kDenied},
         ConsentCase{"non-boolean preference ignored", {"marketing"}, "all", "deny",
-                    R"({"consent":{"categoryPreferences":{"marketing":"yes"}}})", kUnknown}),
+                    R"({"consent":{"categoryPreferences":{"marketing":"yes"}}})", kUnknown},
+        ConsentCase{"rudderstack empty lists count as unknown", {"marketing"}, "all", "deny",
+                    R"({"consentManagement":{"allowedConsentIds":[],"deniedConsentIds":[]}})", kUnknown},
+        ConsentCase{"rudderstack any: one allowed", {"marketing", "analytics"}, "any", "deny",
+                    R"({"consentManagement":{"allowedConsentIds":["analytics"],"deniedConsentIds":["marketing"]}})", kDeliver},
+        ConsentCase{"rudderstack all: one unknown, default grant", {"marketing", "analytics"}, "all", "grant",
+                    R"({"consentManagement":{"allowedConsentIds":["analytics"]}})", kDeliver},
+        // Remembered consent (from an earlier event of the person).
+        ConsentCase{"missing consent: remembered grant applies", {"marketing"}, "all", "deny", nullptr,
+                    kDeliver, R"({"granted":["marketing"],"denied":[]})"},
+        ConsentCase{"missing consent: remembered denial applies", {"marketing"}, "all", "grant", nullptr,
+                    kDenied, R"({"granted":[],"denied":["marketing"]})"},
+        ConsentCase{"missing consent: remembered other category, default deny", {"marketing"}, "all", "deny",
+                    nullptr, kUnknown, R"({"granted":["analytics"],"denied":[]})"},
+        ConsentCase{"stated denial beats remembered grant", {"marketing"}, "all", "deny",
+                    R"({"consent":{"categoryPreferences":{"marketing":false}}})", kDenied,
+                    R"({"granted":["marketing"],"denied":[]})"},
+        ConsentCase{"stated grant beats remembered denial", {"marketing"}, "all", "deny",
+                    R"({"consentManagement":{"allowedConsentIds":["marketing"]}})", kDeliver,
+                    R"({"granted":[],"denied":["marketing"]})"},
+        ConsentCase{"empty stated consent is not filled from memory", {"marketing"}, "all", "deny",
+                    R"({"consent":{"categoryPreferences":{}}})", kUnknown,
+                    R"({"granted":["marketing"],"denied":[]})"},
+        ConsentCase{"any: remembered grant of one category", {"marketing", "analytics"}, "any", "deny",
+                    nullptr, kDeliver, R"({"granted":["analytics"],"denied":["marketing"]})"},
+        // Aliases (consent.aliases): CMP ids map to category names in both forms and in memory.
+        ConsentCase{"alias: onetrust id granted (rudderstack)", {"marketing"}, "all", "deny",
+                    R"({"consentManagement":{"allowedConsentIds":["C0004"]}})", kDeliver, nullptr,
+                    {{"c0004", "marketing"}}},
+        ConsentCase{"alias: onetrust id denied (segment)", {"marketing"}, "all", "grant",
+                    R"({"consent":{"categoryPreferences":{"c0004":false}}})", kDenied, nullptr,
+                    {{"c0004", "marketing"}}},
+        ConsentCase{"alias: denied id beats granted name", {"marketing"}, "all", "deny",
+                    R"({"consentManagement":{"allowedConsentIds":["marketing"],"deniedConsentIds":["C0004"]}})",
+                    kDenied, nullptr, {{"c0004", "marketing"}}},
+        ConsentCase{"alias: unmapped id is not the category", {"marketing"}, "all", "deny",
+                    R"({"consentManagement":{"allowedConsentIds":["C0002"]}})", kUnknown, nullptr,
+                    {{"c0004", "marketing"}}},
+        ConsentCase{"alias: applies to remembered consent", {"marketing"}, "all", "deny", nullptr,
+                    kDeliver, R"({"granted":["c0004"],"denied":[]})", {{"c0004", "marketing"}}}),
     [](const auto& param_info) {
       std::string name = param_info.param.name;
       for (auto& ch : name) {
@@ -97,6 +159,27 @@ INSTANTIATE_TEST_SUITE_P(
       }
       return name;
     });
+
+TEST(RoutePolicyTest, MemoryIsAskedOnlyWhenTheEventStatesNoConsent) {
+  auto policy = RoutePolicy::fromConfig(destination({"marketing"}));
+  FixedMemory memory(privacy::consentFromJson(R"({"granted":["marketing"],"denied":[]})"));
+  EXPECT_EQ(policy.decide(event(R"({"type":"track","event":"E","userId":"u1","context":{"consent":{"categoryPreferences":{"marketing":false}}}})"),
+                          &memory),
+            kDenied);
+  EXPECT_EQ(memory.asked_, 0);
+  EXPECT_EQ(policy.decide(event(R"({"type":"track","event":"E","userId":"u1"})"), &memory), kDeliver);
+  EXPECT_EQ(memory.asked_, 1);
+  // A destination without consent requirements never asks.
+  auto open = RoutePolicy::fromConfig(destination({}));
+  EXPECT_EQ(open.decide(event(R"({"type":"track","event":"E","userId":"u1"})"), &memory), kDeliver);
+  EXPECT_EQ(memory.asked_, 1);
+}
+
+TEST(RoutePolicyTest, AliasesFromConfigAreCaseInsensitive) {
+  auto policy = RoutePolicy::fromConfig(destination({"Marketing"}), {{"C0004", "MARKETING"}});
+  EXPECT_EQ(policy.decide(event(R"({"type":"track","event":"E","userId":"u1","context":{"consentManagement":{"allowedConsentIds":["c0004"]}}})")),
+            kDeliver);
+}
 
 TEST(RoutePolicyTest, FromFilterRestrictsSources) {
   auto c = destination({});

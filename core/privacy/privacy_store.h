@@ -1,0 +1,141 @@
+#pragma once
+
+// The core's privacy state (DESIGN.md "Consent", "Suppression and deletion"): regulations and
+// their progress, suppressed people, deletion tombstones, and each person's latest consent.
+//
+// Stored in SQLite (`storage.path/privacy.db`, WAL, synchronous=FULL): regulations must survive
+// restarts and are queried by id. Everything the hot paths read — the suppression check at
+// ingest, the tombstone check and remembered consent in the delivery workers — is also kept in
+// memory behind a shared_mutex, loaded at open and updated with each write, so a check is a hash
+// lookup and never touches the disk. With no suppression (deletion) recorded at all, the check
+// is one atomic load.
+//
+// People are matched by userId, anonymousId, or e-mail (traits.email, context.traits.email or
+// properties.email, trimmed and lower-cased). There is no identity graph yet: a regulation by
+// e-mail matches only events that carry that e-mail.
+//
+// Thread-safe. Lifetime: owned by the daemon; outlives ingest, the delivery workers and the
+// regulation service, which hold references.
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <shared_mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include <boost/json/object.hpp>
+
+#include "core/privacy/consent.h"
+#include "junction/sdk/event.h"
+#include "junction/sdk/result.h"
+
+struct sqlite3;
+
+namespace junction::core::privacy {
+
+enum class SubjectKind { UserId, AnonymousId, Email };
+const char* toString(SubjectKind kind) noexcept;  // "userId", "anonymousId", "email"
+
+// Whom a regulation is about. An e-mail is stored normalized (trimmed, lower-cased).
+struct Subject {
+  SubjectKind kind = SubjectKind::UserId;
+  std::string value;
+  std::string key() const;  // "u:<id>", "a:<id>", "e:<email>"
+};
+
+enum class RegulationType { Suppress, Unsuppress, Delete };
+const char* toString(RegulationType type) noexcept;  // "suppress", "unsuppress", "delete"
+std::optional<RegulationType> parseRegulationType(std::string_view text) noexcept;
+
+// Regulation status values.
+inline constexpr std::string_view kStatusDone = "done";
+inline constexpr std::string_view kStatusPending = "pending";  // erasures still running
+inline constexpr std::string_view kStatusFailed = "failed";    // some erasure failed for good
+
+struct Regulation {
+  std::string id;
+  RegulationType type = RegulationType::Suppress;
+  Subject subject;
+  std::int64_t created_at_ms = 0;
+  std::string status;
+  boost::json::object detail;  // delete: {"destinations": {id: {"status", "attempts", ...}}}
+};
+
+// Trimmed, lower-cased.
+std::string normalizeEmail(std::string_view email);
+// The event's e-mail (traits.email, context.traits.email, properties.email), normalized.
+std::optional<std::string> eventEmail(const boost::json::object& body);
+
+class PrivacyStore final : public ConsentMemory {
+ public:
+  static sdk::Result<std::unique_ptr<PrivacyStore>> open(const std::string& file,
+                                                         ConsentAliases aliases = {});
+  ~PrivacyStore() override;
+  PrivacyStore(const PrivacyStore&) = delete;
+  PrivacyStore& operator=(const PrivacyStore&) = delete;
+
+  // --- regulations --------------------------------------------------------------------------
+  // Records a regulation and applies it, in one transaction: suppress adds the subject to the
+  // suppressed set, unsuppress removes it, delete adds a tombstone at `now_ms` (events of the
+  // person received until then are not delivered any more) and erases their remembered consent.
+  // A delete starts with status pending when `detail` lists destinations to erase at, else done.
+  sdk::Result<Regulation> record(RegulationType type, Subject subject, std::int64_t now_ms,
+                                 boost::json::object detail = {});
+  sdk::Result<std::optional<Regulation>> regulation(const std::string& id);
+  // Regulations whose status is pending (erasures to resume after a restart).
+  sdk::Result<std::vector<Regulation>> pending();
+  sdk::Status updateRegulation(const std::string& id, std::string_view status,
+                               const boost::json::object& detail);
+
+  // --- hot path -----------------------------------------------------------------------------
+  bool hasSuppressions() const noexcept { return suppressed_count_.load() > 0; }
+  bool isSuppressed(const sdk::Event& event) const;
+
+  bool hasDeletions() const noexcept { return deletion_count_.load() > 0; }
+  // A tombstone matches the event's person and the event was received at or before it.
+  bool isDeleted(const sdk::Event& event) const;
+  // Bumped by every delete: a worker rescans the events it holds when it changes.
+  std::uint64_t deletionGeneration() const noexcept { return deletion_generation_.load(); }
+
+  // --- consent ------------------------------------------------------------------------------
+  // Remembers the consent stated by each of `events` that carries one, under its userId and
+  // anonymousId; an event older (by timestamp) than what is remembered does not replace it.
+  // Writes only when something changed.
+  sdk::Status rememberConsent(const std::vector<sdk::Event>& events);
+  std::optional<EventConsent> rememberedConsent(const sdk::EventHeader& header) const override;
+
+  // From `consent.aliases`; fixed at open.
+  const ConsentAliases& aliases() const noexcept { return aliases_; }
+
+ private:
+  explicit PrivacyStore(sqlite3* db, ConsentAliases aliases);
+  sdk::Status exec(const char* sql);
+  sdk::Status load();
+
+  struct Remembered {
+    EventConsent consent;
+    std::int64_t timestamp_ms = 0;
+  };
+
+  sqlite3* db_;
+  const ConsentAliases aliases_;
+  std::mutex db_mutex_;  // the connection; taken before state_mutex_ when both are needed
+
+  mutable std::shared_mutex state_mutex_;
+  std::unordered_set<std::string> suppressed_;            // subject keys
+  std::unordered_map<std::string, std::int64_t> deleted_;  // subject key -> deleted_at_ms
+  std::unordered_map<std::string, Remembered> consent_;    // "u:"/"a:" key -> latest consent
+  std::atomic<std::size_t> suppressed_count_{0};
+  std::atomic<std::size_t> suppressed_emails_{0};
+  std::atomic<std::size_t> deletion_count_{0};
+  std::atomic<std::size_t> deleted_emails_{0};
+  std::atomic<std::uint64_t> deletion_generation_{0};
+};
+
+}  // namespace junction::core::privacy

@@ -1,0 +1,97 @@
+-- wrk script: POST /v1/batch with 100 track events of ~300 bytes each (~30 KB), basic auth,
+-- keep-alive. Every event gets a unique messageId (so de-duplication accepts them all).
+-- Env: WRITE_KEY (default bench-key); RATE = total requests/s to pace at (0 = as fast as
+-- possible), CONNECTIONS = wrk's -c (to split RATE between connections).
+
+local key = os.getenv("WRITE_KEY") or "bench-key"
+local rate = tonumber(os.getenv("RATE") or "0")
+local connections = tonumber(os.getenv("CONNECTIONS") or "1")
+local events_per_request = 100
+
+local function base64(data)
+  local b = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+  return ((data:gsub(".", function(x)
+    local r, byte = "", x:byte()
+    for i = 8, 1, -1 do r = r .. (byte % 2 ^ i - byte % 2 ^ (i - 1) > 0 and "1" or "0") end
+    return r
+  end) .. "0000"):gsub("%d%d%d?%d?%d?%d?", function(x)
+    if #x < 6 then return "" end
+    local c = 0
+    for i = 1, 6 do c = c + (x:sub(i, i) == "1" and 2 ^ (6 - i) or 0) end
+    return b:sub(c + 1, c + 1)
+  end) .. ({ "", "==", "=" })[#data % 3 + 1])
+end
+
+-- The body is static text cut where the per-request id goes: parts[1] id parts[2] id ...
+local parts = {}
+local thread_tag = ""
+local counter = 0
+
+local threads = {}
+function setup(thread)
+  thread:set("thread_tag", tostring(math.random(1, 1e9)))
+  table.insert(threads, thread)
+end
+
+function init(args)
+  thread_tag = thread_tag or tostring(math.random(1, 1e9))
+  local chunks = { '{"batch":[' }
+  for i = 1, events_per_request do
+    local sep = i > 1 and "," or ""
+    chunks[#chunks + 1] = sep .. '{"type":"track","event":"Product Viewed","userId":"user-' .. (i % 37) ..
+      '","properties":{"product_id":"sku-' .. i .. '","price":19.99,"currency":"EUR",' ..
+      '"category":"bench","name":"A product with a reasonably long name"},' ..
+      '"context":{"library":{"name":"wrk","version":"4"}},"timestamp":"2026-01-01T00:00:00.000Z",' ..
+      '"messageId":"'
+    parts[#parts + 1] = table.concat(chunks)
+    chunks = { '-' .. i .. '"}' }
+  end
+  chunks[#chunks + 1] = '],"sentAt":"2026-01-01T00:00:00.100Z"}'
+  parts[#parts + 1] = table.concat(chunks)
+  wrk.method = "POST"
+  wrk.headers["Content-Type"] = "application/json"
+  wrk.headers["Authorization"] = "Basic " .. base64(key .. ":")
+end
+
+function request()
+  counter = counter + 1
+  local id = thread_tag .. "-" .. counter
+  local pieces = {}
+  for i = 1, #parts - 1 do
+    pieces[#pieces + 1] = parts[i]
+    pieces[#pieces + 1] = id
+  end
+  pieces[#pieces + 1] = parts[#parts]
+  return wrk.format(nil, "/v1/batch", nil, table.concat(pieces))
+end
+
+-- Pacing: each connection waits connections/rate seconds between requests (wrk takes whole
+-- milliseconds: the fraction is carried over).
+local carry = 0
+function delay()
+  if rate <= 0 then
+    return 0
+  end
+  carry = carry + connections * 1000 / rate
+  local ms = math.floor(carry)
+  carry = carry - ms
+  return ms
+end
+
+non200 = 0
+function response(status, headers, body)
+  if status ~= 200 then
+    non200 = non200 + 1
+    if non200 <= 3 then
+      io.stderr:write("non-200: " .. status .. " " .. body .. "\n")
+    end
+  end
+end
+
+function done(summary, latency, requests)
+  local bad = 0
+  for _, t in ipairs(threads) do
+    bad = bad + (t:get("non200") or 0)
+  end
+  io.write(string.format("non-200 responses: %d\n", bad))
+end

@@ -526,7 +526,11 @@ void DestinationWorker::complete(Batch& batch) {
       continue;  // already handled for an earlier entry of this person
     }
     person.busy = false;
-    std::erase_if(person.entries, [](const Entry* e) { return e->done; });
+    // Only a person's head is ever in a call, so finished entries are at the front. (Scanning the
+    // whole queue here was quadratic for a backlog of few people.)
+    while (!person.entries.empty() && person.entries.front()->done) {
+      person.entries.pop_front();
+    }
     if (person.entries.empty()) {
       persons_.erase(it);
     } else {

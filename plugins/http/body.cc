@@ -3,6 +3,7 @@
 #include <zlib.h>
 
 #include <boost/json.hpp>
+#include <boost/json/monotonic_resource.hpp>
 #include <cstring>
 
 #include "junction/sdk/json.h"
@@ -231,7 +232,10 @@ std::optional<std::string_view> ParsedBody::batchSentAt() const noexcept {
 }
 
 sdk::Result<ParsedBody> parseBody(Endpoint endpoint, std::string_view body) {
-  auto parsed = sdk::parseJson(body);
+  // One arena per request: the tree lives only while the request is handled (events are
+  // serialized out of it), so thousands of node allocations become a few blocks.
+  auto parsed = sdk::parseJson(
+      body, json::make_shared_resource<json::monotonic_resource>(body.size() * 2 + 1024));
   if (!parsed) {
     return std::move(parsed).error();
   }

@@ -320,10 +320,13 @@ bool erasePath(json::value& root, std::string_view dotted_path) {
   return false;
 }
 
-Result<json::value> parseJson(std::string_view text) {
+Result<json::value> parseJson(std::string_view text) { return parseJson(text, {}); }
+
+Result<json::value> parseJson(std::string_view text, json::storage_ptr storage) {
   json::parse_options options;
   options.max_depth = 64;
   json::stream_parser parser({}, options);
+  parser.reset(std::move(storage));
   boost::system::error_code ec;
   const std::size_t consumed = parser.write(text.data(), text.size(), ec);
   if (!ec) {

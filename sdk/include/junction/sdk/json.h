@@ -13,6 +13,7 @@
 
 #include <boost/json/array.hpp>
 #include <boost/json/object.hpp>
+#include <boost/json/storage_ptr.hpp>
 #include <boost/json/value.hpp>
 #include <cstdint>
 #include <optional>
@@ -70,6 +71,10 @@ bool erasePath(boost::json::value& root, std::string_view dotted_path);
 // InvalidArgument on failure, naming the position: "invalid JSON at line 2, column 7 (offset
 // 19): syntax error".
 Result<boost::json::value> parseJson(std::string_view text);
+// The same, allocating the tree from `storage` (e.g. a per-request
+// boost::json::make_shared_resource<boost::json::monotonic_resource>(), which turns thousands of
+// small allocations into a few and frees them at once when the last value goes).
+Result<boost::json::value> parseJson(std::string_view text, boost::json::storage_ptr storage);
 
 // Compact JSON text of `v` (Boost.JSON's serializer; doubles print as e.g. 1.5E0).
 std::string serialize(const boost::json::value& v);

@@ -483,3 +483,31 @@ TEST(DeliveryEngineTest, RetentionDeletesSegmentsEveryDestinationHasPassed) {
 
 }  // namespace
 }  // namespace junction::core::delivery
+
+namespace junction::core::delivery {
+namespace {
+
+TEST(DeliveryEngineRateLimitTest, TheTokenBucketPacesDeliveries) {
+  Harness h(R"(  - id: a
+    plugin: x
+    start: earliest
+    batch: { max_events: 100, max_wait: 0 }
+    rate_limit: { per_second: 100, burst: 10 }
+)");
+  auto dest = std::make_shared<ScriptedDestination>();
+  h.add(0, dest);
+  h.start();
+  std::vector<sdk::Event> events;
+  for (int i = 0; i < 110; ++i) {
+    events.push_back(makeEvent("p" + std::to_string(i), "user" + std::to_string(i)));
+  }
+  auto t0 = std::chrono::steady_clock::now();
+  h.append(std::move(events));
+  ASSERT_TRUE(Harness::waitFor([&] { return dest->delivered().size() == 110; }));
+  // 10 go at once (the burst), the other 100 at 100/s: about a second, never much less.
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, 900ms);
+  EXPECT_GE(dest->calls(), 11u);  // no call carries more than the burst
+}
+
+}  // namespace
+}  // namespace junction::core::delivery

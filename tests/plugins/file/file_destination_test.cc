@@ -1,0 +1,138 @@
+// The file destination: the exact lines it writes, rotation, and its option table.
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <boost/json.hpp>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "file_destination.h"
+#include "junction/sdk/testing/fake_context.h"
+
+namespace junction::plugins::file {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+
+sdk::Event event(const std::string& json_text, std::int64_t received_at_ms = 1764340261123) {
+  auto made = sdk::makeEvent(boost::json::parse(json_text).as_object(), "web");
+  EXPECT_TRUE(made) << made.error().message;
+  auto h = made->header();
+  h.received_at_ms = received_at_ms;
+  return sdk::Event(h, std::string(made->json()));
+}
+
+std::string slurp(const fs::path& file) {
+  std::ifstream in(file);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+class TempDir {
+ public:
+  TempDir() {
+    char tmpl[] = "/tmp/junction-file-XXXXXX";
+    path_ = ::mkdtemp(tmpl);
+  }
+  ~TempDir() { fs::remove_all(path_); }
+  const fs::path& path() const { return path_; }
+
+ private:
+  fs::path path_;
+};
+
+TEST(FileFormatTest, AddsReceivedAtToTheEventAsReceived) {
+  EXPECT_EQ(formatLine(event(R"({"type":"track","event":"A","userId":"u1"})")),
+            R"({"receivedAt":"2025-11-28T14:31:01.123Z","type":"track","event":"A","userId":"u1"})"
+            "\n");
+}
+
+TEST(FileFormatTest, KeepsAReceivedAtTheEventAlreadyHas) {
+  auto e = event(R"({"type":"identify","userId":"u1","receivedAt":"2020-01-01T00:00:00.000Z"})");
+  EXPECT_EQ(formatLine(e), std::string(e.json()) + "\n");
+}
+
+TEST(FileFormatTest, ANestedReceivedAtIsNotTheTopLevelOne) {
+  auto line = formatLine(
+      event(R"({"type":"track","event":"A","userId":"u","properties":{"receivedAt":"x"}})"));
+  EXPECT_EQ(line.rfind(R"({"receivedAt":"2025-11-28T14:31:01.123Z",)", 0), 0u) << line;
+}
+
+FileConfig config(const fs::path& path, std::uint64_t max_bytes = 1 << 20, std::int64_t files = 2) {
+  FileConfig c;
+  c.path = path.string();
+  c.max_file_bytes = max_bytes;
+  c.max_files = files;
+  c.sync = true;
+  return c;
+}
+
+TEST(FileDestinationTest, AppendsOneLinePerEventAndReportsDelivered) {
+  TempDir dir;
+  sdk::testing::FakeDestinationContext ctx;
+  FileDestination dest(config(dir.path() / "sub" / "events.ndjson"), ctx);
+  ASSERT_TRUE(dest.start().ok());
+  std::vector<sdk::Event> batch{event(R"({"type":"track","event":"A","userId":"u1"})"),
+                                event(R"({"type":"page","name":"Home","anonymousId":"a1"})")};
+  auto outcomes = dest.deliver(batch);
+  ASSERT_EQ(outcomes.size(), 2u);
+  EXPECT_TRUE(outcomes[0].isDelivered());
+  EXPECT_TRUE(outcomes[1].isDelivered());
+  dest.stop();
+  std::string text = slurp(dir.path() / "sub" / "events.ndjson");
+  EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 2);
+  EXPECT_THAT(text, HasSubstr(R"("name":"Home")"));
+  EXPECT_GT(ctx.metrics().counterValue("junction_file_written_bytes_total"), 0u);
+}
+
+TEST(FileDestinationTest, RotatesBySizeAndKeepsMaxFiles) {
+  TempDir dir;
+  sdk::testing::FakeDestinationContext ctx;
+  const fs::path path = dir.path() / "events.ndjson";
+  FileDestination dest(config(path, 4096, 2), ctx);
+  ASSERT_TRUE(dest.start().ok());
+  std::string big(900, 'x');
+  for (int i = 0; i < 30; ++i) {
+    std::vector<sdk::Event> batch{event(R"({"type":"track","event":"A","userId":"u","properties":{"p":")" +
+                                        big + "\"}}")};
+    ASSERT_TRUE(dest.deliver(batch)[0].isDelivered());
+  }
+  dest.stop();
+  EXPECT_TRUE(fs::exists(path));
+  EXPECT_TRUE(fs::exists(path.string() + ".1"));
+  EXPECT_TRUE(fs::exists(path.string() + ".2"));
+  EXPECT_FALSE(fs::exists(path.string() + ".3"));  // max_files: 2
+  EXPECT_LE(fs::file_size(path), 4096u);
+  EXPECT_GE(ctx.metrics().counterValue("junction_file_rotations_total"), 3u);
+}
+
+TEST(FileDestinationTest, AnUnwritablePathIsARetryNotALoss) {
+  TempDir dir;
+  std::ofstream(dir.path() / "not-a-dir") << "x";
+  sdk::testing::FakeDestinationContext ctx;
+  FileDestination dest(config(dir.path() / "not-a-dir" / "events.ndjson"), ctx);
+  std::vector<sdk::Event> batch{event(R"({"type":"track","event":"A","userId":"u1"})")};
+  auto outcomes = dest.deliver(batch);
+  ASSERT_EQ(outcomes.size(), 1u);
+  EXPECT_EQ(outcomes[0].kind, sdk::Outcome::Kind::Retry);
+  EXPECT_THAT(outcomes[0].reason, HasSubstr("cannot open"));
+}
+
+TEST(FileOptionsTest, TableAndValidation) {
+  auto specs = fileOptions().specs();
+  EXPECT_TRUE(sdk::checkOptionTable(specs).empty());
+  ASSERT_EQ(specs.size(), 4u);
+  EXPECT_EQ(specs[0].key, "path");
+  EXPECT_TRUE(specs[0].required);
+  auto bad = config("/tmp/dir/");
+  auto errors = bad.validate();
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_EQ(errors[0].key, "path");
+}
+
+}  // namespace
+}  // namespace junction::plugins::file

@@ -48,15 +48,7 @@ DeadLetterStore::DeadLetterStore(sqlite3* db) : db_(db) {}
 
 DeadLetterStore::~DeadLetterStore() { sqlite3_close(db_); }
 
-sdk::Status DeadLetterStore::exec(const char* sql) {
-  char* message = nullptr;
-  if (sqlite3_exec(db_, sql, nullptr, nullptr, &message) != SQLITE_OK) {
-    std::string text = message != nullptr ? message : "unknown error";
-    sqlite3_free(message);
-    return sdk::makeError(sdk::ErrorCode::Unavailable, "dead-letter store: " + text);
-  }
-  return {};
-}
+sdk::Status DeadLetterStore::exec(const char* sql) { return sqlite::exec(db_, sql, "dead-letter store"); }
 
 sdk::Result<std::unique_ptr<DeadLetterStore>> DeadLetterStore::open(const std::string& file) {
   sqlite3* db = nullptr;

@@ -154,15 +154,7 @@ PrivacyStore::PrivacyStore(sqlite3* db, ConsentAliases aliases)
 
 PrivacyStore::~PrivacyStore() { sqlite3_close(db_); }
 
-sdk::Status PrivacyStore::exec(const char* sql) {
-  char* message = nullptr;
-  if (sqlite3_exec(db_, sql, nullptr, nullptr, &message) != SQLITE_OK) {
-    std::string text = message != nullptr ? message : "unknown error";
-    sqlite3_free(message);
-    return sdk::makeError(sdk::ErrorCode::Unavailable, "privacy store: " + text);
-  }
-  return {};
-}
+sdk::Status PrivacyStore::exec(const char* sql) { return sqlite::exec(db_, sql, "privacy store"); }
 
 sdk::Result<std::unique_ptr<PrivacyStore>> PrivacyStore::open(const std::string& file,
                                                                ConsentAliases aliases) {

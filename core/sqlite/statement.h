@@ -9,6 +9,8 @@
 #include <string>
 #include <string_view>
 
+#include "junction/sdk/result.h"
+
 namespace junction::core::sqlite {
 
 class Statement {
@@ -57,5 +59,17 @@ class Statement {
   sqlite3_stmt* stmt_ = nullptr;
   std::string error_;
 };
+
+// Runs `sql` (one or more statements without results). Unavailable, prefixed with `store`
+// ("dead-letter store: ..."), when SQLite refuses it.
+inline sdk::Status exec(sqlite3* db, const char* sql, std::string_view store) {
+  char* message = nullptr;
+  if (sqlite3_exec(db, sql, nullptr, nullptr, &message) != SQLITE_OK) {
+    std::string text = message != nullptr ? message : "unknown error";
+    sqlite3_free(message);
+    return sdk::makeError(sdk::ErrorCode::Unavailable, std::string(store) + ": " + text);
+  }
+  return {};
+}
 
 }  // namespace junction::core::sqlite

@@ -53,6 +53,7 @@
 #include <chrono>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "junction/sdk/context.h"

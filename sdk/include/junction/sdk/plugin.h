@@ -7,6 +7,7 @@
 // fingerprint first, then asks it for a `Plugin`: the descriptor (name, kind, version, summary,
 // option table) and the factory that makes instances from a checked config.
 
+#include <concepts>
 #include <exception>
 #include <memory>
 #include <string>

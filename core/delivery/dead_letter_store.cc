@@ -51,15 +51,11 @@ DeadLetterStore::~DeadLetterStore() { sqlite3_close(db_); }
 sdk::Status DeadLetterStore::exec(const char* sql) { return sqlite::exec(db_, sql, "dead-letter store"); }
 
 sdk::Result<std::unique_ptr<DeadLetterStore>> DeadLetterStore::open(const std::string& file) {
-  sqlite3* db = nullptr;
-  if (sqlite3_open_v2(file.c_str(), &db,
-                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
-                      nullptr) != SQLITE_OK) {
-    std::string why = db != nullptr ? sqlite3_errmsg(db) : "out of memory";
-    sqlite3_close(db);
-    return sdk::makeError(sdk::ErrorCode::Unavailable, "cannot open " + file + ": " + why);
+  auto opened = sqlite::open(file);
+  if (!opened) {
+    return std::move(opened).error();
   }
-  sqlite3_busy_timeout(db, 5000);
+  sqlite3* db = *opened;
   std::unique_ptr<DeadLetterStore> store(new DeadLetterStore(db));
   auto status = store->exec(
       "PRAGMA journal_mode=WAL;"

@@ -158,15 +158,11 @@ sdk::Status PrivacyStore::exec(const char* sql) { return sqlite::exec(db_, sql, 
 
 sdk::Result<std::unique_ptr<PrivacyStore>> PrivacyStore::open(const std::string& file,
                                                                ConsentAliases aliases) {
-  sqlite3* db = nullptr;
-  if (sqlite3_open_v2(file.c_str(), &db,
-                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
-                      nullptr) != SQLITE_OK) {
-    std::string why = db != nullptr ? sqlite3_errmsg(db) : "out of memory";
-    sqlite3_close(db);
-    return sdk::makeError(sdk::ErrorCode::Unavailable, "cannot open " + file + ": " + why);
+  auto opened = sqlite::open(file);
+  if (!opened) {
+    return std::move(opened).error();
   }
-  sqlite3_busy_timeout(db, 5000);
+  sqlite3* db = *opened;
   std::unique_ptr<PrivacyStore> store(new PrivacyStore(db, std::move(aliases)));
   auto status = store->exec(
       "PRAGMA journal_mode=WAL;"

@@ -72,4 +72,19 @@ inline sdk::Status exec(sqlite3* db, const char* sql, std::string_view store) {
   return {};
 }
 
+// Opens (creating if needed) the database `file` for use from several threads, with a 5 s busy
+// timeout. The caller owns the handle (sqlite3_close).
+inline sdk::Result<sqlite3*> open(const std::string& file) {
+  sqlite3* db = nullptr;
+  if (sqlite3_open_v2(file.c_str(), &db,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+                      nullptr) != SQLITE_OK) {
+    std::string why = db != nullptr ? sqlite3_errmsg(db) : "out of memory";
+    sqlite3_close(db);
+    return sdk::makeError(sdk::ErrorCode::Unavailable, "cannot open " + file + ": " + why);
+  }
+  sqlite3_busy_timeout(db, 5000);
+  return db;
+}
+
 }  // namespace junction::core::sqlite

@@ -1,26 +1,12 @@
 #include "core/ingest/ingest.h"
 
 #include <boost/json.hpp>
-#include <cstdio>
-#include <random>
+
+#include "junction/sdk/event.h"
 
 namespace junction::core::ingest {
 
 namespace json = boost::json;
-
-std::string makeUuid() {
-  thread_local std::mt19937_64 rng{std::random_device{}()};
-  std::uint64_t hi = rng();
-  std::uint64_t lo = rng();
-  hi = (hi & 0xffffffffffff0fffULL) | 0x0000000000004000ULL;  // version 4
-  lo = (lo & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;  // RFC 4122 variant
-  char buf[37];
-  std::snprintf(buf, sizeof buf, "%08x-%04x-%04x-%04x-%012llx",
-                static_cast<unsigned>(hi >> 32), static_cast<unsigned>((hi >> 16) & 0xffff),
-                static_cast<unsigned>(hi & 0xffff), static_cast<unsigned>(lo >> 48),
-                static_cast<unsigned long long>(lo & 0xffffffffffffULL));
-  return buf;
-}
 
 Ingest::Ingest(queue::Log& log, sdk::Metrics& metrics, const sdk::Clock& clock,
                privacy::PrivacyStore* privacy)
@@ -54,7 +40,7 @@ void Ingest::emit(const std::string& source_id, std::vector<sdk::Event> events,
     }
     std::string body(event.json());
     if (header.message_id.empty()) {
-      header.message_id = makeUuid();
+      header.message_id = sdk::makeUuidV4();
       json::object object = event.body();
       object["messageId"] = header.message_id;
       body = json::serialize(object);

@@ -42,7 +42,4 @@ class Ingest {
   std::atomic<bool> closed_{false};
 };
 
-// A random (version 4) UUID, as Segment's libraries make messageIds.
-std::string makeUuid();
-
 }  // namespace junction::core::ingest

@@ -3,9 +3,7 @@
 #include <arpa/inet.h>
 
 #include <boost/json.hpp>
-#include <cstdio>
 #include <cstring>
-#include <random>
 
 namespace junction::plugins::http {
 
@@ -19,24 +17,6 @@ ClientIpPolicy parseClientIpPolicy(std::string_view text) noexcept {
     return ClientIpPolicy::Truncate;
   }
   return ClientIpPolicy::Keep;
-}
-
-std::string makeUuidV4() {
-  thread_local std::mt19937_64 rng{[] {
-    std::random_device device;
-    std::seed_seq seed{device(), device(), device(), device()};
-    return std::mt19937_64(seed);
-  }()};
-  std::uint64_t hi = rng();
-  std::uint64_t lo = rng();
-  hi = (hi & 0xffffffffffff0fffULL) | 0x0000000000004000ULL;  // version 4
-  lo = (lo & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;  // RFC 4122 variant
-  char buf[37];
-  std::snprintf(buf, sizeof buf, "%08x-%04x-%04x-%04x-%012llx", static_cast<unsigned>(hi >> 32),
-                static_cast<unsigned>((hi >> 16) & 0xffff), static_cast<unsigned>(hi & 0xffff),
-                static_cast<unsigned>(lo >> 48),
-                static_cast<unsigned long long>(lo & 0xffffffffffffULL));
-  return buf;
 }
 
 std::optional<std::string> truncateIp(std::string_view ip) {
@@ -122,7 +102,7 @@ sdk::Result<EnrichOutcome> enrichEvent(json::object& event, const EnrichInput& i
   mergeMissing(event, "integrations", input.batch_integrations);
 
   if (isAbsentId(event.if_contains("messageId"))) {
-    event["messageId"] = makeUuidV4();
+    event["messageId"] = sdk::makeUuidV4();
     outcome.generated_message_id = true;
   }
 

@@ -48,9 +48,6 @@ struct EnrichOutcome {
 // InvalidArgument when `timestamp` / `originalTimestamp` is present but not an ISO-8601 time.
 sdk::Result<EnrichOutcome> enrichEvent(boost::json::object& event, const EnrichInput& input);
 
-// A random RFC 4122 version 4 UUID, lower-case.
-std::string makeUuidV4();
-
 // The address with its host part zeroed: IPv4 to /24 ("203.0.113.7" -> "203.0.113.0"), IPv6
 // to /48 ("2001:db8:85a3::8a2e:370:7334" -> "2001:db8:85a3::"). nullopt for a non-address.
 std::optional<std::string> truncateIp(std::string_view ip);

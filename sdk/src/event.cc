@@ -2,9 +2,12 @@
 
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
+#include <array>
 #include <charconv>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
+#include <random>
 
 namespace junction::sdk {
 
@@ -209,16 +212,141 @@ std::optional<std::int64_t> parseIsoTimestamp(std::string_view s) noexcept {
   return secs * 1000 + millis;
 }
 
-std::string formatIsoTimestamp(std::int64_t epoch_ms) {
-  std::int64_t secs = epoch_ms >= 0 ? epoch_ms / 1000 : (epoch_ms - 999) / 1000;
-  int millis = static_cast<int>(epoch_ms - secs * 1000);
+namespace {
+
+// "00", "01", ... "99": two digits per lookup instead of a division per digit.
+constexpr char kDigitPairs[] =
+    "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+    "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+    "8081828384858687888990919293949596979899";
+
+char* writePair(char* p, unsigned value) noexcept {
+  std::memcpy(p, kDigitPairs + 2 * value, 2);
+  return p + 2;
+}
+
+struct CivilDate {
+  std::int64_t year;
+  unsigned month;  // 1..12
+  unsigned day;    // 1..31
+};
+
+// The proleptic Gregorian date `days` after 1970-01-01 (Howard Hinnant's civil_from_days;
+// the inverse of daysFromCivil above).
+CivilDate civilFromDays(std::int64_t days) noexcept {
+  days += 719468;
+  const std::int64_t era = (days >= 0 ? days : days - 146096) / 146097;
+  const unsigned doe = static_cast<unsigned>(days - era * 146097);
+  const unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+  const unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+  const unsigned mp = (5 * doy + 2) / 153;
+  const unsigned day = doy - (153 * mp + 2) / 5 + 1;
+  const unsigned month = mp < 10 ? mp + 3 : mp - 9;
+  const std::int64_t year = static_cast<std::int64_t>(yoe) + era * 400 + (month <= 2 ? 1 : 0);
+  return {year, month, day};
+}
+
+// Floor division: rounds toward negative infinity, without the overflow of (a - (b - 1)) / b.
+std::int64_t floorDiv(std::int64_t a, std::int64_t b) noexcept {
+  std::int64_t q = a / b;
+  return (a % b < 0) ? q - 1 : q;
+}
+
+// Years outside 0..9999 (which "%04d" pads or widens): the original formatting, kept so that
+// their text does not change. Not a hot path.
+std::size_t formatIsoTimestampSlow(std::int64_t secs, int millis, char* out) noexcept {
   std::time_t t = static_cast<std::time_t>(secs);
   std::tm tm{};
   gmtime_r(&t, &tm);
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, millis);
-  return buf;
+  int n = std::snprintf(out, kIsoTimestampMaxSize, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
+                        tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+                        tm.tm_sec, millis);
+  return n < 0 ? 0 : static_cast<std::size_t>(n);
+}
+
+}  // namespace
+
+std::size_t formatIsoTimestamp(std::int64_t epoch_ms, char* out) noexcept {
+  const std::int64_t secs = floorDiv(epoch_ms, 1000);
+  const int millis = static_cast<int>(epoch_ms - secs * 1000);
+  const std::int64_t days = floorDiv(secs, 86400);
+  const CivilDate date = civilFromDays(days);
+  if (date.year < 0 || date.year > 9999) {
+    return formatIsoTimestampSlow(secs, millis, out);
+  }
+  const auto second_of_day = static_cast<unsigned>(secs - days * 86400);
+  const auto year = static_cast<unsigned>(date.year);
+  char* p = out;
+  p = writePair(p, year / 100);
+  p = writePair(p, year % 100);
+  *p++ = '-';
+  p = writePair(p, date.month);
+  *p++ = '-';
+  p = writePair(p, date.day);
+  *p++ = 'T';
+  p = writePair(p, second_of_day / 3600);
+  *p++ = ':';
+  p = writePair(p, second_of_day / 60 % 60);
+  *p++ = ':';
+  p = writePair(p, second_of_day % 60);
+  *p++ = '.';
+  *p++ = static_cast<char>('0' + millis / 100);
+  p = writePair(p, static_cast<unsigned>(millis % 100));
+  *p++ = 'Z';
+  *p = '\0';
+  return static_cast<std::size_t>(p - out);
+}
+
+std::string formatIsoTimestamp(std::int64_t epoch_ms) {
+  char buf[kIsoTimestampMaxSize];
+  return std::string(buf, formatIsoTimestamp(epoch_ms, buf));
+}
+
+namespace {
+
+// Byte b as two lower-case hex digits at [2 * b, 2 * b + 1]: one lookup per byte.
+constexpr auto kHexPairs = [] {
+  constexpr char kHex[] = "0123456789abcdef";
+  std::array<char, 512> pairs{};
+  for (std::size_t b = 0; b < 256; ++b) {
+    pairs[2 * b] = kHex[b >> 4];
+    pairs[2 * b + 1] = kHex[b & 0xf];
+  }
+  return pairs;
+}();
+
+// Bytes [first, last) of `word`, most significant first, as hex.
+char* writeHexBytes(char* p, std::uint64_t word, int first, int last) noexcept {
+  for (int i = first; i < last; ++i) {
+    std::memcpy(p, &kHexPairs[2 * ((word >> (56 - 8 * i)) & 0xff)], 2);
+    p += 2;
+  }
+  return p;
+}
+
+}  // namespace
+
+std::string makeUuidV4() {
+  thread_local std::mt19937_64 rng{[] {
+    std::random_device device;
+    std::seed_seq seed{device(), device(), device(), device()};
+    return std::mt19937_64(seed);
+  }()};
+  std::uint64_t hi = rng();
+  std::uint64_t lo = rng();
+  hi = (hi & 0xffffffffffff0fffULL) | 0x0000000000004000ULL;  // version 4
+  lo = (lo & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;  // RFC 4122 variant
+  char text[36];
+  char* p = writeHexBytes(text, hi, 0, 4);
+  *p++ = '-';
+  p = writeHexBytes(p, hi, 4, 6);
+  *p++ = '-';
+  p = writeHexBytes(p, hi, 6, 8);
+  *p++ = '-';
+  p = writeHexBytes(p, lo, 0, 2);
+  *p++ = '-';
+  writeHexBytes(p, lo, 2, 8);
+  return std::string(text, sizeof text);
 }
 
 }  // namespace junction::sdk

@@ -5,6 +5,7 @@
 
 #include <boost/json/object.hpp>
 #include <boost/json/value.hpp>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -80,7 +81,24 @@ Result<Event> makeEvent(const boost::json::object& body, std::string_view source
 // Unix epoch milliseconds.
 std::optional<std::int64_t> parseIsoTimestamp(std::string_view text) noexcept;
 
-// Formats Unix epoch milliseconds as "2026-11-28T15:11:01.123Z".
+// Formats Unix epoch milliseconds as "2026-11-28T15:11:01.123Z" (UTC, proleptic Gregorian;
+// a negative epoch_ms counts back from 1970, and its milliseconds round toward the earlier
+// second: -1 is "1969-12-31T23:59:59.999Z"). Years outside 0..9999 are written as
+// printf's "%04d" would ("-001", "10000"). Thread-safe.
 std::string formatIsoTimestamp(std::int64_t epoch_ms);
+
+// The size of a buffer that holds any formatIsoTimestamp() output with its terminating NUL.
+inline constexpr std::size_t kIsoTimestampMaxSize = 32;
+
+// The same text, written into `out` without allocating: `out` must hold at least
+// kIsoTimestampMaxSize bytes. Writes a terminating NUL and returns the length without it
+// (24 for years 0..9999). Thread-safe; for hot paths.
+std::size_t formatIsoTimestamp(std::int64_t epoch_ms, char* out) noexcept;
+
+// A random RFC 4122 version 4 UUID in lower-case hex, 8-4-4-4-12
+// ("f47ac10b-58cc-4372-a567-0e02b2c3d479"), as Segment's libraries make messageIds. Each
+// thread draws from its own generator, seeded from std::random_device on the thread's first
+// call: thread-safe, not for secrets.
+std::string makeUuidV4();
 
 }  // namespace junction::sdk

@@ -1,34 +1,211 @@
 #include "dedup.h"
 
 #include <algorithm>
-#include <functional>
+#include <bit>
+#include <cstring>
+#include <random>
 
 namespace junction::plugins::http {
+namespace {
+
+// First capacities: 16 shards × (1024 × 32 B + 1024 × 24 B) ≈ 0.9 MB before any growth.
+constexpr std::size_t kInitialSlots = 1024;
+constexpr std::size_t kInitialRing = 1024;
+static_assert(std::has_single_bit(kInitialSlots) && std::has_single_bit(kInitialRing));
+
+// Odd 64-bit constants with well-spread bits (golden ratio, and wyhash's).
+constexpr std::uint64_t kMulHi = 0x9E3779B97F4A7C15ull;
+constexpr std::uint64_t kMulLo = 0xA0761D6478BD642Full;
+constexpr std::uint64_t kLenHi = 0xE7037ED1A0B428DBull;
+constexpr std::uint64_t kLenLo = 0x8EBC6AF09C88C6E3ull;
+constexpr std::uint64_t kFinal = 0x589965CC75374CC3ull;
+
+__extension__ typedef unsigned __int128 U128;
+
+// The 128-bit product folded to 64 bits: every output bit depends on every bit of `a`.
+inline std::uint64_t mix(std::uint64_t a, std::uint64_t b) noexcept {
+  const U128 r = static_cast<U128>(a) * b;
+  return static_cast<std::uint64_t>(r) ^ static_cast<std::uint64_t>(r >> 64);
+}
+
+inline std::uint64_t load64(const char* p) noexcept {
+  std::uint64_t v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+inline std::uint64_t load32(const char* p) noexcept {
+  std::uint32_t v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+std::uint64_t randomSeed() {
+  std::random_device rd;
+  return (static_cast<std::uint64_t>(rd()) << 32) ^ rd();
+}
+
+}  // namespace
+
+// --- Table ---------------------------------------------------------------------------------------
+
+void Deduplicator::Table::init(std::size_t max_entries) {
+  // Load ≤ 1/2 with max_entries + 1 ids.
+  max_capacity_ = std::bit_ceil(2 * (max_entries + 1));
+  slots_.assign(std::min(kInitialSlots, max_capacity_), Slot{});
+  mask_ = slots_.size() - 1;
+  size_ = 0;
+}
+
+Deduplicator::Slot* Deduplicator::Table::find(const Fingerprint& fp) noexcept {
+  for (std::size_t i = fp.lo & mask_;; i = (i + 1) & mask_) {
+    Slot& s = slots_[i];
+    if (s.hi == fp.hi && s.lo == fp.lo) {
+      return &s;
+    }
+    if ((s.hi | s.lo) == 0) {
+      return nullptr;
+    }
+  }
+}
+
+Deduplicator::Slot& Deduplicator::Table::findOrInsert(const Fingerprint& fp, bool& inserted) {
+  if (2 * (size_ + 1) > slots_.size() && slots_.size() < max_capacity_) {
+    grow();  // may be one insertion early when `fp` is present: harmless
+  }
+  for (std::size_t i = fp.lo & mask_;; i = (i + 1) & mask_) {
+    Slot& s = slots_[i];
+    if (s.hi == fp.hi && s.lo == fp.lo) {
+      inserted = false;
+      return s;
+    }
+    if ((s.hi | s.lo) == 0) {
+      s = Slot{fp.hi, fp.lo, 0, 0};
+      ++size_;
+      inserted = true;
+      return s;
+    }
+  }
+}
+
+void Deduplicator::Table::erase(Slot* slot) noexcept {
+  // Backward shift: walk the rest of the cluster and pull back every slot whose home is not in
+  // (hole, j], so each remains reachable from its home without tombstones.
+  std::size_t hole = static_cast<std::size_t>(slot - slots_.data());
+  for (std::size_t j = (hole + 1) & mask_;; j = (j + 1) & mask_) {
+    Slot& s = slots_[j];
+    if ((s.hi | s.lo) == 0) {
+      break;
+    }
+    const std::size_t home = s.lo & mask_;
+    if (((j - home) & mask_) >= ((j - hole) & mask_)) {
+      slots_[hole] = s;
+      hole = j;
+    }
+  }
+  slots_[hole] = Slot{};
+  --size_;
+}
+
+void Deduplicator::Table::grow() {
+  std::vector<Slot> old(slots_.size() * 2);
+  old.swap(slots_);
+  mask_ = slots_.size() - 1;
+  for (const Slot& s : old) {
+    if ((s.hi | s.lo) == 0) {
+      continue;
+    }
+    std::size_t i = s.lo & mask_;
+    while ((slots_[i].hi | slots_[i].lo) != 0) {
+      i = (i + 1) & mask_;
+    }
+    slots_[i] = s;
+  }
+}
+
+// --- Ring ----------------------------------------------------------------------------------------
+
+void Deduplicator::Ring::init(std::size_t max_entries) {
+  buf_.assign(std::min(kInitialRing, std::bit_ceil(2 * max_entries + 1)), OrderEntry{});
+  head_ = 0;
+  size_ = 0;
+}
+
+void Deduplicator::Ring::pushBack(const OrderEntry& e) {
+  if (size_ == buf_.size()) {
+    // Unrolled into a doubled array; never past the bit_ceil of 2 × max_entries + 1.
+    std::vector<OrderEntry> bigger(buf_.size() * 2);
+    for (std::size_t k = 0; k < size_; ++k) {
+      bigger[k] = buf_[(head_ + k) & (buf_.size() - 1)];
+    }
+    buf_.swap(bigger);
+    head_ = 0;
+  }
+  buf_[(head_ + size_) & (buf_.size() - 1)] = e;
+  ++size_;
+}
+
+// --- Deduplicator --------------------------------------------------------------------------------
 
 Deduplicator::Deduplicator(std::chrono::milliseconds window, std::size_t max_entries)
     : window_ms_(window.count()),
-      max_per_shard_(std::max<std::size_t>(1, (max_entries + kShards - 1) / kShards)) {}
+      max_per_shard_(std::max<std::size_t>(1, (max_entries + kShards - 1) / kShards)),
+      seed_hi_(randomSeed()),
+      seed_lo_(randomSeed()) {
+  if (enabled()) {
+    for (Shard& shard : shards_) {
+      shard.table.init(max_per_shard_);
+      shard.order.init(max_per_shard_);
+    }
+  }
+}
 
-Deduplicator::Shard& Deduplicator::shardFor(std::string_view id) {
-  return shards_[std::hash<std::string_view>{}(id) % kShards];
+Deduplicator::Fingerprint Deduplicator::fingerprint(std::string_view id) const noexcept {
+  // Two lanes over the same 8-byte words, each with its own seed and multiplier; the length
+  // enters the start state, so the overlapping reads of a short or ragged tail stay unambiguous.
+  const char* p = id.data();
+  const std::size_t n = id.size();
+  std::uint64_t hi = seed_hi_ ^ mix(n ^ kLenHi, kMulHi);
+  std::uint64_t lo = seed_lo_ ^ mix(n ^ kLenLo, kMulLo);
+  std::uint64_t w = 0;
+  if (n > 8) {
+    const char* last = p + n - 8;
+    for (; p < last; p += 8) {
+      w = load64(p);
+      hi = mix(hi ^ w, kMulHi);
+      lo = mix(lo ^ w, kMulLo);
+    }
+    w = load64(last);
+  } else if (n >= 4) {
+    w = (load32(p) << 32) | load32(p + n - 4);
+  } else if (n > 0) {
+    const auto* u = reinterpret_cast<const unsigned char*>(p);
+    w = (std::uint64_t{u[0]} << 16) | (std::uint64_t{u[n / 2]} << 8) | u[n - 1];
+  }
+  hi = mix(mix(hi ^ w, kMulHi), kFinal);
+  lo = mix(mix(lo ^ w, kMulLo), kFinal);
+  return Fingerprint{hi | 1, lo};  // bit 0 of hi is used for nothing else: never all zero
+}
+
+std::size_t Deduplicator::shardOf(std::string_view id) const noexcept {
+  return shardIndex(fingerprint(id));
 }
 
 void Deduplicator::evict(Shard& shard, std::int64_t now_ms) {
   // Oldest first: expired ones, and any beyond the bound. `order` may hold stale entries (an id
   // forgotten, or remembered again later): only the one with the id's current seq counts.
   while (!shard.order.empty()) {
-    auto& [id, seq] = shard.order.front();
-    auto it = shard.ids.find(id);
-    const bool current = it != shard.ids.end() && it->second.seq == seq;
-    if (current) {
-      const bool expired = now_ms - it->second.at_ms >= window_ms_;
-      if (!expired && shard.ids.size() <= max_per_shard_ &&
+    const OrderEntry& front = shard.order.front();
+    Slot* slot = shard.table.find(Fingerprint{front.hi, front.lo});
+    if (slot != nullptr && slot->seq == front.seq) {
+      const bool expired = now_ms - slot->at_ms >= window_ms_;
+      if (!expired && shard.table.size() <= max_per_shard_ &&
           shard.order.size() <= 2 * max_per_shard_) {
         break;
       }
-      shard.ids.erase(it);
+      shard.table.erase(slot);
     }
-    shard.order.pop_front();
+    shard.order.popFront();
   }
 }
 
@@ -36,20 +213,18 @@ bool Deduplicator::seen(std::string_view id, std::int64_t now_ms) {
   if (!enabled()) {
     return false;
   }
-  Shard& shard = shardFor(id);
+  const Fingerprint fp = fingerprint(id);
+  Shard& shard = shardFor(fp);
   std::lock_guard lock(shard.mutex);
-  std::string key(id);
-  auto it = shard.ids.find(key);
-  if (it != shard.ids.end() && now_ms - it->second.at_ms < window_ms_) {
+  bool inserted = false;
+  Slot& slot = shard.table.findOrInsert(fp, inserted);
+  if (!inserted && now_ms - slot.at_ms < window_ms_) {
     return true;
   }
   const std::uint64_t seq = shard.next_seq++;
-  if (it != shard.ids.end()) {
-    it->second = Entry{now_ms, seq};
-  } else {
-    shard.ids.emplace(key, Entry{now_ms, seq});
-  }
-  shard.order.emplace_back(std::move(key), seq);
+  slot.at_ms = now_ms;
+  slot.seq = seq;
+  shard.order.pushBack(OrderEntry{fp.hi, fp.lo, seq});
   evict(shard, now_ms);
   return false;
 }
@@ -58,16 +233,28 @@ void Deduplicator::forget(std::string_view id) {
   if (!enabled()) {
     return;
   }
-  Shard& shard = shardFor(id);
+  const Fingerprint fp = fingerprint(id);
+  Shard& shard = shardFor(fp);
   std::lock_guard lock(shard.mutex);
-  shard.ids.erase(std::string(id));
+  if (Slot* slot = shard.table.find(fp); slot != nullptr) {
+    shard.table.erase(slot);
+  }
 }
 
 std::size_t Deduplicator::size() const {
   std::size_t n = 0;
   for (const auto& shard : shards_) {
     std::lock_guard lock(shard.mutex);
-    n += shard.ids.size();
+    n += shard.table.size();
+  }
+  return n;
+}
+
+std::size_t Deduplicator::memoryBytes() const {
+  std::size_t n = 0;
+  for (const auto& shard : shards_) {
+    std::lock_guard lock(shard.mutex);
+    n += shard.table.memoryBytes() + shard.order.memoryBytes();
   }
   return n;
 }

@@ -1,0 +1,97 @@
+// The http source's messageId de-duplicator: the cost of one seen() of a fresh id when the table
+// is already full (1 M entries, the default bound), so each call also evicts the oldest entry.
+//
+//   build/bench/dedup_bench [--benchmark_filter=...]
+
+#include <benchmark/benchmark.h>
+
+#include <chrono>
+#include <cstdint>
+#include <string_view>
+
+#include "dedup.h"
+
+namespace {
+
+using junction::plugins::http::Deduplicator;
+using namespace std::chrono_literals;
+
+constexpr std::size_t kMaxEntries = 1'000'000;
+
+// A UUID-shaped id (36 characters, like the messageIds SDKs generate) for counter `n`, written
+// into `buf` without allocating.
+class IdMaker {
+ public:
+  std::string_view make(std::uint64_t n) {
+    static constexpr char kHex[] = "0123456789abcdef";
+    // Mix the counter so that consecutive ids differ in many characters, as random UUIDs do.
+    std::uint64_t a = n * 0x9E3779B97F4A7C15ull;
+    std::uint64_t b = n;
+    for (int i = 0, k = 0; i < 36; ++i) {
+      if (i == 8 || i == 13 || i == 18 || i == 23) {
+        buf_[i] = '-';
+        continue;
+      }
+      std::uint64_t& src = k < 16 ? a : b;
+      buf_[i] = kHex[(src >> (4 * (k % 16))) & 0xF];
+      ++k;
+    }
+    return {buf_, sizeof buf_};
+  }
+
+ private:
+  char buf_[36];
+};
+
+// The ids alone, to subtract from the figures below.
+void BM_MakeIdOnly(benchmark::State& state) {
+  IdMaker ids;
+  std::uint64_t n = 0;
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(ids.make(n++).data());
+    benchmark::ClobberMemory();
+  }
+}
+BENCHMARK(BM_MakeIdOnly)->Unit(benchmark::kNanosecond);
+
+void BM_SeenFreshIdFullTable(benchmark::State& state) {
+  Deduplicator dedup(10min, kMaxEntries);
+  IdMaker ids;
+  std::uint64_t n = 0;
+  const std::int64_t now_ms = 1'000;
+  for (; n < kMaxEntries; ++n) {
+    (void)dedup.seen(ids.make(n), now_ms);
+  }
+  std::int64_t duplicates = 0;
+  for (auto _ : state) {
+    duplicates += dedup.seen(ids.make(n++), now_ms) ? 1 : 0;
+  }
+  state.SetItemsProcessed(state.iterations());
+  state.counters["entries"] = static_cast<double>(dedup.size());
+  state.counters["duplicates"] = static_cast<double>(duplicates);
+}
+BENCHMARK(BM_SeenFreshIdFullTable)->Unit(benchmark::kNanosecond);
+
+// The duplicate path: ids already remembered (a client retrying a whole batch).
+void BM_SeenDuplicateFullTable(benchmark::State& state) {
+  Deduplicator dedup(10min, kMaxEntries);
+  IdMaker ids;
+  const std::int64_t now_ms = 1'000;
+  for (std::uint64_t n = 0; n < kMaxEntries; ++n) {
+    (void)dedup.seen(ids.make(n), now_ms);
+  }
+  // The newer half: a shard that got more than its share has evicted some of the oldest ids.
+  std::uint64_t k = 0;
+  std::int64_t duplicates = 0;
+  for (auto _ : state) {
+    duplicates += dedup.seen(ids.make(kMaxEntries / 2 + k), now_ms) ? 1 : 0;
+    k = (k + 7919) % (kMaxEntries / 2);
+  }
+  state.SetItemsProcessed(state.iterations());
+  state.counters["duplicates"] = static_cast<double>(duplicates);
+}
+BENCHMARK(BM_SeenDuplicateFullTable)->Unit(benchmark::kNanosecond);
+
+}  // namespace
+
+BENCHMARK_MAIN();

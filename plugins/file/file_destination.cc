@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "junction/sdk/json_scan.h"
 #include "junction/sdk/plugin.h"
 
 namespace junction::plugins::file {
@@ -44,8 +45,11 @@ std::vector<sdk::OptionError> FileConfig::validate() const {
 std::string formatLine(const sdk::Event& event) {
   std::string_view text = event.json();
   std::string line;
+  // Ingest has set receivedAt on most events: found among the top-level keys without a parse
+  // (the tree decides only when the scanner declines: a nested "receivedAt", escapes, ...).
   if (text.find("\"receivedAt\"") != std::string_view::npos &&
-      event.body().contains("receivedAt")) {
+      (sdk::json_scan::topLevelMember(text, "receivedAt") ||
+       event.body().contains("receivedAt"))) {
     line.assign(text);
   } else if (text.size() >= 2 && text.front() == '{') {
     // Insert the key textually: no parse and re-serialization of the event on the hot path.

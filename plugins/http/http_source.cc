@@ -5,6 +5,8 @@
 #include <boost/json.hpp>
 
 #include "dedup.h"
+#include "junction/sdk/json.h"
+#include "splice.h"
 #include "tracking_plan.h"
 
 namespace junction::plugins::http {
@@ -334,26 +336,54 @@ void HttpSource::handleEvents(Endpoint endpoint, sdk::HttpRequest&& request,
         400, errorBody("event larger than " + std::to_string(config_.max_event_bytes) + " bytes")));
     return;
   }
-  auto parsed = parseBody(endpoint, *decoded);
-  if (!parsed) {
-    state->reject(Reason::Invalid);
-    answer(sdk::HttpResponse::json(400, errorBody(parsed.error().message)));
-    return;
+  // The fast path reads the body as slices of its text; the tree path (Boost.JSON) takes what
+  // it declines (and always a source with a tracking plan, whose schemas need the tree).
+  std::optional<ScannedBody> scanned;
+  if (!plan_) {
+    scanned = scanBody(endpoint, *decoded);
   }
-  std::span<json::value> items = parsed->items();
-
   // Authentication: HTTP basic (the key as user name), else `writeKey` in the body.
   std::optional<std::string> key;
   if (const std::string* header = request.headers.find("Authorization")) {
     key = basicAuthUser(*header);
   }
-  if (!key) {
-    if (auto body_key = parsed->writeKey()) {
-      key = std::string(*body_key);
+  if (!key && scanned) {
+    if (scanned->write_key) {
+      key = std::string(*scanned->write_key);
+    } else {
+      // analytics.js' batching dispatcher puts the key in each event, not on the batch.
+      for (const ScannedEvent& item : scanned->items) {
+        bool declined = false;
+        auto event_key = eventWriteKey(item.text, declined);
+        if (declined) {
+          scanned.reset();  // the tree path finds it
+          break;
+        }
+        if (event_key) {
+          key = std::string(*event_key);
+          break;
+        }
+      }
     }
   }
+  std::optional<ParsedBody> parsed;
+  if (!scanned) {
+    auto tree = parseBody(endpoint, *decoded);
+    if (!tree) {
+      state->reject(Reason::Invalid);
+      answer(sdk::HttpResponse::json(400, errorBody(tree.error().message)));
+      return;
+    }
+    parsed = std::move(tree).value();
+    if (!key) {
+      if (auto body_key = parsed->writeKey()) {
+        key = std::string(*body_key);
+      }
+    }
+  }
+  const std::size_t item_count = scanned ? scanned->items.size() : parsed->items().size();
   if (!key || !keys_.accepts(*key)) {
-    state->reject(Reason::Unauthorized, std::max<std::size_t>(items.size(), 1));
+    state->reject(Reason::Unauthorized, std::max<std::size_t>(item_count, 1));
     auto r = sdk::HttpResponse::json(401, errorBody(key ? "invalid write key" : "missing write key"));
     r.headers.set("WWW-Authenticate", "Basic realm=\"junction\"");
     answer(std::move(r));
@@ -367,12 +397,16 @@ void HttpSource::handleEvents(Endpoint endpoint, sdk::HttpRequest&& request,
   input.client_ip = ip;
   input.ip_policy = ip_policy_;
   input.forced_type = eventTypeOf(endpoint);
-  input.batch_sent_at = parsed->batchSentAt();
-  input.batch_context = parsed->batchContext();
-  input.batch_integrations = parsed->batchIntegrations();
+  if (scanned) {
+    input.batch_sent_at = scanned->sent_at;
+  } else {
+    input.batch_sent_at = parsed->batchSentAt();
+    input.batch_context = parsed->batchContext();
+    input.batch_integrations = parsed->batchIntegrations();
+  }
 
   std::vector<sdk::Event> events;
-  events.reserve(items.size());
+  events.reserve(item_count);
   std::vector<std::string> remembered;  // messageIds this request put in the window
   json::array errors;                   // rejected events: index, reason, message
   std::size_t rejected = 0;
@@ -389,63 +423,100 @@ void HttpSource::handleEvents(Endpoint endpoint, sdk::HttpRequest&& request,
                                     {"error", std::move(message)}});
     }
   };
-  for (std::size_t i = 0; i < items.size(); ++i) {
-    json::object* object = items[i].if_object();
-    if (object == nullptr) {
-      reject(i, Reason::Invalid, "event is not a JSON object");
-      continue;
+  const std::string too_large =
+      "event larger than " + std::to_string(config_.max_event_bytes) + " bytes";
+  // An enriched event: de-duplicated on the messageId the client sent, then kept.
+  auto accept = [&](sdk::Event event, bool generated_message_id) {
+    if (!generated_message_id && state->dedup.enabled()) {
+      if (state->dedup.seen(event.messageId(), now)) {
+        state->reject(Reason::Duplicate);
+        ++duplicates;
+        return;
+      }
+      remembered.push_back(event.messageId());
     }
-    // A batch may hold events over the per-event limit; below it, none can be.
-    if (!single && body_size > config_.max_event_bytes &&
-        json::serialize(*object).size() > config_.max_event_bytes) {
-      reject(i, Reason::TooLarge,
-             "event larger than " + std::to_string(config_.max_event_bytes) + " bytes");
-      continue;
-    }
-    auto enriched = enrichEvent(*object, input);
+    events.push_back(std::move(event));
+  };
+  // The tree path for one event object.
+  auto processObject = [&](std::size_t i, json::object& object) {
+    auto enriched = enrichEvent(object, input);
     if (!enriched) {
       reject(i, Reason::Invalid, enriched.error().message);
-      continue;
+      return;
     }
-    auto event = toEvent(*object, ctx_.id(), now);
+    auto event = toEvent(object, ctx_.id(), now);
     if (!event) {
       reject(i, Reason::Invalid, event.error().message);
-      continue;
+      return;
     }
     if (plan_) {
-      TrackingPlan::Verdict verdict = plan_->check(*object);
+      TrackingPlan::Verdict verdict = plan_->check(object);
       if (verdict.drop) {
         const bool unplanned = verdict.kind == TrackingPlan::Verdict::Kind::Unplanned;
         reject(i, unplanned ? Reason::Unplanned : Reason::Violation,
                unplanned ? "event not in the tracking plan" : "event violates the tracking plan");
-        continue;
+        return;
       }
       if (verdict.flag) {
-        json::value& context = (*object)["context"];
+        json::value& context = object["context"];
         if (!context.is_object()) {
           context = json::object();
         }
         context.as_object()["violations"] = std::move(verdict.violations);
-        event = toEvent(*object, ctx_.id(), now);
+        event = toEvent(object, ctx_.id(), now);
         if (!event) {
           reject(i, Reason::Invalid, event.error().message);
-          continue;
+          return;
         }
         state->flagged.inc();
       }
     }
-    if (!enriched->generated_message_id && state->dedup.enabled()) {
-      if (state->dedup.seen(event->messageId(), now)) {
-        state->reject(Reason::Duplicate);
-        ++duplicates;
+    accept(std::move(event).value(), enriched->generated_message_id);
+  };
+
+  if (scanned) {
+    const SpliceInput splice_input = makeSpliceInput(input, scanned->batch);
+    for (std::size_t i = 0; i < scanned->items.size(); ++i) {
+      const ScannedEvent& scanned_event = scanned->items[i];
+      const std::string_view item = scanned_event.text;
+      if (!scanned_event.object) {
+        reject(i, Reason::Invalid, "event is not a JSON object");
         continue;
       }
-      remembered.push_back(event->messageId());
+      // A batch may hold events over the per-event limit; below it, none can be.
+      if (!single && item.size() > config_.max_event_bytes) {
+        reject(i, Reason::TooLarge, too_large);
+        continue;
+      }
+      if (auto spliced =
+              spliceEvent(scanned_event, scanned->members, splice_input, ctx_.id())) {
+        accept(std::move(spliced->event), spliced->generated_message_id);
+        continue;
+      }
+      auto tree = sdk::parseJson(item);
+      if (!tree || !tree->is_object()) {
+        reject(i, Reason::Invalid, tree ? "event is not a JSON object" : tree.error().message);
+        continue;
+      }
+      processObject(i, tree->as_object());
     }
-    events.push_back(std::move(event).value());
+  } else {
+    std::span<json::value> items = parsed->items();
+    for (std::size_t i = 0; i < items.size(); ++i) {
+      json::object* object = items[i].if_object();
+      if (object == nullptr) {
+        reject(i, Reason::Invalid, "event is not a JSON object");
+        continue;
+      }
+      if (!single && body_size > config_.max_event_bytes &&
+          json::serialize(*object).size() > config_.max_event_bytes) {
+        reject(i, Reason::TooLarge, too_large);
+        continue;
+      }
+      processObject(i, *object);
+    }
   }
-
-  if (events.empty() && rejected > 0 && (single || rejected == items.size())) {
+  if (events.empty() && rejected > 0 && (single || rejected == item_count)) {
     json::object body{{"success", false}, {"error", first_error}};
     if (!single) {
       body["rejected"] = rejected;

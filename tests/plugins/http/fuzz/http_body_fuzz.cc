@@ -1,6 +1,8 @@
 // libFuzzer target for the http source's request-body path: Content-Encoding decoding (with
 // its decoded-size limit), JSON parsing per endpoint, enrichment and event building — all the
-// code that sees untrusted bytes before the queue. Built and run by run_fuzz.sh (ctest
+// code that sees untrusted bytes before the queue — on both paths: the fast one (slices of the
+// text, splice.h) must never accept what the tree path refuses, and the events both make must
+// be the same (a difference traps). Built and run by run_fuzz.sh (ctest
 // http_body_fuzz) with clang++ -fsanitize=fuzzer,address.
 //
 // Input: byte 0 picks the endpoint (low 3 bits) and the encoding (bit 3: gzip), byte 1 the
@@ -14,6 +16,8 @@
 #include "auth.h"
 #include "body.h"
 #include "enrich.h"
+#include "junction/sdk/json_scan.h"
+#include "splice.h"
 
 using namespace junction::plugins::http;
 
@@ -32,8 +36,22 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     return 0;
   }
   auto parsed = parseBody(endpoint, *decoded);
+  auto scanned = scanBody(endpoint, *decoded);
+  if (junction::sdk::json_scan::valid(*decoded)) {
+    boost::system::error_code ec;
+    boost::json::parse(*decoded, ec);
+    if (ec) {
+      __builtin_trap();  // the scanner called valid what Boost.JSON refuses
+    }
+  }
   if (!parsed) {
+    if (scanned) {
+      __builtin_trap();  // the fast path took a body the tree path refuses
+    }
     return 0;
+  }
+  if (scanned && scanned->items.size() != parsed->items().size()) {
+    __builtin_trap();
   }
   (void)parsed->writeKey();
   EnrichInput input;
@@ -44,18 +62,45 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   input.batch_sent_at = parsed->batchSentAt();
   input.batch_context = parsed->batchContext();
   input.batch_integrations = parsed->batchIntegrations();
-  for (auto& item : parsed->items()) {
-    boost::json::object* object = item.if_object();
+  const SpliceInput splice_input = makeSpliceInput(input, endpoint == Endpoint::Batch);
+  auto items = parsed->items();
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    boost::json::object* object = items[i].if_object();
     if (object == nullptr) {
       continue;
     }
+    std::optional<SplicedEvent> spliced;
+    if (scanned) {
+      spliced = spliceEvent(scanned->items[i], scanned->members, splice_input, "fuzz");
+    }
     auto enriched = enrichEvent(*object, input);
     if (!enriched) {
+      if (spliced) {
+        __builtin_trap();  // the fast path took an event the tree path refuses
+      }
       continue;
     }
     auto event = toEvent(*object, "fuzz", input.received_at_ms);
     if (event && event->messageId().empty()) {
       __builtin_trap();  // enrichment always leaves a messageId
+    }
+    if (spliced) {
+      if (!event) {
+        __builtin_trap();
+      }
+      boost::json::value fast = boost::json::parse(spliced->event.json());
+      boost::json::value tree = boost::json::parse(event->json());
+      if (enriched->generated_message_id) {
+        tree.as_object()["messageId"] = spliced->event.messageId();
+      }
+      const auto& a = spliced->event.header();
+      const auto& b = event->header();
+      if (fast != tree || a.type != b.type || a.user_id != b.user_id ||
+          a.anonymous_id != b.anonymous_id || a.name != b.name ||
+          a.timestamp_ms != b.timestamp_ms ||
+          (!enriched->generated_message_id && a.message_id != b.message_id)) {
+        __builtin_trap();  // the two paths made different events
+      }
     }
   }
   return 0;

@@ -25,6 +25,7 @@ binary=$out/http_body_fuzz
 sources=(
   "$src/tests/plugins/http/fuzz/http_body_fuzz.cc"
   "$src/plugins/http/body.cc" "$src/plugins/http/enrich.cc" "$src/plugins/http/auth.cc"
+  "$src/plugins/http/splice.cc" "$src/sdk/src/json_scan.cc"
   "$src/sdk/src/event.cc" "$src/sdk/src/json.cc" "$src/sdk/src/crypto.cc" "$src/sdk/src/strings.cc"
 )
 newest=$(ls -t "${sources[@]}" "$0" | head -1)

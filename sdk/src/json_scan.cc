@@ -1,0 +1,305 @@
+#include "junction/sdk/json_scan.h"
+
+#include <cstdint>
+#include <cstring>
+
+namespace junction::sdk::json_scan {
+
+namespace {
+
+constexpr std::uint64_t kOnes = 0x0101010101010101ULL;
+constexpr std::uint64_t kHighs = 0x8080808080808080ULL;
+
+// Bytes of `x` that are zero: their high bit set in the result (exact for the first one, and
+// "any" is exact — all this code needs).
+constexpr std::uint64_t zeroBytes(std::uint64_t x) noexcept { return (x - kOnes) & ~x & kHighs; }
+
+// The bytes of `x` (8 bytes of a string, little-endian) that need a closer look: '"', '\\', a
+// control character (< 0x20) or a byte of a multi-byte UTF-8 sequence (>= 0x80). Each flagged
+// byte has its high bit set in the result; the lowest flagged one is exact (borrows only run
+// upwards), which is all the caller uses.
+constexpr std::uint64_t special(std::uint64_t x) noexcept {
+  return zeroBytes(x ^ (kOnes * '"')) | zeroBytes(x ^ (kOnes * '\\')) |
+         ((x - kOnes * 0x20) & ~x & kHighs) | (x & kHighs);
+}
+
+constexpr bool isDigit(char c) noexcept { return c >= '0' && c <= '9'; }
+
+constexpr int hexValue(char c) noexcept {
+  if (c >= '0' && c <= '9') {
+    return c - '0';
+  }
+  if (c >= 'a' && c <= 'f') {
+    return c - 'a' + 10;
+  }
+  if (c >= 'A' && c <= 'F') {
+    return c - 'A' + 10;
+  }
+  return -1;
+}
+
+// Length of the valid UTF-8 sequence starting at `p` (a byte >= 0x80), 0 when invalid:
+// overlong forms, surrogates and code points above U+10FFFF are refused.
+std::size_t utf8Sequence(const unsigned char* p, const unsigned char* end) noexcept {
+  const unsigned char c = p[0];
+  auto cont = [&](std::size_t i, unsigned char lo = 0x80, unsigned char hi = 0xBF) {
+    return p + i < end && p[i] >= lo && p[i] <= hi;
+  };
+  if (c >= 0xC2 && c <= 0xDF) {
+    return cont(1) ? 2 : 0;
+  }
+  if (c == 0xE0) {
+    return cont(1, 0xA0) && cont(2) ? 3 : 0;
+  }
+  if ((c >= 0xE1 && c <= 0xEC) || c == 0xEE || c == 0xEF) {
+    return cont(1) && cont(2) ? 3 : 0;
+  }
+  if (c == 0xED) {
+    return cont(1, 0x80, 0x9F) && cont(2) ? 3 : 0;
+  }
+  if (c == 0xF0) {
+    return cont(1, 0x90) && cont(2) && cont(3) ? 4 : 0;
+  }
+  if (c >= 0xF1 && c <= 0xF3) {
+    return cont(1) && cont(2) && cont(3) ? 4 : 0;
+  }
+  if (c == 0xF4) {
+    return cont(1, 0x80, 0x8F) && cont(2) && cont(3) ? 4 : 0;
+  }
+  return 0;
+}
+
+}  // namespace
+
+bool Cursor::skipString(bool& escaped) noexcept {
+  // At the opening quote.
+  ++p_;
+  escaped = false;
+  for (;;) {
+    while (end_ - p_ >= 8) {
+      std::uint64_t word;
+      std::memcpy(&word, p_, 8);
+      if (const std::uint64_t flagged = special(word); flagged != 0) {
+        p_ += __builtin_ctzll(flagged) / 8;  // to the first byte that needs a look
+        break;
+      }
+      p_ += 8;
+    }
+    if (p_ == end_) {
+      return false;
+    }
+    const auto c = static_cast<unsigned char>(*p_);
+    if (c == '"') {
+      ++p_;
+      return true;
+    }
+    if (c < 0x20) {
+      return false;
+    }
+    if (c == '\\') {
+      escaped = true;
+      if (end_ - p_ < 2) {
+        return false;
+      }
+      const char e = p_[1];
+      if (e == 'u') {
+        if (end_ - p_ < 6) {
+          return false;
+        }
+        int code = 0;
+        for (int i = 2; i < 6; ++i) {
+          const int h = hexValue(p_[i]);
+          if (h < 0) {
+            return false;
+          }
+          code = code * 16 + h;
+        }
+        if (code >= 0xD800 && code <= 0xDFFF) {
+          return false;  // surrogates: left to the full parser
+        }
+        p_ += 6;
+      } else if (e == '"' || e == '\\' || e == '/' || e == 'b' || e == 'f' || e == 'n' ||
+                 e == 'r' || e == 't') {
+        p_ += 2;
+      } else {
+        return false;
+      }
+      continue;
+    }
+    if (c >= 0x80) {
+      const std::size_t n = utf8Sequence(reinterpret_cast<const unsigned char*>(p_),
+                                         reinterpret_cast<const unsigned char*>(end_));
+      if (n == 0) {
+        return false;
+      }
+      p_ += n;
+      continue;
+    }
+    ++p_;
+  }
+}
+
+bool Cursor::string(std::string_view& raw, bool& escaped) noexcept {
+  if (peek() != '"') {
+    return false;
+  }
+  const char* start = p_ + 1;
+  if (!skipString(escaped)) {
+    return false;
+  }
+  raw = std::string_view(start, static_cast<std::size_t>(p_ - 1 - start));
+  return true;
+}
+
+bool Cursor::skipNumber() noexcept {
+  if (p_ != end_ && *p_ == '-') {
+    ++p_;
+  }
+  const char* digits = p_;
+  if (p_ != end_ && *p_ == '0') {
+    ++p_;
+  } else {
+    while (p_ != end_ && isDigit(*p_)) {
+      ++p_;
+    }
+  }
+  // Bounded so that every number accepted here is a finite double for any parser.
+  if (p_ == digits || p_ - digits > 64) {
+    return false;
+  }
+  if (p_ != end_ && *p_ == '.') {
+    ++p_;
+    const char* fraction = p_;
+    while (p_ != end_ && isDigit(*p_)) {
+      ++p_;
+    }
+    if (p_ == fraction || p_ - fraction > 64) {
+      return false;
+    }
+  }
+  if (p_ != end_ && (*p_ == 'e' || *p_ == 'E')) {
+    ++p_;
+    if (p_ != end_ && (*p_ == '+' || *p_ == '-')) {
+      ++p_;
+    }
+    const char* exponent = p_;
+    while (p_ != end_ && isDigit(*p_)) {
+      ++p_;
+    }
+    if (p_ == exponent || p_ - exponent > 2) {
+      return false;
+    }
+  }
+  return true;
+}
+
+bool Cursor::skipLiteral(std::string_view word) noexcept {
+  if (static_cast<std::size_t>(end_ - p_) < word.size() ||
+      std::memcmp(p_, word.data(), word.size()) != 0) {
+    return false;
+  }
+  p_ += word.size();
+  return true;
+}
+
+bool Cursor::skipContainer(int depth) noexcept {
+  // At '{' or '['; the container itself is one level deeper than `depth`.
+  if (depth + 1 >= kMaxDepth) {
+    return false;
+  }
+  std::string_view ignored;
+  if (*p_ == '[') {
+    ++p_;
+    if (consume(']')) {
+      return true;
+    }
+    do {
+      if (!value(ignored, depth + 1)) {
+        return false;
+      }
+    } while (consume(','));
+    return consume(']');
+  }
+  ++p_;
+  if (consume('}')) {
+    return true;
+  }
+  do {
+    bool escaped = false;
+    if (!string(ignored, escaped) || !consume(':') || !value(ignored, depth + 1)) {
+      return false;
+    }
+  } while (consume(','));
+  return consume('}');
+}
+
+bool Cursor::value(std::string_view& raw, int depth) noexcept {
+  const char c = peek();
+  const char* start = p_;
+  bool ok = false;
+  switch (c) {
+    case '"': {
+      bool escaped = false;
+      ok = skipString(escaped);
+      break;
+    }
+    case '{':
+    case '[':
+      ok = skipContainer(depth);
+      break;
+    case 't':
+      ok = skipLiteral("true");
+      break;
+    case 'f':
+      ok = skipLiteral("false");
+      break;
+    case 'n':
+      ok = skipLiteral("null");
+      break;
+    default:
+      ok = (c == '-' || isDigit(c)) && skipNumber();
+      break;
+  }
+  if (ok) {
+    raw = std::string_view(start, static_cast<std::size_t>(p_ - start));
+  }
+  return ok;
+}
+
+bool valid(std::string_view text) noexcept {
+  Cursor cursor(text);
+  std::string_view raw;
+  return cursor.value(raw) && cursor.atEnd();
+}
+
+std::optional<std::string_view> topLevelMember(std::string_view object_text,
+                                               std::string_view key) noexcept {
+  Cursor cursor(object_text);
+  if (!cursor.consume('{')) {
+    return std::nullopt;
+  }
+  std::optional<std::string_view> found;
+  if (!cursor.consume('}')) {
+    do {
+      std::string_view name;
+      std::string_view value;
+      bool escaped = false;
+      if (!cursor.string(name, escaped) || escaped || !cursor.consume(':') ||
+          !cursor.value(value, 1)) {
+        return std::nullopt;
+      }
+      if (name == key) {
+        found = value;
+      }
+    } while (cursor.consume(','));
+    if (!cursor.consume('}')) {
+      return std::nullopt;
+    }
+  }
+  if (!cursor.atEnd()) {
+    return std::nullopt;
+  }
+  return found;
+}
+
+}  // namespace junction::sdk::json_scan

@@ -55,6 +55,7 @@ void Deduplicator::Table::init(std::size_t max_entries) {
   slots_.assign(std::min(kInitialSlots, max_capacity_), Slot{});
   mask_ = slots_.size() - 1;
   size_ = 0;
+  publish();
 }
 
 Deduplicator::Slot* Deduplicator::Table::find(const Fingerprint& fp) noexcept {
@@ -111,6 +112,7 @@ void Deduplicator::Table::grow() {
   std::vector<Slot> old(slots_.size() * 2);
   old.swap(slots_);
   mask_ = slots_.size() - 1;
+  publish();
   for (const Slot& s : old) {
     if ((s.hi | s.lo) == 0) {
       continue;
@@ -216,6 +218,34 @@ bool Deduplicator::seen(std::string_view id, std::int64_t now_ms) {
   const Fingerprint fp = fingerprint(id);
   Shard& shard = shardFor(fp);
   std::lock_guard lock(shard.mutex);
+  return seenLocked(shard, fp, now_ms);
+}
+
+void Deduplicator::seenMany(std::span<const std::string_view> ids, std::int64_t now_ms,
+                            std::vector<char>& duplicate) {
+  duplicate.assign(ids.size(), 0);
+  if (!enabled()) {
+    return;
+  }
+  thread_local std::vector<Fingerprint> fps;
+  fps.resize(ids.size());
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    fps[i] = fingerprint(ids[i]);
+    shardFor(fps[i]).table.prefetchHome(fps[i]);
+  }
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    Shard& shard = shardFor(fps[i]);
+    std::lock_guard lock(shard.mutex);
+    // The ids this shard will evict next: their slots are fetched while this one is handled.
+    for (std::size_t k = 1; k < 3 && k < shard.order.size(); ++k) {
+      const OrderEntry& next = shard.order.at(k);
+      shard.table.prefetchHome(Fingerprint{next.hi, next.lo});
+    }
+    duplicate[i] = seenLocked(shard, fps[i], now_ms) ? 1 : 0;
+  }
+}
+
+bool Deduplicator::seenLocked(Shard& shard, const Fingerprint& fp, std::int64_t now_ms) {
   bool inserted = false;
   Slot& slot = shard.table.findOrInsert(fp, inserted);
   if (!inserted && now_ms - slot.at_ms < window_ms_) {

@@ -425,16 +425,10 @@ void HttpSource::handleEvents(Endpoint endpoint, sdk::HttpRequest&& request,
   };
   const std::string too_large =
       "event larger than " + std::to_string(config_.max_event_bytes) + " bytes";
-  // An enriched event: de-duplicated on the messageId the client sent, then kept.
+  // An enriched event: kept, and de-duplicated below on the messageId the client sent.
+  std::vector<char> check_duplicate;  // per event: its messageId came from the client
   auto accept = [&](sdk::Event event, bool generated_message_id) {
-    if (!generated_message_id && state->dedup.enabled()) {
-      if (state->dedup.seen(event.messageId(), now)) {
-        state->reject(Reason::Duplicate);
-        ++duplicates;
-        return;
-      }
-      remembered.push_back(event.messageId());
-    }
+    check_duplicate.push_back(generated_message_id ? 0 : 1);
     events.push_back(std::move(event));
   };
   // The tree path for one event object.
@@ -516,6 +510,45 @@ void HttpSource::handleEvents(Endpoint endpoint, sdk::HttpRequest&& request,
       processObject(i, *object);
     }
   }
+  if (state->dedup.enabled() && !events.empty()) {
+    // One pass over the window for the whole request (the ids' table slots are fetched
+    // together); in order, so a messageId repeated inside the request is a duplicate too.
+    std::vector<std::string_view> ids;
+    std::vector<std::size_t> positions;
+    ids.reserve(events.size());
+    positions.reserve(events.size());
+    for (std::size_t i = 0; i < events.size(); ++i) {
+      if (check_duplicate[i] != 0) {
+        ids.push_back(events[i].messageId());
+        positions.push_back(i);
+      }
+    }
+    std::vector<char> duplicate;
+    state->dedup.seenMany(ids, now, duplicate);
+    std::vector<char> drop(events.size(), 0);
+    for (std::size_t k = 0; k < ids.size(); ++k) {
+      if (duplicate[k] != 0) {
+        drop[positions[k]] = 1;
+        ++duplicates;
+      } else {
+        remembered.emplace_back(ids[k]);
+      }
+    }
+    if (duplicates > 0) {
+      state->reject(Reason::Duplicate, duplicates);
+      std::size_t kept = 0;
+      for (std::size_t i = 0; i < events.size(); ++i) {
+        if (drop[i] == 0) {
+          if (kept != i) {
+            events[kept] = std::move(events[i]);
+          }
+          ++kept;
+        }
+      }
+      events.resize(kept);
+    }
+  }
+
   if (events.empty() && rejected > 0 && (single || rejected == item_count)) {
     json::object body{{"success", false}, {"error", first_error}};
     if (!single) {

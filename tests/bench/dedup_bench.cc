@@ -7,7 +7,9 @@
 
 #include <chrono>
 #include <cstdint>
+#include <string>
 #include <string_view>
+#include <vector>
 
 #include "dedup.h"
 
@@ -71,6 +73,36 @@ void BM_SeenFreshIdFullTable(benchmark::State& state) {
   state.counters["duplicates"] = static_cast<double>(duplicates);
 }
 BENCHMARK(BM_SeenFreshIdFullTable)->Unit(benchmark::kNanosecond);
+
+// As the http source calls it: seenMany() on the 100 messageIds of a batch request.
+void BM_SeenManyFreshIdsFullTable(benchmark::State& state) {
+  Deduplicator dedup(10min, kMaxEntries);
+  IdMaker ids;
+  std::uint64_t n = 0;
+  const std::int64_t now_ms = 1'000;
+  for (; n < kMaxEntries; ++n) {
+    (void)dedup.seen(ids.make(n), now_ms);
+  }
+  std::vector<std::string> batch(100);
+  std::vector<std::string_view> views(100);
+  std::vector<char> duplicate;
+  std::int64_t duplicates = 0;
+  for (auto _ : state) {
+    state.PauseTiming();
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      batch[i] = std::string(ids.make(n++));
+      views[i] = batch[i];
+    }
+    state.ResumeTiming();
+    dedup.seenMany(views, now_ms, duplicate);
+    for (char d : duplicate) {
+      duplicates += d;
+    }
+  }
+  state.SetItemsProcessed(state.iterations() * 100);
+  state.counters["duplicates"] = static_cast<double>(duplicates);
+}
+BENCHMARK(BM_SeenManyFreshIdsFullTable)->Unit(benchmark::kMicrosecond);
 
 // The duplicate path: ids already remembered (a client retrying a whole batch).
 void BM_SeenDuplicateFullTable(benchmark::State& state) {

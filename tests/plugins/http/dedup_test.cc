@@ -20,6 +20,47 @@ namespace {
 
 using namespace std::chrono_literals;
 
+// seenMany (the http source's call: a request's ids at once) answers as seen() one by one would,
+// including ids repeated inside one call, across evictions and window expiry.
+TEST(DeduplicatorTest, SeenManyMatchesSeenOneByOne) {
+  // A bound far above the 300 ids used: only the window evicts, so both instances (whose random
+  // seeds spread ids over shards differently) must agree on every answer.
+  Deduplicator many(1000ms, 100000);
+  Deduplicator one(1000ms, 100000);
+  std::mt19937 rng(11);
+  std::int64_t now = 0;
+  std::vector<char> answers;
+  for (int round = 0; round < 2000; ++round) {
+    std::vector<std::string> ids(rng() % 120);
+    for (auto& id : ids) {
+      id = "id-" + std::to_string(rng() % 300);
+    }
+    std::vector<std::string_view> views(ids.begin(), ids.end());
+    many.seenMany(views, now, answers);
+    ASSERT_EQ(answers.size(), ids.size());
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+      EXPECT_EQ(answers[i] != 0, one.seen(ids[i], now)) << "round " << round << " id " << ids[i];
+    }
+    now += 1 + static_cast<std::int64_t>(rng() % 200);
+  }
+  std::vector<std::string_view> none;
+  many.seenMany(none, now, answers);
+  EXPECT_TRUE(answers.empty());
+}
+
+TEST(DeduplicatorTest, SeenManyRepeatsInsideOneCall) {
+  Deduplicator d(10min, 1000);
+  std::vector<std::string_view> ids{"a", "b", "a", "c", "b"};
+  std::vector<char> duplicate;
+  d.seenMany(ids, 0, duplicate);
+  EXPECT_EQ(duplicate, (std::vector<char>{0, 0, 1, 0, 1}));
+  d.seenMany(ids, 1, duplicate);
+  EXPECT_EQ(duplicate, (std::vector<char>{1, 1, 1, 1, 1}));
+  Deduplicator off(0ms, 1000);
+  off.seenMany(ids, 0, duplicate);
+  EXPECT_EQ(duplicate, (std::vector<char>(5, 0)));
+}
+
 TEST(DeduplicatorTest, WithinTheWindow) {
   Deduplicator d(10min, 1000);
   EXPECT_FALSE(d.seen("a", 0));

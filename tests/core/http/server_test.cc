@@ -325,6 +325,28 @@ TEST_F(ServerTest, KeepAliveServesSeveralRequestsOnOneConnection) {
   EXPECT_TRUE(c.closedWithin(2s));
 }
 
+// Large bodies are read with room made for them first (a few large reads, not hundreds of
+// 512-byte ones), and the room is given back: bodies below, at and above the read-ahead size
+// arrive intact, and a request pipelined behind a large one (already in the buffer when it is
+// shrunk) is served too.
+TEST_F(ServerTest, LargeBodiesAndWhatFollowsThemArriveIntact) {
+  start();
+  RawClient c(port());
+  for (std::size_t size : {16u * 1024 + 1, 30u * 1024, 256u * 1024, 300u * 1024 + 7}) {
+    std::string body(size, 'a');
+    for (std::size_t i = 0; i < size; ++i) {
+      body[i] = static_cast<char>('a' + (i * 7 + i / 1000) % 26);
+    }
+    ASSERT_TRUE(c.send(post("/echo", body) + post("/echo", "after " + std::to_string(size))));
+    auto big = c.readResponse(5s);
+    auto small = c.readResponse(5s);
+    ASSERT_TRUE(big && small) << size;
+    EXPECT_EQ(big->status, 200);
+    EXPECT_TRUE(big->body == body) << size;
+    EXPECT_EQ(small->body, "after " + std::to_string(size));
+  }
+}
+
 TEST_F(ServerTest, BodyOverTheLimitWithContentLengthIs413) {
   ServerOptions options;
   options.max_body_bytes = 1024;

@@ -7,6 +7,7 @@ local key = os.getenv("WRITE_KEY") or "bench-key"
 local rate = tonumber(os.getenv("RATE") or "0")
 local connections = tonumber(os.getenv("CONNECTIONS") or "1")
 local events_per_request = 100
+local people = tonumber(os.getenv("PEOPLE") or "100000")
 
 local function base64(data)
   local b = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
@@ -22,7 +23,11 @@ local function base64(data)
   end) .. ({ "", "==", "=" })[#data % 3 + 1])
 end
 
--- The body is static text cut where the per-request id goes: parts[1] id parts[2] id ...
+-- The body is static text cut where the per-request values go: each event has a userId
+-- ("user-<person>-<i>") and a messageId ("<thread>-<request>-<i>"); parts alternate with them.
+-- People: PEOPLE distinct persons per thread (default 100000), like a site's traffic, so a
+-- destination's batches are not capped by a handful of people (the core sends at most one event
+-- per person per call, for strict per-person order).
 local parts = {}
 local thread_tag = ""
 local counter = 0
@@ -38,11 +43,12 @@ function init(args)
   local chunks = { '{"batch":[' }
   for i = 1, events_per_request do
     local sep = i > 1 and "," or ""
-    chunks[#chunks + 1] = sep .. '{"type":"track","event":"Product Viewed","userId":"user-' .. (i % 37) ..
-      '","properties":{"product_id":"sku-' .. i .. '","price":19.99,"currency":"EUR",' ..
+    chunks[#chunks + 1] = sep .. '{"type":"track","event":"Product Viewed","userId":"user-'
+    parts[#parts + 1] = table.concat(chunks)
+    chunks = { '-' .. i .. '","properties":{"product_id":"sku-' .. i .. '","price":19.99,"currency":"EUR",' ..
       '"category":"bench","name":"A product with a reasonably long name"},' ..
       '"context":{"library":{"name":"wrk","version":"4"}},"timestamp":"2026-01-01T00:00:00.000Z",' ..
-      '"messageId":"'
+      '"messageId":"' }
     parts[#parts + 1] = table.concat(chunks)
     chunks = { '-' .. i .. '"}' }
   end
@@ -56,10 +62,11 @@ end
 function request()
   counter = counter + 1
   local id = thread_tag .. "-" .. counter
+  local person = tostring(counter % (math.floor(people / events_per_request) + 1))
   local pieces = {}
   for i = 1, #parts - 1 do
     pieces[#pieces + 1] = parts[i]
-    pieces[#pieces + 1] = id
+    pieces[#pieces + 1] = (i % 2 == 1) and person or id
   end
   pieces[#pieces + 1] = parts[#parts]
   return wrk.format(nil, "/v1/batch", nil, table.concat(pieces))

@@ -54,7 +54,10 @@ DestinationWorker::DestinationWorker(const config::ConnectorConfig& config,
                                        {{"destination", id_}})),
       in_flight_gauge_(deps.metrics.gauge("junction_destination_in_flight_events",
                                           "Events in a plugin call now", {{"destination", id_}})),
-      metrics_(deps.metrics) {}
+      metrics_(deps.metrics) {
+  // One person per window entry at most: no rehashing while the window fills.
+  persons_.reserve(std::min<std::size_t>(limits_.max_window_events, 1u << 20));
+}
 
 DestinationWorker::~DestinationWorker() { stop(); }
 
@@ -234,7 +237,7 @@ bool DestinationWorker::fillWindow() {
       auto entry = std::make_unique<Entry>();
       entry->offset = record.offset;
       entry->received_at_ms = record.event.header().received_at_ms;
-      entry->person = record.event.header().personKey();
+      entry->person = personKeyOf(record.event);
       // PII controls (hash, drop) before anything leaves the core; dead letters keep this form.
       entry->event = pii_.empty() ? std::move(record.event) : pii_.apply(record.event);
       entry->bytes = entry->event->json().size() + 64;
@@ -265,7 +268,7 @@ void DestinationWorker::takeReplays() {
     entry->dead_letter_id = row.id;
     entry->bytes = row.event.json().size() + 64;
     entry->received_at_ms = row.event.header().received_at_ms;
-    entry->person = row.event.header().personKey();
+    entry->person = personKeyOf(row.event);
     entry->event = std::move(row.event);
     addEntry(std::move(entry), true);
   }
@@ -295,15 +298,19 @@ bool DestinationWorker::skipDeleted(const sdk::Event& event) {
   return true;
 }
 
+DestinationWorker::PersonKey DestinationWorker::personKeyOf(const sdk::Event& event) noexcept {
+  return std::hash<std::string_view>{}(event.header().personKey());
+}
+
 // A delete arrived: finish the events of deleted people already in the window that are not in a
 // plugin call (one in a call finishes normally), and reschedule the people concerned.
 void DestinationWorker::purgeDeleted() {
   const auto now = SteadyClock::now();
-  std::vector<std::string> affected;
+  std::vector<PersonKey> affected;
   std::vector<std::int64_t> replay_ids;
   for (auto& [key, person] : persons_) {
     bool any = false;
-    for (Entry* e : person.entries) {
+    for (Entry* e = person.entries.front(); e != nullptr; e = e->next_of_person) {
       if (!e->done && e->event && skipDeleted(*e->event)) {
         if (e->dead_letter_id != 0) {
           (void)deps_.dead_letters.replayed(e->dead_letter_id);
@@ -320,14 +327,14 @@ void DestinationWorker::purgeDeleted() {
   if (affected.empty()) {
     return;
   }
-  std::erase_if(ready_, [&](const std::string& k) {
+  std::erase_if(ready_, [&](PersonKey k) {
     return std::find(affected.begin(), affected.end(), k) != affected.end();
   });
-  for (const auto& key : affected) {
+  for (PersonKey key : affected) {
     auto it = persons_.find(key);
     Person& person = it->second;
     person.queued = false;
-    std::erase_if(person.entries, [](const Entry* e) { return e->done; });
+    person.entries.erase_if([](const Entry* e) { return e->done; });
     if (person.entries.empty() && !person.busy) {
       persons_.erase(it);
     } else {
@@ -359,7 +366,7 @@ void DestinationWorker::addEntry(std::unique_ptr<Entry> entry, bool replay) {
   }
 }
 
-void DestinationWorker::schedule(Person& person, const std::string& key, SteadyClock::time_point now) {
+void DestinationWorker::schedule(Person& person, PersonKey key, SteadyClock::time_point now) {
   if (person.busy || person.entries.empty() || person.queued) {
     return;
   }
@@ -377,7 +384,7 @@ void DestinationWorker::schedule(Person& person, const std::string& key, SteadyC
 
 void DestinationWorker::promoteWaiting(SteadyClock::time_point now) {
   while (!waiting_.empty() && waiting_.top().first <= now) {
-    std::string key = waiting_.top().second;
+    const PersonKey key = waiting_.top().second;
     waiting_.pop();
     auto it = persons_.find(key);
     if (it != persons_.end()) {

@@ -90,6 +90,11 @@ class DestinationWorker {
   Stats stats() const;
 
  private:
+  // A person (userId, else anonymousId) as a 64-bit hash of the key: cheap to store, compare and
+  // look up. Two people whose keys collide are ordered as one, which is only stricter.
+  using PersonKey = std::uint64_t;
+  static PersonKey personKeyOf(const sdk::Event& event) noexcept;
+
   struct Entry {
     queue::Offset offset = 0;    // main log position (unused for replays)
     std::int64_t dead_letter_id = 0;  // != 0: a replayed dead letter
@@ -98,13 +103,51 @@ class DestinationWorker {
     std::int64_t attempts = 0;
     std::int64_t received_at_ms = 0;
     std::chrono::steady_clock::time_point ready_at{};
-    std::string person;
+    PersonKey person = 0;
+    Entry* next_of_person = nullptr;  // the person's next entry (EntryList)
     bool done = false;
   };
+  // A person's entries in queue order: a list threaded through the entries (no allocation per
+  // person, O(1) at both ends).
+  struct EntryList {
+    Entry* head = nullptr;
+    Entry* tail = nullptr;
+    std::size_t count = 0;
+
+    bool empty() const noexcept { return head == nullptr; }
+    std::size_t size() const noexcept { return count; }
+    Entry* front() const noexcept { return head; }
+    void push_back(Entry* e) noexcept {
+      e->next_of_person = nullptr;
+      (tail != nullptr ? tail->next_of_person : head) = e;
+      tail = e;
+      ++count;
+    }
+    void pop_front() noexcept {
+      head = head->next_of_person;
+      if (head == nullptr) {
+        tail = nullptr;
+      }
+      --count;
+    }
+    template <typename Pred>
+    void erase_if(Pred pred) {
+      Entry* e = head;
+      head = tail = nullptr;
+      count = 0;
+      while (e != nullptr) {
+        Entry* next = e->next_of_person;
+        if (!pred(e)) {
+          push_back(e);
+        }
+        e = next;
+      }
+    }
+  };
   struct Person {
-    std::deque<Entry*> entries;  // in queue order
-    bool busy = false;           // some entry is in a plugin call
-    bool queued = false;         // in ready_ (at most once)
+    EntryList entries;    // in queue order
+    bool busy = false;    // some entry is in a plugin call
+    bool queued = false;  // in ready_ (at most once)
   };
   struct Batch {
     std::vector<Entry*> entries;
@@ -120,7 +163,7 @@ class DestinationWorker {
   bool skipDeleted(const sdk::Event& event);
   void purgeDeleted();
   void addEntry(std::unique_ptr<Entry> entry, bool replay);
-  void schedule(Person& person, const std::string& key, std::chrono::steady_clock::time_point now);
+  void schedule(Person& person, PersonKey key, std::chrono::steady_clock::time_point now);
   void promoteWaiting(std::chrono::steady_clock::time_point now);
   std::optional<std::chrono::steady_clock::time_point> dispatch(std::chrono::steady_clock::time_point now);
   void complete(Batch& batch);
@@ -158,9 +201,9 @@ class DestinationWorker {
   queue::Offset read_pos_ = 0;
   std::deque<std::unique_ptr<Entry>> window_;  // main-log entries in offset order
   std::unordered_map<std::int64_t, std::unique_ptr<Entry>> replays_;
-  std::unordered_map<std::string, Person> persons_;
-  std::deque<std::string> ready_;
-  using Waiting = std::pair<std::chrono::steady_clock::time_point, std::string>;
+  std::unordered_map<PersonKey, Person> persons_;
+  std::deque<PersonKey> ready_;
+  using Waiting = std::pair<std::chrono::steady_clock::time_point, PersonKey>;
   std::priority_queue<Waiting, std::vector<Waiting>, std::greater<>> waiting_;
   std::size_t window_bytes_ = 0;
   std::size_t in_flight_batches_ = 0;

@@ -5,6 +5,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "core/runtime/thread.h"
 #include "junction/sdk/crypto.h"
 
 namespace junction::core::daemon {
@@ -238,10 +239,16 @@ sdk::Status Daemon::start() {
                                ? static_cast<std::size_t>(config_.server.threads)
                                : std::max(1u, std::thread::hardware_concurrency());
   for (std::size_t i = 0; i < io_threads; ++i) {
-    threads_.emplace_back([this] { io_.run(); });
+    threads_.emplace_back([this] {
+      runtime::nameThisThread("jn-io");
+      io_.run();
+    });
   }
   for (int i = 0; i < 2; ++i) {
-    threads_.emplace_back([this] { work_.run(); });
+    threads_.emplace_back([this] {
+      runtime::nameThisThread("jn-work");
+      work_.run();
+    });
   }
 
   auto status = openPrivacy();

@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include "core/http/admin_auth.h"
+#include "core/runtime/thread.h"
 #include "junction/sdk/crypto.h"
 
 namespace junction::core::delivery {
@@ -60,7 +61,11 @@ sdk::Status DeliveryEngine::start() {
     }
   });
   started_ = true;
-  retention_ = std::thread([this] { retentionLoop(); });
+  retention_ = std::thread([this] {
+    runtime::nameThisThread("jn-retention");
+    runtime::makeThisThreadBackground();
+    retentionLoop();
+  });
   return {};
 }
 

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "core/runtime/thread.h"
+
 namespace junction::core::delivery {
 
 using std::chrono::milliseconds;
@@ -81,9 +83,17 @@ sdk::Status DestinationWorker::start() {
   stat_read_.store(read_pos_);
   replay_signal_ = deps_.dead_letters.hasReplays(id_);
   started_ = true;
-  dispatcher_ = std::thread([this] { dispatcherLoop(); });
+  dispatcher_ = std::thread([this] {
+    runtime::nameThisThread("jn-dispatch-" + id_);
+    runtime::makeThisThreadBackground();
+    dispatcherLoop();
+  });
   for (std::int64_t i = 0; i < std::max<std::int64_t>(1, config_.concurrency); ++i) {
-    deliverers_.emplace_back([this] { deliveryLoop(); });
+    deliverers_.emplace_back([this] {
+      runtime::nameThisThread("jn-deliver-" + id_);
+      runtime::makeThisThreadBackground();
+      deliveryLoop();
+    });
   }
   deps_.logger.info("delivering", {{"destination", id_}, {"from_offset", read_pos_},
                                    {"concurrency", config_.concurrency}});

@@ -4,6 +4,7 @@
 #include <random>
 
 #include "core/http/admin_auth.h"
+#include "core/runtime/thread.h"
 #include "junction/sdk/crypto.h"
 
 namespace junction::core::privacy {
@@ -101,7 +102,10 @@ sdk::Status RegulationService::start() {
   if (!jobs_.empty()) {
     logger_.info("resuming erasures", {{"count", jobs_.size()}});
   }
-  thread_ = std::thread([this] { loop(); });
+  thread_ = std::thread([this] {
+    runtime::nameThisThread("jn-regulations");
+    loop();
+  });
   return {};
 }
 

@@ -11,6 +11,7 @@
 
 #include "core/queue/crc32c.h"
 #include "core/queue/io.h"
+#include "core/runtime/thread.h"
 
 namespace junction::core::queue {
 namespace {
@@ -63,7 +64,10 @@ sdk::Result<std::unique_ptr<CursorStore>> CursorStore::open(CursorStoreOptions o
     return st.error();
   }
   if (store->options_.flush_interval.count() > 0) {
-    store->flusher_ = std::thread([raw = store.get()] { raw->flusherLoop(); });
+    store->flusher_ = std::thread([raw = store.get()] {
+      runtime::nameThisThread("jn-cursors");
+      raw->flusherLoop();
+    });
   }
   return store;
 }

@@ -16,6 +16,7 @@
 #include <utility>
 
 #include "core/queue/io.h"
+#include "core/runtime/thread.h"
 
 namespace junction::core::queue {
 
@@ -149,7 +150,10 @@ sdk::Result<std::unique_ptr<Log>> Log::open(LogOptions options, RecoveryReport* 
   if (report != nullptr) {
     *report = local;
   }
-  log->writer_ = std::thread([raw = log.get()] { raw->writerLoop(); });
+  log->writer_ = std::thread([raw = log.get()] {
+    runtime::nameThisThread("jn-queue-writer");
+    raw->writerLoop();
+  });
   return log;
 }
 

@@ -149,6 +149,7 @@ class Child {
   Child& operator=(const Child&) = delete;
 
   bool started() const { return pid_ > 0; }
+  pid_t pid() const { return pid_; }
   void signal(int sig) const { ::kill(pid_, sig); }
 
   // The exit code once the child has exited (-signal when killed by one), or nullopt after
@@ -406,6 +407,41 @@ TEST(DaemonTest, LogsOneLinePerStartedConnectorAndSkipsDisabledOnes) {
   EXPECT_THAT(log, HasSubstr("sources=1 destinations=1"));
   EXPECT_EQ(daemon.stop(SIGTERM), 0);
   EXPECT_FALSE(fs::exists(dir.path() / "never.ndjson"));
+}
+
+// Threads carry names (top -H, perf) and background work runs below the threads that answer
+// clients: delivery and retention at nice 5, HTTP I/O and the queue writer at 0.
+TEST(DaemonTest, ThreadsAreNamedAndDeliveryRunsInTheBackground) {
+  TempDir dir;
+  START_DAEMON(daemon, dir, baseConfig(dir));
+  std::map<std::string, std::vector<int>> nice_by_name;
+  for (const auto& task : fs::directory_iterator("/proc/" + std::to_string(daemon.child().pid()) + "/task")) {
+    std::string comm = readFile(task.path() / "comm");
+    while (!comm.empty() && comm.back() == '\n') {
+      comm.pop_back();
+    }
+    // Field 19 of stat is the nice value; the comm field (2) is in parentheses.
+    std::string stat = readFile(task.path() / "stat");
+    std::istringstream rest(stat.substr(stat.rfind(')') + 2));
+    std::string field;
+    for (int i = 3; i < 19 && rest >> field; ++i) {
+    }
+    int nice = 0;
+    rest >> nice;
+    nice_by_name[comm].push_back(nice);
+  }
+  auto niceOf = [&](const std::string& name) {
+    auto it = nice_by_name.find(name);
+    return it == nice_by_name.end() ? std::vector<int>{} : it->second;
+  };
+  EXPECT_FALSE(niceOf("jn-io").empty());
+  for (int n : niceOf("jn-io")) {
+    EXPECT_EQ(n, 0);
+  }
+  EXPECT_EQ(niceOf("jn-queue-writer"), std::vector<int>{0});
+  EXPECT_EQ(niceOf("jn-dispatch-arc"), std::vector<int>{5});  // "jn-dispatch-archive", cut to 15
+  EXPECT_EQ(niceOf("jn-deliver-arch"), std::vector<int>{5});
+  EXPECT_EQ(niceOf("jn-retention"), std::vector<int>{5});
 }
 
 TEST(DaemonTest, EventsPostedToTheTestSourceAreCounted) {

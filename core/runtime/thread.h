@@ -1,0 +1,36 @@
+#pragma once
+
+// The daemon's own threads: a name each (seen in top -H, perf, /proc/PID/task/*/comm, gdb), and
+// background work below the acknowledgement path in the scheduler's eyes.
+//
+// Names are cut to the 15 characters Linux keeps. Nice values apply per thread on Linux.
+
+#include <pthread.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <string>
+#include <string_view>
+
+namespace junction::core::runtime {
+
+inline void nameThisThread(std::string_view name) noexcept {
+  char buf[16];
+  const std::size_t n = name.size() < sizeof buf - 1 ? name.size() : sizeof buf - 1;
+  name.copy(buf, n);
+  buf[n] = '\0';
+  (void)pthread_setname_np(pthread_self(), buf);
+}
+
+// Background threads (delivery, retention) run at this nice value: under a CPU shortage the
+// threads that answer clients (HTTP I/O, the queue's writer) get ~3x their share, so ingest
+// latency holds and delivery catches up when the load passes; with CPU to spare it changes
+// nothing. Delivery is never starved: CFS gives every runnable thread its weighted share.
+inline constexpr int kBackgroundNice = 5;
+
+inline void makeThisThreadBackground() noexcept {
+  (void)setpriority(PRIO_PROCESS, static_cast<id_t>(::syscall(SYS_gettid)), kBackgroundNice);
+}
+
+}  // namespace junction::core::runtime

@@ -224,24 +224,54 @@ bool Deduplicator::seen(std::string_view id, std::int64_t now_ms) {
 void Deduplicator::seenMany(std::span<const std::string_view> ids, std::int64_t now_ms,
                             std::vector<char>& duplicate) {
   duplicate.assign(ids.size(), 0);
-  if (!enabled()) {
+  if (!enabled() || ids.empty()) {
     return;
   }
+  // 1. Fingerprints, and a prefetch of each id's home slot.
   thread_local std::vector<Fingerprint> fps;
+  thread_local std::vector<std::uint32_t> order;  // indexes of ids, grouped by shard
   fps.resize(ids.size());
+  std::array<std::uint32_t, kShards + 1> start{};
   for (std::size_t i = 0; i < ids.size(); ++i) {
     fps[i] = fingerprint(ids[i]);
     shardFor(fps[i]).table.prefetchHome(fps[i]);
+    ++start[shardIndex(fps[i]) + 1];
   }
+  for (std::size_t s = 0; s < kShards; ++s) {
+    start[s + 1] += start[s];
+  }
+  order.resize(ids.size());
+  std::array<std::uint32_t, kShards> fill{};
   for (std::size_t i = 0; i < ids.size(); ++i) {
-    Shard& shard = shardFor(fps[i]);
+    const std::size_t s = shardIndex(fps[i]);
+    order[start[s] + fill[s]++] = static_cast<std::uint32_t>(i);
+  }
+  // 2. Each shard will evict about as many old ids as it gets new ones: prefetch their slots
+  // too, for all shards, before any lookup waits on memory.
+  for (std::size_t s = 0; s < kShards; ++s) {
+    const std::size_t count = start[s + 1] - start[s];
+    if (count == 0) {
+      continue;
+    }
+    Shard& shard = shards_[s];
     std::lock_guard lock(shard.mutex);
-    // The ids this shard will evict next: their slots are fetched while this one is handled.
-    for (std::size_t k = 1; k < 3 && k < shard.order.size(); ++k) {
+    for (std::size_t k = 0; k < count + 1 && k < shard.order.size(); ++k) {
       const OrderEntry& next = shard.order.at(k);
       shard.table.prefetchHome(Fingerprint{next.hi, next.lo});
     }
-    duplicate[i] = seenLocked(shard, fps[i], now_ms) ? 1 : 0;
+  }
+  // 3. The lookups, shard by shard (one lock each), each shard's ids in request order: a repeat
+  // of an id lands in the same shard, after its first occurrence.
+  for (std::size_t s = 0; s < kShards; ++s) {
+    if (start[s] == start[s + 1]) {
+      continue;
+    }
+    Shard& shard = shards_[s];
+    std::lock_guard lock(shard.mutex);
+    for (std::size_t k = start[s]; k < start[s + 1]; ++k) {
+      const std::uint32_t i = order[k];
+      duplicate[i] = seenLocked(shard, fps[i], now_ms) ? 1 : 0;
+    }
   }
 }
 

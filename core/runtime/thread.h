@@ -6,6 +6,7 @@
 // Names are cut to the 15 characters Linux keeps. Nice values apply per thread on Linux.
 
 #include <pthread.h>
+#include <sched.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -30,6 +31,11 @@ inline void nameThisThread(std::string_view name) noexcept {
 inline constexpr int kBackgroundNice = 5;
 
 inline void makeThisThreadBackground() noexcept {
+  // SCHED_BATCH: a waking background thread does not preempt the running one (a thread about to
+  // answer a client); then the nice value sets its share.
+  sched_param param{};
+  param.sched_priority = 0;
+  (void)sched_setscheduler(0, SCHED_BATCH, &param);  // 0: the calling thread on Linux
   (void)setpriority(PRIO_PROCESS, static_cast<id_t>(::syscall(SYS_gettid)), kBackgroundNice);
 }
 

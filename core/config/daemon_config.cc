@@ -63,8 +63,9 @@ const OptionTable<StorageConfig>& storageTable() {
           .oneOf({"always", "batch", "never"})
           .defaultValue("batch"),
       option("fsync_interval", &StorageConfig::fsync_interval,
-             "With fsync: batch, the longest time between syncs")
-          .defaultValue("5ms")
+             "With fsync: batch, the shortest time between the starts of two syncs (appends "
+             "meanwhile share the next one)")
+          .defaultValue("2ms")
           .range(1, 1000),
       option("max_bytes", &StorageConfig::max_bytes,
              "Disk budget of the queue; when reached, ingest answers 503. 0 = no budget")

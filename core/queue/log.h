@@ -39,7 +39,7 @@ enum class FsyncPolicy : std::uint8_t {
 struct LogOptions {
   std::string path;  // directory; created if missing
   FsyncPolicy fsync = FsyncPolicy::Batch;
-  std::chrono::milliseconds fsync_interval{5};
+  std::chrono::milliseconds fsync_interval{2};
   std::uint64_t segment_bytes = 64u << 20;  // roll threshold; a record is never split
   std::uint64_t max_bytes = 0;               // disk budget for segments; 0 = unlimited
 };

@@ -49,7 +49,7 @@ TEST(ConfigTest, EmptyFileGivesDefaults) {
   EXPECT_EQ(config->server.port, 8080);
   EXPECT_EQ(config->storage.path, "./data");
   EXPECT_EQ(config->storage.fsync, "batch");
-  EXPECT_EQ(config->storage.fsync_interval, std::chrono::milliseconds(5));
+  EXPECT_EQ(config->storage.fsync_interval, std::chrono::milliseconds(2));
   EXPECT_EQ(config->storage.segment_bytes, 64u << 20);
   EXPECT_EQ(config->queue.backend, "embedded");
   EXPECT_EQ(config->log.format, "text");

@@ -45,6 +45,15 @@ class IdMaker {
   char buf_[36];
 };
 
+// Fills `dedup` to its bound with ids 0..kMaxEntries-1; returns the next id number.
+std::uint64_t fill(Deduplicator& dedup, IdMaker& ids, std::int64_t now_ms) {
+  std::uint64_t n = 0;
+  for (; n < kMaxEntries; ++n) {
+    (void)dedup.seen(ids.make(n), now_ms);
+  }
+  return n;
+}
+
 // The ids alone, to subtract from the figures below.
 void BM_MakeIdOnly(benchmark::State& state) {
   IdMaker ids;
@@ -59,11 +68,8 @@ BENCHMARK(BM_MakeIdOnly)->Unit(benchmark::kNanosecond);
 void BM_SeenFreshIdFullTable(benchmark::State& state) {
   Deduplicator dedup(10min, kMaxEntries);
   IdMaker ids;
-  std::uint64_t n = 0;
   const std::int64_t now_ms = 1'000;
-  for (; n < kMaxEntries; ++n) {
-    (void)dedup.seen(ids.make(n), now_ms);
-  }
+  std::uint64_t n = fill(dedup, ids, now_ms);
   std::int64_t duplicates = 0;
   for (auto _ : state) {
     duplicates += dedup.seen(ids.make(n++), now_ms) ? 1 : 0;
@@ -78,11 +84,8 @@ BENCHMARK(BM_SeenFreshIdFullTable)->Unit(benchmark::kNanosecond);
 void BM_SeenManyFreshIdsFullTable(benchmark::State& state) {
   Deduplicator dedup(10min, kMaxEntries);
   IdMaker ids;
-  std::uint64_t n = 0;
   const std::int64_t now_ms = 1'000;
-  for (; n < kMaxEntries; ++n) {
-    (void)dedup.seen(ids.make(n), now_ms);
-  }
+  std::uint64_t n = fill(dedup, ids, now_ms);
   std::vector<std::string> batch(100);
   std::vector<std::string_view> views(100);
   std::vector<char> duplicate;
@@ -109,9 +112,7 @@ void BM_SeenDuplicateFullTable(benchmark::State& state) {
   Deduplicator dedup(10min, kMaxEntries);
   IdMaker ids;
   const std::int64_t now_ms = 1'000;
-  for (std::uint64_t n = 0; n < kMaxEntries; ++n) {
-    (void)dedup.seen(ids.make(n), now_ms);
-  }
+  fill(dedup, ids, now_ms);
   // The newer half: a shard that got more than its share has evicted some of the oldest ids.
   std::uint64_t k = 0;
   std::int64_t duplicates = 0;

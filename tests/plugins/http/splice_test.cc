@@ -189,7 +189,7 @@ class EventGenerator {
 
   std::string event() {
     std::vector<std::string> members;
-    auto maybe = [&](int percent) { return pick(100) < percent; };
+    auto maybe = [&](std::uint32_t percent) { return pick(100) < percent; };
     if (maybe(95)) members.push_back(kv("type", oneOf({"\"track\"", "\"identify\"", "\"page\"",
                                                      "\"screen\"", "\"group\"", "\"alias\"",
                                                      "\"bogus\"", "3", "null"})));

@@ -37,7 +37,8 @@ const sdk::OptionTable<HttpSourceConfig>& httpSourceOptions() {
           .defaultValue("10m")
           .range(0, 7.0 * 24 * 3600 * 1000),
       option("dedup_max_entries", &HttpSourceConfig::dedup_max_entries,
-             "messageIds remembered for de-duplication (the oldest are forgotten first)")
+             "messageIds remembered for de-duplication (the oldest are forgotten first; ~100 "
+             "bytes each: at R events/s the window covers at most this / R seconds)")
           .defaultValue(1000000)
           .range(16, 1e9),
       option("public_url", &HttpSourceConfig::public_url,

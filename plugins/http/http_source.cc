@@ -354,7 +354,7 @@ void HttpSource::handleEvents(Endpoint endpoint, sdk::HttpRequest&& request,
       // analytics.js' batching dispatcher puts the key in each event, not on the batch.
       for (const ScannedEvent& item : scanned->items) {
         bool declined = false;
-        auto event_key = eventWriteKey(item.text, declined);
+        auto event_key = eventWriteKey(item, declined);
         if (declined) {
           scanned.reset();  // the tree path finds it
           break;
@@ -426,9 +426,11 @@ void HttpSource::handleEvents(Endpoint endpoint, sdk::HttpRequest&& request,
   const std::string too_large =
       "event larger than " + std::to_string(config_.max_event_bytes) + " bytes";
   // An enriched event: kept, and de-duplicated below on the messageId the client sent.
-  std::vector<char> check_duplicate;  // per event: its messageId came from the client
+  std::vector<std::size_t> client_ids;  // positions in `events` of messageIds from the client
   auto accept = [&](sdk::Event event, bool generated_message_id) {
-    check_duplicate.push_back(generated_message_id ? 0 : 1);
+    if (!generated_message_id) {
+      client_ids.push_back(events.size());
+    }
     events.push_back(std::move(event));
   };
   // The tree path for one event object.
@@ -510,25 +512,20 @@ void HttpSource::handleEvents(Endpoint endpoint, sdk::HttpRequest&& request,
       processObject(i, *object);
     }
   }
-  if (state->dedup.enabled() && !events.empty()) {
+  if (state->dedup.enabled() && !client_ids.empty()) {
     // One pass over the window for the whole request (the ids' table slots are fetched
     // together); in order, so a messageId repeated inside the request is a duplicate too.
     std::vector<std::string_view> ids;
-    std::vector<std::size_t> positions;
-    ids.reserve(events.size());
-    positions.reserve(events.size());
-    for (std::size_t i = 0; i < events.size(); ++i) {
-      if (check_duplicate[i] != 0) {
-        ids.push_back(events[i].messageId());
-        positions.push_back(i);
-      }
+    ids.reserve(client_ids.size());
+    for (std::size_t i : client_ids) {
+      ids.push_back(events[i].messageId());
     }
     std::vector<char> duplicate;
     state->dedup.seenMany(ids, now, duplicate);
     std::vector<char> drop(events.size(), 0);
     for (std::size_t k = 0; k < ids.size(); ++k) {
       if (duplicate[k] != 0) {
-        drop[positions[k]] = 1;
+        drop[client_ids[k]] = 1;
         ++duplicates;
       } else {
         remembered.emplace_back(ids[k]);

@@ -275,25 +275,51 @@ std::optional<ScannedBody> scanBody(Endpoint endpoint, std::string_view body) {
   return out;
 }
 
-std::optional<std::string_view> eventWriteKey(std::string_view item, bool& declined) {
-  declined = false;
-  if (item.empty() || item.front() != '{') {
+std::optional<std::string_view> eventWriteKey(const ScannedEvent& item, bool& declined) {
+  declined = item.object && item.declined;  // an escaped key might spell writeKey
+  if (!item.object || item.declined || !item.fields.has(kWriteKey)) {
     return std::nullopt;
   }
-  if (std::memchr(item.data(), '\\', item.size()) != nullptr) {
-    declined = true;  // an escaped key might spell writeKey
-    return std::nullopt;
-  }
-  auto value = sdk::json_scan::topLevelMember(item, "writeKey");
-  if (!value || value->front() != '"') {
-    return std::nullopt;
-  }
+  const std::string_view value = item.fields.value[kWriteKey];
   std::string_view text;
-  if (!plainString(*value, text)) {
+  if (value.front() != '"') {
+    return std::nullopt;
+  }
+  if (!plainString(value, text)) {
     declined = true;
     return std::nullopt;
   }
   return text;
+}
+
+namespace {
+
+// One event object given as text, read as scanBody reads each item (members into `members`).
+// False when it is not exactly one valid object.
+bool scanEventText(std::string_view text, int depth, std::vector<Member>& members,
+                   ScannedEvent& out) {
+  members.clear();
+  Cursor cursor(text);
+  if (cursor.peek() != '{' || !readObject(cursor, depth, members, out.fields, out.declined) ||
+      !cursor.atEnd()) {
+    return false;
+  }
+  out.text = text;
+  out.object = true;
+  out.member_count = static_cast<std::uint32_t>(members.size());
+  return true;
+}
+
+}  // namespace
+
+std::optional<std::string_view> eventWriteKey(std::string_view item, bool& declined) {
+  thread_local std::vector<Member> members;
+  ScannedEvent scanned;
+  declined = false;
+  if (!scanEventText(item, 0, members, scanned)) {
+    return std::nullopt;
+  }
+  return eventWriteKey(scanned, declined);
 }
 
 SpliceInput makeSpliceInput(const EnrichInput& input, bool in_batch) {
@@ -323,18 +349,11 @@ SpliceInput makeSpliceInput(const EnrichInput& input, bool in_batch) {
 std::optional<SplicedEvent> spliceEvent(std::string_view item, const SpliceInput& input,
                                         std::string_view source_id) {
   thread_local std::vector<Member> members;
-  members.clear();
   ScannedEvent scanned;
-  Cursor cursor(item);
   // Containers around the event: {"batch": [ event ]} or none.
-  if (cursor.peek() != '{' ||
-      !readObject(cursor, input.in_batch ? 2 : 0, members, scanned.fields, scanned.declined) ||
-      !cursor.atEnd()) {
+  if (!scanEventText(item, input.in_batch ? 2 : 0, members, scanned)) {
     return std::nullopt;
   }
-  scanned.text = item;
-  scanned.object = true;
-  scanned.member_count = static_cast<std::uint32_t>(members.size());
   return spliceEvent(scanned, members, input, source_id);
 }
 

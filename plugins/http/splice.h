@@ -89,8 +89,11 @@ struct ScannedBody {
 // (merged into every event), escaped or repeated keys at the batch level.
 std::optional<ScannedBody> scanBody(Endpoint endpoint, std::string_view body);
 
-// `writeKey` of the event text `item` (unescaped text), nullopt when absent or not a plain
-// string. `declined` is set when the tree path must decide (escapes, invalid text).
+// `writeKey` of a scanned event (unescaped text), from what scanBody already read: nullopt
+// when absent or not a plain string. `declined` is set when the tree path must decide (an
+// escaped key, which might spell writeKey; an escaped key value).
+std::optional<std::string_view> eventWriteKey(const ScannedEvent& item, bool& declined);
+// The same for the text of one event object (scanned here; invalid text: nullopt).
 std::optional<std::string_view> eventWriteKey(std::string_view item, bool& declined);
 
 // What the caller computes once per request for `spliceEvent`.

@@ -11,7 +11,6 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include <string>
 #include <string_view>
 
 namespace junction::core::runtime {

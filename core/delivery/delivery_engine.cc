@@ -62,8 +62,8 @@ sdk::Status DeliveryEngine::start() {
   });
   started_ = true;
   retention_ = std::thread([this] {
+    runtime::makeThisThreadBackground();  // before the name: a named thread is settled
     runtime::nameThisThread("jn-retention");
-    runtime::makeThisThreadBackground();
     retentionLoop();
   });
   return {};

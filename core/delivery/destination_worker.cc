@@ -84,14 +84,14 @@ sdk::Status DestinationWorker::start() {
   replay_signal_ = deps_.dead_letters.hasReplays(id_);
   started_ = true;
   dispatcher_ = std::thread([this] {
+    runtime::makeThisThreadBackground();  // before the name: a named thread is settled
     runtime::nameThisThread("jn-dispatch-" + id_);
-    runtime::makeThisThreadBackground();
     dispatcherLoop();
   });
   for (std::int64_t i = 0; i < std::max<std::int64_t>(1, config_.concurrency); ++i) {
     deliverers_.emplace_back([this] {
+      runtime::makeThisThreadBackground();  // before the name: a named thread is settled
       runtime::nameThisThread("jn-deliver-" + id_);
-      runtime::makeThisThreadBackground();
       deliveryLoop();
     });
   }

@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/json.hpp>
 #include <chrono>
 #include <filesystem>
@@ -414,21 +415,38 @@ TEST(DaemonTest, LogsOneLinePerStartedConnectorAndSkipsDisabledOnes) {
 TEST(DaemonTest, ThreadsAreNamedAndDeliveryRunsInTheBackground) {
   TempDir dir;
   START_DAEMON(daemon, dir, baseConfig(dir));
+  const fs::path tasks = "/proc/" + std::to_string(daemon.child().pid()) + "/task";
+  auto niceByName = [&] {
+    std::map<std::string, std::vector<int>> nice_by_name;
+    for (const auto& task : fs::directory_iterator(tasks)) {
+      std::string comm = readFile(task.path() / "comm");
+      while (!comm.empty() && comm.back() == '\n') {
+        comm.pop_back();
+      }
+      // Field 19 of stat is the nice value; the comm field (2) is in parentheses.
+      std::string stat = readFile(task.path() / "stat");
+      std::istringstream rest(stat.substr(stat.rfind(')') + 2));
+      std::string field;
+      for (int i = 3; i < 19 && rest >> field; ++i) {
+      }
+      int nice = 0;
+      rest >> nice;
+      nice_by_name[comm].push_back(nice);
+    }
+    return nice_by_name;
+  };
+  // Each thread names itself once it runs, which may be just after the daemon says it is ready.
+  const std::vector<std::string> expected = {"jn-io", "jn-queue-writer", "jn-dispatch-arc",
+                                             "jn-deliver-arch", "jn-retention"};
   std::map<std::string, std::vector<int>> nice_by_name;
-  for (const auto& task : fs::directory_iterator("/proc/" + std::to_string(daemon.child().pid()) + "/task")) {
-    std::string comm = readFile(task.path() / "comm");
-    while (!comm.empty() && comm.back() == '\n') {
-      comm.pop_back();
+  for (auto deadline = Clock::now() + 5s;;) {
+    nice_by_name = niceByName();
+    bool all_named = std::all_of(expected.begin(), expected.end(),
+                                 [&](const std::string& name) { return nice_by_name.contains(name); });
+    if (all_named || Clock::now() > deadline) {
+      break;
     }
-    // Field 19 of stat is the nice value; the comm field (2) is in parentheses.
-    std::string stat = readFile(task.path() / "stat");
-    std::istringstream rest(stat.substr(stat.rfind(')') + 2));
-    std::string field;
-    for (int i = 3; i < 19 && rest >> field; ++i) {
-    }
-    int nice = 0;
-    rest >> nice;
-    nice_by_name[comm].push_back(nice);
+    std::this_thread::sleep_for(10ms);
   }
   auto niceOf = [&](const std::string& name) {
     auto it = nice_by_name.find(name);

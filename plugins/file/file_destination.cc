@@ -47,7 +47,10 @@ std::string formatLine(const sdk::Event& event) {
   std::string line;
   // Ingest has set receivedAt on most events: found among the top-level keys without a parse
   // (the tree decides only when the scanner declines: a nested "receivedAt", escapes, ...).
-  if (text.find("\"receivedAt\"") != std::string_view::npos &&
+  // memmem, not string_view::find: find stops at every '"' (memchr, then a compare), which was a
+  // fifth of this thread's time.
+  static constexpr std::string_view kKey = "\"receivedAt\"";
+  if (::memmem(text.data(), text.size(), kKey.data(), kKey.size()) != nullptr &&
       (sdk::json_scan::topLevelMember(text, "receivedAt") ||
        event.body().contains("receivedAt"))) {
     line.assign(text);

@@ -57,8 +57,6 @@ DestinationWorker::DestinationWorker(const config::ConnectorConfig& config,
       in_flight_gauge_(deps.metrics.gauge("junction_destination_in_flight_events",
                                           "Events in a plugin call now", {{"destination", id_}})),
       metrics_(deps.metrics) {
-  // One person per window entry at most: no rehashing while the window fills.
-  persons_.reserve(std::min<std::size_t>(limits_.max_window_events, 1u << 20));
 }
 
 DestinationWorker::~DestinationWorker() { stop(); }
@@ -222,7 +220,17 @@ bool DestinationWorker::fillWindow() {
                                                {"error", batch.error().message}});
       return false;
     }
-    for (auto& record : batch->records) {
+    // People's slots are cache misses in a large window: compute keys first, load ahead.
+    constexpr std::size_t kAhead = 8;
+    keys_.clear();
+    for (const auto& record : batch->records) {
+      keys_.push_back(personKeyOf(record.event));
+    }
+    for (std::size_t i = 0; i < batch->records.size(); ++i) {
+      auto& record = batch->records[i];
+      if (i + kAhead < keys_.size()) {
+        persons_.prefetch(keys_[i + kAhead]);
+      }
       if (skipDeleted(record.event)) {
         continue;
       }
@@ -244,14 +252,14 @@ bool DestinationWorker::fillWindow() {
         }
         continue;
       }
-      auto entry = std::make_unique<Entry>();
-      entry->offset = record.offset;
-      entry->received_at_ms = record.event.header().received_at_ms;
-      entry->person = personKeyOf(record.event);
+      Entry& entry = window_.emplace_back();  // a deque: entries never move
+      entry.offset = record.offset;
+      entry.received_at_ms = record.event.header().received_at_ms;
+      entry.person = keys_[i];
       // PII controls (hash, drop) before anything leaves the core; dead letters keep this form.
-      entry->event = pii_.empty() ? std::move(record.event) : pii_.apply(record.event);
-      entry->bytes = entry->event->json().size() + 64;
-      addEntry(std::move(entry), false);
+      entry.event = pii_.empty() ? std::move(record.event) : pii_.apply(record.event);
+      entry.bytes = entry.event->json().size() + 64;
+      addEntry(entry);
     }
     const bool stuck = batch->records.empty() && batch->next == read_pos_;
     read_pos_ = batch->next;
@@ -280,7 +288,9 @@ void DestinationWorker::takeReplays() {
     entry->received_at_ms = row.event.header().received_at_ms;
     entry->person = personKeyOf(row.event);
     entry->event = std::move(row.event);
-    addEntry(std::move(entry), true);
+    Entry& added = *entry;
+    replays_.emplace(added.dead_letter_id, std::move(entry));
+    addEntry(added);
   }
   if (rows->size() == kReplayTake) {
     std::lock_guard lock(mutex_);
@@ -309,7 +319,7 @@ bool DestinationWorker::skipDeleted(const sdk::Event& event) {
 }
 
 DestinationWorker::PersonKey DestinationWorker::personKeyOf(const sdk::Event& event) noexcept {
-  return std::hash<std::string_view>{}(event.header().personKey());
+  return std::hash<std::string_view>{}(event.header().personKey());  // well mixed (murmur)
 }
 
 // A delete arrived: finish the events of deleted people already in the window that are not in a
@@ -318,7 +328,7 @@ void DestinationWorker::purgeDeleted() {
   const auto now = SteadyClock::now();
   std::vector<PersonKey> affected;
   std::vector<std::int64_t> replay_ids;
-  for (auto& [key, person] : persons_) {
+  persons_.forEach([&](PersonKey key, Person& person) {
     bool any = false;
     for (Entry* e = person.entries.front(); e != nullptr; e = e->next_of_person) {
       if (!e->done && e->event && skipDeleted(*e->event)) {
@@ -333,7 +343,7 @@ void DestinationWorker::purgeDeleted() {
     if (any) {
       affected.push_back(key);
     }
-  }
+  });
   if (affected.empty()) {
     return;
   }
@@ -341,12 +351,11 @@ void DestinationWorker::purgeDeleted() {
     return std::find(affected.begin(), affected.end(), k) != affected.end();
   });
   for (PersonKey key : affected) {
-    auto it = persons_.find(key);
-    Person& person = it->second;
+    Person& person = *persons_.find(key);
     person.queued = false;
     person.entries.erase_if([](const Entry* e) { return e->done; });
     if (person.entries.empty() && !person.busy) {
-      persons_.erase(it);
+      persons_.erase(key);
     } else {
       schedule(person, key, now);
     }
@@ -359,20 +368,13 @@ void DestinationWorker::purgeDeleted() {
   }
 }
 
-void DestinationWorker::addEntry(std::unique_ptr<Entry> entry, bool replay) {
-  Entry* raw = entry.get();
-  window_bytes_ += raw->bytes;
-  if (replay) {
-    replays_.emplace(raw->dead_letter_id, std::move(entry));
-  } else {
-    window_.push_back(std::move(entry));
-  }
+void DestinationWorker::addEntry(Entry& entry) {
+  window_bytes_ += entry.bytes;
   stat_window_.fetch_add(1);
-  auto [it, inserted] = persons_.try_emplace(raw->person);
-  Person& person = it->second;
-  person.entries.push_back(raw);
+  Person& person = *persons_.tryEmplace(entry.person).first;
+  person.entries.push_back(&entry);
   if (!person.busy && person.entries.size() == 1) {
-    schedule(person, it->first, SteadyClock::now());
+    schedule(person, entry.person, SteadyClock::now());
   }
 }
 
@@ -396,9 +398,8 @@ void DestinationWorker::promoteWaiting(SteadyClock::time_point now) {
   while (!waiting_.empty() && waiting_.top().first <= now) {
     const PersonKey key = waiting_.top().second;
     waiting_.pop();
-    auto it = persons_.find(key);
-    if (it != persons_.end()) {
-      schedule(it->second, it->first, now);  // ignores stale heap entries
+    if (Person* person = persons_.find(key)) {
+      schedule(*person, key, now);  // ignores stale heap entries
     }
   }
 }
@@ -436,9 +437,14 @@ std::optional<SteadyClock::time_point> DestinationWorker::dispatch(SteadyClock::
     // One event per person per call: if a person's event is retried, none of their later events
     // can have reached the vendor before it (strict per-person order).
     auto batch = std::make_unique<Batch>();
+    batch->entries.reserve(std::min(cap, ready_.size()));
+    batch->events.reserve(std::min(cap, ready_.size()));
     std::size_t bytes = 0;
     while (!ready_.empty() && batch->entries.size() < cap) {
-      Person& person = persons_[ready_.front()];
+      if (ready_.size() > 8) {
+        persons_.prefetch(ready_[8]);
+      }
+      Person& person = *persons_.find(ready_.front());
       Entry* entry = person.entries.front();
       if (!batch->entries.empty() && bytes + entry->bytes > config_.batch.max_bytes) {
         break;
@@ -484,14 +490,16 @@ void DestinationWorker::complete(Batch& batch) {
   const std::int64_t now_ms = deps_.clock.nowMs();
   std::vector<Entry*> to_dead;
   std::vector<std::string> dead_reasons;
+  std::uint64_t delivered = 0;
   for (std::size_t i = 0; i < batch.entries.size(); ++i) {
     Entry& entry = *batch.entries[i];
-    entry.event = std::move(batch.events[i]);
     const sdk::Outcome& outcome = batch.outcomes[i];
+    if (outcome.kind != sdk::Outcome::Kind::Delivered) {
+      entry.event = std::move(batch.events[i]);  // kept for a retry or a dead letter
+    }
     switch (outcome.kind) {
       case sdk::Outcome::Kind::Delivered:
-        delivered_.inc();
-        stat_delivered_.fetch_add(1);
+        ++delivered;
         if (entry.dead_letter_id != 0) {
           if (auto s = deps_.dead_letters.replayed(entry.dead_letter_id); !s.ok()) {
             deps_.logger.error("dead-letter store", {{"error", s.message()}});
@@ -529,16 +537,22 @@ void DestinationWorker::complete(Batch& batch) {
         break;
     }
   }
+  delivered_.inc(delivered);
+  stat_delivered_.fetch_add(delivered);
   if (!to_dead.empty()) {
     deadLetter(to_dead, dead_reasons);
   }
   // Release each person of the batch and schedule their next event.
-  for (Entry* entry : batch.entries) {
-    auto it = persons_.find(entry->person);
-    if (it == persons_.end()) {
+  for (std::size_t i = 0; i < batch.entries.size(); ++i) {
+    Entry* entry = batch.entries[i];
+    if (i + 8 < batch.entries.size()) {
+      persons_.prefetch(batch.entries[i + 8]->person);
+    }
+    Person* found = persons_.find(entry->person);
+    if (found == nullptr) {
       continue;
     }
-    Person& person = it->second;
+    Person& person = *found;
     if (!person.busy) {
       continue;  // already handled for an earlier entry of this person
     }
@@ -549,9 +563,9 @@ void DestinationWorker::complete(Batch& batch) {
       person.entries.pop_front();
     }
     if (person.entries.empty()) {
-      persons_.erase(it);
+      persons_.erase(entry->person);
     } else {
-      schedule(person, it->first, now);
+      schedule(person, entry->person, now);
     }
   }
   // Free finished replay entries (main-log entries leave through advanceCursor).
@@ -617,10 +631,10 @@ void DestinationWorker::finish(Entry& entry) {
 }
 
 void DestinationWorker::advanceCursor() {
-  while (!window_.empty() && window_.front()->done) {
+  while (!window_.empty() && window_.front().done) {
     window_.pop_front();
   }
-  queue::Offset low = window_.empty() ? read_pos_ : window_.front()->offset;
+  queue::Offset low = window_.empty() ? read_pos_ : window_.front().offset;
   if (low > committed_.load()) {
     if (auto s = deps_.cursors.commit(id_, low); s.ok()) {
       committed_.store(low);
@@ -633,8 +647,8 @@ void DestinationWorker::advanceCursor() {
   window_gauge_.set(static_cast<double>(stat_window_.load()));
   in_flight_gauge_.set(static_cast<double>(stat_in_flight_.load()));
   double age = 0;
-  if (!window_.empty() && window_.front()->received_at_ms > 0) {
-    age = static_cast<double>(deps_.clock.nowMs() - window_.front()->received_at_ms) / 1000.0;
+  if (!window_.empty() && window_.front().received_at_ms > 0) {
+    age = static_cast<double>(deps_.clock.nowMs() - window_.front().received_at_ms) / 1000.0;
   }
   oldest_age_.set(std::max(0.0, age));
 }

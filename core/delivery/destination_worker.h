@@ -32,6 +32,7 @@
 
 #include "core/config/daemon_config.h"
 #include "core/delivery/dead_letter_store.h"
+#include "core/delivery/hash_table.h"
 #include "core/delivery/pacing.h"
 #include "core/delivery/route_policy.h"
 #include "core/privacy/pii.h"
@@ -162,7 +163,7 @@ class DestinationWorker {
   void takeReplays();
   bool skipDeleted(const sdk::Event& event);
   void purgeDeleted();
-  void addEntry(std::unique_ptr<Entry> entry, bool replay);
+  void addEntry(Entry& entry);
   void schedule(Person& person, PersonKey key, std::chrono::steady_clock::time_point now);
   void promoteWaiting(std::chrono::steady_clock::time_point now);
   std::optional<std::chrono::steady_clock::time_point> dispatch(std::chrono::steady_clock::time_point now);
@@ -199,10 +200,11 @@ class DestinationWorker {
 
   // Dispatcher-only state.
   queue::Offset read_pos_ = 0;
-  std::deque<std::unique_ptr<Entry>> window_;  // main-log entries in offset order
+  std::deque<Entry> window_;  // main-log entries in offset order (a deque: they never move)
   std::unordered_map<std::int64_t, std::unique_ptr<Entry>> replays_;
-  std::unordered_map<PersonKey, Person> persons_;
+  HashTable<Person> persons_{1024};
   std::deque<PersonKey> ready_;
+  std::vector<PersonKey> keys_;  // fillWindow's scratch
   using Waiting = std::pair<std::chrono::steady_clock::time_point, PersonKey>;
   std::priority_queue<Waiting, std::vector<Waiting>, std::greater<>> waiting_;
   std::size_t window_bytes_ = 0;

@@ -79,6 +79,15 @@ sdk::Status Daemon::openQueue() {
     log_.error("queue: corrupt record skipped",
                {{"offset", r.offset}, {"bytes", r.length}, {"moved_to", r.moved_to}});
   });
+  static constexpr double kSyncBuckets[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+                                             0.01,   0.025,   0.05,   0.1,   0.25,   1.0};
+  auto& sync_seconds = metrics_.histogram(
+      "junction_queue_fsync_duration_seconds",
+      "Time an fdatasync of the queue took (clients wait for it under fsync: batch/always)",
+      kSyncBuckets);
+  log_store_->setSyncListener([&sync_seconds](std::chrono::nanoseconds took) {
+    sync_seconds.observe(std::chrono::duration<double>(took).count());
+  });
   auto& disk = metrics_.gauge("junction_queue_disk_bytes", "Bytes of queue segments on disk");
   auto& appended = metrics_.counter("junction_queue_appended_records_total",
                                     "Records appended durably to the queue");

@@ -387,8 +387,17 @@ void Log::writerLoop() {
 
 sdk::Status Log::syncActive() {
   ++fsync_count_;
-  if (::fdatasync(active_->fd) != 0) {
-    return ioError("fdatasync failed on segment", active_->path, errno);
+  const auto start = std::chrono::steady_clock::now();
+  const int rc = ::fdatasync(active_->fd);
+  const int err = errno;
+  {
+    std::lock_guard lk(listener_mu_);
+    if (sync_listener_) {
+      sync_listener_(std::chrono::steady_clock::now() - start);
+    }
+  }
+  if (rc != 0) {
+    return ioError("fdatasync failed on segment", active_->path, err);
   }
   return sdk::Status::success();
 }
@@ -496,6 +505,11 @@ void Log::completeGroup(Group& group, const sdk::Status& status, Offset start) {
 void Log::setAppendListener(std::function<void()> listener) {
   std::lock_guard lk(listener_mu_);
   append_listener_ = std::move(listener);
+}
+
+void Log::setSyncListener(std::function<void(std::chrono::nanoseconds)> listener) {
+  std::lock_guard lk(listener_mu_);
+  sync_listener_ = std::move(listener);
 }
 
 void Log::setCorruptionListener(std::function<void(const CorruptionReport&)> listener) {

@@ -128,6 +128,9 @@ class Log {
   // Called on the writer thread after each durable group (after the group's `done` callbacks).
   // Must be cheap and must not call setAppendListener.
   void setAppendListener(std::function<void()> listener);
+  // Called on the writer thread after each fdatasync of a segment, with its duration (for the
+  // daemon's histogram: slow syncs are the usual cause of slow acknowledgements).
+  void setSyncListener(std::function<void(std::chrono::nanoseconds)> listener);
   // Called on the reading thread when a reader meets a new corrupt region.
   void setCorruptionListener(std::function<void(const CorruptionReport&)> listener);
 
@@ -198,6 +201,7 @@ class Log {
   std::mutex listener_mu_;
   std::function<void()> append_listener_;
   std::function<void(const CorruptionReport&)> corruption_listener_;
+  std::function<void(std::chrono::nanoseconds)> sync_listener_;
 
   std::mutex corrupt_mu_;
   std::set<Offset> corrupt_seen_;

@@ -478,6 +478,10 @@ TEST(DaemonTest, EventsPostedToTheTestSourceAreCounted) {
   auto metrics = daemon.request("GET", "/metrics");
   ASSERT_EQ(metrics.status, 200);
   EXPECT_THAT(metrics.body, HasSubstr("junction_events_received_total{source=\"web\"} 3\n"));
+  // The 200 came after the events were synced (fsync: batch): the sync was timed.
+  EXPECT_TRUE(std::regex_search(metrics.body,
+                                std::regex("\njunction_queue_fsync_duration_seconds_count [1-9]")))
+      << metrics.body;
 }
 
 TEST(DaemonTest, AdminTokenNeverAppearsInTheLog) {

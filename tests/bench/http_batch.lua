@@ -1,11 +1,10 @@
 -- wrk script: POST /v1/batch with 100 track events of ~300 bytes each (~30 KB), basic auth,
 -- keep-alive. Every event gets a unique messageId (so de-duplication accepts them all).
 -- Env: WRITE_KEY (default bench-key); RATE = total requests/s to pace at (0 = as fast as
--- possible), CONNECTIONS = wrk's -c (to split RATE between connections).
+-- possible), WRK_THREADS = wrk's -t (to split RATE between threads).
 
 local key = os.getenv("WRITE_KEY") or "bench-key"
 local rate = tonumber(os.getenv("RATE") or "0")
-local connections = tonumber(os.getenv("CONNECTIONS") or "1")
 local events_per_request = 100
 local people = tonumber(os.getenv("PEOPLE") or "100000")
 
@@ -72,17 +71,32 @@ function request()
   return wrk.format(nil, "/v1/batch", nil, table.concat(pieces))
 end
 
--- Pacing: each connection waits connections/rate seconds between requests (wrk takes whole
--- milliseconds: the fraction is carried over).
-local carry = 0
+-- Pacing (RATE > 0), open loop as wrk2 does it: this thread's k-th request is due at
+-- start + k / (RATE / WRK_THREADS), and delay() waits only for what is left until then: a slow
+-- answer does not lower the rate (as a fixed pause after each answer would), and requests are
+-- spread evenly rather than sent by all connections at once. A request overdue goes at once,
+-- on whichever connection is free (wrk takes whole milliseconds).
+local ffi = require("ffi")
+ffi.cdef [[
+  typedef struct { long tv_sec; long tv_nsec; } junction_timespec;
+  int clock_gettime(int clock, junction_timespec* tp);
+]]
+local now_ts = ffi.new("junction_timespec")
+local function now_ms()
+  ffi.C.clock_gettime(1, now_ts) -- CLOCK_MONOTONIC
+  return tonumber(now_ts.tv_sec) * 1000 + tonumber(now_ts.tv_nsec) / 1e6
+end
+local wrk_threads = tonumber(os.getenv("WRK_THREADS") or "1")
+local next_due = nil
 function delay()
   if rate <= 0 then
     return 0
   end
-  carry = carry + connections * 1000 / rate
-  local ms = math.floor(carry)
-  carry = carry - ms
-  return ms
+  local now = now_ms()
+  next_due = next_due or now
+  local due = next_due
+  next_due = next_due + 1000 * wrk_threads / rate
+  return math.max(0, math.floor(due - now))
 end
 
 non200 = 0

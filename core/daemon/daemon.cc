@@ -260,7 +260,15 @@ sdk::Status Daemon::start() {
     });
   }
 
-  auto status = openPrivacy();
+  sdk::Status status;
+  if (auto lock = runtime::DirectoryLock::acquire(config_.storage.path, "storage.path")) {
+    storage_lock_.emplace(std::move(lock).value());
+  } else {
+    status = lock.error();
+  }
+  if (status.ok()) {
+    status = openPrivacy();
+  }
   if (status.ok()) {
     status = openQueue();
   }

@@ -11,6 +11,7 @@
 #include <atomic>
 #include <mutex>
 #include <memory>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -25,6 +26,7 @@
 #include "core/privacy/privacy_store.h"
 #include "core/privacy/regulation_service.h"
 #include "core/queue/log.h"
+#include "core/runtime/dir_lock.h"
 #include "core/runtime/runtime.h"
 #include "core/telemetry/log_sink.h"
 #include "core/telemetry/metrics_registry.h"
@@ -86,6 +88,8 @@ class Daemon {
   telemetry::ComponentLogger log_;
   telemetry::MetricsRegistry metrics_;
   runtime::SystemClock clock_;
+  // Held from start() until this object is gone: everything below uses storage.path.
+  std::optional<runtime::DirectoryLock> storage_lock_;
 
   boost::asio::io_context io_;
   boost::asio::io_context work_;

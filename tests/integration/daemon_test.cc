@@ -551,6 +551,26 @@ INSTANTIATE_TEST_SUITE_P(Signals, DaemonSignalTest, ::testing::Values(SIGTERM, S
                            return std::string(signal_info.param == SIGTERM ? "SIGTERM" : "SIGINT");
                          });
 
+// Two daemons on one storage.path would interleave queue records and cursors: the second is
+// refused, naming the holder; once the first is gone (even by kill -9), the directory is free.
+TEST(DaemonTest, SecondDaemonOnTheSameStorageIsRefused) {
+  TempDir dir;
+  const std::string text = baseConfig(dir);
+  {
+    START_DAEMON(first, dir, text);
+    auto file = dir.write("second.yaml", text);
+    auto r = run(kJunctiond, {"--config", file.string()}, dir.path());
+    EXPECT_EQ(r.code, 1);
+    EXPECT_THAT(r.err, HasSubstr("storage.path " + (dir.path() / "data").string() +
+                                 " is in use by another process (pid " +
+                                 std::to_string(first.child().pid()) + ")"));
+    EXPECT_EQ(first.request("GET", "/healthz").status, 200) << "the first daemon is unaffected";
+    ::kill(first.child().pid(), SIGKILL);
+  }
+  START_DAEMON(again, dir, text);
+  EXPECT_EQ(again.request("GET", "/healthz").status, 200);
+}
+
 TEST(DaemonTest, PortInUseIsReportedAndExits1) {
   TempDir dir;
   START_DAEMON(first, dir, baseConfig(dir));

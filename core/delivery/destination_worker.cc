@@ -56,8 +56,7 @@ DestinationWorker::DestinationWorker(const config::ConnectorConfig& config,
                                        {{"destination", id_}})),
       in_flight_gauge_(deps.metrics.gauge("junction_destination_in_flight_events",
                                           "Events in a plugin call now", {{"destination", id_}})),
-      metrics_(deps.metrics) {
-}
+      metrics_(deps.metrics) {}
 
 DestinationWorker::~DestinationWorker() { stop(); }
 

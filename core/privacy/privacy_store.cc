@@ -4,6 +4,7 @@
 
 #include <boost/json.hpp>
 #include <cstdio>
+#include <cstring>
 #include <random>
 
 #include "core/sqlite/statement.h"
@@ -461,8 +462,12 @@ sdk::Status PrivacyStore::rememberConsent(const std::vector<sdk::Event>& events)
   // Parsed outside the lock; most events state no consent, and then nothing is locked.
   std::vector<std::pair<const sdk::Event*, EventConsent>> stated;
   for (const auto& event : events) {
-    if (event.json().find("onsent") == std::string_view::npos) {
-      continue;  // cheap pre-check: neither "consent" nor "consentManagement" in the text
+    // Cheap pre-check: neither "consent" nor "consentManagement" in the text. memmem, not
+    // string_view::find, which stops at every 'o' of the event (memchr, then a compare).
+    constexpr std::string_view kNeedle = "onsent";
+    const std::string_view text = event.json();
+    if (::memmem(text.data(), text.size(), kNeedle.data(), kNeedle.size()) == nullptr) {
+      continue;
     }
     EventConsent consent = readConsent(event);
     if (consent.stated) {

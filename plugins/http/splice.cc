@@ -31,7 +31,8 @@ constexpr std::array<std::string_view, kKeyCount> kKeyNames{
     "writeKey",  "context",   "previousId",        "groupId",
 };
 
-Key keyOf(std::string_view name) noexcept {
+// A switch on the length first: this runs for every member of every event.
+constexpr Key keyOf(std::string_view name) noexcept {
   switch (name.size()) {
     case 4:
       return name == "type" ? kType : name == "name" ? kName : kOther;
@@ -55,6 +56,17 @@ Key keyOf(std::string_view name) noexcept {
       return kOther;
   }
 }
+
+// The switch spells the names again: it must agree with kKeyNames.
+constexpr bool keyOfKnowsEveryName() noexcept {
+  for (std::size_t k = 0; k < kKeyCount; ++k) {
+    if (keyOf(kKeyNames[k]) != static_cast<Key>(k)) {
+      return false;
+    }
+  }
+  return true;
+}
+static_assert(keyOfKnowsEveryName(), "keyOf and kKeyNames disagree");
 
 // Reads the object at the cursor: its members (appended to `members`), the tracked ones in
 // `fields`. False when the text is not valid. `declined` is set for what the tree path must

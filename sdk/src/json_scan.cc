@@ -152,28 +152,25 @@ bool Cursor::string(std::string_view& raw, bool& escaped) noexcept {
 }
 
 bool Cursor::skipNumber() noexcept {
-  if (p_ != end_ && *p_ == '-') {
-    ++p_;
-  }
-  const char* digits = p_;
-  if (p_ != end_ && *p_ == '0') {
-    ++p_;
-  } else {
+  // Digit runs are bounded so that every number accepted here is a finite double for any parser.
+  auto digits = [this]() noexcept {
+    const char* start = p_;
     while (p_ != end_ && isDigit(*p_)) {
       ++p_;
     }
+    return p_ - start;
+  };
+  if (p_ != end_ && *p_ == '-') {
+    ++p_;
   }
-  // Bounded so that every number accepted here is a finite double for any parser.
-  if (p_ == digits || p_ - digits > 64) {
+  if (p_ != end_ && *p_ == '0') {
+    ++p_;
+  } else if (const auto n = digits(); n == 0 || n > 64) {
     return false;
   }
   if (p_ != end_ && *p_ == '.') {
     ++p_;
-    const char* fraction = p_;
-    while (p_ != end_ && isDigit(*p_)) {
-      ++p_;
-    }
-    if (p_ == fraction || p_ - fraction > 64) {
+    if (const auto n = digits(); n == 0 || n > 64) {
       return false;
     }
   }
@@ -182,11 +179,7 @@ bool Cursor::skipNumber() noexcept {
     if (p_ != end_ && (*p_ == '+' || *p_ == '-')) {
       ++p_;
     }
-    const char* exponent = p_;
-    while (p_ != end_ && isDigit(*p_)) {
-      ++p_;
-    }
-    if (p_ == exponent || p_ - exponent > 2) {
+    if (const auto n = digits(); n == 0 || n > 2) {
       return false;
     }
   }

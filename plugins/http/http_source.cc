@@ -407,7 +407,10 @@ void HttpSource::handleEvents(Endpoint endpoint, sdk::HttpRequest&& request,
 
   std::vector<sdk::Event> events;
   events.reserve(item_count);
-  std::vector<std::string> remembered;  // messageIds this request put in the window
+  // messageIds this request put in the window, kept to forget them should the queue refuse the
+  // events: back to back in one string (not a string per id, on every request for a rare case).
+  std::string remembered;
+  std::vector<std::size_t> remembered_ends;
   json::array errors;                   // rejected events: index, reason, message
   std::size_t rejected = 0;
   std::size_t duplicates = 0;
@@ -528,7 +531,8 @@ void HttpSource::handleEvents(Endpoint endpoint, sdk::HttpRequest&& request,
         drop[client_ids[k]] = 1;
         ++duplicates;
       } else {
-        remembered.emplace_back(ids[k]);
+        remembered += ids[k];
+        remembered_ends.push_back(remembered.size());
       }
     }
     if (duplicates > 0) {
@@ -580,20 +584,26 @@ void HttpSource::handleEvents(Endpoint endpoint, sdk::HttpRequest&& request,
     std::string origin_header;  // the CORS header value, "" for none
     bool vary = false;
     std::string ok_body;
-    std::vector<std::string> remembered;
+    std::string remembered;
+    std::vector<std::size_t> remembered_ends;
   };
   sdk::HttpHeaders cors;
   addCorsHeaders(origin, cors);
   auto pending = std::make_shared<Pending>(Pending{
       std::move(respond), state, route, std::string(cors.get("Access-Control-Allow-Origin")),
-      cors.find("Vary") != nullptr, std::move(ok_body), std::move(remembered)});
+      cors.find("Vary") != nullptr, std::move(ok_body), std::move(remembered),
+      std::move(remembered_ends)});
   ctx_.emit(std::move(events), [pending](sdk::EmitResult result) {
     sdk::HttpResponse r;
     if (result.status.ok()) {
       r = sdk::HttpResponse::json(200, std::move(pending->ok_body));
     } else {
-      for (const auto& id : pending->remembered) {
-        pending->state->dedup.forget(id);  // not queued: the client's retry must get through
+      // Not queued: the client's retry must get through.
+      const std::string_view ids = pending->remembered;
+      std::size_t begin = 0;
+      for (std::size_t end : pending->remembered_ends) {
+        pending->state->dedup.forget(ids.substr(begin, end - begin));
+        begin = end;
       }
       const auto code = result.status.error().code;
       const bool retry = code == sdk::ErrorCode::ResourceExhausted ||

@@ -319,6 +319,21 @@ TEST_F(HttpSourceTest, QueueRefusals503WithRetryAfter) {
   EXPECT_EQ(ctx_->metrics().counterValue(kRequests, {{"endpoint", "track"}, {"status", "503"}}), 2u);
 }
 
+TEST_F(HttpSourceTest, QueueRefusalForgetsEveryMessageIdOfABatch) {
+  const std::string batch =
+      R"({"batch":[{"type":"track","userId":"u","event":"E","messageId":"b-1"},)"
+      R"({"type":"track","userId":"u","event":"E","messageId":"batch-id-2"},)"
+      R"({"type":"track","userId":"u","event":"E","messageId":"b-3"}]})";
+  ctx_->setEmitResult(sdk::EmitResult{
+      sdk::makeError(sdk::ErrorCode::ResourceExhausted, "disk budget reached"), 1000ms, 0, 0});
+  EXPECT_EQ(post("/v1/batch", batch).status, 503);
+  ctx_->resetEmitPolicy();
+  auto retry = post("/v1/batch", batch);
+  EXPECT_EQ(retry.status, 200);
+  EXPECT_EQ(retry.body, R"({"success":true})") << "no id of the refused batch may count as seen";
+  EXPECT_EQ(ctx_->events().size(), 3u);
+}
+
 TEST_F(HttpSourceTest, DuplicatesWithinTheWindowAreDroppedAndCounted) {
   const std::string e1 = R"({"userId":"u","event":"E","messageId":"dup-1"})";
   EXPECT_EQ(post("/v1/track", e1).status, 200);

@@ -3,6 +3,10 @@
 #include <algorithm>
 #include <boost/json.hpp>
 #include <cctype>
+#include <cstring>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 namespace junction::core::privacy {
 
@@ -26,6 +30,36 @@ void addIds(const json::object& o, std::string_view key, std::set<std::string>& 
   }
 }
 
+// Whether `text` contains "onsent" (in "consent" and "consentManagement"). SSE2: 16 positions
+// at a time are tested for an 'o' with a 't' five bytes later, and only those pairs are compared
+// in full. glibc's memmem took a tenth of the ingest threads' time here.
+bool containsOnsent(std::string_view text) noexcept {
+  static constexpr std::string_view kNeedle = "onsent";
+  constexpr std::size_t kLast = kNeedle.size() - 1;
+  const char* p = text.data();
+  std::size_t i = 0;
+#if defined(__SSE2__)
+  const __m128i first = _mm_set1_epi8(kNeedle.front());
+  const __m128i last = _mm_set1_epi8(kNeedle.back());
+  for (; i + kLast + 16 <= text.size(); i += 16) {
+    const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i));
+    const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i + kLast));
+    auto mask = static_cast<unsigned>(
+        _mm_movemask_epi8(_mm_and_si128(_mm_cmpeq_epi8(a, first), _mm_cmpeq_epi8(b, last))));
+    while (mask != 0) {
+      const std::size_t at = i + static_cast<std::size_t>(__builtin_ctz(mask));
+      if (std::memcmp(p + at + 1, kNeedle.data() + 1, kLast - 1) == 0) {
+        return true;
+      }
+      mask &= mask - 1;
+    }
+  }
+#endif
+  // The rest (or all of it without SSE2).
+  return i < text.size() &&
+         ::memmem(p + i, text.size() - i, kNeedle.data(), kNeedle.size()) != nullptr;
+}
+
 json::array toArray(const std::set<std::string>& values) {
   json::array out;
   for (const auto& v : values) {
@@ -42,7 +76,25 @@ std::string lowerAscii(std::string_view s) {
   return out;
 }
 
-EventConsent readConsent(const sdk::Event& event) { return readConsent(event.body()); }
+bool mayStateConsent(std::string_view json) noexcept {
+  if (containsOnsent(json)) {
+    return true;
+  }
+  // A key written with \u escapes might still spell "consent".
+  const void* backslash = std::memchr(json.data(), '\\', json.size());
+  if (backslash == nullptr) {
+    return false;
+  }
+  const auto from = static_cast<std::size_t>(static_cast<const char*>(backslash) - json.data());
+  return json.find("\\u", from) != std::string_view::npos;
+}
+
+EventConsent readConsent(const sdk::Event& event) {
+  if (!mayStateConsent(event.json())) {
+    return {};  // most events: no parse
+  }
+  return readConsent(event.body());
+}
 
 EventConsent readConsent(const json::object& body) {
   EventConsent out;

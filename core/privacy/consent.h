@@ -34,6 +34,12 @@ using ConsentAliases = std::map<std::string, std::string>;
 
 std::string lowerAscii(std::string_view s);
 
+// False only when the event's JSON text certainly states no consent: it names neither `consent`
+// nor `consentManagement`, and no key is written with \u escapes (which could spell either).
+// A filter before a parse; most events state none.
+bool mayStateConsent(std::string_view json) noexcept;
+
+// Parses the event's body only when mayStateConsent() says so.
 EventConsent readConsent(const sdk::Event& event);
 EventConsent readConsent(const boost::json::object& body);
 

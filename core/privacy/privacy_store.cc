@@ -4,7 +4,6 @@
 
 #include <boost/json.hpp>
 #include <cstdio>
-#include <cstring>
 #include <random>
 
 #include "core/sqlite/statement.h"
@@ -462,14 +461,7 @@ sdk::Status PrivacyStore::rememberConsent(const std::vector<sdk::Event>& events)
   // Parsed outside the lock; most events state no consent, and then nothing is locked.
   std::vector<std::pair<const sdk::Event*, EventConsent>> stated;
   for (const auto& event : events) {
-    // Cheap pre-check: neither "consent" nor "consentManagement" in the text. memmem, not
-    // string_view::find, which stops at every 'o' of the event (memchr, then a compare).
-    constexpr std::string_view kNeedle = "onsent";
-    const std::string_view text = event.json();
-    if (::memmem(text.data(), text.size(), kNeedle.data(), kNeedle.size()) == nullptr) {
-      continue;
-    }
-    EventConsent consent = readConsent(event);
+    EventConsent consent = readConsent(event);  // most state none: not parsed
     if (consent.stated) {
       stated.emplace_back(&event, std::move(consent));
     }

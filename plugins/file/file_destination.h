@@ -25,6 +25,8 @@ const sdk::OptionTable<FileConfig>& fileOptions();
 
 // The line written for `event`: its JSON with `receivedAt` added when absent.
 std::string formatLine(const sdk::Event& event);
+// The same line, appended to `out` (deliver() builds a batch's lines in one buffer).
+void appendLine(const sdk::Event& event, std::string& out);
 
 // Thread-safe: concurrent deliver() calls are serialized on the file.
 class FileDestination final : public sdk::Destination {

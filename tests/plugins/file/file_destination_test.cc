@@ -25,6 +25,14 @@ sdk::Event event(const std::string& json_text, std::int64_t received_at_ms = 176
   return sdk::Event(h, std::string(made->json()));
 }
 
+// An event with exactly this text (makeEvent would re-serialize it).
+sdk::Event rawEvent(const std::string& json_text) {
+  sdk::EventHeader h;
+  h.user_id = "u";
+  h.received_at_ms = 1764340261123;
+  return sdk::Event(h, json_text);
+}
+
 std::string slurp(const fs::path& file) {
   std::ifstream in(file);
   std::stringstream s;
@@ -60,6 +68,29 @@ TEST(FileFormatTest, ANestedReceivedAtIsNotTheTopLevelOne) {
   auto line = formatLine(
       event(R"({"type":"track","event":"A","userId":"u","properties":{"receivedAt":"x"}})"));
   EXPECT_EQ(line.rfind(R"({"receivedAt":"2025-11-28T14:31:01.123Z",)", 0), 0u) << line;
+}
+
+TEST(FileFormatTest, AReceivedAtEndingTheEventIsKept) {
+  // As the http source writes it: last, no spaces (seen from the end, without a scan).
+  for (const char* text :
+       {R"({"type":"track","event":"A","userId":"u","receivedAt":"2020-01-01T00:00:00.000Z"})",
+        R"({"receivedAt":"2020-01-01T00:00:00.000Z"})",
+        R"({"type":"identify","userId":"u","receivedAt":"x\\"})",
+        R"({"type":"identify","userId":"u","receivedAt":"2020-01-01T00:00:00.000Z" })",
+        R"({"type":"identify","userId":"u","receivedAt" : "x"})"}) {
+    EXPECT_EQ(formatLine(rawEvent(text)), std::string(text) + "\n") << text;
+  }
+}
+
+TEST(FileFormatTest, TextThatOnlyEndsLikeAReceivedAtIsNotOne) {
+  // Inside a string value, and inside a nested object: the top level has no receivedAt.
+  for (const char* text :
+       {R"({"type":"track","event":"A","userId":"u","p":"x\",\"receivedAt\":\"y"})",
+        R"({"type":"track","event":"A","userId":"u","p":{"receivedAt":"y"}})",
+        R"({"type":"track","event":"A","userId":"u","p":["receivedAt","y"]})"}) {
+    EXPECT_EQ(formatLine(rawEvent(text)),
+              std::string(R"({"receivedAt":"2025-11-28T14:31:01.123Z",)") + (text + 1) + "\n");
+  }
 }
 
 FileConfig config(const fs::path& path, std::uint64_t max_bytes = 1 << 20, std::int64_t files = 2) {

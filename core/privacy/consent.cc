@@ -37,27 +37,37 @@ bool containsOnsent(std::string_view text) noexcept {
   static constexpr std::string_view kNeedle = "onsent";
   constexpr std::size_t kLast = kNeedle.size() - 1;
   const char* p = text.data();
-  std::size_t i = 0;
+  const std::size_t n = text.size();
 #if defined(__SSE2__)
-  const __m128i first = _mm_set1_epi8(kNeedle.front());
-  const __m128i last = _mm_set1_epi8(kNeedle.back());
-  for (; i + kLast + 16 <= text.size(); i += 16) {
-    const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i));
-    const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i + kLast));
-    auto mask = static_cast<unsigned>(
-        _mm_movemask_epi8(_mm_and_si128(_mm_cmpeq_epi8(a, first), _mm_cmpeq_epi8(b, last))));
-    while (mask != 0) {
-      const std::size_t at = i + static_cast<std::size_t>(__builtin_ctz(mask));
-      if (std::memcmp(p + at + 1, kNeedle.data() + 1, kLast - 1) == 0) {
-        return true;
+  constexpr std::size_t kSpan = kLast + 16;  // the bytes one step reads
+  if (n >= kSpan) {
+    const __m128i first = _mm_set1_epi8(kNeedle.front());
+    const __m128i last = _mm_set1_epi8(kNeedle.back());
+    // Steps of 16 positions; the last step is moved back to end exactly at the text's end
+    // (positions it shares with the step before are tested twice, which is harmless).
+    for (std::size_t i = 0;; i += 16) {
+      if (i + kSpan > n) {
+        i = n - kSpan;
       }
-      mask &= mask - 1;
+      const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i));
+      const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i + kLast));
+      auto mask = static_cast<unsigned>(
+          _mm_movemask_epi8(_mm_and_si128(_mm_cmpeq_epi8(a, first), _mm_cmpeq_epi8(b, last))));
+      while (mask != 0) {
+        const std::size_t at = i + static_cast<std::size_t>(__builtin_ctz(mask));
+        if (std::memcmp(p + at + 1, kNeedle.data() + 1, kLast - 1) == 0) {
+          return true;
+        }
+        mask &= mask - 1;
+      }
+      if (i + kSpan == n) {
+        return false;
+      }
     }
   }
 #endif
-  // The rest (or all of it without SSE2).
-  return i < text.size() &&
-         ::memmem(p + i, text.size() - i, kNeedle.data(), kNeedle.size()) != nullptr;
+  // Short texts (or no SSE2).
+  return ::memmem(p, n, kNeedle.data(), kNeedle.size()) != nullptr;
 }
 
 json::array toArray(const std::set<std::string>& values) {

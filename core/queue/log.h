@@ -119,6 +119,9 @@ class Log {
 
   // Deletes every segment that lies entirely below `min_cursor`, never the active one. Returns
   // the number of segments deleted. Readers still inside a deleted segment finish their pread.
+  // A deleted segment no reader holds is shrunk in steps before its last close, so the file
+  // system frees its blocks gradually (a few ms per segment on the caller's thread): freed at
+  // once, they stall the writer's fdatasync on ext4 with `discard`.
   sdk::Result<std::size_t> truncateBefore(Offset min_cursor);
 
   Offset durableEnd() const noexcept { return durable_end_.load(std::memory_order_acquire); }
@@ -153,8 +156,24 @@ class Log {
     std::size_t end = 0;
     std::size_t records = 0;
   };
+  // A growable byte array that, unlike std::string::resize, does not zero what it adds: the
+  // records encoded into it overwrite those bytes at once.
+  class Bytes {
+   public:
+    // Grows by `n` bytes (contents unspecified); returns where they start.
+    char* extend(std::size_t n);
+    const char* data() const noexcept { return buf_.get(); }
+    std::size_t size() const noexcept { return size_; }
+    std::size_t capacity() const noexcept { return capacity_; }
+    void clear() noexcept { size_ = 0; }  // keeps the allocation
+
+   private:
+    std::unique_ptr<char[]> buf_;
+    std::size_t size_ = 0;
+    std::size_t capacity_ = 0;
+  };
   struct Group {
-    std::string bytes;
+    Bytes bytes;
     std::vector<std::uint32_t> record_sizes;
     std::vector<PendingCall> calls;
     void clear();

@@ -70,7 +70,7 @@ std::size_t encodedRecordSize(const sdk::Event& event) noexcept {
   return kRecordHeaderSize + payloadSize(event);
 }
 
-sdk::Status encodeRecord(const sdk::Event& event, std::string& out) {
+sdk::Status checkRecordSize(const sdk::Event& event) {
   const std::size_t payload = payloadSize(event);
   if (payload > kMaxPayloadBytes) {
     return sdk::makeError(sdk::ErrorCode::InvalidArgument,
@@ -78,9 +78,11 @@ sdk::Status encodeRecord(const sdk::Event& event, std::string& out) {
                               " bytes encoded; the queue's record limit is " +
                               std::to_string(kMaxPayloadBytes));
   }
-  const std::size_t start = out.size();
-  out.resize(start + kRecordHeaderSize + payload);
-  char* rec = out.data() + start;
+  return sdk::Status::success();
+}
+
+char* encodeRecordTo(const sdk::Event& event, char* rec) noexcept {
+  const std::size_t payload = payloadSize(event);
   put32(rec, kRecordMagic);
   rec[4] = static_cast<char>(kRecordFormatVersion);
   rec[5] = 0;
@@ -104,6 +106,16 @@ sdk::Status encodeRecord(const sdk::Event& event, std::string& out) {
   std::uint32_t crc = crc32c(rec + 4, 8);
   crc = crc32c(rec + kRecordHeaderSize, payload, crc);
   put32(rec + 12, crc);
+  return rec + kRecordHeaderSize + payload;
+}
+
+sdk::Status encodeRecord(const sdk::Event& event, std::string& out) {
+  if (sdk::Status st = checkRecordSize(event); !st.ok()) {
+    return st;
+  }
+  const std::size_t start = out.size();
+  out.resize(start + encodedRecordSize(event));
+  encodeRecordTo(event, out.data() + start);
   return sdk::Status::success();
 }
 

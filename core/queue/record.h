@@ -54,6 +54,12 @@ std::size_t encodedRecordSize(const sdk::Event& event) noexcept;
 // kMaxPayloadBytes (then `out` is unchanged).
 sdk::Status encodeRecord(const sdk::Event& event, std::string& out);
 
+// The two halves of encodeRecord, for a caller that places records itself: the size check,
+// and the encoding into `out` (encodedRecordSize(event) bytes, for an event that passed the
+// check). Returns the end of the record.
+sdk::Status checkRecordSize(const sdk::Event& event);
+char* encodeRecordTo(const sdk::Event& event, char* out) noexcept;
+
 // Checks the framing and checksum of the record at the start of `bytes` without decoding it.
 // On Ok, `size` is the whole record's size and `payload` views the payload inside `bytes`.
 // On Truncated with a readable header, `size` is the size the record claims.

@@ -127,6 +127,28 @@ TEST(LogTest, EmptyAppendCompletesWithEmptyRange) {
   EXPECT_EQ(r.first, r.end);
 }
 
+TEST(LogTest, ACallWithAnOversizedEventIsRefusedWhole) {
+  TempDir dir;
+  auto log = openLog(optionsFor(dir));
+  ASSERT_TRUE(log);
+  appendRange(*log, 0, 2);
+  std::vector<sdk::Event> events;
+  events.push_back(makeTestEvent(1, 0));
+  events.push_back(makeTestEvent(1, 1, kMaxPayloadBytes + 1));
+  events.push_back(makeTestEvent(1, 2));
+  AppendResult refused = appendAndWait(*log, std::move(events));
+  ASSERT_FALSE(refused.status.ok());
+  EXPECT_NE(refused.status.message().find("record limit"), std::string::npos)
+      << refused.status.message();
+  // Nothing of the refused call was written; the next call follows the first two directly.
+  appendRange(*log, 2, 4);
+  auto records = readAll(*log);
+  ASSERT_EQ(records.size(), 4u);
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_EQ(records[static_cast<std::size_t>(i)].event.messageId(), "m-0-" + std::to_string(i));
+  }
+}
+
 TEST(LogTest, FsyncAlwaysSyncsBeforeEveryCompletion) {
   TempDir dir;
   auto log = openLog(optionsFor(dir, FsyncPolicy::Always));
@@ -399,6 +421,35 @@ TEST(LogTest, RetentionDeletesOnlyFullyPassedSegments) {
   EXPECT_EQ(segmentFiles(dir.path()).size(), 1u);
   appendRange(*log, 60, 61);
   EXPECT_EQ(readAll(*log, log->beginOffset()).back().event.messageId(), "m-0-60");
+}
+
+TEST(LogTest, LargeSegmentsAreReleasedInStepsAndAccountedWhole) {
+  // Segments above the 2 MiB release step are shrunk in 2 ms steps before their last close.
+  TempDir dir;
+  LogOptions o = optionsFor(dir, FsyncPolicy::Never);
+  o.segment_bytes = 5u << 20;
+  auto log = openLog(o);
+  ASSERT_TRUE(log);
+  std::vector<sdk::Event> events;
+  for (int i = 0; i < 180; ++i) {
+    events.push_back(makeTestEvent(0, i, 64u << 10));  // ~11.5 MiB: three segments
+  }
+  ASSERT_TRUE(appendAndWait(*log, std::move(events)).status.ok());
+  const std::vector<std::string> before = segmentFiles(dir.path());
+  ASSERT_EQ(before.size(), 3u);
+  const std::uint64_t active = fs::file_size(before[2]);
+  const auto start = std::chrono::steady_clock::now();
+  auto deleted = log->truncateBefore(log->durableEnd());
+  const auto took = std::chrono::steady_clock::now() - start;
+  ASSERT_TRUE(deleted.ok());
+  EXPECT_EQ(*deleted, 2u);
+  // Two segments of ~5 MiB: at least two pauses of 2 ms each.
+  EXPECT_GE(took, std::chrono::milliseconds(8));
+  EXPECT_FALSE(fs::exists(before[0]));
+  EXPECT_FALSE(fs::exists(before[1]));
+  EXPECT_EQ(log->diskBytes(), active);  // counted at their full size, not the shrunk one
+  appendRange(*log, 180, 181);
+  EXPECT_EQ(readAll(*log, log->beginOffset()).back().event.messageId(), "m-0-180");
 }
 
 TEST(LogTest, ReopenScansOnlyTheLastSegment) {

@@ -214,6 +214,7 @@ bool DestinationWorker::fillWindow() {
          read_pos_ < deps_.log.durableEnd()) {
     const std::size_t room = limits_.max_window_events - window_.size();
     auto batch = deps_.log.read(read_pos_, std::min(kReadRecords, room), kReadBytes);
+    const auto now = SteadyClock::now();
     if (!batch) {
       deps_.logger.error("queue read failed", {{"destination", id_}, {"offset", read_pos_},
                                                {"error", batch.error().message}});
@@ -258,7 +259,7 @@ bool DestinationWorker::fillWindow() {
       // PII controls (hash, drop) before anything leaves the core; dead letters keep this form.
       entry.event = pii_.empty() ? std::move(record.event) : pii_.apply(record.event);
       entry.bytes = entry.event->json().size() + 64;
-      addEntry(entry);
+      addEntry(entry, now);
     }
     const bool stuck = batch->records.empty() && batch->next == read_pos_;
     read_pos_ = batch->next;
@@ -272,6 +273,7 @@ bool DestinationWorker::fillWindow() {
 
 void DestinationWorker::takeReplays() {
   auto rows = deps_.dead_letters.takeReplays(id_, kReplayTake);
+  const auto now = SteadyClock::now();
   if (!rows) {
     deps_.logger.error("dead-letter replay failed", {{"destination", id_}, {"error", rows.error().message}});
     return;
@@ -289,7 +291,7 @@ void DestinationWorker::takeReplays() {
     entry->event = std::move(row.event);
     Entry& added = *entry;
     replays_.emplace(added.dead_letter_id, std::move(entry));
-    addEntry(added);
+    addEntry(added, now);
   }
   if (rows->size() == kReplayTake) {
     std::lock_guard lock(mutex_);
@@ -367,13 +369,13 @@ void DestinationWorker::purgeDeleted() {
   }
 }
 
-void DestinationWorker::addEntry(Entry& entry) {
+void DestinationWorker::addEntry(Entry& entry, SteadyClock::time_point now) {
   window_bytes_ += entry.bytes;
   stat_window_.fetch_add(1);
   Person& person = *persons_.tryEmplace(entry.person).first;
   person.entries.push_back(&entry);
   if (!person.busy && person.entries.size() == 1) {
-    schedule(person, entry.person, SteadyClock::now());
+    schedule(person, entry.person, now);
   }
 }
 

@@ -163,7 +163,8 @@ class DestinationWorker {
   void takeReplays();
   bool skipDeleted(const sdk::Event& event);
   void purgeDeleted();
-  void addEntry(Entry& entry);
+  // `now`: when the caller read the entry (one clock read per read batch, not per event).
+  void addEntry(Entry& entry, std::chrono::steady_clock::time_point now);
   void schedule(Person& person, PersonKey key, std::chrono::steady_clock::time_point now);
   void promoteWaiting(std::chrono::steady_clock::time_point now);
   std::optional<std::chrono::steady_clock::time_point> dispatch(std::chrono::steady_clock::time_point now);

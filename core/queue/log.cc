@@ -16,6 +16,7 @@
 #include <utility>
 
 #include "core/queue/io.h"
+#include "junction/sdk/files.h"
 #include "core/runtime/thread.h"
 
 namespace junction::core::queue {
@@ -399,11 +400,12 @@ void Log::writerLoop() {
       std::lock_guard relk(mu_);
       committed_bytes_ -= bytes;
     }
-    completeGroup(group, st, start);
-    group.clear();
-    // No reference to a sealed segment outlives its group: retention may be the last holder.
+    // No reference to a sealed segment outlives its group (dropped before the callbacks run):
+    // retention may then be the last holder.
     sealed_.clear();
     created_.clear();
+    completeGroup(group, st, start);
+    group.clear();
     lk.lock();
   }
 }
@@ -682,31 +684,6 @@ sdk::Result<ReadBatch> Log::read(Offset from, std::size_t max_records, std::size
   return batch;
 }
 
-namespace {
-
-// How a deleted segment's blocks are given back: 2 MiB at a time, 2 ms apart (a 64 MiB segment
-// in ~70 ms, on the retention thread).
-constexpr std::uint64_t kReleaseStep = 2u << 20;
-constexpr auto kReleasePause = std::chrono::milliseconds(2);
-
-// Shrinks the unlinked file behind `fd` step by step; its last close frees the rest. On ext4
-// mounted with `discard` (usual on cloud VMs), freeing a whole 64 MiB segment at once discards
-// all its blocks in one journal commit, and every fdatasync of the active segment waits for that
-// commit: stalls of 15-20 ms, once per deleted segment, measured on this project's CI machine.
-// In steps, each commit carries a small discard (stalls under 3 ms there). A failed step ends it:
-// the close still frees everything.
-void releaseGradually(int fd, std::uint64_t size) {
-  while (size > kReleaseStep) {
-    size -= kReleaseStep;
-    if (::ftruncate(fd, static_cast<off_t>(size)) != 0) {
-      return;
-    }
-    std::this_thread::sleep_for(kReleasePause);
-  }
-}
-
-}  // namespace
-
 sdk::Result<std::size_t> Log::truncateBefore(Offset min_cursor) {
   std::vector<std::shared_ptr<Segment>> victims;
   {
@@ -738,9 +715,10 @@ sdk::Result<std::size_t> Log::truncateBefore(Offset min_cursor) {
       continue;
     }
     // Out of the map and unlinked: no reader can take it any more. With no reader inside it
-    // either, its blocks are given back a few MiB at a time (see releaseGradually).
+    // either, its blocks are given back a few MiB at a time (sdk::shrinkGradually: on ext4 with
+    // `discard`, freeing 64 MiB at once stalls the writer's fdatasync for 10-17 ms).
     if (sized && seg.use_count() == 1) {
-      releaseGradually(seg->fd, static_cast<std::uint64_t>(st.st_size));
+      sdk::shrinkGradually(seg->fd, static_cast<std::uint64_t>(st.st_size));
     }
   }
   disk_bytes_ -= freed;

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "junction/sdk/destination.h"
+#include "junction/sdk/files.h"
 #include "junction/sdk/options.h"
 
 namespace junction::plugins::file {
@@ -49,6 +50,7 @@ class FileDestination final : public sdk::Destination {
   std::mutex mutex_;
   int fd_ = -1;
   std::uint64_t size_ = 0;
+  sdk::FileReleaser releaser_;  // files rotated out, freed gradually
 };
 
 }  // namespace junction::plugins::file

@@ -141,6 +141,32 @@ TEST(FileDestinationTest, RotatesBySizeAndKeepsMaxFiles) {
   EXPECT_GE(ctx.metrics().counterValue("junction_file_rotations_total"), 3u);
 }
 
+TEST(FileDestinationTest, WithMaxFilesZeroAFullFileIsDroppedAndANewOneStarted) {
+  TempDir dir;
+  sdk::testing::FakeDestinationContext ctx;
+  const fs::path path = dir.path() / "events.ndjson";
+  FileDestination dest(config(path, 4096, 0), ctx);
+  ASSERT_TRUE(dest.start().ok());
+  std::string big(900, 'x');
+  for (int i = 0; i < 12; ++i) {
+    std::vector<sdk::Event> batch{event(R"({"type":"track","event":"A","userId":"u","properties":{"p":")" +
+                                        big + "\"}}")};
+    ASSERT_TRUE(dest.deliver(batch)[0].isDelivered());
+  }
+  dest.stop();
+  EXPECT_TRUE(fs::exists(path));
+  EXPECT_FALSE(fs::exists(path.string() + ".1"));
+  EXPECT_LE(fs::file_size(path), 4096u);
+  EXPECT_GE(ctx.metrics().counterValue("junction_file_rotations_total"), 2u);
+  // Every line in the file is whole: the dropped file's descriptor went to the releaser, not
+  // back into use.
+  std::istringstream lines(slurp(path));
+  std::string line;
+  while (std::getline(lines, line)) {
+    EXPECT_TRUE(boost::json::parse(line).is_object());
+  }
+}
+
 TEST(FileDestinationTest, AnUnwritablePathIsARetryNotALoss) {
   TempDir dir;
   std::ofstream(dir.path() / "not-a-dir") << "x";

@@ -150,9 +150,40 @@ std::int64_t daysFromCivil(std::int64_t y, unsigned m, unsigned d) {
   return era * 146097 + static_cast<std::int64_t>(doe) - 719468;
 }
 
+// "2026-11-28T15:11:01.123Z", the form every SDK sends, read at fixed positions. nullopt for
+// anything else, including out-of-range fields: the general parser then decides.
+std::optional<std::int64_t> parseCanonicalTimestamp(std::string_view s) noexcept {
+  if (s.size() != 24 || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' ||
+      s[16] != ':' || s[19] != '.' || s[23] != 'Z') {
+    return std::nullopt;
+  }
+  bool digits = true;
+  auto num = [&](std::size_t at, std::size_t count) {
+    int v = 0;
+    for (std::size_t i = at; i < at + count; ++i) {
+      const unsigned d = static_cast<unsigned char>(s[i]) - '0';
+      digits = digits && d <= 9;
+      v = v * 10 + static_cast<int>(d);
+    }
+    return v;
+  };
+  const int year = num(0, 4), month = num(5, 2), day = num(8, 2);
+  const int hour = num(11, 2), minute = num(14, 2), second = num(17, 2), millis = num(20, 3);
+  if (!digits || month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 || minute > 59 ||
+      second > 60) {
+    return std::nullopt;
+  }
+  const std::int64_t days =
+      daysFromCivil(year, static_cast<unsigned>(month), static_cast<unsigned>(day));
+  return (days * 86400 + hour * 3600 + minute * 60 + second) * 1000 + millis;
+}
+
 }  // namespace
 
 std::optional<std::int64_t> parseIsoTimestamp(std::string_view s) noexcept {
+  if (auto canonical = parseCanonicalTimestamp(s)) {
+    return canonical;
+  }
   std::size_t pos = 0;
   int year = 0, month = 0, day = 0, hour = 0, minute = 0, second = 0;
   if (!readDigits(s, pos, 4, year) || !expect(s, pos, '-') || !readDigits(s, pos, 2, month) ||

@@ -1,5 +1,6 @@
 // Hot-path formatting in the SDK: the ISO-8601 timestamps every event gets (receivedAt,
-// timestamp, log lines) and the UUID v4 messageIds ingest and the HTTP source invent.
+// timestamp, log lines), their parsing (every event's timestamp and sentAt), and the UUID v4
+// messageIds ingest and the HTTP source invent.
 //
 //   build/bench/format_bench [--benchmark_filter=...]
 
@@ -49,5 +50,25 @@ void BM_MakeUuidV4(benchmark::State& state) {
 BENCHMARK(BM_MakeUuidV4);
 
 }  // namespace
+
+// 64 different texts, parsed in turn: the canonical form SDKs send, and one with an offset.
+void parseBench(benchmark::State& state, bool canonical) {
+  std::string texts[64];
+  for (int i = 0; i < 64; ++i) {
+    texts[i] = sdk::formatIsoTimestamp(kStartMs + i * kStepMs);
+    if (!canonical) {
+      texts[i].replace(texts[i].size() - 1, 1, "+00:00");
+    }
+  }
+  std::size_t i = 0;
+  for (auto _ : state) {
+    auto ms = sdk::parseIsoTimestamp(texts[i++ & 63]);
+    benchmark::DoNotOptimize(ms);
+  }
+}
+void BM_ParseIsoTimestampCanonical(benchmark::State& state) { parseBench(state, true); }
+BENCHMARK(BM_ParseIsoTimestampCanonical);
+void BM_ParseIsoTimestampWithOffset(benchmark::State& state) { parseBench(state, false); }
+BENCHMARK(BM_ParseIsoTimestampWithOffset);
 
 BENCHMARK_MAIN();

@@ -65,6 +65,25 @@ TEST(EventTest, FormatsIsoTimestampsAtTheEdges) {
   }
 }
 
+TEST(EventTest, TheCanonicalTimestampFormAgreesWithTheOthersAndRefusesTheSame) {
+  // "YYYY-MM-DDTHH:MM:SS.mmmZ" is read at fixed positions; other forms by the general parser.
+  const std::int64_t t = 1764342661123;  // 2025-11-28T15:11:01.123Z
+  EXPECT_EQ(parseIsoTimestamp("2025-11-28T15:11:01.123Z"), t);
+  EXPECT_EQ(parseIsoTimestamp("2025-11-28T15:11:01.123+00:00"), t);
+  EXPECT_EQ(parseIsoTimestamp("2025-11-28T16:11:01.123+01:00"), t);
+  EXPECT_EQ(parseIsoTimestamp("2025-11-28t15:11:01.123z"), t);
+  EXPECT_EQ(parseIsoTimestamp("2025-11-28T15:11:01.1230Z"), t);
+  EXPECT_EQ(parseIsoTimestamp("2026-01-01T00:00:60.000Z"), parseIsoTimestamp("2026-01-01T00:01:00Z"));
+  for (const char* bad : {"2026-13-01T00:00:00.000Z", "2026-00-01T00:00:00.000Z",
+                          "2026-01-32T00:00:00.000Z", "2026-01-00T00:00:00.000Z",
+                          "2026-01-01T24:00:00.000Z", "2026-01-01T00:60:00.000Z",
+                          "2026-01-01T00:00:61.000Z", "2026-01-0aT00:00:00.000Z",
+                          "2026-01-01T00:00:00.00aZ", "+026-01-01T00:00:00.000Z",
+                          "2026-01-01T00:00:00.000X"}) {
+    EXPECT_FALSE(parseIsoTimestamp(bad).has_value()) << bad;
+  }
+}
+
 TEST(EventTest, FormatsIsoTimestampsLikeGmtimeAndSnprintf) {
   std::mt19937_64 rng(20261128);  // fixed: a failure reproduces
   std::uniform_int_distribution<std::int64_t> any_ms(kYear0Ms, kYear10000Ms - 1);

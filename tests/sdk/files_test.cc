@@ -13,24 +13,16 @@
 #include <thread>
 
 #include "junction/sdk/files.h"
+#include "junction/sdk/testing/temp_dir.h"
 
 namespace junction::sdk {
 namespace {
 
-namespace fs = std::filesystem;
+using testing::TempDir;
 
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/junction-files-XXXXXX";
-    path_ = ::mkdtemp(tmpl);
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  fs::path path_;
-};
+std::string fileIn(const TempDir& dir, const std::string& name) {
+  return (dir.path() / name).string();
+}
 
 // An unlinked file of `size` bytes with real blocks; returns its descriptor.
 int unlinkedFile(const std::string& path, std::size_t size) {
@@ -52,7 +44,7 @@ std::uint64_t sizeOf(int fd) {
 
 TEST(ShrinkGraduallyTest, LeavesOneStepForTheClose) {
   TempDir dir;
-  const int fd = unlinkedFile(dir.file("a"), 7u << 20);
+  const int fd = unlinkedFile(fileIn(dir, "a"), 7u << 20);
   const auto start = std::chrono::steady_clock::now();
   shrinkGradually(fd, sizeOf(fd));
   const auto took = std::chrono::steady_clock::now() - start;
@@ -63,7 +55,7 @@ TEST(ShrinkGraduallyTest, LeavesOneStepForTheClose) {
 
 TEST(ShrinkGraduallyTest, ASmallFileIsLeftAlone) {
   TempDir dir;
-  const int fd = unlinkedFile(dir.file("a"), 1u << 20);
+  const int fd = unlinkedFile(fileIn(dir, "a"), 1u << 20);
   shrinkGradually(fd, sizeOf(fd));
   EXPECT_EQ(sizeOf(fd), 1u << 20);
   ::close(fd);
@@ -71,7 +63,7 @@ TEST(ShrinkGraduallyTest, ASmallFileIsLeftAlone) {
 
 TEST(ShrinkGraduallyTest, TheStopFlagEndsIt) {
   TempDir dir;
-  const int fd = unlinkedFile(dir.file("a"), 5u << 20);
+  const int fd = unlinkedFile(fileIn(dir, "a"), 5u << 20);
   std::atomic<bool> stop{true};
   shrinkGradually(fd, sizeOf(fd), &stop);
   EXPECT_EQ(sizeOf(fd), 5u << 20);
@@ -82,7 +74,7 @@ TEST(FileReleaserTest, ShrinksAndClosesEveryFileItTakes) {
   TempDir dir;
   FileReleaser releaser;
   for (int i = 0; i < 3; ++i) {
-    releaser.release(unlinkedFile(dir.file("f" + std::to_string(i)), 3u << 20));
+    releaser.release(unlinkedFile(fileIn(dir, "f" + std::to_string(i)), 3u << 20));
   }
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   while (releaser.pending() > 0 && std::chrono::steady_clock::now() < deadline) {
@@ -97,13 +89,13 @@ TEST(FileReleaserTest, TheDestructorDoesNotWaitForAShrink) {
   {
     FileReleaser releaser;
     // A sparse 4 GiB file: 2,047 steps of 2 ms each (~4 s) if the shrink ran to its end.
-    const std::string path = dir.file("big");
+    const std::string path = fileIn(dir, "big");
     const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     ASSERT_GE(fd, 0);
     ASSERT_EQ(::ftruncate(fd, off_t{4} << 30), 0);
     ASSERT_EQ(::unlink(path.c_str()), 0);
     releaser.release(fd);
-    releaser.release(unlinkedFile(dir.file("small"), 3u << 20));
+    releaser.release(unlinkedFile(fileIn(dir, "small"), 3u << 20));
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(2));

@@ -10,6 +10,7 @@
 
 #include "file_destination.h"
 #include "junction/sdk/testing/fake_context.h"
+#include "junction/sdk/testing/temp_dir.h"
 
 namespace junction::plugins::file {
 namespace {
@@ -40,18 +41,7 @@ std::string slurp(const fs::path& file) {
   return s.str();
 }
 
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/junction-file-XXXXXX";
-    path_ = ::mkdtemp(tmpl);
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
+using sdk::testing::TempDir;
 
 TEST(FileFormatTest, AddsReceivedAtToTheEventAsReceived) {
   EXPECT_EQ(formatLine(event(R"({"type":"track","event":"A","userId":"u1"})")),
@@ -102,6 +92,16 @@ FileConfig config(const fs::path& path, std::uint64_t max_bytes = 1 << 20, std::
   return c;
 }
 
+// Delivers `count` events of about 1 KB, one per call, each reported delivered.
+void deliverKilobyteEvents(FileDestination& dest, int count) {
+  const std::string big(900, 'x');
+  for (int i = 0; i < count; ++i) {
+    std::vector<sdk::Event> batch{
+        event(R"({"type":"track","event":"A","userId":"u","properties":{"p":")" + big + "\"}}")};
+    ASSERT_TRUE(dest.deliver(batch)[0].isDelivered());
+  }
+}
+
 TEST(FileDestinationTest, AppendsOneLinePerEventAndReportsDelivered) {
   TempDir dir;
   sdk::testing::FakeDestinationContext ctx;
@@ -126,12 +126,7 @@ TEST(FileDestinationTest, RotatesBySizeAndKeepsMaxFiles) {
   const fs::path path = dir.path() / "events.ndjson";
   FileDestination dest(config(path, 4096, 2), ctx);
   ASSERT_TRUE(dest.start().ok());
-  std::string big(900, 'x');
-  for (int i = 0; i < 30; ++i) {
-    std::vector<sdk::Event> batch{event(R"({"type":"track","event":"A","userId":"u","properties":{"p":")" +
-                                        big + "\"}}")};
-    ASSERT_TRUE(dest.deliver(batch)[0].isDelivered());
-  }
+  deliverKilobyteEvents(dest, 30);
   dest.stop();
   EXPECT_TRUE(fs::exists(path));
   EXPECT_TRUE(fs::exists(path.string() + ".1"));
@@ -147,12 +142,7 @@ TEST(FileDestinationTest, WithMaxFilesZeroAFullFileIsDroppedAndANewOneStarted) {
   const fs::path path = dir.path() / "events.ndjson";
   FileDestination dest(config(path, 4096, 0), ctx);
   ASSERT_TRUE(dest.start().ok());
-  std::string big(900, 'x');
-  for (int i = 0; i < 12; ++i) {
-    std::vector<sdk::Event> batch{event(R"({"type":"track","event":"A","userId":"u","properties":{"p":")" +
-                                        big + "\"}}")};
-    ASSERT_TRUE(dest.deliver(batch)[0].isDelivered());
-  }
+  deliverKilobyteEvents(dest, 12);
   dest.stop();
   EXPECT_TRUE(fs::exists(path));
   EXPECT_FALSE(fs::exists(path.string() + ".1"));

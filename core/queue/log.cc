@@ -16,8 +16,8 @@
 #include <utility>
 
 #include "core/queue/io.h"
-#include "junction/sdk/files.h"
 #include "core/runtime/thread.h"
+#include "junction/sdk/files.h"
 
 namespace junction::core::queue {
 

@@ -150,8 +150,27 @@ std::int64_t daysFromCivil(std::int64_t y, unsigned m, unsigned d) {
   return era * 146097 + static_cast<std::int64_t>(doe) - 719468;
 }
 
+// The instant of a date-time read from text, or nullopt when a field is out of range (both
+// parsers below check the same bounds; a 60th second is allowed for leap seconds).
+struct DateTimeFields {
+  int year = 0, month = 0, day = 0, hour = 0, minute = 0, second = 0, millis = 0;
+  int offset_minutes = 0;
+};
+std::optional<std::int64_t> toEpochMs(const DateTimeFields& f) noexcept {
+  if (f.month < 1 || f.month > 12 || f.day < 1 || f.day > 31 || f.hour > 23 || f.minute > 59 ||
+      f.second > 60) {
+    return std::nullopt;
+  }
+  const std::int64_t days =
+      daysFromCivil(f.year, static_cast<unsigned>(f.month), static_cast<unsigned>(f.day));
+  const std::int64_t secs =
+      days * 86400 + f.hour * 3600 + f.minute * 60 + f.second - f.offset_minutes * 60;
+  return secs * 1000 + f.millis;
+}
+
 // "2026-11-28T15:11:01.123Z", the form every SDK sends, read at fixed positions. nullopt for
-// anything else, including out-of-range fields: the general parser then decides.
+// anything else, including out-of-range fields: the general parser then decides (and refuses
+// those too).
 std::optional<std::int64_t> parseCanonicalTimestamp(std::string_view s) noexcept {
   if (s.size() != 24 || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' ||
       s[16] != ':' || s[19] != '.' || s[23] != 'Z') {
@@ -163,19 +182,19 @@ std::optional<std::int64_t> parseCanonicalTimestamp(std::string_view s) noexcept
     for (std::size_t i = at; i < at + count; ++i) {
       const unsigned d = static_cast<unsigned char>(s[i]) - '0';
       digits = digits && d <= 9;
-      v = v * 10 + static_cast<int>(d);
+      v = v * 10 + static_cast<int>(d <= 9 ? d : 0);  // no overflow on a non-digit
     }
     return v;
   };
-  const int year = num(0, 4), month = num(5, 2), day = num(8, 2);
-  const int hour = num(11, 2), minute = num(14, 2), second = num(17, 2), millis = num(20, 3);
-  if (!digits || month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 || minute > 59 ||
-      second > 60) {
-    return std::nullopt;
-  }
-  const std::int64_t days =
-      daysFromCivil(year, static_cast<unsigned>(month), static_cast<unsigned>(day));
-  return (days * 86400 + hour * 3600 + minute * 60 + second) * 1000 + millis;
+  DateTimeFields f;
+  f.year = num(0, 4);
+  f.month = num(5, 2);
+  f.day = num(8, 2);
+  f.hour = num(11, 2);
+  f.minute = num(14, 2);
+  f.second = num(17, 2);
+  f.millis = num(20, 3);
+  return digits ? toEpochMs(f) : std::nullopt;
 }
 
 }  // namespace
@@ -234,13 +253,10 @@ std::optional<std::int64_t> parseIsoTimestamp(std::string_view s) noexcept {
       offset_minutes = sign * (oh * 60 + om);
     }
   }
-  if (pos != s.size() || month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 ||
-      minute > 59 || second > 60) {
+  if (pos != s.size()) {
     return std::nullopt;
   }
-  std::int64_t days = daysFromCivil(year, static_cast<unsigned>(month), static_cast<unsigned>(day));
-  std::int64_t secs = days * 86400 + hour * 3600 + minute * 60 + second - offset_minutes * 60;
-  return secs * 1000 + millis;
+  return toEpochMs({year, month, day, hour, minute, second, millis, offset_minutes});
 }
 
 namespace {

@@ -319,11 +319,12 @@ sdk::Status Log::append(std::vector<sdk::Event> events, AppendCallback done) {
   sizes.clear();
   std::size_t total = 0;
   for (const sdk::Event& event : events) {
-    if (sdk::Status st = checkRecordSize(event); !st.ok()) {
-      return st;
+    auto size = checkedRecordSize(event);
+    if (!size) {
+      return std::move(size).error();
     }
-    sizes.push_back(static_cast<std::uint32_t>(encodedRecordSize(event)));
-    total += sizes.back();
+    sizes.push_back(static_cast<std::uint32_t>(*size));
+    total += *size;
   }
   bool notify = false;
   {

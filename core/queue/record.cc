@@ -70,7 +70,7 @@ std::size_t encodedRecordSize(const sdk::Event& event) noexcept {
   return kRecordHeaderSize + payloadSize(event);
 }
 
-sdk::Status checkRecordSize(const sdk::Event& event) {
+sdk::Result<std::size_t> checkedRecordSize(const sdk::Event& event) {
   const std::size_t payload = payloadSize(event);
   if (payload > kMaxPayloadBytes) {
     return sdk::makeError(sdk::ErrorCode::InvalidArgument,
@@ -78,7 +78,7 @@ sdk::Status checkRecordSize(const sdk::Event& event) {
                               " bytes encoded; the queue's record limit is " +
                               std::to_string(kMaxPayloadBytes));
   }
-  return sdk::Status::success();
+  return kRecordHeaderSize + payload;
 }
 
 char* encodeRecordTo(const sdk::Event& event, char* rec) noexcept {
@@ -110,11 +110,12 @@ char* encodeRecordTo(const sdk::Event& event, char* rec) noexcept {
 }
 
 sdk::Status encodeRecord(const sdk::Event& event, std::string& out) {
-  if (sdk::Status st = checkRecordSize(event); !st.ok()) {
-    return st;
+  auto size = checkedRecordSize(event);
+  if (!size) {
+    return std::move(size).error();
   }
   const std::size_t start = out.size();
-  out.resize(start + encodedRecordSize(event));
+  out.resize(start + *size);
   encodeRecordTo(event, out.data() + start);
   return sdk::Status::success();
 }

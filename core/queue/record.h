@@ -54,10 +54,10 @@ std::size_t encodedRecordSize(const sdk::Event& event) noexcept;
 // kMaxPayloadBytes (then `out` is unchanged).
 sdk::Status encodeRecord(const sdk::Event& event, std::string& out);
 
-// The two halves of encodeRecord, for a caller that places records itself: the size check,
-// and the encoding into `out` (encodedRecordSize(event) bytes, for an event that passed the
-// check). Returns the end of the record.
-sdk::Status checkRecordSize(const sdk::Event& event);
+// The two halves of encodeRecord, for a caller that places records itself: the record's size
+// (InvalidArgument as above when too large), and the encoding into `out` (that many bytes, for
+// an event that passed the check). Returns the end of the record.
+sdk::Result<std::size_t> checkedRecordSize(const sdk::Event& event);
 char* encodeRecordTo(const sdk::Event& event, char* out) noexcept;
 
 // Checks the framing and checksum of the record at the start of `bytes` without decoding it.

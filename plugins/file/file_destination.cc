@@ -148,9 +148,12 @@ sdk::Status FileDestination::rotate() {
   // a few MiB at a time: freed at once they stall every fdatasync on the disk (the queue's
   // included) on ext4 with `discard` (see junction/sdk/files.h).
   auto drop = [this](int fd, const std::string& path) {
-    if (fd >= 0 && ::unlink(path.c_str()) == 0) {
+    if (fd < 0) {
+      return;  // no such file
+    }
+    if (::unlink(path.c_str()) == 0) {
       releaser_.release(fd);
-    } else if (fd >= 0) {
+    } else {
       ::close(fd);
     }
   };

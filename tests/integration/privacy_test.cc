@@ -235,6 +235,11 @@ TEST_F(PrivacyTest, SuppressDeleteAndTheAuditLog) {
     // keep-1, sup-2, del-1 and keep-2 each failed once (del-2 waits behind del-1).
     return metric(metrics(), "junction_events_retried_total", {"destination=\"held\""}) >= 4;
   })) << daemon_.log();
+  // `vendor` has delivered all five (keep-1, sup-2, del-1, del-2, keep-2) before the delete:
+  // none of them is the deletion's to drop there.
+  ASSERT_TRUE(eventually([&] {
+    return metric(metrics(), "junction_events_delivered_total", {"destination=\"vendor\""}) >= 5;
+  })) << metrics();
   r = regulate(R"({"type":"delete","userId":"d1"})");
   ASSERT_EQ(r.status, 200) << r.body;
   const std::string id(json::parse(r.body).as_object().at("id").as_string());

@@ -1,17 +1,21 @@
 #include "dedup.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <bit>
+#include <cassert>
+#include <cerrno>
 #include <cstring>
 #include <random>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <utility>
 
 namespace junction::plugins::http {
 namespace {
-
-// First capacities: 16 shards × (1024 × 32 B + 1024 × 24 B) ≈ 0.9 MB before any growth.
-constexpr std::size_t kInitialSlots = 1024;
-constexpr std::size_t kInitialRing = 1024;
-static_assert(std::has_single_bit(kInitialSlots) && std::has_single_bit(kInitialRing));
 
 // Odd 64-bit constants with well-spread bits (golden ratio, and wyhash's).
 constexpr std::uint64_t kMulHi = 0x9E3779B97F4A7C15ull;
@@ -47,15 +51,61 @@ std::uint64_t randomSeed() {
 
 }  // namespace
 
+// --- ZeroedMemory --------------------------------------------------------------------------------
+
+ZeroedMemory::ZeroedMemory(std::size_t bytes) {
+  if (bytes == 0) {
+    return;
+  }
+  void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) {
+    throw std::runtime_error("de-duplication: cannot allocate " + std::to_string(bytes) +
+                             " bytes (" + std::strerror(errno) + "); lower dedup_max_entries");
+  }
+  // Every page faulted in now, not by the first id that lands on it.
+  if (::madvise(p, bytes, MADV_POPULATE_WRITE) != 0) {
+    if (errno != EINVAL) {  // EINVAL: a kernel before 5.14; the writes below do the same
+      const int err = errno;
+      ::munmap(p, bytes);
+      throw std::runtime_error("de-duplication: cannot allocate " + std::to_string(bytes) +
+                               " bytes (" + std::strerror(err) + "); lower dedup_max_entries");
+    }
+    const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+    for (std::size_t at = 0; at < bytes; at += page) {
+      static_cast<volatile char*>(p)[at] = 0;
+    }
+  }
+  data_ = p;
+  bytes_ = bytes;
+}
+
+ZeroedMemory::ZeroedMemory(ZeroedMemory&& other) noexcept
+    : data_(std::exchange(other.data_, nullptr)), bytes_(std::exchange(other.bytes_, 0)) {}
+
+ZeroedMemory& ZeroedMemory::operator=(ZeroedMemory&& other) noexcept {
+  if (this != &other) {
+    ZeroedMemory old(std::move(*this));
+    data_ = std::exchange(other.data_, nullptr);
+    bytes_ = std::exchange(other.bytes_, 0);
+  }
+  return *this;
+}
+
+ZeroedMemory::~ZeroedMemory() {
+  if (data_ != nullptr) {
+    ::munmap(data_, bytes_);
+  }
+}
+
 // --- Table ---------------------------------------------------------------------------------------
 
 void Deduplicator::Table::init(std::size_t max_entries) {
-  // Load ≤ 1/2 with max_entries + 1 ids.
-  max_capacity_ = std::bit_ceil(2 * (max_entries + 1));
-  slots_.assign(std::min(kInitialSlots, max_capacity_), Slot{});
-  mask_ = slots_.size() - 1;
+  static_assert(std::is_trivially_copyable_v<Slot>, "zeroed memory is an empty slot");
+  const std::size_t capacity = std::bit_ceil(2 * (max_entries + 1));
+  memory_ = ZeroedMemory(capacity * sizeof(Slot));
+  slots_ = static_cast<Slot*>(memory_.data());
+  mask_ = capacity - 1;
   size_ = 0;
-  publish();
 }
 
 Deduplicator::Slot* Deduplicator::Table::find(const Fingerprint& fp) noexcept {
@@ -71,9 +121,8 @@ Deduplicator::Slot* Deduplicator::Table::find(const Fingerprint& fp) noexcept {
 }
 
 Deduplicator::Slot& Deduplicator::Table::findOrInsert(const Fingerprint& fp, bool& inserted) {
-  if (2 * (size_ + 1) > slots_.size() && slots_.size() < max_capacity_) {
-    grow();  // may be one insertion early when `fp` is present: harmless
-  }
+  // Room is certain: the shard evicts down to the bound after every insertion.
+  assert(2 * size_ < mask_ + 1);
   for (std::size_t i = fp.lo & mask_;; i = (i + 1) & mask_) {
     Slot& s = slots_[i];
     if (s.hi == fp.hi && s.lo == fp.lo) {
@@ -92,7 +141,7 @@ Deduplicator::Slot& Deduplicator::Table::findOrInsert(const Fingerprint& fp, boo
 void Deduplicator::Table::erase(Slot* slot) noexcept {
   // Backward shift: walk the rest of the cluster and pull back every slot whose home is not in
   // (hole, j], so each remains reachable from its home without tombstones.
-  std::size_t hole = static_cast<std::size_t>(slot - slots_.data());
+  std::size_t hole = static_cast<std::size_t>(slot - slots_);
   for (std::size_t j = (hole + 1) & mask_;; j = (j + 1) & mask_) {
     Slot& s = slots_[j];
     if ((s.hi | s.lo) == 0) {
@@ -108,42 +157,21 @@ void Deduplicator::Table::erase(Slot* slot) noexcept {
   --size_;
 }
 
-void Deduplicator::Table::grow() {
-  std::vector<Slot> old(slots_.size() * 2);
-  old.swap(slots_);
-  mask_ = slots_.size() - 1;
-  publish();
-  for (const Slot& s : old) {
-    if ((s.hi | s.lo) == 0) {
-      continue;
-    }
-    std::size_t i = s.lo & mask_;
-    while ((slots_[i].hi | slots_[i].lo) != 0) {
-      i = (i + 1) & mask_;
-    }
-    slots_[i] = s;
-  }
-}
-
 // --- Ring ----------------------------------------------------------------------------------------
 
 void Deduplicator::Ring::init(std::size_t max_entries) {
-  buf_.assign(std::min(kInitialRing, std::bit_ceil(2 * max_entries + 1)), OrderEntry{});
+  static_assert(std::is_trivially_copyable_v<OrderEntry>, "entries live in zeroed memory");
+  const std::size_t capacity = std::bit_ceil(2 * max_entries + 1);
+  memory_ = ZeroedMemory(capacity * sizeof(OrderEntry));
+  buf_ = static_cast<OrderEntry*>(memory_.data());
+  mask_ = capacity - 1;
   head_ = 0;
   size_ = 0;
 }
 
-void Deduplicator::Ring::pushBack(const OrderEntry& e) {
-  if (size_ == buf_.size()) {
-    // Unrolled into a doubled array; never past the bit_ceil of 2 × max_entries + 1.
-    std::vector<OrderEntry> bigger(buf_.size() * 2);
-    for (std::size_t k = 0; k < size_; ++k) {
-      bigger[k] = buf_[(head_ + k) & (buf_.size() - 1)];
-    }
-    buf_.swap(bigger);
-    head_ = 0;
-  }
-  buf_[(head_ + size_) & (buf_.size() - 1)] = e;
+void Deduplicator::Ring::pushBack(const OrderEntry& e) noexcept {
+  assert(size_ <= mask_);  // evict() keeps the ring at most 2 × max_entries long
+  buf_[(head_ + size_) & mask_] = e;
   ++size_;
 }
 
@@ -155,6 +183,17 @@ Deduplicator::Deduplicator(std::chrono::milliseconds window, std::size_t max_ent
       seed_hi_(randomSeed()),
       seed_lo_(randomSeed()) {
   if (enabled()) {
+    const std::size_t bytes =
+        kShards * (std::bit_ceil(2 * (max_per_shard_ + 1)) * sizeof(Slot) +
+                   std::bit_ceil(2 * max_per_shard_ + 1) * sizeof(OrderEntry));
+    const auto physical = static_cast<std::size_t>(::sysconf(_SC_PHYS_PAGES)) *
+                          static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+    if (physical > 0 && bytes > physical / 2) {
+      throw std::runtime_error(
+          "dedup_max_entries " + std::to_string(max_entries) + " needs " +
+          std::to_string(bytes >> 20) + " MiB of memory, more than half of this machine's " +
+          std::to_string(physical >> 20) + " MiB; lower it (each id takes ~112 bytes)");
+    }
     for (Shard& shard : shards_) {
       shard.table.init(max_per_shard_);
       shard.order.init(max_per_shard_);

@@ -11,12 +11,15 @@
 // shard or one probe run.
 //
 // Per shard: an open-addressing table of fingerprints (linear probing, power-of-two capacity,
-// load ≤ 1/2, backward-shift deletion, doubled as ids arrive) and a FIFO ring of (fingerprint,
-// seq) in insertion order from which the oldest are evicted. Under 1 MB in all when idle, ~100 MB
-// at the 1 M default when full (the map of strings this replaced took ~230 MB).
+// load ≤ 1/2, backward-shift deletion) and a FIFO ring of (fingerprint, seq) in insertion order
+// from which the oldest are evicted. Both are allocated when the source starts, at the size the
+// bound needs, and never grow: ~112 bytes per id of the bound (112 MiB at the 1 M default), held
+// from the start. Tables that doubled on demand stalled requests while a new daemon's window
+// filled: hashing is uniform, so all 16 shards doubled at about the same moment (3-8 ms calls in
+// dedup_bench, tens of ms in the daemon under load, the other I/O threads waiting on the shard
+// locks), and fresh pages faulted in under the requests.
 
 #include <array>
-#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -27,9 +30,33 @@
 
 namespace junction::plugins::http {
 
+// Zeroed memory of a fixed size, backed page by page when it is created (an anonymous mapping,
+// prefaulted): a page's first write is a page fault — on a virtual machine a trip to the host —
+// and these would otherwise fall on requests, ~1 ms per 2 MiB. Holds only types whose all-zero
+// bytes are a valid empty value.
+class ZeroedMemory {
+ public:
+  ZeroedMemory() = default;
+  // Throws std::runtime_error when the memory is refused.
+  explicit ZeroedMemory(std::size_t bytes);
+  ZeroedMemory(ZeroedMemory&& other) noexcept;
+  ZeroedMemory& operator=(ZeroedMemory&& other) noexcept;
+  ZeroedMemory(const ZeroedMemory&) = delete;
+  ZeroedMemory& operator=(const ZeroedMemory&) = delete;
+  ~ZeroedMemory();
+
+  void* data() const noexcept { return data_; }
+  std::size_t bytes() const noexcept { return bytes_; }
+
+ private:
+  void* data_ = nullptr;
+  std::size_t bytes_ = 0;
+};
+
 class Deduplicator {
  public:
-  // `window` 0 disables it (`seen` is then always false and remembers nothing).
+  // `window` 0 disables it (`seen` is then always false and remembers nothing). Throws
+  // std::runtime_error when the memory for `max_entries` is more than half the machine's.
   Deduplicator(std::chrono::milliseconds window, std::size_t max_entries);
 
   bool enabled() const noexcept { return window_ms_ > 0; }
@@ -45,7 +72,7 @@ class Deduplicator {
   // Forgets `id` (its events were not queued after all, so a retry must get through).
   void forget(std::string_view id);
   std::size_t size() const;
-  // Approximate heap bytes held by the tables and rings (for tests and diagnostics).
+  // Bytes the tables and rings hold (for tests and diagnostics).
   std::size_t memoryBytes() const;
 
   // The bound applies per shard: `max_entries` / kShards (rounded up) ids in each. For tests.
@@ -69,11 +96,11 @@ class Deduplicator {
     std::uint64_t seq = 0;
   };
 
-  // Linear probing over a power-of-two array of slots.
+  // Linear probing over a power-of-two array of slots, allocated at its final size.
   class Table {
    public:
-    // Allocates the first, small array; the table then never grows past what `max_entries` + 1
-    // ids need (one more than the bound is held between an insertion and its eviction).
+    // Allocates the slots `max_entries` + 1 ids need at load ≤ 1/2 (one more than the bound is
+    // held between an insertion and its eviction).
     void init(std::size_t max_entries);
     // The slot holding `fp`, or nullptr.
     Slot* find(const Fingerprint& fp) noexcept;
@@ -83,52 +110,42 @@ class Deduplicator {
     // Removes the slot (a pointer from find/findOrInsert), shifting its cluster back.
     void erase(Slot* slot) noexcept;
     std::size_t size() const noexcept { return size_; }
-    std::size_t memoryBytes() const noexcept { return slots_.capacity() * sizeof(Slot); }
-    // Asks the CPU to fetch `fp`'s home slot. Safe without the shard's lock (a prefetch of a
-    // stale address is harmless; the array's address and mask are read atomically).
+    std::size_t memoryBytes() const noexcept { return memory_.bytes(); }
+    // Asks the CPU to fetch `fp`'s home slot. Safe without the shard's lock: the array and its
+    // mask are fixed once init() returns.
     void prefetchHome(const Fingerprint& fp) const noexcept {
-      const std::uintptr_t base = base_.load(std::memory_order_relaxed);
-      const std::size_t mask = published_mask_.load(std::memory_order_relaxed);
-      __builtin_prefetch(reinterpret_cast<const void*>(base + (fp.lo & mask) * sizeof(Slot)));
+      __builtin_prefetch(slots_ + (fp.lo & mask_));
     }
 
    private:
-    void grow();
-
-    void publish() noexcept {
-      base_.store(reinterpret_cast<std::uintptr_t>(slots_.data()), std::memory_order_relaxed);
-      published_mask_.store(mask_, std::memory_order_relaxed);
-    }
-
-    std::vector<Slot> slots_;
+    ZeroedMemory memory_;
+    Slot* slots_ = nullptr;
     std::size_t mask_ = 0;
-    std::atomic<std::uintptr_t> base_{0};         // slots_.data(), for prefetchHome
-    std::atomic<std::size_t> published_mask_{0};  // mask_, for prefetchHome
     std::size_t size_ = 0;
-    std::size_t max_capacity_ = 0;
   };
 
-  // FIFO of OrderEntry over a power-of-two array, doubled when full.
+  // FIFO of OrderEntry over a power-of-two array allocated at its final size.
   class Ring {
    public:
-    // Allocates the first, small array. evict() keeps at most 2 × max_entries + 1 entries.
+    // Allocates room for 2 × max_entries + 1 entries: evict() keeps at most 2 × max_entries
+    // after each insertion.
     void init(std::size_t max_entries);
-    void pushBack(const OrderEntry& e);
+    void pushBack(const OrderEntry& e) noexcept;
     const OrderEntry& front() const noexcept { return buf_[head_]; }
     // The k-th entry from the front (k < size()).
-    const OrderEntry& at(std::size_t k) const noexcept {
-      return buf_[(head_ + k) & (buf_.size() - 1)];
-    }
+    const OrderEntry& at(std::size_t k) const noexcept { return buf_[(head_ + k) & mask_]; }
     void popFront() noexcept {
-      head_ = (head_ + 1) & (buf_.size() - 1);
+      head_ = (head_ + 1) & mask_;
       --size_;
     }
     bool empty() const noexcept { return size_ == 0; }
     std::size_t size() const noexcept { return size_; }
-    std::size_t memoryBytes() const noexcept { return buf_.capacity() * sizeof(OrderEntry); }
+    std::size_t memoryBytes() const noexcept { return memory_.bytes(); }
 
    private:
-    std::vector<OrderEntry> buf_;
+    ZeroedMemory memory_;
+    OrderEntry* buf_ = nullptr;
+    std::size_t mask_ = 0;
     std::size_t head_ = 0;
     std::size_t size_ = 0;
   };

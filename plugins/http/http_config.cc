@@ -37,8 +37,9 @@ const sdk::OptionTable<HttpSourceConfig>& httpSourceOptions() {
           .defaultValue("10m")
           .range(0, 7.0 * 24 * 3600 * 1000),
       option("dedup_max_entries", &HttpSourceConfig::dedup_max_entries,
-             "messageIds remembered for de-duplication (the oldest are forgotten first; ~100 "
-             "bytes each: at R events/s the window covers at most this / R seconds)")
+             "messageIds remembered for de-duplication (the oldest are forgotten first; ~112 "
+             "bytes each, allocated when the source starts: at R events/s the window covers at "
+             "most this / R seconds)")
           .defaultValue(1000000)
           .range(16, 1e9),
       option("public_url", &HttpSourceConfig::public_url,

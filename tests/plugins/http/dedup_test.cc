@@ -246,25 +246,38 @@ TEST(DeduplicatorTest, ShardsShareSimilarIdsEvenly) {
   }
 }
 
-TEST(DeduplicatorTest, MemoryGrowsWithTheIdsNotTheBound) {
+TEST(DeduplicatorTest, MemoryIsTheBoundsFromTheStart) {
+  // The 1 M default: 16 shards × (131,072 slots × 32 B + 131,072 ring entries × 24 B) = 112 MiB,
+  // allocated up front and never grown (no request waits for a table to double).
+  constexpr std::size_t kDefault = 16 * (131'072 * 32 + 131'072 * 24);
   Deduplicator d(10min, 1'000'000);
-  EXPECT_LT(d.memoryBytes(), 2'000'000u);  // nothing like the 1 M entries it may grow to
+  EXPECT_EQ(d.memoryBytes(), kDefault);
   EXPECT_EQ(Deduplicator(0ms, 1'000'000).memoryBytes(), 0u);
-  constexpr std::size_t kIds = 200'000;
-  for (std::size_t i = 0; i < kIds; ++i) {
+  for (std::size_t i = 0; i < 200'000; ++i) {
     (void)d.seen(uuidLike(i), 1);
   }
-  // Table slots at load 1/4..1/2 and a ring entry each: at most ~32 × 4 + 24 × 2 B per id.
-  EXPECT_LT(d.memoryBytes(), kIds * 180);
-  EXPECT_GT(d.memoryBytes(), kIds * 80);
+  EXPECT_EQ(d.size(), 200'000u);
+  EXPECT_EQ(d.memoryBytes(), kDefault);
 
-  // Bounded by max_entries however many ids pass through.
+  // Bounded by max_entries however many ids pass through: 100 per shard, 256 slots and 256
+  // ring entries each.
   Deduplicator small(10min, 1600);
-  for (std::size_t i = 0; i < kIds; ++i) {
+  for (std::size_t i = 0; i < 200'000; ++i) {
     (void)small.seen(uuidLike(i), 1);
   }
   EXPECT_LE(small.size(), 1600u);
-  EXPECT_LT(small.memoryBytes(), 16 * (256 * 32 + 256 * 24) + 1u);
+  EXPECT_EQ(small.memoryBytes(), 16 * (256 * 32 + 256 * 24u));
+}
+
+TEST(DeduplicatorTest, ABoundLargerThanTheMachineIsRefused) {
+  try {
+    Deduplicator d(10min, 1'000'000'000'000);
+    FAIL() << "a 112 TB window was allocated";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("dedup_max_entries 1000000000000 needs"),
+              std::string::npos)
+        << e.what();
+  }
 }
 
 TEST(DeduplicatorTest, ConcurrentDistinctIdsAreNeverDuplicates) {

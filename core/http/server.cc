@@ -112,6 +112,20 @@ bhttp::response<bhttp::string_body> errorResponse(int status, std::string_view m
   return toBeastResponse(std::move(r), version, false);
 }
 
+sdk::Histogram& stageHistogram(sdk::Metrics& metrics, std::string_view stage) {
+  return metrics.histogram(
+      "junction_http_request_stage_seconds",
+      "Where requests' time goes: receive (head parsed to last body byte, the client's pace "
+      "included), handle (the route's handler), answer (handler returned to the answer being "
+      "ready: for the tracking API, the wait until the events are durable), write (sending it)",
+      {}, {{"stage", std::string(stage)}});
+}
+
+double secondsBetween(std::chrono::steady_clock::time_point from,
+                      std::chrono::steady_clock::time_point to) {
+  return std::chrono::duration<double>(to - from).count();
+}
+
 }  // namespace
 
 Server::Server(asio::io_context& io, const Router& router, ServerOptions options,
@@ -127,6 +141,8 @@ Server::Server(asio::io_context& io, const Router& router, ServerOptions options
           "Connections closed at once because server.max_connections was reached")),
       request_seconds_(metrics.histogram("junction_http_request_duration_seconds",
                                          "Time from a request's last byte to its answer")),
+      stage_seconds_{stageHistogram(metrics, "receive"), stageHistogram(metrics, "handle"),
+                     stageHistogram(metrics, "answer"), stageHistogram(metrics, "write")},
       acceptor_(asio::make_strand(io)) {}
 
 Server::~Server() = default;
@@ -295,6 +311,7 @@ asio::awaitable<void> Server::serveRequests(Session& session, Stream& stream,
       }
     }
     tcp_stream.expires_after(options_.request_timeout);
+    const auto head_at = std::chrono::steady_clock::now();
     // Beast reads into the buffer's spare capacity (at least 512 bytes): left small, a 30 KB
     // batch took ~60 recvmsg calls, each with its reactor and timer round trip. Room for the
     // body first means a few large reads; the room is given back after the request.
@@ -315,7 +332,8 @@ asio::awaitable<void> Server::serveRequests(Session& session, Stream& stream,
       }
       break;
     }
-    auto started = std::chrono::steady_clock::now();
+    const auto started = std::chrono::steady_clock::now();
+    stage_seconds_.receive.observe(secondsBetween(head_at, started));
     bhttp::request<bhttp::string_body> req = parser.release();
     if (buffer.capacity() > kSmallBody) {
       buffer.shrink_to_fit();  // an idle keep-alive connection holds no large buffer
@@ -327,6 +345,8 @@ asio::awaitable<void> Server::serveRequests(Session& session, Stream& stream,
     pending->timer.expires_after(options_.request_timeout);
     router_.dispatch(toSdkRequest(std::move(req), remote),
                      sdk::HttpResponder(std::make_shared<StrandSink>(executor, pending)));
+    const auto handled = std::chrono::steady_clock::now();
+    stage_seconds_.handle.observe(secondsBetween(started, handled));
     while (!pending->response) {
       auto [timer_ec] = co_await pending->timer.async_wait(kNoThrow);
       if (!timer_ec) {  // expired: the handler did not answer in time
@@ -334,15 +354,19 @@ asio::awaitable<void> Server::serveRequests(Session& session, Stream& stream,
         break;
       }
     }
+    const auto answered = std::chrono::steady_clock::now();
     requests_total_.inc();
-    request_seconds_.observe(
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+    request_seconds_.observe(secondsBetween(started, answered));
+    stage_seconds_.answer.observe(secondsBetween(handled, answered));
     bool keep = keep_alive && !draining_.load();
     auto res = pending->response
                    ? toBeastResponse(std::move(*pending->response), version, keep)
                    : errorResponse(503, "timed out waiting for the answer", version);
     tcp_stream.expires_after(options_.request_timeout);
     auto [write_ec, write_n] = co_await bhttp::async_write(stream, res, kNoThrow);
+    if (!write_ec) {
+      stage_seconds_.write.observe(secondsBetween(answered, std::chrono::steady_clock::now()));
+    }
     if (write_ec || !res.keep_alive()) {
       break;
     }

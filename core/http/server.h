@@ -76,6 +76,13 @@ class Server {
   sdk::Counter& requests_total_;
   sdk::Counter& rejected_connections_;
   sdk::Histogram& request_seconds_;
+  // junction_http_request_stage_seconds{stage}: where a request's time goes.
+  struct Stages {
+    sdk::Histogram& receive;  // head parsed to last body byte (includes the client's pace)
+    sdk::Histogram& handle;   // the route's handler call
+    sdk::Histogram& answer;   // handler returned to the answer on the connection's strand
+    sdk::Histogram& write;    // sending the answer
+  } stage_seconds_;
   std::unique_ptr<boost::asio::ssl::context> tls_;  // null: plain HTTP
   boost::asio::ip::tcp::acceptor acceptor_;
   std::uint16_t bound_port_ = 0;

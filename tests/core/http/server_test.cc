@@ -286,6 +286,26 @@ TEST_F(ServerTest, AnswersAGet) {
   EXPECT_EQ(metrics_.histogramCount("junction_http_request_duration_seconds"), 1u);
 }
 
+TEST_F(ServerTest, TimesEachStageOfARequest) {
+  start();
+  RawClient c(port());
+  ASSERT_TRUE(c.connected());
+  // The first answer's write is timed once it completes; the server reads the second request
+  // only after that.
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_TRUE(c.send(get("/healthz")));
+    ASSERT_TRUE(c.readResponse());
+  }
+  auto count = [&](const char* stage) {
+    return metrics_.histogramCount("junction_http_request_stage_seconds", {{"stage", stage}});
+  };
+  EXPECT_EQ(count("receive"), 2u);
+  EXPECT_EQ(count("handle"), 2u);
+  EXPECT_EQ(count("answer"), 2u);
+  EXPECT_GE(count("write"), 1u);
+  EXPECT_LE(count("write"), 2u);
+}
+
 TEST_F(ServerTest, UnknownPathIs404AndQueryIsNotPartOfThePath) {
   start();
   RawClient c(port());

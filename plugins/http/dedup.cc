@@ -192,7 +192,7 @@ Deduplicator::Deduplicator(std::chrono::milliseconds window, std::size_t max_ent
       throw std::runtime_error(
           "dedup_max_entries " + std::to_string(max_entries) + " needs " +
           std::to_string(bytes >> 20) + " MiB of memory, more than half of this machine's " +
-          std::to_string(physical >> 20) + " MiB; lower it (each id takes ~112 bytes)");
+          std::to_string(physical >> 20) + " MiB; lower it (each id takes 112-224 bytes)");
     }
     for (Shard& shard : shards_) {
       shard.table.init(max_per_shard_);

@@ -13,8 +13,8 @@
 // Per shard: an open-addressing table of fingerprints (linear probing, power-of-two capacity,
 // load ≤ 1/2, backward-shift deletion) and a FIFO ring of (fingerprint, seq) in insertion order
 // from which the oldest are evicted. Both are allocated when the source starts, at the size the
-// bound needs, and never grow: ~112 bytes per id of the bound (112 MiB at the 1 M default), held
-// from the start. Tables that doubled on demand stalled requests while a new daemon's window
+// bound needs, and never grow: 112-224 bytes per id of the bound (the arrays have power-of-two
+// sizes; 112 MiB at the 1 M default), held from the start. Tables that doubled on demand stalled requests while a new daemon's window
 // filled: hashing is uniform, so all 16 shards doubled at about the same moment (3-8 ms calls in
 // dedup_bench, tens of ms in the daemon under load, the other I/O threads waiting on the shard
 // locks), and fresh pages faulted in under the requests.

@@ -37,7 +37,7 @@ const sdk::OptionTable<HttpSourceConfig>& httpSourceOptions() {
           .defaultValue("10m")
           .range(0, 7.0 * 24 * 3600 * 1000),
       option("dedup_max_entries", &HttpSourceConfig::dedup_max_entries,
-             "messageIds remembered for de-duplication (the oldest are forgotten first; ~112 "
+             "messageIds remembered for de-duplication (the oldest are forgotten first; 112-224 "
              "bytes each, allocated when the source starts: at R events/s the window covers at "
              "most this / R seconds)")
           .defaultValue(1000000)

@@ -101,7 +101,7 @@ ZeroedMemory::~ZeroedMemory() {
 
 void Deduplicator::Table::init(std::size_t max_entries) {
   static_assert(std::is_trivially_copyable_v<Slot>, "zeroed memory is an empty slot");
-  const std::size_t capacity = std::bit_ceil(2 * (max_entries + 1));
+  const std::size_t capacity = capacityFor(max_entries);
   memory_ = ZeroedMemory(capacity * sizeof(Slot));
   slots_ = static_cast<Slot*>(memory_.data());
   mask_ = capacity - 1;
@@ -161,7 +161,7 @@ void Deduplicator::Table::erase(Slot* slot) noexcept {
 
 void Deduplicator::Ring::init(std::size_t max_entries) {
   static_assert(std::is_trivially_copyable_v<OrderEntry>, "entries live in zeroed memory");
-  const std::size_t capacity = std::bit_ceil(2 * max_entries + 1);
+  const std::size_t capacity = capacityFor(max_entries);
   memory_ = ZeroedMemory(capacity * sizeof(OrderEntry));
   buf_ = static_cast<OrderEntry*>(memory_.data());
   mask_ = capacity - 1;
@@ -183,9 +183,8 @@ Deduplicator::Deduplicator(std::chrono::milliseconds window, std::size_t max_ent
       seed_hi_(randomSeed()),
       seed_lo_(randomSeed()) {
   if (enabled()) {
-    const std::size_t bytes =
-        kShards * (std::bit_ceil(2 * (max_per_shard_ + 1)) * sizeof(Slot) +
-                   std::bit_ceil(2 * max_per_shard_ + 1) * sizeof(OrderEntry));
+    const std::size_t bytes = kShards * (Table::capacityFor(max_per_shard_) * sizeof(Slot) +
+                                         Ring::capacityFor(max_per_shard_) * sizeof(OrderEntry));
     const auto physical = static_cast<std::size_t>(::sysconf(_SC_PHYS_PAGES)) *
                           static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
     if (physical > 0 && bytes > physical / 2) {

@@ -20,6 +20,7 @@
 // locks), and fresh pages faulted in under the requests.
 
 #include <array>
+#include <bit>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -99,8 +100,12 @@ class Deduplicator {
   // Linear probing over a power-of-two array of slots, allocated at its final size.
   class Table {
    public:
-    // Allocates the slots `max_entries` + 1 ids need at load ≤ 1/2 (one more than the bound is
-    // held between an insertion and its eviction).
+    // Slots `max_entries` + 1 ids need at load ≤ 1/2 (one more than the bound is held between
+    // an insertion and its eviction).
+    static std::size_t capacityFor(std::size_t max_entries) noexcept {
+      return std::bit_ceil(2 * (max_entries + 1));
+    }
+    // Allocates capacityFor(max_entries) slots.
     void init(std::size_t max_entries);
     // The slot holding `fp`, or nullptr.
     Slot* find(const Fingerprint& fp) noexcept;
@@ -127,8 +132,12 @@ class Deduplicator {
   // FIFO of OrderEntry over a power-of-two array allocated at its final size.
   class Ring {
    public:
-    // Allocates room for 2 × max_entries + 1 entries: evict() keeps at most 2 × max_entries
-    // after each insertion.
+    // Room for 2 × max_entries + 1 entries: evict() keeps at most 2 × max_entries after each
+    // insertion.
+    static std::size_t capacityFor(std::size_t max_entries) noexcept {
+      return std::bit_ceil(2 * max_entries + 1);
+    }
+    // Allocates capacityFor(max_entries) entries.
     void init(std::size_t max_entries);
     void pushBack(const OrderEntry& e) noexcept;
     const OrderEntry& front() const noexcept { return buf_[head_]; }

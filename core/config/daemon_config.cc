@@ -73,6 +73,11 @@ const OptionTable<StorageConfig>& storageTable() {
       option("segment_bytes", &StorageConfig::segment_bytes, "Size of one queue segment file")
           .defaultValue("64MiB")
           .range(64 * 1024, 4.0 * (1ull << 30)),
+      option("recycle_segments", &StorageConfig::recycle_segments,
+             "Delivered segment files kept to be overwritten by new segments instead of being "
+             "deleted (their blocks and page cache stay allocated); 0 = delete them")
+          .defaultValue(2)
+          .range(0, 64),
   };
   return table;
 }

@@ -47,6 +47,7 @@ struct StorageConfig {
   std::chrono::milliseconds fsync_interval{0};
   std::uint64_t max_bytes = 0;  // 0 = no budget
   std::uint64_t segment_bytes = 0;
+  std::int64_t recycle_segments = 0;
 };
 
 struct QueueConfig {

@@ -57,6 +57,7 @@ sdk::Status Daemon::openQueue() {
   options.fsync_interval = config_.storage.fsync_interval;
   options.segment_bytes = config_.storage.segment_bytes;
   options.max_bytes = config_.storage.max_bytes;
+  options.recycle_segments = static_cast<std::size_t>(config_.storage.recycle_segments);
   queue::RecoveryReport report;
   auto opened = queue::Log::open(options, &report);
   if (!opened) {
@@ -88,11 +89,14 @@ sdk::Status Daemon::openQueue() {
   log_store_->setSyncListener([&sync_seconds](std::chrono::nanoseconds took) {
     sync_seconds.observe(std::chrono::duration<double>(took).count());
   });
-  auto& disk = metrics_.gauge("junction_queue_disk_bytes", "Bytes of queue segments on disk");
+  auto& disk = metrics_.gauge("junction_queue_disk_bytes",
+                              "Bytes of queue segment files on disk, spares included");
+  auto& recycled = metrics_.counter("junction_queue_recycled_segments_total",
+                                    "New queue segments written over a delivered segment's file");
   auto& appended = metrics_.counter("junction_queue_appended_records_total",
                                     "Records appended durably to the queue");
   auto& fsyncs = metrics_.counter("junction_queue_fsyncs_total", "fdatasync calls on the queue");
-  metrics_.addCollector([this, &disk, &appended, &fsyncs] {
+  metrics_.addCollector([this, &disk, &appended, &fsyncs, &recycled] {
     std::lock_guard lock(log_store_mutex_);
     if (!log_store_) {
       return;
@@ -105,6 +109,7 @@ sdk::Status Daemon::openQueue() {
     };
     bump(appended, log_store_->appendedRecords());
     bump(fsyncs, log_store_->fsyncCount());
+    bump(recycled, log_store_->recycledSegments());
   });
   ingest_ = std::make_unique<ingest::Ingest>(*log_store_, metrics_, clock_, privacy_.get());
   engine_ = std::make_unique<delivery::DeliveryEngine>(*log_store_, metrics_, log_, clock_);

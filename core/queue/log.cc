@@ -22,8 +22,12 @@
 namespace junction::core::queue {
 
 struct Log::Segment {
-  Segment(Offset base_offset, int file, std::string file_path)
-      : base(base_offset), fd(file), path(std::move(file_path)) {}
+  Segment(Offset base_offset, int file, std::string file_path, bool written_here)
+      : base(base_offset),
+        tag(segmentTag(base_offset)),
+        fd(file),
+        path(std::move(file_path)),
+        recyclable(written_here) {}
   ~Segment() {
     if (fd >= 0) {
       ::close(fd);
@@ -32,9 +36,16 @@ struct Log::Segment {
   Segment(const Segment&) = delete;
   Segment& operator=(const Segment&) = delete;
 
+  // Gives up the fd (for a spare), so the destructor does not close it. Only by the last holder.
+  int releaseFd() noexcept { return std::exchange(fd, -1); }
+
   const Offset base;
-  const int fd;
+  const std::uint16_t tag;
+  int fd;  // changes only in releaseFd, when no reader holds the segment any more
   const std::string path;
+  // Created by this Log's writer: every record in it is tagged, so the file may be reused.
+  // Segments found at open may hold untagged (version 1) records and are never reused.
+  const bool recyclable;
   // Bytes readers may read: only durable data. Written by the writer thread after each sync.
   std::atomic<std::uint64_t> durable_size{0};
   // No more appends go here and its whole content is durable.
@@ -52,9 +63,11 @@ sdk::Error ioError(const std::string& what, const std::string& path, int err) {
                         what + " " + path + ": " + std::strerror(err));
 }
 
-std::optional<Offset> parseSegmentName(std::string_view name) {
-  constexpr std::string_view kSuffix = ".seg";
-  if (name.size() != 20 + kSuffix.size() || name.substr(20) != kSuffix) {
+constexpr std::string_view kSegmentSuffix = ".seg";
+constexpr std::string_view kSpareSuffix = ".free";
+
+std::optional<Offset> parseBaseName(std::string_view name, std::string_view suffix) {
+  if (name.size() != 20 + suffix.size() || name.substr(20) != suffix) {
     return std::nullopt;
   }
   Offset base = 0;
@@ -71,15 +84,31 @@ std::optional<Offset> parseSegmentName(std::string_view name) {
   return base;
 }
 
+// The record at `pos` (status Truncated if it does not fit before `limit`).
+RecordView recordAt(WindowReader& reader, std::uint64_t pos, std::uint64_t limit,
+                    std::uint16_t tag) {
+  RecordView v = inspectRecord(reader.view(pos, kRecordHeaderSize), tag);
+  if (v.status == RecordStatus::Truncated && v.size > 0 && pos + v.size <= limit) {
+    v = inspectRecord(reader.view(pos, v.size), tag);
+  }
+  return v;
+}
+
 // Offset (relative to the file) of the first valid record strictly after `pos`, or `limit`.
-// A candidate must have the magic, a sane length that fits before `limit`, and a good CRC.
-std::uint64_t findNextValid(WindowReader& reader, std::uint64_t pos, std::uint64_t limit) {
+// A candidate must have the magic, a sane length that fits before `limit`, a good check and
+// the segment's tag; with `or_stale`, an intact record of another tag also ends the search.
+struct Found {
+  std::uint64_t pos;
+  bool stale;
+};
+Found findNextValid(WindowReader& reader, std::uint64_t pos, std::uint64_t limit,
+                    std::uint16_t tag, bool or_stale) {
   const auto magic_lo = static_cast<char>(kRecordMagic & 0xFFu);
   std::uint64_t p = pos + 1;
   while (p + kRecordHeaderSize <= limit) {
     const std::string_view window = reader.available(p);
     if (window.size() < kRecordHeaderSize) {
-      return limit;  // I/O error or nothing left
+      return {limit, false};  // I/O error or nothing left
     }
     const std::size_t scan = window.size() - 3;
     const void* hit = std::memchr(window.data(), magic_lo, scan);
@@ -89,31 +118,54 @@ std::uint64_t findNextValid(WindowReader& reader, std::uint64_t pos, std::uint64
     }
     const std::uint64_t candidate =
         p + static_cast<std::uint64_t>(static_cast<const char*>(hit) - window.data());
-    RecordView v = inspectRecord(reader.view(candidate, kRecordHeaderSize));
-    if (v.status == RecordStatus::Truncated && v.size > 0 && candidate + v.size <= limit) {
-      v = inspectRecord(reader.view(candidate, v.size));
-    }
-    if (v.status == RecordStatus::Ok) {
-      return candidate;
+    const RecordView v = recordAt(reader, candidate, limit, tag);
+    if (v.status == RecordStatus::Ok || (or_stale && v.status == RecordStatus::Stale)) {
+      return {candidate, v.status == RecordStatus::Stale};
     }
     p = candidate + 1;
   }
-  return limit;
+  return {limit, false};
 }
 
-// Walks records from `pos`; returns where the valid run stops (== limit when all is valid).
-std::uint64_t scanValid(WindowReader& reader, std::uint64_t pos, std::uint64_t limit) {
-  while (pos < limit) {
-    RecordView v = inspectRecord(reader.view(pos, kRecordHeaderSize));
-    if (v.status == RecordStatus::Truncated && v.size > 0 && pos + v.size <= limit) {
-      v = inspectRecord(reader.view(pos, v.size));
+// Whether a record of the segment tagged `tag` starts at `pos`: the first 8 header bytes (or as
+// many as the file has) are what this segment's writer puts there. Anything else past the end
+// of the data is not a record of this segment cut short: a recycled file's previous use.
+bool startsOwnRecord(WindowReader& reader, std::uint64_t pos, std::uint16_t tag) {
+  const std::string_view h = reader.view(pos, 8);
+  if (h.empty()) {
+    return false;
+  }
+  auto header = [](std::uint8_t version, std::uint16_t t) {
+    std::string b(8, '\0');
+    for (int i = 0; i < 4; ++i) {
+      b[static_cast<std::size_t>(i)] = static_cast<char>((kRecordMagic >> (8 * i)) & 0xFFu);
     }
+    b[4] = static_cast<char>(version);
+    b[6] = static_cast<char>(t & 0xFFu);
+    b[7] = static_cast<char>(t >> 8);
+    return b;
+  };
+  const std::string mine = header(kRecordFormatVersion, tag);
+  const std::string v1 = header(1, 0);
+  return h == std::string_view(mine).substr(0, h.size()) ||
+         h == std::string_view(v1).substr(0, h.size());
+}
+
+// Walks records from `pos`; returns where the valid run stops (== limit when all is valid) and
+// why.
+struct Stop {
+  std::uint64_t pos;
+  RecordStatus status;
+};
+Stop scanValid(WindowReader& reader, std::uint64_t pos, std::uint64_t limit, std::uint16_t tag) {
+  while (pos < limit) {
+    const RecordView v = recordAt(reader, pos, limit, tag);
     if (v.status != RecordStatus::Ok) {
-      return pos;
+      return {pos, v.status};
     }
     pos += v.size;
   }
-  return pos;
+  return {pos, RecordStatus::Ok};
 }
 
 }  // namespace
@@ -186,6 +238,10 @@ Log::~Log() {
   if (writer_.joinable()) {
     writer_.join();
   }
+  for (Spare& spare : spares_) {
+    ::unlink(spare.path.c_str());
+    ::close(spare.fd);
+  }
 }
 
 std::shared_ptr<Log::Segment> Log::createSegment(Offset base) {
@@ -194,7 +250,70 @@ std::shared_ptr<Log::Segment> Log::createSegment(Offset base) {
   if (fd < 0) {
     return nullptr;
   }
-  return std::make_shared<Segment>(base, fd, file);
+  return std::make_shared<Segment>(base, fd, file, true);
+}
+
+std::shared_ptr<Log::Segment> Log::reuseSpare(Offset base, std::uint64_t& file_size) {
+  Spare spare;
+  {
+    std::lock_guard lk(spare_mu_);
+    // Never a file whose last use had the same tag: its records would read as this segment's.
+    auto it = std::find_if(spares_.begin(), spares_.end(), [&](const Spare& s) {
+      return segmentTag(s.old_base) != segmentTag(base);
+    });
+    if (it == spares_.end()) {
+      return nullptr;
+    }
+    spare = std::move(*it);
+    spares_.erase(it);
+  }
+  const std::string file = options_.path + "/" + segmentFileName(base);
+  if (::rename(spare.path.c_str(), file.c_str()) != 0) {
+    releaseSpare(spare);
+    return nullptr;
+  }
+  // Its bytes move from the spares to the active segment's unused end (the previous active's is
+  // cut off by now): still spare bytes.
+  active_stale_ = spare.size;
+  file_size = spare.size;
+  ++recycled_segments_;
+  return std::make_shared<Segment>(base, spare.fd, file, true);
+}
+
+void Log::setActiveStale(std::uint64_t bytes) {
+  if (bytes == active_stale_) {
+    return;
+  }
+  if (bytes > active_stale_) {
+    spare_bytes_ += bytes - active_stale_;
+  } else {
+    spare_bytes_ -= active_stale_ - bytes;
+  }
+  active_stale_ = bytes;
+}
+
+void Log::releaseSpare(Spare& spare) {
+  (void)::unlink(spare.path.c_str());
+  sdk::shrinkGradually(spare.fd, spare.size);
+  ::close(spare.fd);
+  spare_bytes_ -= spare.size;
+}
+
+bool Log::keepAsSpare(std::uint64_t size) {
+  if (options_.max_bytes == 0) {
+    return true;
+  }
+  std::uint64_t committed = 0;
+  {
+    std::lock_guard lk(mu_);
+    committed = committed_bytes_;
+  }
+  return committed + spare_bytes_.load() + size <= options_.max_bytes / 2;
+}
+
+std::size_t Log::spareCount() const {
+  std::lock_guard lk(spare_mu_);
+  return spares_.size();
 }
 
 sdk::Status Log::recover(RecoveryReport& report) {
@@ -211,8 +330,17 @@ sdk::Status Log::recover(RecoveryReport& report) {
       return ioError("cannot list queue directory", options_.path, errno);
     }
     while (const dirent* entry = ::readdir(dir)) {
-      if (auto base = parseSegmentName(entry->d_name)) {
+      if (auto base = parseBaseName(entry->d_name, kSegmentSuffix)) {
         bases.push_back(*base);
+      } else if (parseBaseName(entry->d_name, kSpareSuffix)) {
+        // A spare of the last run: holds nothing; this run keeps its own.
+        const std::string file = options_.path + "/" + entry->d_name;
+        if (::unlink(file.c_str()) != 0) {
+          const int err = errno;
+          ::closedir(dir);
+          return ioError("cannot delete spare segment file", file, err);
+        }
+        ++report.spares_deleted;
       }
     }
     ::closedir(dir);
@@ -237,7 +365,7 @@ sdk::Status Log::recover(RecoveryReport& report) {
       if (fd < 0) {
         return ioError("cannot open segment", file, errno);
       }
-      auto seg = std::make_shared<Segment>(bases[i], fd, file);
+      auto seg = std::make_shared<Segment>(bases[i], fd, file, false);
       struct stat st {};
       if (::fstat(fd, &st) != 0) {
         return ioError("cannot stat segment", file, errno);
@@ -264,19 +392,29 @@ sdk::Status Log::recover(RecoveryReport& report) {
   WindowReader reader;
   reader.reset(last->fd, file_size, kMaxReadWindow);
   std::uint64_t end = 0;
+  std::uint64_t torn_end = file_size;  // where a recycled file's previous use starts
   while (true) {
-    end = scanValid(reader, end, file_size);
+    const Stop stop = scanValid(reader, end, file_size, last->tag);
+    end = stop.pos;
     if (end >= file_size || reader.failed()) {
       break;
     }
-    // Invalid bytes: a torn tail unless a valid record follows (then it is a corrupt region
-    // that readers will report and skip; the records after it are kept).
-    const std::uint64_t next = findNextValid(reader, end, file_size);
-    if (next >= file_size) {
+    if (stop.status == RecordStatus::Stale) {
+      torn_end = end;  // the data ends where the file's previous use shows through
       break;
     }
-    ++report.corrupt_regions;
-    end = next;
+    // Invalid bytes: a corrupt region if a valid record follows (readers will report and skip
+    // it; the records after it are kept). Otherwise the end of the data: a torn tail when a
+    // record of this segment starts there (cut short by a crash), up to the previous use of a
+    // recycled file if one shows; the previous use itself when nothing of ours starts there.
+    const Found next = findNextValid(reader, end, file_size, last->tag, true);
+    if (next.pos < file_size && !next.stale) {
+      ++report.corrupt_regions;
+      end = next.pos;
+      continue;
+    }
+    torn_end = startsOwnRecord(reader, end, last->tag) ? next.pos : end;
+    break;
   }
   if (reader.failed()) {
     return ioError("cannot read segment", last->path, reader.error());
@@ -284,25 +422,29 @@ sdk::Status Log::recover(RecoveryReport& report) {
   recovery_scanned_bytes_ = reader.bytesRead();
   report.scanned_bytes = recovery_scanned_bytes_;
 
-  if (end < file_size) {
+  if (end < torn_end) {
     const Offset at = last->base + end;
     const std::string dir = options_.path + "/corrupt";
     const std::string copy = dir + "/" + segmentFileName(last->base).substr(0, 20) + "-" +
                              segmentFileName(at).substr(0, 20) + ".bin";
-    if (int err = copyRange(last->fd, end, file_size, dir, copy); err != 0) {
+    if (int err = copyRange(last->fd, end, torn_end, dir, copy); err != 0) {
       return ioError("cannot save the torn tail of segment to", copy, err);
     }
+    report.truncated_bytes = torn_end - end;
+    report.truncated_at = at;
+    report.moved_to = copy;
+  }
+  if (end < file_size) {
     if (::ftruncate(last->fd, static_cast<off_t>(end)) != 0 || ::fdatasync(last->fd) != 0) {
       return ioError("cannot truncate the torn tail of segment", last->path, errno);
     }
     disk_bytes_ -= file_size - end;
-    report.truncated_bytes = file_size - end;
-    report.truncated_at = at;
-    report.moved_to = copy;
+    report.stale_bytes = file_size - torn_end;
   }
   last->durable_size = end;
   active_ = last;
   active_size_ = end;
+  active_file_size_ = end;
   durable_end_ = last->base + end;
   committed_bytes_ = disk_bytes_;
 
@@ -332,11 +474,12 @@ sdk::Status Log::append(std::vector<sdk::Event> events, AppendCallback done) {
     if (stopping_) {
       return sdk::makeError(sdk::ErrorCode::Unavailable, "the queue is shutting down");
     }
-    if (options_.max_bytes != 0 && committed_bytes_ + total > options_.max_bytes) {
+    const std::uint64_t used = committed_bytes_ + spare_bytes_.load(std::memory_order_relaxed);
+    if (options_.max_bytes != 0 && used + total > options_.max_bytes) {
       return sdk::makeError(
           sdk::ErrorCode::ResourceExhausted,
           "queue disk budget exhausted: storage.max_bytes is " +
-              std::to_string(options_.max_bytes) + ", " + std::to_string(committed_bytes_) +
+              std::to_string(options_.max_bytes) + ", " + std::to_string(used) +
               " bytes are used and this append needs " + std::to_string(total) +
               " more; space is freed when every destination has delivered past a segment");
     }
@@ -429,13 +572,26 @@ sdk::Status Log::syncActive() {
 }
 
 sdk::Status Log::roll() {
+  if (active_file_size_ > active_size_) {
+    // A recycled file: cut its previous use's bytes off, so that a sealed segment's size is its
+    // data (recovery trusts older segments by size).
+    if (::ftruncate(active_->fd, static_cast<off_t>(active_size_)) != 0) {
+      return ioError("cannot truncate segment", active_->path, errno);
+    }
+    active_file_size_ = active_size_;
+    setActiveStale(0);
+  }
   if (options_.fsync != FsyncPolicy::Never) {
     if (sdk::Status st = syncActive(); !st.ok()) {
       return st;
     }
   }
   const Offset base = active_->base + active_size_;
-  auto seg = createSegment(base);
+  std::uint64_t file_size = 0;
+  auto seg = reuseSpare(base, file_size);
+  if (!seg) {
+    seg = createSegment(base);
+  }
   if (!seg) {
     return ioError("cannot create segment", options_.path + "/" + segmentFileName(base), errno);
   }
@@ -453,6 +609,7 @@ sdk::Status Log::roll() {
   created_.push_back(seg);
   active_ = std::move(seg);
   active_size_ = 0;
+  active_file_size_ = file_size;
   return sdk::Status::success();
 }
 
@@ -471,19 +628,23 @@ sdk::Status Log::writeGroup(Group& group) {
         break;
       }
     }
+    // The records were encoded untagged: stamp them with this segment's tag as they go in.
+    char* const records = group.bytes.data() + pos;
     std::size_t chunk = 0;
     while (idx < sizes.size() && ((active_size_ == 0 && chunk == 0) ||
                                   active_size_ + chunk + sizes[idx] <= options_.segment_bytes)) {
+      stampRecord(records + chunk, active_->tag);
       chunk += sizes[idx];
       ++idx;
     }
-    if (int err = pwriteAll(active_->fd, group.bytes.data() + pos, chunk, active_size_);
-        err != 0) {
+    if (int err = pwriteAll(active_->fd, records, chunk, active_size_); err != 0) {
       st = ioError("write failed on segment", active_->path, err);
       break;
     }
     active_size_ += chunk;
     pos += chunk;
+    active_file_size_ = std::max(active_file_size_, active_size_);
+    setActiveStale(active_file_size_ - active_size_);
   }
   if (st.ok() && options_.fsync != FsyncPolicy::Never && !sizes.empty()) {
     st = syncActive();
@@ -502,8 +663,11 @@ sdk::Status Log::writeGroup(Group& group) {
     sealed_.clear();
     active_ = original;
     active_size_ = original_size;
-    // Drop whatever reached the page cache (after a failed fdatasync it may be lost anyway).
+    // Drop whatever reached the page cache (after a failed fdatasync it may be lost anyway),
+    // and a recycled file's previous use with it.
     (void)::ftruncate(active_->fd, static_cast<off_t>(active_size_));
+    active_file_size_ = active_size_;
+    setActiveStale(0);
   }
   return st;
 }
@@ -641,10 +805,7 @@ sdk::Result<ReadBatch> Log::read(Offset from, std::size_t max_records, std::size
     }
     reader.reset(seg->fd, limit, window);
     while (pos < limit && batch.records.size() < max_records) {
-      RecordView v = inspectRecord(reader.view(pos, kRecordHeaderSize));
-      if (v.status == RecordStatus::Truncated && v.size > 0 && pos + v.size <= limit) {
-        v = inspectRecord(reader.view(pos, v.size));
-      }
+      const RecordView v = recordAt(reader, pos, limit, seg->tag);
       if (reader.failed()) {
         return ioError("cannot read segment", seg->path, reader.error());
       }
@@ -669,7 +830,7 @@ sdk::Result<ReadBatch> Log::read(Offset from, std::size_t max_records, std::size
         continue;
       }
       // Durable data never ends mid-record, so anything invalid here is corruption.
-      const std::uint64_t next = findNextValid(reader, pos, limit);
+      const std::uint64_t next = findNextValid(reader, pos, limit, seg->tag, false).pos;
       if (reader.failed()) {
         return ioError("cannot read segment", seg->path, reader.error());
       }
@@ -699,14 +860,35 @@ sdk::Result<std::size_t> Log::truncateBefore(Offset min_cursor) {
       it = segments_.erase(it);
     }
   }
-  std::uint64_t freed = 0;
   int first_error = 0;
   std::string failed_path;
   for (const auto& seg : victims) {
     struct stat st {};
     const bool sized = ::fstat(seg->fd, &st) == 0;
+    const auto size = static_cast<std::uint64_t>(st.st_size);
     if (sized) {
-      freed += static_cast<std::uint64_t>(st.st_size);
+      // Out of the data at once, so that the budget check for the next victim sees it.
+      disk_bytes_ -= size;
+      std::lock_guard lk(mu_);
+      committed_bytes_ -= std::min(committed_bytes_, size);
+    }
+    if (sized && seg->recyclable && seg.use_count() == 1 &&
+        spareCount() < options_.recycle_segments && keepAsSpare(size)) {
+      // Kept for the writer to reuse: its blocks and page cache stay allocated, so writing the
+      // next segment neither allocates blocks (no journal work in the sync) nor faults in fresh
+      // memory. Its records carry its old tag, which the segment it becomes will not accept.
+      Spare spare;
+      spare.old_base = seg->base;
+      spare.size = size;
+      spare.path = options_.path + "/" + segmentFileName(seg->base).substr(0, 20) +
+                   std::string(kSpareSuffix);
+      if (::rename(seg->path.c_str(), spare.path.c_str()) == 0) {
+        spare.fd = seg->releaseFd();
+        spare_bytes_ += size;
+        std::lock_guard lk(spare_mu_);
+        spares_.push_back(std::move(spare));
+        continue;
+      }
     }
     if (::unlink(seg->path.c_str()) != 0) {
       if (first_error == 0) {
@@ -721,11 +903,6 @@ sdk::Result<std::size_t> Log::truncateBefore(Offset min_cursor) {
     if (sized && seg.use_count() == 1) {
       sdk::shrinkGradually(seg->fd, static_cast<std::uint64_t>(st.st_size));
     }
-  }
-  disk_bytes_ -= freed;
-  {
-    std::lock_guard lk(mu_);
-    committed_bytes_ -= std::min(committed_bytes_, freed);
   }
   if (first_error != 0) {
     return ioError("cannot delete segment", failed_path, first_error);

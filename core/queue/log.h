@@ -42,6 +42,8 @@ struct LogOptions {
   std::chrono::milliseconds fsync_interval{2};
   std::uint64_t segment_bytes = 64u << 20;  // roll threshold; a record is never split
   std::uint64_t max_bytes = 0;               // disk budget for segments; 0 = unlimited
+  // Delivered segments kept as files to reuse for new segments (see README.md, "Recycling").
+  std::size_t recycle_segments = 0;
 };
 
 // What open() found and repaired.
@@ -54,6 +56,10 @@ struct RecoveryReport {
   std::uint64_t truncated_bytes = 0;   // torn or corrupt tail removed from the last segment
   Offset truncated_at = 0;             // offset where the tail started (if truncated_bytes > 0)
   std::string moved_to;                // file holding the removed tail (if truncated_bytes > 0)
+  // Bytes past the end in which no record of the segment starts, cut off without a copy: a
+  // recycled file's previous use (or junk). Not data: nothing acknowledged was there.
+  std::uint64_t stale_bytes = 0;
+  std::size_t spares_deleted = 0;      // recycled files left unused by the last run
 };
 
 struct AppendResult {
@@ -119,14 +125,21 @@ class Log {
 
   // Deletes every segment that lies entirely below `min_cursor`, never the active one. Returns
   // the number of segments deleted. Readers still inside a deleted segment finish their pread.
-  // A deleted segment no reader holds is shrunk in steps before its last close, so the file
-  // system frees its blocks gradually (a few ms per segment on the caller's thread): freed at
-  // once, they stall the writer's fdatasync on ext4 with `discard`.
+  // A deleted segment no reader holds that this Log wrote becomes a spare, kept for the writer
+  // to reuse, while fewer than `recycle_segments` are kept and disk use is below half of
+  // `max_bytes`. Any other is shrunk in steps before its last close, so the file system frees
+  // its blocks gradually (a few ms per segment on the caller's thread): freed at once, they
+  // stall the writer's fdatasync on ext4 with `discard`.
   sdk::Result<std::size_t> truncateBefore(Offset min_cursor);
 
   Offset durableEnd() const noexcept { return durable_end_.load(std::memory_order_acquire); }
   Offset beginOffset() const;
-  std::uint64_t diskBytes() const noexcept { return disk_bytes_.load(std::memory_order_relaxed); }
+  // Segment files on disk, spares and a recycled active segment's unused end included.
+  std::uint64_t diskBytes() const noexcept {
+    return disk_bytes_.load(std::memory_order_relaxed) +
+           spare_bytes_.load(std::memory_order_relaxed);
+  }
+  std::size_t spareCount() const;
 
   // Called on the writer thread after each durable group (after the group's `done` callbacks).
   // Must be cheap and must not call setAppendListener.
@@ -144,12 +157,20 @@ class Log {
   std::uint64_t corruptRecords() const noexcept { return corrupt_records_.load(); }
   std::uint64_t writeErrors() const noexcept { return write_errors_.load(); }
   std::uint64_t skippedBytes() const noexcept { return skipped_bytes_.load(); }
+  std::uint64_t recycledSegments() const noexcept { return recycled_segments_.load(); }
   std::uint64_t recoveryScannedBytes() const noexcept { return recovery_scanned_bytes_; }
   std::size_t segmentCount() const;
   const LogOptions& options() const noexcept { return options_; }
 
  private:
   struct Segment;
+  // A delivered segment's file kept for reuse: renamed to "<old base>.free", fd open.
+  struct Spare {
+    int fd = -1;
+    Offset old_base = 0;
+    std::uint64_t size = 0;
+    std::string path;
+  };
   struct PendingCall {
     AppendCallback done;
     std::size_t begin = 0;  // byte range of the call inside Group::bytes
@@ -163,6 +184,7 @@ class Log {
     // Grows by `n` bytes (contents unspecified); returns where they start.
     char* extend(std::size_t n);
     const char* data() const noexcept { return buf_.get(); }
+    char* data() noexcept { return buf_.get(); }
     std::size_t size() const noexcept { return size_; }
     std::size_t capacity() const noexcept { return capacity_; }
     void clear() noexcept { size_ = 0; }  // keeps the allocation
@@ -187,6 +209,14 @@ class Log {
   void completeGroup(Group& group, const sdk::Status& status, Offset start);
   sdk::Status syncActive();
   std::shared_ptr<Segment> createSegment(Offset base);
+  // A spare renamed to be the segment at `base`, or nullptr (none fits, or the rename failed);
+  // `file_size` is then the file's size.
+  std::shared_ptr<Segment> reuseSpare(Offset base, std::uint64_t& file_size);
+  // Counts the unused end of the active segment (a recycled file) as spare bytes.
+  void setActiveStale(std::uint64_t bytes);
+  void releaseSpare(Spare& spare);
+  // Whether `size` more spare bytes keep disk use within half of max_bytes.
+  bool keepAsSpare(std::uint64_t size);
   void reportCorruption(const Segment& segment, std::uint64_t pos, std::uint64_t end,
                         RecordStatus reason);
 
@@ -209,13 +239,20 @@ class Log {
   // Writer-thread state.
   std::shared_ptr<Segment> active_;
   std::uint64_t active_size_ = 0;  // bytes written to the active segment
+  std::uint64_t active_file_size_ = 0;  // its file's size: larger when the file is recycled
+  std::uint64_t active_stale_ = 0;      // the part of spare_bytes_ that is the active's end
   // Segments filled during the current group (with their final sizes) and created by it.
   std::vector<std::pair<std::shared_ptr<Segment>, std::uint64_t>> sealed_;
   std::vector<std::shared_ptr<Segment>> created_;
   std::chrono::steady_clock::time_point last_sync_{};
 
   std::atomic<Offset> durable_end_{0};
-  std::atomic<std::uint64_t> disk_bytes_{0};
+  std::atomic<std::uint64_t> disk_bytes_{0};   // segment data on disk
+  std::atomic<std::uint64_t> spare_bytes_{0};  // spares + the active's unused end
+
+  // Spares: added by truncateBefore, taken by the writer at a roll.
+  mutable std::mutex spare_mu_;
+  std::vector<Spare> spares_;
 
   std::mutex listener_mu_;
   std::function<void()> append_listener_;
@@ -231,6 +268,7 @@ class Log {
   std::atomic<std::uint64_t> corrupt_records_{0};
   std::atomic<std::uint64_t> write_errors_{0};
   std::atomic<std::uint64_t> skipped_bytes_{0};
+  std::atomic<std::uint64_t> recycled_segments_{0};
   std::uint64_t recovery_scanned_bytes_ = 0;
 };
 

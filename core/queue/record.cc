@@ -31,6 +31,23 @@ std::uint32_t get32(const char* p) noexcept {
   return v;
 }
 
+std::uint16_t get16(const char* p) noexcept {
+  return static_cast<std::uint16_t>(static_cast<unsigned char>(p[0]) |
+                                    (static_cast<unsigned char>(p[1]) << 8));
+}
+
+// Spreads a tag over the 32 bits of the check; 0 for 0, so untagged records keep a plain CRC.
+std::uint32_t tagMix(std::uint16_t tag) noexcept { return tag * 0x9E3779B1u; }
+
+// CRC of the header bytes [4, 12) with the tag read as 0.
+std::uint32_t headerCrc(const char* rec) noexcept {
+  char head[8];
+  std::memcpy(head, rec + 4, sizeof head);
+  head[2] = 0;
+  head[3] = 0;
+  return crc32c(head, sizeof head);
+}
+
 std::uint64_t get64(const char* p) noexcept {
   std::uint64_t v = 0;
   for (int i = 7; i >= 0; --i) {
@@ -62,8 +79,16 @@ const char* toString(RecordStatus status) noexcept {
     case RecordStatus::BadLength: return "implausible payload length";
     case RecordStatus::BadChecksum: return "checksum mismatch";
     case RecordStatus::BadPayload: return "undecodable payload";
+    case RecordStatus::Stale: return "record of another segment (recycled file)";
   }
   return "unknown";
+}
+
+std::uint16_t segmentTag(std::uint64_t base) noexcept {
+  std::uint64_t x = base * 0x9E3779B97F4A7C15ull;  // Fibonacci hashing: consecutive bases spread
+  x ^= x >> 32;
+  const auto tag = static_cast<std::uint16_t>(x >> 16);
+  return tag == 0 ? 1 : tag;
 }
 
 std::size_t encodedRecordSize(const sdk::Event& event) noexcept {
@@ -109,6 +134,12 @@ char* encodeRecordTo(const sdk::Event& event, char* rec) noexcept {
   return rec + kRecordHeaderSize + payload;
 }
 
+void stampRecord(char* rec, std::uint16_t tag) noexcept {
+  rec[6] = static_cast<char>(tag & 0xFFu);
+  rec[7] = static_cast<char>(tag >> 8);
+  put32(rec + 12, get32(rec + 12) ^ tagMix(tag));
+}
+
 sdk::Status encodeRecord(const sdk::Event& event, std::string& out) {
   auto size = checkedRecordSize(event);
   if (!size) {
@@ -120,7 +151,7 @@ sdk::Status encodeRecord(const sdk::Event& event, std::string& out) {
   return sdk::Status::success();
 }
 
-RecordView inspectRecord(std::string_view bytes) noexcept {
+RecordView inspectRecord(std::string_view bytes, std::uint16_t tag) noexcept {
   RecordView view;
   if (bytes.size() < 4) {
     return view;
@@ -133,8 +164,10 @@ RecordView inspectRecord(std::string_view bytes) noexcept {
     return view;
   }
   const char* h = bytes.data();
-  if (static_cast<std::uint8_t>(h[4]) != kRecordFormatVersion || h[5] != 0 || h[6] != 0 ||
-      h[7] != 0) {
+  const auto version = static_cast<std::uint8_t>(h[4]);
+  const std::uint16_t record_tag = get16(h + 6);
+  if ((version != 1 && version != kRecordFormatVersion) || h[5] != 0 ||
+      (version == 1 && record_tag != 0)) {
     view.status = RecordStatus::BadVersion;
     return view;
   }
@@ -147,10 +180,13 @@ RecordView inspectRecord(std::string_view bytes) noexcept {
   if (bytes.size() < view.size) {
     return view;  // Truncated, size = what the header claims
   }
-  std::uint32_t crc = crc32c(h + 4, 8);
-  crc = crc32c(h + kRecordHeaderSize, length, crc);
-  if (crc != get32(h + 12)) {
+  const std::uint32_t crc = crc32c(h + kRecordHeaderSize, length, headerCrc(h));
+  if ((crc ^ tagMix(record_tag)) != get32(h + 12)) {
     view.status = RecordStatus::BadChecksum;
+    return view;
+  }
+  if (version != 1 && record_tag != tag) {
+    view.status = RecordStatus::Stale;
     return view;
   }
   view.status = RecordStatus::Ok;

@@ -51,6 +51,7 @@ TEST(ConfigTest, EmptyFileGivesDefaults) {
   EXPECT_EQ(config->storage.fsync, "batch");
   EXPECT_EQ(config->storage.fsync_interval, std::chrono::milliseconds(2));
   EXPECT_EQ(config->storage.segment_bytes, 64u << 20);
+  EXPECT_EQ(config->storage.recycle_segments, 2);
   EXPECT_EQ(config->queue.backend, "embedded");
   EXPECT_EQ(config->log.format, "text");
   EXPECT_TRUE(config->sources.empty());

@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -11,6 +13,7 @@
 #include <fstream>
 #include <map>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include "tests/core/queue/test_util.h"
@@ -260,7 +263,10 @@ TEST(LogTest, WhollyGarbageLastSegmentRecoversEmpty) {
   RecoveryReport report;
   auto log = openLog(o, &report);
   ASSERT_TRUE(log);
-  EXPECT_EQ(report.truncated_bytes, 3000u);
+  // No record starts there: cut off, not kept as a torn record of ours.
+  EXPECT_EQ(report.truncated_bytes, 0u);
+  EXPECT_EQ(report.stale_bytes, 3000u);
+  EXPECT_EQ(fs::file_size(segmentFiles(dir.path()).back()), 0u);
   EXPECT_EQ(log->durableEnd(), 0u);
   appendRange(*log, 0, 3);
   EXPECT_EQ(readAll(*log).size(), 3u);
@@ -607,6 +613,354 @@ TEST(LogTest, DestructorCompletesAcceptedAppends) {
   auto log = openLog(o);
   ASSERT_TRUE(log);
   EXPECT_EQ(readAll(*log).size(), 100u);
+}
+
+// --- Recycling ------------------------------------------------------------------------------
+
+std::vector<std::string> spareFiles(const std::string& dir) {
+  std::vector<std::string> files;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    if (e.path().extension() == ".free") {
+      files.push_back(e.path().string());
+    }
+  }
+  return files;
+}
+
+ino_t inodeOf(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 ? st.st_ino : 0;
+}
+
+int seqOf(const StoredRecord& r) {
+  const std::string& id = r.event.messageId();
+  return std::stoi(id.substr(id.rfind('-') + 1));
+}
+
+// Every record once, in order, none from an earlier use of a file: seq first, first+1, ...
+void expectConsecutive(const std::vector<StoredRecord>& records, int last) {
+  ASSERT_FALSE(records.empty());
+  const int first = seqOf(records.front());
+  for (std::size_t i = 0; i < records.size(); ++i) {
+    ASSERT_EQ(seqOf(records[i]), first + static_cast<int>(i)) << "record " << i;
+  }
+  EXPECT_EQ(seqOf(records.back()), last);
+}
+
+// Opens a log with two spares allowed, fills segments, delivers them all (they become spares),
+// then appends until both spares are reused and the active segment is one of them.
+struct RecycledLog {
+  std::unique_ptr<Log> log;
+  int next_seq = 0;
+  std::set<ino_t> delivered_inodes;
+};
+RecycledLog makeRecycledLog(const LogOptions& o) {
+  RecycledLog r;
+  r.log = openLog(o);
+  if (!r.log) {
+    return r;
+  }
+  appendRange(*r.log, 0, 40, 200);
+  const std::vector<std::string> files = segmentFiles(o.path);
+  EXPECT_GE(files.size(), 3u);
+  for (std::size_t i = 0; i + 1 < files.size(); ++i) {
+    r.delivered_inodes.insert(inodeOf(files[i]));
+  }
+  EXPECT_TRUE(r.log->truncateBefore(r.log->durableEnd()).ok());
+  r.next_seq = 40;
+  while (r.log->recycledSegments() < 2 && r.next_seq < 1000) {
+    appendRange(*r.log, r.next_seq, r.next_seq + 1, 200);
+    ++r.next_seq;
+  }
+  appendRange(*r.log, r.next_seq, r.next_seq + 2, 200);
+  r.next_seq += 2;
+  return r;
+}
+
+TEST(LogTest, DeliveredSegmentsAreReusedAndTheirRecordsNeverReturn) {
+  TempDir dir;
+  LogOptions o = optionsFor(dir);
+  o.recycle_segments = 2;
+  auto log = openLog(o);
+  ASSERT_TRUE(log);
+  appendRange(*log, 0, 50, 200);
+  const std::vector<std::string> before = segmentFiles(dir.path());
+  ASSERT_GE(before.size(), 4u);
+  std::set<ino_t> delivered;
+  for (std::size_t i = 0; i + 1 < before.size(); ++i) {
+    delivered.insert(inodeOf(before[i]));
+  }
+
+  // Delivered: two segments become spares (renamed, still on disk and counted), the rest go.
+  auto deleted = log->truncateBefore(log->durableEnd());
+  ASSERT_TRUE(deleted.ok());
+  EXPECT_EQ(*deleted, before.size() - 1);
+  EXPECT_EQ(log->spareCount(), 2u);
+  const std::vector<std::string> spares = spareFiles(dir.path());
+  ASSERT_EQ(spares.size(), 2u);
+  EXPECT_EQ(segmentFiles(dir.path()).size(), 1u);
+  EXPECT_EQ(log->diskBytes(), fs::file_size(before.back()) + fs::file_size(spares[0]) +
+                                  fs::file_size(spares[1]));
+
+  // New segments are written over the spares' files.
+  int seq = 50;
+  while (log->recycledSegments() < 2) {
+    appendRange(*log, seq, seq + 1, 200);
+    ASSERT_LT(++seq, 1000);
+  }
+  appendRange(*log, seq, seq + 2, 200);
+  seq += 2;
+  EXPECT_EQ(log->spareCount(), 0u);
+  EXPECT_TRUE(spareFiles(dir.path()).empty());
+  const std::vector<std::string> now = segmentFiles(dir.path());
+  EXPECT_TRUE(delivered.count(inodeOf(now.back())) == 1) << "the active segment is a reused file";
+  const Offset active_base = std::stoull(fs::path(now.back()).stem().string());
+  const std::uint64_t data = log->durableEnd() - active_base;
+  ASSERT_GT(fs::file_size(now.back()), data) << "the file's previous use lies past the data";
+  std::uint64_t files_bytes = 0;
+  for (const auto& f : now) {
+    files_bytes += fs::file_size(f);
+  }
+  EXPECT_EQ(log->diskBytes(), files_bytes);
+
+  expectConsecutive(readAll(*log, log->beginOffset()), seq - 1);
+  EXPECT_EQ(log->corruptRecords(), 0u);
+
+  // Reopened, the previous use is cut off as what it is: not data, not damage.
+  const Offset end = log->durableEnd();
+  log.reset();
+  RecoveryReport report;
+  log = openLog(o, &report);
+  ASSERT_TRUE(log);
+  EXPECT_EQ(report.end, end);
+  EXPECT_EQ(report.truncated_bytes, 0u);
+  EXPECT_TRUE(report.moved_to.empty());
+  EXPECT_GT(report.stale_bytes, 0u);
+  EXPECT_FALSE(fs::exists(dir.path() + "/corrupt"));
+  EXPECT_EQ(fs::file_size(now.back()), data);
+  expectConsecutive(readAll(*log, log->beginOffset()), seq - 1);
+  appendRange(*log, seq, seq + 30, 200);
+  expectConsecutive(readAll(*log, log->beginOffset()), seq + 29);
+  EXPECT_EQ(log->corruptRecords(), 0u);
+}
+
+TEST(LogTest, ATornWriteOverARecycledFileIsCutUpToTheFilesOldRecords) {
+  TempDir dir;
+  LogOptions o = optionsFor(dir);
+  o.recycle_segments = 2;
+  RecycledLog r = makeRecycledLog(o);
+  ASSERT_TRUE(r.log);
+  const int last = r.next_seq - 1;
+  const Offset end = r.log->durableEnd();
+  r.log.reset();
+  const std::string active = segmentFiles(dir.path()).back();
+  const Offset base = std::stoull(fs::path(active).stem().string());
+  const std::uint64_t file_size = fs::file_size(active);
+  ASSERT_GT(file_size, end - base + 200);
+
+  // A write cut short by a crash: the first 100 bytes of the next record over the old ones.
+  std::string next;
+  ASSERT_TRUE(encodeRecord(makeTestEvent(0, r.next_seq, 200), next).ok());
+  stampRecord(next.data(), segmentTag(base));
+  const int fd = ::open(active.c_str(), O_RDWR | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::pwrite(fd, next.data(), 100, static_cast<off_t>(end - base)), 100);
+  ::close(fd);
+
+  RecoveryReport report;
+  auto log = openLog(o, &report);
+  ASSERT_TRUE(log);
+  EXPECT_EQ(report.truncated_at, end);
+  // Saved: the torn bytes up to the next intact old record, not the whole old use.
+  EXPECT_GE(report.truncated_bytes, 100u);
+  EXPECT_LT(report.truncated_bytes, 100u + 400u);
+  ASSERT_FALSE(report.moved_to.empty());
+  EXPECT_EQ(fs::file_size(report.moved_to), report.truncated_bytes);
+  EXPECT_GT(report.stale_bytes, 0u);
+  EXPECT_EQ(report.truncated_bytes + report.stale_bytes, file_size - (end - base));
+  EXPECT_EQ(fs::file_size(active), end - base);
+  expectConsecutive(readAll(*log, log->beginOffset()), last);
+}
+
+TEST(LogTest, AFailedWriteIntoARecycledFileIsUndoneAndAccounted) {
+  TempDir dir;
+  LogOptions o = optionsFor(dir, FsyncPolicy::Always);
+  o.recycle_segments = 2;
+  RecycledLog r = makeRecycledLog(o);
+  ASSERT_TRUE(r.log);
+  Log& log = *r.log;
+  const Offset end = log.durableEnd();
+  const std::string active = segmentFiles(dir.path()).back();
+  const Offset base = std::stoull(fs::path(active).stem().string());
+  ASSERT_GT(fs::file_size(active), end - base + 100);
+
+  struct rlimit old {};
+  ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &old), 0);
+  const auto old_handler = ::signal(SIGXFSZ, SIG_IGN);
+  struct rlimit limited = old;
+  limited.rlim_cur = end - base + 100;  // the write fails 100 bytes in, inside the old use
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &limited), 0);
+  AppendResult failed = appendAndWait(log, {makeTestEvent(0, r.next_seq, 1000)});
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &old), 0);
+  ::signal(SIGXFSZ, old_handler);
+
+  EXPECT_EQ(failed.status.error().code, sdk::ErrorCode::Unavailable);
+  EXPECT_EQ(log.durableEnd(), end);
+  EXPECT_EQ(fs::file_size(active), end - base) << "undone, the old use with it";
+  std::uint64_t files_bytes = 0;
+  for (const auto& f : segmentFiles(dir.path())) {
+    files_bytes += fs::file_size(f);
+  }
+  EXPECT_EQ(log.diskBytes(), files_bytes);
+
+  appendRange(log, r.next_seq, r.next_seq + 20, 200);
+  expectConsecutive(readAll(log, log.beginOffset()), r.next_seq + 19);
+  EXPECT_EQ(log.corruptRecords(), 0u);
+}
+
+TEST(LogTest, OnlySegmentsThisLogWroteAreReusedAndLeftoverSparesAreDeleted) {
+  TempDir dir;
+  LogOptions o = optionsFor(dir);
+  o.recycle_segments = 2;
+  {
+    auto log = openLog(o);
+    ASSERT_TRUE(log);
+    appendRange(*log, 0, 40, 200);
+  }
+  const std::string leftover = dir.path() + "/00000000000000000077.free";
+  writeFileBytes(leftover, std::string(5000, 'S'));
+
+  RecoveryReport report;
+  auto log = openLog(o, &report);
+  ASSERT_TRUE(log);
+  EXPECT_EQ(report.spares_deleted, 1u);
+  EXPECT_FALSE(fs::exists(leftover));
+  // Segments found at open may hold records of an older format: deleted, never reused.
+  auto deleted = log->truncateBefore(log->durableEnd());
+  ASSERT_TRUE(deleted.ok());
+  EXPECT_GE(*deleted, 2u);
+  EXPECT_EQ(log->spareCount(), 0u);
+  EXPECT_TRUE(spareFiles(dir.path()).empty());
+
+  // Segments this log wrote are.
+  appendRange(*log, 40, 80, 200);
+  ASSERT_TRUE(log->truncateBefore(log->durableEnd()).ok());
+  EXPECT_EQ(log->spareCount(), 2u);
+  EXPECT_EQ(spareFiles(dir.path()).size(), 2u);
+  // Closing deletes them.
+  log.reset();
+  EXPECT_TRUE(spareFiles(dir.path()).empty());
+}
+
+TEST(LogTest, SparesAreKeptOnlyWithinHalfOfTheDiskBudget) {
+  TempDir dir;
+  LogOptions o = optionsFor(dir);
+  o.recycle_segments = 8;
+  o.max_bytes = 64u << 10;
+  auto log = openLog(o);
+  ASSERT_TRUE(log);
+  appendRange(*log, 0, 150, 200);  // ~44 KiB: past half of the budget
+  const std::vector<std::string> files = segmentFiles(dir.path());
+  ASSERT_GE(files.size(), 8u);
+  const Offset third_base = std::stoull(fs::path(files[2]).stem().string());
+  ASSERT_GT(log->durableEnd() - third_base, o.max_bytes / 2);
+  auto deleted = log->truncateBefore(third_base);
+  ASSERT_TRUE(deleted.ok());
+  EXPECT_EQ(*deleted, 2u);
+  EXPECT_EQ(log->spareCount(), 0u) << "no spare while the data needs more than half the budget";
+  EXPECT_EQ(log->diskBytes(), log->durableEnd() - third_base);
+
+  ASSERT_TRUE(log->truncateBefore(log->durableEnd()).ok());
+  EXPECT_GT(log->spareCount(), 0u);
+  EXPECT_LT(log->spareCount(), 8u);
+  EXPECT_LE(log->diskBytes(), o.max_bytes / 2);
+
+  // Spares count against the budget: the disk never holds more than max_bytes.
+  int seq = 150;
+  while (true) {
+    AppendResult r = appendAndWait(*log, {makeTestEvent(0, seq, 200)});
+    if (!r.status.ok()) {
+      EXPECT_EQ(r.status.error().code, sdk::ErrorCode::ResourceExhausted);
+      break;
+    }
+    ASSERT_LT(++seq, 1000);
+    EXPECT_LE(log->diskBytes(), o.max_bytes);
+  }
+  std::uint64_t on_disk = 0;
+  for (const auto& e : fs::directory_iterator(dir.path())) {
+    if (e.is_regular_file()) {
+      on_disk += e.file_size();
+    }
+  }
+  EXPECT_LE(on_disk, o.max_bytes);
+  EXPECT_EQ(on_disk, log->diskBytes());
+}
+
+TEST(LogTest, KillNineWhileRecyclingLosesNothingAcknowledgedAndBringsBackNothing) {
+  TempDir dir;
+  LogOptions o = optionsFor(dir);
+  o.recycle_segments = 2;
+  int next_seq = 0;
+  std::uint64_t stale_seen = 0;
+  for (int round = 0; round < 4; ++round) {
+    int fds[2];
+    ASSERT_EQ(::pipe(fds), 0);
+    const pid_t pid = ::fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      // The child appends, acknowledges through the pipe and delivers everything now and then,
+      // so segments are recycled all the time; it never exits by itself.
+      ::close(fds[0]);
+      auto opened = Log::open(o, nullptr);
+      if (!opened.ok()) {
+        ::_exit(3);
+      }
+      std::unique_ptr<Log> child = std::move(opened).value();
+      int seq = next_seq;
+      for (int n = 0;; ++n) {
+        std::vector<sdk::Event> events;
+        for (int k = 0; k < 5; ++k) {
+          events.push_back(makeTestEvent(0, seq + k, 200));
+        }
+        if (!appendAndWait(*child, std::move(events)).status.ok()) {
+          ::_exit(4);
+        }
+        seq += 5;
+        const int acked = seq - 1;
+        if (::write(fds[1], &acked, sizeof acked) != sizeof acked) {
+          ::_exit(5);
+        }
+        if (n % 4 == 3) {
+          (void)child->truncateBefore(child->durableEnd());
+        }
+      }
+    }
+    ::close(fds[1]);
+    std::this_thread::sleep_for(std::chrono::milliseconds(40 + 20 * round));
+    ASSERT_EQ(::kill(pid, SIGKILL), 0);
+    int status = 0;
+    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+    ASSERT_TRUE(WIFSIGNALED(status)) << "the child failed on its own: " << status;
+    int acked = -1;
+    for (int v = 0; ::read(fds[0], &v, sizeof v) == sizeof v;) {
+      acked = v;
+    }
+    ::close(fds[0]);
+    ASSERT_GE(acked, next_seq) << "round " << round << ": nothing was acknowledged";
+
+    RecoveryReport report;
+    auto log = openLog(o, &report);
+    ASSERT_TRUE(log);
+    stale_seen += report.stale_bytes;
+    const std::vector<StoredRecord> records = readAll(*log, log->beginOffset());
+    ASSERT_FALSE(records.empty());
+    // Acknowledged events are all there; nothing from a file's earlier use came back.
+    expectConsecutive(records, seqOf(records.back()));
+    EXPECT_GE(seqOf(records.back()), acked) << "round " << round;
+    EXPECT_EQ(log->corruptRecords(), 0u);
+    next_seq = seqOf(records.back()) + 1;
+  }
+  EXPECT_GT(stale_seen, 0u) << "no round ended inside a recycled file: the test proved nothing";
 }
 
 }  // namespace

@@ -97,6 +97,69 @@ TEST(RecordTest, DetectsEveryKindOfDamage) {
   EXPECT_FALSE(decodeRecord(bad_crc).ok());
 }
 
+TEST(RecordTest, ATaggedRecordIsValidOnlyInItsSegment) {
+  std::string bytes;
+  ASSERT_TRUE(encodeRecord(testing::makeTestEvent(1, 2), bytes).ok());
+  const std::uint16_t mine = segmentTag(4096);
+  const std::uint16_t other = segmentTag(8192);
+  ASSERT_NE(mine, other);
+  stampRecord(bytes.data(), mine);
+
+  const RecordView ok = inspectRecord(bytes, mine);
+  ASSERT_EQ(ok.status, RecordStatus::Ok);
+  EXPECT_EQ(ok.size, bytes.size());
+  ASSERT_TRUE(decodePayload(ok.payload).ok());
+  EXPECT_EQ(decodePayload(ok.payload)->messageId(), "m-1-2");
+
+  // The same intact bytes read in another segment (a recycled file) are its previous use.
+  const RecordView stale = inspectRecord(bytes, other);
+  EXPECT_EQ(stale.status, RecordStatus::Stale);
+  EXPECT_EQ(stale.size, bytes.size());
+  EXPECT_EQ(inspectRecord(bytes, 0).status, RecordStatus::Stale);
+  EXPECT_FALSE(decodeRecord(bytes).ok());  // outside the log, records carry tag 0
+
+  // A damaged tag is damage, never a record of another segment.
+  for (std::size_t i = 6; i < 8; ++i) {
+    for (int bit = 0; bit < 8; ++bit) {
+      std::string damaged = bytes;
+      damaged[i] = static_cast<char>(damaged[i] ^ (1 << bit));
+      EXPECT_EQ(inspectRecord(damaged, mine).status, RecordStatus::BadChecksum)
+          << "byte " << i << " bit " << bit;
+    }
+  }
+}
+
+TEST(RecordTest, SegmentTagsAreNeverZeroAndDifferForNeighbours) {
+  std::uint16_t previous = 0;
+  int repeats = 0;
+  for (std::uint64_t base = 0; base < (std::uint64_t{64} << 20) * 1000; base += 64u << 20) {
+    const std::uint16_t tag = segmentTag(base + 4321);
+    EXPECT_NE(tag, 0);
+    repeats += tag == previous ? 1 : 0;
+    previous = tag;
+  }
+  EXPECT_EQ(repeats, 0);
+}
+
+TEST(RecordTest, VersionOneRecordsAreStillRead) {
+  // A record as version 1 wrote it: no tag, CRC over bytes [4, 12) then the payload.
+  std::string v1;
+  ASSERT_TRUE(encodeRecord(testing::makeTestEvent(3, 4), v1).ok());
+  v1[4] = 1;
+  const std::uint32_t crc = crc32c(v1.data() + 16, v1.size() - 16, crc32c(v1.data() + 4, 8));
+  for (int i = 0; i < 4; ++i) {
+    v1[12 + i] = static_cast<char>((crc >> (8 * i)) & 0xFFu);
+  }
+  EXPECT_EQ(inspectRecord(v1, segmentTag(0)).status, RecordStatus::Ok);
+  EXPECT_EQ(inspectRecord(v1, 0).status, RecordStatus::Ok);
+  ASSERT_TRUE(decodeRecord(v1).ok());
+  EXPECT_EQ(decodeRecord(v1)->event.messageId(), "m-3-4");
+
+  std::string tagged_v1 = v1;  // version 1 had no tag: non-zero bytes there are not version 1
+  tagged_v1[6] = 1;
+  EXPECT_EQ(inspectRecord(tagged_v1, 1).status, RecordStatus::BadVersion);
+}
+
 TEST(RecordTest, RefusesOversizedEvent) {
   sdk::EventHeader h;
   h.message_id = "big";

@@ -880,6 +880,7 @@ sdk::Result<std::size_t> Log::truncateBefore(Offset min_cursor) {
       Spare spare;
       spare.old_base = seg->base;
       spare.size = size;
+      spare.since = std::chrono::steady_clock::now();
       spare.path = options_.path + "/" + segmentFileName(seg->base).substr(0, 20) +
                    std::string(kSpareSuffix);
       if (::rename(seg->path.c_str(), spare.path.c_str()) == 0) {
@@ -903,6 +904,23 @@ sdk::Result<std::size_t> Log::truncateBefore(Offset min_cursor) {
     if (sized && seg.use_count() == 1) {
       sdk::shrinkGradually(seg->fd, static_cast<std::uint64_t>(st.st_size));
     }
+  }
+  // A quiet queue does not keep delivered records around in spares.
+  std::vector<Spare> expired;
+  {
+    const auto now = std::chrono::steady_clock::now();
+    std::lock_guard lk(spare_mu_);
+    for (auto it = spares_.begin(); it != spares_.end();) {
+      if (now - it->since >= options_.spare_max_age) {
+        expired.push_back(std::move(*it));
+        it = spares_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  for (Spare& spare : expired) {
+    releaseSpare(spare);
   }
   if (first_error != 0) {
     return ioError("cannot delete segment", failed_path, first_error);

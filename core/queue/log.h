@@ -42,8 +42,10 @@ struct LogOptions {
   std::chrono::milliseconds fsync_interval{2};
   std::uint64_t segment_bytes = 64u << 20;  // roll threshold; a record is never split
   std::uint64_t max_bytes = 0;               // disk budget for segments; 0 = unlimited
-  // Delivered segments kept as files to reuse for new segments (see README.md, "Recycling").
+  // Delivered segments kept as files to reuse for new segments (see README.md, "Recycling"),
+  // each for at most spare_max_age: their delivered records do not linger on a quiet queue.
   std::size_t recycle_segments = 0;
+  std::chrono::milliseconds spare_max_age{60'000};
 };
 
 // What open() found and repaired.
@@ -127,7 +129,7 @@ class Log {
   // the number of segments deleted. Readers still inside a deleted segment finish their pread.
   // A deleted segment no reader holds that this Log wrote becomes a spare, kept for the writer
   // to reuse, while fewer than `recycle_segments` are kept and disk use is below half of
-  // `max_bytes`. Any other is shrunk in steps before its last close, so the file system frees
+  // `max_bytes`; a spare unused for `spare_max_age` is deleted here. Any other is shrunk in steps before its last close, so the file system frees
   // its blocks gradually (a few ms per segment on the caller's thread): freed at once, they
   // stall the writer's fdatasync on ext4 with `discard`.
   sdk::Result<std::size_t> truncateBefore(Offset min_cursor);
@@ -170,6 +172,7 @@ class Log {
     Offset old_base = 0;
     std::uint64_t size = 0;
     std::string path;
+    std::chrono::steady_clock::time_point since;
   };
   struct PendingCall {
     AppendCallback done;

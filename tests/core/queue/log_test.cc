@@ -852,6 +852,28 @@ TEST(LogTest, OnlySegmentsThisLogWroteAreReusedAndLeftoverSparesAreDeleted) {
   EXPECT_TRUE(spareFiles(dir.path()).empty());
 }
 
+TEST(LogTest, ASpareUnusedForItsMaxAgeIsDeleted) {
+  TempDir dir;
+  LogOptions o = optionsFor(dir);
+  o.recycle_segments = 2;
+  o.spare_max_age = std::chrono::milliseconds(500);
+  auto log = openLog(o);
+  ASSERT_TRUE(log);
+  appendRange(*log, 0, 50, 200);
+  ASSERT_TRUE(log->truncateBefore(log->durableEnd()).ok());
+  ASSERT_EQ(log->spareCount(), 2u);
+  const std::uint64_t active = fs::file_size(segmentFiles(dir.path()).back());
+  EXPECT_GT(log->diskBytes(), active);
+
+  ASSERT_TRUE(log->truncateBefore(log->durableEnd()).ok());
+  EXPECT_EQ(log->spareCount(), 2u) << "young spares are kept";
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));
+  ASSERT_TRUE(log->truncateBefore(log->durableEnd()).ok());
+  EXPECT_EQ(log->spareCount(), 0u);
+  EXPECT_TRUE(spareFiles(dir.path()).empty());
+  EXPECT_EQ(log->diskBytes(), active);
+}
+
 TEST(LogTest, SparesAreKeptOnlyWithinHalfOfTheDiskBudget) {
   TempDir dir;
   LogOptions o = optionsFor(dir);

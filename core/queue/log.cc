@@ -299,7 +299,7 @@ void Log::releaseSpare(Spare& spare) {
   spare_bytes_ -= spare.size;
 }
 
-bool Log::keepAsSpare(std::uint64_t size) {
+bool Log::spareFits() {
   if (options_.max_bytes == 0) {
     return true;
   }
@@ -308,7 +308,7 @@ bool Log::keepAsSpare(std::uint64_t size) {
     std::lock_guard lk(mu_);
     committed = committed_bytes_;
   }
-  return committed + spare_bytes_.load() + size <= options_.max_bytes / 2;
+  return committed + spare_bytes_.load() <= options_.max_bytes / 2;
 }
 
 std::size_t Log::spareCount() const {
@@ -866,14 +866,9 @@ sdk::Result<std::size_t> Log::truncateBefore(Offset min_cursor) {
     struct stat st {};
     const bool sized = ::fstat(seg->fd, &st) == 0;
     const auto size = static_cast<std::uint64_t>(st.st_size);
-    if (sized) {
-      // Out of the data at once, so that the budget check for the next victim sees it.
-      disk_bytes_ -= size;
-      std::lock_guard lk(mu_);
-      committed_bytes_ -= std::min(committed_bytes_, size);
-    }
+    bool kept = false;
     if (sized && seg->recyclable && seg.use_count() == 1 &&
-        spareCount() < options_.recycle_segments && keepAsSpare(size)) {
+        spareCount() < options_.recycle_segments && spareFits()) {
       // Kept for the writer to reuse: its blocks and page cache stay allocated, so writing the
       // next segment neither allocates blocks (no journal work in the sync) nor faults in fresh
       // memory. Its records carry its old tag, which the segment it becomes will not accept.
@@ -885,11 +880,20 @@ sdk::Result<std::size_t> Log::truncateBefore(Offset min_cursor) {
                    std::string(kSpareSuffix);
       if (::rename(seg->path.c_str(), spare.path.c_str()) == 0) {
         spare.fd = seg->releaseFd();
-        spare_bytes_ += size;
+        spare_bytes_ += size;  // before it leaves the data: the budget never misses it
         std::lock_guard lk(spare_mu_);
         spares_.push_back(std::move(spare));
-        continue;
+        kept = true;
       }
+    }
+    if (sized) {
+      // Out of the data at once, so that the check for the next victim sees it.
+      disk_bytes_ -= size;
+      std::lock_guard lk(mu_);
+      committed_bytes_ -= std::min(committed_bytes_, size);
+    }
+    if (kept) {
+      continue;
     }
     if (::unlink(seg->path.c_str()) != 0) {
       if (first_error == 0) {

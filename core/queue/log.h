@@ -218,8 +218,9 @@ class Log {
   // Counts the unused end of the active segment (a recycled file) as spare bytes.
   void setActiveStale(std::uint64_t bytes);
   void releaseSpare(Spare& spare);
-  // Whether `size` more spare bytes keep disk use within half of max_bytes.
-  bool keepAsSpare(std::uint64_t size);
+  // Whether disk use, the victim at hand still counted as data, is within half of max_bytes:
+  // then the victim may stay as a spare.
+  bool spareFits();
   void reportCorruption(const Segment& segment, std::uint64_t pos, std::uint64_t end,
                         RecordStatus reason);
 

@@ -30,6 +30,10 @@ const sdk::OptionTable<FileConfig>& fileOptions() {
       option("sync", &FileConfig::sync,
              "fdatasync after each batch, so that 'delivered' means on disk")
           .defaultValue(true),
+      option("keep_page_cache", &FileConfig::keep_page_cache,
+             "Leave written pages in the page cache; by default, with sync, each synced batch's "
+             "pages are dropped (POSIX_FADV_DONTNEED) so that the output does not fill memory")
+          .defaultValue(false),
   };
   return table;
 }
@@ -43,6 +47,11 @@ std::vector<sdk::OptionError> FileConfig::validate() const {
 }
 
 namespace {
+
+std::uint64_t pageBytes() {
+  static const auto page = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
+  return page;
+}
 
 // True when `text` (a valid JSON object) ends with a top-level `"receivedAt":"…"` member, as
 // the http source writes it: `…,"receivedAt":"2026-01-01T00:00:00.000Z"}`. Read backwards
@@ -127,6 +136,7 @@ sdk::Status FileDestination::openFile() {
   }
   struct stat st {};
   size_ = ::fstat(fd_, &st) == 0 ? static_cast<std::uint64_t>(st.st_size) : 0;
+  dropped_until_ = 0;
   return {};
 }
 
@@ -219,6 +229,19 @@ std::vector<sdk::Outcome> FileDestination::deliver(std::span<const sdk::Event> b
     return fail(std::string("fdatasync of ") + config_.path + " failed: " + std::strerror(errno));
   }
   size_ += data.size();
+  if (config_.sync && !config_.keep_page_cache) {
+    // Synced pages are clean: drop them. Output written once and rarely read back then does not
+    // fill the page cache, and the next batches reuse the memory just freed. On a VM with free
+    // page reporting, fresh page-cache memory costs a fault to the host: under load on the
+    // 2-core test VM, writing here took 3 times the kernel time without this. The last, partial
+    // page stays: the next batch writes into it.
+    const std::uint64_t whole = size_ - size_ % pageBytes();
+    if (whole > dropped_until_) {
+      (void)::posix_fadvise(fd_, static_cast<off_t>(dropped_until_),
+                            static_cast<off_t>(whole - dropped_until_), POSIX_FADV_DONTNEED);
+      dropped_until_ = whole;
+    }
+  }
   written_bytes_.inc(data.size());
   return std::vector<sdk::Outcome>(batch.size(), sdk::Outcome::delivered());
 }

@@ -18,6 +18,7 @@ struct FileConfig {
   std::uint64_t max_file_bytes = 0;
   std::int64_t max_files = 0;
   bool sync = true;
+  bool keep_page_cache = false;
 
   std::vector<sdk::OptionError> validate() const;
 };
@@ -50,6 +51,7 @@ class FileDestination final : public sdk::Destination {
   std::mutex mutex_;
   int fd_ = -1;
   std::uint64_t size_ = 0;
+  std::uint64_t dropped_until_ = 0;  // page cache of [0, this) dropped after a sync
   sdk::FileReleaser releaser_;  // files rotated out, freed gradually
 };
 

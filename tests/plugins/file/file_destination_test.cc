@@ -4,6 +4,10 @@
 #include <gtest/gtest.h>
 
 #include <boost/json.hpp>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -169,10 +173,57 @@ TEST(FileDestinationTest, AnUnwritablePathIsARetryNotALoss) {
   EXPECT_THAT(outcomes[0].reason, HasSubstr("cannot open"));
 }
 
+// Pages of `file` in the page cache (mincore on a mapping of it, which faults nothing in).
+std::size_t residentPages(const fs::path& file) {
+  const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    return 0;
+  }
+  const auto size = static_cast<std::size_t>(fs::file_size(file));
+  void* map = ::mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0);
+  ::close(fd);
+  if (map == MAP_FAILED) {
+    return 0;
+  }
+  const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+  std::vector<unsigned char> in_core((size + page - 1) / page);
+  std::size_t resident = 0;
+  if (::mincore(map, size, in_core.data()) == 0) {
+    for (unsigned char c : in_core) {
+      resident += c & 1;
+    }
+  }
+  ::munmap(map, size);
+  return resident;
+}
+
+TEST(FileDestinationTest, SyncedPagesLeaveThePageCacheUnlessAskedToStay) {
+  TempDir dir;
+  sdk::testing::FakeDestinationContext ctx;
+  const fs::path dropped = dir.path() / "dropped.ndjson";
+  FileDestination drop(config(dropped), ctx);
+  ASSERT_TRUE(drop.start().ok());
+  deliverKilobyteEvents(drop, 200);  // ~200 KiB: about 50 pages
+
+  FileConfig keep_config = config(dir.path() / "kept.ndjson");
+  keep_config.keep_page_cache = true;
+  FileDestination keep(keep_config, ctx);
+  ASSERT_TRUE(keep.start().ok());
+  deliverKilobyteEvents(keep, 200);
+
+  // At most the last, partial page stays (the next batch writes into it).
+  EXPECT_LE(residentPages(dropped), 1u);
+  EXPECT_GE(residentPages(dir.path() / "kept.ndjson"), 40u);
+  drop.stop();
+  keep.stop();
+  const std::string text = slurp(dropped);  // dropped from memory, not from the file
+  EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 200);
+}
+
 TEST(FileOptionsTest, TableAndValidation) {
   auto specs = fileOptions().specs();
   EXPECT_TRUE(sdk::checkOptionTable(specs).empty());
-  ASSERT_EQ(specs.size(), 4u);
+  ASSERT_EQ(specs.size(), 5u);
   EXPECT_EQ(specs[0].key, "path");
   EXPECT_TRUE(specs[0].required);
   auto bad = config("/tmp/dir/");

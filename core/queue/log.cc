@@ -127,30 +127,6 @@ Found findNextValid(WindowReader& reader, std::uint64_t pos, std::uint64_t limit
   return {limit, false};
 }
 
-// Whether a record of the segment tagged `tag` starts at `pos`: the first 8 header bytes (or as
-// many as the file has) are what this segment's writer puts there. Anything else past the end
-// of the data is not a record of this segment cut short: a recycled file's previous use.
-bool startsOwnRecord(WindowReader& reader, std::uint64_t pos, std::uint16_t tag) {
-  const std::string_view h = reader.view(pos, 8);
-  if (h.empty()) {
-    return false;
-  }
-  auto header = [](std::uint8_t version, std::uint16_t t) {
-    std::string b(8, '\0');
-    for (int i = 0; i < 4; ++i) {
-      b[static_cast<std::size_t>(i)] = static_cast<char>((kRecordMagic >> (8 * i)) & 0xFFu);
-    }
-    b[4] = static_cast<char>(version);
-    b[6] = static_cast<char>(t & 0xFFu);
-    b[7] = static_cast<char>(t >> 8);
-    return b;
-  };
-  const std::string mine = header(kRecordFormatVersion, tag);
-  const std::string v1 = header(1, 0);
-  return h == std::string_view(mine).substr(0, h.size()) ||
-         h == std::string_view(v1).substr(0, h.size());
-}
-
 // Walks records from `pos`; returns where the valid run stops (== limit when all is valid) and
 // why.
 struct Stop {
@@ -413,7 +389,7 @@ sdk::Status Log::recover(RecoveryReport& report) {
       end = next.pos;
       continue;
     }
-    torn_end = startsOwnRecord(reader, end, last->tag) ? next.pos : end;
+    torn_end = startsOwnHeader(reader.view(end, 8), last->tag) ? next.pos : end;
     break;
   }
   if (reader.failed()) {

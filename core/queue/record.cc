@@ -1,5 +1,6 @@
 #include "core/queue/record.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "core/queue/crc32c.h"
@@ -192,6 +193,22 @@ RecordView inspectRecord(std::string_view bytes, std::uint16_t tag) noexcept {
   view.status = RecordStatus::Ok;
   view.payload = bytes.substr(kRecordHeaderSize, length);
   return view;
+}
+
+bool startsOwnHeader(std::string_view bytes, std::uint16_t tag) noexcept {
+  const std::size_t n = std::min<std::size_t>(bytes.size(), 8);
+  if (n == 0) {
+    return false;
+  }
+  char mine[8] = {};
+  put32(mine, kRecordMagic);
+  mine[4] = static_cast<char>(kRecordFormatVersion);
+  mine[6] = static_cast<char>(tag & 0xFFu);
+  mine[7] = static_cast<char>(tag >> 8);
+  char v1[8] = {};
+  put32(v1, kRecordMagic);
+  v1[4] = 1;
+  return std::memcmp(bytes.data(), mine, n) == 0 || std::memcmp(bytes.data(), v1, n) == 0;
 }
 
 sdk::Result<sdk::Event> decodePayload(std::string_view payload) {

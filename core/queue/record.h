@@ -88,6 +88,12 @@ struct RecordView {
 };
 RecordView inspectRecord(std::string_view bytes, std::uint16_t tag = 0) noexcept;
 
+// Whether `bytes` (up to the first 8 bytes at some position) begin a header as the writer of the
+// segment tagged `tag` writes it: magic, this format version and the tag, or an untagged
+// version-1 header. Recovery tells a record of ours cut short from a recycled file's previous
+// use with it. False for empty `bytes`.
+bool startsOwnHeader(std::string_view bytes, std::uint16_t tag) noexcept;
+
 // Decodes a payload (as returned in RecordView::payload) into an event.
 sdk::Result<sdk::Event> decodePayload(std::string_view payload);
 

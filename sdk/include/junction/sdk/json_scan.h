@@ -62,6 +62,7 @@ class Cursor {
 
  private:
   bool skipString(bool& escaped) noexcept;
+  bool skipStringRest(bool& escaped) noexcept;  // from the first byte that needs a look
   bool skipNumber() noexcept;
   bool skipLiteral(std::string_view word) noexcept;
   bool skipContainer(int depth) noexcept;

@@ -1,26 +1,31 @@
 #include "core/http/router.h"
 
+#include <boost/container/small_vector.hpp>
 #include <mutex>
 
 namespace junction::core::http {
 
 namespace {
 
-std::vector<std::string> splitPath(std::string_view path) {
-  std::vector<std::string> out;
+// The segments of a path, as views into it. A request's path is split once, not per route,
+// and without allocating for the usual few segments: this runs for every request.
+using Segments = boost::container::small_vector<std::string_view, 8>;
+
+Segments splitPath(std::string_view path) {
+  Segments out;
   std::size_t start = 1;  // paths start with '/'
   while (start <= path.size()) {
     std::size_t slash = path.find('/', start);
     if (slash == std::string_view::npos) {
       slash = path.size();
     }
-    out.emplace_back(path.substr(start, slash - start));
+    out.push_back(path.substr(start, slash - start));
     start = slash + 1;
   }
   return out;
 }
 
-bool isParam(const std::string& segment) {
+bool isParam(std::string_view segment) {
   return segment.size() > 2 && segment.front() == '{' && segment.back() == '}';
 }
 
@@ -37,7 +42,12 @@ sdk::Status Router::add(std::string method, std::string pattern, sdk::HttpHandle
   }
   Route route;
   route.method = std::move(method);
-  route.segments = splitPath(pattern);
+  for (std::string_view segment : splitPath(pattern)) {
+    const bool param = isParam(segment);
+    route.segments.emplace_back(param ? segment.substr(1, segment.size() - 2) : segment);
+    route.is_param.push_back(param);
+    route.exact = route.exact && !param;
+  }
   route.pattern = std::move(pattern);
   route.handler = std::make_shared<sdk::HttpHandler>(std::move(handler));
   route.max_body_bytes = options.max_body_bytes;
@@ -58,22 +68,20 @@ void Router::removeOwner(std::string_view owner) {
   std::erase_if(routes_, [&](const Route& r) { return r.owner == owner; });
 }
 
-bool Router::matches(const Route& route, std::string_view path,
+bool Router::matches(const Route& route, std::span<const std::string_view> segments,
                      std::map<std::string, std::string>* params) {
-  std::vector<std::string> segments = splitPath(path);
   if (segments.size() != route.segments.size()) {
     return false;
   }
   for (std::size_t i = 0; i < segments.size(); ++i) {
-    const std::string& want = route.segments[i];
-    if (isParam(want)) {
+    if (route.is_param[i]) {
       if (segments[i].empty()) {
         return false;
       }
       if (params != nullptr) {
-        (*params)[want.substr(1, want.size() - 2)] = segments[i];
+        (*params)[route.segments[i]] = std::string(segments[i]);
       }
-    } else if (want != segments[i]) {
+    } else if (route.segments[i] != segments[i]) {
       return false;
     }
   }
@@ -82,28 +90,27 @@ bool Router::matches(const Route& route, std::string_view path,
 
 Router::Match Router::match(std::string_view method, std::string_view path) const {
   Match m;
+  const Segments segments = splitPath(path);
   std::shared_lock lock(mutex_);
   // Exact patterns win over patterns with parameters.
   const Route* best = nullptr;
   for (const auto& r : routes_) {
-    std::map<std::string, std::string> params;
-    if (!matches(r, path, &params)) {
+    if (!matches(r, segments, nullptr)) {
       continue;
     }
     m.path_known = true;
     if (r.method != method) {
       continue;
     }
-    bool exact = r.pattern.find('{') == std::string::npos;
-    if (best == nullptr || exact) {
+    if (best == nullptr || r.exact) {
       best = &r;
-      m.params = std::move(params);
-      if (exact) {
+      if (r.exact) {
         break;
       }
     }
   }
   if (best != nullptr) {
+    matches(*best, segments, &m.params);
     m.handler = best->handler;
     m.max_body_bytes = best->max_body_bytes;
   }

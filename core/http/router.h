@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <shared_mutex>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -43,13 +44,16 @@ class Router {
   struct Route {
     std::string method;
     std::string pattern;
-    std::vector<std::string> segments;
+    std::vector<std::string> segments;  // a `{name}` segment is held as `name`
+    std::vector<bool> is_param;         // per segment
+    bool exact = true;                  // no parameters
     std::shared_ptr<sdk::HttpHandler> handler;
     std::size_t max_body_bytes = 0;
     std::string owner;
   };
 
-  static bool matches(const Route& route, std::string_view path,
+  // Whether `route` serves a path of these segments; its parameters into `params` if given.
+  static bool matches(const Route& route, std::span<const std::string_view> segments,
                       std::map<std::string, std::string>* params);
 
   mutable std::shared_mutex mutex_;

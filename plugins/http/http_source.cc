@@ -430,7 +430,7 @@ void HttpSource::handleEvents(Endpoint endpoint, sdk::HttpRequest&& request,
       "event larger than " + std::to_string(config_.max_event_bytes) + " bytes";
   // An enriched event: kept, and de-duplicated below on the messageId the client sent.
   std::vector<std::size_t> client_ids;  // positions in `events` of messageIds from the client
-  auto accept = [&](sdk::Event event, bool generated_message_id) {
+  auto accept = [&](sdk::Event&& event, bool generated_message_id) {
     if (!generated_message_id) {
       client_ids.push_back(events.size());
     }

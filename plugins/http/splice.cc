@@ -68,6 +68,46 @@ constexpr bool keyOfKnowsEveryName() noexcept {
 }
 static_assert(keyOfKnowsEveryName(), "keyOf and kKeyNames disagree");
 
+// Reads the `context` object at the cursor (a member value at nesting `depth`) into `out`;
+// `raw` is its text. False when the text is not valid. Read here, while the event is scanned,
+// so that enrichment need not read the context again for "ip".
+bool readContext(Cursor& cursor, int depth, ContextIp& out, std::string_view& raw) {
+  // The object's members are one level deeper: as Cursor::value would check it.
+  if (depth + 1 >= sdk::json_scan::kMaxDepth) {
+    return false;
+  }
+  const char* start = cursor.position();
+  out = {};
+  if (!cursor.consume('{')) {
+    return false;
+  }
+  if (cursor.consume('}')) {
+    out.empty_object = true;
+  } else {
+    do {
+      std::string_view name;
+      std::string_view value;
+      bool escaped = false;
+      if (!cursor.string(name, escaped) || !cursor.consume(':') ||
+          !cursor.value(value, depth + 1)) {
+        return false;
+      }
+      if (escaped) {
+        out.unusual = true;
+      } else if (name == "ip") {
+        out.unusual = out.unusual || out.present;
+        out.present = true;
+        out.value = value;
+      }
+    } while (cursor.consume(','));
+    if (!cursor.consume('}')) {
+      return false;
+    }
+  }
+  raw = std::string_view(start, static_cast<std::size_t>(cursor.position() - start));
+  return true;
+}
+
 // Reads the object at the cursor: its members (appended to `members`), the tracked ones in
 // `fields`. False when the text is not valid. `declined` is set for what the tree path must
 // judge: an escaped key, a tracked key given twice. `depth`: containers around the object.
@@ -85,11 +125,16 @@ bool readObject(Cursor& cursor, int depth, std::vector<Member>& members, Fields&
     std::string_view name;
     std::string_view value;
     bool escaped = false;
-    if (!cursor.string(name, escaped) || !cursor.consume(':') ||
-        !cursor.value(value, depth + 1)) {
+    if (!cursor.string(name, escaped) || !cursor.consume(':')) {
       return false;
     }
     const Key key = escaped ? kOther : keyOf(name);
+    const bool read = key == kContext && cursor.peek() == '{'
+                          ? readContext(cursor, depth + 1, fields.context, value)
+                          : cursor.value(value, depth + 1);
+    if (!read) {
+      return false;
+    }
     declined = declined || escaped;
     if (key != kOther) {
       declined = declined || fields.present[key];
@@ -99,40 +144,6 @@ bool readObject(Cursor& cursor, int depth, std::vector<Member>& members, Fields&
     members.push_back(
         {std::string_view(start, static_cast<std::size_t>(value.data() + value.size() - start)),
          value, key});
-  } while (cursor.consume(','));
-  return cursor.consume('}');
-}
-
-// What the event's context says about "ip". False when the tree path must decide.
-struct ContextIp {
-  bool present = false;
-  bool empty_object = false;
-  std::string_view value;
-};
-bool readContextIp(std::string_view context, int depth, ContextIp& out) {
-  Cursor cursor(context);
-  if (!cursor.consume('{')) {
-    return false;
-  }
-  if (cursor.consume('}')) {
-    out.empty_object = true;
-    return true;
-  }
-  do {
-    std::string_view name;
-    std::string_view value;
-    bool escaped = false;
-    if (!cursor.string(name, escaped) || escaped || !cursor.consume(':') ||
-        !cursor.value(value, depth + 1)) {
-      return false;
-    }
-    if (name == "ip") {
-      if (out.present) {
-        return false;
-      }
-      out.present = true;
-      out.value = value;
-    }
   } while (cursor.consume(','));
   return cursor.consume('}');
 }
@@ -378,7 +389,6 @@ std::optional<SplicedEvent> spliceEvent(const ScannedEvent& item, const std::vec
   }
   const Fields& f = item.fields;
   const std::span<const Member> members(all.data() + item.first_member, item.member_count);
-  const int depth = input.in_batch ? 2 : 0;
 
   sdk::EventHeader h;
   if (in.forced_type) {
@@ -487,9 +497,10 @@ std::optional<SplicedEvent> spliceEvent(const ScannedEvent& item, const std::vec
   ContextIp ctx_ip;
   const bool has_context = f.given(kContext);
   if (has_context) {
-    if (f.value[kContext].front() != '{' || !readContextIp(f.value[kContext], depth + 1, ctx_ip)) {
+    if (f.value[kContext].front() != '{' || f.context.unusual) {
       return std::nullopt;
     }
+    ctx_ip = f.context;
   }
   bool insert_ip = false;
   if (ctx_ip.present) {
@@ -506,33 +517,44 @@ std::optional<SplicedEvent> spliceEvent(const ScannedEvent& item, const std::vec
     return std::nullopt;  // "context": null — the tree path decides
   }
 
-  std::string out;
-  out.reserve(item.text.size() + 160);
-  out += '{';
+  // The new text, written into a buffer sized for the most it can take: the event's text, plus
+  // every new member whole (`,"key":value`), plus our "ip" in a context of its own.
+  std::size_t most = item.text.size() + input.ip_member.size() + sizeof(",\"context\":{,}");
+  for (std::size_t k = 0; k < kKeyCount; ++k) {
+    most += set[k].empty() ? 0 : kKeyNames[k].size() + set[k].size() + sizeof(",\"\":");
+  }
+  std::string out(most, '\0');
+  char* w = out.data();
+  auto put = [&w](std::string_view text) {
+    std::memcpy(w, text.data(), text.size());
+    w += text.size();
+  };
+  *w++ = '{';
   bool first = true;
-  auto member = [&](std::string_view key, std::string_view value) {
+  auto separate = [&] {
     if (!first) {
-      out += ',';
+      *w++ = ',';
     }
     first = false;
-    out += '"';
-    out += key;
-    out += "\":";
-    out += value;
+  };
+  auto member = [&](std::string_view key, std::string_view value) {
+    separate();
+    *w++ = '"';
+    put(key);
+    *w++ = '"';
+    *w++ = ':';
+    put(value);
   };
   // "context": the event's object with our "ip" first, or an object of just that.
   auto context_with_ip = [&](std::string_view context) {
-    if (!first) {
-      out += ',';
-    }
-    first = false;
-    out += "\"context\":{";
-    out += input.ip_member;
+    separate();
+    put("\"context\":{");
+    put(input.ip_member);
     if (context.empty() || ctx_ip.empty_object) {
-      out += '}';
+      *w++ = '}';
     } else {
-      out += ',';
-      out += context.substr(1);
+      *w++ = ',';
+      put(context.substr(1));
     }
   };
   for (const Member& m : members) {
@@ -544,11 +566,8 @@ std::optional<SplicedEvent> spliceEvent(const ScannedEvent& item, const std::vec
     } else if (m.key == kContext && insert_ip) {
       context_with_ip(m.value);
     } else {
-      if (!first) {
-        out += ',';
-      }
-      first = false;
-      out += m.text;
+      separate();
+      put(m.text);
     }
   }
   for (Key k : {kType, kMessageId, kOriginalTimestamp, kTimestamp, kReceivedAt}) {
@@ -562,7 +581,8 @@ std::optional<SplicedEvent> spliceEvent(const ScannedEvent& item, const std::vec
   if (!f.has(kContext) && insert_ip) {
     context_with_ip({});
   }
-  out += '}';
+  *w++ = '}';
+  out.resize(static_cast<std::size_t>(w - out.data()));
 
   h.message_id = generated ? std::move(new_message_id) : std::string(message_id);
   h.user_id = std::string(user_id);

@@ -53,10 +53,19 @@ struct Member {
   Key key = kOther;
 };
 
+// What an event's `context` object says about "ip", read while the event is scanned.
+struct ContextIp {
+  bool present = false;
+  bool empty_object = false;  // "context": {}
+  bool unusual = false;       // an escaped key (it might spell "ip"), or "ip" twice
+  std::string_view value;     // the value's text
+};
+
 // The tracked members of one event (value text, when present).
 struct Fields {
   std::array<std::string_view, kKeyCount> value{};
   std::array<bool, kKeyCount> present{};
+  ContextIp context;  // of the last `context` member that is an object
 
   bool has(Key k) const noexcept { return present[k]; }
   // Present and not null.

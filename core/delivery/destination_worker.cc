@@ -257,7 +257,11 @@ bool DestinationWorker::fillWindow() {
       entry.received_at_ms = record.event.header().received_at_ms;
       entry.person = keys_[i];
       // PII controls (hash, drop) before anything leaves the core; dead letters keep this form.
-      entry.event = pii_.empty() ? std::move(record.event) : pii_.apply(record.event);
+      if (pii_.empty()) {
+        entry.event.emplace(std::move(record.event));
+      } else {
+        entry.event.emplace(pii_.apply(record.event));
+      }
       entry.bytes = entry.event->json().size() + 64;
       addEntry(entry, now);
     }

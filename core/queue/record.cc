@@ -225,14 +225,11 @@ sdk::Result<sdk::Event> decodePayload(std::string_view payload) {
   if (type > static_cast<std::uint8_t>(sdk::EventType::Alias)) {
     return bad("unknown event type");
   }
-  sdk::EventHeader header;
-  header.type = static_cast<sdk::EventType>(type);
-  header.timestamp_ms = static_cast<std::int64_t>(get64(p));
-  header.received_at_ms = static_cast<std::int64_t>(get64(p + 8));
+  const auto timestamp_ms = static_cast<std::int64_t>(get64(p));
+  const auto received_at_ms = static_cast<std::int64_t>(get64(p + 8));
   p += 16;
-  std::string* fields[kStringCount] = {&header.message_id, &header.user_id, &header.anonymous_id,
-                                       &header.name, &header.source_id};
-  for (std::string* field : fields) {
+  std::string_view fields[kStringCount];
+  for (std::string_view& field : fields) {
     if (end - p < 4) {
       return bad("string length past the end");
     }
@@ -241,10 +238,20 @@ sdk::Result<sdk::Event> decodePayload(std::string_view payload) {
     if (static_cast<std::size_t>(end - p) < len) {
       return bad("string past the end");
     }
-    field->assign(p, len);
+    field = std::string_view(p, len);
     p += len;
   }
-  return sdk::Event(std::move(header), std::string(p, end));
+  // The header is built where the event takes it: an event's strings are moved as few times
+  // as can be (each move of a short string is a copy), on every read of every event.
+  return sdk::Event(sdk::EventHeader{.type = static_cast<sdk::EventType>(type),
+                                     .message_id = std::string(fields[0]),
+                                     .user_id = std::string(fields[1]),
+                                     .anonymous_id = std::string(fields[2]),
+                                     .name = std::string(fields[3]),
+                                     .source_id = std::string(fields[4]),
+                                     .timestamp_ms = timestamp_ms,
+                                     .received_at_ms = received_at_ms},
+                    std::string(p, end));
 }
 
 sdk::Result<DecodedRecord> decodeRecord(std::string_view bytes) {

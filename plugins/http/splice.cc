@@ -1,6 +1,7 @@
 #include "splice.h"
 
 #include <array>
+#include <cassert>
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
 #include <cstring>
@@ -88,8 +89,7 @@ bool readContext(Cursor& cursor, int depth, ContextIp& out, std::string_view& ra
       std::string_view name;
       std::string_view value;
       bool escaped = false;
-      if (!cursor.string(name, escaped) || !cursor.consume(':') ||
-          !cursor.value(value, depth + 1)) {
+      if (!cursor.member(name, escaped, value, depth + 1)) {
         return false;
       }
       if (escaped) {
@@ -125,7 +125,7 @@ bool readObject(Cursor& cursor, int depth, std::vector<Member>& members, Fields&
     std::string_view name;
     std::string_view value;
     bool escaped = false;
-    if (!cursor.string(name, escaped) || !cursor.consume(':')) {
+    if (!cursor.key(name, escaped)) {
       return false;
     }
     const Key key = escaped ? kOther : keyOf(name);
@@ -582,6 +582,7 @@ std::optional<SplicedEvent> spliceEvent(const ScannedEvent& item, const std::vec
     context_with_ip({});
   }
   *w++ = '}';
+  assert(static_cast<std::size_t>(w - out.data()) <= most);
   out.resize(static_cast<std::size_t>(w - out.data()));
 
   // The header is built where the event takes it (fewer moves of its strings).

@@ -207,6 +207,35 @@ bool Cursor::string(std::string_view& raw, bool& escaped) noexcept {
   return true;
 }
 
+bool Cursor::key(std::string_view& name, bool& escaped) noexcept {
+  if (peek() != '"') {
+    return false;
+  }
+  const char* name_start = p_ + 1;
+  if (!skipString(escaped)) {
+    return false;
+  }
+  name = std::string_view(name_start, static_cast<std::size_t>(p_ - 1 - name_start));
+  return consume(':');
+}
+
+bool Cursor::member(std::string_view& name, bool& escaped, std::string_view& raw,
+                    int depth) noexcept {
+  if (!key(name, escaped)) {
+    return false;
+  }
+  if (peek() == '"') {  // most values are strings
+    const char* start = p_;
+    bool value_escaped = false;
+    if (!skipString(value_escaped)) {
+      return false;
+    }
+    raw = std::string_view(start, static_cast<std::size_t>(p_ - start));
+    return true;
+  }
+  return value(raw, depth);
+}
+
 bool Cursor::skipNumber() noexcept {
   // Digit runs are bounded so that every number accepted here is a finite double for any parser.
   auto digits = [this]() noexcept {
@@ -275,7 +304,8 @@ bool Cursor::skipContainer(int depth) noexcept {
   }
   do {
     bool escaped = false;
-    if (!string(ignored, escaped) || !consume(':') || !value(ignored, depth + 1)) {
+    std::string_view name;
+    if (!member(name, escaped, ignored, depth + 1)) {
       return false;
     }
   } while (consume(','));

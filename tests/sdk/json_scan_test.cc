@@ -73,5 +73,68 @@ TEST(JsonScanTest, LongStringsAndUtf8) {
   EXPECT_FALSE(valid(std::string("\"a\0b\"", 5)));  // a raw NUL
 }
 
+// Strings are crossed 16 bytes a step, with a shortcut for plain ones, and the last bytes of
+// the text one by one: every length, at the end of the text and inside it, with what needs a
+// closer look at every position.
+TEST(JsonScanTest, StringsOfEveryLengthAndPosition) {
+  for (std::size_t n = 0; n < 40; ++n) {
+    const std::string plain(n, 'a');
+    EXPECT_TRUE(valid("\"" + plain + "\"")) << n;
+    EXPECT_TRUE(valid("[\"" + plain + "\"," + std::string(30, '1') + "]")) << n;
+    EXPECT_FALSE(valid("\"" + plain)) << n;
+    for (std::size_t at = 0; at < n; ++at) {
+      std::string control = plain;
+      control[at] = '\x1f';
+      EXPECT_FALSE(valid("\"" + control + "\"")) << n << " at " << at;
+      EXPECT_FALSE(valid("[\"" + control + "\"," + std::string(30, '1') + "]")) << n << " at " << at;
+      std::string quote = plain;
+      quote.insert(at, "\\\"");
+      EXPECT_TRUE(valid("\"" + quote + "\"")) << n << " at " << at;
+      std::string utf8 = plain;
+      utf8.replace(at, 1, "\xc3\xa9");
+      EXPECT_TRUE(valid("[\"" + utf8 + "\"," + std::string(30, '1') + "]")) << n << " at " << at;
+      std::string bad_utf8 = plain;
+      bad_utf8[at] = '\xc3';
+      EXPECT_FALSE(valid("\"" + bad_utf8 + "\"")) << n << " at " << at;
+      std::string closed = plain;
+      closed[at] = '"';  // the string ends there: the rest is not JSON
+      EXPECT_FALSE(valid("\"" + closed + "\"")) << n << " at " << at;
+    }
+  }
+}
+
+TEST(JsonScanTest, KeysAndMembers) {
+  Cursor cursor(R"({"a":"x y","b" : {"c":[1]},"d\u0041":2})");
+  ASSERT_TRUE(cursor.consume('{'));
+  std::string_view name;
+  std::string_view value;
+  bool escaped = true;
+  ASSERT_TRUE(cursor.member(name, escaped, value, 1));
+  EXPECT_EQ(name, "a");
+  EXPECT_FALSE(escaped);
+  EXPECT_EQ(value, "\"x y\"");
+  ASSERT_TRUE(cursor.consume(','));
+  ASSERT_TRUE(cursor.member(name, escaped, value, 1));
+  EXPECT_EQ(name, "b");
+  EXPECT_EQ(value, R"({"c":[1]})");
+  ASSERT_TRUE(cursor.consume(','));
+  ASSERT_TRUE(cursor.key(name, escaped));
+  EXPECT_EQ(name, "d\\u0041");
+  EXPECT_TRUE(escaped);
+  ASSERT_TRUE(cursor.value(value, 1));
+  EXPECT_EQ(value, "2");
+  ASSERT_TRUE(cursor.consume('}'));
+  EXPECT_TRUE(cursor.atEnd());
+  // Not a member: no name, no colon, no value, a bad value.
+  for (const char* text : {"1:2", R"("a" 2)", R"("a":)", R"("a":tru)", R"("a":"b)"}) {
+    Cursor c(text);
+    EXPECT_FALSE(c.member(name, escaped, value, 1)) << text;
+  }
+  // The nesting limit holds for a member's value as for value().
+  std::string deep = R"("a":)" + std::string(kMaxDepth, '[') + std::string(kMaxDepth, ']');
+  Cursor too_deep(deep);
+  EXPECT_FALSE(too_deep.member(name, escaped, value, 1));
+}
+
 }  // namespace
 }  // namespace junction::sdk::json_scan

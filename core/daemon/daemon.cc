@@ -247,15 +247,18 @@ sdk::Status Daemon::createDestinations() {
 sdk::Status Daemon::start() {
   sink_.setSecrets(config_.secrets());
   addCoreRoutes();
-  io_guard_ = std::make_unique<WorkGuard>(io_.get_executor());
   work_guard_ = std::make_unique<WorkGuard>(work_.get_executor());
   std::size_t io_threads = config_.server.threads > 0
                                ? static_cast<std::size_t>(config_.server.threads)
                                : std::max(1u, std::thread::hardware_concurrency());
   for (std::size_t i = 0; i < io_threads; ++i) {
-    threads_.emplace_back([this] {
+    io_.push_back(std::make_unique<asio::io_context>(1));  // 1: run by one thread
+    io_guards_.push_back(asio::make_work_guard(*io_.back()));
+  }
+  for (std::size_t i = 0; i < io_threads; ++i) {
+    threads_.emplace_back([this, i] {
       runtime::nameThisThread("jn-io");
-      io_.run();
+      io_[i]->run();
     });
   }
   for (int i = 0; i < 2; ++i) {
@@ -300,7 +303,11 @@ sdk::Status Daemon::start() {
     options.max_connections = static_cast<std::size_t>(config_.server.max_connections);
     options.tls_cert_file = config_.server.tls_cert_file;
     options.tls_key_file = config_.server.tls_key_file;
-    server_ = std::make_unique<http::Server>(io_, router_, options, log_, metrics_);
+    std::vector<asio::io_context*> contexts;
+    for (auto& io : io_) {
+      contexts.push_back(io.get());
+    }
+    server_ = std::make_unique<http::Server>(contexts, router_, options, log_, metrics_);
     status = server_->listen();
   }
   if (!status.ok()) {
@@ -386,14 +393,16 @@ void Daemon::stop() {
   if (server_) {
     server_->closeAll();
   }
-  io_guard_.reset();
+  io_guards_.clear();
   work_guard_.reset();
   // Give the last responses a moment to be written, then stop the loops.
   auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(500);
   while (server_ && server_->connections() > 0 && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
-  io_.stop();
+  for (auto& io : io_) {
+    io->stop();
+  }
   work_.stop();
   for (auto& t : threads_) {
     if (t.joinable()) {

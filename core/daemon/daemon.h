@@ -91,9 +91,12 @@ class Daemon {
   // Held from start() until this object is gone: everything below uses storage.path.
   std::optional<runtime::DirectoryLock> storage_lock_;
 
-  boost::asio::io_context io_;
+  // One io_context per HTTP I/O thread (server.threads), each run by its own thread: a
+  // connection stays on one thread, and a thread blocks in its own epoll_wait rather than
+  // handing work to a shared context's other threads (a futex and a context switch each time).
+  std::vector<std::unique_ptr<boost::asio::io_context>> io_;
   boost::asio::io_context work_;
-  std::unique_ptr<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> io_guard_;
+  std::vector<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> io_guards_;
   std::unique_ptr<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work_guard_;
   std::vector<std::thread> threads_;
 

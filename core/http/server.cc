@@ -128,9 +128,9 @@ double secondsBetween(std::chrono::steady_clock::time_point from,
 
 }  // namespace
 
-Server::Server(asio::io_context& io, const Router& router, ServerOptions options,
-               sdk::Logger& log, sdk::Metrics& metrics)
-    : io_(io),
+Server::Server(std::vector<asio::io_context*> contexts, const Router& router,
+               ServerOptions options, sdk::Logger& log, sdk::Metrics& metrics)
+    : contexts_(std::move(contexts)),
       router_(router),
       options_(std::move(options)),
       log_(log),
@@ -143,7 +143,7 @@ Server::Server(asio::io_context& io, const Router& router, ServerOptions options
                                          "Time from a request's last byte to its answer")),
       stage_seconds_{stageHistogram(metrics, "receive"), stageHistogram(metrics, "handle"),
                      stageHistogram(metrics, "answer"), stageHistogram(metrics, "write")},
-      acceptor_(asio::make_strand(io)) {}
+      acceptor_(asio::make_strand(*contexts_.at(0))) {}
 
 Server::~Server() = default;
 
@@ -198,7 +198,9 @@ sdk::Status Server::listen() {
 
 asio::awaitable<void> Server::acceptLoop() {
   for (;;) {
-    auto [ec, socket] = co_await acceptor_.async_accept(asio::make_strand(io_), kNoThrow);
+    asio::io_context& context = *contexts_[next_context_];
+    next_context_ = (next_context_ + 1) % contexts_.size();
+    auto [ec, socket] = co_await acceptor_.async_accept(asio::make_strand(context), kNoThrow);
     if (ec) {
       if (ec == asio::error::operation_aborted || !acceptor_.is_open()) {
         co_return;

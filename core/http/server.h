@@ -13,6 +13,8 @@
 #include <memory>
 #include <mutex>
 #include <set>
+#include <utility>
+#include <vector>
 #include <string>
 
 #include "core/http/router.h"
@@ -38,12 +40,18 @@ struct ServerOptions {
   std::string tls_key_file;
 };
 
-// Runs on the io_context it is given (the daemon runs it on N threads). `listen`, `stop` and
-// `drain` are thread-safe. The Server must outlive the io_context's run.
+// Runs on the io_contexts it is given: it accepts on the first, and spreads connections over
+// all of them in turn (the daemon runs one per I/O thread; a connection then stays on one
+// thread). `listen`, `stop` and `drain` are thread-safe. The Server must outlive the
+// io_contexts' run.
 class Server {
  public:
+  Server(std::vector<boost::asio::io_context*> contexts, const Router& router,
+         ServerOptions options, sdk::Logger& log, sdk::Metrics& metrics);
   Server(boost::asio::io_context& io, const Router& router, ServerOptions options,
-         sdk::Logger& log, sdk::Metrics& metrics);
+         sdk::Logger& log, sdk::Metrics& metrics)
+      : Server(std::vector<boost::asio::io_context*>{&io}, router, std::move(options), log,
+               metrics) {}
   ~Server();
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
@@ -69,7 +77,8 @@ class Server {
   boost::asio::awaitable<void> serveRequests(Session& session, Stream& stream,
                                              const std::string& remote);
 
-  boost::asio::io_context& io_;
+  const std::vector<boost::asio::io_context*> contexts_;
+  std::size_t next_context_ = 0;  // where the next connection goes; the accept loop's
   const Router& router_;
   ServerOptions options_;
   sdk::Logger& log_;

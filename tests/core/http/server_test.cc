@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
@@ -576,6 +577,82 @@ TEST_F(ServerTest, HandlerMayAnswerFromAnotherThread) {
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 201);
   EXPECT_EQ(r->body, "later");
+}
+
+// The daemon runs one io_context per I/O thread: connections are spread over them, each stays
+// on its thread, and answers given from other threads (the queue's writer) reach them.
+TEST(ServerContextsTest, ConnectionsAreSpreadOverTheContextsAndStayOnTheirThread) {
+  Router router;
+  std::mutex mutex;
+  std::vector<std::thread::id> seen;  // the thread of each request, in order
+  std::vector<std::unique_ptr<sdk::HttpResponder>> parked;
+  (void)router.add("GET", "/where", [&](sdk::HttpRequest&&, sdk::HttpResponder respond) {
+    std::lock_guard lock(mutex);
+    seen.push_back(std::this_thread::get_id());
+    parked.push_back(std::make_unique<sdk::HttpResponder>(std::move(respond)));
+  });
+  sdk::testing::RecordingLogger log;
+  sdk::testing::FakeMetrics metrics;
+  boost::asio::io_context first(1);
+  boost::asio::io_context second(1);
+  ServerOptions options;
+  options.host = "127.0.0.1";
+  options.port = 0;
+  Server server({&first, &second}, router, options, log, metrics);
+  ASSERT_TRUE(server.listen().ok());
+  auto guard_first = boost::asio::make_work_guard(first);
+  auto guard_second = boost::asio::make_work_guard(second);
+  std::thread run_first([&] { first.run(); });
+  std::thread run_second([&] { second.run(); });
+
+  constexpr int kConnections = 4;
+  constexpr int kRounds = 3;
+  std::vector<std::unique_ptr<RawClient>> clients;
+  for (int c = 0; c < kConnections; ++c) {
+    clients.push_back(std::make_unique<RawClient>(server.port()));
+    ASSERT_TRUE(clients.back()->connected());
+  }
+  std::vector<std::vector<std::thread::id>> threads_of(kConnections);
+  for (int round = 0; round < kRounds; ++round) {
+    for (int c = 0; c < kConnections; ++c) {
+      ASSERT_TRUE(clients[c]->send(get("/where")));
+      ASSERT_TRUE(eventually([&] {
+        std::lock_guard lock(mutex);
+        return parked.size() == 1;
+      }));
+      std::unique_ptr<sdk::HttpResponder> respond;
+      {
+        std::lock_guard lock(mutex);
+        threads_of[c].push_back(seen.back());
+        respond = std::move(parked.back());
+        parked.clear();
+      }
+      // Answered from a thread of neither context, as the queue's writer answers.
+      std::thread([&] { (*respond)(sdk::HttpResponse::text(200, "here")); }).join();
+      auto r = clients[c]->readResponse();
+      ASSERT_TRUE(r);
+      EXPECT_EQ(r->status, 200);
+      EXPECT_EQ(r->body, "here");
+    }
+  }
+  std::vector<std::thread::id> distinct;
+  for (const auto& ids : threads_of) {
+    for (const auto& id : ids) {
+      EXPECT_EQ(id, ids.front()) << "a connection moved between threads";
+    }
+    if (std::find(distinct.begin(), distinct.end(), ids.front()) == distinct.end()) {
+      distinct.push_back(ids.front());
+    }
+  }
+  EXPECT_EQ(distinct.size(), 2u) << "connections were not spread over both contexts";
+
+  server.closeAll();
+  guard_first.reset();
+  guard_second.reset();
+  first.stop();
+  second.stop();
+  run_first.join();
+  run_second.join();
 }
 
 TEST_F(ServerTest, HeaderTooLargeIs431) {

@@ -11,7 +11,6 @@
 namespace junction::core::daemon {
 
 namespace asio = boost::asio;
-using WorkGuard = asio::executor_work_guard<asio::io_context::executor_type>;
 
 Daemon::Daemon(config::DaemonConfig config, const plugin::PluginRegistry& plugins,
                telemetry::LogSink& sink)

@@ -96,8 +96,9 @@ class Daemon {
   // handing work to a shared context's other threads (a futex and a context switch each time).
   std::vector<std::unique_ptr<boost::asio::io_context>> io_;
   boost::asio::io_context work_;
-  std::vector<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> io_guards_;
-  std::unique_ptr<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work_guard_;
+  using WorkGuard = boost::asio::executor_work_guard<boost::asio::io_context::executor_type>;
+  std::vector<WorkGuard> io_guards_;
+  std::unique_ptr<WorkGuard> work_guard_;
   std::vector<std::thread> threads_;
 
   http::Router router_;

@@ -424,10 +424,11 @@ std::optional<SplicedEvent> spliceEvent(const ScannedEvent& item, const std::vec
       return std::nullopt;
     }
   }
+  const bool named_view =
+      event_type == sdk::EventType::Page || event_type == sdk::EventType::Screen;
   const Key name_key = event_type == sdk::EventType::Track ? kEvent
-                       : (event_type == sdk::EventType::Page || event_type == sdk::EventType::Screen)
-                           ? kName
-                           : kKeyCount;
+                       : named_view                        ? kName
+                                                           : kKeyCount;
   std::string_view name;
   if (name_key != kKeyCount && f.given(name_key) && !plainString(f.value[name_key], name)) {
     return std::nullopt;

@@ -27,10 +27,23 @@ constexpr std::uint64_t special(std::uint64_t x) noexcept {
          ((x - kOnes * 0x20) & ~x & kHighs) | (x & kHighs);
 }
 
-// The first byte at or after `p` that special() would flag, or the point where fewer than 16
-// bytes are left. Sixteen bytes a step with SSE2 (every x86-64): most strings of an event are
-// shorter than that and are crossed in one step. A signed compare below 0x20 flags both control
-// characters and bytes >= 0x80. Without SSE2, 8 bytes a step (special()).
+// The first byte at or after `p` that special() would flag, 8 bytes a step, or the point where
+// fewer than `left` bytes are left.
+inline const char* toSpecialByWords(const char* p, const char* end, std::ptrdiff_t left) noexcept {
+  while (end - p >= left) {
+    std::uint64_t word;
+    std::memcpy(&word, p, 8);
+    if (const std::uint64_t flagged = special(word); flagged != 0) {
+      return p + __builtin_ctzll(flagged) / 8;
+    }
+    p += 8;
+  }
+  return p;
+}
+
+// The same, or the point where fewer than 16 bytes are left. Sixteen bytes a step with SSE2
+// (every x86-64): most strings of an event are shorter than that and are crossed in one step. A
+// signed compare below 0x20 flags both control characters and bytes >= 0x80.
 inline const char* toSpecial(const char* p, const char* end) noexcept {
 #if defined(__SSE2__)
   const __m128i quote = _mm_set1_epi8('"');
@@ -46,30 +59,10 @@ inline const char* toSpecial(const char* p, const char* end) noexcept {
     }
     p += 16;
   }
+  return p;
 #else
-  while (end - p >= 16) {
-    std::uint64_t word;
-    std::memcpy(&word, p, 8);
-    if (const std::uint64_t flagged = special(word); flagged != 0) {
-      return p + __builtin_ctzll(flagged) / 8;
-    }
-    p += 8;
-  }
+  return toSpecialByWords(p, end, 16);
 #endif
-  return p;
-}
-
-// The same for the last bytes of the text, 8 at a time.
-const char* toSpecialNearEnd(const char* p, const char* end) noexcept {
-  while (end - p >= 8) {
-    std::uint64_t word;
-    std::memcpy(&word, p, 8);
-    if (const std::uint64_t flagged = special(word); flagged != 0) {
-      return p + __builtin_ctzll(flagged) / 8;
-    }
-    p += 8;
-  }
-  return p;
 }
 
 constexpr bool isDigit(char c) noexcept { return c >= '0' && c <= '9'; }
@@ -139,7 +132,7 @@ bool Cursor::skipStringRest(bool& escaped) noexcept {
   for (;;) {
     p_ = toSpecial(p_, end_);  // to the first byte that needs a look (or the last few)
     if (end_ - p_ < 16) {
-      p_ = toSpecialNearEnd(p_, end_);
+      p_ = toSpecialByWords(p_, end_, 8);  // the last bytes of the text
     }
     if (p_ == end_) {
       return false;
@@ -195,7 +188,7 @@ bool Cursor::skipStringRest(bool& escaped) noexcept {
   }
 }
 
-bool Cursor::string(std::string_view& raw, bool& escaped) noexcept {
+inline bool Cursor::readString(std::string_view& raw, bool& escaped) noexcept {
   if (peek() != '"') {
     return false;
   }
@@ -207,16 +200,12 @@ bool Cursor::string(std::string_view& raw, bool& escaped) noexcept {
   return true;
 }
 
+bool Cursor::string(std::string_view& raw, bool& escaped) noexcept {
+  return readString(raw, escaped);
+}
+
 bool Cursor::key(std::string_view& name, bool& escaped) noexcept {
-  if (peek() != '"') {
-    return false;
-  }
-  const char* name_start = p_ + 1;
-  if (!skipString(escaped)) {
-    return false;
-  }
-  name = std::string_view(name_start, static_cast<std::size_t>(p_ - 1 - name_start));
-  return consume(':');
+  return readString(name, escaped) && consume(':');
 }
 
 bool Cursor::member(std::string_view& name, bool& escaped, std::string_view& raw,

@@ -86,7 +86,8 @@ TEST(JsonScanTest, StringsOfEveryLengthAndPosition) {
       std::string control = plain;
       control[at] = '\x1f';
       EXPECT_FALSE(valid("\"" + control + "\"")) << n << " at " << at;
-      EXPECT_FALSE(valid("[\"" + control + "\"," + std::string(30, '1') + "]")) << n << " at " << at;
+      EXPECT_FALSE(valid("[\"" + control + "\"," + std::string(30, '1') + "]"))
+          << n << " at " << at;
       std::string quote = plain;
       quote.insert(at, "\\\"");
       EXPECT_TRUE(valid("\"" + quote + "\"")) << n << " at " << at;

@@ -74,6 +74,7 @@ class Cursor {
   const char* position() const noexcept { return p_; }
 
  private:
+  bool readString(std::string_view& raw, bool& escaped) noexcept;  // string(), for inlining
   bool skipString(bool& escaped) noexcept;
   bool skipStringRest(bool& escaped) noexcept;  // from the first byte that needs a look
   bool skipNumber() noexcept;

@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 
+#include "core/delivery/throttle.h"
 #include "core/http/router.h"
 #include "core/ingest/ingest.h"
 #include "core/runtime/runtime.h"
@@ -83,7 +84,27 @@ class SourceConnectorContext final : public ContextBase<sdk::SourceContext> {
 class DestinationConnectorContext final : public ContextBase<sdk::DestinationContext> {
  public:
   explicit DestinationConnectorContext(const ContextParts& parts)
-      : ContextBase(parts, "destination") {}
+      : ContextBase(parts, "destination"),
+        throttle_(std::make_shared<delivery::AccountThrottle>()),
+        throttled_(metrics().counter("junction_destination_throttled_total",
+                                     "Times the destination's plugin said the vendor limits the "
+                                     "whole account (429 or rate-limit headers running low)")) {}
+
+  void throttle(std::chrono::milliseconds pause) noexcept override {
+    throttle_->signal(pause, std::chrono::steady_clock::now());
+    throttled_.inc();
+    log().warn("vendor limits the account: slowing the destination down",
+               {{"pause_ms", std::to_string(pause.count())}});
+  }
+
+  // Shared with the destination's worker, which applies it.
+  const std::shared_ptr<delivery::AccountThrottle>& accountThrottle() const noexcept {
+    return throttle_;
+  }
+
+ private:
+  std::shared_ptr<delivery::AccountThrottle> throttle_;
+  sdk::Counter& throttled_;
 };
 
 }  // namespace junction::core::daemon

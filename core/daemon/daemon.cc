@@ -233,7 +233,7 @@ sdk::Status Daemon::createDestinations() {
                             "destination '" + c.id + "' (" + c.plugin + "): " + made.error().message);
     }
     slot.instance = std::move(made).value();
-    if (auto s = engine_->add(c, slot.instance); !s.ok()) {
+    if (auto s = engine_->add(c, slot.instance, {}, slot.context->accountThrottle()); !s.ok()) {
       return s;
     }
     log_.info("destination started", {{"id", c.id}, {"plugin", c.plugin},

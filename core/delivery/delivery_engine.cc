@@ -43,8 +43,10 @@ sdk::Status DeliveryEngine::open(const std::string& state_dir) {
 }
 
 sdk::Status DeliveryEngine::add(const config::ConnectorConfig& config,
-                                std::shared_ptr<sdk::Destination> plugin, WorkerLimits limits) {
-  WorkerDeps deps{log_, *cursors_, *dead_letters_, metrics_, logger_, clock_, privacy_};
+                                std::shared_ptr<sdk::Destination> plugin, WorkerLimits limits,
+                                std::shared_ptr<AccountThrottle> throttle) {
+  WorkerDeps deps{log_, *cursors_, *dead_letters_, metrics_, logger_, clock_, privacy_,
+                  std::move(throttle)};
   workers_.push_back(std::make_unique<DestinationWorker>(config, std::move(plugin), deps, limits));
   return {};
 }

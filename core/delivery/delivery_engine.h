@@ -42,8 +42,10 @@ class DeliveryEngine {
   // Wakes every worker (a delete was recorded: they drop the person's waiting events).
   void wakeWorkers();
   // Adds a destination; `config` must outlive the engine.
+  // `throttle`: what the plugin's context signals when the vendor limits the account (may be
+  // null).
   sdk::Status add(const config::ConnectorConfig& config, std::shared_ptr<sdk::Destination> plugin,
-                  WorkerLimits limits = {});
+                  WorkerLimits limits = {}, std::shared_ptr<AccountThrottle> throttle = nullptr);
   // Starts every worker and the retention thread; wires the log's append listener.
   sdk::Status start();
   // Stops every worker (deliveries in flight finish), flushes cursors. Idempotent.

@@ -29,6 +29,7 @@ DestinationWorker::DestinationWorker(const config::ConnectorConfig& config,
       pii_(config.hash, config.drop),
       backoff_(config.retry.initial_backoff, config.retry.max_backoff),
       bucket_(config.rate_limit.per_second, static_cast<double>(config.rate_limit.burst)),
+      throttle_(deps.throttle != nullptr ? deps.throttle : std::make_shared<AccountThrottle>()),
       delivered_(deps.metrics.counter("junction_events_delivered_total",
                                       "Events the destination accepted", {{"destination", id_}})),
       retried_(deps.metrics.counter("junction_events_retried_total",
@@ -56,6 +57,10 @@ DestinationWorker::DestinationWorker(const config::ConnectorConfig& config,
                                        {{"destination", id_}})),
       in_flight_gauge_(deps.metrics.gauge("junction_destination_in_flight_events",
                                           "Events in a plugin call now", {{"destination", id_}})),
+      adaptive_rate_gauge_(deps.metrics.gauge(
+          "junction_destination_adaptive_rate",
+          "Plugin calls per second allowed after the vendor limited the account (0 = unlimited)",
+          {{"destination", id_}})),
       metrics_(deps.metrics) {}
 
 DestinationWorker::~DestinationWorker() { stop(); }
@@ -439,6 +444,12 @@ std::optional<SteadyClock::time_point> DestinationWorker::dispatch(SteadyClock::
       break;
     }
     cap = std::min(cap, tokens);
+    // The vendor limits the whole account (the plugin said so): pause, then a lower call rate.
+    if (auto at = throttle_->nextCallAt(now); at > now) {
+      adaptive_rate_gauge_.set(throttle_->rate().value_or(0.0));
+      wakeAt(at);
+      break;
+    }
     // One event per person per call: if a person's event is retried, none of their later events
     // can have reached the vendor before it (strict per-person order).
     auto batch = std::make_unique<Batch>();
@@ -472,6 +483,10 @@ std::optional<SteadyClock::time_point> DestinationWorker::dispatch(SteadyClock::
       break;
     }
     bucket_.consume(batch->entries.size());
+    throttle_->take(now);
+    if (throttle_->signals() != 0) {
+      adaptive_rate_gauge_.set(throttle_->rate().value_or(0.0));
+    }
     ++in_flight_batches_;
     stat_in_flight_.fetch_add(batch->entries.size());
     {

@@ -35,6 +35,7 @@
 #include "core/delivery/hash_table.h"
 #include "core/delivery/pacing.h"
 #include "core/delivery/route_policy.h"
+#include "core/delivery/throttle.h"
 #include "core/privacy/pii.h"
 #include "core/privacy/privacy_store.h"
 #include "core/queue/cursor_store.h"
@@ -54,6 +55,9 @@ struct WorkerDeps {
   const sdk::Clock& clock;
   // Deletion tombstones, remembered consent and consent aliases; may be null (tests).
   const privacy::PrivacyStore* privacy = nullptr;
+  // Account-wide throttling the plugin signals through its context; may be null (then the
+  // worker keeps one of its own that nothing signals).
+  std::shared_ptr<AccountThrottle> throttle = nullptr;
 };
 
 struct WorkerLimits {
@@ -184,6 +188,7 @@ class DestinationWorker {
   std::uint64_t deletion_generation_ = 0;  // of the privacy store, last rescanned
   Backoff backoff_;
   TokenBucket bucket_;
+  std::shared_ptr<AccountThrottle> throttle_;
 
   // Signals into the dispatcher.
   mutable std::mutex mutex_;
@@ -233,6 +238,7 @@ class DestinationWorker {
   sdk::Gauge& oldest_age_;
   sdk::Gauge& window_gauge_;
   sdk::Gauge& in_flight_gauge_;
+  sdk::Gauge& adaptive_rate_gauge_;
   sdk::Metrics& metrics_;
 
   std::thread dispatcher_;

@@ -173,7 +173,8 @@ void RegulationService::run(Job& job) {
   }
   switch (outcome.kind) {
     case sdk::Outcome::Kind::Delivered:
-      finish(job, kStatusDone, "");
+      // A vendor that erases asynchronously says so in the reason (its operation id): keep it.
+      finish(job, kStatusDone, outcome.reason);
       return;
     case sdk::Outcome::Kind::Failed:
       finish(job, kStatusFailed, outcome.reason);

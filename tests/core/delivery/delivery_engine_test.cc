@@ -111,8 +111,11 @@ class Harness {
     engine_ = std::make_unique<DeliveryEngine>(*log_, metrics_, logger_, clock_);
     ASSERT_TRUE(engine_->open(dir_.string()).ok());
   }
-  void add(std::size_t index, std::shared_ptr<sdk::Destination> destination, WorkerLimits limits = {}) {
-    ASSERT_TRUE(engine_->add(config_.destinations.at(index), std::move(destination), limits).ok());
+  void add(std::size_t index, std::shared_ptr<sdk::Destination> destination, WorkerLimits limits = {},
+           std::shared_ptr<AccountThrottle> throttle = nullptr) {
+    ASSERT_TRUE(engine_->add(config_.destinations.at(index), std::move(destination), limits,
+                             std::move(throttle))
+                    .ok());
   }
   void start() { ASSERT_TRUE(engine_->start().ok()); }
   void close() {
@@ -507,6 +510,95 @@ TEST(DeliveryEngineRateLimitTest, TheTokenBucketPacesDeliveries) {
   // 10 go at once (the burst), the other 100 at 100/s: about a second, never much less.
   EXPECT_GE(std::chrono::steady_clock::now() - t0, 900ms);
   EXPECT_GE(dest->calls(), 11u);  // no call carries more than the burst
+}
+
+// --- account-wide throttling (a plugin says the vendor limits the whole account) --------------
+
+TEST(AccountThrottleTest, NeverSignalledMeansNoLimit) {
+  AccountThrottle t;
+  auto now = std::chrono::steady_clock::now();
+  for (int i = 0; i < 100; ++i) {
+    t.take(now);
+    EXPECT_EQ(t.nextCallAt(now), now);
+  }
+  EXPECT_FALSE(t.rate().has_value());
+}
+
+TEST(AccountThrottleTest, ASignalPausesThenHalvesTheObservedRateWhichGrowsBack) {
+  AccountThrottle t;
+  auto t0 = std::chrono::steady_clock::now();
+  // 100 calls/s for a second.
+  for (int i = 0; i < 100; ++i) {
+    t.take(t0 + i * 10ms);
+  }
+  auto now = t0 + 1s;
+  t.signal(2s, now);
+  EXPECT_TRUE(t.paused(now));
+  // Nothing before the pause ends.
+  EXPECT_EQ(t.nextCallAt(now), now + 2s);
+  ASSERT_TRUE(t.rate().has_value());
+  EXPECT_NEAR(*t.rate(), 50.0, 2.0);  // half of ~100/s
+  // A second signal within a second (parallel calls hitting the same limit) halves only once.
+  t.signal(0ms, now + 500ms);
+  EXPECT_EQ(t.nextCallAt(now + 500ms), now + 2s);
+  EXPECT_NEAR(*t.rate(), 50.0, 2.0);
+  // After the pause: calls spaced at the halved rate.
+  auto after = now + 2s;
+  t.take(after);
+  EXPECT_NEAR(std::chrono::duration<double>(t.nextCallAt(after) - after).count(), 1.0 / 50, 0.002);
+  // Each quiet second after the pause grows the rate by a quarter; far enough, it is unlimited.
+  (void)t.nextCallAt(after + 1s + 1ms);
+  EXPECT_NEAR(*t.rate(), 62.5, 3.0);
+  (void)t.nextCallAt(after + 60s);
+  EXPECT_FALSE(t.rate().has_value());
+}
+
+TEST(AccountThrottleTest, TheRateNeverFallsBelowTheProbeRate) {
+  AccountThrottle t;
+  auto now = std::chrono::steady_clock::now();
+  for (int i = 0; i < 10; ++i) {
+    now += 1100ms;
+    t.signal(0ms, now);
+    (void)t.nextCallAt(now);
+  }
+  EXPECT_DOUBLE_EQ(*t.rate(), AccountThrottle::kMinRate);
+}
+
+TEST(DeliveryEngineThrottleTest, AThrottleHoldsEveryPersonNotOnlyTheOneRetried) {
+  Harness h{std::string(kFast)};
+  auto throttle = std::make_shared<AccountThrottle>();
+  std::mutex mutex;
+  std::vector<std::chrono::steady_clock::time_point> call_times;
+  std::atomic<bool> limited{true};
+  // The first call answers 429 for the account: throttle 600 ms, retry its events after it.
+  auto dest = std::make_shared<ScriptedDestination>([&](const sdk::Event&, int) {
+    {
+      std::lock_guard lock(mutex);
+      call_times.push_back(std::chrono::steady_clock::now());
+    }
+    if (limited.exchange(false)) {
+      throttle->signal(600ms, std::chrono::steady_clock::now());
+      return sdk::Outcome::retry("HTTP 429: account over its limit", 600ms);
+    }
+    return sdk::Outcome::delivered();
+  });
+  h.add(0, dest, {}, throttle);
+  h.start();
+  h.append({makeEvent("first", "p0")});
+  ASSERT_TRUE(Harness::waitFor([&] { return dest->calls() == 1; }));
+  auto signalled = std::chrono::steady_clock::now();
+  // Other people's events arrive during the pause: none of them may reach the plugin before it.
+  std::vector<sdk::Event> others;
+  for (int i = 1; i <= 20; ++i) {
+    others.push_back(makeEvent("e" + std::to_string(i), "p" + std::to_string(i)));
+  }
+  h.append(std::move(others));
+  ASSERT_TRUE(Harness::waitFor([&] { return dest->delivered().size() == 21; }));
+  std::lock_guard lock(mutex);
+  ASSERT_GE(call_times.size(), 22u);
+  EXPECT_GE(call_times[1] - signalled, 550ms);  // the pause held everyone
+  EXPECT_TRUE(throttle->rate().has_value());
+  EXPECT_GT(h.metric("junction_destination_adaptive_rate", "a"), 0);
 }
 
 }  // namespace

@@ -96,7 +96,23 @@ struct Person {
   std::string email;
 };
 
-class DestinationContext : public PluginContext {};
+// What a destination sees of the daemon: the PluginContext, plus a way to tell the engine that
+// the vendor limits the whole account.
+class DestinationContext : public PluginContext {
+ public:
+  // The vendor limits the whole account, not one person: a 429, or rate-limit headers running
+  // low (HubSpot's X-HubSpot-RateLimit-Remaining). Retrying other people's events into the same
+  // limit would only spend it, so the engine slows the destination as a whole:
+  //   - no new `deliver` call starts before `pause` has passed (0 = no pause, only slow down);
+  //   - the rate of `deliver` calls is halved (from what the destination has been doing), and
+  //     grows back by a quarter each second in which no call throttled, until it is unlimited
+  //     again (or back at the destination's configured `rate_limit`).
+  // Calls already running are not interrupted. The events of the calling `deliver` still need
+  // their own outcomes (Outcome::retry with the same `retry_after` for those not delivered).
+  // Thread-safe; meant to be called from inside `deliver`. Counted per destination
+  // (junction_destination_throttled_total) and logged.
+  virtual void throttle(std::chrono::milliseconds pause) noexcept = 0;
+};
 
 // A destination instance. Created by its plugin with a checked config and its context; the
 // context outlives the instance.
@@ -121,7 +137,9 @@ class Destination {
   // Called once after the last `deliver` returned.
   virtual void stop() {}
 
-  // Erasure at the vendor (GDPR/CCPA delete). Plugins that can, override both.
+  // Erasure at the vendor (GDPR/CCPA delete). Plugins that can, override both. A Delivered
+  // outcome may carry a `reason` as a note, which the regulation's progress and the audit log
+  // keep: a vendor that erases asynchronously names its operation id there.
   virtual bool supportsErasure() const { return false; }
   virtual Outcome erase(const Person& /*person*/) {
     return Outcome::failed("this destination does not support erasure");

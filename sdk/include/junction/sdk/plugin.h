@@ -2,7 +2,7 @@
 
 // The plugin descriptor and the one export macro.
 //
-// A plugin library exports exactly one symbol, `junction_plugin_entry_v1` (see abi.h), made by
+// A plugin library exports exactly one symbol, `junction_plugin_entry_v2` (see abi.h), made by
 // one of the macros at the end of this file. The daemon reads its ABI version and build
 // fingerprint first, then asks it for a `Plugin`: the descriptor (name, kind, version, summary,
 // option table) and the factory that makes instances from a checked config.

@@ -236,6 +236,21 @@ class FakeDestinationContext final : public detail::FakePluginContext<Destinatio
   explicit FakeDestinationContext(std::string id = "test-destination",
                                   HttpClientOptions http_options = {})
       : FakePluginContext(std::move(id), std::move(http_options)) {}
+
+  // Records the call (see throttles()).
+  void throttle(std::chrono::milliseconds pause) noexcept override {
+    std::lock_guard lock(throttle_mutex_);
+    throttles_.push_back(pause);
+  }
+  // Every pause passed to throttle(), in call order. Thread-safe.
+  std::vector<std::chrono::milliseconds> throttles() const {
+    std::lock_guard lock(throttle_mutex_);
+    return throttles_;
+  }
+
+ private:
+  mutable std::mutex throttle_mutex_;
+  std::vector<std::chrono::milliseconds> throttles_;  // guarded by throttle_mutex_
 };
 
 // One `emit` call as the fake saw it.

@@ -1,5 +1,6 @@
 #include "core/config/daemon_config.h"
 
+#include <algorithm>
 #include <charconv>
 #include <fstream>
 #include <set>
@@ -305,6 +306,11 @@ void readConnectors(YamlChecker& checker, const YAML::Node& list, ConnectorKind 
             checker.checkMapping(childOf(item, "filter"), filterTable().specs(), path + ".filter"));
         c.batch = batchTable().bind(
             checker.checkMapping(childOf(item, "batch"), batchTable().specs(), path + ".batch"));
+        auto written = [](const YAML::Node& n) { return n.IsDefined() && !n.IsNull(); };
+        c.written.max_events = written(childOf(childOf(item, "batch"), "max_events"));
+        c.written.max_bytes = written(childOf(childOf(item, "batch"), "max_bytes"));
+        c.written.max_wait = written(childOf(childOf(item, "batch"), "max_wait"));
+        c.written.concurrency = written(childOf(item, "concurrency"));
         c.retry = retryTable().bind(
             checker.checkMapping(childOf(item, "retry"), retryTable().specs(), path + ".retry"));
         c.rate_limit = rateLimitTable().bind(checker.checkMapping(
@@ -452,6 +458,46 @@ std::optional<DaemonConfig> loadConfig(const std::string& path, const EnvLookup&
   return loadConfigText(text.str(), path, env, errors);
 }
 
+namespace {
+
+// What the plugin says suits its vendor, for every batching key the operator did not write
+// (clamped to the bounds of the daemon's own option tables).
+void applyDeliveryDefaults(const sdk::DeliveryDefaults& hints, ConnectorConfig& c) {
+  if (hints.max_events > 0 && !c.written.max_events) {
+    c.batch.max_events = std::clamp<std::int64_t>(hints.max_events, 1, 100'000);
+  }
+  if (hints.max_bytes > 0 && !c.written.max_bytes) {
+    c.batch.max_bytes = std::clamp<std::uint64_t>(hints.max_bytes, 1024, 1 << 30);
+  }
+  if (hints.max_wait && !c.written.max_wait) {
+    c.batch.max_wait = std::clamp(*hints.max_wait, std::chrono::milliseconds(0),
+                                  std::chrono::milliseconds(600'000));
+  }
+  if (hints.concurrency > 0 && !c.written.concurrency) {
+    c.concurrency = std::clamp<std::int64_t>(hints.concurrency, 1, 256);
+  }
+}
+
+// Every string inside a secret option's value: a token, a list of write keys, the values of a
+// header map.
+void collectSecretStrings(const json::value& v, std::vector<std::string>& out) {
+  if (v.is_string()) {
+    if (!v.get_string().empty()) {
+      out.emplace_back(v.get_string());
+    }
+  } else if (v.is_array()) {
+    for (const auto& item : v.get_array()) {
+      collectSecretStrings(item, out);
+    }
+  } else if (v.is_object()) {
+    for (const auto& [key, item] : v.get_object()) {
+      collectSecretStrings(item, out);
+    }
+  }
+}
+
+}  // namespace
+
 bool checkConnectors(DaemonConfig& config, const PluginCatalog& plugins, ConfigErrors& errors) {
   std::size_t errors_before = errors.size();
   YamlChecker checker(config.file, processEnvironment(), errors);
@@ -476,6 +522,9 @@ bool checkConnectors(DaemonConfig& config, const PluginCatalog& plugins, ConfigE
                           (want_source ? "source" : "destination"));
         continue;
       }
+      if (!want_source) {
+        applyDeliveryDefaults(d.delivery, c);
+      }
       std::size_t before = errors.size();
       c.config_marks.clear();
       c.config = checker.checkMapping(c.config_node, d.options, c.key_path + ".config",
@@ -499,9 +548,8 @@ bool checkConnectors(DaemonConfig& config, const PluginCatalog& plugins, ConfigE
         if (!spec.secret) {
           continue;
         }
-        if (const auto* v = c.config.if_contains(spec.key); v != nullptr && v->is_string() &&
-                                                            !v->as_string().empty()) {
-          c.secrets.emplace_back(v->as_string());
+        if (const auto* v = c.config.if_contains(spec.key); v != nullptr) {
+          collectSecretStrings(*v, c.secrets);
         }
       }
     }

@@ -111,6 +111,13 @@ struct ConnectorConfig {
   RetryConfig retry;
   RateLimitConfig rate_limit;
   std::int64_t concurrency = 1;
+  // Which of the above the YAML wrote; the others take the plugin's DeliveryDefaults, if any.
+  struct Written {
+    bool max_events = false;
+    bool max_bytes = false;
+    bool max_wait = false;
+    bool concurrency = false;
+  } written;
   std::string start;  // latest | earliest
   std::vector<std::string> hash;  // PII: JSON paths whose values are SHA-256 hashed
   std::vector<std::string> drop;  // PII: JSON paths removed before delivery

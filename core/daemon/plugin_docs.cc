@@ -68,6 +68,26 @@ std::string pluginDocText(const plugin::LoadedPlugin& p) {
   const auto& d = p.descriptor();
   std::string out = d.name + " " + d.version + " (" + sdk::toString(d.kind) + ") - " + d.summary +
                     "\n" + "  file: " + p.file().string() + " (SDK " + p.sdkVersion() + ")\n\n";
+  if (d.kind == sdk::PluginKind::Destination) {
+    const auto& h = d.delivery;
+    std::string hints;
+    auto add = [&hints](const std::string& item) { hints += (hints.empty() ? "" : ", ") + item; };
+    if (h.max_events > 0) {
+      add("batch.max_events " + std::to_string(h.max_events));
+    }
+    if (h.max_bytes > 0) {
+      add("batch.max_bytes " + std::to_string(h.max_bytes));
+    }
+    if (h.max_wait) {
+      add("batch.max_wait " + std::to_string(h.max_wait->count()) + "ms");
+    }
+    if (h.concurrency > 0) {
+      add("concurrency " + std::to_string(h.concurrency));
+    }
+    if (!hints.empty()) {
+      out += "Delivery defaults (where the destination block does not set them): " + hints + "\n\n";
+    }
+  }
   if (d.options.empty()) {
     return out + "No options.\n";
   }
@@ -130,6 +150,22 @@ std::string pluginDocJson(const plugin::LoadedPlugin& p) {
     options.push_back(std::move(o));
   }
   out["options"] = std::move(options);
+  if (const auto& h = p.descriptor().delivery; p.descriptor().kind == sdk::PluginKind::Destination) {
+    json::object delivery;
+    if (h.max_events > 0) {
+      delivery["max_events"] = h.max_events;
+    }
+    if (h.max_bytes > 0) {
+      delivery["max_bytes"] = h.max_bytes;
+    }
+    if (h.max_wait) {
+      delivery["max_wait_ms"] = h.max_wait->count();
+    }
+    if (h.concurrency > 0) {
+      delivery["concurrency"] = h.concurrency;
+    }
+    out["delivery_defaults"] = std::move(delivery);
+  }
   return json::serialize(out) + "\n";
 }
 

@@ -254,6 +254,8 @@ struct DestConfig {
   std::int64_t retries = 0;
   std::vector<std::string> tags;
   std::string mode;
+  boost::json::object headers;
+  std::vector<std::string> extra_keys;
   std::vector<sdk::OptionError> validate() const {
     if (mode == "strict" && tags.empty()) {
       return {{"tags", "strict mode needs at least one tag"}};
@@ -277,13 +279,21 @@ const sdk::OptionTable<DestConfig>& destOptions() {
       sdk::option("retries", &DestConfig::retries, "Retries").defaultValue(3).range(0, 10),
       sdk::option("tags", &DestConfig::tags, "Tags").defaultValue(boost::json::array{}),
       sdk::option("mode", &DestConfig::mode, "Mode").oneOf({"lenient", "strict"}).defaultValue("lenient"),
+      sdk::option("headers", &DestConfig::headers, "Extra headers").secret(),
+      sdk::option("extra_keys", &DestConfig::extra_keys, "More keys").secret(),
   };
   return table;
 }
 
 class Catalog final : public PluginCatalog {
  public:
-  Catalog() : dest_({.name = "mailchimp", .version = "1", .summary = "s"}, destOptions()) {}
+  Catalog()
+      : dest_({.name = "mailchimp",
+               .version = "1",
+               .summary = "s",
+               .delivery = {.max_events = 500, .max_wait = std::chrono::milliseconds(1000),
+                            .concurrency = 4}},
+              destOptions()) {}
   const sdk::Plugin* find(std::string_view name) const override {
     return name == "mailchimp" ? &dest_ : nullptr;
   }
@@ -321,6 +331,49 @@ TEST(ConnectorCheckTest, ValidConfigIsNormalized) {
   EXPECT_EQ(c.at("retries").as_int64(), 3);          // default filled
   EXPECT_EQ(c.at("tags").as_array().size(), 1u);     // a lone string is a list of one
   EXPECT_THAT(config->secrets(), ElementsAre("k-123456"));
+}
+
+TEST(ConnectorCheckTest, ThePluginsDeliveryDefaultsFillWhatTheBlockDoesNotSet) {
+  std::optional<DaemonConfig> config;
+  auto errors = checkText(R"(destinations:
+  - id: news
+    plugin: mailchimp
+    batch: { max_wait: 50ms }
+    config: { list_id: 1, api_key: k }
+  - id: other
+    plugin: mailchimp
+    concurrency: 2
+    batch: { max_events: 10 }
+    config: { list_id: 1, api_key: k }
+)",
+                          &config);
+  ASSERT_TRUE(errors.empty()) << formatErrors(errors);
+  const auto& news = config->destinations[0];
+  EXPECT_EQ(news.batch.max_events, 500);                          // the plugin's
+  EXPECT_EQ(news.batch.max_wait, std::chrono::milliseconds(50));  // written
+  EXPECT_EQ(news.batch.max_bytes, 1u << 20);                      // the daemon's
+  EXPECT_EQ(news.concurrency, 4);                                 // the plugin's
+  const auto& other = config->destinations[1];
+  EXPECT_EQ(other.batch.max_events, 10);
+  EXPECT_EQ(other.batch.max_wait, std::chrono::milliseconds(1000));
+  EXPECT_EQ(other.concurrency, 2);
+}
+
+TEST(ConnectorCheckTest, EveryStringOfAListOrMapSecretIsScrubbed) {
+  std::optional<DaemonConfig> config;
+  auto errors = checkText(R"(destinations:
+  - id: news
+    plugin: mailchimp
+    config:
+      list_id: 1
+      api_key: k-1
+      headers: { Authorization: "Bearer tok-2", X-Other: { nested: tok-3 } }
+      extra_keys: [key-4, key-5]
+)",
+                          &config);
+  ASSERT_TRUE(errors.empty()) << formatErrors(errors);
+  EXPECT_THAT(config->secrets(), ::testing::UnorderedElementsAre("k-1", "Bearer tok-2", "tok-3",
+                                                                 "key-4", "key-5"));
 }
 
 TEST(ConnectorCheckTest, PluginOptionErrorsHaveFileLineAndKey) {

@@ -7,9 +7,12 @@
 // fingerprint first, then asks it for a `Plugin`: the descriptor (name, kind, version, summary,
 // option table) and the factory that makes instances from a checked config.
 
+#include <chrono>
 #include <concepts>
+#include <cstdint>
 #include <exception>
 #include <memory>
+#include <optional>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -26,10 +29,23 @@ enum class PluginKind { Source, Destination };
 
 const char* toString(PluginKind kind) noexcept;
 
+// A destination's batching and parallelism that suit its vendor (a batch endpoint's size, a
+// connection limit). The daemon uses them for every key the operator did not write under the
+// destination's `batch:` or `concurrency`; zero / nullopt keep the daemon's own defaults
+// (max_events 100, max_bytes 1MiB, max_wait 200ms, concurrency 1). Values are clamped to the
+// daemon's bounds.
+struct DeliveryDefaults {
+  std::int64_t max_events = 0;
+  std::uint64_t max_bytes = 0;
+  std::optional<std::chrono::milliseconds> max_wait;
+  std::int64_t concurrency = 0;
+};
+
 struct PluginInfo {
   std::string name;     // unique among loaded plugins: [a-z][a-z0-9_]*
   std::string version;  // the plugin's own version, e.g. "1.2.0"
   std::string summary;  // one line
+  DeliveryDefaults delivery{};  // destinations only
 };
 
 struct PluginDescriptor {
@@ -38,6 +54,7 @@ struct PluginDescriptor {
   std::string version;
   std::string summary;
   std::vector<OptionSpec> options;
+  DeliveryDefaults delivery{};
 };
 
 // A loaded plugin: its descriptor and its factory. Lives as long as anything it created.
@@ -93,6 +110,7 @@ class TypedPlugin : public Plugin {
     descriptor_.version = std::move(info.version);
     descriptor_.summary = std::move(info.summary);
     descriptor_.options = table.specs();
+    descriptor_.delivery = info.delivery;
   }
   const PluginDescriptor& descriptor() const override { return descriptor_; }
   std::vector<OptionError> validate(const ConfigObject& config) const override {

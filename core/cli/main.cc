@@ -20,6 +20,7 @@
 
 #include "core/daemon/config_check.h"
 #include "core/daemon/plugin_docs.h"
+#include "core/daemon/recovery.h"
 #include "core/privacy/audit_log.h"
 
 namespace core = junction::core;
@@ -182,6 +183,23 @@ int runAuditVerify(const std::string& config_file, const std::string& log_file) 
   return 0;
 }
 
+// `junction recover cursors`: see core/daemon/recovery.h.
+int runRecoverCursors(const std::string& config_file) {
+  core::config::ConfigErrors errors;
+  auto config = core::config::loadConfig(config_file, core::config::processEnvironment(), errors);
+  if (!config) {
+    std::fputs(core::config::formatErrors(errors).c_str(), stderr);
+    return 1;
+  }
+  auto report = core::daemon::recoverCursors(*config);
+  if (!report) {
+    std::fprintf(stderr, "junction: %s\n", report.error().message.c_str());
+    return report.error().code == junction::sdk::ErrorCode::NotFound ? 0 : 1;
+  }
+  std::fputs(report->c_str(), stdout);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -230,7 +248,19 @@ int main(int argc, char** argv) {
   audit_verify->add_option("-c,--config", audit_config, "The daemon's configuration (storage.path)");
   audit_verify->add_option("file", audit_file, "The audit log (default: storage.path/audit.log)");
 
+  auto* recover = app.add_subcommand(
+      "recover", "Repair damaged state under storage.path, losing nothing it need not (junctiond stopped)");
+  recover->require_subcommand(1);
+  std::string recover_config;
+  auto* recover_cursors = recover->add_subcommand(
+      "cursors", "Cursor file missing or corrupt: restart every destination at the oldest queued event");
+  recover_cursors->add_option("-c,--config", recover_config, "The daemon's configuration")->required();
+
   CLI11_PARSE(app, argc, argv);
+
+  if (recover_cursors->parsed()) {
+    return runRecoverCursors(recover_config);
+  }
 
   if (audit_verify->parsed()) {
     return runAuditVerify(audit_config, audit_file);

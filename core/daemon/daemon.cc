@@ -47,16 +47,21 @@ void Daemon::addCoreRoutes() {
   });
 }
 
-sdk::Status Daemon::openQueue() {
+queue::LogOptions queueOptions(const config::DaemonConfig& config) {
   queue::LogOptions options;
-  options.path = (std::filesystem::path(config_.storage.path) / "queue").string();
-  options.fsync = config_.storage.fsync == "always"  ? queue::FsyncPolicy::Always
-                  : config_.storage.fsync == "never" ? queue::FsyncPolicy::Never
-                                                     : queue::FsyncPolicy::Batch;
-  options.fsync_interval = config_.storage.fsync_interval;
-  options.segment_bytes = config_.storage.segment_bytes;
-  options.max_bytes = config_.storage.max_bytes;
-  options.recycle_segments = static_cast<std::size_t>(config_.storage.recycle_segments);
+  options.path = (std::filesystem::path(config.storage.path) / "queue").string();
+  options.fsync = config.storage.fsync == "always"  ? queue::FsyncPolicy::Always
+                  : config.storage.fsync == "never" ? queue::FsyncPolicy::Never
+                                                    : queue::FsyncPolicy::Batch;
+  options.fsync_interval = config.storage.fsync_interval;
+  options.segment_bytes = config.storage.segment_bytes;
+  options.max_bytes = config.storage.max_bytes;
+  options.recycle_segments = static_cast<std::size_t>(config.storage.recycle_segments);
+  return options;
+}
+
+sdk::Status Daemon::openQueue() {
+  queue::LogOptions options = queueOptions(config_);
   queue::RecoveryReport report;
   auto opened = queue::Log::open(options, &report);
   if (!opened) {

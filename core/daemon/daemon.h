@@ -33,6 +33,9 @@
 
 namespace junction::core::daemon {
 
+// The embedded queue's options, as the daemon opens it from `config` (storage.*).
+queue::LogOptions queueOptions(const config::DaemonConfig& config);
+
 class Daemon {
  public:
   // `config` must have passed checkConnectors against `plugins`.

@@ -34,6 +34,29 @@ sdk::Status DeliveryEngine::open(const std::string& state_dir) {
     return std::move(cursors).error();
   }
   cursors_ = std::move(cursors).value();
+  if (!cursors_->fileExisted()) {
+    // No cursor file beside a queue that still holds events: the delivery positions were lost
+    // (deleted, or a disk replaced). Starting each destination at `start:` would skip or
+    // repeat events without a word; refuse and say how to go on.
+    const queue::Offset begin = log_.beginOffset();
+    const queue::Offset end = log_.durableEnd();
+    if (begin < end) {
+      const std::string file = (std::filesystem::path(state_dir) / "cursors" / "cursors.dat").string();
+      return sdk::makeError(
+          sdk::ErrorCode::Internal,
+          "cursor file " + file + " is missing, but the queue holds " + std::to_string(end - begin) +
+              " bytes of events (offsets " + std::to_string(begin) + ".." + std::to_string(end) +
+              ") that destinations may not have received: every destination's delivery position "
+              "is lost, and nothing was skipped. `junction recover cursors --config FILE` "
+              "restarts every destination at the oldest event the queue holds (already delivered "
+              "ones are delivered again; destinations deduplicate on messageId)");
+    }
+    // A first start (or a queue with nothing left to deliver): from now on the file exists, so
+    // its absence is damage.
+    if (auto s = cursors_->createFile(); !s.ok()) {
+      return s;
+    }
+  }
   auto dlq = DeadLetterStore::open((std::filesystem::path(state_dir) / "dead_letters.db").string());
   if (!dlq) {
     return std::move(dlq).error();

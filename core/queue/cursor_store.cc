@@ -94,6 +94,7 @@ sdk::Status CursorStore::loadFile() {
     }
     return fileError("cannot open cursor file", file, errno);
   }
+  file_existed_ = true;
   struct stat st {};
   std::string data;
   int err = ::fstat(fd, &st) == 0 ? 0 : errno;
@@ -110,8 +111,11 @@ sdk::Status CursorStore::loadFile() {
   auto corrupt = [&](const char* why) {
     return sdk::makeError(sdk::ErrorCode::Internal,
                           "cursor file " + file + " is corrupt (" + why +
-                              "); move it aside to restart every destination from the oldest "
-                              "retained event");
+                              "): every destination's delivery position is lost, and nothing "
+                              "was skipped. `junction recover cursors --config FILE` moves it "
+                              "aside and restarts every destination at the oldest event the "
+                              "queue holds (already delivered ones are delivered again; "
+                              "destinations deduplicate on messageId)");
   };
   if (data.size() < 16) {
     return corrupt("too short");
@@ -183,6 +187,22 @@ sdk::Status CursorStore::writeFile(const std::map<std::string, Offset>& cursors)
     return fileError("cannot persist cursors to", file, err);
   }
   return sdk::Status::success();
+}
+
+sdk::Status CursorStore::createFile() {
+  std::lock_guard wlk(write_mu_);
+  std::unique_lock lk(mu_);
+  if (file_existed_) {
+    return sdk::Status::success();
+  }
+  const std::map<std::string, Offset> snapshot = cursors_;
+  lk.unlock();
+  sdk::Status st = writeFile(snapshot);
+  lk.lock();
+  if (st.ok()) {
+    file_existed_ = true;
+  }
+  return st;
 }
 
 sdk::Status CursorStore::flush() {

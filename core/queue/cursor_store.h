@@ -51,6 +51,14 @@ class CursorStore {
   // Persists pending commits now.
   sdk::Status flush();
 
+  // Whether cursors.dat existed when the store was opened. Its absence beside a queue that still
+  // holds events is damage (every destination's position is lost), not a first start: the
+  // delivery engine refuses to start then (see DeliveryEngine::open).
+  bool fileExisted() const noexcept { return file_existed_; }
+  // Writes cursors.dat now if it did not exist (an empty set on a first start), so that from now
+  // on its absence is seen as damage.
+  sdk::Status createFile();
+
   std::uint64_t flushCount() const noexcept { return flush_count_.load(); }
   std::uint64_t flushErrors() const noexcept { return flush_errors_.load(); }
 
@@ -68,6 +76,7 @@ class CursorStore {
   std::uint64_t version_ = 0;          // bumped by every change
   std::uint64_t written_version_ = 0;  // last version on disk
   bool stopping_ = false;
+  bool file_existed_ = false;
   std::mutex write_mu_;  // held across snapshot + write: one file writer, in version order
   std::thread flusher_;
   std::atomic<std::uint64_t> flush_count_{0};

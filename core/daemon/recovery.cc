@@ -1,0 +1,112 @@
+#include "core/daemon/recovery.h"
+
+#include <boost/json.hpp>
+#include <filesystem>
+#include <system_error>
+
+#include "core/daemon/daemon.h"
+#include "core/privacy/audit_log.h"
+#include "core/queue/cursor_store.h"
+#include "core/queue/log.h"
+#include "core/runtime/dir_lock.h"
+#include "core/runtime/runtime.h"
+
+namespace junction::core::daemon {
+
+namespace fs = std::filesystem;
+namespace json = boost::json;
+
+sdk::Result<std::string> recoverCursors(const config::DaemonConfig& config) {
+  const fs::path storage(config.storage.path);
+  auto lock = runtime::DirectoryLock::acquire(storage, "storage.path");
+  if (!lock) {
+    return sdk::makeError(lock.error().code,
+                          lock.error().message + " (stop junctiond before recovering its state)");
+  }
+  const fs::path file = storage / "cursors" / "cursors.dat";
+  queue::CursorStoreOptions options;
+  options.path = storage.string();
+  options.flush_interval = std::chrono::milliseconds(0);
+
+  std::string moved_to;
+  std::string why = "missing";
+  if (fs::exists(file)) {
+    auto intact = queue::CursorStore::open(options);
+    if (intact && intact->get()->fileExisted()) {
+      return sdk::makeError(sdk::ErrorCode::NotFound,
+                            file.string() + " is intact: there is nothing to recover");
+    }
+    why = intact ? "unreadable" : intact.error().message;
+    const runtime::SystemClock clock;
+    moved_to = file.string() + ".damaged-" + std::to_string(clock.nowMs());
+    std::error_code ec;
+    fs::rename(file, moved_to, ec);
+    if (ec) {
+      return sdk::makeError(sdk::ErrorCode::Unavailable,
+                            "cannot move " + file.string() + " aside: " + ec.message());
+    }
+  }
+
+  auto log = queue::Log::open(queueOptions(config), nullptr);
+  if (!log) {
+    return sdk::makeError(log.error().code, "cannot open the queue: " + log.error().message);
+  }
+  const queue::Offset begin = (*log)->beginOffset();
+  const queue::Offset end = (*log)->durableEnd();
+
+  auto store = queue::CursorStore::open(options);
+  if (!store) {
+    return store.error();
+  }
+  json::array destinations;
+  for (const auto& d : config.destinations) {
+    if (!d.enabled) {
+      continue;
+    }
+    if (auto s = (*store)->commit(d.id, begin); !s.ok()) {
+      return s.error();
+    }
+    destinations.emplace_back(d.id);
+  }
+  if (auto s = (*store)->createFile(); !s.ok()) {
+    return s.error();
+  }
+  if (auto s = (*store)->flush(); !s.ok()) {
+    return s.error();
+  }
+
+  const runtime::SystemClock clock;
+  auto audit = privacy::AuditLog::open((storage / "audit.log").string(), clock);
+  if (!audit) {
+    return sdk::makeError(audit.error().code,
+                          "cursors recovered, but the audit log cannot be opened: " +
+                              audit.error().message);
+  }
+  json::object detail{{"file", file.string()},
+                      {"damage", why},
+                      {"destinations", destinations},
+                      {"from_offset", begin},
+                      {"queue_end", end}};
+  if (!moved_to.empty()) {
+    detail["moved_to"] = moved_to;
+  }
+  if (auto s = (*audit)->append("cursors_recovered", std::move(detail)); !s.ok()) {
+    return sdk::makeError(s.error().code,
+                          "cursors recovered, but the audit entry failed: " + s.message());
+  }
+
+  std::string report = "cursor file " + file.string() + " was " + why + ".\n";
+  if (!moved_to.empty()) {
+    report += "moved the damaged file to " + moved_to + "\n";
+  }
+  report += "every destination (" + std::to_string(destinations.size()) +
+            ") restarts at offset " + std::to_string(begin) + ", the oldest event the queue holds (" +
+            std::to_string(end - begin) +
+            " bytes up to offset " + std::to_string(end) +
+            "): nothing retained is skipped; events already delivered are delivered again "
+            "(destinations deduplicate on messageId).\n"
+            "written to the audit log as cursors_recovered.\n";
+  return report;
+}
+
+}  // namespace junction::core::daemon

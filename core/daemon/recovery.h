@@ -1,0 +1,23 @@
+#pragma once
+
+// Offline repair of damaged state under storage.path, run by `junction recover …` while
+// junctiond is stopped (each takes the storage directory's lock, so it refuses to run beside a
+// daemon). Each repair loses nothing it need not, says what it did and why, and writes it to the
+// audit log.
+
+#include <string>
+
+#include "core/config/daemon_config.h"
+#include "junction/sdk/result.h"
+
+namespace junction::core::daemon {
+
+// The cursor file (storage.path/cursors/cursors.dat) is missing, empty or corrupt: every
+// destination's delivery position is lost. Moves a damaged file aside (cursors.dat.damaged-<ms>),
+// then sets every enabled destination of `config` to the oldest event the queue holds, so
+// nothing retained is skipped (events already delivered are delivered again; destinations
+// deduplicate on messageId). An intact cursor file is left alone (NotFound: nothing to
+// recover). Returns a report for the operator.
+sdk::Result<std::string> recoverCursors(const config::DaemonConfig& config);
+
+}  // namespace junction::core::daemon

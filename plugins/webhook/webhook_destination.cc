@@ -340,4 +340,8 @@ JUNCTION_DESTINATION_PLUGIN(junction::plugins::webhook::WebhookDestination,
                             junction::plugins::webhook::webhookOptions(),
                             {.name = "webhook",
                              .version = "1.0.0",
-                             .summary = "POSTs batches of events as signed JSON to a URL"})
+                             .summary = "POSTs batches of events as signed JSON to a URL",
+                             // A receiver takes a batch per request: larger batches than the
+                             // daemon's 100 cut requests per event; two requests in flight hide
+                             // one round trip. 1 MiB bodies suit common gateway limits.
+                             .delivery = {.max_events = 500, .concurrency = 2}})

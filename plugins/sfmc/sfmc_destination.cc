@@ -1,0 +1,376 @@
+#include "sfmc_destination.h"
+
+#include <boost/json.hpp>
+#include <stdexcept>
+
+#include "junction/sdk/json.h"
+
+namespace junction::plugins::sfmc {
+
+namespace json = boost::json;
+using sdk::Outcome;
+
+namespace {
+
+SfmcMapper makeMapper(const SfmcConfig& config) {
+  auto mapper = SfmcMapper::make(config);
+  if (!mapper) {
+    throw std::invalid_argument("sfmc: " + mapper.error().message);
+  }
+  return std::move(*mapper);
+}
+
+// How long before its expiry a token is replaced: a minute, or half its life when shorter.
+std::chrono::seconds refreshMargin(std::chrono::seconds expires_in) {
+  return expires_in > std::chrono::seconds(120) ? std::chrono::seconds(60) : expires_in / 2;
+}
+
+// "HTTP 400 from SFMC: <the vendor's message>", or the client's description of the response.
+std::string vendorReason(const sdk::HttpClientResponse& response) {
+  if (response.status != 0) {
+    if (auto text = vendorError(response.body)) {
+      return "HTTP " + std::to_string(response.status) + " from SFMC: " + *text;
+    }
+  }
+  return response.describe();
+}
+
+}  // namespace
+
+SfmcDestination::SfmcDestination(SfmcConfig config, sdk::DestinationContext& context)
+    : config_(std::move(config)),
+      ctx_(context),
+      mapper_(makeMapper(config_)),
+      rowset_path_(rowsetPath(config_.data_extension)) {}
+
+sdk::Counter& SfmcDestination::requestCounter(std::string_view endpoint, int status) {
+  std::lock_guard lock(metrics_mutex_);
+  auto key = std::make_pair(std::string(endpoint), status);
+  auto it = requests_.find(key);
+  if (it == requests_.end()) {
+    sdk::Counter& counter = ctx_.metrics().counter(
+        "junction_sfmc_requests_total", "Requests to Salesforce Marketing Cloud, by endpoint and "
+                                        "HTTP status (0: no response)",
+        {{"endpoint", key.first}, {"status", std::to_string(status)}});
+    it = requests_.emplace(std::move(key), &counter).first;
+  }
+  return *it->second;
+}
+
+sdk::Counter& SfmcDestination::skippedCounter(const std::string& type) {
+  std::lock_guard lock(metrics_mutex_);
+  auto it = skipped_.find(type);
+  if (it == skipped_.end()) {
+    sdk::Counter& counter = ctx_.metrics().counter(
+        "junction_sfmc_skipped_total",
+        "Events with nothing to send to Marketing Cloud (delivered without a request), by type",
+        {{"type", type}});
+    it = skipped_.emplace(type, &counter).first;
+  }
+  return *it->second;
+}
+
+SfmcDestination::TokenOrOutcome SfmcDestination::token(const std::string* rejected) {
+  std::lock_guard lock(token_mutex_);
+  const auto now = ctx_.clock().steadyNow();
+  if (token_ && now < token_->refresh_at &&
+      (rejected == nullptr || token_->access_token != *rejected)) {
+    return {token_, {}};
+  }
+  token_.reset();
+  sdk::HttpClientRequest request{.method = "POST",
+                                 .url = tokenUrl(config_.auth_url),
+                                 .headers = {},
+                                 .body = tokenRequestBody(config_),
+                                 .timeout = config_.timeout};
+  request.headers.set("Content-Type", "application/json");
+  const sdk::HttpClientResponse response = ctx_.http().send(request);
+  requestCounter("token", response.status).inc();
+  if (!response.ok()) {
+    switch (response.classification) {
+      case sdk::HttpClassification::AuthExpired:
+      case sdk::HttpClassification::Permanent: {
+        std::string why = vendorError(response.body).value_or(response.describe());
+        ctx_.log().error("SFMC authentication failed",
+                         {{"status", response.status}, {"error", why}});
+        return {nullptr, Outcome::failed("authentication failed: " + why)};
+      }
+      case sdk::HttpClassification::RateLimited:
+        return {nullptr, Outcome::retry("SFMC token request rate limited: " + response.describe(),
+                                        response.retry_after)};
+      default:
+        return {nullptr, Outcome::retry("SFMC token request failed: " + response.describe(),
+                                        response.retry_after)};
+    }
+  }
+  auto grant = parseTokenResponse(response.body);
+  if (!grant) {
+    ctx_.log().warn("SFMC token response unusable", {{"error", grant.error().message}});
+    return {nullptr, Outcome::retry("SFMC answered the token request with HTTP " +
+                                    std::to_string(response.status) + " but " +
+                                    grant.error().message)};
+  }
+  token_ = std::make_shared<const Token>(
+      Token{std::move(grant->access_token), std::move(grant->rest_instance_url),
+            now + grant->expires_in - refreshMargin(grant->expires_in)});
+  ctx_.log().debug("SFMC access token obtained", {{"expires_in_s", grant->expires_in.count()}});
+  return {token_, {}};
+}
+
+SfmcDestination::Sent SfmcDestination::post(std::string_view endpoint, std::string_view path,
+                                            const std::string& body) {
+  auto current = token();
+  if (!current.token) {
+    return {current.failure, {}};
+  }
+  const auto send = [&](const Token& t) {
+    sdk::HttpClientRequest request{.method = "POST",
+                                   .url = t.rest_instance_url + std::string(path),
+                                   .headers = {},
+                                   .body = body,
+                                   .timeout = config_.timeout};
+    request.headers.set("Content-Type", "application/json; charset=UTF-8");
+    request.headers.set("Authorization", "Bearer " + t.access_token);
+    sdk::HttpClientResponse response = ctx_.http().send(request);
+    requestCounter(endpoint, response.status).inc();
+    return response;
+  };
+  sdk::HttpClientResponse response = send(*current.token);
+  if (response.status == 401) {
+    auto fresh = token(&current.token->access_token);
+    if (!fresh.token) {
+      return {fresh.failure, {}};
+    }
+    ctx_.log().info("SFMC refused the access token; sending again with a new one",
+                    {{"endpoint", endpoint}});
+    response = send(*fresh.token);
+  }
+  return {std::nullopt, std::move(response)};
+}
+
+Outcome SfmcDestination::classify(const sdk::HttpClientResponse& response, CallState& state) {
+  switch (response.classification) {
+    case sdk::HttpClassification::Success:
+      return Outcome::delivered();
+    case sdk::HttpClassification::RateLimited: {
+      Outcome o = Outcome::retry("SFMC rate limit: " + response.describe(), response.retry_after);
+      if (!state.throttled) {
+        state.throttled = true;
+        ctx_.throttle(response.retry_after);
+        ctx_.log().warn("SFMC rate limit reached; the destination slows down",
+                        {{"retry_after_ms", response.retry_after.count()}});
+      }
+      state.stop = o;
+      return o;
+    }
+    case sdk::HttpClassification::Retryable: {
+      Outcome o = Outcome::retry(vendorReason(response), response.retry_after);
+      if (response.status == 0) {
+        state.stop = o;  // unreachable or timed out: the call's other requests would be too
+      }
+      return o;
+    }
+    case sdk::HttpClassification::AuthExpired:
+      return Outcome::failed("authentication failed: " +
+                             vendorError(response.body).value_or(response.describe()));
+    case sdk::HttpClassification::Permanent:
+      return Outcome::failed(vendorReason(response));
+  }
+  return Outcome::retry(response.describe());
+}
+
+std::vector<Outcome> SfmcDestination::deliver(std::span<const sdk::Event> batch) {
+  std::vector<Outcome> outcomes(batch.size());
+  std::vector<Planned> plans;
+  plans.reserve(batch.size());
+  std::vector<std::size_t> rows;
+  std::vector<std::size_t> journeys;
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    plans.push_back(mapper_.plan(batch[i]));
+    switch (plans.back().action) {
+      case Planned::Action::Row:
+        rows.push_back(i);
+        break;
+      case Planned::Action::Journey:
+        journeys.push_back(i);
+        break;
+      case Planned::Action::Skip:
+        skippedCounter(plans.back().type).inc();
+        break;
+      case Planned::Action::Fail:
+        outcomes[i] = Outcome::failed(plans.back().reason);
+        break;
+    }
+  }
+  CallState state;
+  if (!rows.empty()) {
+    sendRows(plans, rows, outcomes, state);
+  }
+  for (const std::size_t i : journeys) {
+    if (state.stop) {
+      outcomes[i] = *state.stop;
+    } else {
+      sendJourney(plans[i], i, outcomes, state);
+    }
+  }
+  return outcomes;
+}
+
+void SfmcDestination::sendRows(const std::vector<Planned>& plans,
+                               std::span<const std::size_t> indices, std::vector<Outcome>& outcomes,
+                               CallState& state) {
+  std::vector<std::size_t> sendable;
+  std::vector<std::string> texts;
+  sendable.reserve(indices.size());
+  texts.reserve(indices.size());
+  for (const std::size_t i : indices) {
+    if (plans[i].body.size() + 2 > kMaxRowsetBytes) {
+      outcomes[i] = Outcome::failed("the data extension row is " +
+                                    std::to_string(plans[i].body.size()) +
+                                    " bytes, over the rowset payload limit");
+      continue;
+    }
+    sendable.push_back(i);
+    texts.push_back(plans[i].body);
+  }
+  for (const auto& [begin, end] : chunkRows(texts, static_cast<std::size_t>(config_.rows_per_request),
+                                            kMaxRowsetBytes)) {
+    std::vector<std::size_t> chunk(sendable.begin() + static_cast<std::ptrdiff_t>(begin),
+                                   sendable.begin() + static_cast<std::ptrdiff_t>(end));
+    if (state.stop) {
+      for (const std::size_t i : chunk) {
+        outcomes[i] = *state.stop;
+      }
+      continue;
+    }
+    sendRowset(plans, std::move(chunk), outcomes, state, true);
+  }
+}
+
+void SfmcDestination::sendRowset(const std::vector<Planned>& plans,
+                                 std::vector<std::size_t> indices, std::vector<Outcome>& outcomes,
+                                 CallState& state, bool may_resend) {
+  const auto all = [&](const Outcome& o) {
+    for (const std::size_t i : indices) {
+      outcomes[i] = o;
+    }
+  };
+  std::vector<std::string> texts;
+  texts.reserve(indices.size());
+  for (const std::size_t i : indices) {
+    texts.push_back(plans[i].body);
+  }
+  Sent sent = post("rowset", rowset_path_, rowsetBody(texts));
+  if (sent.no_token) {
+    state.stop = *sent.no_token;
+    all(*sent.no_token);
+    return;
+  }
+  const sdk::HttpClientResponse& response = sent.response;
+  if (response.ok()) {
+    if (!sdk::parseJson(response.body)) {
+      all(Outcome::retry("SFMC answered the rowset upsert with HTTP " +
+                         std::to_string(response.status) + " and a body that is not JSON"));
+      return;
+    }
+    // `all` would assign delivered: the outcomes start as delivered already.
+    return;
+  }
+  if (response.status == 400) {
+    std::vector<const json::object*> rows;
+    rows.reserve(indices.size());
+    for (const std::size_t i : indices) {
+      rows.push_back(&plans[i].row);
+    }
+    std::vector<std::string> reasons(indices.size());
+    bool mapped = false;
+    for (const auto& problem : rowsetProblems(response.body)) {
+      for (const std::size_t r : rowsConcerned(problem, rows)) {
+        reasons[r] += (reasons[r].empty() ? "" : "; ") + problem.message;
+        mapped = true;
+      }
+    }
+    if (mapped) {
+      std::vector<std::size_t> others;
+      for (std::size_t r = 0; r < indices.size(); ++r) {
+        if (reasons[r].empty()) {
+          others.push_back(indices[r]);
+        } else {
+          outcomes[indices[r]] = Outcome::failed("HTTP 400 from SFMC: the row was refused: " +
+                                                 reasons[r]);
+        }
+      }
+      ctx_.log().warn("SFMC refused rows of a rowset",
+                      {{"refused", indices.size() - others.size()}, {"others", others.size()}});
+      if (others.empty()) {
+        return;
+      }
+      if (may_resend) {
+        // The synchronous rowset is all or nothing: the other rows were not saved.
+        sendRowset(plans, std::move(others), outcomes, state, false);
+      } else {
+        for (const std::size_t i : others) {
+          outcomes[i] = Outcome::retry("SFMC refused the rowset for other rows: " +
+                                       vendorReason(response));
+        }
+      }
+      return;
+    }
+  }
+  all(classify(response, state));
+}
+
+void SfmcDestination::sendJourney(const Planned& plan, std::size_t index,
+                                  std::vector<Outcome>& outcomes, CallState& state) {
+  Sent sent = post("events", kJourneyEventPath, plan.body);
+  if (sent.no_token) {
+    state.stop = *sent.no_token;
+    outcomes[index] = *sent.no_token;
+    return;
+  }
+  const sdk::HttpClientResponse& response = sent.response;
+  if (response.ok()) {
+    auto parsed = sdk::parseJson(response.body);
+    if (!parsed || !sdk::stringAt(*parsed, "eventInstanceId")) {
+      outcomes[index] = Outcome::retry("SFMC answered the journey entry event with HTTP " +
+                                       std::to_string(response.status) +
+                                       " but no eventInstanceId");
+    }
+    return;
+  }
+  outcomes[index] = classify(response, state);
+}
+
+Outcome SfmcDestination::erase(const sdk::Person& person) {
+  const std::string& key = config_.erase_by == "email"         ? person.email
+                           : config_.erase_by == "anonymousId" ? person.anonymous_id
+                                                               : person.user_id;
+  if (key.empty()) {
+    return Outcome::failed("cannot erase at SFMC: the person has no " + config_.erase_by +
+                           " (their contact key)");
+  }
+  Sent sent = post("delete", kDeletePath, deleteRequestBody(key));
+  if (sent.no_token) {
+    return *sent.no_token;
+  }
+  const sdk::HttpClientResponse& response = sent.response;
+  if (!response.ok()) {
+    CallState state;
+    return classify(response, state);
+  }
+  auto answer = parseDeleteResponse(response.body);
+  if (!answer) {
+    return Outcome::retry("SFMC answered the contact delete with HTTP " +
+                          std::to_string(response.status) + " but " + answer.error().message);
+  }
+  if (!answer->operation_id) {
+    return Outcome::failed("SFMC did not start the contact delete: " + answer->error);
+  }
+  const std::string id = std::to_string(*answer->operation_id);
+  ctx_.log().info("SFMC contact delete accepted", {{"operation_id", id}});
+  Outcome done = Outcome::delivered();
+  done.reason = "SFMC delete operation " + id + " accepted";
+  return done;
+}
+
+}  // namespace junction::plugins::sfmc

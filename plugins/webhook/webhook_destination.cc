@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <boost/json.hpp>
 #include <cctype>
+#include <charconv>
 #include <unordered_map>
 
 #include "junction/sdk/crypto.h"
@@ -35,13 +36,20 @@ bool equalsIgnoreCase(std::string_view a, std::string_view b) noexcept {
 // RFC 9110 token characters, what a header name is made of.
 bool isTokenChar(char c) noexcept {
   const auto u = static_cast<unsigned char>(c);
-  return std::isalnum(u) != 0 || std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+  return std::isalnum(u) != 0 ||
+         std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
 }
 
 // A header value from YAML: strings as they are, numbers and booleans as their text.
 std::optional<std::string> headerValue(const json::value& v) {
   if (v.is_string()) {
     return std::string(v.get_string());
+  }
+  if (v.is_double()) {
+    // The shortest text that reads back as the same number ("1.5", not Boost's "1.5E0").
+    char text[32];
+    const auto end = std::to_chars(text, text + sizeof text, v.get_double()).ptr;
+    return std::string(text, end);
   }
   if (v.is_number() || v.is_bool()) {
     return json::serialize(v);
@@ -74,9 +82,10 @@ const sdk::OptionTable<WebhookConfig>& webhookOptions() {
              "under each, so receivers holding either accept them")
           .defaultValue("")
           .secret(),
-      option("headers", &WebhookConfig::headers,
-             "Extra request headers, e.g. {Authorization: \"Bearer ...\"}; not Content-Type, "
-             "Content-Length, Content-Encoding, Host, Transfer-Encoding, Connection or X-Junction-*")
+      option(
+          "headers", &WebhookConfig::headers,
+          "Extra request headers, e.g. {Authorization: \"Bearer ...\"}; not Content-Type, "
+          "Content-Length, Content-Encoding, Host, Transfer-Encoding, Connection or X-Junction-*")
           .secret(),
       option("timeout", &WebhookConfig::timeout,
              "Time for one request, connection included; past it the batch is retried")
@@ -111,15 +120,17 @@ std::vector<sdk::OptionError> WebhookConfig::validate() const {
       reserved = reserved || equalsIgnoreCase(name, reserved_name);
     }
     if (reserved) {
-      errors.push_back({where, "is set by the webhook destination or its HTTP client and cannot be "
-                               "configured"});
+      errors.push_back({where,
+                        "is set by the webhook destination or its HTTP client and cannot be "
+                        "configured"});
       continue;
     }
     // Values are secret (Authorization...): errors say what is wrong, never what they hold.
     const auto text = headerValue(value);
     if (!text) {
       errors.push_back({where, "must be a string"});
-    } else if (text->find_first_of("\r\n") != std::string::npos || text->find('\0') != std::string::npos) {
+    } else if (text->find_first_of("\r\n") != std::string::npos ||
+               text->find('\0') != std::string::npos) {
       errors.push_back({where, "must not contain line breaks"});
     }
   }
@@ -232,8 +243,9 @@ std::vector<sdk::Outcome> outcomesOf(const sdk::HttpClientResponse& response,
 WebhookDestination::WebhookDestination(WebhookConfig config, sdk::DestinationContext& context)
     : config_(std::move(config)),
       context_(context),
-      sent_bytes_(context.metrics().counter("junction_webhook_sent_bytes_total",
-                                            "Request body bytes POSTed by the webhook destination")),
+      sent_bytes_(
+          context.metrics().counter("junction_webhook_sent_bytes_total",
+                                    "Request body bytes POSTed by the webhook destination")),
       rejected_events_(context.metrics().counter(
           "junction_webhook_rejected_events_total",
           "Events a receiver refused one by one in a 2xx answer's `failed` list")) {
@@ -265,8 +277,8 @@ sdk::Counter& WebhookDestination::requestsWith(int status) noexcept {
 
 sdk::HttpClientRequest WebhookDestination::makeRequest(std::span<const sdk::Event> batch,
                                                        std::int64_t unix_seconds) const {
-  sdk::HttpClientRequest request{.method = "POST", .url = config_.url, .headers = {}, .body = {},
-                                 .timeout = config_.timeout};
+  sdk::HttpClientRequest request{
+      .method = "POST", .url = config_.url, .headers = {}, .body = {}, .timeout = config_.timeout};
   if (!mapping_) {
     appendBatchBody(batch, request.body);
   } else {

@@ -37,9 +37,9 @@ const sdk::OptionTable<WebhookConfig>& webhookOptions();
 
 // Headers the plugin writes itself, or that only the HTTP client may write: refused in
 // `headers` (case-insensitively), as is every name starting with "X-Junction-".
-inline constexpr std::string_view kReservedHeaders[] = {
-    "Content-Type", "Content-Length", "Content-Encoding", "Host", "Transfer-Encoding",
-    "Connection"};
+inline constexpr std::string_view kReservedHeaders[] = {"Content-Type",      "Content-Length",
+                                                        "Content-Encoding",  "Host",
+                                                        "Transfer-Encoding", "Connection"};
 
 // `{"batch":[<event.json()>,...]}` appended to `out`: the events' text as received, no parse.
 void appendBatchBody(std::span<const sdk::Event> batch, std::string& out);

@@ -51,7 +51,8 @@ std::string signatureRaw(std::string_view secret, std::int64_t unix_seconds,
   // EVP_MAC_init with a null key would keep a previous key; pass a valid pointer even when the
   // secret is empty.
   static const unsigned char kEmpty = 0;
-  const auto* key = secret.empty() ? &kEmpty : reinterpret_cast<const unsigned char*>(secret.data());
+  const auto* key =
+      secret.empty() ? &kEmpty : reinterpret_cast<const unsigned char*>(secret.data());
   std::array<char, 24> prefix{};
   auto [end, ec] = std::to_chars(prefix.data(), prefix.data() + prefix.size() - 1, unix_seconds);
   (void)ec;  // 24 characters hold any int64
@@ -59,7 +60,8 @@ std::string signatureRaw(std::string_view secret, std::int64_t unix_seconds,
   std::array<unsigned char, EVP_MAX_MD_SIZE> out{};
   std::size_t out_len = 0;
   if (EVP_MAC_init(ctx.get(), key, secret.size(), params) != 1 ||
-      !update(ctx.get(), std::string_view(prefix.data(), static_cast<std::size_t>(end - prefix.data()))) ||
+      !update(ctx.get(),
+              std::string_view(prefix.data(), static_cast<std::size_t>(end - prefix.data()))) ||
       !update(ctx.get(), body) || EVP_MAC_final(ctx.get(), out.data(), &out_len, out.size()) != 1) {
     throw std::bad_alloc();
   }
@@ -77,8 +79,8 @@ std::string_view trim(std::string_view s) noexcept {
 }
 
 Error denied(std::string message) {
-  return makeError(ErrorCode::PermissionDenied, std::string(kWebhookSignatureHeader) + " " +
-                                                    std::move(message));
+  return makeError(ErrorCode::PermissionDenied,
+                   std::string(kWebhookSignatureHeader) + " " + std::move(message));
 }
 
 }  // namespace

@@ -53,8 +53,7 @@ TEST(WebhookSignatureTest, AcceptsItsOwnSignature) {
 }
 
 TEST(WebhookSignatureTest, WrongSecretIsAMismatch) {
-  const auto status =
-      verifyWebhookSignature(signWebhook("other", kT, kBody), kSecret, kBody, kT);
+  const auto status = verifyWebhookSignature(signWebhook("other", kT, kBody), kSecret, kBody, kT);
   ASSERT_FALSE(status.ok());
   EXPECT_EQ(status.error().code, ErrorCode::PermissionDenied);
   EXPECT_THAT(status.message(), HasSubstr("does not match"));
@@ -139,8 +138,8 @@ TEST(WebhookSignatureTest, EmptySecretVerifiesNothing) {
 TEST(WebhookSignatureTest, RotatedSecretsEitherV1Verifies) {
   // During a rotation the sender signs with the new and the old secret; a receiver holding
   // either one accepts, and one holding neither refuses.
-  const std::string header = signWebhook("new-secret", kT, kBody) + ",v1=" +
-                             webhookSignatureHex("old-secret", kT, kBody);
+  const std::string header =
+      signWebhook("new-secret", kT, kBody) + ",v1=" + webhookSignatureHex("old-secret", kT, kBody);
   EXPECT_TRUE(verifyWebhookSignature(header, "new-secret", kBody, kT).ok());
   EXPECT_TRUE(verifyWebhookSignature(header, "old-secret", kBody, kT).ok());
   EXPECT_FALSE(verifyWebhookSignature(header, "third", kBody, kT).ok());
@@ -148,7 +147,8 @@ TEST(WebhookSignatureTest, RotatedSecretsEitherV1Verifies) {
 
 TEST(WebhookSignatureTest, ToleratesSpacesOrderAndUnknownSchemes) {
   const std::string v1 = std::string(kExpectedHex);
-  EXPECT_TRUE(verifyWebhookSignature(" t = 1767225600 , v1 = " + v1 + " ", kSecret, kBody, kT).ok());
+  EXPECT_TRUE(
+      verifyWebhookSignature(" t = 1767225600 , v1 = " + v1 + " ", kSecret, kBody, kT).ok());
   EXPECT_TRUE(verifyWebhookSignature("v1=" + v1 + ",t=1767225600", kSecret, kBody, kT).ok());
   EXPECT_TRUE(
       verifyWebhookSignature("t=1767225600,v2=abc,v1=" + v1 + ",x", kSecret, kBody, kT).ok());

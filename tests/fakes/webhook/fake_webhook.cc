@@ -75,8 +75,8 @@ bool scanBatch(std::string_view body, std::vector<BatchEvent>& out) {
       if (!id) {
         return false;
       }
-      out.push_back({std::move(*id), std::string_view(start, static_cast<std::size_t>(
-                                                                  cursor.position() - start))});
+      out.push_back({std::move(*id),
+                     std::string_view(start, static_cast<std::size_t>(cursor.position() - start))});
       if (cursor.consume(',')) {
         continue;
       }

@@ -150,14 +150,14 @@ class FakeWebhookReceiver {
 
   mutable std::mutex mutex_;
   mutable std::condition_variable events_changed_;
-  std::vector<std::string> secrets_;                          // guarded by mutex_
-  std::deque<ScriptedFailure> failures_;                      // guarded by mutex_
-  std::unordered_map<std::string, Rejection> rejections_;     // guarded by mutex_
-  std::vector<WebhookEvent> events_;                          // guarded by mutex_
-  std::unordered_map<std::string, std::size_t> index_;        // messageId -> events_; mutex_
-  std::size_t duplicates_ = 0;                                // guarded by mutex_
-  std::size_t requests_ = 0;                                  // guarded by mutex_
-  std::map<int, std::size_t> statuses_;                       // guarded by mutex_
+  std::vector<std::string> secrets_;                       // guarded by mutex_
+  std::deque<ScriptedFailure> failures_;                   // guarded by mutex_
+  std::unordered_map<std::string, Rejection> rejections_;  // guarded by mutex_
+  std::vector<WebhookEvent> events_;                       // guarded by mutex_
+  std::unordered_map<std::string, std::size_t> index_;     // messageId -> events_; mutex_
+  std::size_t duplicates_ = 0;                             // guarded by mutex_
+  std::size_t requests_ = 0;                               // guarded by mutex_
+  std::map<int, std::size_t> statuses_;                    // guarded by mutex_
 };
 
 }  // namespace junction::tests::fakes

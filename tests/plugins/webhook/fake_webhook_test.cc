@@ -18,8 +18,8 @@ namespace {
 
 namespace json = boost::json;
 using namespace std::chrono_literals;
-using ::testing::HasSubstr;
 using sdk::testing::RecordedRequest;
+using ::testing::HasSubstr;
 
 constexpr std::int64_t kNow = 1767225600;
 constexpr std::string_view kSecret = "whsec_fake";
@@ -40,8 +40,8 @@ RecordedRequest post(std::string body, std::string_view secret = kSecret, std::i
   r.headers.set("Content-Type", "application/json");
   if (!secret.empty()) {
     r.headers.set("X-Junction-Signature",
-                  "t=" + std::to_string(t) + ",v1=" +
-                      sdk::hmacSha256Hex(secret, std::to_string(t) + "." + body));
+                  "t=" + std::to_string(t) +
+                      ",v1=" + sdk::hmacSha256Hex(secret, std::to_string(t) + "." + body));
   }
   r.body = std::move(body);
   return r;
@@ -71,7 +71,8 @@ TEST(FakeWebhookTest, CountsDuplicatesAcrossAndWithinBatches) {
   FakeWebhookReceiver receiver(signedOptions());
   EXPECT_EQ(receiver.answer(post(R"({"batch":[{"messageId":"a"},{"messageId":"b"}]})")).status,
             200);
-  const auto again = receiver.answer(post(R"({"batch":[{"messageId":"b"},{"messageId":"b"},{"messageId":"c"}]})"));
+  const auto again =
+      receiver.answer(post(R"({"batch":[{"messageId":"b"},{"messageId":"b"},{"messageId":"c"}]})"));
   EXPECT_EQ(json::parse(again.body), json::parse(R"({"accepted":3,"duplicates":2})"));
   EXPECT_EQ(receiver.eventCount(), 3u);
   EXPECT_EQ(receiver.duplicateCount(), 2u);
@@ -156,8 +157,8 @@ TEST(FakeWebhookTest, BodiesThatAreNotABatch) {
 TEST(FakeWebhookTest, EscapesAreReadByAFullParser) {
   FakeWebhookReceiver receiver(signedOptions());
   // An escaped key, and an escaped messageId.
-  const auto response = receiver.answer(
-      post(R"({"batch":[{"messageId":"a\u00e9","k\u0065y":"\ud83d\ude00"},{"messageId":"b\"q"}]})"));
+  const auto response = receiver.answer(post(
+      R"({"batch":[{"messageId":"a\u00e9","k\u0065y":"\ud83d\ude00"},{"messageId":"b\"q"}]})"));
   EXPECT_EQ(response.status, 200);
   EXPECT_TRUE(receiver.event("a\xc3\xa9").has_value());
   EXPECT_TRUE(receiver.event("b\"q").has_value());
@@ -230,8 +231,8 @@ TEST(FakeWebhookTest, OverHttpWithDelayAndDowntime) {
   sdk::HttpClient client;
   const std::string body = R"({"batch":[{"messageId":"a"}]})";
   auto request = [&](std::chrono::milliseconds timeout) {
-    sdk::HttpClientRequest r{.method = "POST", .url = receiver.url(), .headers = {},
-                             .body = body, .timeout = timeout};
+    sdk::HttpClientRequest r{
+        .method = "POST", .url = receiver.url(), .headers = {}, .body = body, .timeout = timeout};
     r.headers.set("Content-Type", "application/json");
     r.headers.set("X-Junction-Signature", sdk::signWebhook(kSecret, kNow, body));
     return client.send(r);
@@ -299,11 +300,12 @@ TEST(FakeWebhookTest, KeepsUpWithBenchmarkRates) {
       if (i > 0) {
         body += ',';
       }
-      body += R"({"type":"track","event":"Viewed Product","userId":"user-)" + std::to_string(i) +
-              R"(","messageId":"bench-)" + std::to_string(r) + "-" + std::to_string(i) +
-              R"(","properties":{"sku":"S-1","price":19.99,"name":"A product name"},)"
-              R"("context":{"ip":"203.0.113.9","library":{"name":"analytics.js","version":"2.11.1"}},)"
-              R"("timestamp":"2026-01-01T00:00:00.000Z","receivedAt":"2026-01-01T00:00:00.010Z"})";
+      body +=
+          R"({"type":"track","event":"Viewed Product","userId":"user-)" + std::to_string(i) +
+          R"(","messageId":"bench-)" + std::to_string(r) + "-" + std::to_string(i) +
+          R"(","properties":{"sku":"S-1","price":19.99,"name":"A product name"},)"
+          R"("context":{"ip":"203.0.113.9","library":{"name":"analytics.js","version":"2.11.1"}},)"
+          R"("timestamp":"2026-01-01T00:00:00.000Z","receivedAt":"2026-01-01T00:00:00.010Z"})";
     }
     body += "]}";
     requests.push_back(post(std::move(body)));

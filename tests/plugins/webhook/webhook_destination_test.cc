@@ -41,7 +41,8 @@ std::vector<sdk::Event> threeEvents() {
                       R"("traits":{"email":"Ada@Example.com","first_name":"Ada"}})"),
       rawEvent("m-2", R"({"type":"track", "event":"Order Completed","userId":"u2",)"
                       R"("messageId":"m-2","properties":{"total":12.5,"note":"caf\u00e9"}})"),
-      rawEvent("m-3", R"({"type":"track","event":"Cart Viewed","anonymousId":"a3","messageId":"m-3"})"),
+      rawEvent("m-3",
+               R"({"type":"track","event":"Cart Viewed","anonymousId":"a3","messageId":"m-3"})"),
   };
 }
 
@@ -102,7 +103,8 @@ TEST(WebhookOptionsTest, BindsAConfig) {
   const auto config = webhookOptions().bind(json::parse(R"({
       "url":"https://hooks.example.com/junction","secret":"s1","previous_secret":"s0",
       "headers":{"Authorization":"Bearer x"},"timeout":2500,
-      "mapping":{"email":"traits.email"}})").as_object());
+      "mapping":{"email":"traits.email"}})")
+                                                .as_object());
   EXPECT_EQ(config.url, "https://hooks.example.com/junction");
   EXPECT_EQ(config.secret, "s1");
   EXPECT_EQ(config.previous_secret, "s0");
@@ -121,9 +123,9 @@ std::vector<std::string> errorKeys(const WebhookConfig& config) {
 }
 
 TEST(WebhookOptionsTest, RefusesHeadersThatClash) {
-  for (const char* name : {"Content-Type", "content-length", "HOST", "X-Junction-Signature",
-                           "x-junction-batch-id", "X-Junction-Anything", "Transfer-Encoding",
-                           "Connection", "Content-Encoding"}) {
+  for (const char* name :
+       {"Content-Type", "content-length", "HOST", "X-Junction-Signature", "x-junction-batch-id",
+        "X-Junction-Anything", "Transfer-Encoding", "Connection", "Content-Encoding"}) {
     WebhookConfig config = configFor("https://example.com/hook");
     config.headers = json::object{{name, "v"}};
     const auto errors = config.validate();
@@ -132,8 +134,8 @@ TEST(WebhookOptionsTest, RefusesHeadersThatClash) {
     EXPECT_THAT(errors[0].message, HasSubstr("cannot be configured"));
   }
   WebhookConfig config = configFor("https://example.com/hook");
-  config.headers = json::object{{"User-Agent", "acme-sync/2"}, {"X-Junctionless", "ok"},
-                                {"X-Count", 3}, {"X-Flag", true}};
+  config.headers = json::object{
+      {"User-Agent", "acme-sync/2"}, {"X-Junctionless", "ok"}, {"X-Count", 3}, {"X-Flag", true}};
   EXPECT_TRUE(config.validate().empty());
 }
 
@@ -173,8 +175,8 @@ TEST(WebhookOptionsTest, UrlPreviousSecretAndMapping) {
   EXPECT_THAT(errorKeys(config), ElementsAre("previous_secret"));
   config.previous_secret.clear();
 
-  config.mapping = json::object{{"email", json::object{{"from", "traits.email"},
-                                                       {"transform", "shout"}}}};
+  config.mapping =
+      json::object{{"email", json::object{{"from", "traits.email"}, {"transform", "shout"}}}};
   const auto errors = config.validate();
   ASSERT_EQ(errors.size(), 1u);
   EXPECT_EQ(errors[0].key, "mapping.email");
@@ -240,6 +242,18 @@ TEST(WebhookRequestTest, RotationSignsWithBothSecrets) {
                 ",v1=" + sdk::hmacSha256Hex("whsec_old", signed_text));
 }
 
+TEST(WebhookRequestTest, HeaderValuesFromYamlScalars) {
+  sdk::testing::FakeDestinationContext ctx;
+  auto config = configFor("http://127.0.0.1:1/hook");
+  config.headers = json::object{{"X-Count", 3}, {"X-Ratio", 1.5}, {"X-Flag", true}};
+  ASSERT_TRUE(config.validate().empty());
+  WebhookDestination dest(config, ctx);
+  const auto request = dest.makeRequest(threeEvents(), 1767225600);
+  EXPECT_EQ(request.headers.get("X-Count"), "3");
+  EXPECT_EQ(request.headers.get("X-Ratio"), "1.5");
+  EXPECT_EQ(request.headers.get("X-Flag"), "true");
+}
+
 TEST(WebhookRequestTest, NoSecretNoSignature) {
   sdk::testing::FakeDestinationContext ctx;
   auto config = configFor("http://127.0.0.1:1/hook");
@@ -257,7 +271,8 @@ TEST(WebhookRequestTest, MappingReplacesEachEventAndKeepsTheMessageId) {
   config.mapping = json::parse(R"({
       "email": {"from": ["traits.email", "context.traits.email"], "transform": ["trim", "lowercase"]},
       "event": {"from": "event", "default": "identify"},
-      "total": "properties.total"})").as_object();
+      "total": "properties.total"})")
+                       .as_object();
   ASSERT_TRUE(config.validate().empty());
   WebhookDestination dest(config, ctx);
   const auto events = threeEvents();
@@ -298,10 +313,11 @@ TEST(WebhookOutcomesTest, PerEventFailedAnswer) {
 TEST(WebhookOutcomesTest, MissingRetryMeansFailedAndLongErrorsAreClipped) {
   const auto events = threeEvents();
   const std::string long_error(1000, 'e');
-  const auto outcomes = outcomesOf(
-      response(202, R"({"failed":[{"messageId":"m-1","error":")" + long_error + R"("},)"
-                    R"({"messageId":"m-2"}]})"),
-      events);
+  const auto outcomes =
+      outcomesOf(response(202, R"({"failed":[{"messageId":"m-1","error":")" + long_error +
+                                   R"("},)"
+                                   R"({"messageId":"m-2"}]})"),
+                 events);
   EXPECT_EQ(outcomes[0].kind, sdk::Outcome::Kind::Failed);
   EXPECT_LT(outcomes[0].reason.size(), 400u);
   EXPECT_EQ(outcomes[1].kind, sdk::Outcome::Kind::Failed);
@@ -353,9 +369,9 @@ class WebhookDeliveryTest : public ::testing::Test {
 
 TEST_F(WebhookDeliveryTest, DeliversTheExactRequest) {
   const auto outcomes = dest_.deliver(events_);
-  EXPECT_THAT(kinds(outcomes), ElementsAre(sdk::Outcome::Kind::Delivered,
-                                           sdk::Outcome::Kind::Delivered,
-                                           sdk::Outcome::Kind::Delivered));
+  EXPECT_THAT(kinds(outcomes),
+              ElementsAre(sdk::Outcome::Kind::Delivered, sdk::Outcome::Kind::Delivered,
+                          sdk::Outcome::Kind::Delivered));
   const auto requests = receiver_.requests();
   ASSERT_EQ(requests.size(), 1u);
   const auto& r = requests[0];
@@ -487,9 +503,9 @@ TEST_F(WebhookDeliveryTest, ASlowReceiverTimesOutAndIsRetried) {
     EXPECT_EQ(outcome.kind, sdk::Outcome::Kind::Retry);
     EXPECT_THAT(outcome.reason, HasSubstr("transport"));
   }
-  EXPECT_EQ(ctx_.metrics().counterValue("junction_webhook_requests_total",
-                                        {{"status", "transport"}}),
-            1u);
+  EXPECT_EQ(
+      ctx_.metrics().counterValue("junction_webhook_requests_total", {{"status", "transport"}}),
+      1u);
   receiver_.setDelay(0ms);
   EXPECT_TRUE(dest.deliver(events_)[0].isDelivered());
 }

@@ -15,7 +15,11 @@
 //     events it was told to reject (rejectEvent). Accepted events are stored by messageId; an
 //     event arriving again is counted as a duplicate, not stored twice.
 //
-//   FakeWebhookReceiver receiver(FakeWebhookReceiver::Options{.secrets = {"whsec_1"}});
+//   sdk::testing::FakeDestinationContext ctx;
+//   FakeWebhookReceiver receiver(FakeWebhookReceiver::Options{
+//       .secrets = {"whsec_1"},
+//       // the sender signs with its context's clock (a ManualClock in unit tests)
+//       .now_unix_seconds = [&ctx] { return ctx.clock().nowMs() / 1000; }});
 //   receiver.failNext(1, 503, R"({"error":"busy"})", {{"Retry-After", "1"}});
 //   ... point the webhook destination at receiver.url() ...
 //   ASSERT_TRUE(receiver.waitForEvents(100, 5s));
@@ -125,7 +129,7 @@ class FakeWebhookReceiver {
   void clear();
 
   // The answer to one request, as the server gives it (also called directly by tests, without
-  // a socket). Updates the state like a received request.
+  // a socket). Updates the state like a received request; while down it changes nothing.
   sdk::HttpResponse answer(const sdk::testing::RecordedRequest& request);
 
   sdk::testing::ScriptedHttpServer& server() noexcept { return server_; }

@@ -1,7 +1,10 @@
 #include "core/config/daemon_config.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <charconv>
+#include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -373,6 +376,22 @@ std::optional<DaemonConfig> readDocument(const YAML::Node& root, const std::stri
     checker.error(section("server"), std::string("server.") + missing,
                   "tls_cert_file and tls_key_file must be set together");
   }
+  // The daemon reads these only when it starts listening: say now, not at the first start.
+  for (const auto& [key, path] : {std::pair{"tls_cert_file", &config.server.tls_cert_file},
+                                  std::pair{"tls_key_file", &config.server.tls_key_file}}) {
+    if (path->empty()) {
+      continue;
+    }
+    std::ifstream in(*path);
+    if (!in) {
+      const int err = errno;
+      checker.error(childOf(section("server"), key), std::string("server.") + key,
+                    "cannot read '" + *path + "': " + std::strerror(err));
+    } else if (std::filesystem::is_directory(*path)) {
+      checker.error(childOf(section("server"), key), std::string("server.") + key,
+                    "'" + *path + "' is a directory, not a PEM file");
+    }
+  }
   readConnectors(checker, section("sources"), ConnectorKind::Source, config.sources);
   readConnectors(checker, section("destinations"), ConnectorKind::Destination,
                  config.destinations);
@@ -528,7 +547,7 @@ bool checkConnectors(DaemonConfig& config, const PluginCatalog& plugins, ConfigE
       std::size_t before = errors.size();
       c.config_marks.clear();
       c.config = checker.checkMapping(c.config_node, d.options, c.key_path + ".config",
-                                      &c.config_marks);
+                                      &c.config_marks, c.mark);
       if (errors.size() != before) {
         continue;
       }

@@ -217,14 +217,15 @@ json::value YamlChecker::toJson(const YAML::Node& node, const std::string& key_p
 
 json::object YamlChecker::checkMapping(const YAML::Node& node,
                                        const std::vector<sdk::OptionSpec>& specs,
-                                       const std::string& key_path, KeyMarks* marks) {
+                                       const std::string& key_path, KeyMarks* marks,
+                                       KeyMark absent_at) {
   json::object out;
   std::vector<std::string> known;
   known.reserve(specs.size());
   for (const auto& s : specs) {
     known.push_back(s.key);
   }
-  KeyMark mapping_mark;
+  KeyMark mapping_mark = absent_at;
   if (node.IsDefined() && node.Mark().line >= 0) {
     mapping_mark = {node.Mark().line + 1, node.Mark().column + 1};
   }

@@ -50,10 +50,12 @@ class YamlChecker {
 
   // Checks that `node` is a mapping whose keys are all in `specs`, normalizes each value,
   // reports unknown keys (with a "did you mean" hint), duplicates, type and bound errors and
-  // missing required keys, and fills defaults. A null/absent node counts as an empty mapping.
+  // missing required keys, and fills defaults. A null/absent node counts as an empty mapping;
+  // missing keys are then reported at `absent_at` (the block that lacks the mapping).
   boost::json::object checkMapping(const YAML::Node& node,
                                    const std::vector<sdk::OptionSpec>& specs,
-                                   const std::string& key_path, KeyMarks* marks = nullptr);
+                                   const std::string& key_path, KeyMarks* marks = nullptr,
+                                   KeyMark absent_at = {});
 
   // Reports keys of mapping `node` that are not in `known` (with hints) or appear twice; values
   // are not looked at.

@@ -105,6 +105,18 @@ TEST(ConfigTest, UnknownKeyNamesFileLineAndSuggests) {
                           "'admin_token'?"));
 }
 
+TEST(ConfigTest, TlsFilesMustBeReadable) {
+  ConfigErrors errors;
+  auto config = load("server:\n  tls_cert_file: /nonexistent/cert.pem\n  tls_key_file: /nonexistent/key.pem\n",
+                     errors);
+  EXPECT_FALSE(config);
+  ASSERT_EQ(errors.size(), 2u) << formatErrors(errors);
+  EXPECT_EQ(errors[0].key, "server.tls_cert_file");
+  EXPECT_EQ(errors[0].line, 2);
+  EXPECT_THAT(errors[0].message, HasSubstr("cannot read '/nonexistent/cert.pem': No such file"));
+  EXPECT_EQ(errors[1].key, "server.tls_key_file");
+}
+
 TEST(ConfigTest, UnknownTopLevelSection) {
   ConfigErrors errors;
   EXPECT_FALSE(load("storag:\n  path: x\n", errors));
@@ -374,6 +386,18 @@ TEST(ConnectorCheckTest, EveryStringOfAListOrMapSecretIsScrubbed) {
   ASSERT_TRUE(errors.empty()) << formatErrors(errors);
   EXPECT_THAT(config->secrets(), ::testing::UnorderedElementsAre("k-1", "Bearer tok-2", "tok-3",
                                                                  "key-4", "key-5"));
+}
+
+TEST(ConnectorCheckTest, AMissingConfigBlockIsReportedAtTheConnector) {
+  auto errors = checkText(R"(destinations:
+  - id: news
+    plugin: mailchimp
+)");
+  ASSERT_EQ(errors.size(), 2u) << formatErrors(errors);
+  EXPECT_EQ(errors[0].key, "destinations[0].config.list_id");
+  EXPECT_EQ(errors[0].line, 2);
+  EXPECT_GT(errors[0].column, 0);
+  EXPECT_THAT(formatErrors(errors), HasSubstr("test.yaml:2:"));
 }
 
 TEST(ConnectorCheckTest, PluginOptionErrorsHaveFileLineAndKey) {

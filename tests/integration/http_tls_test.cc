@@ -101,9 +101,27 @@ TEST(HttpTlsTest, ConfigErrors) {
   const fs::path missing = dir.path() / "missing.yaml";
   writeFile(missing, configYaml(dir.path(), "  tls_cert_file: /nonexistent/cert.pem\n"
                                             "  tls_key_file: /nonexistent/key.pem\n"));
+  // Found by --check already (not only when the daemon starts listening), with the line.
+  const std::string check_missing = (kBinaryDir / "bin" / "junctiond").string() + " --config '" +
+                                    missing.string() + "' --check > '" +
+                                    (dir.path() / "check_missing.log").string() + "' 2>&1";
+  EXPECT_NE(std::system(check_missing.c_str()), 0);
+  EXPECT_THAT(readFile(dir.path() / "check_missing.log"),
+              HasSubstr("missing.yaml:3:18: server.tls_cert_file: cannot read '/nonexistent/cert.pem': "
+                        "No such file or directory"));
   DaemonProcess daemon(missing);
   EXPECT_FALSE(daemon.start(dir.path() / "daemon.log", 10s).has_value());
-  EXPECT_THAT(readFile(dir.path() / "daemon.log"), HasSubstr("server.tls_cert_file: cannot load '/nonexistent/cert.pem'"));
+  EXPECT_THAT(readFile(dir.path() / "daemon.log"), HasSubstr("server.tls_cert_file: cannot read '/nonexistent/cert.pem'"));
+
+  // A file that exists but holds no certificate still fails when the daemon loads it.
+  const fs::path garbage = dir.path() / "garbage.pem";
+  writeFile(garbage, "not a certificate\n");
+  const fs::path bad = dir.path() / "bad.yaml";
+  writeFile(bad, configYaml(dir.path(), "  tls_cert_file: " + garbage.string() + "\n"
+                                        "  tls_key_file: " + garbage.string() + "\n"));
+  DaemonProcess bad_daemon(bad);
+  EXPECT_FALSE(bad_daemon.start(dir.path() / "bad.log", 10s).has_value());
+  EXPECT_THAT(readFile(dir.path() / "bad.log"), HasSubstr("server.tls_cert_file: cannot load"));
 }
 
 }  // namespace

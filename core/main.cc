@@ -68,6 +68,9 @@ int main(int argc, char** argv) {
   for (const auto& r : outcome.refused) {
     log.warn("plugin refused", {{"file", r.file}, {"reason", r.reason}});
   }
+  for (const auto& o : registry.overrides()) {
+    log.warn("plugin overrides a built-in one (plugins.allow_override)", {{"override", o}});
+  }
   for (const auto& p : registry.all()) {
     log.info("plugin loaded", {{"name", p->descriptor().name},
                                {"kind", junction::sdk::toString(p->descriptor().kind)},

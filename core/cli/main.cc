@@ -31,6 +31,7 @@ namespace {
 int loadPlugins(const std::string& config_file, core::plugin::PluginRegistry& registry,
                 bool quiet_refusals) {
   std::vector<std::string> paths;
+  std::vector<std::string> allow_override;
   if (!config_file.empty()) {
     core::config::ConfigErrors errors;
     auto config = core::config::loadConfig(config_file, core::config::processEnvironment(), errors);
@@ -39,9 +40,10 @@ int loadPlugins(const std::string& config_file, core::plugin::PluginRegistry& re
       return 1;
     }
     paths = config->plugins.paths;
+    allow_override = config->plugins.allow_override;
   }
   std::vector<core::plugin::LoadError> refused;
-  registry.scan(core::plugin::pluginSearchPath(paths), refused);
+  registry.scanSearchPath(paths, allow_override, refused);
   if (!quiet_refusals) {
     for (const auto& r : refused) {
       std::fprintf(stderr, "plugin refused: %s\n", r.toString().c_str());

@@ -98,7 +98,11 @@ const OptionTable<QueueConfig>& queueTable() {
 const OptionTable<PluginsConfig>& pluginsTable() {
   static const OptionTable<PluginsConfig> table{
       option("paths", &PluginsConfig::paths,
-             "Directories searched for plugins, besides ../plugins next to the binary")
+             "Directories searched for plugins, after ../plugins next to the binary")
+          .defaultValue(json::array{}),
+      option("allow_override", &PluginsConfig::allow_override,
+             "Names of built-in plugins that a plugin of the same name in `paths` may replace "
+             "(otherwise it is refused)")
           .defaultValue(json::array{}),
   };
   return table;

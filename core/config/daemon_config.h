@@ -56,6 +56,7 @@ struct QueueConfig {
 
 struct PluginsConfig {
   std::vector<std::string> paths;
+  std::vector<std::string> allow_override;
 };
 
 struct LogConfig {

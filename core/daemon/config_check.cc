@@ -17,7 +17,7 @@ CheckOutcome checkConfigFile(const std::string& path, plugin::PluginRegistry& re
   if (!loaded) {
     return outcome;
   }
-  registry.scan(plugin::pluginSearchPath(loaded->plugins.paths), outcome.refused);
+  registry.scanSearchPath(loaded->plugins.paths, loaded->plugins.allow_override, outcome.refused);
   if (!config::checkConnectors(*loaded, registry, outcome.errors)) {
     return outcome;
   }

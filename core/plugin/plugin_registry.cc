@@ -158,13 +158,38 @@ sdk::Result<std::shared_ptr<LoadedPlugin>> PluginRegistry::load(const fs::path& 
     return refuse("invalid descriptor: " + problems.front());
   }
   if (auto it = by_name_.find(descriptor->name); it != by_name_.end()) {
-    return refuse("plugin name '" + descriptor->name + "' is already taken by " +
-                  it->second->file().string());
+    const std::string& name = descriptor->name;
+    if (scanning_builtin_ || !builtin_names_.contains(name)) {
+      return refuse("plugin name '" + name + "' is already taken by " + it->second->file().string());
+    }
+    if (!allow_override_.contains(name)) {
+      return refuse("plugin name '" + name + "' is taken by the built-in plugin " +
+                    it->second->file().string() + "; to use this file instead, list '" + name +
+                    "' in plugins.allow_override");
+    }
+    overrides_.push_back(name + ": " + file.string() + " replaces the built-in " +
+                         it->second->file().string());
+    builtin_names_.erase(name);
+    by_name_.erase(it);
   }
   auto loaded = std::make_shared<LoadedPlugin>(file, std::move(library), std::move(plugin),
                                                entry.sdk_version ? entry.sdk_version : "");
   by_name_.emplace(descriptor->name, loaded);
+  if (scanning_builtin_) {
+    builtin_names_.insert(descriptor->name);
+  }
   return loaded;
+}
+
+void PluginRegistry::scanSearchPath(const std::vector<std::string>& configured,
+                                    const std::vector<std::string>& allow_override,
+                                    std::vector<LoadError>& refused) {
+  allow_override_.insert(allow_override.begin(), allow_override.end());
+  scanning_builtin_ = true;
+  scan({executableDirectory() / ".." / "plugins"}, refused);
+  scanning_builtin_ = false;
+  std::vector<fs::path> dirs(configured.begin(), configured.end());
+  scan(dirs, refused);
 }
 
 void PluginRegistry::scan(const std::vector<fs::path>& directories,
@@ -225,24 +250,6 @@ fs::path executableDirectory() {
   std::error_code ec;
   fs::path exe = fs::read_symlink("/proc/self/exe", ec);
   return ec ? fs::current_path() : exe.parent_path();
-}
-
-std::vector<fs::path> pluginSearchPath(const std::vector<std::string>& configured) {
-  std::vector<fs::path> out;
-  std::vector<std::string> seen;
-  auto add = [&](const fs::path& p) {
-    std::error_code ec;
-    std::string key = fs::weakly_canonical(p, ec).string();
-    if (std::find(seen.begin(), seen.end(), key) == seen.end()) {
-      seen.push_back(key);
-      out.push_back(p);
-    }
-  };
-  for (const auto& p : configured) {
-    add(p);
-  }
-  add(executableDirectory() / ".." / "plugins");
-  return out;
 }
 
 }  // namespace junction::core::plugin

@@ -12,6 +12,7 @@
 
 #include <filesystem>
 #include <map>
+#include <set>
 #include <memory>
 #include <string>
 #include <vector>
@@ -76,6 +77,16 @@ class PluginRegistry final : public config::PluginCatalog {
   void scan(const std::vector<std::filesystem::path>& directories,
             std::vector<LoadError>& refused);
 
+  // The plugins shipped with junctiond (`<dir of executable>/../plugins`) first, then each
+  // configured directory (relative to the working directory). A configured plugin named like a
+  // built-in one is refused, naming both files, unless its name is in `allow_override`: then it
+  // replaces the built-in one, and overrides() says so.
+  void scanSearchPath(const std::vector<std::string>& configured,
+                      const std::vector<std::string>& allow_override,
+                      std::vector<LoadError>& refused);
+  // "NAME: FILE replaces the built-in FILE", for each override scanSearchPath made.
+  const std::vector<std::string>& overrides() const noexcept { return overrides_; }
+
   // Loads one file. On success the plugin is registered under its name.
   sdk::Result<std::shared_ptr<LoadedPlugin>> load(const std::filesystem::path& file);
 
@@ -87,13 +98,13 @@ class PluginRegistry final : public config::PluginCatalog {
  private:
   std::map<std::string, std::shared_ptr<LoadedPlugin>, std::less<>> by_name_;
   std::map<std::string, std::string> by_file_;  // canonical path -> name ("" if refused)
+  std::set<std::string, std::less<>> builtin_names_;   // loaded from the built-in directory
+  std::set<std::string, std::less<>> allow_override_;  // built-in names others may replace
+  bool scanning_builtin_ = false;
+  std::vector<std::string> overrides_;
 };
 
 // The directory of the running executable (/proc/self/exe), for `../plugins`.
 std::filesystem::path executableDirectory();
-
-// The directories searched: `configured` (relative to the working directory) then
-// `<dir of executable>/../plugins`, without duplicates.
-std::vector<std::filesystem::path> pluginSearchPath(const std::vector<std::string>& configured);
 
 }  // namespace junction::core::plugin

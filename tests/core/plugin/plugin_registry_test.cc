@@ -165,11 +165,34 @@ TEST(PluginRegistryTest, InstancesKeepTheLibraryLoadedAfterTheRegistryIsGone) {
   fs::remove(record);
 }
 
-TEST(PluginRegistryTest, SearchPathEndsWithPluginsNextToTheBinary) {
-  auto paths = pluginSearchPath({"./a", "./a"});
-  ASSERT_EQ(paths.size(), 2u);
-  EXPECT_EQ(paths[0], fs::path("./a"));
-  EXPECT_EQ(paths[1], executableDirectory() / ".." / "plugins");
+TEST(PluginRegistryTest, APluginInPathsNamedLikeABuiltInOneIsRefusedUnlessAllowed) {
+  const fs::path builtin = executableDirectory() / ".." / "plugins" / "libjunction_file.so";
+  ASSERT_TRUE(fs::exists(builtin));
+  TempDir dir;
+  const fs::path copy = dir.path() / "libjunction_my_file.so";
+  fs::copy_file(builtin, copy);
+  {
+    PluginRegistry registry;
+    std::vector<LoadError> refused;
+    registry.scanSearchPath({dir.path().string()}, {}, refused);
+    ASSERT_TRUE(registry.get("file"));
+    EXPECT_EQ(fs::weakly_canonical(registry.get("file")->file()), fs::weakly_canonical(builtin));
+    ASSERT_EQ(refused.size(), 1u);
+    EXPECT_EQ(refused[0].file, copy.string());
+    EXPECT_THAT(refused[0].reason, HasSubstr("is taken by the built-in plugin"));
+    EXPECT_THAT(refused[0].reason, HasSubstr("list 'file' in plugins.allow_override"));
+    EXPECT_TRUE(registry.overrides().empty());
+  }
+  {
+    PluginRegistry registry;
+    std::vector<LoadError> refused;
+    registry.scanSearchPath({dir.path().string()}, {"file"}, refused);
+    ASSERT_TRUE(registry.get("file"));
+    EXPECT_EQ(registry.get("file")->file(), copy);
+    EXPECT_TRUE(refused.empty());
+    ASSERT_EQ(registry.overrides().size(), 1u);
+    EXPECT_THAT(registry.overrides()[0], HasSubstr("replaces the built-in"));
+  }
 }
 
 }  // namespace

@@ -265,14 +265,8 @@ FakeSfmc::~FakeSfmc() { server_.stop(); }
 std::string FakeSfmc::baseUrl() const { return server_.baseUrl(); }
 
 void FakeSfmc::installRule() {
-  server_.clearRules();
-  if (down_) {
-    rule_ = server_.when("*", "/", sdk::testing::PathMatch::Prefix).closeConnection();
-    return;
-  }
-  rule_ = server_.when("*", "/", sdk::testing::PathMatch::Prefix)
-              .respond([this](const RecordedRequest& request) { return handle(request); })
-              .delay(delay_);
+  rule_ = server_.when("*", "/", sdk::testing::PathMatch::Prefix);
+  rule_->respond([this](const RecordedRequest& request) { return handle(request); }).delay(delay_);
 }
 
 void FakeSfmc::failNext(std::size_t n, int status, std::string body,
@@ -295,9 +289,19 @@ void FakeSfmc::setDelay(std::chrono::milliseconds delay) {
 
 void FakeSfmc::setDown(bool down) {
   std::lock_guard lock(rule_mutex_);
-  if (down_ != down) {
-    down_ = down;
-    installRule();
+  if (down_ == down) {
+    return;
+  }
+  down_ = down;
+  // The one rule changes in place (under the server's lock), so no request ever falls between
+  // two rules and gets the scripted server's 404.
+  if (down) {
+    // reply() first: it drops the responder, which would otherwise still run (and store what
+    // the request carried) before the connection is reset.
+    rule_->reply(503).delay(std::chrono::milliseconds(0)).closeConnection();
+  } else {
+    rule_->respond([this](const RecordedRequest& request) { return handle(request); })
+        .delay(delay_);
   }
 }
 

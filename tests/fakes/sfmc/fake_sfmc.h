@@ -179,7 +179,7 @@ class FakeSfmc {
   sdk::HttpResponse deleteContacts(const sdk::testing::RecordedRequest& request);
   bool authorized(const sdk::testing::RecordedRequest& request);  // mutex_ held
   bool takeRateToken();                                            // mutex_ held
-  void installRule();                                              // rule_mutex_ held
+  void installRule();  // once, from the constructor
 
   const Options options_;
   mutable std::mutex mutex_;

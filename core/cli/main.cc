@@ -13,6 +13,7 @@
 
 #include <CLI/CLI.hpp>
 #include <boost/json.hpp>
+#include <cctype>
 #include <cstdio>
 #include <filesystem>
 
@@ -65,6 +66,24 @@ struct DlqArgs {
   bool all = false;
 };
 
+// A query-string value: RFC 3986 unreserved characters as they are, every other byte %XX (a
+// `+` of a time zone offset would otherwise read as a space).
+std::string queryEncode(std::string_view value) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  for (const char c : value) {
+    const auto u = static_cast<unsigned char>(c);
+    if (std::isalnum(u) != 0 || c == '-' || c == '.' || c == '_' || c == '~') {
+      out.push_back(c);
+    } else {
+      out.push_back('%');
+      out.push_back(kHex[u >> 4]);
+      out.push_back(kHex[u & 0xF]);
+    }
+  }
+  return out;
+}
+
 // Calls the admin API of the daemon `args.config_file` describes (server.listen, admin_token).
 int runDlq(const std::string& action, const DlqArgs& args) {
   core::config::ConfigErrors errors;
@@ -106,7 +125,7 @@ int runDlq(const std::string& action, const DlqArgs& args) {
     std::string query = "limit=" + std::to_string(args.limit);
     for (const auto& [k, v] : filter) {
       if (v.is_string()) {
-        query += "&" + std::string(k) + "=" + std::string(v.as_string());
+        query += "&" + std::string(k) + "=" + queryEncode(v.as_string());
       }
     }
     for (auto id : args.ids) {
@@ -119,6 +138,14 @@ int runDlq(const std::string& action, const DlqArgs& args) {
       std::fprintf(stderr, "junction: dlq %s needs a selection (--destination, --person, --id, "
                            "--since/--until) or --all\n", action.c_str());
       return 2;
+    }
+    if (!filter.empty() && args.all) {
+      std::fprintf(stderr, "junction: dlq %s: --all means every dead letter; it cannot be "
+                           "combined with a selection\n", action.c_str());
+      return 2;
+    }
+    if (args.all) {
+      filter["all"] = true;  // the API purges or replays everything only when told so
     }
     request.method = "POST";
     request.url = base + "/admin/dlq/" + action;

@@ -1,5 +1,6 @@
 #include "core/delivery/delivery_engine.h"
 
+#include <algorithm>
 #include <boost/json.hpp>
 #include <boost/url/params_view.hpp>
 #include <boost/url/parse_query.hpp>
@@ -168,72 +169,195 @@ namespace {
 using http::checkAdmin;
 using http::jsonError;
 
-std::int64_t toInt(std::string_view s) {
+// A filter the API could not read: answered 400 with the field named (empty: the body itself).
+struct FilterProblem {
+  std::string field;
+  std::string message;
+};
+
+// What a DLQ call selects. `all` is the explicit "every dead letter" a purge or replay needs.
+struct Selection {
+  DeadLetterFilter filter;
+  bool all = false;
+
+  bool empty() const {
+    return filter.destination.empty() && filter.person.empty() && filter.ids.empty() &&
+           filter.since_ms == 0 && filter.until_ms == 0;
+  }
+};
+
+sdk::HttpResponse filterError(const FilterProblem& p) {
+  json::object body{{"success", false}, {"error", p.message}};
+  if (!p.field.empty()) {
+    body["field"] = p.field;
+  }
+  return sdk::HttpResponse::json(400, json::serialize(body));
+}
+
+constexpr std::size_t kMaxListLimit = 10000;
+constexpr std::string_view kNoFilter =
+    "no filter: send ids, destination, person, since, until or all: true";
+
+// A whole decimal number, nothing around it.
+std::optional<std::int64_t> wholeNumber(std::string_view s) {
   std::int64_t v = 0;
-  std::from_chars(s.data(), s.data() + s.size(), v);
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (s.empty() || ec != std::errc() || end != s.data() + s.size()) {
+    return std::nullopt;
+  }
   return v;
 }
 
-// A filter from a query string (GET) or a JSON body (POST).
-sdk::Result<DeadLetterFilter> filterFrom(const sdk::HttpRequest& request) {
-  DeadLetterFilter f;
-  auto readTime = [](const json::value& v) -> std::int64_t {
-    if (v.is_int64()) {
-      return v.as_int64();
+// `since` / `until`: an ISO-8601 date-time, or Unix epoch milliseconds (a JSON integer, or
+// digits in a query string), after 1970.
+std::optional<FilterProblem> readTime(std::string_view field, const json::value& v,
+                                      std::int64_t& out) {
+  std::optional<std::int64_t> ms;
+  if (v.is_int64()) {
+    ms = v.as_int64();
+  } else if (v.is_string()) {
+    std::string_view text = v.as_string();
+    ms = sdk::parseIsoTimestamp(text);
+    if (!ms) {
+      ms = wholeNumber(text);
     }
-    if (v.is_string()) {
-      return sdk::parseIsoTimestamp(v.as_string()).value_or(0);
-    }
-    return 0;
-  };
-  if (request.method == "GET") {
-    if (!boost::urls::parse_query(request.query)) {
-      return sdk::makeError(sdk::ErrorCode::InvalidArgument, "malformed query string");
-    }
-    for (auto p : boost::urls::params_view(request.query)) {
-      std::string value = p.value;
-      if (p.key == "destination") {
-        f.destination = value;
-      } else if (p.key == "person") {
-        f.person = value;
-      } else if (p.key == "since") {
-        f.since_ms = readTime(json::value(value));
-      } else if (p.key == "until") {
-        f.until_ms = readTime(json::value(value));
-      } else if (p.key == "limit") {
-        f.limit = static_cast<std::size_t>(toInt(value));
-      } else if (p.key == "id") {
-        f.ids.push_back(toInt(value));
-      }
-    }
-    return f;
   }
+  if (!ms || *ms <= 0) {
+    return FilterProblem{std::string(field),
+                         "`" + std::string(field) +
+                             "` must be an ISO-8601 date-time (2026-11-28T15:11:01Z) or epoch "
+                             "milliseconds after 1970"};
+  }
+  out = *ms;
+  return std::nullopt;
+}
+
+std::optional<FilterProblem> readId(const json::value& v, std::vector<std::int64_t>& ids) {
+  if (!v.is_int64() || v.as_int64() <= 0) {
+    return FilterProblem{"ids", "`ids` must be an array of dead-letter ids (integers), as "
+                                "GET /admin/dlq lists them"};
+  }
+  ids.push_back(v.as_int64());
+  return std::nullopt;
+}
+
+std::optional<FilterProblem> readText(std::string_view field, const json::value& v,
+                                      std::string& out) {
+  if (!v.is_string()) {
+    return FilterProblem{std::string(field), "`" + std::string(field) + "` must be a string"};
+  }
+  if (v.as_string().empty()) {
+    return FilterProblem{std::string(field), "`" + std::string(field) + "` is empty"};
+  }
+  out = std::string(v.as_string());
+  return std::nullopt;
+}
+
+// GET /admin/dlq?destination=&person=&since=&until=&id=N&id=M&limit=N: every parameter is
+// read strictly; an unknown, repeated or unreadable one is a problem, never ignored.
+std::optional<FilterProblem> selectionFromQuery(std::string_view query, Selection& out) {
+  auto& f = out.filter;
+  if (!boost::urls::parse_query(query)) {
+    return FilterProblem{"", "malformed query string"};
+  }
+  std::vector<std::string> seen;
+  for (auto p : boost::urls::params_view(query)) {
+    const std::string key = p.key;
+    const json::value value(std::string(p.value));
+    if (key != "id") {
+      if (std::find(seen.begin(), seen.end(), key) != seen.end()) {
+        return FilterProblem{key, "`" + key + "` is given twice"};
+      }
+      seen.push_back(key);
+    }
+    std::optional<FilterProblem> problem;
+    if (key == "destination") {
+      problem = readText(key, value, f.destination);
+    } else if (key == "person") {
+      problem = readText(key, value, f.person);
+    } else if (key == "since") {
+      problem = readTime(key, value, f.since_ms);
+    } else if (key == "until") {
+      problem = readTime(key, value, f.until_ms);
+    } else if (key == "limit") {
+      auto n = wholeNumber(p.value);
+      if (!n || *n < 1 || static_cast<std::size_t>(*n) > kMaxListLimit) {
+        return FilterProblem{key, "`limit` must be an integer from 1 to " +
+                                      std::to_string(kMaxListLimit)};
+      }
+      f.limit = static_cast<std::size_t>(*n);
+    } else if (key == "id") {
+      auto n = wholeNumber(p.value);
+      if (!n || *n <= 0) {
+        return FilterProblem{key, "`id` must be a dead-letter id (a positive integer)"};
+      }
+      f.ids.push_back(*n);
+    } else {
+      return FilterProblem{key, "unknown parameter `" + key +
+                                    "` (destination, person, since, until, id, limit)"};
+    }
+    if (problem) {
+      return problem;
+    }
+  }
+  return std::nullopt;
+}
+
+// POST /admin/dlq/replay|purge: a JSON object of {destination, person, since, until, ids} or
+// {"all": true}. Anything the API cannot read is a problem: an unreadable filter must never
+// widen the selection to every dead letter.
+std::optional<FilterProblem> selectionFromBody(std::string_view text, Selection& out) {
+  auto& f = out.filter;
   boost::system::error_code ec;
-  json::value body = request.body.empty() ? json::value(json::object{}) : json::parse(request.body, ec);
+  json::value body = text.empty() ? json::value(json::object{}) : json::parse(text, ec);
   if (ec || !body.is_object()) {
-    return sdk::makeError(sdk::ErrorCode::InvalidArgument, "expected a JSON object");
+    return FilterProblem{"", "expected a JSON object: {\"ids\": [1, 2]}, {\"destination\": "
+                             "\"...\"}, ... or {\"all\": true}"};
   }
-  const auto& o = body.as_object();
-  if (const auto* v = o.if_contains("destination"); v && v->is_string()) {
-    f.destination = std::string(v->as_string());
-  }
-  if (const auto* v = o.if_contains("person"); v && v->is_string()) {
-    f.person = std::string(v->as_string());
-  }
-  if (const auto* v = o.if_contains("since")) {
-    f.since_ms = readTime(*v);
-  }
-  if (const auto* v = o.if_contains("until")) {
-    f.until_ms = readTime(*v);
-  }
-  if (const auto* v = o.if_contains("ids"); v && v->is_array()) {
-    for (const auto& id : v->as_array()) {
-      if (id.is_int64()) {
-        f.ids.push_back(id.as_int64());
+  for (const auto& [k, v] : body.as_object()) {
+    const std::string key(k);
+    std::optional<FilterProblem> problem;
+    if (key == "destination") {
+      problem = readText(key, v, f.destination);
+    } else if (key == "person") {
+      problem = readText(key, v, f.person);
+    } else if (key == "since") {
+      problem = readTime(key, v, f.since_ms);
+    } else if (key == "until") {
+      problem = readTime(key, v, f.until_ms);
+    } else if (key == "ids") {
+      if (!v.is_array()) {
+        return FilterProblem{key, "`ids` must be an array of dead-letter ids (integers), as "
+                                  "GET /admin/dlq lists them"};
       }
+      if (v.as_array().empty()) {
+        return FilterProblem{key, "`ids` is empty"};
+      }
+      for (const auto& id : v.as_array()) {
+        if ((problem = readId(id, f.ids))) {
+          break;
+        }
+      }
+    } else if (key == "all") {
+      if (!v.is_bool()) {
+        return FilterProblem{key, "`all` must be true or false"};
+      }
+      out.all = v.as_bool();
+    } else {
+      return FilterProblem{key, "unknown field `" + key +
+                                    "` (destination, person, since, until, ids, all)"};
+    }
+    if (problem) {
+      return problem;
     }
   }
-  return f;
+  if (out.all && !out.empty()) {
+    return FilterProblem{"all", "`all: true` cannot be combined with other filters"};
+  }
+  if (!out.all && out.empty()) {
+    return FilterProblem{"", std::string(kNoFilter)};
+  }
+  return std::nullopt;
 }
 
 json::object toJson(const DeadLetter& d) {
@@ -260,12 +384,14 @@ std::optional<DeadLetterFilter> admitted(const sdk::HttpRequest& req, const std:
     respond(std::move(*denied));
     return std::nullopt;
   }
-  auto filter = filterFrom(req);
-  if (!filter) {
-    respond(jsonError(400, filter.error().message));
+  Selection selection;
+  auto problem = req.method == "GET" ? selectionFromQuery(req.query, selection)
+                                     : selectionFromBody(req.body, selection);
+  if (problem) {
+    respond(filterError(*problem));
     return std::nullopt;
   }
-  return std::move(filter).value();
+  return std::move(selection.filter);
 }
 
 }  // namespace

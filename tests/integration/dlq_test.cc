@@ -7,6 +7,7 @@
 
 #include <boost/json.hpp>
 #include <cstdio>
+#include <cstring>
 
 #include "junction/sdk/testing/scripted_http_server.h"
 #include "tests/integration/daemon_harness.h"
@@ -156,6 +157,101 @@ TEST_F(DlqTest, RefusedEventsAreListedReplayedAndPurged) {
 
   // The token never appears in the daemon's log.
   EXPECT_THAT(readFile(dir_.path() / "junctiond.log"), Not(HasSubstr(kToken)));
+}
+
+// A filter the API cannot read is a 400 naming the field, never "every dead letter"; purging or
+// replaying everything takes an explicit `"all": true`, alone. (Before: `{"ids":["21"]}`, a
+// misspelled key, an unparseable `since` or `{}` all purged every dead letter.)
+TEST_F(DlqTest, AFilterTheApiCannotReadIsRefusedNamingTheField) {
+  auto posted = client_.request(
+      "POST", "/test/events",
+      R"([{"type":"track","userId":"u1","event":"A","messageId":"m-1"},
+          {"type":"track","userId":"u2","event":"B","messageId":"m-2"}])");
+  ASSERT_EQ(posted.status, 200) << posted.body;
+  ASSERT_TRUE(eventually([&] { return listed() == 2; }));
+  const std::string auth = "Authorization: Bearer " + std::string(kToken) + "\r\n";
+  const std::size_t sent = server_.requests().size();
+
+  struct Refused {
+    const char* body;
+    const char* field;    // the "field" of the answer
+    const char* message;  // in its "error"
+  };
+  const Refused refused[] = {
+      {R"({"ids":["21"]})", "ids", "`ids` must be an array of dead-letter ids (integers)"},
+      {R"({"ids":[1.5]})", "ids", "`ids`"},
+      {R"({"ids":[-1]})", "ids", "`ids`"},
+      {R"({"ids":[]})", "ids", "`ids` is empty"},
+      {R"({"ids":21})", "ids", "`ids`"},
+      {R"({"idz":[1]})", "idz", "unknown field `idz`"},
+      {R"({"since":"yesterday"})", "since", "`since`"},
+      {R"({"until":"2024-13-45T00:00:00Z"})", "until", "`until`"},
+      {R"({"until":true})", "until", "`until`"},
+      {R"({"destination":5})", "destination", "`destination`"},
+      {R"({"destination":""})", "destination", "`destination` is empty"},
+      {R"({"person":null})", "person", "`person`"},
+      {R"({"all":"yes"})", "all", "`all`"},
+      {R"({"all":false})", "", "no filter"},
+      {R"({"all":true,"destination":"hook"})", "all", "`all: true` cannot be combined"},
+      {R"({})", "", "no filter: send ids, destination, person, since, until or all: true"},
+      {"", "", "no filter"},
+      {R"([1,2])", "", "expected a JSON object"},
+      {R"({"ids":[1)", "", "expected a JSON object"},
+  };
+  for (const char* action : {"purge", "replay"}) {
+    for (const auto& r : refused) {
+      auto reply = client_.request("POST", std::string("/admin/dlq/") + action, r.body, auth);
+      EXPECT_EQ(reply.status, 400) << action << " " << r.body << " -> " << reply.body;
+      boost::system::error_code ec;
+      auto answer = boost::json::parse(reply.body, ec);
+      ASSERT_FALSE(ec) << reply.body;
+      const auto& o = answer.as_object();
+      EXPECT_THAT(std::string(o.at("error").as_string()), HasSubstr(r.message)) << r.body;
+      if (*r.field != '\0') {
+        ASSERT_TRUE(o.contains("field")) << reply.body;
+        EXPECT_EQ(o.at("field").as_string(), r.field) << r.body;
+      }
+    }
+  }
+  // Nothing was purged, nothing replayed.
+  EXPECT_EQ(listed(), 2u);
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(server_.requests().size(), sent);
+
+  // Listing: a query parameter the API cannot read is a 400 naming it.
+  for (const char* query : {"limit=-1", "limit=abc", "limit=0", "limit=", "id=x", "id=-3",
+                            "since=yesterday", "until=", "destinaton=hook", "destination="}) {
+    auto reply = client_.request("GET", std::string("/admin/dlq?") + query, {}, auth);
+    EXPECT_EQ(reply.status, 400) << query << " -> " << reply.body;
+    const std::string name(query, std::strchr(query, '='));
+    EXPECT_THAT(reply.body, HasSubstr("\"field\":\"" + name + "\"")) << query;
+  }
+  auto limited = client_.request("GET", "/admin/dlq?limit=1&since=2020-01-01T00:00:00%2B01:00", {}, auth);
+  ASSERT_EQ(limited.status, 200) << limited.body;
+  EXPECT_EQ(boost::json::parse(limited.body).as_object().at("count").as_int64(), 1);
+
+  // Ids are integers; the rows they name, and only those, are purged.
+  auto rows = boost::json::parse(
+      client_.request("GET", "/admin/dlq?person=u1", {}, auth).body).as_object();
+  ASSERT_EQ(rows.at("count").as_int64(), 1);
+  const auto id = rows.at("dead_letters").as_array()[0].as_object().at("id").as_int64();
+  auto purged = client_.request("POST", "/admin/dlq/purge",
+                                R"({"ids":[)" + std::to_string(id) + "]}", auth);
+  ASSERT_EQ(purged.status, 200) << purged.body;
+  EXPECT_THAT(purged.body, HasSubstr("\"purged\":1"));
+  EXPECT_EQ(listed(), 1u);
+
+  // The CLI: --all alone purges everything; --all with a selection is refused before sending.
+  auto mixed = runJunction(cli("purge", "--all --destination hook"));
+  EXPECT_EQ(mixed.code, 2) << mixed.out;
+  EXPECT_EQ(listed(), 1u);
+  auto since = runJunction(cli("list", "--since 2020-01-01T00:00:00+01:00 --json"));
+  ASSERT_EQ(since.code, 0) << since.out;
+  EXPECT_THAT(since.out, HasSubstr("\"count\":1"));
+  auto all = runJunction(cli("purge", "--all"));
+  EXPECT_EQ(all.code, 0) << all.out;
+  EXPECT_THAT(all.out, HasSubstr("\"purged\":1"));
+  EXPECT_EQ(listed(), 0u);
 }
 
 }  // namespace

@@ -45,9 +45,18 @@ const OptionTable<ServerConfig>& serverTable() {
           .defaultValue(0)
           .range(0, 256),
       option("max_connections", &ServerConfig::max_connections,
-             "Connections beyond this are refused")
+             "Connections beyond this (and the health reserve) are refused")
           .defaultValue(10000)
           .range(1, 1'000'000),
+      option("health_reserve", &ServerConfig::health_reserve,
+             "Connections past max_connections that may only ask GET /healthz and /readyz")
+          .defaultValue(16)
+          .range(0, 10'000),
+      option("max_connections_per_client", &ServerConfig::max_connections_per_client,
+             "Most connections one client address may hold; 0 = half of max_connections "
+             "(raise it behind a load balancer)")
+          .defaultValue(0)
+          .range(0, 1'000'000),
       option("tls_cert_file", &ServerConfig::tls_cert_file,
              "PEM certificate chain: serve HTTPS (with tls_key_file); empty = plain HTTP")
           .defaultValue(""),

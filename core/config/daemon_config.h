@@ -33,6 +33,8 @@ struct ServerConfig {
   std::chrono::milliseconds shutdown_grace{0};
   std::int64_t threads = 0;
   std::int64_t max_connections = 0;
+  std::int64_t health_reserve = 0;
+  std::int64_t max_connections_per_client = 0;
   std::string tls_cert_file;  // both set: HTTPS on `listen`
   std::string tls_key_file;
 

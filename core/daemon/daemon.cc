@@ -305,6 +305,9 @@ sdk::Status Daemon::start() {
     options.request_timeout = config_.server.request_timeout;
     options.idle_timeout = config_.server.idle_timeout;
     options.max_connections = static_cast<std::size_t>(config_.server.max_connections);
+    options.health_reserve = static_cast<std::size_t>(config_.server.health_reserve);
+    options.max_connections_per_client =
+        static_cast<std::size_t>(config_.server.max_connections_per_client);
     options.tls_cert_file = config_.server.tls_cert_file;
     options.tls_key_file = config_.server.tls_key_file;
     std::vector<asio::io_context*> contexts;

@@ -39,6 +39,8 @@ struct Server::Session {
   std::optional<beast::tcp_stream> plain;
   std::unique_ptr<beast::ssl_stream<beast::tcp_stream>> tls;
   std::atomic<bool> idle{true};
+  std::string client;    // the peer's address
+  bool reserve = false;  // accepted past max_connections: health checks only
 };
 
 namespace {
@@ -138,7 +140,12 @@ Server::Server(std::vector<asio::io_context*> contexts, const Router& router,
                                       "HTTP requests answered by the server")),
       rejected_connections_(metrics.counter(
           "junction_http_rejected_connections_total",
-          "Connections closed at once because server.max_connections was reached")),
+          "Connections closed at once because server.max_connections (and the health-check "
+          "reserve) was reached")),
+      rejected_client_connections_(metrics.counter(
+          "junction_http_rejected_client_connections_total",
+          "Connections closed at once because their client address held "
+          "server.max_connections_per_client")),
       request_seconds_(metrics.histogram("junction_http_request_duration_seconds",
                                          "Time from a request's last byte to its answer")),
       stage_seconds_{stageHistogram(metrics, "receive"), stageHistogram(metrics, "handle"),
@@ -208,14 +215,34 @@ asio::awaitable<void> Server::acceptLoop() {
       log_.warn("accept failed", {{"error", ec.message()}});
       continue;
     }
-    if (connections_.load() >= options_.max_connections) {
+    const std::size_t open = connections_.load();
+    if (open >= options_.max_connections + options_.health_reserve) {
       rejected_connections_.inc();
       boost::system::error_code ignored;
       socket.close(ignored);
       continue;
     }
+    boost::system::error_code peer_ec;
+    const auto peer = socket.remote_endpoint(peer_ec);
+    std::string client = peer_ec ? std::string() : peer.address().to_string();
+    {
+      const std::size_t cap = options_.max_connections_per_client != 0
+                                  ? options_.max_connections_per_client
+                                  : std::max<std::size_t>(1, options_.max_connections / 2);
+      std::lock_guard lock(clients_mutex_);
+      std::size_t& held = clients_[client];
+      if (held >= cap) {
+        rejected_client_connections_.inc();
+        boost::system::error_code ignored;
+        socket.close(ignored);
+        continue;
+      }
+      ++held;
+    }
     socket.set_option(tcp::no_delay(true), ec);
     auto session = std::make_shared<Session>(std::move(socket), tls_.get());
+    session->client = std::move(client);
+    session->reserve = open >= options_.max_connections;
     {
       std::lock_guard lock(sessions_mutex_);
       sessions_.insert(session);
@@ -224,6 +251,12 @@ asio::awaitable<void> Server::acceptLoop() {
     auto executor = session->lowest().get_executor();
     asio::co_spawn(executor, serve(session), [this, session](std::exception_ptr) {
       connections_.fetch_sub(1);
+      {
+        std::lock_guard lock(clients_mutex_);
+        if (auto it = clients_.find(session->client); it != clients_.end() && --it->second == 0) {
+          clients_.erase(it);
+        }
+      }
       std::lock_guard lock(sessions_mutex_);
       sessions_.erase(session);
     });
@@ -292,6 +325,16 @@ asio::awaitable<void> Server::serveRequests(Session& session, Stream& stream,
     const unsigned version = header.version();
     std::string_view target = header.target();
     std::string_view path = target.substr(0, target.find('?'));
+    if (session.reserve && !(header.method() == bhttp::verb::get &&
+                             (path == "/healthz" || path == "/readyz"))) {
+      auto res = errorResponse(503,
+                               "the server is at server.max_connections: this connection may only "
+                               "ask GET /healthz and /readyz",
+                               version);
+      res.set(bhttp::field::retry_after, "1");
+      co_await bhttp::async_write(stream, res, kNoThrow);
+      break;
+    }
     Router::Match route = router_.match(header.method_string(), path);
     std::size_t limit = options_.max_body_bytes;
     if (route.max_body_bytes != 0 && route.max_body_bytes < limit) {

@@ -14,6 +14,7 @@
 #include <mutex>
 #include <set>
 #include <utility>
+#include <unordered_map>
 #include <vector>
 #include <string>
 
@@ -35,6 +36,14 @@ struct ServerOptions {
   std::chrono::milliseconds request_timeout{30'000};  // read a request / produce its answer
   std::chrono::milliseconds idle_timeout{60'000};     // keep-alive wait for the next request
   std::size_t max_connections = 10'000;
+  // Connections accepted past max_connections that may only ask GET /healthz and /readyz (any
+  // other request is answered 503 and the connection closed): a flood of clients cannot blind
+  // the orchestrator's health checks.
+  std::size_t health_reserve = 16;
+  // Most connections one client address may hold; 0 = half of max_connections (at least 1). One
+  // misbehaving client cannot take every slot. Behind a load balancer every client is the
+  // balancer: raise it there.
+  std::size_t max_connections_per_client = 0;
   // TLS (HTTPS) on the listener when both are set: PEM certificate chain and private key.
   std::string tls_cert_file;
   std::string tls_key_file;
@@ -84,6 +93,9 @@ class Server {
   sdk::Logger& log_;
   sdk::Counter& requests_total_;
   sdk::Counter& rejected_connections_;
+  sdk::Counter& rejected_client_connections_;
+  std::mutex clients_mutex_;
+  std::unordered_map<std::string, std::size_t> clients_;  // address -> open connections
   sdk::Histogram& request_seconds_;
   // junction_http_request_stage_seconds{stage}: where a request's time goes.
   struct Stages {

@@ -717,6 +717,7 @@ TEST_F(ServerTest, DrainClosesIdleConnectionsAndLetsBusyOnesFinish) {
 TEST_F(ServerTest, MaxConnectionsRefusesTheExtraConnection) {
   ServerOptions options;
   options.max_connections = 1;
+  options.health_reserve = 0;
   start(options);
   auto first = std::make_unique<RawClient>(port());
   ASSERT_TRUE(first->send(get("/healthz")));
@@ -739,6 +740,65 @@ TEST_F(ServerTest, MaxConnectionsRefusesTheExtraConnection) {
   RawClient next(port());
   ASSERT_TRUE(next.send(get("/healthz")));
   auto r = next.readResponse();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+}
+
+TEST_F(ServerTest, HealthChecksGetThroughWhenOneClientHoldsEverySlot) {
+  ServerOptions options;
+  options.max_connections = 3;
+  options.health_reserve = 1;
+  options.max_connections_per_client = 10;  // every test connection is from 127.0.0.1
+  start(options);
+  // One client takes every ordinary slot and keeps them.
+  std::vector<std::unique_ptr<RawClient>> hog;
+  for (int i = 0; i < 3; ++i) {
+    hog.push_back(std::make_unique<RawClient>(port()));
+    ASSERT_TRUE(hog.back()->send(get("/healthz")));
+    ASSERT_TRUE(hog.back()->readResponse());
+  }
+  // The orchestrator's probe still gets its answer, on the reserve...
+  auto probe = std::make_unique<RawClient>(port());
+  ASSERT_TRUE(probe->send(get("/healthz")));
+  auto healthy = probe->readResponse();
+  ASSERT_TRUE(healthy);
+  EXPECT_EQ(healthy->status, 200);
+  ASSERT_TRUE(probe->send(get("/readyz")));
+  auto ready = probe->readResponse();
+  ASSERT_TRUE(ready);
+  EXPECT_NE(ready->status, 503) << "refused as a reserve connection";
+  probe.reset();
+  ASSERT_TRUE(eventually([&] { return server_->connections() == 3; }));
+  // ... which serves nothing else: 503 with Retry-After, then closed.
+  RawClient sneaky(port());
+  ASSERT_TRUE(sneaky.send(get("/other")));
+  auto refused = sneaky.readResponse();
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->status, 503);
+  EXPECT_EQ(refused->header("Retry-After"), "1");
+  EXPECT_THAT(refused->body, HasSubstr("may only ask GET /healthz and /readyz"));
+  EXPECT_TRUE(sneaky.closedWithin(2s));
+}
+
+TEST_F(ServerTest, OneClientCannotHoldMoreThanItsShare) {
+  ServerOptions options;
+  options.max_connections = 4;  // per client: half, 2
+  start(options);
+  RawClient a(port());
+  auto b = std::make_unique<RawClient>(port());
+  ASSERT_TRUE(a.send(get("/healthz")) && a.readResponse());
+  ASSERT_TRUE(b->send(get("/healthz")) && b->readResponse());
+  RawClient third(port());
+  (void)third.send(get("/healthz"));
+  EXPECT_TRUE(third.closedWithin(2s));
+  EXPECT_EQ(third.pending(), "");
+  EXPECT_EQ(metrics_.counterValue("junction_http_rejected_client_connections_total"), 1u);
+  // Once one of its connections is gone, the client may open another.
+  b.reset();
+  ASSERT_TRUE(eventually([&] { return server_->connections() == 1; }));
+  RawClient fourth(port());
+  ASSERT_TRUE(fourth.send(get("/healthz")));
+  auto r = fourth.readResponse();
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 200);
 }

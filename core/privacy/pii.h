@@ -25,7 +25,8 @@ class PiiTransform {
   bool empty() const noexcept { return hash_.empty() && drop_.empty(); }
 
   // The event with the configured fields hashed and dropped (a copy of `event` when nothing
-  // applies).
+  // applies). Its text is always JSON: a number out of a double's range (which ingest refuses;
+  // only an event queued before it did can hold one) becomes null when the body is rewritten.
   sdk::Event apply(const sdk::Event& event) const;
 
  private:

@@ -4,6 +4,7 @@
 
 #include <boost/json.hpp>
 #include <boost/json/monotonic_resource.hpp>
+#include <charconv>
 #include <cstring>
 
 #include "junction/sdk/json.h"
@@ -231,30 +232,65 @@ std::optional<std::string_view> ParsedBody::batchSentAt() const noexcept {
   return std::nullopt;
 }
 
+namespace {
+
+bool parseIndex(std::string_view text, std::size_t& out) noexcept {
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
+  return !text.empty() && ec == std::errc() && end == text.data() + text.size();
+}
+
+}  // namespace
+
+const std::string* ParsedBody::problemOf(std::size_t index) const noexcept {
+  for (const auto& [item, problem] : problems_) {
+    if (item == index) {
+      return &problem;
+    }
+  }
+  return nullptr;
+}
+
 sdk::Result<ParsedBody> parseBody(Endpoint endpoint, std::string_view body) {
   // One arena per request: the tree lives only while the request is handled (events are
   // serialized out of it), so thousands of node allocations become a few blocks.
+  std::vector<sdk::JsonValueProblem> problems;
   auto parsed = sdk::parseJson(
-      body, json::make_shared_resource<json::monotonic_resource>(body.size() * 2 + 1024));
+      body, json::make_shared_resource<json::monotonic_resource>(body.size() * 2 + 1024),
+      problems);
   if (!parsed) {
     return std::move(parsed).error();
   }
   json::value root = std::move(parsed).value();
-  if (endpoint != Endpoint::Batch) {
-    if (!root.is_object()) {
-      return sdk::makeError(sdk::ErrorCode::InvalidArgument, "expected a JSON object");
+  const bool batch = endpoint == Endpoint::Batch;
+  if (!batch && !root.is_object()) {
+    return sdk::makeError(sdk::ErrorCode::InvalidArgument, "expected a JSON object");
+  }
+  // The path of an event: "" for a single one, "3" in a bare array, "batch.3" in a batch object.
+  const std::size_t prefix = !batch ? 0 : root.is_array() ? 1 : 2;
+  std::vector<std::pair<std::size_t, std::string>> item_problems;
+  for (const auto& problem : problems) {
+    std::size_t index = 0;
+    const bool in_item = prefix == 0 || (problem.path.size() >= prefix &&
+                                         (prefix == 1 || problem.path[0] == "batch") &&
+                                         parseIndex(problem.path[prefix - 1], index));
+    if (!in_item) {
+      return sdk::makeError(sdk::ErrorCode::InvalidArgument, problem.describe());
     }
-    return ParsedBody(std::move(root), false);
+    if (item_problems.empty() || item_problems.back().first != index) {
+      item_problems.emplace_back(index, problem.describe(prefix));
+    }
   }
-  if (root.is_array()) {
-    return ParsedBody(std::move(root), true);
+  ParsedBody out(std::move(root), batch);
+  out.problems_ = std::move(item_problems);
+  if (!batch || out.root_.is_array()) {
+    return out;
   }
-  const json::object* o = root.if_object();
-  const json::value* batch = o != nullptr ? o->if_contains("batch") : nullptr;
-  if (batch == nullptr || !batch->is_array()) {
+  const json::object* o = out.root_.if_object();
+  const json::value* events = o != nullptr ? o->if_contains("batch") : nullptr;
+  if (events == nullptr || !events->is_array()) {
     return sdk::makeError(sdk::ErrorCode::InvalidArgument, "batch body without a \"batch\" array");
   }
-  return ParsedBody(std::move(root), true);
+  return out;
 }
 
 }  // namespace junction::plugins::http

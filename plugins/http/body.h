@@ -10,6 +10,8 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "junction/sdk/event.h"
 #include "junction/sdk/result.h"
@@ -40,6 +42,10 @@ class ParsedBody {
 
   std::span<boost::json::value> items() noexcept;
   bool isBatch() const noexcept { return batch_; }
+  // Why item `index` must be refused though the body parsed (a key given twice, a number out of
+  // a double's range: see sdk::JsonValueProblem), its path relative to the event; null when it
+  // has none. Such an item's tree must not be used.
+  const std::string* problemOf(std::size_t index) const noexcept;
   // Top-level `writeKey` (for a batch: of the body, else of its first event that has one).
   std::optional<std::string_view> writeKey() const noexcept;
   // Batch-level fields that apply to every event (null when absent / not a batch).
@@ -53,12 +59,18 @@ class ParsedBody {
 
   boost::json::value root_;
   bool batch_ = false;
+  std::vector<std::pair<std::size_t, std::string>> problems_;  // by item, the first of each
+
+  friend sdk::Result<ParsedBody> parseBody(Endpoint endpoint, std::string_view body);
 };
 
 // Parses `body` (JSON, whatever Content-Type was declared) for `endpoint`: a single endpoint
 // takes one object; Batch takes {"batch": [...], ...} (a bare array is accepted too).
 // InvalidArgument naming the problem: "invalid JSON at line 1, column 7 ...", "expected a JSON
-// object", "batch body without a \"batch\" array".
+// object", "batch body without a \"batch\" array", "duplicate key `sentAt` at the top level".
+// A key given twice or a number out of range inside an event is that event's problem
+// (ParsedBody::problemOf: the caller refuses it, and only it); anywhere else in a batch body,
+// the body's.
 sdk::Result<ParsedBody> parseBody(Endpoint endpoint, std::string_view body);
 
 }  // namespace junction::plugins::http

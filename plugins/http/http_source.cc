@@ -502,6 +502,10 @@ void HttpSource::handleEvents(Endpoint endpoint, sdk::HttpRequest&& request,
   } else {
     std::span<json::value> items = parsed->items();
     for (std::size_t i = 0; i < items.size(); ++i) {
+      if (const std::string* problem = parsed->problemOf(i)) {
+        reject(i, Reason::Invalid, *problem);  // a key given twice, a number out of range
+        continue;
+      }
       json::object* object = items[i].if_object();
       if (object == nullptr) {
         reject(i, Reason::Invalid, "event is not a JSON object");

@@ -85,6 +85,7 @@ bool readContext(Cursor& cursor, int depth, ContextIp& out, std::string_view& ra
   if (cursor.consume('}')) {
     out.empty_object = true;
   } else {
+    sdk::json_scan::KeySet keys;
     do {
       std::string_view name;
       std::string_view value;
@@ -92,7 +93,9 @@ bool readContext(Cursor& cursor, int depth, ContextIp& out, std::string_view& ra
       if (!cursor.member(name, escaped, value, depth + 1)) {
         return false;
       }
-      if (escaped) {
+      if (!keys.insert(name, escaped)) {
+        out.unusual = true;  // an escaped key, or a key given twice: the tree path names it
+      } else if (escaped) {
         out.unusual = true;
       } else if (name == "ip") {
         out.unusual = out.unusual || out.present;
@@ -110,7 +113,8 @@ bool readContext(Cursor& cursor, int depth, ContextIp& out, std::string_view& ra
 
 // Reads the object at the cursor: its members (appended to `members`), the tracked ones in
 // `fields`. False when the text is not valid. `declined` is set for what the tree path must
-// judge: an escaped key, a tracked key given twice. `depth`: containers around the object.
+// judge: an escaped key, a key given twice (refused there, naming it). `depth`: containers
+// around the object.
 bool readObject(Cursor& cursor, int depth, std::vector<Member>& members, Fields& fields,
                 bool& declined) {
   if (!cursor.consume('{')) {
@@ -119,6 +123,7 @@ bool readObject(Cursor& cursor, int depth, std::vector<Member>& members, Fields&
   if (cursor.consume('}')) {
     return true;
   }
+  sdk::json_scan::KeySet keys;
   do {
     cursor.peek();
     const char* start = cursor.position();
@@ -135,7 +140,7 @@ bool readObject(Cursor& cursor, int depth, std::vector<Member>& members, Fields&
     if (!read) {
       return false;
     }
-    declined = declined || escaped;
+    declined = declined || !keys.insert(name, escaped);  // escaped keys included
     if (key != kOther) {
       declined = declined || fields.present[key];
       fields.present[key] = true;
@@ -242,10 +247,11 @@ std::optional<ScannedBody> scanBody(Endpoint endpoint, std::string_view body) {
   bool seen_sent_at = false;
   bool seen_write_key = false;
   if (!cursor.consume('}')) {
+    sdk::json_scan::KeySet keys;
     do {
       std::string_view name;
       bool escaped = false;
-      if (!cursor.string(name, escaped) || escaped || !cursor.consume(':')) {
+      if (!cursor.string(name, escaped) || !keys.insert(name, escaped) || !cursor.consume(':')) {
         return std::nullopt;
       }
       if (name == "batch") {

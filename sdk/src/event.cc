@@ -9,6 +9,8 @@
 #include <ctime>
 #include <random>
 
+#include "junction/sdk/json.h"
+
 namespace junction::sdk {
 
 namespace json = boost::json;
@@ -115,7 +117,11 @@ Result<Event> makeEvent(const json::object& body, std::string_view source_id) {
     }
   }
   h.source_id = std::string(source_id);
-  return Event(std::move(h), json::serialize(body));
+  auto text = sdk::serialize(body);  // checked: a non-finite number is an error, never `Infinity`
+  if (!text) {
+    return std::move(text).error();
+  }
+  return Event(std::move(h), std::move(text).value());
 }
 
 namespace {

@@ -1,9 +1,11 @@
 #include "junction/sdk/json.h"
 
+#include <boost/json/basic_parser_impl.hpp>
 #include <boost/json/serialize.hpp>
-#include <boost/json/stream_parser.hpp>
+#include <boost/json/value_stack.hpp>
 #include <charconv>
 #include <cmath>
+#include <functional>
 #include <limits>
 #include <vector>
 
@@ -320,17 +322,206 @@ bool erasePath(json::value& root, std::string_view dotted_path) {
   return false;
 }
 
-Result<json::value> parseJson(std::string_view text) { return parseJson(text, {}); }
+namespace {
 
-Result<json::value> parseJson(std::string_view text, json::storage_ptr storage) {
+// Boost.JSON's own parser handler (a value_stack fed by basic_parser, as boost::json::parser
+// does) that also keeps the path to the value being read and each object's keys, to find the
+// values JsonValueProblem describes. With `collect` null the first problem stops the parse.
+class StrictHandler {
+ public:
+  static constexpr std::size_t max_object_size = json::object::max_size();
+  static constexpr std::size_t max_array_size = json::array::max_size();
+  static constexpr std::size_t max_key_size = json::string::max_size();
+  static constexpr std::size_t max_string_size = json::string::max_size();
+
+  StrictHandler(json::storage_ptr sp, std::vector<JsonValueProblem>* collect)
+      : st(std::move(sp)), collect_(collect) {}
+
+  json::value_stack st;
+  std::optional<JsonValueProblem> first;  // what stopped the parse (collect_ null)
+
+  bool on_document_begin(boost::system::error_code&) { return true; }
+  bool on_document_end(boost::system::error_code&) { return true; }
+  bool on_object_begin(boost::system::error_code&) {
+    open(true);
+    return true;
+  }
+  bool on_object_end(std::size_t n, boost::system::error_code&) {
+    st.push_object(n);
+    --depth_;
+    return next();
+  }
+  bool on_array_begin(boost::system::error_code&) {
+    open(false);
+    return true;
+  }
+  bool on_array_end(std::size_t n, boost::system::error_code&) {
+    st.push_array(n);
+    --depth_;
+    return next();
+  }
+  bool on_key_part(json::string_view s, std::size_t, boost::system::error_code&) {
+    st.push_chars(s);
+    key_.append(s.data(), s.size());
+    return true;
+  }
+  bool on_key(json::string_view s, std::size_t, boost::system::error_code& ec) {
+    st.push_key(s);
+    key_.append(s.data(), s.size());
+    Frame& f = frames_[depth_ - 1];
+    const std::size_t hash = std::hash<std::string_view>{}(key_);
+    bool duplicate = false;
+    for (std::size_t i = 0; i < f.keys.size() && !duplicate; ++i) {
+      duplicate = f.hashes[i] == hash && f.keys[i] == key_;
+    }
+    f.hashes.push_back(hash);
+    f.keys.push_back(std::move(key_));
+    key_.clear();
+    if (duplicate) {
+      return report(JsonValueProblem::Kind::DuplicateKey, false, f.keys.back(), ec);
+    }
+    return true;
+  }
+  bool on_string_part(json::string_view s, std::size_t, boost::system::error_code&) {
+    st.push_chars(s);
+    return true;
+  }
+  bool on_string(json::string_view s, std::size_t, boost::system::error_code&) {
+    st.push_string(s);
+    return next();
+  }
+  bool on_number_part(json::string_view s, boost::system::error_code&) {
+    number_.append(s.data(), s.size());
+    return true;
+  }
+  bool on_int64(std::int64_t i, json::string_view, boost::system::error_code&) {
+    st.push_int64(i);
+    number_.clear();
+    return next();
+  }
+  bool on_uint64(std::uint64_t u, json::string_view, boost::system::error_code&) {
+    st.push_uint64(u);
+    number_.clear();
+    return next();
+  }
+  bool on_double(double d, json::string_view s, boost::system::error_code& ec) {
+    st.push_double(d);
+    number_.append(s.data(), s.size());
+    const bool finite = std::isfinite(d);
+    if (!finite && !report(JsonValueProblem::Kind::NumberOutOfRange, true, number_, ec)) {
+      return false;
+    }
+    number_.clear();
+    return next();
+  }
+  bool on_bool(bool b, boost::system::error_code&) {
+    st.push_bool(b);
+    return next();
+  }
+  bool on_null(boost::system::error_code&) {
+    st.push_null();
+    return next();
+  }
+  bool on_comment_part(json::string_view, boost::system::error_code&) { return true; }
+  bool on_comment(json::string_view, boost::system::error_code&) { return true; }
+
+ private:
+  // An open container. Frames are kept (with their vectors' capacity) as the depth goes down.
+  struct Frame {
+    bool object = false;
+    std::size_t index = 0;  // arrays: of the element being read
+    std::vector<std::size_t> hashes;
+    std::vector<std::string> keys;  // objects: so far; the last one names the value being read
+  };
+
+  void open(bool object) {
+    if (frames_.size() == depth_) {
+      frames_.emplace_back();
+    }
+    Frame& f = frames_[depth_++];
+    f.object = object;
+    f.index = 0;
+    f.hashes.clear();
+    f.keys.clear();
+  }
+  // A value is complete: the next element of an array (the next key names an object's).
+  bool next() {
+    if (depth_ > 0 && !frames_[depth_ - 1].object) {
+      ++frames_[depth_ - 1].index;
+    }
+    return true;
+  }
+  // The path to the value being read (`to_value`) or to its object.
+  std::vector<std::string> path(bool to_value) const {
+    std::vector<std::string> out;
+    const std::size_t n = to_value ? depth_ : depth_ - 1;
+    for (std::size_t i = 0; i < n; ++i) {
+      const Frame& f = frames_[i];
+      out.push_back(f.object ? f.keys.back() : std::to_string(f.index));
+    }
+    return out;
+  }
+  bool report(JsonValueProblem::Kind kind, bool to_value, const std::string& text,
+              boost::system::error_code& ec) {
+    JsonValueProblem problem{kind, path(to_value), text};
+    if (collect_ != nullptr) {
+      collect_->push_back(std::move(problem));
+      return true;
+    }
+    first = std::move(problem);
+    ec = json::error::exception;  // any error stops basic_parser; `first` says which
+    return false;
+  }
+
+  std::vector<JsonValueProblem>* collect_;
+  std::vector<Frame> frames_;
+  std::size_t depth_ = 0;
+  std::string key_;     // a key read in parts
+  std::string number_;  // a number read in parts
+};
+
+// `text` cut to at most 64 bytes, on a UTF-8 character boundary.
+std::string excerpt(std::string_view text) {
+  constexpr std::size_t kMax = 64;
+  if (text.size() <= kMax) {
+    return std::string(text);
+  }
+  std::size_t n = kMax;
+  while (n > 0 && (static_cast<unsigned char>(text[n]) & 0xC0) == 0x80) {
+    --n;
+  }
+  return std::string(text.substr(0, n)) + "...";
+}
+
+std::string dottedPath(const std::vector<std::string>& path, std::size_t skip) {
+  std::string out;
+  for (std::size_t i = skip; i < path.size(); ++i) {
+    if (i > skip) {
+      out.push_back('.');
+    }
+    for (const char c : path[i]) {
+      if (c == '.' || c == '\\') {
+        out.push_back('\\');
+      }
+      out.push_back(c);
+    }
+  }
+  return out;
+}
+
+Result<json::value> parseStrict(std::string_view text, json::storage_ptr storage,
+                                std::vector<JsonValueProblem>* problems) {
   json::parse_options options;
   options.max_depth = 64;
-  json::stream_parser parser({}, options);
-  parser.reset(std::move(storage));
+  json::basic_parser<StrictHandler> parser(options, json::storage_ptr(), problems);
+  parser.handler().st.reset(std::move(storage));
   boost::system::error_code ec;
-  const std::size_t consumed = parser.write(text.data(), text.size(), ec);
-  if (!ec) {
-    parser.finish(ec);
+  const std::size_t consumed = parser.write_some(false, text.data(), text.size(), ec);
+  if (!ec && consumed < text.size()) {
+    ec = json::error::extra_data;
+  }
+  if (ec && parser.handler().first) {
+    return makeError(ErrorCode::InvalidArgument, parser.handler().first->describe());
   }
   if (ec) {
     const std::size_t offset = std::min(consumed, text.size());
@@ -349,9 +540,94 @@ Result<json::value> parseJson(std::string_view text, json::storage_ptr storage) 
                                                      " (offset " + std::to_string(offset) +
                                                      "): " + ec.message());
   }
-  return parser.release();
+  return parser.handler().st.release();
 }
 
-std::string serialize(const json::value& v) { return json::serialize(v); }
+bool findNonFinite(const json::value& v, std::vector<std::string>& path);
+
+bool findNonFinite(const json::object& o, std::vector<std::string>& path) {
+  for (const auto& [key, member] : o) {
+    path.emplace_back(key);
+    if (findNonFinite(member, path)) {
+      return true;
+    }
+    path.pop_back();
+  }
+  return false;
+}
+
+// The path of the first double in `v` that is not finite, in `path`; false when there is none.
+bool findNonFinite(const json::value& v, std::vector<std::string>& path) {
+  switch (v.kind()) {
+    case json::kind::double_:
+      return !std::isfinite(v.get_double());
+    case json::kind::object:
+      return findNonFinite(v.get_object(), path);
+    case json::kind::array: {
+      const auto& array = v.get_array();
+      for (std::size_t i = 0; i < array.size(); ++i) {
+        path.push_back(std::to_string(i));
+        if (findNonFinite(array[i], path)) {
+          return true;
+        }
+        path.pop_back();
+      }
+      return false;
+    }
+    default:
+      return false;
+  }
+}
+
+}  // namespace
+
+std::string JsonValueProblem::describe(std::size_t skip) const {
+  const std::string where = dottedPath(path, skip);
+  if (kind == Kind::DuplicateKey) {
+    return "duplicate key `" + excerpt(text) + "` " +
+           (where.empty() ? std::string("at the top level") : "in `" + where + "`");
+  }
+  return "number `" + excerpt(text) + "`" + (where.empty() ? "" : " at `" + where + "`") +
+         " is out of range (beyond a double's 1.8e308)";
+}
+
+Result<json::value> parseJson(std::string_view text) { return parseStrict(text, {}, nullptr); }
+
+Result<json::value> parseJson(std::string_view text, json::storage_ptr storage) {
+  return parseStrict(text, std::move(storage), nullptr);
+}
+
+Result<json::value> parseJson(std::string_view text, json::storage_ptr storage,
+                              std::vector<JsonValueProblem>& problems) {
+  return parseStrict(text, std::move(storage), &problems);
+}
+
+namespace {
+
+Error notFinite(const std::vector<std::string>& path) {
+  const std::string where = dottedPath(path, 0);
+  return makeError(ErrorCode::InvalidArgument,
+                   "the number " +
+                       (where.empty() ? std::string("at the top level") : "at `" + where + "`") +
+                       " is not finite (NaN or infinity), which JSON cannot write");
+}
+
+}  // namespace
+
+Result<std::string> serialize(const json::value& v) {
+  std::vector<std::string> path;
+  if (findNonFinite(v, path)) {
+    return notFinite(path);
+  }
+  return json::serialize(v);
+}
+
+Result<std::string> serialize(const json::object& o) {
+  std::vector<std::string> path;
+  if (findNonFinite(o, path)) {
+    return notFinite(path);
+  }
+  return json::serialize(o);
+}
 
 }  // namespace junction::sdk

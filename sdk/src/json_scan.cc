@@ -113,6 +113,16 @@ std::size_t utf8Sequence(const unsigned char* p, const unsigned char* end) noexc
 
 }  // namespace
 
+bool KeySet::contains(std::string_view name) const noexcept {
+  for (std::size_t i = 0; i < count_; ++i) {
+    if (entries_[i].size == name.size() &&
+        std::memcmp(entries_[i].data, name.data(), name.size()) == 0) {
+      return true;
+    }
+  }
+  return false;
+}
+
 // Most strings hold nothing but printable ASCII: they end at the first flagged byte, a quote.
 // Escapes, UTF-8 and the last bytes of the text are skipStringRest's, out of line, so that this
 // stays small enough to be inlined where strings are read.
@@ -287,14 +297,20 @@ bool Cursor::skipContainer(int depth) noexcept {
     } while (consume(','));
     return consume(']');
   }
+  return skipObject(depth);
+}
+
+bool Cursor::skipObject(int depth) noexcept {
   ++p_;
   if (consume('}')) {
     return true;
   }
+  KeySet keys;
+  std::string_view ignored;
   do {
     bool escaped = false;
     std::string_view name;
-    if (!member(name, escaped, ignored, depth + 1)) {
+    if (!member(name, escaped, ignored, depth + 1) || !keys.insert(name, escaped)) {
       return false;
     }
   } while (consume(','));
@@ -348,11 +364,12 @@ std::optional<std::string_view> topLevelMember(std::string_view object_text,
   }
   std::optional<std::string_view> found;
   if (!cursor.consume('}')) {
+    KeySet keys;
     do {
       std::string_view name;
       std::string_view value;
       bool escaped = false;
-      if (!cursor.string(name, escaped) || escaped || !cursor.consume(':') ||
+      if (!cursor.string(name, escaped) || !keys.insert(name, escaped) || !cursor.consume(':') ||
           !cursor.value(value, 1)) {
         return std::nullopt;
       }

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <vector>
 
 namespace junction::sdk::json_scan {
 namespace {
@@ -135,6 +136,58 @@ TEST(JsonScanTest, KeysAndMembers) {
   std::string deep = R"("a":)" + std::string(kMaxDepth, '[') + std::string(kMaxDepth, ']');
   Cursor too_deep(deep);
   EXPECT_FALSE(too_deep.member(name, escaped, value, 1));
+}
+
+// A key given twice is "not handled here" in every object at every depth (the full parser,
+// sdk::parseJson, refuses it naming the path): the fast path never passes it on.
+TEST(JsonScanTest, AKeyGivenTwiceIsLeftToTheFullParser) {
+  EXPECT_FALSE(valid(R"({"a":1,"a":2})"));
+  EXPECT_FALSE(valid(R"({"a":1,"b":{"c":[{"d":1,"e":2,"d":3}]}})"));
+  EXPECT_FALSE(valid(R"([0,{"x":{"y":{"z":1,"z":1}}}])"));
+  EXPECT_FALSE(valid(R"({"context":{"consent":{"categoryPreferences":{"marketing":false,"marketing":true}}}})"));
+  // Keys are compared as written: an escaped key may spell another, so it is not judged here.
+  EXPECT_FALSE(valid(R"({"a":{"x":1,"\u0078":2}})"));
+  EXPECT_FALSE(valid(R"({"a":{"\u0079":2}})"));
+  // Equal keys in different objects, keys that share a length and their first and last eight
+  // bytes (one hash), prefixes: all distinct.
+  EXPECT_TRUE(valid(R"({"a":{"a":{"a":1}},"b":{"a":2},"c":[{"a":1},{"a":2}]})"));
+  EXPECT_TRUE(valid(R"({"abcdefghXijklmnop":1,"abcdefghYijklmnop":2,"abc":3,"abcd":4,"ab":5,"":6})"));
+  EXPECT_FALSE(valid(R"({"abcdefghXijklmnop":1,"abcdefghYijklmnop":2,"abcdefghXijklmnop":3})"));
+  EXPECT_FALSE(valid(R"({"":1,"":2})"));
+  // Up to KeySet::kMaxKeys keys are judged; beyond that the full parser decides.
+  auto object = [](std::size_t n, std::size_t repeat) {
+    std::string text = "{";
+    for (std::size_t i = 0; i < n; ++i) {
+      text += "\"key-" + std::to_string(i) + "\":" + std::to_string(i) + ",";
+    }
+    return text + "\"key-" + std::to_string(repeat) + "\":0}";
+  };
+  EXPECT_TRUE(valid(object(KeySet::kMaxKeys - 1, KeySet::kMaxKeys + 7)));
+  EXPECT_FALSE(valid(object(KeySet::kMaxKeys - 1, 17)));
+  EXPECT_FALSE(valid(object(KeySet::kMaxKeys, KeySet::kMaxKeys + 7)));
+  // topLevelMember: no longer "the last occurrence".
+  EXPECT_EQ(topLevelMember(R"({"receivedAt":"a","receivedAt":"b"})", "receivedAt"), std::nullopt);
+  EXPECT_EQ(topLevelMember(R"({"receivedAt":"a","x":{"receivedAt":"b"}})", "receivedAt"), "\"a\"");
+}
+
+TEST(JsonScanTest, KeySet) {
+  KeySet keys;
+  const std::string text = "alpha beta alpha";
+  const std::string_view first(text.data(), 5);
+  const std::string_view again(text.data() + 11, 5);  // the same key at another address
+  EXPECT_TRUE(keys.insert(first, false));
+  EXPECT_TRUE(keys.insert("beta", false));
+  EXPECT_FALSE(keys.insert(again, false));
+  EXPECT_FALSE(keys.insert("gamma", true));  // escaped: cannot tell
+  KeySet full;
+  std::vector<std::string> names;
+  for (std::size_t i = 0; i <= KeySet::kMaxKeys; ++i) {
+    names.push_back("k" + std::to_string(i));
+  }
+  for (std::size_t i = 0; i < KeySet::kMaxKeys; ++i) {
+    EXPECT_TRUE(full.insert(names[i], false)) << i;
+  }
+  EXPECT_FALSE(full.insert(names[KeySet::kMaxKeys], false));  // full: cannot tell
 }
 
 }  // namespace

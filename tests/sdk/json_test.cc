@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <boost/json/parse.hpp>
+#include <cmath>
+#include <limits>
 
 namespace junction::sdk {
 namespace {
@@ -101,7 +103,7 @@ TEST(JsonTest, SetPathCreatesIntermediateObjects) {
   ASSERT_TRUE(setPath(v, "merge_fields.FNAME", "Ada").ok());
   ASSERT_TRUE(setPath(v, "merge_fields.LNAME", "Lovelace").ok());
   ASSERT_TRUE(setPath(v, "status", "subscribed").ok());
-  EXPECT_EQ(serialize(v),
+  EXPECT_EQ(*serialize(v),
             R"({"merge_fields":{"FNAME":"Ada","LNAME":"Lovelace"},"status":"subscribed"})");
 }
 
@@ -109,7 +111,7 @@ TEST(JsonTest, SetPathInArrays) {
   json::value v = json::parse(R"({"items":[{"id":1}]})");
   ASSERT_TRUE(setPath(v, "items.0.qty", 2).ok());
   ASSERT_TRUE(setPath(v, "items.1.id", 7).ok());  // appends at index == size
-  EXPECT_EQ(serialize(v), R"({"items":[{"id":1,"qty":2},{"id":7}]})");
+  EXPECT_EQ(*serialize(v), R"({"items":[{"id":1,"qty":2},{"id":7}]})");
   const Status out_of_range = setPath(v, "items.5.id", 1);
   EXPECT_FALSE(out_of_range.ok());
   EXPECT_EQ(out_of_range.error().code, ErrorCode::InvalidArgument);
@@ -121,14 +123,14 @@ TEST(JsonTest, SetPathRefusesToPassThroughScalarsAndLeavesValueUnchanged) {
   const Status s = setPath(v, "a.b.c.d", 1);
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.message().find("string"), std::string::npos) << s.message();
-  EXPECT_EQ(serialize(v), R"({"a":{"b":"text"}})");
+  EXPECT_EQ(*serialize(v), R"({"a":{"b":"text"}})");
   EXPECT_FALSE(setPath(v, "a..b", 1).ok());
 }
 
 TEST(JsonTest, SetPathEmptyReplacesRoot) {
   json::value v = json::parse("[1]");
   ASSERT_TRUE(setPath(v, "", json::value("x")).ok());
-  EXPECT_EQ(serialize(v), R"("x")");
+  EXPECT_EQ(*serialize(v), R"("x")");
 }
 
 TEST(JsonTest, ErasePath) {
@@ -173,9 +175,92 @@ TEST(JsonTest, ParseJsonLimitsDepth) {
 
 TEST(JsonTest, SerializeRoundTrips) {
   const json::value v = sample();
-  auto again = parseJson(serialize(v));
+  auto text = serialize(v);
+  ASSERT_TRUE(text.ok()) << text.error().message;
+  auto again = parseJson(*text);
   ASSERT_TRUE(again.ok());
   EXPECT_EQ(*again, v);
+}
+
+// Boost.JSON alone keeps the last of two equal keys and makes 1e400 infinity (serialized as
+// `Infinity`, not JSON): parseJson refuses both, naming the path.
+TEST(JsonTest, ParseJsonRefusesAKeyGivenTwiceNamingItsObject) {
+  auto consent = parseJson(
+      R"({"context":{"consent":{"categoryPreferences":{"marketing":false,"marketing":true}}}})");
+  ASSERT_FALSE(consent.ok());
+  EXPECT_EQ(consent.error().code, ErrorCode::InvalidArgument);
+  EXPECT_EQ(consent.error().message,
+            "duplicate key `marketing` in `context.consent.categoryPreferences`");
+  EXPECT_EQ(parseJson(R"({"a":1,"b":2,"a":3})").error().message,
+            "duplicate key `a` at the top level");
+  EXPECT_EQ(parseJson(R"({"products":[{"sku":1},{"sku":2,"q":1,"sku":3}]})").error().message,
+            "duplicate key `sku` in `products.1`");
+  EXPECT_EQ(parseJson(R"([[0,{"x":1,"\u0078":2}]])").error().message,
+            "duplicate key `x` in `0.1`");  // escapes compare by what they spell
+  EXPECT_EQ(parseJson(R"({"a.b":{"c\\d":{"e":1,"e":2}}})").error().message,
+            R"(duplicate key `e` in `a\.b.c\\d`)");  // findPath's escapes
+  // The same key in different objects, or in an object after its nested twin, is fine.
+  EXPECT_TRUE(parseJson(R"({"a":{"x":1},"b":{"x":2,"a":{"a":3}},"x":[{"x":1},{"x":2}]})").ok());
+  // Many keys: every one is compared.
+  std::string many = "{";
+  for (int i = 0; i < 300; ++i) {
+    many += "\"k" + std::to_string(i) + "\":" + std::to_string(i) + ",";
+  }
+  EXPECT_TRUE(parseJson(many + "\"last\":0}").ok());
+  EXPECT_EQ(parseJson(many + "\"k123\":0}").error().message,
+            "duplicate key `k123` at the top level");
+}
+
+TEST(JsonTest, ParseJsonRefusesANumberOutOfRangeNamingIt) {
+  EXPECT_EQ(parseJson(R"({"properties":{"price":1e400}})").error().message,
+            "number `1e400` at `properties.price` is out of range (beyond a double's 1.8e308)");
+  EXPECT_EQ(parseJson(R"([1,-1.5E+309])").error().message,
+            "number `-1.5E+309` at `1` is out of range (beyond a double's 1.8e308)");
+  EXPECT_EQ(parseJson("1e999").error().message,
+            "number `1e999` is out of range (beyond a double's 1.8e308)");
+  const std::string digits(400, '9');
+  EXPECT_FALSE(parseJson(R"({"n":)" + digits + "}").ok());
+  auto long_text = parseJson(R"({"n":)" + digits + "e10}");
+  ASSERT_FALSE(long_text.ok());
+  EXPECT_NE(long_text.error().message.find("`" + std::string(64, '9') + "...`"),
+            std::string::npos)
+      << long_text.error().message;
+  // Still JSON once read: underflow to 0, the largest double, integers beyond 2^64.
+  auto fine = parseJson(R"([1e-400,1.7976931348623157e308,-1.7976931348623157e308,123456789012345678901234567890])");
+  ASSERT_TRUE(fine.ok()) << fine.error().message;
+  EXPECT_EQ(fine->as_array()[0].as_double(), 0.0);
+}
+
+TEST(JsonTest, ParseJsonCanCollectProblemsAndStillBuildTheTree) {
+  std::vector<JsonValueProblem> problems;
+  auto parsed = parseJson(R"({"batch":[{"a":1},{"n":1e400,"k":1,"k":2}],"x":-1e400})", {}, problems);
+  ASSERT_TRUE(parsed.ok()) << parsed.error().message;
+  ASSERT_EQ(problems.size(), 3u);
+  EXPECT_EQ(problems[0].kind, JsonValueProblem::Kind::NumberOutOfRange);
+  EXPECT_EQ(problems[0].path, (std::vector<std::string>{"batch", "1", "n"}));
+  EXPECT_EQ(problems[0].text, "1e400");
+  EXPECT_EQ(problems[0].describe(2), "number `1e400` at `n` is out of range (beyond a double's 1.8e308)");
+  EXPECT_EQ(problems[1].kind, JsonValueProblem::Kind::DuplicateKey);
+  EXPECT_EQ(problems[1].path, (std::vector<std::string>{"batch", "1"}));
+  EXPECT_EQ(problems[1].describe(2), "duplicate key `k` at the top level");
+  EXPECT_EQ(problems[2].path, (std::vector<std::string>{"x"}));
+  EXPECT_EQ(intAt(*parsed, "batch.0.a"), 1);
+  // Syntax errors still fail the parse.
+  EXPECT_FALSE(parseJson(R"({"a":1e400,})", {}, problems).ok());
+}
+
+// serialize() never writes what is not JSON.
+TEST(JsonTest, SerializeRefusesNumbersThatAreNotFinite) {
+  json::value v = sample();
+  ASSERT_TRUE(setPath(v, "products.1.price", json::value(std::numeric_limits<double>::infinity())).ok());
+  auto text = serialize(v);
+  ASSERT_FALSE(text.ok());
+  EXPECT_EQ(text.error().code, ErrorCode::InvalidArgument);
+  EXPECT_EQ(text.error().message,
+            "the number at `products.1.price` is not finite (NaN or infinity), which JSON cannot write");
+  EXPECT_FALSE(serialize(json::value(std::nan(""))).ok());
+  EXPECT_FALSE(serialize(json::object{{"a", -std::numeric_limits<double>::infinity()}}).ok());
+  EXPECT_EQ(*serialize(json::object{{"a", 1.5}}), R"({"a":1.5E0})");
 }
 
 }  // namespace

@@ -219,6 +219,95 @@ TEST_F(HttpSourceTest, BatchAcceptsTheValidAndReportsTheRejected) {
   EXPECT_EQ(rejected("invalid"), 4u);
 }
 
+// A number a double cannot hold was accepted and queued as `Infinity` (not JSON); a key given
+// twice passed on to destinations while consent read only its last value. Both are refused,
+// per event, naming the event and the path, and counted as invalid.
+TEST_F(HttpSourceTest, ANumberOutOfRangeIsRefusedNamingItsPath) {
+  auto r = post("/v1/track", R"({"userId":"u","event":"E","properties":{"price":1e400}})");
+  EXPECT_EQ(r.status, 400) << r.body;
+  EXPECT_EQ(parse(r.body).at("error"),
+            "number `1e400` at `properties.price` is out of range (beyond a double's 1.8e308)");
+  auto negative = post("/v1/t", R"({"userId":"u","event":"E","properties":{"x":[1,-2E+999]}})");
+  EXPECT_EQ(negative.status, 400) << negative.body;
+  EXPECT_THAT(negative.body, HasSubstr("`-2E+999` at `properties.x.1`"));
+  // Tiny numbers round to 0 and long integers to a double: both still JSON, accepted.
+  auto fine = post("/v1/track", R"({"userId":"u","event":"E","properties":{"a":1e-400,"b":123456789012345678901234567890}})");
+  EXPECT_EQ(fine.status, 200) << fine.body;
+  EXPECT_EQ(ctx_->events().size(), 1u);
+  EXPECT_EQ(rejected("invalid"), 2u);
+  for (const auto& e : ctx_->events()) {
+    EXPECT_THAT(std::string(e.json()), Not(HasSubstr("Infinity")));
+  }
+}
+
+TEST_F(HttpSourceTest, ABatchRefusesOnlyTheEventsWithANumberOutOfRange) {
+  auto r = post("/v1/batch", R"({"batch":[
+      {"type":"track","userId":"u","event":"A","messageId":"m-0"},
+      {"type":"track","userId":"u","event":"B","properties":{"n":1e400}},
+      {"type":"track","userId":"u","event":"C","messageId":"m-2"}]})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  auto body = parse(r.body);
+  EXPECT_EQ(body.at("accepted"), 2);
+  EXPECT_EQ(body.at("rejected"), 1);
+  const auto& error = body.at("errors").as_array().at(0);
+  EXPECT_EQ(error.at("index"), 1);
+  EXPECT_EQ(error.at("reason"), "invalid");
+  EXPECT_EQ(error.at("error"),
+            "number `1e400` at `properties.n` is out of range (beyond a double's 1.8e308)");
+  ASSERT_EQ(ctx_->events().size(), 2u);
+  EXPECT_EQ(ctx_->events()[0].messageId(), "m-0");
+  EXPECT_EQ(ctx_->events()[1].messageId(), "m-2");
+  EXPECT_EQ(rejected("invalid"), 1u);
+  // Alone in its batch: 400.
+  auto only = post("/v1/b", R"([{"type":"identify","userId":"u","traits":{"n":-1e309}}])");
+  EXPECT_EQ(only.status, 400) << only.body;
+  EXPECT_THAT(only.body, HasSubstr("`-1e309` at `traits.n`"));
+}
+
+TEST_F(HttpSourceTest, AKeyGivenTwiceIsRefusedNamingItsObject) {
+  auto r = post("/v1/track", R"({"userId":"u","event":"E","context":{"consent":{
+      "categoryPreferences":{"marketing":false,"marketing":true}}}})");
+  EXPECT_EQ(r.status, 400) << r.body;
+  EXPECT_EQ(parse(r.body).at("error"),
+            "duplicate key `marketing` in `context.consent.categoryPreferences`");
+  auto top = post("/v1/identify", R"({"userId":"u","userId":"v"})");
+  EXPECT_EQ(top.status, 400) << top.body;
+  EXPECT_EQ(parse(top.body).at("error"), "duplicate key `userId` at the top level");
+  auto escaped = post("/v1/track", R"({"userId":"u","event":"E","properties":{"a":1,"\u0061":2}})");
+  EXPECT_EQ(escaped.status, 400) << escaped.body;
+  EXPECT_THAT(escaped.body, HasSubstr("duplicate key `a` in `properties`"));
+  // In a batch, only the event holding it is refused; every nesting level is checked.
+  auto batch = post("/v1/batch", R"({"batch":[
+      {"type":"track","userId":"u","event":"A","messageId":"m-0"},
+      {"type":"track","userId":"u","event":"B","properties":{"items":[{"sku":1},{"sku":2,"sku":3}]}},
+      {"type":"track","userId":"u","event":"C","event":"D"},
+      {"type":"track","userId":"u","event":"E","context":{"ip":"1.2.3.4","ip":"5.6.7.8"}},
+      {"type":"track","userId":"u","event":"F","messageId":"m-4","properties":{"sku":1},"context":{"sku":2}}]})");
+  ASSERT_EQ(batch.status, 200) << batch.body;
+  auto body = parse(batch.body);
+  EXPECT_EQ(body.at("accepted"), 2);
+  EXPECT_EQ(body.at("rejected"), 3);
+  const auto& errors = body.at("errors").as_array();
+  ASSERT_EQ(errors.size(), 3u);
+  EXPECT_EQ(errors[0].at("index"), 1);
+  EXPECT_EQ(errors[0].at("error"), "duplicate key `sku` in `properties.items.1`");
+  EXPECT_EQ(errors[1].at("index"), 2);
+  EXPECT_EQ(errors[1].at("error"), "duplicate key `event` at the top level");
+  EXPECT_EQ(errors[2].at("index"), 3);
+  EXPECT_EQ(errors[2].at("error"), "duplicate key `ip` in `context`");
+  EXPECT_EQ(rejected("invalid"), 6u);
+  // Only on the fast path: the same batch without the refused events.
+  auto fast = post("/v1/batch", R"({"batch":[{"type":"track","userId":"u","event":"A"},
+      {"type":"track","userId":"u","event":"B","context":{"consent":{"a":1},"b":{"consent":2}}}]})");
+  EXPECT_EQ(fast.status, 200) << fast.body;
+  EXPECT_EQ(ctx_->events().size(), 4u);
+  // A key given twice outside the events refuses the body.
+  auto outer = post("/v1/batch", R"({"batch":[{"type":"track","userId":"u","event":"A"}],
+      "sentAt":"2026-01-01T00:00:00Z","sentAt":"2026-01-01T00:00:01Z"})");
+  EXPECT_EQ(outer.status, 400) << outer.body;
+  EXPECT_EQ(parse(outer.body).at("error"), "duplicate key `sentAt` at the top level");
+}
+
 TEST_F(HttpSourceTest, BatchOfOnlyInvalidEventsIs400) {
   auto r = post("/v1/b", R"({"batch":[{"type":"track"},{"type":"page"}]})");
   EXPECT_EQ(r.status, 400);

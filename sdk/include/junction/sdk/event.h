@@ -74,7 +74,8 @@ class Event {
 // `anonymousId` is present (strings or numbers), that `track` has `event`, `alias` has
 // `previousId`, `group` has `groupId`; fills the header. Does not enrich (no messageId or
 // timestamps are invented here) — `header.message_id` stays empty when the body has none.
-// `timestamp_ms` is read from `timestamp` (ISO-8601) when present.
+// `timestamp_ms` is read from `timestamp` (ISO-8601) when present. A number that is not
+// finite (NaN, ±infinity) is InvalidArgument naming its path: the event's text is always JSON.
 Result<Event> makeEvent(const boost::json::object& body, std::string_view source_id);
 
 // Parses an ISO-8601 / RFC 3339 date-time ("2026-11-28T15:11:01.123Z", offsets allowed) into

@@ -19,6 +19,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "junction/sdk/result.h"
 
@@ -67,16 +68,51 @@ Status setPath(boost::json::value& root, std::string_view dotted_path, boost::js
 // is empty: the root cannot be erased).
 bool erasePath(boost::json::value& root, std::string_view dotted_path);
 
-// Parses one JSON text (RFC 8259; no comments, no trailing commas, nesting up to 64 deep).
-// InvalidArgument on failure, naming the position: "invalid JSON at line 2, column 7 (offset
-// 19): syntax error".
+// What parseJson refuses in text that is otherwise JSON: values every reader would not agree on.
+struct JsonValueProblem {
+  enum class Kind {
+    // A key given twice in one object. RFC 8259 leaves it to each parser; Boost.JSON keeps the
+    // last value, others the first, so the core (consent) and a destination would disagree.
+    DuplicateKey,
+    // A number whose magnitude a double cannot hold (1e400): Boost.JSON makes it infinity,
+    // which serializes as `Infinity` — not JSON. (Underflow to 0 and rounding are fine.)
+    NumberOutOfRange,
+  };
+  Kind kind = Kind::DuplicateKey;
+  // Outermost first: keys, and array indexes in decimal. For DuplicateKey the object holding
+  // the key; for NumberOutOfRange the number itself.
+  std::vector<std::string> path;
+  std::string text;  // the key (unescaped) or the number as written
+
+  // "duplicate key `marketing` in `context.consent.categoryPreferences`", "number `1e400` at
+  // `properties.price` is out of range (beyond a double's 1.8e308)": the path as a dotted
+  // path (findPath's syntax) without its first `skip` segments (the part a caller reports
+  // apart, like "batch.3"); texts over 64 bytes are cut.
+  std::string describe(std::size_t skip = 0) const;
+};
+
+// Parses one JSON text (RFC 8259; no comments, no trailing commas, nesting up to 64 deep) and
+// refuses a key given twice in one object and a number out of a double's range (see
+// JsonValueProblem). InvalidArgument on failure, naming the position of a syntax error
+// ("invalid JSON at line 2, column 7 (offset 19): syntax error") or the problem and its path
+// (JsonValueProblem::describe()).
 Result<boost::json::value> parseJson(std::string_view text);
 // The same, allocating the tree from `storage` (e.g. a per-request
 // boost::json::make_shared_resource<boost::json::monotonic_resource>(), which turns thousands of
 // small allocations into a few and frees them at once when the last value goes).
 Result<boost::json::value> parseJson(std::string_view text, boost::json::storage_ptr storage);
+// The same, but a JsonValueProblem does not fail the parse: each is appended to `problems` and
+// the tree is built anyway (of a duplicate key the last value kept, an out-of-range number as
+// ±infinity). For callers that refuse part of a document (one event of a batch): they must not
+// pass the parts with problems on (serialize() would refuse them anyway).
+Result<boost::json::value> parseJson(std::string_view text, boost::json::storage_ptr storage,
+                                     std::vector<JsonValueProblem>& problems);
 
-// Compact JSON text of `v` (Boost.JSON's serializer; doubles print as e.g. 1.5E0).
-std::string serialize(const boost::json::value& v);
+// Compact JSON text of `v` (Boost.JSON's serializer; doubles print as e.g. 1.5E0). Never text
+// that is not JSON: a double that is NaN or ±infinity (Boost.JSON would write NaN, Infinity) is
+// InvalidArgument naming its path. Use it, not boost::json::serialize, wherever an event's body
+// is written back to text.
+Result<std::string> serialize(const boost::json::value& v);
+Result<std::string> serialize(const boost::json::object& o);
 
 }  // namespace junction::sdk

@@ -204,6 +204,28 @@ std::vector<sdk::Outcome> FileDestination::deliver(std::span<const sdk::Event> b
       return fail(s.message());
     }
   }
+  // A failed batch is cut off the file (below); when even that failed, it is cut now, before
+  // anything is appended to a torn line.
+  if (torn_) {
+    if (::ftruncate(fd_, static_cast<off_t>(size_)) != 0) {
+      return fail("cannot cut a partly written batch off " + config_.path + ": " +
+                  std::strerror(errno));
+    }
+    torn_ = false;
+  }
+  // What this batch wrote is cut off again when it fails, so the file always ends with the last
+  // complete batch: a retry writes the lines again from there, and a partial line (a full disk)
+  // can never glue onto the next event.
+  auto undo = [&](std::string reason) {
+    if (::ftruncate(fd_, static_cast<off_t>(size_)) != 0) {
+      torn_ = true;
+      reason += "; cutting the partial batch off failed too: " + std::string(std::strerror(errno)) +
+                " (retried before the next write)";
+    }
+    context_.log().error("file destination: write failed, the batch is retried",
+                         {{"path", config_.path}, {"error", reason}});
+    return fail(reason);
+  };
   if (size_ > 0 && size_ + data.size() > config_.max_file_bytes) {
     if (auto s = rotate(); !s.ok()) {
       return fail(s.message());
@@ -216,17 +238,14 @@ std::vector<sdk::Outcome> FileDestination::deliver(std::span<const sdk::Event> b
       if (errno == EINTR) {
         continue;
       }
-      std::string reason = std::string("write to ") + config_.path + " failed: " + std::strerror(errno);
-      // A partial line may be on disk; start the next attempt on a fresh line.
-      if (written > 0) {
-        (void)!::write(fd_, "\n", 1);
-      }
-      return fail(reason);
+      return undo(std::string("write to ") + config_.path + " failed after " +
+                  std::to_string(written) + " of " + std::to_string(data.size()) +
+                  " bytes: " + std::strerror(errno));
     }
     written += static_cast<std::size_t>(n);
   }
   if (config_.sync && ::fdatasync(fd_) != 0) {
-    return fail(std::string("fdatasync of ") + config_.path + " failed: " + std::strerror(errno));
+    return undo(std::string("fdatasync of ") + config_.path + " failed: " + std::strerror(errno));
   }
   size_ += data.size();
   if (config_.sync && !config_.keep_page_cache) {

@@ -50,7 +50,8 @@ class FileDestination final : public sdk::Destination {
   sdk::Counter& rotations_;
   std::mutex mutex_;
   int fd_ = -1;
-  std::uint64_t size_ = 0;
+  std::uint64_t size_ = 0;  // bytes of complete batches in the file
+  bool torn_ = false;       // a failed batch could not be cut off yet
   std::uint64_t dropped_until_ = 0;  // page cache of [0, this) dropped after a sync
   sdk::FileReleaser releaser_;  // files rotated out, freed gradually
 };

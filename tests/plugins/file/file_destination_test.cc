@@ -6,8 +6,10 @@
 #include <boost/json.hpp>
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -171,6 +173,65 @@ TEST(FileDestinationTest, AnUnwritablePathIsARetryNotALoss) {
   ASSERT_EQ(outcomes.size(), 1u);
   EXPECT_EQ(outcomes[0].kind, sdk::Outcome::Kind::Retry);
   EXPECT_THAT(outcomes[0].reason, HasSubstr("cannot open"));
+}
+
+// The process may write files up to `bytes` long while it lives (RLIMIT_FSIZE, as a full disk
+// would stop a write part way), and SIGXFSZ is ignored so write() fails with EFBIG instead.
+class FileSizeLimit {
+ public:
+  explicit FileSizeLimit(rlim_t bytes) {
+    ::getrlimit(RLIMIT_FSIZE, &saved_);
+    old_handler_ = ::signal(SIGXFSZ, SIG_IGN);
+    rlimit limit = saved_;
+    limit.rlim_cur = bytes;
+    ::setrlimit(RLIMIT_FSIZE, &limit);
+  }
+  ~FileSizeLimit() {
+    ::setrlimit(RLIMIT_FSIZE, &saved_);
+    ::signal(SIGXFSZ, old_handler_);
+  }
+
+ private:
+  rlimit saved_{};
+  sighandler_t old_handler_ = nullptr;
+};
+
+TEST(FileDestinationTest, AWriteCutShortLeavesNoPartialLineForTheNextEvent) {
+  TempDir dir;
+  sdk::testing::FakeDestinationContext ctx;
+  const fs::path path = dir.path() / "events.ndjson";
+  FileDestination dest(config(path), ctx);
+  ASSERT_TRUE(dest.start().ok());
+  deliverKilobyteEvents(dest, 2);
+  const auto before = fs::file_size(path);
+  const std::string big(900, 'y');
+  std::vector<sdk::Event> batch{
+      event(R"({"type":"track","event":"B","userId":"u1","properties":{"p":")" + big + "\"}}"),
+      event(R"({"type":"track","event":"B","userId":"u2","properties":{"p":")" + big + "\"}}")};
+  {
+    // The disk fills half way through the batch's second line.
+    FileSizeLimit full(static_cast<rlim_t>(before + 1500));
+    auto outcomes = dest.deliver(batch);
+    ASSERT_EQ(outcomes.size(), 2u);
+    EXPECT_EQ(outcomes[0].kind, sdk::Outcome::Kind::Retry);
+    EXPECT_EQ(outcomes[1].kind, sdk::Outcome::Kind::Retry);
+    EXPECT_THAT(outcomes[0].reason, HasSubstr("failed after"));
+    EXPECT_TRUE(ctx.log().contains(sdk::LogLevel::Error, "write failed"));
+  }
+  // Nothing of the failed batch stays: the file ends with the last complete line.
+  EXPECT_EQ(fs::file_size(path), before);
+  // Space again: the retry and the next event are whole lines.
+  ASSERT_TRUE(dest.deliver(batch)[0].isDelivered());
+  deliverKilobyteEvents(dest, 1);
+  dest.stop();
+  std::istringstream lines(slurp(path));
+  std::string line;
+  int count = 0;
+  while (std::getline(lines, line)) {
+    EXPECT_TRUE(boost::json::parse(line).is_object()) << line.substr(0, 80);
+    ++count;
+  }
+  EXPECT_EQ(count, 5);
 }
 
 // Pages of `file` in the page cache (mincore on a mapping of it, which faults nothing in).

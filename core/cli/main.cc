@@ -7,6 +7,10 @@
 //                                  [--since T] [--until T] [--limit N] [--json] [--all]
 //                                                     the dead-letter queue of a running junctiond
 //   junction audit verify [--config FILE | AUDIT_LOG] check the audit log's hash chain (exit 0 / 1)
+//   junction recover cursors --config FILE            a lost cursor file (junctiond stopped)
+//   junction recover privacy --config FILE [--accept-loss]
+//                                                     a lost or damaged privacy.db, rebuilt from
+//                                                     the audit log (junctiond stopped)
 //
 // Plugins are found as junctiond finds them: plugins.paths of --config FILE when given, and
 // ../plugins next to this binary.
@@ -23,6 +27,9 @@
 #include "core/daemon/plugin_docs.h"
 #include "core/daemon/recovery.h"
 #include "core/privacy/audit_log.h"
+#include "core/privacy/privacy_recovery.h"
+#include "core/runtime/dir_lock.h"
+#include "core/runtime/runtime.h"
 
 namespace core = junction::core;
 
@@ -229,6 +236,33 @@ int runRecoverCursors(const std::string& config_file) {
   return 0;
 }
 
+// `junction recover privacy`: see core/privacy/privacy_recovery.h.
+int runRecoverPrivacy(const std::string& config_file, bool accept_loss) {
+  core::config::ConfigErrors errors;
+  auto config = core::config::loadConfig(config_file, core::config::processEnvironment(), errors);
+  if (!config) {
+    std::fputs(core::config::formatErrors(errors).c_str(), stderr);
+    return 1;
+  }
+  const std::filesystem::path storage(config->storage.path);
+  auto lock = core::runtime::DirectoryLock::acquire(storage, "storage.path");
+  if (!lock) {
+    std::fprintf(stderr, "junction: %s (stop junctiond before recovering its state)\n",
+                 lock.error().message.c_str());
+    return 1;
+  }
+  const core::runtime::SystemClock clock;
+  auto report = core::privacy::recoverPrivacyStore(storage, clock, accept_loss);
+  if (!report) {
+    std::fprintf(stderr, "junction: %s\n", report.error().message.c_str());
+    const bool intact = report.error().code == junction::sdk::ErrorCode::NotFound &&
+                        report.error().message.find("nothing to recover") != std::string::npos;
+    return intact ? 0 : 1;
+  }
+  std::fputs(report->c_str(), stdout);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -284,11 +318,20 @@ int main(int argc, char** argv) {
   auto* recover_cursors = recover->add_subcommand(
       "cursors", "Cursor file missing or corrupt: restart every destination at the oldest queued event");
   recover_cursors->add_option("-c,--config", recover_config, "The daemon's configuration")->required();
+  auto* recover_privacy = recover->add_subcommand(
+      "privacy", "privacy.db missing, empty or corrupt: rebuild it from the audit log");
+  recover_privacy->add_option("-c,--config", recover_config, "The daemon's configuration")->required();
+  bool accept_loss = false;
+  recover_privacy->add_flag("--accept-loss", accept_loss,
+                            "Without an audit log: start with no regulations (audited)");
 
   CLI11_PARSE(app, argc, argv);
 
   if (recover_cursors->parsed()) {
     return runRecoverCursors(recover_config);
+  }
+  if (recover_privacy->parsed()) {
+    return runRecoverPrivacy(recover_config, accept_loss);
   }
 
   if (audit_verify->parsed()) {

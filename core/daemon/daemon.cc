@@ -5,6 +5,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "core/privacy/privacy_recovery.h"
 #include "core/runtime/thread.h"
 #include "junction/sdk/crypto.h"
 
@@ -130,6 +131,10 @@ sdk::Status Daemon::openPrivacy() {
     if (name.is_string()) {
       aliases.emplace(privacy::lowerAscii(id), privacy::lowerAscii(name.as_string()));
     }
+  }
+  // A lost privacy.db is refused, not recreated (core/privacy/privacy_recovery.h).
+  if (auto s = privacy::checkPrivacyStoreFile(dir); !s.ok()) {
+    return s;
   }
   auto store = privacy::PrivacyStore::open((dir / "privacy.db").string(), std::move(aliases));
   if (!store) {

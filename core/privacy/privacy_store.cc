@@ -4,9 +4,11 @@
 
 #include <boost/json.hpp>
 #include <cstdio>
+#include <filesystem>
 #include <random>
 
 #include "core/sqlite/statement.h"
+#include "junction/sdk/crypto.h"
 
 namespace junction::core::privacy {
 
@@ -29,6 +31,18 @@ std::string newRegulationId() {
   return buf;
 }
 
+// A person known only by the SHA-256 of their id (a regulation rebuilt from the audit log):
+// "u=<hex>", "a=<hex>", "e=<hex>", beside the plain "u:<id>" keys.
+std::string hashedKey(char kind, std::string_view value) {
+  return std::string(1, kind) + "=" + sdk::sha256Hex(value);
+}
+bool isHashedKey(std::string_view key) { return key.size() > 2 && key[1] == '='; }
+char kindLetter(SubjectKind kind) {
+  return kind == SubjectKind::UserId ? 'u' : kind == SubjectKind::AnonymousId ? 'a' : 'e';
+}
+
+}  // namespace
+
 std::optional<SubjectKind> parseSubjectKind(std::string_view text) {
   if (text == "userId") {
     return SubjectKind::UserId;
@@ -41,6 +55,8 @@ std::optional<SubjectKind> parseSubjectKind(std::string_view text) {
   }
   return std::nullopt;
 }
+
+namespace {
 
 // A transaction on a connection the caller has locked; rolls back unless committed.
 class Transaction {
@@ -158,12 +174,35 @@ sdk::Status PrivacyStore::exec(const char* sql) { return sqlite::exec(db_, sql, 
 
 sdk::Result<std::unique_ptr<PrivacyStore>> PrivacyStore::open(const std::string& file,
                                                                ConsentAliases aliases) {
+  std::error_code ec;
+  const bool existed = std::filesystem::exists(file, ec);
+  // A damaged existing file: refused, naming it and the repair (never recreated silently).
+  auto damaged = [&](const std::string& what) {
+    return sdk::makeError(
+        sdk::ErrorCode::Internal,
+        "privacy store " + file + " is corrupt (" + what +
+            "): suppressions, deletions and regulations cannot be trusted. Stop junctiond and run "
+            "`" + std::string(kRecoverPrivacyCommand) + "`: it moves the file aside and rebuilds "
+            "it from the audit log");
+  };
   auto opened = sqlite::open(file);
   if (!opened) {
+    if (existed) {
+      return damaged(opened.error().message);
+    }
     return std::move(opened).error();
   }
   sqlite3* db = *opened;
   std::unique_ptr<PrivacyStore> store(new PrivacyStore(db, std::move(aliases)));
+  if (existed) {
+    // Every start: a corrupted page would otherwise surface later as a failed regulation.
+    Statement check(db, "PRAGMA quick_check");
+    const int rc = check.ok() ? check.step() : SQLITE_ERROR;
+    const std::string verdict = rc == SQLITE_ROW ? check.text(0) : sqlite3_errmsg(db);
+    if (verdict != "ok") {
+      return damaged(verdict);
+    }
+  }
   auto status = store->exec(
       "PRAGMA journal_mode=WAL;"
       "PRAGMA synchronous=FULL;"
@@ -183,10 +222,10 @@ sdk::Result<std::unique_ptr<PrivacyStore>> PrivacyStore::open(const std::string&
       "CREATE TABLE IF NOT EXISTS consent ("
       "  person TEXT PRIMARY KEY, categories TEXT NOT NULL, event_timestamp INTEGER NOT NULL);");
   if (!status.ok()) {
-    return status.error();
+    return existed ? damaged(status.message()) : status.error();
   }
   if (auto loaded = store->load(); !loaded.ok()) {
-    return loaded.error();
+    return existed ? damaged(loaded.message()) : loaded.error();
   }
   return store;
 }
@@ -224,17 +263,23 @@ sdk::Status PrivacyStore::load() {
     }
   }
   std::size_t emails = 0;
+  std::size_t hashed = 0;
   for (const auto& k : suppressed_) {
-    emails += k.starts_with("e:") ? 1 : 0;
+    emails += k[0] == 'e' ? 1 : 0;
+    hashed += isHashedKey(k) ? 1 : 0;
   }
   suppressed_count_.store(suppressed_.size());
   suppressed_emails_.store(emails);
+  suppressed_hashed_.store(hashed);
   emails = 0;
+  hashed = 0;
   for (const auto& [k, at] : deleted_) {
-    emails += k.starts_with("e:") ? 1 : 0;
+    emails += k[0] == 'e' ? 1 : 0;
+    hashed += isHashedKey(k) ? 1 : 0;
   }
   deletion_count_.store(deleted_.size());
   deleted_emails_.store(emails);
+  deleted_hashed_.store(hashed);
   return {};
 }
 
@@ -257,6 +302,7 @@ sdk::Result<Regulation> PrivacyStore::record(RegulationType type, Subject subjec
   r.status = std::string(erasing ? kStatusPending : kStatusDone);
   r.detail = std::move(detail);
   const std::string key = r.subject.key();
+  const std::string hashed_key = hashedKey(kindLetter(r.subject.kind), r.subject.value);
 
   std::lock_guard db_lock(db_mutex_);
   Transaction tx(db_);
@@ -291,8 +337,9 @@ sdk::Result<Regulation> PrivacyStore::record(RegulationType type, Subject subjec
                "VALUES (?, ?, ?)",
                std::string_view(key), std::string_view(r.id), now_ms);
       break;
-    case RegulationType::Unsuppress:
-      ok = run("DELETE FROM suppressions WHERE person = ?", std::string_view(key));
+    case RegulationType::Unsuppress:  // also a suppression rebuilt from the audit log
+      ok = run("DELETE FROM suppressions WHERE person IN (?, ?)", std::string_view(key),
+               std::string_view(hashed_key));
       break;
     case RegulationType::Delete:
       ok = run("INSERT INTO deletions (person, deleted_at) VALUES (?, ?) "
@@ -319,6 +366,12 @@ sdk::Result<Regulation> PrivacyStore::record(RegulationType type, Subject subjec
     case RegulationType::Unsuppress:
       if (suppressed_.erase(key) > 0 && email) {
         suppressed_emails_.fetch_sub(1);
+      }
+      if (suppressed_.erase(hashed_key) > 0) {
+        suppressed_hashed_.fetch_sub(1);
+        if (email) {
+          suppressed_emails_.fetch_sub(1);
+        }
       }
       suppressed_count_.store(suppressed_.size());
       break;
@@ -427,10 +480,23 @@ bool PrivacyStore::isSuppressed(const sdk::Event& event) const {
   if (suppressed_emails_.load() > 0) {
     email = eventEmail(event.body());  // parsed outside the lock
   }
+  // People known only by digest (rebuilt from the audit log): hashed outside the lock, and
+  // only while there are any.
+  std::string user_hash;
+  std::string anonymous_hash;
+  std::string email_hash;
+  if (suppressed_hashed_.load() > 0) {
+    user_hash = h.user_id.empty() ? "" : hashedKey('u', h.user_id);
+    anonymous_hash = h.anonymous_id.empty() ? "" : hashedKey('a', h.anonymous_id);
+    email_hash = email ? hashedKey('e', *email) : "";
+  }
   std::shared_lock lock(state_mutex_);
   return (!h.user_id.empty() && suppressed_.contains("u:" + h.user_id)) ||
          (!h.anonymous_id.empty() && suppressed_.contains("a:" + h.anonymous_id)) ||
-         (email && suppressed_.contains("e:" + *email));
+         (email && suppressed_.contains("e:" + *email)) ||
+         (!user_hash.empty() && suppressed_.contains(user_hash)) ||
+         (!anonymous_hash.empty() && suppressed_.contains(anonymous_hash)) ||
+         (!email_hash.empty() && suppressed_.contains(email_hash));
 }
 
 bool PrivacyStore::isDeleted(const sdk::Event& event) const {
@@ -442,6 +508,14 @@ bool PrivacyStore::isDeleted(const sdk::Event& event) const {
   if (deleted_emails_.load() > 0) {
     email = eventEmail(event.body());
   }
+  std::string user_hash;
+  std::string anonymous_hash;
+  std::string email_hash;
+  if (deleted_hashed_.load() > 0) {
+    user_hash = h.user_id.empty() ? "" : hashedKey('u', h.user_id);
+    anonymous_hash = h.anonymous_id.empty() ? "" : hashedKey('a', h.anonymous_id);
+    email_hash = email ? hashedKey('e', *email) : "";
+  }
   std::shared_lock lock(state_mutex_);
   auto covered = [&](const std::string& key) {
     auto it = deleted_.find(key);
@@ -449,7 +523,68 @@ bool PrivacyStore::isDeleted(const sdk::Event& event) const {
   };
   return (!h.user_id.empty() && covered("u:" + h.user_id)) ||
          (!h.anonymous_id.empty() && covered("a:" + h.anonymous_id)) ||
-         (email && covered("e:" + *email));
+         (email && covered("e:" + *email)) || (!user_hash.empty() && covered(user_hash)) ||
+         (!anonymous_hash.empty() && covered(anonymous_hash)) ||
+         (!email_hash.empty() && covered(email_hash));
+}
+
+sdk::Status PrivacyStore::restore(const std::vector<RestoredRegulation>& regulations) {
+  if (auto s = write(regulations); !s.ok()) {
+    return s;
+  }
+  {
+    std::unique_lock lock(state_mutex_);
+    suppressed_.clear();
+    deleted_.clear();
+    consent_.clear();
+  }
+  return load();
+}
+
+sdk::Status PrivacyStore::write(const std::vector<RestoredRegulation>& regulations) {
+  std::lock_guard db_lock(db_mutex_);
+  Transaction tx(db_);
+  if (!tx.ok()) {
+    return dbError(db_, "begin");
+  }
+  auto run = [&](const char* sql, auto&&... values) -> bool {
+    Statement s(db_, sql);
+    int i = 0;
+    (s.bind(++i, values), ...);
+    return s.ok() && s.step() == SQLITE_DONE;
+  };
+  for (const auto& r : regulations) {
+    const std::string key = std::string(1, kindLetter(r.kind)) + "=" + r.subject_sha256;
+    const std::string detail = json::serialize(r.detail);
+    bool ok = run("INSERT OR REPLACE INTO regulations (id, type, subject_kind, subject_value, "
+                  "created_at, status, detail) VALUES (?, ?, ?, '', ?, ?, ?)",
+                  std::string_view(r.id), std::string_view(toString(r.type)),
+                  std::string_view(toString(r.kind)), r.created_at_ms, std::string_view(r.status),
+                  std::string_view(detail));
+    switch (r.type) {
+      case RegulationType::Suppress:
+        ok = ok && run("INSERT OR REPLACE INTO suppressions (person, regulation_id, created_at) "
+                       "VALUES (?, ?, ?)",
+                       std::string_view(key), std::string_view(r.id), r.created_at_ms);
+        break;
+      case RegulationType::Unsuppress:
+        ok = ok && run("DELETE FROM suppressions WHERE person = ?", std::string_view(key));
+        break;
+      case RegulationType::Delete:
+        ok = ok && run("INSERT INTO deletions (person, deleted_at) VALUES (?, ?) ON "
+                       "CONFLICT(person) DO UPDATE SET deleted_at = max(deleted_at, "
+                       "excluded.deleted_at)",
+                       std::string_view(key), r.created_at_ms);
+        break;
+    }
+    if (!ok) {
+      return dbError(db_, "restore regulation " + r.id);
+    }
+  }
+  if (!tx.commit()) {
+    return dbError(db_, "commit");
+  }
+  return {};
 }
 
 sdk::Status PrivacyStore::rememberConsent(const std::vector<sdk::Event>& events) {

@@ -41,6 +41,7 @@ namespace junction::core::privacy {
 
 enum class SubjectKind { UserId, AnonymousId, Email };
 const char* toString(SubjectKind kind) noexcept;  // "userId", "anonymousId", "email"
+std::optional<SubjectKind> parseSubjectKind(std::string_view text);
 
 // Whom a regulation is about. An e-mail is stored normalized (trimmed, lower-cased).
 struct Subject {
@@ -67,6 +68,22 @@ struct Regulation {
   boost::json::object detail;  // delete: {"destinations": {id: {"status", "attempts", ...}}}
 };
 
+// A regulation known only from the audit log, which records subjects as the SHA-256 (hex) of
+// their value (an e-mail normalized first), never in clear.
+struct RestoredRegulation {
+  std::string id;
+  RegulationType type = RegulationType::Suppress;
+  SubjectKind kind = SubjectKind::UserId;
+  std::string subject_sha256;
+  std::int64_t created_at_ms = 0;
+  std::string status;
+  boost::json::object detail;
+};
+
+// What an operator runs when privacy.db is lost or damaged (see privacy_recovery.h).
+inline constexpr std::string_view kRecoverPrivacyCommand =
+    "junction recover privacy --config FILE";
+
 // Trimmed, lower-cased.
 std::string normalizeEmail(std::string_view email);
 // The event's e-mail (traits.email, context.traits.email, properties.email), normalized.
@@ -74,6 +91,9 @@ std::optional<std::string> eventEmail(const boost::json::object& body);
 
 class PrivacyStore final : public ConsentMemory {
  public:
+  // Opens `file`, creating it when absent. An existing file is checked first (PRAGMA
+  // quick_check): a damaged one is Internal naming the file, the damage and
+  // kRecoverPrivacyCommand, never recreated.
   static sdk::Result<std::unique_ptr<PrivacyStore>> open(const std::string& file,
                                                          ConsentAliases aliases = {});
   ~PrivacyStore() override;
@@ -92,6 +112,12 @@ class PrivacyStore final : public ConsentMemory {
   sdk::Result<std::vector<Regulation>> pending();
   sdk::Status updateRegulation(const std::string& id, std::string_view status,
                                const boost::json::object& detail);
+
+  // Records and applies regulations rebuilt from the audit log, in order, in one transaction.
+  // Their people are known by digest: the checks below also hash an event's ids while any such
+  // suppression (deletion) exists, and an unsuppress in clear lifts a digest's suppression.
+  // For `junction recover privacy`, on a new store nobody else uses yet.
+  sdk::Status restore(const std::vector<RestoredRegulation>& regulations);
 
   // --- hot path -----------------------------------------------------------------------------
   bool hasSuppressions() const noexcept { return suppressed_count_.load() > 0; }
@@ -117,6 +143,7 @@ class PrivacyStore final : public ConsentMemory {
   explicit PrivacyStore(sqlite3* db, ConsentAliases aliases);
   sdk::Status exec(const char* sql);
   sdk::Status load();
+  sdk::Status write(const std::vector<RestoredRegulation>& regulations);
 
   struct Remembered {
     EventConsent consent;
@@ -135,6 +162,8 @@ class PrivacyStore final : public ConsentMemory {
   std::atomic<std::size_t> suppressed_emails_{0};
   std::atomic<std::size_t> deletion_count_{0};
   std::atomic<std::size_t> deleted_emails_{0};
+  std::atomic<std::size_t> suppressed_hashed_{0};  // people known by digest ("u=<sha256>")
+  std::atomic<std::size_t> deleted_hashed_{0};
   std::atomic<std::uint64_t> deletion_generation_{0};
 };
 

@@ -4,6 +4,9 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <iterator>
+
 #include "core/privacy/pii.h"
 #include "core/privacy/privacy_store.h"
 #include "junction/sdk/crypto.h"
@@ -48,6 +51,66 @@ TEST(PrivacyStoreTest, SuppressAndUnsuppressByEachSubjectKind) {
   ASSERT_TRUE(store->record(RegulationType::Unsuppress, {SubjectKind::UserId, "u1"}, 20));
   EXPECT_FALSE(store->isSuppressed(by_user));
   EXPECT_TRUE(store->isSuppressed(by_anon));
+}
+
+// Regulations rebuilt from the audit log know their people only by SHA-256: events still match
+// (by userId, anonymousId, e-mail), tombstones keep their time, an unsuppress in clear lifts a
+// digest's suppression, and all of it survives a reopen.
+TEST(PrivacyStoreTest, RestoredRegulationsMatchPeopleByDigest) {
+  TempDir dir;
+  {
+    auto store = openStore(dir);
+    std::vector<RestoredRegulation> regulations{
+        {"reg_1", RegulationType::Suppress, SubjectKind::UserId, sdk::sha256Hex("u1"), 10, "done", {}},
+        {"reg_2", RegulationType::Suppress, SubjectKind::Email, sdk::sha256Hex("jo@example.com"), 11, "done", {}},
+        {"reg_3", RegulationType::Suppress, SubjectKind::AnonymousId, sdk::sha256Hex("a1"), 12, "done", {}},
+        {"reg_4", RegulationType::Unsuppress, SubjectKind::AnonymousId, sdk::sha256Hex("a1"), 13, "done", {}},
+        {"reg_5", RegulationType::Delete, SubjectKind::UserId, sdk::sha256Hex("d1"), 5000, "done", {}},
+    };
+    ASSERT_TRUE(store->restore(regulations).ok());
+  }
+  auto store = openStore(dir);
+  EXPECT_TRUE(store->isSuppressed(event(R"({"type":"track","event":"E","userId":"u1"})")));
+  EXPECT_TRUE(store->isSuppressed(event(R"({"type":"identify","userId":"x","traits":{"email":" JO@example.com"}})")));
+  EXPECT_FALSE(store->isSuppressed(event(R"({"type":"track","event":"E","anonymousId":"a1"})")));
+  EXPECT_FALSE(store->isSuppressed(event(R"({"type":"track","event":"E","userId":"u2"})")));
+  EXPECT_TRUE(store->isDeleted(event(R"({"type":"track","event":"E","userId":"d1"})", 4000)));
+  EXPECT_FALSE(store->isDeleted(event(R"({"type":"track","event":"E","userId":"d1"})", 6000)));
+  auto r = store->regulation("reg_5");
+  ASSERT_TRUE(r && *r);
+  EXPECT_EQ((*r)->type, RegulationType::Delete);
+  ASSERT_TRUE(store->record(RegulationType::Unsuppress, {SubjectKind::UserId, "u1"}, 20));
+  EXPECT_FALSE(store->isSuppressed(event(R"({"type":"track","event":"E","userId":"u1"})")));
+  EXPECT_TRUE(store->hasSuppressions());  // the e-mail's
+}
+
+// A damaged file is refused, naming it and the recovery command, never recreated.
+TEST(PrivacyStoreTest, ADamagedFileIsRefusedNamingTheRecovery) {
+  TempDir dir;
+  {
+    auto store = openStore(dir);
+    for (int i = 0; i < 200; ++i) {
+      ASSERT_TRUE(store->record(RegulationType::Suppress, {SubjectKind::UserId, "user-" + std::to_string(i)}, i));
+    }
+  }
+  std::string data;
+  {
+    std::ifstream in(dir.file("privacy.db"), std::ios::binary);
+    data.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  ASSERT_GT(data.size(), 8192u);
+  for (std::size_t i = 4096 + 100; i < data.size(); i += 3) {
+    data[i] = static_cast<char>(0x5A);
+  }
+  {
+    std::ofstream out(dir.file("privacy.db"), std::ios::binary | std::ios::trunc);
+    out << data;
+  }
+  auto reopened = PrivacyStore::open(dir.file("privacy.db"));
+  ASSERT_FALSE(reopened);
+  EXPECT_NE(reopened.error().message.find(dir.file("privacy.db") + " is corrupt"), std::string::npos)
+      << reopened.error().message;
+  EXPECT_NE(reopened.error().message.find("junction recover privacy --config FILE"), std::string::npos);
 }
 
 TEST(PrivacyStoreTest, EmptySubjectIsRefused) {

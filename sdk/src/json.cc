@@ -5,6 +5,7 @@
 #include <boost/json/value_stack.hpp>
 #include <charconv>
 #include <cmath>
+#include <cstring>
 #include <functional>
 #include <limits>
 #include <vector>
@@ -324,6 +325,19 @@ bool erasePath(json::value& root, std::string_view dotted_path) {
 
 namespace {
 
+// From the length and the first and last (up to) eight bytes: O(1) per key, and the keys of
+// one object rarely agree on all three (a collision only costs a comparison).
+std::size_t keyHash(std::string_view key) noexcept {
+  const std::size_t n = key.size();
+  std::uint64_t head = 0;
+  std::uint64_t tail = 0;
+  std::memcpy(&head, key.data(), std::min<std::size_t>(n, 8));
+  if (n > 8) {
+    std::memcpy(&tail, key.data() + n - std::min<std::size_t>(n - 8, 8), std::min<std::size_t>(n - 8, 8));
+  }
+  return static_cast<std::size_t>(((head ^ (tail << 31 | tail >> 33)) + n) * 0x9E3779B97F4A7C15ULL);
+}
+
 // Boost.JSON's own parser handler (a value_stack fed by basic_parser, as boost::json::parser
 // does) that also keeps the path to the value being read and each object's keys, to find the
 // values JsonValueProblem describes. With `collect` null the first problem stops the parse.
@@ -362,23 +376,27 @@ class StrictHandler {
   }
   bool on_key_part(json::string_view s, std::size_t, boost::system::error_code&) {
     st.push_chars(s);
-    key_.append(s.data(), s.size());
+    frames_[depth_ - 1].names.append(s.data(), s.size());
     return true;
   }
   bool on_key(json::string_view s, std::size_t, boost::system::error_code& ec) {
     st.push_key(s);
-    key_.append(s.data(), s.size());
+    // The key (its parts, if any, already in `names`) is appended to its object's names.
     Frame& f = frames_[depth_ - 1];
-    const std::size_t hash = std::hash<std::string_view>{}(key_);
+    f.names.append(s.data(), s.size());
+    const std::size_t begin = f.keys.empty() ? 0 : f.keys.back().end;
+    const std::string_view key(f.names.data() + begin, f.names.size() - begin);
+    const std::size_t hash = keyHash(key);
     bool duplicate = false;
-    for (std::size_t i = 0; i < f.keys.size() && !duplicate; ++i) {
-      duplicate = f.hashes[i] == hash && f.keys[i] == key_;
+    std::size_t start = 0;
+    for (const Key& k : f.keys) {
+      duplicate = duplicate || (k.hash == hash &&
+                                std::string_view(f.names.data() + start, k.end - start) == key);
+      start = k.end;
     }
-    f.hashes.push_back(hash);
-    f.keys.push_back(std::move(key_));
-    key_.clear();
+    f.keys.push_back(Key{hash, f.names.size()});
     if (duplicate) {
-      return report(JsonValueProblem::Kind::DuplicateKey, false, f.keys.back(), ec);
+      return report(JsonValueProblem::Kind::DuplicateKey, false, std::string(key), ec);
     }
     return true;
   }
@@ -427,11 +445,19 @@ class StrictHandler {
 
  private:
   // An open container. Frames are kept (with their vectors' capacity) as the depth goes down.
+  struct Key {
+    std::size_t hash;
+    std::size_t end;  // in Frame::names (a key starts where the one before it ends)
+  };
   struct Frame {
     bool object = false;
     std::size_t index = 0;  // arrays: of the element being read
-    std::vector<std::size_t> hashes;
-    std::vector<std::string> keys;  // objects: so far; the last one names the value being read
+    std::string names;      // objects: the keys so far, back to back (no string per key)
+    std::vector<Key> keys;  // the last one names the value being read
+    std::string_view lastKey() const {
+      const std::size_t begin = keys.size() > 1 ? keys[keys.size() - 2].end : 0;
+      return std::string_view(names.data() + begin, keys.back().end - begin);
+    }
   };
 
   void open(bool object) {
@@ -441,7 +467,7 @@ class StrictHandler {
     Frame& f = frames_[depth_++];
     f.object = object;
     f.index = 0;
-    f.hashes.clear();
+    f.names.clear();
     f.keys.clear();
   }
   // A value is complete: the next element of an array (the next key names an object's).
@@ -457,7 +483,7 @@ class StrictHandler {
     const std::size_t n = to_value ? depth_ : depth_ - 1;
     for (std::size_t i = 0; i < n; ++i) {
       const Frame& f = frames_[i];
-      out.push_back(f.object ? f.keys.back() : std::to_string(f.index));
+      out.push_back(f.object ? std::string(f.lastKey()) : std::to_string(f.index));
     }
     return out;
   }
@@ -476,7 +502,6 @@ class StrictHandler {
   std::vector<JsonValueProblem>* collect_;
   std::vector<Frame> frames_;
   std::size_t depth_ = 0;
-  std::string key_;     // a key read in parts
   std::string number_;  // a number read in parts
 };
 

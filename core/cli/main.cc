@@ -320,7 +320,8 @@ int main(int argc, char** argv) {
   recover_cursors->add_option("-c,--config", recover_config, "The daemon's configuration")->required();
   auto* recover_privacy = recover->add_subcommand(
       "privacy", "privacy.db missing, empty or corrupt: rebuild it from the audit log");
-  recover_privacy->add_option("-c,--config", recover_config, "The daemon's configuration")->required();
+  recover_privacy->add_option("-c,--config", recover_config, "The daemon's configuration")
+      ->required();
   bool accept_loss = false;
   recover_privacy->add_flag("--accept-loss", accept_loss,
                             "Without an audit log: start with no regulations (audited)");

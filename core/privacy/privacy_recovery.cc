@@ -172,8 +172,8 @@ sdk::Status checkPrivacyStoreFile(const fs::path& storage_dir) {
   }
   return sdk::makeError(
       sdk::ErrorCode::Internal,
-      "privacy store " + db.string() + " is " + damage + ", but storage.path already holds state (" +
-          list + "): it was lost, this is not a first start, and starting would deliver "
+      "privacy store " + db.string() + " is " + damage +
+          ", but storage.path already holds state (" + list + "): it was lost, this is not a first start, and starting would deliver "
           "suppressed and deleted people's events again. Stop here; " + recoverCommand() +
           " rebuilds it from the audit log");
 }

@@ -333,7 +333,8 @@ std::size_t keyHash(std::string_view key) noexcept {
   std::uint64_t tail = 0;
   std::memcpy(&head, key.data(), std::min<std::size_t>(n, 8));
   if (n > 8) {
-    std::memcpy(&tail, key.data() + n - std::min<std::size_t>(n - 8, 8), std::min<std::size_t>(n - 8, 8));
+    const std::size_t m = std::min<std::size_t>(n - 8, 8);
+    std::memcpy(&tail, key.data() + n - m, m);
   }
   return static_cast<std::size_t>(((head ^ (tail << 31 | tail >> 33)) + n) * 0x9E3779B97F4A7C15ULL);
 }

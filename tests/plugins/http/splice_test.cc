@@ -218,10 +218,12 @@ class EventGenerator {
   }
 
   EnrichInput input() {
+    // EnrichInput holds views: the address lives in the generator, like sent_at_.
+    client_ip_ = oneOf({"203.0.113.7", "", "::1"});
     EnrichInput in = makeInput(
         pick(3) == 0 ? ClientIpPolicy::Keep
                      : (pick(2) == 0 ? ClientIpPolicy::Drop : ClientIpPolicy::Truncate),
-        oneOf({"203.0.113.7", "", "::1"}));
+        client_ip_);
     in.received_at_ms = kNow + pick(100000);
     if (pick(4) == 0) {
       in.forced_type = sdk::EventType::Track;
@@ -288,6 +290,7 @@ class EventGenerator {
 
   std::mt19937 rng_;
   std::string sent_at_;
+  std::string client_ip_;
 };
 
 TEST(SpliceTest, RandomEventsMatchTheTreePath) {

@@ -286,14 +286,15 @@ TEST(FakeWebhookTest, WithoutRecordingMemoryStaysFlat) {
 // Benchmarks push ~250k events/s through one receiver thread; this checks the order of
 // magnitude (a DOM per request would be several times slower), with a bound loose enough for a
 // busy 2-core machine.
-TEST(FakeWebhookTest, KeepsUpWithBenchmarkRates) {
+// Benchmark-sized traffic without keeping bodies: every event counted once, nothing recorded.
+// (Its speed is measured by tests/bench/webhook_bench and vendor_bench, not here.)
+TEST(FakeWebhookTest, CountsBenchmarkSizedTrafficWithoutKeepingIt) {
   auto options = signedOptions();
   options.record_requests = false;
   options.keep_event_json = false;
   FakeWebhookReceiver receiver(options);
   constexpr int kRequests = 200;
   constexpr int kPerBatch = 500;
-  std::vector<RecordedRequest> requests;
   for (int r = 0; r < kRequests; ++r) {
     std::string body = R"({"batch":[)";
     for (int i = 0; i < kPerBatch; ++i) {
@@ -308,19 +309,12 @@ TEST(FakeWebhookTest, KeepsUpWithBenchmarkRates) {
           R"("timestamp":"2026-01-01T00:00:00.000Z","receivedAt":"2026-01-01T00:00:00.010Z"})";
     }
     body += "]}";
-    requests.push_back(post(std::move(body)));
+    ASSERT_EQ(receiver.answer(post(std::move(body))).status, 200);
   }
-  const auto start = std::chrono::steady_clock::now();
-  for (const auto& request : requests) {
-    ASSERT_EQ(receiver.answer(request).status, 200);
-  }
-  const double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  const double rate = kRequests * kPerBatch / seconds;
-  std::printf("fake webhook receiver: %.0f events/s (%d batches of %d)\n", rate, kRequests,
-              kPerBatch);
   EXPECT_EQ(receiver.eventCount(), static_cast<std::size_t>(kRequests * kPerBatch));
-  EXPECT_GT(rate, 100000.0);
+  EXPECT_EQ(receiver.duplicateCount(), 0u);
+  EXPECT_TRUE(receiver.requests().empty());
+  EXPECT_FALSE(receiver.event("bench-0-0").has_value() && !receiver.event("bench-0-0")->json.empty());
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 #include <boost/json.hpp>
 
 #include "junction/sdk/event.h"
+#include "junction/sdk/json.h"
 
 namespace junction::core::ingest {
 
@@ -28,6 +29,7 @@ void Ingest::emit(const std::string& source_id, std::vector<sdk::Event> events,
     return;
   }
   const std::int64_t now = clock_.nowMs();
+  std::size_t unwritable = 0;
   for (auto& event : events) {
     const sdk::EventHeader& h = event.header();
     if (h.source_id == source_id && !h.message_id.empty() && h.received_at_ms != 0) {
@@ -43,12 +45,28 @@ void Ingest::emit(const std::string& source_id, std::vector<sdk::Event> events,
       header.message_id = sdk::makeUuidV4();
       json::object object = event.body();
       object["messageId"] = header.message_id;
-      body = json::serialize(object);
+      auto text = sdk::serialize(object);
+      if (!text) {
+        // A body JSON cannot write (a number out of range that a source let through): refused
+        // here, counted and logged, rather than queued as text no destination could read.
+        ++unwritable;
+        event = sdk::Event();
+        continue;
+      }
+      body = std::move(text).value();
     }
     if (header.timestamp_ms == 0) {
       header.timestamp_ms = header.received_at_ms;
     }
     event = sdk::Event(std::move(header), std::move(body));
+  }
+  if (unwritable > 0) {
+    rejected("invalid").inc(unwritable);
+    std::erase_if(events, [](const sdk::Event& e) { return e.messageId().empty(); });
+    if (events.empty()) {
+      done(sdk::EmitResult{{}, {}, 0, 0});  // accepted 0: the source sees that none was queued
+      return;
+    }
   }
   std::size_t suppressed = 0;
   if (privacy_ != nullptr) {

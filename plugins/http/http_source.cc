@@ -265,6 +265,15 @@ void HttpSource::handleSettings(sdk::HttpRequest&& request, sdk::HttpResponder r
     }
   } else {
     host = std::string(request.headers.get("Host"));
+    // host[:port] or [v6]:port only: anything else is not where a browser could send events.
+    const bool plain_host = !host.empty() && host.size() <= 255 &&
+                            host.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                                   "0123456789.-:[]") == std::string::npos;
+    if (!plain_host) {
+      answer(sdk::HttpResponse::json(400, errorBody("a Host header naming this server is needed "
+                                                    "(or set the source's public_url)")));
+      return;
+    }
     if (std::string_view proto = request.headers.get("X-Forwarded-Proto");
         config_.trust_forwarded_for && (proto == "https" || proto == "http")) {
       protocol = std::string(proto);
@@ -293,7 +302,15 @@ void HttpSource::handleSettings(sdk::HttpRequest&& request, sdk::HttpResponder r
       {"remotePlugins", json::array()},
   };
   sdk::HttpResponse r = sdk::HttpResponse::json(200, json::serialize(settings));
-  r.headers.set("Cache-Control", "public, max-age=300");
+  if (config_.public_url.empty()) {
+    // The answer names the Host it was asked by: a shared cache (CDN, proxy) must not hand one
+    // client's Host to everyone, or a request with a forged Host would point every browser's
+    // events elsewhere.
+    r.headers.set("Cache-Control", "private, max-age=300");
+    r.headers.set("Vary", "Host, X-Forwarded-Proto");
+  } else {
+    r.headers.set("Cache-Control", "public, max-age=300");
+  }
   answer(std::move(r));
 }
 

@@ -500,9 +500,19 @@ TEST_F(HttpSourceTest, SettingsForAnalyticsJs) {
   EXPECT_EQ(seg.at("apiHost"), "127.0.0.1:8080/v1");
   EXPECT_EQ(seg.at("protocol"), "http");
   EXPECT_EQ(seg.at("apiKey"), "key-old");
+  // Built from the request's Host: no shared cache may keep it for other clients.
+  EXPECT_EQ(r->headers.get("Cache-Control"), "private, max-age=300");
+  EXPECT_EQ(r->headers.get("Vary"), "Host, X-Forwarded-Proto");
   auto bad = ctx_->call("GET", "/v1/projects/nope/settings", "", h);
   ASSERT_TRUE(bad.ok());
   EXPECT_EQ(bad->status, 401);
+  for (const char* forged : {"", "evil.example/x", "evil.example\"><script>", "a b"}) {
+    sdk::HttpHeaders f;
+    f.set("Host", forged);
+    auto refused = ctx_->call("GET", "/v1/projects/key-old/settings", "", f);
+    ASSERT_TRUE(refused.ok());
+    EXPECT_EQ(refused->status, 400) << forged;
+  }
 
   start(HttpSourceConfig{.write_keys = {"k"}, .public_url = "https://cdp.example.com/"});
   auto pub = ctx_->call("GET", "/v1/projects/k/settings", "", h);
@@ -511,6 +521,7 @@ TEST_F(HttpSourceTest, SettingsForAnalyticsJs) {
   const auto& seg2 = settings2.at("integrations").at("Segment.io");
   EXPECT_EQ(seg2.at("apiHost"), "cdp.example.com/v1");
   EXPECT_EQ(seg2.at("protocol"), "https");
+  EXPECT_EQ(pub->headers.get("Cache-Control"), "public, max-age=300");  // the same for everyone
 }
 
 TEST_F(HttpSourceTest, TelemetryIsAcceptedAndCounted) {

@@ -141,7 +141,25 @@ sdk::Status Daemon::openPrivacy() {
     return store.error();
   }
   privacy_ = std::move(store).value();
-  auto audit = privacy::AuditLog::open((dir / "audit.log").string(), clock_);
+  // A tampered or damaged audit log is said loudly at every start (and kept as a gauge), but
+  // does not stop the daemon: new entries still chain onto the last line.
+  const std::string audit_file = (dir / "audit.log").string();
+  auto& audit_ok = metrics_.gauge("junction_audit_log_verified",
+                                  "1 when the audit log's hash chain verified at start, else 0");
+  audit_ok.set(1);
+  if (std::filesystem::exists(audit_file)) {
+    auto verified = privacy::verifyAuditLog(audit_file);
+    if (!verified.ok) {
+      audit_ok.set(0);
+      log_.error("audit log does not verify: it was altered or damaged",
+                 {{"file", audit_file},
+                  {"line", verified.bad_line},
+                  {"problem", verified.problem},
+                  {"entries_verified", verified.entries},
+                  {"check", "junction audit verify --config " + config_.file}});
+    }
+  }
+  auto audit = privacy::AuditLog::open(audit_file, clock_);
   if (!audit) {
     return audit.error();
   }

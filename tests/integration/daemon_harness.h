@@ -163,18 +163,25 @@ class DaemonProcess {
       int status = 0;
       if (::waitpid(pid_, &status, WNOHANG) == pid_) {
         pid_ = -1;
+        exit_ = WIFEXITED(status)     ? "exited with status " + std::to_string(WEXITSTATUS(status))
+                : WIFSIGNALED(status) ? "killed by signal " + std::to_string(WTERMSIG(status))
+                                      : "stopped";
         return WIFEXITED(status) && WEXITSTATUS(status) == 0;
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
+    exit_ = "still running after the timeout: killed";
     kill();
     return false;
   }
+  // How the last terminate() ended, for failure messages.
+  const std::string& exitDescription() const { return exit_; }
 
   bool running() const { return pid_ > 0; }
   std::string log() const { return readFile(log_file_); }
 
  private:
+  std::string exit_;
   fs::path config_;
   fs::path log_file_;
   pid_t pid_ = -1;

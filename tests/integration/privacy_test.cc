@@ -261,7 +261,7 @@ TEST_F(PrivacyTest, SuppressDeleteAndTheAuditLog) {
   EXPECT_EQ(http_->request("GET", "/v1/regulations/reg_missing", "", kAuth).status, 404);
 
   // Regulations persist across restarts.
-  ASSERT_TRUE(daemon_.terminate()) << daemon_.log();
+  ASSERT_TRUE(daemon_.terminate()) << daemon_.exitDescription() << "\n" << daemon_.log();
   auto port = daemon_.start(dir_.path() / "junctiond.2.log");
   ASSERT_TRUE(port) << daemon_.log();
   http_->setPort(*port);
@@ -299,6 +299,15 @@ TEST_F(PrivacyTest, SuppressDeleteAndTheAuditLog) {
   EXPECT_EQ(bad_status, 1) << bad_output;
   const auto line = 1 + std::count(tampered.begin(), tampered.begin() + static_cast<long>(at), '\n');
   EXPECT_THAT(bad_output, HasSubstr("audit.log:" + std::to_string(line) + ":"));
+
+  // The daemon (stopped above) checks the chain at every start: it says so at ERROR, naming
+  // the line, and exposes it as a gauge, but runs.
+  auto restarted = daemon_.start(dir_.path() / "junctiond.4.log");
+  ASSERT_TRUE(restarted) << daemon_.log();
+  http_ = std::make_unique<HttpClient>(*restarted);
+  EXPECT_THAT(daemon_.log(), HasSubstr("audit log does not verify"));
+  EXPECT_THAT(daemon_.log(), HasSubstr("line=" + std::to_string(line)));
+  EXPECT_THAT(metrics(), HasSubstr("\njunction_audit_log_verified 0\n"));
 }
 
 }  // namespace

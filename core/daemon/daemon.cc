@@ -301,6 +301,29 @@ sdk::Status Daemon::start() {
   } else {
     status = lock.error();
   }
+  // The address first: a port in use (or a TLS file that does not load) fails the start before
+  // the queue is opened or the audit log written. Connections wait in the backlog until every
+  // part is up and the server accepts, at the end.
+  if (status.ok()) {
+    http::ServerOptions options;
+    options.host = config_.server.host;
+    options.port = config_.server.port;
+    options.max_body_bytes = config_.server.max_body_bytes;
+    options.request_timeout = config_.server.request_timeout;
+    options.idle_timeout = config_.server.idle_timeout;
+    options.max_connections = static_cast<std::size_t>(config_.server.max_connections);
+    options.health_reserve = static_cast<std::size_t>(config_.server.health_reserve);
+    options.max_connections_per_client =
+        static_cast<std::size_t>(config_.server.max_connections_per_client);
+    options.tls_cert_file = config_.server.tls_cert_file;
+    options.tls_key_file = config_.server.tls_key_file;
+    std::vector<asio::io_context*> contexts;
+    for (auto& io : io_) {
+      contexts.push_back(io.get());
+    }
+    server_ = std::make_unique<http::Server>(contexts, router_, options, log_, metrics_);
+    status = server_->bind();
+  }
   if (status.ok()) {
     status = openPrivacy();
   }
@@ -321,24 +344,7 @@ sdk::Status Daemon::start() {
     status = startRegulations();
   }
   if (status.ok()) {
-    http::ServerOptions options;
-    options.host = config_.server.host;
-    options.port = config_.server.port;
-    options.max_body_bytes = config_.server.max_body_bytes;
-    options.request_timeout = config_.server.request_timeout;
-    options.idle_timeout = config_.server.idle_timeout;
-    options.max_connections = static_cast<std::size_t>(config_.server.max_connections);
-    options.health_reserve = static_cast<std::size_t>(config_.server.health_reserve);
-    options.max_connections_per_client =
-        static_cast<std::size_t>(config_.server.max_connections_per_client);
-    options.tls_cert_file = config_.server.tls_cert_file;
-    options.tls_key_file = config_.server.tls_key_file;
-    std::vector<asio::io_context*> contexts;
-    for (auto& io : io_) {
-      contexts.push_back(io.get());
-    }
-    server_ = std::make_unique<http::Server>(contexts, router_, options, log_, metrics_);
-    status = server_->listen();
+    server_->startAccepting();
   }
   if (!status.ok()) {
     log_.error("start-up failed", {{"error", status.message()}});

@@ -155,6 +155,18 @@ Server::Server(std::vector<asio::io_context*> contexts, const Router& router,
 Server::~Server() = default;
 
 sdk::Status Server::listen() {
+  if (auto s = bind(); !s.ok()) {
+    return s;
+  }
+  startAccepting();
+  return {};
+}
+
+void Server::startAccepting() {
+  asio::co_spawn(acceptor_.get_executor(), acceptLoop(), asio::detached);
+}
+
+sdk::Status Server::bind() {
   boost::system::error_code ec;
   if (options_.tls_cert_file.empty() != options_.tls_key_file.empty()) {
     return sdk::makeError(sdk::ErrorCode::InvalidArgument,
@@ -199,7 +211,6 @@ sdk::Status Server::listen() {
                                                            ec.message());
   }
   bound_port_ = acceptor_.local_endpoint().port();
-  asio::co_spawn(acceptor_.get_executor(), acceptLoop(), asio::detached);
   return {};
 }
 

@@ -68,6 +68,11 @@ class Server {
   // Loads the TLS certificate and key (when configured), binds and starts accepting. Fails with
   // the OS's reason (e.g. address in use) or OpenSSL's (unreadable or mismatched cert/key).
   sdk::Status listen();
+  // listen() in two steps: `bind` takes the address (and loads TLS) without accepting, so a
+  // daemon can fail on a port in use before it touches its state; connections wait in the
+  // kernel's backlog until `startAccepting`.
+  sdk::Status bind();
+  void startAccepting();
   std::uint16_t port() const noexcept { return bound_port_; }
 
   // Stops accepting; closes idle keep-alive connections; busy ones close after their response.

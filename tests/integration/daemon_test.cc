@@ -581,6 +581,12 @@ TEST(DaemonTest, PortInUseIsReportedAndExits1) {
   auto r = run(kJunctiond, {"--config", file.string()}, other.path());
   EXPECT_EQ(r.code, 1);
   EXPECT_THAT(r.err, HasSubstr("cannot listen on 127.0.0.1:" + std::to_string(first.port())));
+  // Refused before it touched any state: no audit entry of a start that never happened, no
+  // queue, no cursor file.
+  const std::string audit = readFile(other.path() / "data" / "audit.log");
+  EXPECT_THAT(audit, Not(HasSubstr("daemon_start"))) << audit;
+  EXPECT_FALSE(fs::exists(other.path() / "data" / "queue"));
+  EXPECT_FALSE(fs::exists(other.path() / "data" / "cursors"));
 }
 
 // ---------------------------------------------------------------------------------------------

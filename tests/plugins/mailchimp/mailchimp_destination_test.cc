@@ -1,0 +1,318 @@
+// The mailchimp destination: its option table, the exact requests it builds (validated against
+// Mailchimp's JSON Schemas), and its behaviour against the fake Mailchimp over loopback (single
+// and batch upserts, batch errors, member events and tags, 429, 5xx, 401, timeouts, garbage, the
+// connection limit, erasure).
+
+#include "mailchimp_destination.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <boost/json.hpp>
+#include <atomic>
+#include <thread>
+
+#include "junction/sdk/crypto.h"
+#include "junction/sdk/testing/fake_context.h"
+#include "junction/sdk/testing/scripted_http_server.h"
+#include "tests/fakes/mailchimp/fake_mailchimp.h"
+
+namespace junction::plugins::mailchimp {
+namespace {
+
+namespace json = boost::json;
+using junction::tests::fakes::FakeMailchimp;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::Not;
+using namespace std::chrono_literals;
+
+sdk::Event event(const std::string& text) {
+  auto e = sdk::makeEvent(json::parse(text).as_object(), "web");
+  EXPECT_TRUE(e) << text;
+  auto h = e->header();
+  h.message_id = "m-" + h.user_id;
+  h.timestamp_ms = 1'767'225'600'000;  // 2026-01-01T00:00:00Z
+  return sdk::Event(h, std::string(e->json()));
+}
+
+sdk::Event identify(int i, const std::string& email = "", const std::string& extra = "") {
+  return event(R"({"type":"identify","userId":"u)" + std::to_string(i) + R"(","traits":{"email":")" +
+               (email.empty() ? "Person" + std::to_string(i) + "@Example.com" : email) +
+               R"(","first_name":"Ada","last_name":"Lovelace","phone":"+44 1","birthday":"1990-04-01")" +
+               extra + "}}");
+}
+
+sdk::Event track(int i, const std::string& name = "Cart Abandoned") {
+  return event(R"({"type":"track","userId":"u)" + std::to_string(i) + R"(","event":")" + name +
+               R"(","context":{"traits":{"email":"person)" + std::to_string(i) +
+               R"(@example.com"}},"properties":{"cart_id":"c-1","value":42.5,"items":[1,2]}})");
+}
+
+MailchimpConfig config(const std::string& base_url, const std::string& api_key,
+                       const std::string& list_id, json::object extra = {}) {
+  json::object c{{"api_key", api_key},        {"list_id", list_id},   {"base_url", base_url},
+                 {"status_if_new", "subscribed"}, {"tags_trait", ""},  {"mapping", json::object{}},
+                 {"batch_size", 500},          {"max_connections", 10}, {"timeout", 2000}};
+  for (const auto& [k, v] : extra) {
+    c[k] = v;
+  }
+  return mailchimpOptions().bind(c);
+}
+
+TEST(MailchimpOptionsTest, TableDefaultsSecretsAndValidation) {
+  const auto specs = mailchimpOptions().specs();
+  auto spec = [&](const std::string& key) {
+    return *std::find_if(specs.begin(), specs.end(), [&](const auto& s) { return s.key == key; });
+  };
+  EXPECT_TRUE(spec("api_key").required);
+  EXPECT_TRUE(spec("api_key").secret);
+  EXPECT_TRUE(spec("list_id").required);
+  EXPECT_EQ(spec("status_if_new").default_value, json::value("subscribed"));
+  EXPECT_EQ(spec("max_connections").max, 10.0);
+  EXPECT_TRUE(sdk::checkOptionTable(specs).empty());
+  EXPECT_FALSE(sdk::normalizeOption(spec("status_if_new"), json::value("cleaned")));
+  EXPECT_FALSE(sdk::normalizeOption(spec("batch_size"), json::value(501)));
+
+  EXPECT_EQ(baseUrlForKey("0123456789abcdef0123456789abcdef-us6"), "https://us6.api.mailchimp.com/3.0");
+  EXPECT_EQ(baseUrlForKey("nodatacenter"), "");
+  auto no_dc = config("", "secret-key-without-dc", "abc");
+  no_dc.api_key = "nodatacenter";
+  auto errors = no_dc.validate();
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_EQ(errors[0].key, "api_key");
+  EXPECT_THAT(errors[0].message, Not(HasSubstr("nodatacenter")));  // never echo a secret
+  auto bad = config("ftp://x", "k-us1", "", json::object{{"mapping", json::object{{"A.B", "traits.x"}, {"C", 5}}}});
+  std::vector<std::string> keys;
+  for (const auto& e : bad.validate()) {
+    keys.push_back(e.key);
+  }
+  EXPECT_THAT(keys, ::testing::UnorderedElementsAre("base_url", "list_id", "mapping.C", "mapping.A.B"));
+}
+
+TEST(MailchimpRequestsTest, RequestsAreExactAndPassMailchimpsSchemas) {
+  auto mapping = sdk::FieldMapping::parse(defaultMapping(), {});
+  ASSERT_TRUE(mapping);
+  auto c = config("https://us6.api.mailchimp.com/3.0", "k-us6", "list1");
+  std::vector<sdk::Event> batch{identify(1), identify(2), identify(3, "person1@example.com")};
+
+  auto single = buildUpserts(batch, {0}, {"person1@example.com"}, *mapping, c);
+  ASSERT_EQ(single.size(), 1u);
+  EXPECT_EQ(single[0].method, "PUT");
+  EXPECT_EQ(single[0].path, "/lists/list1/members/" + sdk::md5Hex("person1@example.com"));
+  EXPECT_EQ(single[0].body,
+            R"({"email_address":"person1@example.com","status_if_new":"subscribed","merge_fields":{"FNAME":"Ada","LNAME":"Lovelace","PHONE":"+44 1","BIRTHDAY":"04/01"}})");
+  EXPECT_THAT(FakeMailchimp::validate("putListsIdMembersId", json::parse(single[0].body)), IsEmpty());
+
+  auto several = buildUpserts(batch, {0, 1, 2},
+                              {"person1@example.com", "person2@example.com", "person1@example.com"},
+                              *mapping, c);
+  ASSERT_EQ(several.size(), 2u);  // the second person1 goes to a request of its own
+  EXPECT_EQ(several[0].method, "POST");
+  EXPECT_EQ(several[0].path, "/lists/list1");
+  EXPECT_EQ(several[0].events, (std::vector<std::size_t>{0, 1}));
+  const auto body = json::parse(several[0].body).as_object();
+  EXPECT_EQ(body.at("update_existing"), true);
+  EXPECT_EQ(body.at("members").as_array().size(), 2u);
+  EXPECT_EQ(body.at("members").as_array()[1].at("email_address"), "person2@example.com");
+  EXPECT_FALSE(body.at("members").as_array()[0].as_object().contains("status"))
+      << "an existing member's status is never changed";
+  EXPECT_THAT(FakeMailchimp::validate("postListsId", json::parse(several[0].body)), IsEmpty());
+
+  auto e = buildMemberEvent(track(7), 3, "person7@example.com", "list1");
+  EXPECT_EQ(e.path, "/lists/list1/members/" + sdk::md5Hex("person7@example.com") + "/events");
+  EXPECT_EQ(e.body,
+            R"({"name":"Cart_Abandoned","properties":{"cart_id":"c-1","value":"42.5","items":"[1,2]"},"occurred_at":"2026-01-01T00:00:00.000Z"})");
+  EXPECT_THAT(FakeMailchimp::validate("postListMemberEvents", json::parse(e.body)), IsEmpty());
+  // The schema check itself refuses what Mailchimp would.
+  EXPECT_THAT(FakeMailchimp::validate("postListMemberEvents", json::parse(R"({"properties":{}})")),
+              Not(IsEmpty()));
+
+  EXPECT_EQ(eventName("Order Completed!"), "Order_Completed");
+  EXPECT_EQ(eventName("a"), "");
+  EXPECT_EQ(eventName(std::string(40, 'x')).size(), 30u);
+}
+
+class MailchimpDestinationTest : public ::testing::Test {
+ protected:
+  MailchimpConfig cfg(json::object extra = {}) {
+    return config(fake_.baseUrl(), fake_.apiKey(), fake_.listId(), std::move(extra));
+  }
+  std::vector<sdk::Outcome> deliver(std::vector<sdk::Event> batch, json::object extra = {}) {
+    MailchimpDestination dest(cfg(std::move(extra)), ctx_);
+    return dest.deliver(batch);
+  }
+
+  FakeMailchimp fake_;
+  sdk::testing::FakeDestinationContext ctx_;
+};
+
+TEST_F(MailchimpDestinationTest, MembersEventsAndTagsLandAndOtherTypesAreSkipped) {
+  auto one = deliver({identify(1, "", R"(,"tags":["vip","Beta"])")},
+                     json::object{{"tags_trait", "traits.tags"}});
+  ASSERT_TRUE(one[0].isDelivered()) << one[0].reason;
+  auto outcomes = deliver({identify(2), identify(3, "", R"(,"tags":"a, b")"), track(1),
+                           event(R"({"type":"page","userId":"u9","name":"Home"})")},
+                          json::object{{"tags_trait", "traits.tags"}});
+  for (const auto& o : outcomes) {
+    EXPECT_TRUE(o.isDelivered()) << o.reason;
+  }
+  EXPECT_EQ(fake_.memberCount(), 3u);
+  auto m = fake_.member("PERSON1@example.com");
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->status, "subscribed");
+  EXPECT_EQ(m->merge_fields.at("FNAME"), "Ada");
+  EXPECT_EQ(m->tags, (std::vector<std::string>{"vip", "Beta"}));
+  EXPECT_EQ(fake_.member("person3@example.com")->tags, (std::vector<std::string>{"a", "b"}));
+  ASSERT_EQ(fake_.memberEventCount(), 1u);
+  EXPECT_EQ(fake_.memberEvents()[0].name, "Cart_Abandoned");
+  EXPECT_EQ(fake_.memberEvents()[0].properties.at("value"), "42.5");
+  EXPECT_EQ(ctx_.metrics().counterValue("junction_mailchimp_skipped_total", {{"type", "page"}}), 1u);
+  EXPECT_THAT(fake_.schemaViolations(), IsEmpty());
+}
+
+TEST_F(MailchimpDestinationTest, AnUnsubscribedMemberStaysUnsubscribed) {
+  fake_.addMember("person1@example.com", "unsubscribed");
+  fake_.addMember("person2@example.com", "unsubscribed");
+  ASSERT_TRUE(deliver({identify(1)})[0].isDelivered());
+  auto both = deliver({identify(2), identify(3)});
+  ASSERT_TRUE(both[0].isDelivered());
+  EXPECT_EQ(fake_.member("person1@example.com")->status, "unsubscribed");
+  EXPECT_EQ(fake_.member("person2@example.com")->status, "unsubscribed");
+  EXPECT_EQ(fake_.member("person3@example.com")->status, "subscribed");
+}
+
+TEST_F(MailchimpDestinationTest, AThousandPeopleTakeTwoRequests) {
+  std::vector<sdk::Event> batch;
+  for (int i = 0; i < 1000; ++i) {
+    batch.push_back(identify(i));
+  }
+  std::size_t delivered = 0;
+  for (std::size_t first = 0; first < batch.size(); first += 500) {  // the plugin's default
+    MailchimpDestination dest(cfg(), ctx_);
+    std::vector<sdk::Event> part(batch.begin() + static_cast<long>(first),
+                                 batch.begin() + static_cast<long>(first + 500));
+    for (const auto& o : dest.deliver(part)) {
+      delivered += o.isDelivered() ? 1 : 0;
+    }
+  }
+  EXPECT_EQ(delivered, 1000u);
+  EXPECT_EQ(fake_.memberCount(), 1000u);
+  EXPECT_EQ(fake_.requestCount(), 2u);  // the issue's bound: 3
+}
+
+TEST_F(MailchimpDestinationTest, BatchErrorsFailOnlyTheirMembers) {
+  auto outcomes = deliver({identify(1), identify(2, "not-an-email"), identify(3)});
+  EXPECT_TRUE(outcomes[0].isDelivered());
+  EXPECT_EQ(outcomes[1].kind, sdk::Outcome::Kind::Failed);
+  EXPECT_THAT(outcomes[1].reason, HasSubstr("looks fake or invalid"));
+  EXPECT_THAT(outcomes[1].reason, HasSubstr("ERROR_GENERIC"));
+  EXPECT_TRUE(outcomes[2].isDelivered());
+  // A 200 that names a member nowhere: retried, not taken for delivered.
+  fake_.failNext(1, 200, R"({"new_members":[],"updated_members":[],"errors":[],"total_created":0})");
+  auto silent = deliver({identify(4), identify(5)});
+  EXPECT_EQ(silent[0].kind, sdk::Outcome::Kind::Retry);
+  EXPECT_THAT(silent[0].reason, HasSubstr("neither added, updated nor refused"));
+}
+
+TEST_F(MailchimpDestinationTest, NoEmailOrNoMemberFailWithAClearReason) {
+  auto outcomes = deliver({event(R"({"type":"identify","userId":"u1","traits":{"name":"x"}})")});
+  EXPECT_EQ(outcomes[0].kind, sdk::Outcome::Kind::Failed);
+  EXPECT_THAT(outcomes[0].reason, HasSubstr("no email"));
+  auto not_member = deliver({track(8)});
+  EXPECT_EQ(not_member[0].kind, sdk::Outcome::Kind::Failed);
+  EXPECT_THAT(not_member[0].reason, HasSubstr("not a member of the audience"));
+}
+
+TEST_F(MailchimpDestinationTest, A429ThrottlesAndStopsTheCallsOtherRequests) {
+  ASSERT_TRUE(deliver({identify(1)})[0].isDelivered());
+  fake_.failNext(1, 429,
+                 R"({"type":"https://mailchimp.com/developer/marketing/docs/errors/","title":"Too Many Requests","status":429,"detail":"You have exceeded the limit of 10 simultaneous connections.","instance":"x"})",
+                 {{"Retry-After", "3"}});
+  auto outcomes = deliver({identify(2), track(1)});
+  EXPECT_EQ(outcomes[0].kind, sdk::Outcome::Kind::Retry);
+  EXPECT_EQ(outcomes[0].retry_after, 3s);
+  EXPECT_THAT(outcomes[0].reason, HasSubstr("simultaneous connections"));
+  EXPECT_EQ(outcomes[1].kind, sdk::Outcome::Kind::Retry);
+  EXPECT_EQ(ctx_.throttles(), (std::vector<std::chrono::milliseconds>{3s}));
+  EXPECT_EQ(fake_.memberEventCount(), 0u);
+}
+
+TEST_F(MailchimpDestinationTest, ServerErrorsRetryAKeyRefusedFailsAndGarbageRetries) {
+  fake_.failNext(1, 503, "<html>maintenance</html>");
+  EXPECT_EQ(deliver({identify(1), identify(2)})[0].kind, sdk::Outcome::Kind::Retry);
+
+  MailchimpConfig wrong = cfg();
+  wrong.api_key = "ffffffffffffffffffffffffffffffff-us6";
+  MailchimpDestination bad(wrong, ctx_);
+  std::vector<sdk::Event> one{identify(1)};
+  auto o401 = bad.deliver(one);
+  EXPECT_EQ(o401[0].kind, sdk::Outcome::Kind::Failed);
+  EXPECT_THAT(o401[0].reason, HasSubstr("authentication failed"));
+  EXPECT_THAT(o401[0].reason, HasSubstr("API Key Invalid"));
+  EXPECT_THAT(o401[0].reason, Not(HasSubstr("ffffffff")));
+
+  fake_.failNext(1, 200, "<<not json>>");
+  auto garbage = deliver({identify(3), identify(4)});
+  EXPECT_EQ(garbage[0].kind, sdk::Outcome::Kind::Retry);
+  EXPECT_THAT(garbage[0].reason, HasSubstr("not JSON"));
+}
+
+TEST_F(MailchimpDestinationTest, ASlowVendorTimesOutAndAnOutageLosesNothing) {
+  fake_.setDelay(3s);
+  EXPECT_EQ(deliver({identify(1)})[0].kind, sdk::Outcome::Kind::Retry);  // timeout: 2 s
+  fake_.setDelay(0ms);
+  fake_.setDown(true);
+  EXPECT_EQ(deliver({identify(2)})[0].kind, sdk::Outcome::Kind::Retry);
+  fake_.setDown(false);
+  EXPECT_TRUE(deliver({identify(2)})[0].isDelivered());
+  EXPECT_TRUE(fake_.member("person2@example.com"));
+}
+
+TEST(MailchimpConnectionsTest, AtMostMaxConnectionsRequestsAreInFlight) {
+  sdk::testing::ScriptedHttpServer server;
+  std::atomic<int> in_flight{0};
+  std::atomic<int> most{0};
+  // Answers after 150 ms; the responder runs when the request arrives, the delay after it.
+  server.when("PUT", "/3.0/lists/l1/members/", sdk::testing::PathMatch::Prefix)
+      .respond([&](const sdk::testing::RecordedRequest&) {
+        int now = ++in_flight;
+        most = std::max(most.load(), now);
+        return sdk::HttpResponse::json(200, "{}");
+      })
+      .delay(150ms);
+  sdk::testing::FakeDestinationContext ctx;
+  auto c = config(server.baseUrl() + "/3.0", "k-us6", "l1", json::object{{"max_connections", 3}});
+  MailchimpDestination dest(c, ctx);
+  std::vector<std::thread> threads;
+  std::atomic<int> delivered{0};
+  for (int i = 0; i < 9; ++i) {
+    threads.emplace_back([&, i] {
+      std::vector<sdk::Event> one{identify(i)};
+      delivered += dest.deliver(one)[0].isDelivered() ? 1 : 0;
+      --in_flight;
+    });
+  }
+  for (auto& t : threads) {
+    t.join();
+  }
+  EXPECT_EQ(delivered.load(), 9);
+  EXPECT_LE(most.load(), 3) << "requests in flight past max_connections";
+}
+
+TEST_F(MailchimpDestinationTest, ErasureDeletesTheMemberPermanently) {
+  ASSERT_TRUE(deliver({identify(1)})[0].isDelivered());
+  MailchimpDestination dest(cfg(), ctx_);
+  EXPECT_TRUE(dest.supportsErasure());
+  EXPECT_TRUE(dest.erase(sdk::Person{.user_id = "u1", .anonymous_id = "", .email = "Person1@Example.com"})
+                  .isDelivered());
+  EXPECT_FALSE(fake_.member("person1@example.com"));
+  EXPECT_EQ(fake_.deleted(), (std::vector<std::string>{"person1@example.com"}));
+  EXPECT_TRUE(dest.erase(sdk::Person{.user_id = "", .anonymous_id = "", .email = "person1@example.com"})
+                  .isDelivered());  // already gone
+  auto no_email = dest.erase(sdk::Person{.user_id = "u1", .anonymous_id = "", .email = ""});
+  EXPECT_EQ(no_email.kind, sdk::Outcome::Kind::Failed);
+}
+
+}  // namespace
+}  // namespace junction::plugins::mailchimp

@@ -1,9 +1,10 @@
 #include "mailchimp_destination.h"
 
-#include <boost/json.hpp>
 #include <algorithm>
+#include <boost/json.hpp>
 #include <cctype>
 #include <map>
+#include <optional>
 #include <set>
 #include <stdexcept>
 #include <unordered_map>
@@ -22,6 +23,9 @@ namespace {
 
 // Mailchimp's 429 says nothing of when to come back: a short pause, then the adaptive rate.
 constexpr std::chrono::milliseconds kDefaultRateLimitWait{5'000};
+// A batch member refused because the address "signed up to a lot of lists very recently" may
+// sign up later: Mailchimp gives no time, so this long.
+constexpr std::chrono::milliseconds kRecentSignupsWait{15 * 60 * 1'000};
 
 std::string lowerTrimmed(std::string_view s) {
   while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) {
@@ -47,6 +51,34 @@ json::value textValue(const json::value& v) {
   }
   auto text = sdk::serialize(v);
   return json::value(json::string_view(text ? *text : std::string()));
+}
+
+// An address merge field from the mapping's object (Mailchimp's parts, or Segment's `street` and
+// `postalCode` for addr1 and zip), its parts as text. Mailchimp takes an address whole or not at
+// all: nullopt unless addr1, city, state and zip all have a value, so that a partial address
+// leaves the field out instead of getting the whole member refused.
+std::optional<json::object> addressValue(const json::object& in) {
+  static const std::pair<const char*, const char*> kParts[] = {
+      {"addr1", "addr1"},    {"street", "addr1"},    {"addr2", "addr2"},
+      {"city", "city"},      {"state", "state"},     {"zip", "zip"},
+      {"postalCode", "zip"}, {"postal_code", "zip"}, {"country", "country"}};
+  json::object out;
+  for (const auto& [from, to] : kParts) {
+    const auto* v = in.if_contains(from);
+    if (v == nullptr || v->is_null() || v->is_object() || v->is_array() || out.contains(to)) {
+      continue;
+    }
+    json::value text = textValue(*v);
+    if (!text.get_string().empty()) {
+      out[to] = std::move(text);
+    }
+  }
+  for (const char* required : {"addr1", "city", "state", "zip"}) {
+    if (!out.contains(required)) {
+      return std::nullopt;
+    }
+  }
+  return out;
 }
 
 std::string clip(std::string text) {
@@ -79,7 +111,8 @@ std::vector<std::string> tagsAt(const json::object& body, const std::string& pat
     std::string_view text = v->get_string();
     for (std::size_t start = 0; start <= text.size();) {
       std::size_t comma = text.find(',', start);
-      add(text.substr(start, comma == std::string_view::npos ? std::string_view::npos : comma - start));
+      add(text.substr(start,
+                      comma == std::string_view::npos ? std::string_view::npos : comma - start));
       if (comma == std::string_view::npos) {
         break;
       }
@@ -120,7 +153,8 @@ const sdk::OptionTable<MailchimpConfig>& mailchimpOptions() {
           .defaultValue(""),
       option("mapping", &MailchimpConfig::mapping,
              "Merge fields from event paths, over the default mapping (FNAME, LNAME, PHONE, "
-             "BIRTHDAY); a merge field set to null is dropped")
+             "BIRTHDAY, ADDRESS.addr1/city/state/zip/country); a merge field set to null is "
+             "dropped")
           .defaultValue(json::object{}),
       option("batch_size", &MailchimpConfig::batch_size,
              "Members in one batch subscribe (Mailchimp takes at most 500)")
@@ -144,6 +178,13 @@ const json::object& defaultMapping() {
     m["LNAME"] = json::object{{"from", json::array{"traits.lastName", "traits.last_name"}}};
     m["PHONE"] = "traits.phone";
     m["BIRTHDAY"] = json::object{{"from", "traits.birthday"}, {"transform", "date:%m/%d"}};
+    // Segment's address trait to the audience's default address field (sent when complete).
+    m["ADDRESS.addr1"] = "traits.address.street";
+    m["ADDRESS.city"] = "traits.address.city";
+    m["ADDRESS.state"] = "traits.address.state";
+    m["ADDRESS.zip"] = json::object{
+        {"from", json::array{"traits.address.postalCode", "traits.address.postal_code"}}};
+    m["ADDRESS.country"] = "traits.address.country";
     return m;
   }();
   return mapping;
@@ -179,9 +220,12 @@ std::vector<sdk::OptionError> MailchimpConfig::validate() const {
     errors.push_back(std::move(e));
   }
   for (const auto& [field, spec] : mapping) {
-    if (std::string_view(field).find('.') != std::string_view::npos) {
+    const std::string_view name(field);
+    const auto dot = name.find('.');
+    if (dot != std::string_view::npos && name.find('.', dot + 1) != std::string_view::npos) {
       errors.push_back({"mapping." + std::string(field),
-                        "merge fields are flat: a merge tag cannot contain '.'"});
+                        "a merge field is a merge tag, or one part of an address merge field "
+                        "(like ADDRESS.city): at most one '.'"});
     }
   }
   return errors;
@@ -213,7 +257,11 @@ std::vector<Request> buildUpserts(std::span<const sdk::Event> batch,
   auto member = [&](std::size_t i) {
     json::object merge_fields;
     for (const auto& [name, value] : mapping.apply(batch[positions[i]].body())) {
-      if (!value.is_null()) {
+      if (value.is_object()) {
+        if (auto address = addressValue(value.get_object())) {
+          merge_fields[name] = std::move(*address);
+        }
+      } else if (!value.is_null()) {
         merge_fields[name] = textValue(value);
       }
     }
@@ -270,8 +318,10 @@ Request buildMemberEvent(const sdk::Event& event, std::size_t position, const st
   json::object body{{"name", eventName(event.name())},
                     {"properties", std::move(properties)},
                     {"occurred_at", sdk::formatIsoTimestamp(event.header().timestamp_ms)}};
-  return Request{"POST", "/lists/" + list_id + "/members/" + subscriberHash(email) + "/events",
-                 json::serialize(body), {position}};
+  return Request{"POST",
+                 "/lists/" + list_id + "/members/" + subscriberHash(email) + "/events",
+                 json::serialize(body),
+                 {position}};
 }
 
 std::string vendorReason(const sdk::HttpClientResponse& response) {
@@ -310,9 +360,9 @@ std::vector<Outcome> batchOutcomes(const sdk::HttpClientResponse& response,
   const json::value body = json::parse(response.body, ec);
   const json::object* o = ec ? nullptr : body.if_object();
   if (o == nullptr) {
-    return std::vector<Outcome>(emails.size(),
-                                Outcome::retry("Mailchimp answered " + std::to_string(response.status) +
-                                               " with a body that is not JSON: " + clip(response.body)));
+    return std::vector<Outcome>(
+        emails.size(), Outcome::retry("Mailchimp answered " + std::to_string(response.status) +
+                                      " with a body that is not JSON: " + clip(response.body)));
   }
   std::vector<Outcome> outcomes(
       emails.size(), Outcome::retry("Mailchimp answered " + std::to_string(response.status) +
@@ -349,10 +399,18 @@ std::vector<Outcome> batchOutcomes(const sdk::HttpClientResponse& response,
       if (const auto* m = eo->if_contains("error"); m != nullptr && m->is_string()) {
         text = std::string(m->get_string());
       }
+      // Mailchimp's codes are ERROR_CONTACT_EXISTS (cannot happen with update_existing) and
+      // ERROR_GENERIC: the address is invalid, fake, permanently deleted, in compliance state,
+      // or its merge fields are invalid, all of which a retry repeats. The one passing refusal
+      // is an address that signed up to many lists recently.
+      const bool passing =
+          text.find("signed up to a lot of lists very recently") != std::string::npos;
       if (const auto* code = eo->if_contains("error_code"); code != nullptr && code->is_string()) {
         text += " (" + std::string(code->get_string()) + ")";
       }
-      mark(eo->at("email_address"), Outcome::failed(clip("Mailchimp refused the member: " + text)));
+      text = clip("Mailchimp refused the member: " + text);
+      mark(eo->at("email_address"), passing ? Outcome::retry(std::move(text), kRecentSignupsWait)
+                                            : Outcome::failed(std::move(text)));
     }
   }
   return outcomes;
@@ -404,7 +462,17 @@ sdk::HttpClientResponse MailchimpDestination::send(const Request& request, const
       .inc();
   if (response.status == 429 && !throttled) {
     throttled = true;
-    context_.throttle(response.retry_after.count() > 0 ? response.retry_after : kDefaultRateLimitWait);
+    const auto pause =
+        response.retry_after.count() > 0 ? response.retry_after : kDefaultRateLimitWait;
+    context_.log().warn("Mailchimp rate limit: the destination pauses",
+                        {{"endpoint", endpoint}, {"pause_ms", pause.count()}});
+    context_.throttle(pause);
+  } else if (response.status == 401 || response.status == 403) {
+    context_.log().error("Mailchimp refused the API key",
+                         {{"endpoint", endpoint}, {"reason", vendorReason(response)}});
+  } else if (response.status == 0) {
+    context_.log().warn("Mailchimp unreachable",
+                        {{"endpoint", endpoint}, {"error", response.describe()}});
   }
   return response;
 }
@@ -522,11 +590,11 @@ std::vector<Outcome> MailchimpDestination::deliver(std::span<const sdk::Event> b
       for (const auto& t : tags) {
         list.push_back(json::object{{"name", t}, {"status", "active"}});
       }
-      Request request{"POST",
-                      "/lists/" + config_.list_id + "/members/" + subscriberHash(identify_emails[i]) +
-                          "/tags",
-                      json::serialize(json::object{{"tags", std::move(list)}}),
-                      {p}};
+      Request request{
+          "POST",
+          "/lists/" + config_.list_id + "/members/" + subscriberHash(identify_emails[i]) + "/tags",
+          json::serialize(json::object{{"tags", std::move(list)}}),
+          {p}};
       auto response = send(request, "member_tags", throttled);
       if (!response.ok()) {
         // The member is written; the retry writes it again (idempotent) and then the tags.
@@ -542,8 +610,8 @@ std::vector<Outcome> MailchimpDestination::deliver(std::span<const sdk::Event> b
       outcomes[p] = *stop;
       continue;
     }
-    auto response = send(buildMemberEvent(batch[p], p, email, config_.list_id), "member_events",
-                         throttled);
+    auto response =
+        send(buildMemberEvent(batch[p], p, email, config_.list_id), "member_events", throttled);
     if (response.status == 404) {
       outcomes[p] = Outcome::failed(
           "the person is not a member of the audience (identify them with their email first): " +

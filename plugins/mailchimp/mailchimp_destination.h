@@ -37,11 +37,11 @@ inline constexpr std::int64_t kMaxBatchMembers = 500;
 inline constexpr std::int64_t kMaxConnections = 10;
 
 struct MailchimpConfig {
-  std::string api_key;   // secret: "<32 hex>-us6"
-  std::string list_id;   // the audience
-  std::string base_url;  // empty: https://<dc>.api.mailchimp.com/3.0 from the key's suffix
-  std::string status_if_new;  // subscribed | pending | unsubscribed | transactional
-  std::string tags_trait;     // path of the tags to set (a list, or a comma-separated string)
+  std::string api_key;          // secret: "<32 hex>-us6"
+  std::string list_id;          // the audience
+  std::string base_url;         // empty: https://<dc>.api.mailchimp.com/3.0 from the key's suffix
+  std::string status_if_new;    // subscribed | pending | unsubscribed | transactional
+  std::string tags_trait;       // path of the tags to set (a list, or a comma-separated string)
   boost::json::object mapping;  // merge fields over defaultMapping()
   std::int64_t batch_size = kMaxBatchMembers;
   std::int64_t max_connections = kMaxConnections;

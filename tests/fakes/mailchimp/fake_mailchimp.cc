@@ -1,7 +1,7 @@
 #include "tests/fakes/mailchimp/fake_mailchimp.h"
 
-#include <boost/json.hpp>
 #include <algorithm>
+#include <boost/json.hpp>
 #include <cctype>
 #include <fstream>
 #include <sstream>
@@ -61,13 +61,16 @@ void toDraft4(json::value& node) {
     return;
   }
   auto& object = node.as_object();
-  if (auto* properties = object.if_contains("properties"); properties != nullptr && properties->is_object()) {
+  if (auto* properties = object.if_contains("properties");
+      properties != nullptr && properties->is_object()) {
     json::array required;
-    if (const auto* existing = object.if_contains("required"); existing != nullptr && existing->is_array()) {
+    if (const auto* existing = object.if_contains("required");
+        existing != nullptr && existing->is_array()) {
       required = existing->as_array();
     }
     for (auto& [name, property] : properties->as_object()) {
-      if (auto* flag = property.is_object() ? property.as_object().if_contains("required") : nullptr;
+      if (auto* flag =
+              property.is_object() ? property.as_object().if_contains("required") : nullptr;
           flag != nullptr && flag->is_bool()) {
         if (flag->as_bool()) {
           required.emplace_back(name);
@@ -98,8 +101,8 @@ class Schemas {
 
  private:
   Schemas() {
-    for (const char* op : {"putListsIdMembersId", "postListsId", "postListMemberEvents",
-                           "postListMemberTags"}) {
+    for (const char* op :
+         {"putListsIdMembersId", "postListsId", "postListMemberEvents", "postListMemberTags"}) {
       const std::string file =
           std::string(JUNCTION_SOURCE_DIR) + "/tests/fixtures/mailchimp/" + op + ".in.json";
       std::ifstream in(file);
@@ -123,7 +126,8 @@ class Schemas {
 
 }  // namespace
 
-std::vector<std::string> FakeMailchimp::validate(std::string_view operation, const json::value& body) {
+std::vector<std::string> FakeMailchimp::validate(std::string_view operation,
+                                                 const json::value& body) {
   const valijson::Schema* schema = Schemas::get().find(operation);
   if (schema == nullptr) {
     return {"no schema for " + std::string(operation)};
@@ -179,6 +183,10 @@ void FakeMailchimp::failNext(std::size_t n, int status, std::string body,
 void FakeMailchimp::setDelay(std::chrono::milliseconds delay) {
   std::lock_guard lock(rule_mutex_);
   delay_ = delay;
+  {
+    std::lock_guard state_lock(mutex_);
+    answer_delay_ = delay;
+  }
   if (!down_ && rule_) {
     rule_->delay(delay);
   }
@@ -205,6 +213,7 @@ void FakeMailchimp::addMember(std::string email, std::string status) {
   Member m;
   m.email_address = lower(email);
   m.status = std::move(status);
+  by_hash_[sdk::md5Hex(m.email_address)] = m.email_address;
   members_[m.email_address] = std::move(m);
 }
 
@@ -249,6 +258,11 @@ std::vector<std::string> FakeMailchimp::schemaViolations() const {
 sdk::HttpResponse FakeMailchimp::handle(const RecordedRequest& request) {
   {
     std::lock_guard lock(mutex_);
+    // The server answers each request answer_delay_ after it arrived: those not yet answered
+    // hold a connection.
+    const auto now = std::chrono::steady_clock::now();
+    std::erase_if(answers_due_, [now](auto due) { return due <= now; });
+    answers_due_.push_back(now + answer_delay_);
     for (auto it = failures_.begin(); it != failures_.end(); ++it) {
       if (request.path.starts_with(it->path_prefix)) {
         sdk::HttpResponse response;
@@ -263,10 +277,17 @@ sdk::HttpResponse FakeMailchimp::handle(const RecordedRequest& request) {
         return response;
       }
     }
+    if (answers_due_.size() > options_.max_connections) {
+      return problem(429, "Too Many Requests",
+                     "You have exceeded the limit of " + std::to_string(options_.max_connections) +
+                         " simultaneous connections.");
+    }
     // HTTP basic, any user name, the key as password.
-    const std::string expected =
-        "Basic " + sdk::base64Encode("junction:" + options_.api_key);
+    const std::string expected = "Basic " + sdk::base64Encode("junction:" + options_.api_key);
     const std::string_view auth = request.headers.get("Authorization");
+    if (auth.empty()) {
+      return problem(401, "API Key Missing", "Your request did not include an API key.");
+    }
     bool ok = auth == expected;
     if (!ok && auth.starts_with("Basic ")) {
       auto decoded = sdk::base64Decode(auth.substr(6));
@@ -279,11 +300,11 @@ sdk::HttpResponse FakeMailchimp::handle(const RecordedRequest& request) {
                      "datacenter.");
     }
     if (options_.requests_per_second > 0) {
-      const auto now = std::chrono::steady_clock::now();
+      const auto at = std::chrono::steady_clock::now();
       bucket_ = std::min(std::max(1.0, options_.requests_per_second),
-                         bucket_ + std::chrono::duration<double>(now - bucket_at_).count() *
+                         bucket_ + std::chrono::duration<double>(at - bucket_at_).count() *
                                        options_.requests_per_second);
-      bucket_at_ = now;
+      bucket_at_ = at;
       if (bucket_ < 1.0) {
         return problem(429, "Too Many Requests",
                        "You have exceeded the limit of requests for this account.");
@@ -295,8 +316,8 @@ sdk::HttpResponse FakeMailchimp::handle(const RecordedRequest& request) {
   std::vector<std::string> parts;
   for (std::size_t start = 1; start <= request.path.size();) {
     auto slash = request.path.find('/', start);
-    parts.push_back(request.path.substr(start, slash == std::string::npos ? std::string::npos
-                                                                          : slash - start));
+    parts.push_back(
+        request.path.substr(start, slash == std::string::npos ? std::string::npos : slash - start));
     if (slash == std::string::npos) {
       break;
     }
@@ -347,8 +368,8 @@ sdk::HttpResponse FakeMailchimp::handle(const RecordedRequest& request) {
     return putMember(hash, body);
   }
   std::lock_guard lock(mutex_);
-  auto it = std::find_if(members_.begin(), members_.end(),
-                         [&](const auto& m) { return sdk::md5Hex(m.first) == hash; });
+  const auto known = by_hash_.find(hash);
+  auto it = known == by_hash_.end() ? members_.end() : members_.find(known->second);
   if (parts.size() == 6 && parts[5] == "events" && request.method == "POST") {
     if (auto problems = validate("postListMemberEvents", body); !problems.empty()) {
       violations_.push_back("postListMemberEvents " + problems.front());
@@ -364,10 +385,12 @@ sdk::HttpResponse FakeMailchimp::handle(const RecordedRequest& request) {
     MemberEvent e;
     e.email_address = it->first;
     e.name = std::string(name);
-    if (const auto* p = body.as_object().if_contains("properties"); p != nullptr && p->is_object()) {
+    if (const auto* p = body.as_object().if_contains("properties");
+        p != nullptr && p->is_object()) {
       e.properties = p->get_object();
     }
-    if (const auto* at = body.as_object().if_contains("occurred_at"); at != nullptr && at->is_string()) {
+    if (const auto* at = body.as_object().if_contains("occurred_at");
+        at != nullptr && at->is_string()) {
       e.occurred_at = std::string(at->get_string());
     }
     events_.push_back(std::move(e));
@@ -404,12 +427,59 @@ sdk::HttpResponse FakeMailchimp::handle(const RecordedRequest& request) {
       return problem(404, "Resource Not Found", "The requested resource could not be found.");
     }
     deleted_.push_back(it->first);
+    by_hash_.erase(known);
     members_.erase(it);
     sdk::HttpResponse r;
     r.status = 204;
     return r;
   }
-  return problem(405, "Method Not Allowed", "The requested method and resource are not compatible.");
+  return problem(405, "Method Not Allowed",
+                 "The requested method and resource are not compatible.");
+}
+
+json::array FakeMailchimp::mergeFieldProblems(const json::object& member) {
+  json::array problems;
+  const auto* fields = member.if_contains("merge_fields");
+  if (fields == nullptr || !fields->is_object()) {
+    return problems;
+  }
+  auto refuse = [&problems](std::string_view field, std::string_view message) {
+    problems.push_back(json::object{{"field", field}, {"message", message}});
+  };
+  for (const auto& [tag, value] : fields->get_object()) {
+    if (value.is_string() && value.get_string().empty()) {
+      continue;  // clears the field
+    }
+    if (tag == "ADDRESS") {
+      // All or nothing: addr1, city, state and zip (addr2 and country optional).
+      const auto* address = value.if_object();
+      bool complete = address != nullptr;
+      for (const char* part : {"addr1", "city", "state", "zip"}) {
+        const auto* v = complete ? address->if_contains(part) : nullptr;
+        complete = complete && v != nullptr && v->is_string() && !v->get_string().empty();
+      }
+      if (!complete) {
+        refuse(tag, "Please enter a complete address");
+      }
+    } else if (tag == "BIRTHDAY") {
+      const auto* text = value.if_string();
+      const bool ok = text != nullptr && text->size() == 5 && (*text)[2] == '/' &&
+                      std::isdigit(static_cast<unsigned char>((*text)[0])) &&
+                      std::isdigit(static_cast<unsigned char>((*text)[1])) &&
+                      std::isdigit(static_cast<unsigned char>((*text)[3])) &&
+                      std::isdigit(static_cast<unsigned char>((*text)[4])) &&
+                      std::stoi(std::string(text->subview(0, 2))) >= 1 &&
+                      std::stoi(std::string(text->subview(0, 2))) <= 12 &&
+                      std::stoi(std::string(text->subview(3, 2))) >= 1 &&
+                      std::stoi(std::string(text->subview(3, 2))) <= 31;
+      if (!ok) {
+        refuse(tag, "Please enter a valid date (MM/DD)");
+      }
+    } else if (!value.is_string() && !value.is_number()) {
+      refuse(tag, "Please enter a text value");
+    }
+  }
+  return problems;
 }
 
 sdk::HttpResponse FakeMailchimp::upsertLocked(const json::object& m, bool use_status_if_new,
@@ -417,6 +487,14 @@ sdk::HttpResponse FakeMailchimp::upsertLocked(const json::object& m, bool use_st
   const std::string email = lower(m.at("email_address").as_string());
   if (!looksReal(email)) {
     refusal = email + " looks fake or invalid, please enter a real email address.";
+    return {};
+  }
+  if (auto problems = mergeFieldProblems(m); !problems.empty()) {
+    refusal = "Your merge fields were invalid.";
+    for (const auto& p : problems) {
+      refusal += " " + std::string(p.at("field").as_string()) + ": " +
+                 std::string(p.at("message").as_string());
+    }
     return {};
   }
   auto [it, inserted] = members_.try_emplace(email);
@@ -435,10 +513,13 @@ sdk::HttpResponse FakeMailchimp::upsertLocked(const json::object& m, bool use_st
       return {};
     }
     member.status = std::string(status->get_string());
-  } else if (const auto* status = m.if_contains("status"); status != nullptr && status->is_string()) {
+    by_hash_[sdk::md5Hex(email)] = email;
+  } else if (const auto* status = m.if_contains("status");
+             status != nullptr && status->is_string()) {
     member.status = std::string(status->get_string());
   }
-  if (const auto* fields = m.if_contains("merge_fields"); fields != nullptr && fields->is_object()) {
+  if (const auto* fields = m.if_contains("merge_fields");
+      fields != nullptr && fields->is_object()) {
     for (const auto& [k, v] : fields->get_object()) {
       member.merge_fields[k] = v;
     }
@@ -452,6 +533,9 @@ sdk::HttpResponse FakeMailchimp::putMember(const std::string& hash, const json::
   if (sdk::md5Hex(email) != hash) {
     return problem(400, "Invalid Resource",
                    "The subscriber hash does not match the email address given in the body.");
+  }
+  if (auto problems = mergeFieldProblems(m); !problems.empty()) {
+    return problem(400, "Invalid Resource", "Your merge fields were invalid.", std::move(problems));
   }
   std::lock_guard lock(mutex_);
   bool created = false;
@@ -473,9 +557,9 @@ sdk::HttpResponse FakeMailchimp::putMember(const std::string& hash, const json::
 sdk::HttpResponse FakeMailchimp::batch(const json::value& body) {
   const auto& members = body.at("members").as_array();
   if (members.empty() || members.size() > 500) {
-    return problem(400, "Invalid Resource",
-                   "You may add at most 500 members in one request; got " +
-                       std::to_string(members.size()));
+    return problem(
+        400, "Invalid Resource",
+        "You may add at most 500 members in one request; got " + std::to_string(members.size()));
   }
   const bool update_existing = body.as_object().contains("update_existing") &&
                                body.at("update_existing").is_bool() &&
@@ -504,9 +588,8 @@ sdk::HttpResponse FakeMailchimp::batch(const json::value& body) {
     std::string refusal;
     (void)upsertLocked(*m, true, created, refusal);
     if (!refusal.empty()) {
-      errors.push_back(json::object{{"email_address", email},
-                                    {"error", refusal},
-                                    {"error_code", "ERROR_GENERIC"}});
+      errors.push_back(json::object{
+          {"email_address", email}, {"error", refusal}, {"error_code", "ERROR_GENERIC"}});
       continue;
     }
     const Member& member = members_.at(email);

@@ -12,10 +12,15 @@
 //   POST /lists/{list_id}/members/{hash}/tags          204
 //   POST /lists/{list_id}/members/{hash}/actions/delete-permanent   204, or 404
 //
-// Every request needs HTTP basic auth with the API key as password (401 "API Key Invalid");
-// another list id is 404. Request bodies are validated against the operation's JSON Schema
-// from tests/fixtures/mailchimp (400 "Invalid Resource" with `errors` naming the field), and
-// email addresses must look real (400 "… looks fake or invalid"). Errors are problem details:
+// Every request needs HTTP basic auth with the API key as password (401 "API Key Missing" without
+// one, "API Key Invalid" with another); another list id is 404. More than `max_connections`
+// requests in flight at once (Mailchimp's 10 simultaneous connections) get 429, as does a request
+// past `requests_per_second`. Request bodies are validated against the operation's JSON Schema
+// from tests/fixtures/mailchimp (400 "Invalid Resource" with `errors` naming the field), email
+// addresses must look real (400 "… looks fake or invalid"), and merge fields must fit the
+// audience's default fields: FNAME, LNAME (text), PHONE (text), BIRTHDAY ("MM/DD"), ADDRESS (an
+// object with addr1, city, state and zip; 400 "Your merge fields were invalid." otherwise). Errors
+// are problem details:
 // {"type","title","status","detail","instance"}. Thread-safe.
 
 #include <boost/json/object.hpp>
@@ -28,6 +33,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -40,6 +46,8 @@ struct FakeMailchimpOptions {
   std::string list_id = "a1b2c3d4e5";
   // Requests per second before 429 "Too Many Requests"; 0 = no limit.
   double requests_per_second = 0;
+  // Requests in flight at once (received, not yet answered) before 429; Mailchimp allows 10.
+  std::size_t max_connections = 10;
 };
 
 class FakeMailchimp {
@@ -96,7 +104,8 @@ class FakeMailchimp {
   // Validates `body` (a request body) against an operation's schema ("putListsIdMembersId",
   // "postListsId", "postListMemberEvents", "postListMemberTags"), with the path parameters the
   // schema also describes. Empty when valid, else the problems. For tests of the plugin too.
-  static std::vector<std::string> validate(std::string_view operation, const boost::json::value& body);
+  static std::vector<std::string> validate(std::string_view operation,
+                                           const boost::json::value& body);
 
  private:
   struct Failure {
@@ -112,11 +121,16 @@ class FakeMailchimp {
   sdk::HttpResponse batch(const boost::json::value& body);
   sdk::HttpResponse upsertLocked(const boost::json::object& member, bool use_status_if_new,
                                  bool& created, std::string& refusal);  // mutex_ held
-  void installRule();  // rule_mutex_ held
+  void installRule();                                                   // rule_mutex_ held
+  // Problems of a member's merge fields, as Mailchimp's `errors` ({field, message}).
+  static boost::json::array mergeFieldProblems(const boost::json::object& member);
 
   const Options options_;
   mutable std::mutex mutex_;
-  std::map<std::string, Member> members_;  // by lower-cased email
+  std::map<std::string, Member> members_;                          // by lower-cased email
+  std::unordered_map<std::string, std::string> by_hash_;           // subscriber hash -> email
+  std::deque<std::chrono::steady_clock::time_point> answers_due_;  // of requests in flight
+  std::chrono::milliseconds answer_delay_{0};                      // delay_, read under mutex_
   std::vector<MemberEvent> events_;
   std::vector<std::string> deleted_;
   std::vector<std::string> violations_;

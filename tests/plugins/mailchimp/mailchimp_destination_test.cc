@@ -8,8 +8,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include <boost/json.hpp>
 #include <atomic>
+#include <boost/json.hpp>
 #include <thread>
 
 #include "junction/sdk/crypto.h"
@@ -37,10 +37,11 @@ sdk::Event event(const std::string& text) {
 }
 
 sdk::Event identify(int i, const std::string& email = "", const std::string& extra = "") {
-  return event(R"({"type":"identify","userId":"u)" + std::to_string(i) + R"(","traits":{"email":")" +
-               (email.empty() ? "Person" + std::to_string(i) + "@Example.com" : email) +
-               R"(","first_name":"Ada","last_name":"Lovelace","phone":"+44 1","birthday":"1990-04-01")" +
-               extra + "}}");
+  return event(
+      R"({"type":"identify","userId":"u)" + std::to_string(i) + R"(","traits":{"email":")" +
+      (email.empty() ? "Person" + std::to_string(i) + "@Example.com" : email) +
+      R"(","first_name":"Ada","last_name":"Lovelace","phone":"+44 1","birthday":"1990-04-01")" +
+      extra + "}}");
 }
 
 sdk::Event track(int i, const std::string& name = "Cart Abandoned") {
@@ -51,9 +52,11 @@ sdk::Event track(int i, const std::string& name = "Cart Abandoned") {
 
 MailchimpConfig config(const std::string& base_url, const std::string& api_key,
                        const std::string& list_id, json::object extra = {}) {
-  json::object c{{"api_key", api_key},        {"list_id", list_id},   {"base_url", base_url},
-                 {"status_if_new", "subscribed"}, {"tags_trait", ""},  {"mapping", json::object{}},
-                 {"batch_size", 500},          {"max_connections", 10}, {"timeout", 2000}};
+  json::object c{{"api_key", api_key},   {"list_id", list_id},
+                 {"base_url", base_url}, {"status_if_new", "subscribed"},
+                 {"tags_trait", ""},     {"mapping", json::object{}},
+                 {"batch_size", 500},    {"max_connections", 10},
+                 {"timeout", 2000}};
   for (const auto& [k, v] : extra) {
     c[k] = v;
   }
@@ -74,7 +77,8 @@ TEST(MailchimpOptionsTest, TableDefaultsSecretsAndValidation) {
   EXPECT_FALSE(sdk::normalizeOption(spec("status_if_new"), json::value("cleaned")));
   EXPECT_FALSE(sdk::normalizeOption(spec("batch_size"), json::value(501)));
 
-  EXPECT_EQ(baseUrlForKey("0123456789abcdef0123456789abcdef-us6"), "https://us6.api.mailchimp.com/3.0");
+  EXPECT_EQ(baseUrlForKey("0123456789abcdef0123456789abcdef-us6"),
+            "https://us6.api.mailchimp.com/3.0");
   EXPECT_EQ(baseUrlForKey("nodatacenter"), "");
   auto no_dc = config("", "secret-key-without-dc", "abc");
   no_dc.api_key = "nodatacenter";
@@ -82,12 +86,16 @@ TEST(MailchimpOptionsTest, TableDefaultsSecretsAndValidation) {
   ASSERT_EQ(errors.size(), 1u);
   EXPECT_EQ(errors[0].key, "api_key");
   EXPECT_THAT(errors[0].message, Not(HasSubstr("nodatacenter")));  // never echo a secret
-  auto bad = config("ftp://x", "k-us1", "", json::object{{"mapping", json::object{{"A.B", "traits.x"}, {"C", 5}}}});
+  auto bad = config("ftp://x", "k-us1", "",
+                    json::object{{"mapping", json::object{{"A.B.C", "traits.x"},
+                                                          {"C", 5},
+                                                          {"ADDRESS.city", "traits.town"}}}});
   std::vector<std::string> keys;
   for (const auto& e : bad.validate()) {
     keys.push_back(e.key);
   }
-  EXPECT_THAT(keys, ::testing::UnorderedElementsAre("base_url", "list_id", "mapping.C", "mapping.A.B"));
+  EXPECT_THAT(keys,
+              ::testing::UnorderedElementsAre("base_url", "list_id", "mapping.C", "mapping.A.B.C"));
 }
 
 TEST(MailchimpRequestsTest, RequestsAreExactAndPassMailchimpsSchemas) {
@@ -100,9 +108,12 @@ TEST(MailchimpRequestsTest, RequestsAreExactAndPassMailchimpsSchemas) {
   ASSERT_EQ(single.size(), 1u);
   EXPECT_EQ(single[0].method, "PUT");
   EXPECT_EQ(single[0].path, "/lists/list1/members/" + sdk::md5Hex("person1@example.com"));
-  EXPECT_EQ(single[0].body,
-            R"({"email_address":"person1@example.com","status_if_new":"subscribed","merge_fields":{"FNAME":"Ada","LNAME":"Lovelace","PHONE":"+44 1","BIRTHDAY":"04/01"}})");
-  EXPECT_THAT(FakeMailchimp::validate("putListsIdMembersId", json::parse(single[0].body)), IsEmpty());
+  EXPECT_EQ(
+      single[0].body,
+      R"({"email_address":"person1@example.com","status_if_new":"subscribed",)"
+      R"("merge_fields":{"FNAME":"Ada","LNAME":"Lovelace","PHONE":"+44 1","BIRTHDAY":"04/01"}})");
+  EXPECT_THAT(FakeMailchimp::validate("putListsIdMembersId", json::parse(single[0].body)),
+              IsEmpty());
 
   auto several = buildUpserts(batch, {0, 1, 2},
                               {"person1@example.com", "person2@example.com", "person1@example.com"},
@@ -121,12 +132,31 @@ TEST(MailchimpRequestsTest, RequestsAreExactAndPassMailchimpsSchemas) {
 
   auto e = buildMemberEvent(track(7), 3, "person7@example.com", "list1");
   EXPECT_EQ(e.path, "/lists/list1/members/" + sdk::md5Hex("person7@example.com") + "/events");
-  EXPECT_EQ(e.body,
-            R"({"name":"Cart_Abandoned","properties":{"cart_id":"c-1","value":"42.5","items":"[1,2]"},"occurred_at":"2026-01-01T00:00:00.000Z"})");
+  EXPECT_EQ(
+      e.body,
+      R"({"name":"Cart_Abandoned","properties":{"cart_id":"c-1","value":"42.5","items":"[1,2]"},)"
+      R"("occurred_at":"2026-01-01T00:00:00.000Z"})");
   EXPECT_THAT(FakeMailchimp::validate("postListMemberEvents", json::parse(e.body)), IsEmpty());
   // The schema check itself refuses what Mailchimp would.
   EXPECT_THAT(FakeMailchimp::validate("postListMemberEvents", json::parse(R"({"properties":{}})")),
               Not(IsEmpty()));
+
+  // Segment's address trait becomes the ADDRESS merge field when it is complete, else is left out
+  // (Mailchimp refuses the whole member for a partial address).
+  std::vector<sdk::Event> addressed{identify(4, "",
+                                             R"(,"address":{"street":"1 Main St","city":"Atlanta",)"
+                                             R"("state":"GA","postalCode":30312,"country":"US"})"),
+                                    identify(5, "", R"(,"address":{"city":"Atlanta"})")};
+  auto with_address =
+      buildUpserts(addressed, {0, 1}, {"person4@example.com", "person5@example.com"}, *mapping, c);
+  ASSERT_EQ(with_address.size(), 1u);
+  const auto members = json::parse(with_address[0].body).at("members").as_array();
+  EXPECT_EQ(
+      members[0].at("merge_fields").at("ADDRESS"),
+      json::parse(
+          R"({"addr1":"1 Main St","city":"Atlanta","state":"GA","zip":"30312","country":"US"})"));
+  EXPECT_FALSE(members[1].at("merge_fields").as_object().contains("ADDRESS"));
+  EXPECT_THAT(FakeMailchimp::validate("postListsId", json::parse(with_address[0].body)), IsEmpty());
 
   EXPECT_EQ(eventName("Order Completed!"), "Order_Completed");
   EXPECT_EQ(eventName("a"), "");
@@ -167,7 +197,8 @@ TEST_F(MailchimpDestinationTest, MembersEventsAndTagsLandAndOtherTypesAreSkipped
   ASSERT_EQ(fake_.memberEventCount(), 1u);
   EXPECT_EQ(fake_.memberEvents()[0].name, "Cart_Abandoned");
   EXPECT_EQ(fake_.memberEvents()[0].properties.at("value"), "42.5");
-  EXPECT_EQ(ctx_.metrics().counterValue("junction_mailchimp_skipped_total", {{"type", "page"}}), 1u);
+  EXPECT_EQ(ctx_.metrics().counterValue("junction_mailchimp_skipped_total", {{"type", "page"}}),
+            1u);
   EXPECT_THAT(fake_.schemaViolations(), IsEmpty());
 }
 
@@ -201,6 +232,39 @@ TEST_F(MailchimpDestinationTest, AThousandPeopleTakeTwoRequests) {
   EXPECT_EQ(fake_.requestCount(), 2u);  // the issue's bound: 3
 }
 
+TEST_F(MailchimpDestinationTest, OneCallPastTheBatchLimitIsSplit) {
+  std::vector<sdk::Event> batch;
+  for (int i = 0; i < 1001; ++i) {
+    batch.push_back(identify(i));
+  }
+  MailchimpDestination dest(cfg(), ctx_);
+  auto outcomes = dest.deliver(batch);
+  ASSERT_EQ(outcomes.size(), 1001u);
+  for (const auto& o : outcomes) {
+    ASSERT_TRUE(o.isDelivered()) << o.reason;
+  }
+  EXPECT_EQ(fake_.memberCount(), 1001u);
+  auto requests = fake_.requests();
+  ASSERT_EQ(requests.size(), 3u);
+  std::vector<std::size_t> sizes;
+  for (const auto& r : requests) {
+    EXPECT_EQ(r.method, "POST");
+    EXPECT_EQ(r.path, "/3.0/lists/" + fake_.listId());
+    sizes.push_back(json::parse(r.body).at("members").as_array().size());
+  }
+  EXPECT_EQ(sizes, (std::vector<std::size_t>{500, 500, 1}));
+}
+
+TEST_F(MailchimpDestinationTest, AnInvalidMergeFieldFailsWithMailchimpsFieldError) {
+  // Without the default's date transform, BIRTHDAY goes as "1990-04-01", which Mailchimp refuses.
+  auto outcomes = deliver({identify(1)},
+                          json::object{{"mapping", json::object{{"BIRTHDAY", "traits.birthday"}}}});
+  EXPECT_EQ(outcomes[0].kind, sdk::Outcome::Kind::Failed);
+  EXPECT_THAT(outcomes[0].reason, HasSubstr("Your merge fields were invalid."));
+  EXPECT_THAT(outcomes[0].reason, HasSubstr("BIRTHDAY: Please enter a valid date"));
+  EXPECT_FALSE(fake_.member("person1@example.com"));
+}
+
 TEST_F(MailchimpDestinationTest, BatchErrorsFailOnlyTheirMembers) {
   auto outcomes = deliver({identify(1), identify(2, "not-an-email"), identify(3)});
   EXPECT_TRUE(outcomes[0].isDelivered());
@@ -209,10 +273,27 @@ TEST_F(MailchimpDestinationTest, BatchErrorsFailOnlyTheirMembers) {
   EXPECT_THAT(outcomes[1].reason, HasSubstr("ERROR_GENERIC"));
   EXPECT_TRUE(outcomes[2].isDelivered());
   // A 200 that names a member nowhere: retried, not taken for delivered.
-  fake_.failNext(1, 200, R"({"new_members":[],"updated_members":[],"errors":[],"total_created":0})");
+  fake_.failNext(1, 200,
+                 R"({"new_members":[],"updated_members":[],"errors":[],"total_created":0})");
   auto silent = deliver({identify(4), identify(5)});
   EXPECT_EQ(silent[0].kind, sdk::Outcome::Kind::Retry);
   EXPECT_THAT(silent[0].reason, HasSubstr("neither added, updated nor refused"));
+  // Too many recent signups passes: that member waits; a permanently deleted one does not.
+  fake_.failNext(
+      1, 200,
+      R"({"new_members":[{"email_address":"person6@example.com"}],"updated_members":[],"errors":[)"
+      R"({"email_address":"person7@example.com",)"
+      R"("error":"person7@example.com has signed up to a lot of lists very recently; )"
+      R"(we're not allowing more signups for now","error_code":"ERROR_GENERIC"},)"
+      R"({"email_address":"person8@example.com",)"
+      R"("error":"person8@example.com was permanently deleted and cannot be re-imported. )"
+      R"(The contact must re-subscribe to get back on the list.","error_code":"ERROR_GENERIC"}]})");
+  auto mixed = deliver({identify(6), identify(7), identify(8)});
+  EXPECT_TRUE(mixed[0].isDelivered());
+  EXPECT_EQ(mixed[1].kind, sdk::Outcome::Kind::Retry);
+  EXPECT_EQ(mixed[1].retry_after, 15min);
+  EXPECT_EQ(mixed[2].kind, sdk::Outcome::Kind::Failed);
+  EXPECT_THAT(mixed[2].reason, HasSubstr("permanently deleted"));
 }
 
 TEST_F(MailchimpDestinationTest, NoEmailOrNoMemberFailWithAClearReason) {
@@ -226,15 +307,20 @@ TEST_F(MailchimpDestinationTest, NoEmailOrNoMemberFailWithAClearReason) {
 
 TEST_F(MailchimpDestinationTest, A429ThrottlesAndStopsTheCallsOtherRequests) {
   ASSERT_TRUE(deliver({identify(1)})[0].isDelivered());
-  fake_.failNext(1, 429,
-                 R"({"type":"https://mailchimp.com/developer/marketing/docs/errors/","title":"Too Many Requests","status":429,"detail":"You have exceeded the limit of 10 simultaneous connections.","instance":"x"})",
-                 {{"Retry-After", "3"}});
+  fake_.failNext(
+      1, 429,
+      R"({"type":"https://mailchimp.com/developer/marketing/docs/errors/",)"
+      R"("title":"Too Many Requests",)"
+      R"("status":429,"detail":"You have exceeded the limit of 10 simultaneous connections.",)"
+      R"("instance":"x"})",
+      {{"Retry-After", "3"}});
   auto outcomes = deliver({identify(2), track(1)});
   EXPECT_EQ(outcomes[0].kind, sdk::Outcome::Kind::Retry);
   EXPECT_EQ(outcomes[0].retry_after, 3s);
   EXPECT_THAT(outcomes[0].reason, HasSubstr("simultaneous connections"));
   EXPECT_EQ(outcomes[1].kind, sdk::Outcome::Kind::Retry);
   EXPECT_EQ(ctx_.throttles(), (std::vector<std::chrono::milliseconds>{3s}));
+  EXPECT_TRUE(ctx_.log().contains(sdk::LogLevel::Warn, "rate limit"));
   EXPECT_EQ(fake_.memberEventCount(), 0u);
 }
 
@@ -251,6 +337,9 @@ TEST_F(MailchimpDestinationTest, ServerErrorsRetryAKeyRefusedFailsAndGarbageRetr
   EXPECT_THAT(o401[0].reason, HasSubstr("authentication failed"));
   EXPECT_THAT(o401[0].reason, HasSubstr("API Key Invalid"));
   EXPECT_THAT(o401[0].reason, Not(HasSubstr("ffffffff")));
+  EXPECT_TRUE(ctx_.log().contains(sdk::LogLevel::Error, "refused the API key"));
+  EXPECT_FALSE(ctx_.log().contains("ffffffff")) << "the key reached the log";
+  EXPECT_FALSE(ctx_.log().contains(sdk::base64Encode("junction:" + wrong.api_key)));
 
   fake_.failNext(1, 200, "<<not json>>");
   auto garbage = deliver({identify(3), identify(4)});
@@ -259,8 +348,9 @@ TEST_F(MailchimpDestinationTest, ServerErrorsRetryAKeyRefusedFailsAndGarbageRetr
 }
 
 TEST_F(MailchimpDestinationTest, ASlowVendorTimesOutAndAnOutageLosesNothing) {
-  fake_.setDelay(3s);
-  EXPECT_EQ(deliver({identify(1)})[0].kind, sdk::Outcome::Kind::Retry);  // timeout: 2 s
+  fake_.setDelay(1s);
+  auto slow = deliver({identify(1)}, json::object{{"timeout", 300}});
+  EXPECT_EQ(slow[0].kind, sdk::Outcome::Kind::Retry);
   fake_.setDelay(0ms);
   fake_.setDown(true);
   EXPECT_EQ(deliver({identify(2)})[0].kind, sdk::Outcome::Kind::Retry);
@@ -270,48 +360,163 @@ TEST_F(MailchimpDestinationTest, ASlowVendorTimesOutAndAnOutageLosesNothing) {
 }
 
 TEST(MailchimpConnectionsTest, AtMostMaxConnectionsRequestsAreInFlight) {
-  sdk::testing::ScriptedHttpServer server;
-  std::atomic<int> in_flight{0};
-  std::atomic<int> most{0};
-  // Answers after 150 ms; the responder runs when the request arrives, the delay after it.
-  server.when("PUT", "/3.0/lists/l1/members/", sdk::testing::PathMatch::Prefix)
-      .respond([&](const sdk::testing::RecordedRequest&) {
-        int now = ++in_flight;
-        most = std::max(most.load(), now);
-        return sdk::HttpResponse::json(200, "{}");
-      })
-      .delay(150ms);
-  sdk::testing::FakeDestinationContext ctx;
-  auto c = config(server.baseUrl() + "/3.0", "k-us6", "l1", json::object{{"max_connections", 3}});
-  MailchimpDestination dest(c, ctx);
-  std::vector<std::thread> threads;
-  std::atomic<int> delivered{0};
-  for (int i = 0; i < 9; ++i) {
-    threads.emplace_back([&, i] {
-      std::vector<sdk::Event> one{identify(i)};
-      delivered += dest.deliver(one)[0].isDelivered() ? 1 : 0;
-      --in_flight;
-    });
-  }
-  for (auto& t : threads) {
-    t.join();
-  }
-  EXPECT_EQ(delivered.load(), 9);
-  EXPECT_LE(most.load(), 3) << "requests in flight past max_connections";
+  // The fake answers 429 past 3 requests in flight; each answer takes 150 ms.
+  FakeMailchimp fake(FakeMailchimp::Options{.max_connections = 3});
+  fake.setDelay(150ms);
+  auto run = [&](std::int64_t max_connections) {
+    sdk::testing::FakeDestinationContext ctx;
+    auto c = config(fake.baseUrl(), fake.apiKey(), fake.listId(),
+                    json::object{{"max_connections", max_connections}});
+    MailchimpDestination dest(c, ctx);
+    std::vector<std::thread> threads;
+    std::atomic<int> delivered{0};
+    for (int i = 0; i < 9; ++i) {
+      threads.emplace_back([&, i] {
+        std::vector<sdk::Event> one{identify(i)};
+        delivered += dest.deliver(one)[0].isDelivered() ? 1 : 0;
+      });
+    }
+    for (auto& t : threads) {
+      t.join();
+    }
+    return delivered.load();
+  };
+  EXPECT_EQ(run(3), 9) << "requests in flight past max_connections";
+  EXPECT_LT(run(9), 9) << "the fake lets more connections through than it allows";
 }
 
 TEST_F(MailchimpDestinationTest, ErasureDeletesTheMemberPermanently) {
   ASSERT_TRUE(deliver({identify(1)})[0].isDelivered());
   MailchimpDestination dest(cfg(), ctx_);
   EXPECT_TRUE(dest.supportsErasure());
-  EXPECT_TRUE(dest.erase(sdk::Person{.user_id = "u1", .anonymous_id = "", .email = "Person1@Example.com"})
-                  .isDelivered());
+  EXPECT_TRUE(
+      dest.erase(sdk::Person{.user_id = "u1", .anonymous_id = "", .email = "Person1@Example.com"})
+          .isDelivered());
   EXPECT_FALSE(fake_.member("person1@example.com"));
   EXPECT_EQ(fake_.deleted(), (std::vector<std::string>{"person1@example.com"}));
-  EXPECT_TRUE(dest.erase(sdk::Person{.user_id = "", .anonymous_id = "", .email = "person1@example.com"})
-                  .isDelivered());  // already gone
+  EXPECT_TRUE(
+      dest.erase(sdk::Person{.user_id = "", .anonymous_id = "", .email = "person1@example.com"})
+          .isDelivered());  // already gone
   auto no_email = dest.erase(sdk::Person{.user_id = "u1", .anonymous_id = "", .email = ""});
   EXPECT_EQ(no_email.kind, sdk::Outcome::Kind::Failed);
+}
+
+// The fake's own contract: what Mailchimp answers to requests the plugin never sends.
+class FakeMailchimpContractTest : public ::testing::Test {
+ protected:
+  sdk::HttpClientResponse send(const std::string& method, const std::string& path,
+                               const std::string& body, const std::string& key) {
+    sdk::HttpClientRequest r;
+    r.method = method;
+    r.url = fake_.baseUrl() + path;
+    r.body = body;
+    if (!key.empty()) {
+      r.headers.set("Authorization", "Basic " + sdk::base64Encode("anyone:" + key));
+    }
+    r.headers.set("Content-Type", "application/json");
+    return ctx_.http().send(r);
+  }
+  sdk::HttpClientResponse send(const std::string& method, const std::string& path,
+                               const std::string& body) {
+    return send(method, path, body, fake_.apiKey());
+  }
+  static json::object problemOf(const sdk::HttpClientResponse& r) {
+    auto body = json::parse(r.body).as_object();
+    for (const char* key : {"type", "title", "status", "detail", "instance"}) {
+      EXPECT_TRUE(body.contains(key)) << key << " missing from " << r.body;
+    }
+    EXPECT_EQ(body.at("status"), r.status);
+    return body;
+  }
+  std::string memberPath(const std::string& email) {
+    return "/lists/" + fake_.listId() + "/members/" + sdk::md5Hex(email);
+  }
+
+  FakeMailchimp fake_;
+  sdk::testing::FakeDestinationContext ctx_;
+};
+
+TEST_F(FakeMailchimpContractTest, AuthListAndPathsAreCheckedAsMailchimpDoes) {
+  const std::string put = R"({"email_address":"a@example.com","status_if_new":"subscribed"})";
+  auto missing = send("PUT", memberPath("a@example.com"), put, "");
+  EXPECT_EQ(missing.status, 401);
+  EXPECT_EQ(problemOf(missing).at("title"), "API Key Missing");
+  auto wrong = send("PUT", memberPath("a@example.com"), put, "0000-us6");
+  EXPECT_EQ(wrong.status, 401);
+  EXPECT_EQ(problemOf(wrong).at("title"), "API Key Invalid");
+  EXPECT_EQ(send("PUT", "/lists/other/members/" + sdk::md5Hex("a@example.com"), put).status, 404);
+  auto mismatch = send("PUT", memberPath("b@example.com"), put);
+  EXPECT_EQ(mismatch.status, 400);
+  EXPECT_THAT(std::string(problemOf(mismatch).at("detail").as_string()),
+              HasSubstr("subscriber hash"));
+  EXPECT_EQ(fake_.memberCount(), 0u);
+  EXPECT_EQ(send("PUT", memberPath("a@example.com"), put).status, 200);
+  EXPECT_EQ(fake_.member("A@example.com")->status, "subscribed");
+  EXPECT_EQ(send("POST", memberPath("nobody@example.com") + "/events", R"({"name":"ab"})").status,
+            404);
+  EXPECT_EQ(send("POST", memberPath("a@example.com") + "/actions/delete-permanent", "").status,
+            204);
+  EXPECT_EQ(send("POST", memberPath("a@example.com") + "/actions/delete-permanent", "").status,
+            404);
+}
+
+TEST_F(FakeMailchimpContractTest, BodiesAreValidatedAgainstTheSchemasAndMergeFieldTypes) {
+  auto no_status = send("PUT", memberPath("a@example.com"), R"({"email_address":"a@example.com"})");
+  EXPECT_EQ(no_status.status, 400);
+  auto problem = problemOf(no_status);
+  EXPECT_EQ(problem.at("title"), "Invalid Resource");
+  ASSERT_TRUE(problem.contains("errors"));
+  EXPECT_THAT(json::serialize(problem.at("errors")), HasSubstr("status_if_new"));
+  EXPECT_THAT(fake_.schemaViolations(), Not(IsEmpty()));
+
+  auto bad_fields = send("PUT", memberPath("a@example.com"),
+                         R"({"email_address":"a@example.com","status_if_new":"subscribed",)"
+                         R"("merge_fields":{"BIRTHDAY":"13/01","ADDRESS":{"addr1":"1 Main St"}}})");
+  EXPECT_EQ(bad_fields.status, 400);
+  auto errors = problemOf(bad_fields).at("errors").as_array();
+  ASSERT_EQ(errors.size(), 2u);
+  EXPECT_EQ(fake_.memberCount(), 0u);
+
+  EXPECT_EQ(send("POST", "/lists/" + fake_.listId(), "{not json").status, 400);
+  json::array members;
+  for (int i = 0; i < 501; ++i) {
+    members.push_back(json::object{{"email_address", "p" + std::to_string(i) + "@example.com"},
+                                   {"status", "subscribed"}});
+  }
+  auto too_many =
+      send("POST", "/lists/" + fake_.listId(),
+           json::serialize(json::object{{"members", members}, {"update_existing", true}}));
+  EXPECT_EQ(too_many.status, 400);
+  EXPECT_THAT(std::string(problemOf(too_many).at("detail").as_string()), HasSubstr("500"));
+  EXPECT_EQ(fake_.memberCount(), 0u);
+
+  // Without update_existing, a member already there is an ERROR_CONTACT_EXISTS.
+  fake_.addMember("p1@example.com", "unsubscribed");
+  auto exists = send("POST", "/lists/" + fake_.listId(),
+                     R"({"members":[{"email_address":"p1@example.com","status":"subscribed"},)"
+                     R"({"email_address":"p2@example.com","status":"subscribed"}]})");
+  ASSERT_EQ(exists.status, 200);
+  auto answer = json::parse(exists.body);
+  EXPECT_EQ(answer.at("errors").at(0).at("error_code"), "ERROR_CONTACT_EXISTS");
+  EXPECT_EQ(answer.at("new_members").as_array().size(), 1u);
+  EXPECT_EQ(fake_.member("p1@example.com")->status, "unsubscribed");
+}
+
+TEST(FakeMailchimpRateTest, RequestsPastTheRateGet429) {
+  FakeMailchimp fake(FakeMailchimp::Options{.requests_per_second = 2});
+  sdk::testing::FakeDestinationContext ctx;
+  std::vector<int> statuses;
+  for (int i = 0; i < 4; ++i) {
+    sdk::HttpClientRequest r;
+    r.method = "POST";
+    r.url = fake.baseUrl() + "/lists/" + fake.listId() + "/members/" +
+            sdk::md5Hex("nobody@example.com") + "/events";
+    r.body = R"({"name":"ab"})";
+    r.headers.set("Authorization", "Basic " + sdk::base64Encode("x:" + fake.apiKey()));
+    statuses.push_back(ctx.http().send(r).status);
+  }
+  EXPECT_EQ(statuses, (std::vector<int>{404, 404, 429, 429}));
+  EXPECT_THAT(fake.requests().back().body, HasSubstr("ab"));
 }
 
 }  // namespace

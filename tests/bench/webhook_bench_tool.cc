@@ -18,6 +18,10 @@
 
 #include <time.h>
 
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
 #include <algorithm>
 #include <atomic>
 #include <charconv>
@@ -32,11 +36,14 @@
 
 #include "junction/sdk/crypto.h"
 #include "junction/sdk/http_client.h"
-#include "junction/sdk/testing/scripted_http_server.h"
 
 namespace {
 
 namespace sdk = junction::sdk;
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = boost::beast::http;
+using tcp = asio::ip::tcp;
 
 std::int64_t monoNs() {
   timespec ts{};
@@ -69,87 +76,133 @@ bool signatureOk(std::string_view header, std::string_view secret, std::string_v
   return sdk::constantTimeEquals(sdk::hmacSha256Hex(secret, signed_text), v1);
 }
 
-int receiver(std::string secret) {
-  std::mutex mutex;
-  std::uint64_t requests = 0;
-  std::uint64_t events = 0;
-  std::uint64_t bad = 0;
-  std::vector<double> latencies_ms;
-  sdk::testing::ScriptedHttpServer server;
-  server.when("POST", "/hook").respond([&](const sdk::testing::RecordedRequest& r) {
-    const std::int64_t now = monoNs();
-    sdk::HttpResponse response;
-    if (!signatureOk(r.headers.get("X-Junction-Signature"), secret, r.body)) {
-      std::lock_guard lock(mutex);
-      ++bad;
-      response.status = 401;
-      response.body = R"({"error":"bad signature"})";
-      return response;
+// A lean receiver: Boost.Beast, one thread per connection (junctiond opens a few keep-alive
+// connections). The scripted test server records every request and its body, which at hundreds
+// of 300 KB batches a second made it, not junctiond, the bottleneck of the benchmark.
+class Receiver {
+ public:
+  explicit Receiver(std::string secret) : secret_(std::move(secret)) {}
+
+  // Serves until stdin closes; prints "port=N" first.
+  int run() {
+    asio::io_context io;
+    tcp::acceptor acceptor(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+    std::printf("port=%u\n", static_cast<unsigned>(acceptor.local_endpoint().port()));
+    std::fflush(stdout);
+    std::thread acceptor_thread([&] {
+      for (;;) {
+        boost::system::error_code ec;
+        tcp::socket socket(io);
+        acceptor.accept(socket, ec);
+        if (ec) {
+          return;
+        }
+        std::thread([this, s = std::move(socket)]() mutable { serve(std::move(s)); }).detach();
+      }
+    });
+    std::string line;
+    while (std::getline(std::cin, line)) {
     }
-    std::size_t n = countOf(r.body, "\"messageId\":");
+    boost::system::error_code ignored;
+    acceptor.close(ignored);
+    acceptor_thread.join();
+    return 0;
+  }
+
+ private:
+  void serve(tcp::socket socket) {
+    beast::flat_buffer buffer;
+    for (;;) {
+      http::request_parser<http::string_body> parser;
+      parser.body_limit(64 * 1024 * 1024);
+      boost::system::error_code ec;
+      http::read(socket, buffer, parser, ec);
+      if (ec) {
+        return;
+      }
+      const std::int64_t now = monoNs();
+      auto request = parser.release();
+      http::response<http::string_body> response;
+      response.version(request.version());
+      response.keep_alive(request.keep_alive());
+      response.set(http::field::content_type, "application/json");
+      response.result(answer(request, now, response.body()));
+      response.prepare_payload();
+      http::write(socket, response, ec);
+      if (ec || !request.keep_alive()) {
+        return;
+      }
+    }
+  }
+
+  http::status answer(const http::request<http::string_body>& request, std::int64_t now,
+                      std::string& body) {
+    const std::string_view target = request.target();
+    if (request.method() == http::verb::get && target == "/stats") {
+      body = stats();
+      return http::status::ok;
+    }
+    if (request.method() == http::verb::post && target == "/stats/reset") {
+      std::lock_guard lock(mutex_);
+      latencies_ms_.clear();
+      return http::status::no_content;
+    }
+    if (request.method() != http::verb::post || target != "/hook") {
+      body = R"({"error":"not found"})";
+      return http::status::not_found;
+    }
+    const std::string& text = request.body();
+    if (!signatureOk(request["X-Junction-Signature"], secret_, text)) {
+      std::lock_guard lock(mutex_);
+      ++bad_;
+      body = R"({"error":"bad signature"})";
+      return http::status::unauthorized;
+    }
+    const std::size_t n = countOf(text, "\"messageId\":");
     std::vector<double> samples;
     constexpr std::string_view kSent = "\"sent_ns\":";
-    for (std::size_t pos = r.body.find(kSent); pos != std::string::npos;
-         pos = r.body.find(kSent, pos + 1)) {
+    for (std::size_t pos = text.find(kSent); pos != std::string::npos; pos = text.find(kSent, pos + 1)) {
       std::int64_t sent = 0;
-      const char* begin = r.body.data() + pos + kSent.size();
-      if (std::from_chars(begin, r.body.data() + r.body.size(), sent).ec == std::errc()) {
+      const char* begin = text.data() + pos + kSent.size();
+      if (std::from_chars(begin, text.data() + text.size(), sent).ec == std::errc()) {
         samples.push_back(static_cast<double>(now - sent) / 1e6);
       }
     }
-    std::lock_guard lock(mutex);
-    ++requests;
-    events += n;
-    latencies_ms.insert(latencies_ms.end(), samples.begin(), samples.end());
-    response.status = 200;
-    response.body = R"({"ok":true})";
-    return response;
-  });
-  server.when("GET", "/stats").respond([&](const sdk::testing::RecordedRequest&) {
-    std::lock_guard lock(mutex);
-    std::vector<double> sorted = latencies_ms;
+    std::lock_guard lock(mutex_);
+    ++requests_;
+    events_ += n;
+    latencies_ms_.insert(latencies_ms_.end(), samples.begin(), samples.end());
+    body = R"({"ok":true})";
+    return http::status::ok;
+  }
+
+  std::string stats() {
+    std::lock_guard lock(mutex_);
+    std::vector<double> sorted = latencies_ms_;
     std::sort(sorted.begin(), sorted.end());
     auto pct = [&](double p) {
-      return sorted.empty() ? 0.0 : sorted[std::min(sorted.size() - 1,
-                                                    static_cast<std::size_t>(p * sorted.size()))];
+      return sorted.empty() ? 0.0
+                            : sorted[std::min(sorted.size() - 1, static_cast<std::size_t>(p * sorted.size()))];
     };
     char text[512];
     std::snprintf(text, sizeof text,
                   R"({"requests":%llu,"events":%llu,"bad_signatures":%llu,"latency_samples":%zu,)"
                   R"("p50_ms":%.2f,"p99_ms":%.2f,"max_ms":%.2f})",
-                  static_cast<unsigned long long>(requests), static_cast<unsigned long long>(events),
-                  static_cast<unsigned long long>(bad), sorted.size(), pct(0.50), pct(0.99),
+                  static_cast<unsigned long long>(requests_), static_cast<unsigned long long>(events_),
+                  static_cast<unsigned long long>(bad_), sorted.size(), pct(0.50), pct(0.99),
                   sorted.empty() ? 0.0 : sorted.back());
-    sdk::HttpResponse response;
-    response.status = 200;
-    response.body = text;
-    return response;
-  });
-  server.when("POST", "/stats/reset").respond([&](const sdk::testing::RecordedRequest&) {
-    std::lock_guard lock(mutex);
-    latencies_ms.clear();
-    sdk::HttpResponse response;
-    response.status = 204;
-    return response;
-  });
-  // The server records every request; forget them now and then so a long run stays small.
-  std::atomic<bool> done{false};
-  std::thread trimmer([&] {
-    while (!done.load()) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(200));
-      server.clearRequests();
-    }
-  });
-  std::printf("port=%u\n", static_cast<unsigned>(server.port()));
-  std::fflush(stdout);
-  std::string line;
-  while (std::getline(std::cin, line)) {
+    return text;
   }
-  done = true;
-  trimmer.join();
-  server.stop();
-  return 0;
-}
+
+  const std::string secret_;
+  std::mutex mutex_;
+  std::uint64_t requests_ = 0;  // guarded by mutex_
+  std::uint64_t events_ = 0;
+  std::uint64_t bad_ = 0;
+  std::vector<double> latencies_ms_;
+};
+
+int receiver(std::string secret) { return Receiver(std::move(secret)).run(); }
 
 int pace(const std::string& port, const std::string& key, double rate, double seconds) {
   sdk::HttpClientOptions options;

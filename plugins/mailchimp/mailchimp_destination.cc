@@ -354,6 +354,19 @@ std::string vendorReason(const sdk::HttpClientResponse& response) {
   return clip(std::move(reason));
 }
 
+Outcome memberPutOutcome(const sdk::HttpClientResponse& response) {
+  boost::system::error_code ec;
+  const json::value body = json::parse(response.body, ec);
+  const json::object* o = ec ? nullptr : body.if_object();
+  const json::value* email = o != nullptr ? o->if_contains("email_address") : nullptr;
+  if (email == nullptr || !email->is_string()) {
+    return Outcome::retry(
+        "Mailchimp answered " + std::to_string(response.status) +
+        " to the member PUT with a body that is not the member: " + clip(response.body));
+  }
+  return Outcome::delivered();
+}
+
 std::vector<Outcome> batchOutcomes(const sdk::HttpClientResponse& response,
                                    const std::vector<std::string>& emails) {
   boost::system::error_code ec;
@@ -563,7 +576,7 @@ std::vector<Outcome> MailchimpDestination::deliver(std::span<const sdk::Event> b
       }
       per_event.assign(request.events.size(), o);
     } else if (single) {
-      per_event.assign(1, Outcome::delivered());
+      per_event.assign(1, memberPutOutcome(response));
     } else {
       per_event = batchOutcomes(response, emails);
     }

@@ -90,6 +90,10 @@ Request buildMemberEvent(const sdk::Event& event, std::size_t position, const st
 std::vector<sdk::Outcome> batchOutcomes(const sdk::HttpClientResponse& response,
                                         const std::vector<std::string>& emails);
 
+// The outcome of a member PUT from its 2xx answer: delivered when the body is the member (a JSON
+// object with its email_address), else retry (a garbled answer says nothing of what was stored).
+sdk::Outcome memberPutOutcome(const sdk::HttpClientResponse& response);
+
 // Mailchimp's error text (problem detail: `title`, `detail`, and `errors[].message` of a 400),
 // else the response's description. Never holds request headers.
 std::string vendorReason(const sdk::HttpClientResponse& response);

@@ -199,6 +199,32 @@ TEST_F(MailchimpDestinationTest, MembersEventsAndTagsLandAndOtherTypesAreSkipped
   EXPECT_EQ(fake_.memberEvents()[0].properties.at("value"), "42.5");
   EXPECT_EQ(ctx_.metrics().counterValue("junction_mailchimp_skipped_total", {{"type", "page"}}),
             1u);
+  EXPECT_EQ(ctx_.metrics().counterValue("junction_mailchimp_requests_total",
+                                        {{"endpoint", "batch_subscribe"}, {"status", "200"}}),
+            1u);
+  EXPECT_EQ(ctx_.metrics().counterValue("junction_mailchimp_requests_total",
+                                        {{"endpoint", "member_events"}, {"status", "204"}}),
+            1u);
+  // The requests as sent: basic auth with the key as password, JSON bodies, the paths.
+  const auto requests = fake_.requests();
+  ASSERT_EQ(requests.size(), 5u);  // PUT + tags, batch + tags of person3, event
+  const std::string auth = "Basic " + sdk::base64Encode("junction:" + fake_.apiKey());
+  const std::string list = "/3.0/lists/" + fake_.listId();
+  std::vector<std::string> sent;
+  for (const auto& r : requests) {
+    EXPECT_EQ(r.headers.get("Authorization"), auth);
+    EXPECT_EQ(r.headers.get("Content-Type"), "application/json");
+    sent.push_back(r.method + " " + r.path);
+  }
+  EXPECT_EQ(sent, (std::vector<std::string>{
+                      "PUT " + list + "/members/" + sdk::md5Hex("person1@example.com"),
+                      "POST " + list + "/members/" + sdk::md5Hex("person1@example.com") + "/tags",
+                      "POST " + list,
+                      "POST " + list + "/members/" + sdk::md5Hex("person3@example.com") + "/tags",
+                      "POST " + list + "/members/" + sdk::md5Hex("person1@example.com") + "/events",
+                  }));
+  EXPECT_EQ(requests[1].body, R"({"tags":[{"name":"vip","status":"active"},)"
+                              R"({"name":"Beta","status":"active"}]})");
   EXPECT_THAT(fake_.schemaViolations(), IsEmpty());
 }
 
@@ -325,8 +351,13 @@ TEST_F(MailchimpDestinationTest, A429ThrottlesAndStopsTheCallsOtherRequests) {
 }
 
 TEST_F(MailchimpDestinationTest, ServerErrorsRetryAKeyRefusedFailsAndGarbageRetries) {
-  fake_.failNext(1, 503, "<html>maintenance</html>");
-  EXPECT_EQ(deliver({identify(1), identify(2)})[0].kind, sdk::Outcome::Kind::Retry);
+  fake_.failNext(1, 503, "<html>maintenance</html>", {{"Retry-After", "7"}});
+  auto o503 = deliver({identify(1), identify(2)});
+  EXPECT_EQ(o503[0].kind, sdk::Outcome::Kind::Retry);
+  EXPECT_EQ(o503[1].kind, sdk::Outcome::Kind::Retry);
+  EXPECT_EQ(o503[0].retry_after, 7s);
+  EXPECT_THAT(o503[0].reason, HasSubstr("503"));
+  EXPECT_TRUE(ctx_.throttles().empty()) << "a 5xx is not the account's rate limit";
 
   MailchimpConfig wrong = cfg();
   wrong.api_key = "ffffffffffffffffffffffffffffffff-us6";
@@ -345,6 +376,10 @@ TEST_F(MailchimpDestinationTest, ServerErrorsRetryAKeyRefusedFailsAndGarbageRetr
   auto garbage = deliver({identify(3), identify(4)});
   EXPECT_EQ(garbage[0].kind, sdk::Outcome::Kind::Retry);
   EXPECT_THAT(garbage[0].reason, HasSubstr("not JSON"));
+  fake_.failNext(1, 200, "<html>proxy page</html>");
+  auto garbled_put = deliver({identify(5)});
+  EXPECT_EQ(garbled_put[0].kind, sdk::Outcome::Kind::Retry);
+  EXPECT_THAT(garbled_put[0].reason, HasSubstr("not the member"));
 }
 
 TEST_F(MailchimpDestinationTest, ASlowVendorTimesOutAndAnOutageLosesNothing) {

@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
@@ -68,6 +69,44 @@ inline std::string readFile(const fs::path& file) {
   std::ostringstream s;
   s << in.rdbuf();
   return s.str();
+}
+
+// What `junction ARGS` printed (stdout and stderr together) and its exit status (-1 when it did
+// not exit normally).
+struct CliRun {
+  int code = -1;
+  std::string out;
+};
+
+// Runs build/bin/junction with `args` (a shell word list) and waits for it.
+inline CliRun runJunction(const std::string& args) {
+  const std::string command = (kBinaryDir / "bin" / "junction").string() + " " + args + " 2>&1";
+  CliRun result;
+  FILE* pipe = ::popen(command.c_str(), "r");
+  if (pipe == nullptr) {
+    return result;
+  }
+  char buf[4096];
+  std::size_t n = 0;
+  while ((n = std::fread(buf, 1, sizeof buf, pipe)) > 0) {
+    result.out.append(buf, n);
+  }
+  const int status = ::pclose(pipe);
+  result.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return result;
+}
+
+// Polls `pred` every 20 ms until it holds (true) or `timeout` passes (its last answer).
+template <typename Pred>
+bool eventually(Pred pred, std::chrono::milliseconds timeout = std::chrono::seconds(15)) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (pred()) {
+      return true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return pred();
 }
 
 // build/bin/junctiond as a child process. Each start() writes the child's stderr to a new file

@@ -31,18 +31,6 @@ bool haveCommand(const char* name) {
   return std::system((std::string("command -v ") + name + " >/dev/null 2>&1").c_str()) == 0;
 }
 
-template <typename Pred>
-bool eventually(Pred pred, std::chrono::milliseconds timeout = 30s) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (pred()) {
-      return true;
-    }
-    std::this_thread::sleep_for(25ms);
-  }
-  return pred();
-}
-
 class EmailPlatformsE2ETest : public ::testing::Test {
  protected:
   void SetUp() override {

@@ -23,40 +23,6 @@ using namespace std::chrono_literals;
 
 constexpr const char* kToken = "privacy-damage-token-5678";
 
-struct Cli {
-  int code = -1;
-  std::string out;
-};
-
-Cli runJunction(const std::string& args) {
-  std::string command = (kBinaryDir / "bin" / "junction").string() + " " + args + " 2>&1";
-  Cli result;
-  FILE* pipe = ::popen(command.c_str(), "r");
-  if (pipe == nullptr) {
-    return result;
-  }
-  char buf[4096];
-  std::size_t n = 0;
-  while ((n = std::fread(buf, 1, sizeof buf, pipe)) > 0) {
-    result.out.append(buf, n);
-  }
-  int status = ::pclose(pipe);
-  result.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return result;
-}
-
-template <typename Pred>
-bool eventually(Pred pred, std::chrono::milliseconds timeout = 15s) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (pred()) {
-      return true;
-    }
-    std::this_thread::sleep_for(20ms);
-  }
-  return pred();
-}
-
 enum class Damage { Deleted, Emptied, Corrupted };
 
 class PrivacyStoreDamageTest : public ::testing::TestWithParam<Damage> {

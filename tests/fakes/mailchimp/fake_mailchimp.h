@@ -104,6 +104,7 @@ class FakeMailchimp {
   // Validates `body` (a request body) against an operation's schema ("putListsIdMembersId",
   // "postListsId", "postListMemberEvents", "postListMemberTags"), with the path parameters the
   // schema also describes. Empty when valid, else the problems. For tests of the plugin too.
+  // "postListsId.out" validates a batch subscribe's 200 answer (what the fake sends) instead.
   static std::vector<std::string> validate(std::string_view operation,
                                            const boost::json::value& body);
 

@@ -532,6 +532,9 @@ TEST_F(FakeMailchimpContractTest, BodiesAreValidatedAgainstTheSchemasAndMergeFie
                      R"({"email_address":"p2@example.com","status":"subscribed"}]})");
   ASSERT_EQ(exists.status, 200);
   auto answer = json::parse(exists.body);
+  EXPECT_THAT(FakeMailchimp::validate("postListsId.out", answer), IsEmpty()) << exists.body;
+  EXPECT_THAT(FakeMailchimp::validate("postListsId.out", json::parse(R"({"new_members":5})")),
+              Not(IsEmpty()));
   EXPECT_EQ(answer.at("errors").at(0).at("error_code"), "ERROR_CONTACT_EXISTS");
   EXPECT_EQ(answer.at("new_members").as_array().size(), 1u);
   EXPECT_EQ(fake_.member("p1@example.com")->status, "unsubscribed");

@@ -492,6 +492,12 @@ sdk::HttpResponse FakeMailchimp::upsertLocked(const json::object& m, bool use_st
     refusal = email + " looks fake or invalid, please enter a real email address.";
     return {};
   }
+  if (std::find(deleted_.begin(), deleted_.end(), email) != deleted_.end()) {
+    refusal = email +
+              " was permanently deleted and cannot be re-imported. The contact must re-subscribe "
+              "to get back on the list.";
+    return {};
+  }
   if (auto problems = mergeFieldProblems(m); !problems.empty()) {
     refusal = "Your merge fields were invalid.";
     for (const auto& p : problems) {
@@ -545,7 +551,8 @@ sdk::HttpResponse FakeMailchimp::putMember(const std::string& hash, const json::
   std::string refusal;
   (void)upsertLocked(m, true, created, refusal);
   if (!refusal.empty()) {
-    return problem(400, "Invalid Resource", refusal);
+    const bool forgotten = refusal.find("permanently deleted") != std::string::npos;
+    return problem(400, forgotten ? "Forgotten Email Not Subscribed" : "Invalid Resource", refusal);
   }
   const Member& member = members_.at(email);
   json::object answer{{"id", hash},

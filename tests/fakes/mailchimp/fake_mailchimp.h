@@ -10,7 +10,8 @@
 //        {new_members, updated_members, errors [{email_address, error, error_code}], ...}
 //   POST /lists/{list_id}/members/{hash}/events        204; 404 for a person not in the audience
 //   POST /lists/{list_id}/members/{hash}/tags          204
-//   POST /lists/{list_id}/members/{hash}/actions/delete-permanent   204, or 404
+//   POST /lists/{list_id}/members/{hash}/actions/delete-permanent   204, or 404; the address
+//        cannot be added again (400 "Forgotten Email Not Subscribed"; a batch error)
 //
 // Every request needs HTTP basic auth with the API key as password (401 "API Key Missing" without
 // one, "API Key Invalid" with another); another list id is 404. More than `max_connections`
@@ -97,6 +98,7 @@ class FakeMailchimp {
   std::optional<Member> member(std::string_view email) const;
   std::size_t memberEventCount() const;
   std::vector<MemberEvent> memberEvents() const;
+  // Permanently deleted addresses, in order.
   std::vector<std::string> deleted() const;
   // Bodies refused by the JSON Schemas, with valijson's reasons.
   std::vector<std::string> schemaViolations() const;

@@ -429,6 +429,10 @@ TEST_F(MailchimpDestinationTest, ErasureDeletesTheMemberPermanently) {
           .isDelivered());
   EXPECT_FALSE(fake_.member("person1@example.com"));
   EXPECT_EQ(fake_.deleted(), (std::vector<std::string>{"person1@example.com"}));
+  // Mailchimp keeps a permanently deleted address out: identify fails, to the dead letters.
+  auto again = deliver({identify(1)});
+  EXPECT_EQ(again[0].kind, sdk::Outcome::Kind::Failed);
+  EXPECT_THAT(again[0].reason, HasSubstr("Forgotten Email Not Subscribed"));
   EXPECT_TRUE(
       dest.erase(sdk::Person{.user_id = "", .anonymous_id = "", .email = "person1@example.com"})
           .isDelivered());  // already gone

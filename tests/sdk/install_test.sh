@@ -66,7 +66,7 @@ step "configure and build $example_src"
   -DCMAKE_PREFIX_PATH="$tmp/prefix" \
   -DCMAKE_FIND_USE_PACKAGE_REGISTRY=OFF \
   -DCMAKE_EXPORT_COMPILE_COMMANDS=ON \
-  -DCMAKE_CXX_FLAGS=-Werror >"$tmp/configure.log" 2>&1 ||
+  "-DCMAKE_CXX_FLAGS=${CXXFLAGS:-} -Werror" >"$tmp/configure.log" 2>&1 ||
   { cat "$tmp/configure.log" >&2; fail "configuring the example failed"; }
 "$cmake" --build "$example" -j2 >"$tmp/build.log" 2>&1 ||
   { cat "$tmp/build.log" >&2; fail "building the example failed"; }

@@ -78,7 +78,8 @@ class FakeMailchimp {
   const std::string& apiKey() const noexcept { return options_.api_key; }
   const std::string& listId() const noexcept { return options_.list_id; }
 
-  // The next `n` requests (whose path starts with `path_prefix`, when given) get this answer.
+  // The next `n` requests (whose path starts with `path_prefix`, when given, a full path like
+  // "/3.0/lists/a1b2c3d4e5/members/<hash>/tags") get this answer instead of Mailchimp's.
   void failNext(std::size_t n, int status, std::string body,
                 std::vector<std::pair<std::string, std::string>> headers = {},
                 std::string path_prefix = "");

@@ -228,6 +228,25 @@ TEST_F(MailchimpDestinationTest, MembersEventsAndTagsLandAndOtherTypesAreSkipped
   EXPECT_THAT(fake_.schemaViolations(), IsEmpty());
 }
 
+TEST_F(MailchimpDestinationTest, TagsThatFailRetryTheMemberAndTheRetryCompletesIt) {
+  const json::object tags{{"tags_trait", "traits.tags"}};
+  const std::string tags_path =
+      "/3.0/lists/" + fake_.listId() + "/members/" + sdk::md5Hex("person2@example.com") + "/tags";
+  fake_.failNext(1, 500, R"({"title":"Internal Server Error","status":500,"detail":"oops"})", {},
+                 tags_path);
+  auto first =
+      deliver({identify(1, "", R"(,"tags":["a"])"), identify(2, "", R"(,"tags":["b"])")}, tags);
+  EXPECT_TRUE(first[0].isDelivered()) << first[0].reason;
+  EXPECT_EQ(first[1].kind, sdk::Outcome::Kind::Retry);
+  EXPECT_THAT(first[1].reason, HasSubstr("oops"));
+  ASSERT_TRUE(fake_.member("person2@example.com"));  // the member is written, its tags are not
+  EXPECT_THAT(fake_.member("person2@example.com")->tags, IsEmpty());
+  auto retry = deliver({identify(2, "", R"(,"tags":["b"])")}, tags);  // the engine's retry
+  EXPECT_TRUE(retry[0].isDelivered()) << retry[0].reason;
+  EXPECT_EQ(fake_.member("person2@example.com")->tags, (std::vector<std::string>{"b"}));
+  EXPECT_EQ(fake_.member("person1@example.com")->tags, (std::vector<std::string>{"a"}));
+}
+
 TEST_F(MailchimpDestinationTest, AnUnsubscribedMemberStaysUnsubscribed) {
   fake_.addMember("person1@example.com", "unsubscribed");
   fake_.addMember("person2@example.com", "unsubscribed");

@@ -232,6 +232,16 @@ std::size_t FakeMailchimp::memberCount() const {
   return members_.size();
 }
 
+std::vector<FakeMailchimp::Member> FakeMailchimp::members() const {
+  std::lock_guard lock(mutex_);
+  std::vector<Member> out;
+  out.reserve(members_.size());
+  for (const auto& [email, m] : members_) {
+    out.push_back(m);
+  }
+  return out;
+}
+
 std::optional<FakeMailchimp::Member> FakeMailchimp::member(std::string_view email) const {
   std::lock_guard lock(mutex_);
   auto it = members_.find(lower(email));

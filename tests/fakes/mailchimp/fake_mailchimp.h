@@ -95,6 +95,8 @@ class FakeMailchimp {
   void clearRequests();
 
   std::size_t memberCount() const;
+  // Every member, ordered by email.
+  std::vector<Member> members() const;
   // By email, case-insensitively.
   std::optional<Member> member(std::string_view email) const;
   std::size_t memberEventCount() const;

@@ -289,6 +289,10 @@ TEST_F(MailchimpDestinationTest, OneCallPastTheBatchLimitIsSplit) {
     ASSERT_TRUE(o.isDelivered()) << o.reason;
   }
   EXPECT_EQ(fake_.memberCount(), 1001u);
+  const auto members = fake_.members();
+  ASSERT_EQ(members.size(), 1001u);
+  EXPECT_EQ(members.front().email_address, "person0@example.com");
+  EXPECT_EQ(members.front().merge_fields.at("LNAME"), "Lovelace");
   auto requests = fake_.requests();
   ASSERT_EQ(requests.size(), 3u);
   std::vector<std::size_t> sizes;

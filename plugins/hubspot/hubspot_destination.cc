@@ -1,7 +1,7 @@
 #include "hubspot_destination.h"
 
-#include <boost/json.hpp>
 #include <algorithm>
+#include <boost/json.hpp>
 #include <charconv>
 #include <map>
 #include <set>
@@ -22,8 +22,11 @@ namespace {
 constexpr std::string_view kUpsertPath = "/crm/v3/objects/contacts/batch/upsert";
 constexpr std::string_view kEventsPath = "/events/v3/send";
 constexpr std::string_view kGdprDeletePath = "/crm/v3/objects/contacts/gdpr-delete";
-// A 429 without Retry-After waits out HubSpot's rolling window.
+// A 429 without Retry-After or -Interval-Milliseconds waits out HubSpot's rolling window.
 constexpr std::chrono::milliseconds kDefaultRateLimitWait{10'000};
+// The daily limit resets at midnight in the account's time zone, which the plugin does not
+// know: it pauses this long, then one delivery finds out whether the day has turned.
+constexpr std::chrono::milliseconds kDailyLimitWait{std::chrono::hours(1)};
 
 std::string lowerTrimmed(std::string_view s) {
   while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) {
@@ -69,6 +72,36 @@ std::int64_t headerNumber(const sdk::HttpHeaders& headers, std::string_view name
     return -1;
   }
   return n;
+}
+
+constexpr std::string_view kMaxHeader = "X-HubSpot-RateLimit-Max";
+constexpr std::string_view kRemainingHeader = "X-HubSpot-RateLimit-Remaining";
+constexpr std::string_view kIntervalHeader = "X-HubSpot-RateLimit-Interval-Milliseconds";
+constexpr std::string_view kDailyHeader = "X-HubSpot-RateLimit-Daily";
+constexpr std::string_view kDailyRemainingHeader = "X-HubSpot-RateLimit-Daily-Remaining";
+
+// The day's calls are spent (private apps get the -Daily headers; OAuth apps do not).
+bool dailySpent(const sdk::HttpHeaders& headers) {
+  return headerNumber(headers, kDailyHeader) > 0 &&
+         headerNumber(headers, kDailyRemainingHeader) == 0;
+}
+
+std::chrono::milliseconds windowOf(const sdk::HttpHeaders& headers) {
+  const std::int64_t interval = headerNumber(headers, kIntervalHeader);
+  return interval > 0 ? std::chrono::milliseconds(interval) : kDefaultRateLimitWait;
+}
+
+// When an answer says the account has no calls left (the day's or the window's): how long until
+// it has some again.
+std::optional<std::chrono::milliseconds> spentFor(const sdk::HttpClientResponse& response) {
+  if (dailySpent(response.headers)) {
+    return kDailyLimitWait;
+  }
+  if (headerNumber(response.headers, kMaxHeader) > 0 &&
+      headerNumber(response.headers, kRemainingHeader) == 0) {
+    return windowOf(response.headers);
+  }
+  return std::nullopt;
 }
 
 bool retryableCategory(std::string_view category) {
@@ -236,12 +269,29 @@ std::string vendorReason(const sdk::HttpClientResponse& response) {
   if (message == nullptr || !message->is_string()) {
     return response.describe();
   }
-  std::string reason = "HTTP " + std::to_string(response.status) + " from HubSpot: " +
-                       std::string(message->get_string());
-  if (const auto* category = o->if_contains("category"); category != nullptr && category->is_string()) {
+  std::string reason = "HTTP " + std::to_string(response.status) +
+                       " from HubSpot: " + std::string(message->get_string());
+  if (const auto* category = o->if_contains("category");
+      category != nullptr && category->is_string()) {
     reason += " (" + std::string(category->get_string()) + ")";
   }
   return clip(std::move(reason));
+}
+
+std::chrono::milliseconds rateLimitWait(const sdk::HttpClientResponse& response) {
+  if (response.retry_after.count() > 0) {
+    return response.retry_after;
+  }
+  if (response.body.find("\"DAILY\"") != std::string::npos) {
+    boost::system::error_code ec;
+    const json::value body = json::parse(response.body, ec);
+    const json::object* o = ec ? nullptr : body.if_object();
+    const json::value* policy = o != nullptr ? o->if_contains("policyName") : nullptr;
+    if (policy != nullptr && policy->is_string() && policy->get_string() == "DAILY") {
+      return kDailyLimitWait;
+    }
+  }
+  return windowOf(response.headers);
 }
 
 std::vector<Outcome> upsertOutcomes(const sdk::HttpClientResponse& response,
@@ -298,8 +348,8 @@ std::vector<Outcome> upsertOutcomes(const sdk::HttpClientResponse& response,
       if (ids == nullptr || !ids->is_array()) {
         continue;
       }
-      const std::string reason =
-          clip("HubSpot refused the contact: " + message + (category.empty() ? "" : " (" + category + ")"));
+      const std::string reason = clip("HubSpot refused the contact: " + message +
+                                      (category.empty() ? "" : " (" + category + ")"));
       for (const auto& id : ids->get_array()) {
         if (!id.is_string()) {
           continue;
@@ -341,48 +391,55 @@ sdk::HttpClientResponse HubspotDestination::send(const Request& request, const c
   http.headers.set("Content-Type", "application/json");
   auto response = context_.http().send(http);
   context_.metrics()
-      .counter("junction_hubspot_requests_total", "Requests sent to HubSpot, by endpoint and status",
+      .counter("junction_hubspot_requests_total",
+               "Requests sent to HubSpot, by endpoint and status",
                {{"endpoint", endpoint}, {"status", std::to_string(response.status)}})
       .inc();
-  // The account's limit: a 429, or the rolling window's remaining calls running low.
   if (!throttled) {
-    const std::int64_t max = headerNumber(response.headers, "X-HubSpot-RateLimit-Max");
-    const std::int64_t remaining = headerNumber(response.headers, "X-HubSpot-RateLimit-Remaining");
-    const std::int64_t interval =
-        headerNumber(response.headers, "X-HubSpot-RateLimit-Interval-Milliseconds");
-    const std::int64_t secondly =
-        headerNumber(response.headers, "X-HubSpot-RateLimit-Secondly-Remaining");
-    if (response.status == 429) {
-      throttled = true;
-      auto wait = response.retry_after.count() > 0
-                      ? response.retry_after
-                      : (interval > 0 ? std::chrono::milliseconds(interval) : kDefaultRateLimitWait);
-      context_.throttle(wait);
-    } else if (max > 0 && remaining >= 0 && remaining * 10 < max) {
-      throttled = true;
-      // None left: wait for the window; a few left: only slow down.
-      context_.throttle(remaining == 0 && interval > 0 ? std::chrono::milliseconds(interval)
-                                                       : std::chrono::milliseconds(0));
-    } else if (secondly == 0) {
-      throttled = true;
-      context_.throttle(std::chrono::seconds(1));
-    }
+    throttled = throttleFor(response);
   }
   return response;
+}
+
+bool HubspotDestination::throttleFor(const sdk::HttpClientResponse& response) {
+  if (response.status == 429) {
+    context_.throttle(rateLimitWait(response));
+    return true;
+  }
+  if (auto wait = spentFor(response)) {
+    if (dailySpent(response.headers)) {
+      context_.log().warn("HubSpot's daily API limit is spent: deliveries pause",
+                          {{"daily_limit", headerNumber(response.headers, kDailyHeader)},
+                           {"pause_ms", static_cast<std::int64_t>(wait->count())}});
+    }
+    context_.throttle(*wait);
+    return true;
+  }
+  const std::int64_t max = headerNumber(response.headers, kMaxHeader);
+  const std::int64_t remaining = headerNumber(response.headers, kRemainingHeader);
+  if (max > 0 && remaining >= 0 && remaining * 10 < max) {
+    context_.throttle(std::chrono::milliseconds(0));  // a few calls left: only slow down
+    return true;
+  }
+  if (headerNumber(response.headers, "X-HubSpot-RateLimit-Secondly-Remaining") == 0) {
+    context_.throttle(std::chrono::seconds(1));
+    return true;
+  }
+  return false;
 }
 
 Outcome HubspotDestination::failureOf(const sdk::HttpClientResponse& response) const {
   switch (response.classification) {
     case sdk::HttpClassification::Success:
       return Outcome::delivered();
-    case sdk::HttpClassification::RateLimited: {
-      auto wait = response.retry_after.count() > 0 ? response.retry_after : kDefaultRateLimitWait;
-      return Outcome::retry(vendorReason(response), wait);
-    }
+    case sdk::HttpClassification::RateLimited:
+      return Outcome::retry(vendorReason(response), rateLimitWait(response));
     case sdk::HttpClassification::Retryable:
       return Outcome::retry(vendorReason(response), response.retry_after);
     case sdk::HttpClassification::AuthExpired:
       // A private app's token does not refresh: fix it, then replay the dead letters.
+      context_.log().warn("HubSpot refused the access token: events fail until it is fixed",
+                          {{"status", response.status}});
       return Outcome::failed("authentication failed: " + vendorReason(response) +
                              " (check the private app's access_token and its scopes)");
     case sdk::HttpClassification::Permanent:
@@ -437,9 +494,20 @@ std::vector<Outcome> HubspotDestination::deliver(std::span<const sdk::Event> bat
   }
 
   bool throttled = false;
-  // Once the account is rate limited or HubSpot is unreachable, the call's later requests are
-  // not sent: their events wait with the same outcome.
+  // Once the account is out of calls (a 429, or the headers saying none are left), HubSpot is
+  // unreachable or the token is refused, the call's later requests are not sent: their events
+  // get the same outcome (the engine retries them after the pause).
   std::optional<Outcome> stop;
+  auto holdAfter = [&stop](const sdk::HttpClientResponse& response, const Outcome& outcome) {
+    if (response.status == 429 || response.status == 0 || response.status == 401) {
+      stop = outcome;
+    } else if (auto wait = spentFor(response)) {
+      stop = Outcome::retry(
+          "not sent: HubSpot's API limit for the account is spent (X-HubSpot-RateLimit-" +
+              std::string(dailySpent(response.headers) ? "Daily-Remaining" : "Remaining") + ": 0)",
+          *wait);
+    }
+  };
   std::map<std::size_t, std::string> email_of;
   for (std::size_t i = 0; i < identify_positions.size(); ++i) {
     email_of[identify_positions[i]] = identify_emails[i];
@@ -460,11 +528,10 @@ std::vector<Outcome> HubspotDestination::deliver(std::span<const sdk::Event> bat
     std::vector<Outcome> per_event;
     if (response.ok()) {
       per_event = upsertOutcomes(response, emails);
+      holdAfter(response, Outcome::delivered());
     } else {
       Outcome o = failureOf(response);
-      if (response.status == 429 || response.status == 0) {
-        stop = o;
-      }
+      holdAfter(response, o);
       per_event.assign(request.events.size(), o);
     }
     for (std::size_t k = 0; k < request.events.size(); ++k) {
@@ -479,9 +546,7 @@ std::vector<Outcome> HubspotDestination::deliver(std::span<const sdk::Event> bat
     }
     auto response = send(request, "events_send", throttled);
     outcomes[p] = failureOf(response);
-    if (response.status == 429 || response.status == 0) {
-      stop = outcomes[p];
-    }
+    holdAfter(response, outcomes[p]);
   }
   return outcomes;
 }
@@ -492,7 +557,8 @@ Outcome HubspotDestination::erase(const sdk::Person& person) {
         "HubSpot erases contacts by email: the regulation must name the person's email");
   }
   const std::string email = lowerTrimmed(person.email);
-  Request request{"POST", std::string(kGdprDeletePath),
+  Request request{"POST",
+                  std::string(kGdprDeletePath),
                   json::serialize(json::object{{"objectId", email}, {"idProperty", "email"}}),
                   {}};
   bool throttled = false;

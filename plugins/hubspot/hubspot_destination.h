@@ -9,8 +9,9 @@
 //   anything else       -> nothing to do (delivered; junction_hubspot_skipped_total{type})
 //   erasure             -> POST /crm/v3/objects/contacts/gdpr-delete by email
 //
-// Rate limits are per account: a 429, or X-HubSpot-RateLimit-Remaining under a tenth of -Max,
-// throttles the whole destination (DestinationContext::throttle) for the rest of the interval.
+// Rate limits are per account: a 429, X-HubSpot-RateLimit-Remaining under a tenth of -Max, or
+// the daily limit spent (-Daily-Remaining 0) throttles the whole destination
+// (DestinationContext::throttle), at most once per deliver() call.
 //
 // Thread-safety: deliver() and erase() may run on several delivery threads at once; the
 // instance holds only immutable configuration and thread-safe metrics.
@@ -34,8 +35,8 @@ namespace junction::plugins::hubspot {
 inline constexpr std::int64_t kMaxBatchInputs = 100;
 
 struct HubspotConfig {
-  std::string access_token;  // secret: a private app's token
-  std::string base_url;      // https://api.hubapi.com
+  std::string access_token;     // secret: a private app's token
+  std::string base_url;         // https://api.hubapi.com
   boost::json::object events;   // Segment track event name -> HubSpot custom event name
   boost::json::object mapping;  // contact properties over defaultMapping()
   std::int64_t batch_size = kMaxBatchInputs;
@@ -76,6 +77,11 @@ Request buildBehavioralEvent(const sdk::Event& event, std::size_t position,
 std::vector<sdk::Outcome> upsertOutcomes(const sdk::HttpClientResponse& response,
                                          const std::vector<std::string>& emails);
 
+// How long HubSpot's account limit asks to wait after `response` (a 429): its Retry-After;
+// else, for the daily limit (policyName DAILY), an hour (it resets at midnight in the account's
+// time zone); else the window, X-HubSpot-RateLimit-Interval-Milliseconds; else 10 s.
+std::chrono::milliseconds rateLimitWait(const sdk::HttpClientResponse& response);
+
 // HubSpot's error text: `message` (and `category`) of its error body, else the response's
 // description. Never holds request headers.
 std::string vendorReason(const sdk::HttpClientResponse& response);
@@ -95,6 +101,10 @@ class HubspotDestination final : public sdk::Destination {
   // Sends one request and counts it; `throttled` says whether this deliver() call has already
   // throttled the destination (once per call).
   sdk::HttpClientResponse send(const Request& request, const char* endpoint, bool& throttled);
+  // Throttles the destination when `response` says the account's limit is reached or close:
+  // a 429, X-HubSpot-RateLimit-Daily-Remaining 0, -Remaining under a tenth of -Max, or
+  // -Secondly-Remaining 0. Returns whether it did.
+  bool throttleFor(const sdk::HttpClientResponse& response);
   // The outcome of a request that did not succeed, for every event it carried.
   sdk::Outcome failureOf(const sdk::HttpClientResponse& response) const;
 

@@ -15,18 +15,21 @@
 //
 // Every request needs `Authorization: Bearer <access token>` (401 INVALID_AUTHENTICATION
 // otherwise). Every answer carries the rolling ten-second window's X-HubSpot-RateLimit-Max,
-// -Remaining and -Interval-Milliseconds; past the limit (when set) it answers 429 RATE_LIMIT
-// (policy TEN_SECONDLY_ROLLING). Error bodies are HubSpot's: {"status":"error","message",
+// -Remaining and -Interval-Milliseconds (and, with a daily limit, -Daily and -Daily-Remaining);
+// past a limit it answers 429 {"status":"error","message","errorType":"RATE_LIMIT",
+// "correlationId","policyName":"TEN_SECONDLY_ROLLING" | "DAILY","requestId"} without
+// Retry-After, as HubSpot does. Other error bodies are HubSpot's: {"status":"error","message",
 // "correlationId","category"}. Thread-safe.
 
+#include <atomic>
 #include <boost/json/object.hpp>
 #include <chrono>
 #include <cstddef>
 #include <deque>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <set>
-#include <map>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -38,9 +41,16 @@ namespace junction::tests::fakes {
 
 struct FakeHubspotOptions {
   std::string access_token = "pat-na1-fake-hubspot-token";
-  // Calls per rolling ten seconds (HubSpot's private apps: 100, or 190 on higher tiers);
-  // 0 = no limit (the headers then say 1,000,000).
+  // Calls per second, enforced the way HubSpot enforces its limit: over a rolling ten seconds
+  // whose X-HubSpot-RateLimit-Max is ten times this (rounded up). 0 = no limit (the headers
+  // then say 1,000,000).
+  double requests_per_second = 0;
+  // Calls per rolling ten seconds, when not 0 (it wins over requests_per_second): HubSpot's
+  // private apps get 100 (Free, Starter) or 190 (Professional, Enterprise).
   std::size_t ten_secondly_limit = 0;
+  // Calls per day (250,000 on Free and Starter), counted from the fake's start; 0 = no daily
+  // limit and no -Daily headers (as for OAuth apps).
+  std::size_t daily_limit = 0;
 };
 
 class FakeHubspot {
@@ -70,8 +80,10 @@ class FakeHubspot {
   void failNext(std::size_t n, int status, std::string body,
                 std::vector<std::pair<std::string, std::string>> headers = {},
                 std::string path_prefix = "");
-  // Upserts naming this email are refused in the 207 answer (category VALIDATION_ERROR).
-  void failEmail(std::string email, std::string message = "Property values were not valid");
+  // Upserts naming this email are refused in the 207 answer with this error (HubSpot's
+  // categories: VALIDATION_ERROR, RATE_LIMITS, INTERNAL_ERROR, ...).
+  void failEmail(std::string email, std::string message = "Property values were not valid",
+                 std::string category = "VALIDATION_ERROR");
   // Upserts answer 200 with no result for this email (a 2xx that wrote nothing).
   void dropEmail(std::string email);
   void setDelay(std::chrono::milliseconds delay);
@@ -88,7 +100,10 @@ class FakeHubspot {
   std::optional<Contact> contact(std::string_view email) const;
   std::vector<BehavioralEvent> behavioralEvents() const;
   std::vector<std::string> gdprDeleted() const;
+  // 429s the fake's own limits answered (not failNext's).
   std::size_t rateLimitedCount() const;
+  // The rolling window's X-HubSpot-RateLimit-Max (1,000,000 without a limit).
+  std::size_t windowMax() const noexcept { return window_max_; }
 
  private:
   struct Failure {
@@ -98,25 +113,35 @@ class FakeHubspot {
     std::vector<std::pair<std::string, std::string>> headers;
     std::string path_prefix;
   };
+  struct Refusal {
+    std::string message;
+    std::string category;
+  };
 
   sdk::HttpResponse handle(const sdk::testing::RecordedRequest& request);
   sdk::HttpResponse upsert(const sdk::testing::RecordedRequest& request);
   sdk::HttpResponse sendEvent(const sdk::testing::RecordedRequest& request);
   sdk::HttpResponse gdprDelete(const sdk::testing::RecordedRequest& request);
   void installRule();  // rule_mutex_ held
+  // HubSpot's error body ({"status":"error","message","correlationId","category"}).
+  sdk::HttpResponse errorAnswer(int status, std::string_view message, std::string_view category);
+  std::string correlationId();
 
   const Options options_;
+  const std::size_t window_max_;  // X-HubSpot-RateLimit-Max: the limit, or 1,000,000
+  const bool window_limited_;     // false: the window is only reported
   mutable std::mutex mutex_;
   std::map<std::string, Contact> contacts_;  // by lower-cased email
   std::vector<BehavioralEvent> events_;
   std::vector<std::string> gdpr_deleted_;
-  std::map<std::string, std::string> fail_emails_;
+  std::map<std::string, Refusal> fail_emails_;
   std::set<std::string> drop_emails_;
   std::deque<Failure> failures_;
   std::deque<std::chrono::steady_clock::time_point> window_;  // calls in the last ten seconds
+  std::size_t daily_calls_ = 0;
   std::size_t rate_limited_ = 0;
   std::size_t next_id_ = 1001;
-  std::uint64_t correlation_ = 1;
+  std::atomic<std::uint64_t> correlation_{1};
 
   std::mutex rule_mutex_;
   std::chrono::milliseconds delay_{0};

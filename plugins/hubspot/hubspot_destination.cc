@@ -124,8 +124,8 @@ std::string clip(std::string text) {
 const sdk::OptionTable<HubspotConfig>& hubspotOptions() {
   static const sdk::OptionTable<HubspotConfig> table{
       option("access_token", &HubspotConfig::access_token,
-             "A private app's access token (scopes: crm.objects.contacts.write, and for erasure "
-             "crm.objects.contacts.write + the GDPR delete permission)")
+             "A private app's access token (scopes: crm.objects.contacts.write for contacts "
+             "and erasure, analytics.behavioral_events.send for `events`)")
           .required()
           .secret(),
       option("base_url", &HubspotConfig::base_url, "HubSpot's API base URL")

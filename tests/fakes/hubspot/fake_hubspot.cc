@@ -114,6 +114,16 @@ std::optional<FakeHubspot::Contact> FakeHubspot::contact(std::string_view email)
   return it == contacts_.end() ? std::nullopt : std::optional<Contact>(it->second);
 }
 
+std::vector<FakeHubspot::Contact> FakeHubspot::contacts() const {
+  std::lock_guard lock(mutex_);
+  std::vector<Contact> out;
+  out.reserve(contacts_.size());
+  for (const auto& [email, contact] : contacts_) {
+    out.push_back(contact);
+  }
+  return out;
+}
+
 std::vector<FakeHubspot::BehavioralEvent> FakeHubspot::behavioralEvents() const {
   std::lock_guard lock(mutex_);
   return events_;

@@ -98,7 +98,10 @@ class FakeHubspot {
   std::size_t contactCount() const;
   // By email, case-insensitively.
   std::optional<Contact> contact(std::string_view email) const;
+  // Every contact, by email (properties.email) in order.
+  std::vector<Contact> contacts() const;
   std::vector<BehavioralEvent> behavioralEvents() const;
+  // Emails whose contact a GDPR delete removed, in order.
   std::vector<std::string> gdprDeleted() const;
   // 429s the fake's own limits answered (not failNext's).
   std::size_t rateLimitedCount() const;

@@ -99,6 +99,11 @@ TEST_F(FakeHubspotTest, UpsertsCreateThenMergeContactsByEmail) {
   EXPECT_EQ(ada->properties,
             (json::object{{"firstname", "Ada"}, {"lastname", "King"}, {"email", "ada@x.test"}}));
   EXPECT_EQ(fake.contactCount(), 2u);
+  const auto all = fake.contacts();
+  ASSERT_EQ(all.size(), 2u);
+  EXPECT_EQ(all[0].properties.at("email"), "ada@x.test");
+  EXPECT_EQ(all[1].properties.at("email"), "b@x.test");
+  EXPECT_NE(all[0].id, all[1].id);
 }
 
 TEST_F(FakeHubspotTest, BatchBodiesAreValidatedAsHubspotDoes) {

@@ -237,6 +237,11 @@ const OptionTable<ConnectorConfig>& destinationTable() {
       option("concurrency", &ConnectorConfig::concurrency, "Deliveries in flight at once")
           .defaultValue(1)
           .range(1, 256),
+      option("ordering", &ConnectorConfig::ordering,
+             "person: each person's events in order, one per call (vendors); none: any events "
+             "together (a warehouse). Default: the plugin's, else person")
+          .oneOf({"person", "none"})
+          .defaultValue("person"),
       option("start", &ConnectorConfig::start,
              "Where a new destination starts: latest (new events only) or earliest (backfill)")
           .oneOf({"latest", "earliest"})
@@ -327,6 +332,7 @@ void readConnectors(YamlChecker& checker, const YAML::Node& list, ConnectorKind 
         c.written.max_bytes = written(childOf(childOf(item, "batch"), "max_bytes"));
         c.written.max_wait = written(childOf(childOf(item, "batch"), "max_wait"));
         c.written.concurrency = written(childOf(item, "concurrency"));
+        c.written.ordering = written(childOf(item, "ordering"));
         c.retry = retryTable().bind(
             checker.checkMapping(childOf(item, "retry"), retryTable().specs(), path + ".retry"));
         c.rate_limit = rateLimitTable().bind(checker.checkMapping(
@@ -507,6 +513,9 @@ void applyDeliveryDefaults(const sdk::DeliveryDefaults& hints, ConnectorConfig& 
   }
   if (hints.concurrency > 0 && !c.written.concurrency) {
     c.concurrency = std::clamp<std::int64_t>(hints.concurrency, 1, 256);
+  }
+  if (hints.ordering && !c.written.ordering) {
+    c.ordering = sdk::toString(*hints.ordering);
   }
 }
 

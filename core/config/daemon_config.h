@@ -114,12 +114,14 @@ struct ConnectorConfig {
   RetryConfig retry;
   RateLimitConfig rate_limit;
   std::int64_t concurrency = 1;
+  std::string ordering = "person";  // person | none (see sdk::Ordering)
   // Which of the above the YAML wrote; the others take the plugin's DeliveryDefaults, if any.
   struct Written {
     bool max_events = false;
     bool max_bytes = false;
     bool max_wait = false;
     bool concurrency = false;
+    bool ordering = false;
   } written;
   std::string start;  // latest | earliest
   std::vector<std::string> hash;  // PII: JSON paths whose values are SHA-256 hashed

@@ -84,6 +84,9 @@ std::string pluginDocText(const plugin::LoadedPlugin& p) {
     if (h.concurrency > 0) {
       add("concurrency " + std::to_string(h.concurrency));
     }
+    if (h.ordering) {
+      add(std::string("ordering ") + sdk::toString(*h.ordering));
+    }
     if (!hints.empty()) {
       out += "Delivery defaults (where the destination block does not set them): " + hints + "\n\n";
     }
@@ -163,6 +166,9 @@ std::string pluginDocJson(const plugin::LoadedPlugin& p) {
     }
     if (h.concurrency > 0) {
       delivery["concurrency"] = h.concurrency;
+    }
+    if (h.ordering) {
+      delivery["ordering"] = sdk::toString(*h.ordering);
     }
     out["delivery_defaults"] = std::move(delivery);
   }

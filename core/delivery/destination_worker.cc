@@ -30,6 +30,7 @@ DestinationWorker::DestinationWorker(const config::ConnectorConfig& config,
       backoff_(config.retry.initial_backoff, config.retry.max_backoff),
       bucket_(config.rate_limit.per_second, static_cast<double>(config.rate_limit.burst)),
       throttle_(deps.throttle != nullptr ? deps.throttle : std::make_shared<AccountThrottle>()),
+      ordered_(config.ordering != "none"),
       delivered_(deps.metrics.counter("junction_events_delivered_total",
                                       "Events the destination accepted", {{"destination", id_}})),
       retried_(deps.metrics.counter("junction_events_retried_total",
@@ -66,9 +67,10 @@ DestinationWorker::DestinationWorker(const config::ConnectorConfig& config,
 DestinationWorker::~DestinationWorker() { stop(); }
 
 sdk::Status DestinationWorker::start() {
-  auto stored = deps_.cursors.load(id_);
+  auto stored = deps_.cursors.state(id_);
   if (stored) {
-    read_pos_ = *stored;
+    read_pos_ = stored->offset;
+    durable_delivered_ = committed_delivered_ = stored->delivered;
   } else {
     read_pos_ = config_.start == "earliest" ? deps_.log.beginOffset() : deps_.log.durableEnd();
     // Persisted now, not at the next coalesced flush: with `start: latest`, a crash before that
@@ -329,6 +331,9 @@ bool DestinationWorker::skipDeleted(const sdk::Event& event) {
 }
 
 DestinationWorker::PersonKey DestinationWorker::personKeyOf(const sdk::Event& event) noexcept {
+  if (!ordered_) {
+    return next_unordered_key_++;  // sequential keys spread evenly over the table's slots
+  }
   return std::hash<std::string_view>{}(event.header().personKey());  // well mixed (murmur)
 }
 
@@ -520,7 +525,9 @@ void DestinationWorker::complete(Batch& batch) {
     switch (outcome.kind) {
       case sdk::Outcome::Kind::Delivered:
         ++delivered;
+        entry.delivered = true;
         if (entry.dead_letter_id != 0) {
+          ++durable_delivered_;  // not in the main log: counted now
           if (auto s = deps_.dead_letters.replayed(entry.dead_letter_id); !s.ok()) {
             deps_.logger.error("dead-letter store", {{"error", s.message()}});
           }
@@ -652,12 +659,16 @@ void DestinationWorker::finish(Entry& entry) {
 
 void DestinationWorker::advanceCursor() {
   while (!window_.empty() && window_.front().done) {
+    durable_delivered_ += window_.front().delivered ? 1 : 0;
     window_.pop_front();
   }
   queue::Offset low = window_.empty() ? read_pos_ : window_.front().offset;
-  if (low > committed_.load()) {
-    if (auto s = deps_.cursors.commit(id_, low); s.ok()) {
-      committed_.store(low);
+  if (low > committed_.load() || durable_delivered_ != committed_delivered_) {
+    if (auto s = deps_.cursors.commit(id_, queue::CursorState{std::max(low, committed_.load()),
+                                                               durable_delivered_});
+        s.ok()) {
+      committed_.store(std::max(low, committed_.load()));
+      committed_delivered_ = durable_delivered_;
     } else {
       deps_.logger.error("cursor commit failed", {{"destination", id_}, {"error", s.message()}});
     }

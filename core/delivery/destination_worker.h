@@ -8,6 +8,11 @@
 // queue order, one per call and never in two concurrent calls, so an event cannot overtake an
 // earlier one that is being retried; while a person's event waits for a retry, only that
 // person's later events wait behind it. Everyone else flows. (A batch holds many people.)
+// With `ordering: none` (a warehouse) there is no such rule: any events may share a batch.
+//
+// Delivered count: each main-log event finished as delivered is counted when the cursor passes
+// it, and the count is committed with the cursor (queue::CursorState), so it is exact across
+// crashes: an event redelivered after a crash is counted once. `junction warehouse verify` uses it.
 //
 // At least once: the cursor committed is the offset of the oldest event not yet finished (the
 // low watermark of the delivery window), so after a crash everything past it is delivered again.
@@ -98,7 +103,9 @@ class DestinationWorker {
   // A person (userId, else anonymousId) as a 64-bit hash of the key: cheap to store, compare and
   // look up. Two people whose keys collide are ordered as one, which is only stricter.
   using PersonKey = std::uint64_t;
-  static PersonKey personKeyOf(const sdk::Event& event) noexcept;
+  // With `ordering: none` every entry is a person of its own (a fresh key), so nothing waits
+  // for anyone and a batch may hold several events of one person.
+  PersonKey personKeyOf(const sdk::Event& event) noexcept;
 
   struct Entry {
     queue::Offset offset = 0;    // main log position (unused for replays)
@@ -111,6 +118,7 @@ class DestinationWorker {
     PersonKey person = 0;
     Entry* next_of_person = nullptr;  // the person's next entry (EntryList)
     bool done = false;
+    bool delivered = false;  // done with a Delivered outcome (counted as the cursor passes)
   };
   // A person's entries in queue order: a list threaded through the entries (no allocation per
   // person, O(1) at both ends).
@@ -210,6 +218,10 @@ class DestinationWorker {
   std::unordered_map<std::int64_t, std::unique_ptr<Entry>> replays_;
   HashTable<Person> persons_{1024};
   std::deque<PersonKey> ready_;
+  const bool ordered_;                     // ordering: person
+  PersonKey next_unordered_key_ = 1;       // ordering: none
+  std::uint64_t durable_delivered_ = 0;    // committed with the cursor (CursorState::delivered)
+  std::uint64_t committed_delivered_ = 0;
   std::vector<PersonKey> keys_;  // fillWindow's scratch
   using Waiting = std::pair<std::chrono::steady_clock::time_point, PersonKey>;
   std::priority_queue<Waiting, std::vector<Waiting>, std::greater<>> waiting_;

@@ -17,7 +17,7 @@ namespace junction::core::queue {
 namespace {
 
 constexpr std::uint32_t kCursorMagic = 0x5255434Au;  // "JCUR"
-constexpr std::uint32_t kCursorVersion = 1;
+constexpr std::uint32_t kCursorVersion = 2;  // 1: no delivered counts (still read)
 constexpr const char* kFileName = "cursors.dat";
 constexpr const char* kTempName = "cursors.dat.tmp";
 
@@ -133,7 +133,7 @@ sdk::Status CursorStore::loadFile() {
   getLe(body, magic, 4);
   getLe(body, version, 4);
   getLe(body, count, 4);
-  if (magic != kCursorMagic || version != kCursorVersion) {
+  if (magic != kCursorMagic || version < 1 || version > kCursorVersion) {
     return corrupt("unknown magic or version");
   }
   for (std::uint64_t i = 0; i < count; ++i) {
@@ -144,23 +144,25 @@ sdk::Status CursorStore::loadFile() {
     }
     std::string name(body.substr(0, len));
     body.remove_prefix(len);
-    if (!getLe(body, offset, 8)) {
+    std::uint64_t delivered = 0;
+    if (!getLe(body, offset, 8) || (version >= 2 && !getLe(body, delivered, 8))) {
       return corrupt("entry past the end");
     }
-    cursors_[std::move(name)] = offset;
+    cursors_[std::move(name)] = CursorState{offset, delivered};
   }
   return sdk::Status::success();
 }
 
-sdk::Status CursorStore::writeFile(const std::map<std::string, Offset>& cursors) {
+sdk::Status CursorStore::writeFile(const std::map<std::string, CursorState>& cursors) {
   std::string data;
   putLe(data, kCursorMagic, 4);
   putLe(data, kCursorVersion, 4);
   putLe(data, cursors.size(), 4);
-  for (const auto& [name, offset] : cursors) {
+  for (const auto& [name, state] : cursors) {
     putLe(data, name.size(), 2);
     data.append(name);
-    putLe(data, offset, 8);
+    putLe(data, state.offset, 8);
+    putLe(data, state.delivered, 8);
   }
   putLe(data, crc32c(data), 4);
 
@@ -195,7 +197,7 @@ sdk::Status CursorStore::createFile() {
   if (file_existed_) {
     return sdk::Status::success();
   }
-  const std::map<std::string, Offset> snapshot = cursors_;
+  const std::map<std::string, CursorState> snapshot = cursors_;
   lk.unlock();
   sdk::Status st = writeFile(snapshot);
   lk.lock();
@@ -213,7 +215,7 @@ sdk::Status CursorStore::flush() {
     return sdk::Status::success();
   }
   const std::uint64_t version = version_;
-  const std::map<std::string, Offset> snapshot = cursors_;
+  const std::map<std::string, CursorState> snapshot = cursors_;
   lk.unlock();
   sdk::Status st = writeFile(snapshot);
   lk.lock();
@@ -242,21 +244,35 @@ std::optional<Offset> CursorStore::load(const std::string& name) const {
   if (it == cursors_.end()) {
     return std::nullopt;
   }
+  return it->second.offset;
+}
+
+std::optional<CursorState> CursorStore::state(const std::string& name) const {
+  std::lock_guard lk(mu_);
+  auto it = cursors_.find(name);
+  if (it == cursors_.end()) {
+    return std::nullopt;
+  }
   return it->second;
 }
 
 sdk::Status CursorStore::commit(const std::string& name, Offset offset) {
+  std::optional<CursorState> current = state(name);
+  return commit(name, CursorState{offset, current ? current->delivered : 0});
+}
+
+sdk::Status CursorStore::commit(const std::string& name, CursorState state) {
   if (name.empty() || name.size() > 0xFFFF) {
     return sdk::makeError(sdk::ErrorCode::InvalidArgument,
                           "cursor name must be 1 to 65535 bytes long");
   }
   std::unique_lock lk(mu_);
-  auto [it, inserted] = cursors_.try_emplace(name, offset);
+  auto [it, inserted] = cursors_.try_emplace(name, state);
   if (!inserted) {
-    if (it->second == offset) {
+    if (it->second.offset == state.offset && it->second.delivered == state.delivered) {
       return sdk::Status::success();
     }
-    it->second = offset;
+    it->second = state;
   }
   ++version_;
   lk.unlock();
@@ -278,7 +294,11 @@ sdk::Status CursorStore::remove(const std::string& name) {
 
 std::map<std::string, Offset> CursorStore::all() const {
   std::lock_guard lk(mu_);
-  return cursors_;
+  std::map<std::string, Offset> out;
+  for (const auto& [name, state] : cursors_) {
+    out.emplace(name, state.offset);
+  }
+  return out;
 }
 
 }  // namespace junction::core::queue

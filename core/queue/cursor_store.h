@@ -27,7 +27,15 @@ struct CursorStoreOptions {
   std::chrono::milliseconds flush_interval{100};
 };
 
-// All cursors in one small file, `cursors.dat` (count, entries, CRC32C), replaced atomically:
+// What is kept per name: the read position, and how many events the destination finished as
+// delivered below it (counted as the cursor passed them, so a crash never counts one twice).
+struct CursorState {
+  Offset offset = 0;
+  std::uint64_t delivered = 0;
+};
+
+// All cursors in one small file, `cursors.dat` (count, entries, CRC32C; version 2 adds the
+// delivered count to each entry, version 1 files are read with a count of 0), replaced atomically:
 // write `cursors.dat.tmp`, fdatasync, rename over, fsync the directory. With coalescing this
 // costs two syncs per interval whatever the commit rate, and the file is always either the old
 // or the new complete set — no log to compact, no partial entry to repair.
@@ -41,9 +49,13 @@ class CursorStore {
   CursorStore& operator=(const CursorStore&) = delete;
 
   std::optional<Offset> load(const std::string& name) const;
-  // Records the cursor. With a flush interval it is persisted within that interval (errors are
-  // retried and counted in flushErrors()); without, it is durable when this returns ok.
+  std::optional<CursorState> state(const std::string& name) const;
+  // Records the cursor (keeping its delivered count). With a flush interval it is persisted
+  // within that interval (errors are retried and counted in flushErrors()); without, it is
+  // durable when this returns ok.
   sdk::Status commit(const std::string& name, Offset offset);
+  // Records the cursor and the delivered count together (one atomic file write).
+  sdk::Status commit(const std::string& name, CursorState state);
   // Forgets the cursor and persists that at once (a forgotten destination must stop pinning
   // segments).
   sdk::Status remove(const std::string& name);
@@ -65,14 +77,14 @@ class CursorStore {
  private:
   explicit CursorStore(CursorStoreOptions options);
   sdk::Status loadFile();
-  sdk::Status writeFile(const std::map<std::string, Offset>& cursors);
+  sdk::Status writeFile(const std::map<std::string, CursorState>& cursors);
   void flusherLoop();
 
   const CursorStoreOptions options_;
   const std::string dir_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  std::map<std::string, Offset> cursors_;
+  std::map<std::string, CursorState> cursors_;
   std::uint64_t version_ = 0;          // bumped by every change
   std::uint64_t written_version_ = 0;  // last version on disk
   bool stopping_ = false;

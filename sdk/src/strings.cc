@@ -100,6 +100,10 @@ const char* toString(PluginKind kind) noexcept {
   return kind == PluginKind::Source ? "source" : "destination";
 }
 
+const char* toString(Ordering ordering) noexcept {
+  return ordering == Ordering::Person ? "person" : "none";
+}
+
 const char* toString(Outcome::Kind kind) noexcept {
   switch (kind) {
     case Outcome::Kind::Delivered:

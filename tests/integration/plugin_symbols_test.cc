@@ -19,7 +19,7 @@ using ::testing::ElementsAre;
 using ::testing::IsEmpty;
 
 const fs::path kBinaryDir = JUNCTION_BINARY_DIR;
-constexpr std::string_view kEntrySymbol = "junction_plugin_entry_v2";
+constexpr std::string_view kEntrySymbol = "junction_plugin_entry_v3";
 
 // What `nm -D --defined-only` says a library exports.
 struct Exports {
@@ -127,7 +127,7 @@ TEST(PluginSymbolsTest, CheckerRejectsALibraryThatIsNotAPlugin) {
       kBinaryDir / "tests" / "fixtures" / "not_a_plugin" / "libjunction_not_a_plugin.so";
   ASSERT_TRUE(fs::exists(library)) << library;
   EXPECT_THAT(exportProblems(library), ElementsAre("unexpected export: some_function",
-                                                   "missing export: junction_plugin_entry_v2"));
+                                                   "missing export: junction_plugin_entry_v3"));
 }
 
 TEST(PluginSymbolsTest, CheckerReportsAFileNmCannotRead) {

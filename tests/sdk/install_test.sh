@@ -83,8 +83,8 @@ fi
 
 # junction_add_plugin applied the version script: only the entry point (and SDK typeinfo).
 nm -D --defined-only "$plugin" | awk '{print $NF}' >"$tmp/exports.txt"
-expect_in "$tmp/exports.txt" junction_plugin_entry_v2
-if grep -vE '^(junction_plugin_entry_v2|_ZTIN8junction3sdk.*|_ZTSN8junction3sdk.*)$' "$tmp/exports.txt"; then
+expect_in "$tmp/exports.txt" junction_plugin_entry_v3
+if grep -vE '^(junction_plugin_entry_v3|_ZTIN8junction3sdk.*|_ZTSN8junction3sdk.*)$' "$tmp/exports.txt"; then
   fail "the example plugin exports more than its entry point"
 fi
 

@@ -304,7 +304,7 @@ class Catalog final : public PluginCatalog {
                .version = "1",
                .summary = "s",
                .delivery = {.max_events = 500, .max_wait = std::chrono::milliseconds(1000),
-                            .concurrency = 4}},
+                            .concurrency = 4, .ordering = sdk::Ordering::None}},
               destOptions()) {}
   const sdk::Plugin* find(std::string_view name) const override {
     return name == "mailchimp" ? &dest_ : nullptr;
@@ -355,6 +355,7 @@ TEST(ConnectorCheckTest, ThePluginsDeliveryDefaultsFillWhatTheBlockDoesNotSet) {
   - id: other
     plugin: mailchimp
     concurrency: 2
+    ordering: person
     batch: { max_events: 10 }
     config: { list_id: 1, api_key: k }
 )",
@@ -365,7 +366,9 @@ TEST(ConnectorCheckTest, ThePluginsDeliveryDefaultsFillWhatTheBlockDoesNotSet) {
   EXPECT_EQ(news.batch.max_wait, std::chrono::milliseconds(50));  // written
   EXPECT_EQ(news.batch.max_bytes, 1u << 20);                      // the daemon's
   EXPECT_EQ(news.concurrency, 4);                                 // the plugin's
+  EXPECT_EQ(news.ordering, "none");                               // the plugin's
   const auto& other = config->destinations[1];
+  EXPECT_EQ(other.ordering, "person");                            // written
   EXPECT_EQ(other.batch.max_events, 10);
   EXPECT_EQ(other.batch.max_wait, std::chrono::milliseconds(1000));
   EXPECT_EQ(other.concurrency, 2);

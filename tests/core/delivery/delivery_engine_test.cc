@@ -150,6 +150,13 @@ class Harness {
 
   DeliveryEngine& engine() { return *engine_; }
   queue::Log& log() { return *log_; }
+  const fs::path& dir() const { return dir_; }
+  // The committed cursor state of `dest`, read as a restart would (after close()).
+  std::optional<queue::CursorState> storedCursor(const std::string& dest) const {
+    auto store = queue::CursorStore::open(queue::CursorStoreOptions{dir_.string(), 0ms});
+    EXPECT_TRUE(store);
+    return (*store)->state(dest);
+  }
   telemetry::MetricsRegistry& metrics() { return metrics_; }
   double metric(const std::string& name, const std::string& dest, sdk::Labels extra = {}) {
     sdk::Labels labels{{"destination", dest}};
@@ -343,6 +350,89 @@ TEST(DeliveryEngineTest, ARetryingPersonHoldsOnlyTheirOwnLaterEvents) {
     }
   }
   EXPECT_THAT(alice, ElementsAreArray(ids("alice-", 5)));  // in order, after the retries
+}
+
+TEST(DeliveryEngineTest, OrderingNoneBatchesOnePersonsEventsTogether) {
+  Harness h(R"(  - id: a
+    plugin: x
+    start: earliest
+    ordering: none
+    batch: { max_events: 100, max_wait: 0 }
+    retry: { initial_backoff: 50ms, max_backoff: 50ms, max_attempts: 100 }
+)");
+  std::atomic<int> failures{0};
+  auto dest = std::make_shared<ScriptedDestination>([&](const sdk::Event& e, int) {
+    if (e.messageId() == "m0" && failures < 3) {
+      ++failures;
+      return sdk::Outcome::retry("HTTP 500");
+    }
+    return sdk::Outcome::delivered();
+  });
+  h.add(0, dest);
+  h.start();
+  std::vector<sdk::Event> events;
+  for (const auto& id : ids("m", 500)) {
+    events.push_back(makeEvent(id, "one-person"));
+  }
+  h.append(std::move(events));
+  ASSERT_TRUE(Harness::waitFor([&] { return dest->delivered().size() == 500; }));
+  // One person's 500 events in batches of up to 100, not one per call; and the retried first
+  // event held none of the later ones (they were delivered before it).
+  EXPECT_LE(dest->calls(), 20u);
+  EXPECT_EQ(dest->delivered().back(), "m0");
+  EXPECT_EQ(failures.load(), 3);
+}
+
+TEST(DeliveryEngineTest, ByDefaultOnePersonsEventsGoOnePerCall) {
+  Harness h(kFast);
+  auto dest = std::make_shared<ScriptedDestination>();
+  h.add(0, dest);
+  h.start();
+  std::vector<sdk::Event> events;
+  for (const auto& id : ids("m", 30)) {
+    events.push_back(makeEvent(id, "one-person"));
+  }
+  h.append(std::move(events));
+  ASSERT_TRUE(Harness::waitFor([&] { return dest->delivered().size() == 30; }));
+  EXPECT_EQ(dest->calls(), 30u);
+}
+
+TEST(DeliveryEngineTest, TheDeliveredCountIsCommittedWithTheCursorAndCountsEachEventOnce) {
+  Harness h(kFast);
+  std::atomic<bool> healthy{false};
+  auto dest = std::make_shared<ScriptedDestination>([&](const sdk::Event& e, int) {
+    if (e.messageId() == "a7" && !healthy) {
+      return sdk::Outcome::failed("HTTP 400: bad");
+    }
+    return sdk::Outcome::delivered();
+  });
+  h.add(0, dest);
+  h.start();
+  std::vector<sdk::Event> events;
+  for (const auto& id : ids("a", 100)) {
+    events.push_back(makeEvent(id, "u" + id));
+  }
+  h.append(std::move(events));
+  ASSERT_TRUE(Harness::waitFor([&] { return h.engine().worker("a")->cursor() == h.log().durableEnd(); }));
+  h.close();
+  auto state = h.storedCursor("a");
+  ASSERT_TRUE(state);
+  EXPECT_EQ(state->delivered, 99u);  // the dead letter is not counted
+
+  h.open();
+  auto second = std::make_shared<ScriptedDestination>();
+  h.add(0, second);
+  h.start();
+  h.append({makeEvent("b0", "u")});
+  ASSERT_TRUE(Harness::waitFor([&] { return second->delivered().size() == 1; }));
+  auto rows = h.engine().deadLetters().list({.destination = "a"}).value();
+  ASSERT_EQ(rows.size(), 1u);
+  ASSERT_EQ(h.engine().deadLetters().markForReplay({.destination = "a", .ids = {rows[0].id}}).value(), 1u);
+  h.engine().worker("a")->notifyReplay();
+  ASSERT_TRUE(Harness::waitFor([&] { return second->delivered().size() == 2; }));
+  ASSERT_TRUE(Harness::waitFor([&] { return h.engine().deadLetters().count("a").value() == 0; }));
+  h.close();
+  EXPECT_EQ(h.storedCursor("a")->delivered, 101u);  // 99 + b0 + the replayed a7
 }
 
 TEST(DeliveryEngineTest, ADeadDestinationDoesNotSlowAHealthyOne) {

@@ -75,7 +75,7 @@ TEST(PluginRegistryTest, RefusesALibraryWithoutTheEntryPoint) {
   PluginRegistry registry;
   auto file = fixture("not_a_plugin", "not_a_plugin");
   EXPECT_EQ(refusal(registry, file),
-            file.string() + ": not a Junction plugin (no junction_plugin_entry_v2 symbol)");
+            file.string() + ": not a Junction plugin (no junction_plugin_entry_v3 symbol)");
 }
 
 TEST(PluginRegistryTest, RefusesAPluginBuiltForAnotherAbiVersion) {
@@ -83,8 +83,8 @@ TEST(PluginRegistryTest, RefusesAPluginBuiltForAnotherAbiVersion) {
   auto file = fixture("wrong_abi", "fixture_wrong_abi");
   EXPECT_EQ(refusal(registry, file),
             file.string() +
-                ": built for plugin ABI v3, this junctiond loads ABI v2 (rebuild it against "
-                "Junction SDK 1.1.0)");
+                ": built for plugin ABI v4, this junctiond loads ABI v3 (rebuild it against "
+                "Junction SDK 1.2.0)");
 }
 
 TEST(PluginRegistryTest, RefusesAPluginWithAnotherBuildFingerprintWithoutCallingIt) {
@@ -92,7 +92,7 @@ TEST(PluginRegistryTest, RefusesAPluginWithAnotherBuildFingerprintWithoutCalling
   auto file = fixture("wrong_fingerprint", "fixture_wrong_fingerprint");
   // The fixture's factory traps if called: reaching the assertion proves it was not.
   EXPECT_EQ(refusal(registry, file),
-            file.string() + ": built with gcc-9/libstdc++-cxx11abi0/boost-107400/abi-2, but this "
+            file.string() + ": built with gcc-9/libstdc++-cxx11abi0/boost-107400/abi-3, but this "
                             "junctiond with " +
                 std::string(sdk::kBuildFingerprint) +
                 " (rebuild it with the same compiler and Boost)");
@@ -131,7 +131,7 @@ TEST(PluginRegistryTest, ScanLoadsGoodFilesAndReportsEachRefusal) {
   ASSERT_EQ(refused.size(), 3u);
   EXPECT_THAT(refused[0].reason, HasSubstr("plugin factory failed"));
   EXPECT_THAT(refused[1].reason, HasSubstr("ABI v3"));
-  EXPECT_THAT(refused[2].reason, HasSubstr("no junction_plugin_entry_v2 symbol"));
+  EXPECT_THAT(refused[2].reason, HasSubstr("no junction_plugin_entry_v3 symbol"));
 }
 
 TEST(PluginRegistryTest, InstancesKeepTheLibraryLoadedAfterTheRegistryIsGone) {

@@ -1,4 +1,5 @@
 #include "core/queue/cursor_store.h"
+#include "core/queue/crc32c.h"
 
 #include <gtest/gtest.h>
 
@@ -90,6 +91,44 @@ TEST(CursorStoreTest, LeftoverTempFileFromACrashIsIgnored) {
   ASSERT_TRUE(store);
   EXPECT_EQ(store->load("dest"), std::optional<Offset>(42));
   EXPECT_FALSE(std::filesystem::exists(dir.path() + "/cursors/cursors.dat.tmp"));
+}
+
+TEST(CursorStoreTest, DeliveredCountsPersistAndAVersion1FileReadsAsZero) {
+  TempDir dir;
+  {
+    auto store = openStore(dir.path(), std::chrono::milliseconds(0));
+    ASSERT_TRUE(store);
+    ASSERT_TRUE(store->commit("dest", CursorState{42, 17}).ok());
+    ASSERT_TRUE(store->commit("dest", 50).ok());  // the offset alone keeps the count
+  }
+  {
+    auto store = openStore(dir.path(), std::chrono::milliseconds(0));
+    ASSERT_TRUE(store);
+    auto state = store->state("dest");
+    ASSERT_TRUE(state);
+    EXPECT_EQ(state->offset, 50u);
+    EXPECT_EQ(state->delivered, 17u);
+  }
+  // A cursors.dat written by Junction before delivered counts existed (format version 1):
+  // magic, version 1, one entry "old" at offset 7, CRC32C.
+  std::string v1;
+  auto put = [&v1](std::uint64_t v, int bytes) {
+    for (int i = 0; i < bytes; ++i) {
+      v1.push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
+    }
+  };
+  put(0x5255434Au, 4);
+  put(1, 4);
+  put(1, 4);
+  put(3, 2);
+  v1 += "old";
+  put(7, 8);
+  put(crc32c(v1), 4);
+  std::ofstream(dir.path() + "/cursors/cursors.dat", std::ios::binary | std::ios::trunc) << v1;
+  auto store = openStore(dir.path(), std::chrono::milliseconds(0));
+  ASSERT_TRUE(store);
+  EXPECT_EQ(store->load("old"), std::optional<Offset>(7));
+  EXPECT_EQ(store->state("old")->delivered, 0u);
 }
 
 }  // namespace

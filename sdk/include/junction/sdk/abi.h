@@ -6,15 +6,15 @@
 // Plugins exchange C++ objects (std::string, boost::json::value, virtual interfaces) with the
 // daemon, so both sides must agree on the compiler, the C++ standard library ABI, the Boost
 // version and the SDK ABI. The entry point's *name* carries the ABI major version
-// (`junction_plugin_entry_v2`); its first fields are plain C so that a mismatched plugin can be
+// (`junction_plugin_entry_v3`); its first fields are plain C so that a mismatched plugin can be
 // identified and refused without touching any C++ object inside it.
 
 #include <boost/version.hpp>
 #include <cstdint>
 
-#define JUNCTION_SDK_VERSION "1.1.0"
-#define JUNCTION_ABI_VERSION 2
-#define JUNCTION_ENTRY_SYMBOL "junction_plugin_entry_v2"
+#define JUNCTION_SDK_VERSION "1.2.0"
+#define JUNCTION_ABI_VERSION 3
+#define JUNCTION_ENTRY_SYMBOL "junction_plugin_entry_v3"
 #define JUNCTION_ENTRY_SYMBOL_PREFIX "junction_plugin_entry_v"
 
 #define JUNCTION_STRINGIFY_IMPL(x) #x
@@ -55,7 +55,7 @@ inline constexpr const char* kSdkVersion = JUNCTION_SDK_VERSION;
 
 extern "C" {
 
-// What `junction_plugin_entry_v2` points at. Plain C layout; never reordered within an ABI
+// What `junction_plugin_entry_v3` points at. Plain C layout; never reordered within an ABI
 // version. `create` returns a new Plugin (owned by the caller, released with `destroy`) or null,
 // in which case `last_error` says why. Both are safe to call from any thread, once at a time.
 struct JunctionPluginEntry {

@@ -58,6 +58,7 @@
 
 #include "junction/sdk/context.h"
 #include "junction/sdk/event.h"
+#include "junction/sdk/result.h"
 
 namespace junction::sdk {
 
@@ -96,6 +97,21 @@ struct Person {
   std::string email;
 };
 
+// What the daemon counted as delivered to one destination: events finished with a Delivered
+// outcome, each counted once when the destination's committed cursor passed it (so the count
+// survives a crash, and redeliveries after a crash are not counted twice). Replayed dead
+// letters that were delivered count too.
+struct DeliveredCount {
+  std::uint64_t events = 0;
+};
+
+// A destination's reconciliation report: `matches` is false when it holds fewer (or more)
+// events than the daemon delivered; `report` is a human-readable account, one line per figure.
+struct Verification {
+  bool matches = false;
+  std::string report;
+};
+
 // What a destination sees of the daemon: the PluginContext, plus a way to tell the engine that
 // the vendor limits the whole account.
 class DestinationContext : public PluginContext {
@@ -128,10 +144,12 @@ class Destination {
   // the vendor. An error is logged and retried by the daemon with backoff; events wait.
   virtual Status start() { return {}; }
 
-  // Delivers `batch` (1..batch.max_events events, at most one per person, each person's events
-  // in the order received across calls) and returns exactly one outcome per event, in the same
-  // order. Called on a delivery thread; up to the destination's `concurrency` calls may run at
-  // once, with different people. May block (network I/O); must return.
+  // Delivers `batch` (1..batch.max_events events) and returns exactly one outcome per event, in
+  // the same order. With the default `ordering: person`, a batch holds at most one event per
+  // person, each person's events come in the order received across calls, and concurrent calls
+  // have different people; with `ordering: none` (Ordering::None) any events may come together.
+  // Called on a delivery thread; up to the destination's `concurrency` calls may run at once.
+  // May block (network I/O); must return.
   virtual std::vector<Outcome> deliver(std::span<const Event> batch) = 0;
 
   // Called once after the last `deliver` returned.
@@ -143,6 +161,14 @@ class Destination {
   virtual bool supportsErasure() const { return false; }
   virtual Outcome erase(const Person& /*person*/) {
     return Outcome::failed("this destination does not support erasure");
+  }
+
+  // Reconciliation (`junction warehouse verify`): a destination that stores what it receives
+  // compares its own records with what the daemon counted as delivered, and reports. Called
+  // outside the daemon, after `start()`, never concurrently with `deliver`.
+  virtual bool supportsVerify() const { return false; }
+  virtual Result<Verification> verify(const DeliveredCount& /*daemon*/) {
+    return makeError(ErrorCode::InvalidArgument, "this destination cannot be verified");
   }
 };
 

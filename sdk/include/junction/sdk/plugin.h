@@ -2,7 +2,7 @@
 
 // The plugin descriptor and the one export macro.
 //
-// A plugin library exports exactly one symbol, `junction_plugin_entry_v2` (see abi.h), made by
+// A plugin library exports exactly one symbol, `junction_plugin_entry_v3` (see abi.h), made by
 // one of the macros at the end of this file. The daemon reads its ABI version and build
 // fingerprint first, then asks it for a `Plugin`: the descriptor (name, kind, version, summary,
 // option table) and the factory that makes instances from a checked config.
@@ -27,18 +27,28 @@ namespace junction::sdk {
 
 enum class PluginKind { Source, Destination };
 
+// Whether a destination must receive each person's events in order (see Destination::deliver).
+//   Person: at most one event per person per `deliver` call, each person's events in queue order
+//           (vendors that keep per-person state: a later update must not be overtaken).
+//   None:   batches of any people's events, several of one person possibly in one call or in
+//           concurrent calls (a warehouse that stores every event with its own timestamp).
+enum class Ordering { Person, None };
+
+const char* toString(Ordering ordering) noexcept;
+
 const char* toString(PluginKind kind) noexcept;
 
 // A destination's batching and parallelism that suit its vendor (a batch endpoint's size, a
 // connection limit). The daemon uses them for every key the operator did not write under the
 // destination's `batch:` or `concurrency`; zero / nullopt keep the daemon's own defaults
-// (max_events 100, max_bytes 1MiB, max_wait 200ms, concurrency 1). Values are clamped to the
-// daemon's bounds.
+// (max_events 100, max_bytes 1MiB, max_wait 200ms, concurrency 1, ordering person). Values are
+// clamped to the daemon's bounds. `ordering` applies unless the YAML writes `ordering:`.
 struct DeliveryDefaults {
   std::int64_t max_events = 0;
   std::uint64_t max_bytes = 0;
   std::optional<std::chrono::milliseconds> max_wait;
   std::int64_t concurrency = 0;
+  std::optional<Ordering> ordering;
 };
 
 struct PluginInfo {

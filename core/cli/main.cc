@@ -8,6 +8,9 @@
 //                                                     the dead-letter queue of a running junctiond
 //   junction audit verify [--config FILE | AUDIT_LOG] check the audit log's hash chain (exit 0 / 1)
 //   junction recover cursors --config FILE            a lost cursor file (junctiond stopped)
+//   junction warehouse verify --config FILE --destination ID
+//                                                     a warehouse destination's rows against the
+//                                                     daemon's durable delivered count (exit 0 / 1)
 //   junction recover privacy --config FILE [--accept-loss]
 //                                                     a lost or damaged privacy.db, rebuilt from
 //                                                     the audit log (junctiond stopped)
@@ -24,10 +27,14 @@
 #include "junction/sdk/http_client.h"
 
 #include "core/daemon/config_check.h"
+#include "core/daemon/connector_context.h"
 #include "core/daemon/plugin_docs.h"
 #include "core/daemon/recovery.h"
 #include "core/privacy/audit_log.h"
 #include "core/privacy/privacy_recovery.h"
+#include "core/queue/cursor_store.h"
+#include "core/telemetry/log_sink.h"
+#include "core/telemetry/metrics_registry.h"
 #include "core/runtime/dir_lock.h"
 #include "core/runtime/runtime.h"
 
@@ -263,6 +270,87 @@ int runRecoverPrivacy(const std::string& config_file, bool accept_loss) {
   return 0;
 }
 
+// `junction warehouse verify`: the destination (a plugin that supports verify, such as
+// postgres) compares what it stored with the delivered count the daemon committed with the
+// destination's cursor. Safe while junctiond runs (it reads the cursor file, never writes).
+int runWarehouseVerify(const std::string& config_file, const std::string& destination) {
+  core::plugin::PluginRegistry registry;
+  auto outcome =
+      core::daemon::checkConfigFile(config_file, registry, core::config::processEnvironment());
+  if (!outcome.ok()) {
+    std::fputs(outcome.report().c_str(), stderr);
+    return 1;
+  }
+  const auto& config = *outcome.config;
+  const core::config::ConnectorConfig* dest = nullptr;
+  std::vector<std::string> ids;
+  for (const auto& c : config.destinations) {
+    ids.push_back(c.id);
+    if (c.id == destination) {
+      dest = &c;
+    }
+  }
+  if (dest == nullptr) {
+    std::string hint = core::config::closestMatch(destination, ids);
+    std::fprintf(stderr, "junction: %s has no destination '%s'%s\n", config_file.c_str(),
+                 destination.c_str(), hint.empty() ? "" : ("; did you mean '" + hint + "'?").c_str());
+    return 1;
+  }
+  auto cursors = core::queue::CursorStore::read(config.storage.path);
+  junction::sdk::DeliveredCount delivered;
+  if (cursors) {
+    if (auto it = cursors->find(destination); it != cursors->end()) {
+      delivered.events = it->second.delivered;
+    }
+  } else if (cursors.error().code != junction::sdk::ErrorCode::NotFound) {
+    std::fprintf(stderr, "junction: %s\n", cursors.error().message.c_str());
+    return 1;
+  }
+
+  core::telemetry::LogSink sink(stderr, junction::sdk::LogLevel::Warn);
+  sink.setSecrets(config.secrets());
+  core::telemetry::MetricsRegistry metrics;
+  const core::runtime::SystemClock clock;
+  boost::asio::io_context work;
+  core::daemon::ContextParts parts;
+  parts.id = destination;
+  parts.sink = &sink;
+  parts.metrics = &metrics;
+  parts.clock = &clock;
+  parts.work = &work;
+  parts.checkpoint_file =
+      std::filesystem::path(config.storage.path) / "checkpoints" / (destination + ".json");
+  core::daemon::DestinationConnectorContext context(parts);
+  auto plugin = registry.get(dest->plugin);
+  auto made = plugin->createDestination(dest->config, context);
+  if (!made) {
+    std::fprintf(stderr, "junction: destination '%s': %s\n", destination.c_str(),
+                 made.error().message.c_str());
+    return 1;
+  }
+  auto instance = std::move(made).value();
+  if (!instance->supportsVerify()) {
+    std::fprintf(stderr, "junction: destination '%s' (plugin %s) cannot be verified\n",
+                 destination.c_str(), dest->plugin.c_str());
+    return 1;
+  }
+  if (auto started = instance->start(); !started.ok()) {
+    std::fprintf(stderr, "junction: destination '%s': %s\n", destination.c_str(),
+                 started.message().c_str());
+    return 1;
+  }
+  auto verified = instance->verify(delivered);
+  instance->stop();
+  context.shutdown();
+  if (!verified) {
+    std::fprintf(stderr, "junction: verify '%s': %s\n", destination.c_str(),
+                 verified.error().message.c_str());
+    return 1;
+  }
+  std::printf("%s (%s)\n%s", destination.c_str(), dest->plugin.c_str(), verified->report.c_str());
+  return verified->matches ? 0 : 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -326,7 +414,22 @@ int main(int argc, char** argv) {
   recover_privacy->add_flag("--accept-loss", accept_loss,
                             "Without an audit log: start with no regulations (audited)");
 
+  auto* warehouse = app.add_subcommand("warehouse", "Check a warehouse destination");
+  warehouse->require_subcommand(1);
+  auto* warehouse_verify = warehouse->add_subcommand(
+      "verify", "Reconcile the warehouse's loads and rows with the daemon's delivered count (exit 0 / 1)");
+  std::string warehouse_config;
+  std::string warehouse_destination;
+  warehouse_verify->add_option("-c,--config", warehouse_config, "The daemon's configuration")
+      ->required();
+  warehouse_verify->add_option("-d,--destination", warehouse_destination, "The destination id")
+      ->required();
+
   CLI11_PARSE(app, argc, argv);
+
+  if (warehouse_verify->parsed()) {
+    return runWarehouseVerify(warehouse_config, warehouse_destination);
+  }
 
   if (recover_cursors->parsed()) {
     return runRecoverCursors(recover_config);

@@ -84,17 +84,17 @@ CursorStore::~CursorStore() {
   (void)flush();
 }
 
-sdk::Status CursorStore::loadFile() {
-  const std::string file = dir_ + "/" + kFileName;
-  ::unlink((dir_ + "/" + kTempName).c_str());  // a write interrupted by a crash
+namespace {
+
+// Reads cursors.dat. NotFound when it does not exist.
+sdk::Result<std::string> readCursorFile(const std::string& file) {
   const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     if (errno == ENOENT) {
-      return sdk::Status::success();
+      return sdk::makeError(sdk::ErrorCode::NotFound, "no cursor file " + file);
     }
     return fileError("cannot open cursor file", file, errno);
   }
-  file_existed_ = true;
   struct stat st {};
   std::string data;
   int err = ::fstat(fd, &st) == 0 ? 0 : errno;
@@ -108,6 +108,11 @@ sdk::Status CursorStore::loadFile() {
   if (err != 0) {
     return fileError("cannot read cursor file", file, err);
   }
+  return data;
+}
+
+sdk::Result<std::map<std::string, CursorState>> parseCursorFile(const std::string& data,
+                                                                const std::string& file) {
   auto corrupt = [&](const char* why) {
     return sdk::makeError(sdk::ErrorCode::Internal,
                           "cursor file " + file + " is corrupt (" + why +
@@ -136,6 +141,7 @@ sdk::Status CursorStore::loadFile() {
   if (magic != kCursorMagic || version < 1 || version > kCursorVersion) {
     return corrupt("unknown magic or version");
   }
+  std::map<std::string, CursorState> cursors;
   for (std::uint64_t i = 0; i < count; ++i) {
     std::uint64_t len = 0;
     std::uint64_t offset = 0;
@@ -148,8 +154,36 @@ sdk::Status CursorStore::loadFile() {
     if (!getLe(body, offset, 8) || (version >= 2 && !getLe(body, delivered, 8))) {
       return corrupt("entry past the end");
     }
-    cursors_[std::move(name)] = CursorState{offset, delivered};
+    cursors[std::move(name)] = CursorState{offset, delivered};
   }
+  return cursors;
+}
+
+}  // namespace
+
+sdk::Result<std::map<std::string, CursorState>> CursorStore::read(const std::string& path) {
+  const std::string file = path + "/cursors/" + kFileName;
+  auto data = readCursorFile(file);
+  if (!data) {
+    return std::move(data).error();
+  }
+  return parseCursorFile(*data, file);
+}
+
+sdk::Status CursorStore::loadFile() {
+  const std::string file = dir_ + "/" + kFileName;
+  ::unlink((dir_ + "/" + kTempName).c_str());  // a write interrupted by a crash
+  auto data = readCursorFile(file);
+  if (!data) {
+    return data.error().code == sdk::ErrorCode::NotFound ? sdk::Status::success()
+                                                         : sdk::Status(data.error());
+  }
+  file_existed_ = true;
+  auto parsed = parseCursorFile(*data, file);
+  if (!parsed) {
+    return parsed.error();
+  }
+  cursors_ = std::move(parsed).value();
   return sdk::Status::success();
 }
 

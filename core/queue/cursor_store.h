@@ -44,6 +44,9 @@ struct CursorState {
 class CursorStore {
  public:
   static sdk::Result<std::unique_ptr<CursorStore>> open(CursorStoreOptions options);
+  // Reads <path>/cursors/cursors.dat without opening a store: no side effects, safe while a
+  // daemon runs (the file is replaced atomically). NotFound when there is none.
+  static sdk::Result<std::map<std::string, CursorState>> read(const std::string& path);
   ~CursorStore();
   CursorStore(const CursorStore&) = delete;
   CursorStore& operator=(const CursorStore&) = delete;

@@ -35,6 +35,8 @@ std::unique_ptr<PgConnection> PgConnection::connect(const std::string& dsn, PgEr
     *error = {"", ErrorKind::Transient, "cannot connect to PostgreSQL: " + message};
     return nullptr;
   }
+  // NOTICEs ("already exists, skipping") would go to stderr, into the daemon's log unformatted.
+  PQsetNoticeProcessor(conn, [](void*, const char*) {}, nullptr);
   return std::unique_ptr<PgConnection>(new PgConnection(conn));
 }
 

@@ -35,6 +35,15 @@ sdk::Status DeliveryEngine::open(const std::string& state_dir) {
     return std::move(cursors).error();
   }
   cursors_ = std::move(cursors).value();
+  cursor_flush_errors_ = &metrics_.counter(
+      "junction_cursor_write_errors_total",
+      "Cursor file writes that failed (retried; a restart repeats deliveries since the last one)");
+  if (!cursors_->fastFileProblem().empty()) {
+    // Only the last few milliseconds of deliveries before a power loss are repeated.
+    logger_.warn("cursors.fast ignored: the durable cursor file is used, and deliveries since "
+                 "its last write are repeated",
+                 {{"problem", cursors_->fastFileProblem()}});
+  }
   if (!cursors_->fileExisted()) {
     // No cursor file beside a queue that still holds events: the delivery positions were lost
     // (deleted, or a disk replaced). Starting each destination at `start:` would skip or
@@ -151,6 +160,7 @@ std::size_t DeliveryEngine::applyRetention() {
 
 void DeliveryEngine::retentionLoop() {
   std::unique_lock lock(mutex_);
+  std::uint64_t reported_errors = cursors_->flushErrors();
   while (!stopping_) {
     stop_cv_.wait_for(lock, std::chrono::seconds(1));
     if (stopping_) {
@@ -158,6 +168,16 @@ void DeliveryEngine::retentionLoop() {
     }
     lock.unlock();
     applyRetention();
+    // Failed cursor writes (a full disk, an I/O error) are retried every interval; say so once
+    // a second while they fail: a restart would repeat every delivery since the last write.
+    if (const std::uint64_t errors = cursors_->flushErrors(); errors != reported_errors) {
+      cursor_flush_errors_->inc(errors - reported_errors);
+      logger_.error("cursor file cannot be written: a restart now would deliver again every event "
+                    "delivered since its last write",
+                    {{"failed_writes", errors - reported_errors},
+                     {"error", cursors_->lastFlushError()}});
+      reported_errors = errors;
+    }
     lock.lock();
   }
 }

@@ -67,6 +67,7 @@ class DeliveryEngine {
   sdk::Logger& logger_;
   const sdk::Clock& clock_;
   std::unique_ptr<queue::CursorStore> cursors_;
+  sdk::Counter* cursor_flush_errors_ = nullptr;
   std::unique_ptr<DeadLetterStore> dead_letters_;
   const privacy::PrivacyStore* privacy_ = nullptr;
   privacy::AuditLog* audit_ = nullptr;

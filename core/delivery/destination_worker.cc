@@ -14,6 +14,9 @@ constexpr std::size_t kReadRecords = 1024;
 constexpr std::size_t kReadBytes = 4 << 20;
 constexpr std::size_t kReplayTake = 500;
 constexpr milliseconds kDeadLetterRetry{5000};  // when the DLQ itself cannot be written
+// Cursor commits (offset, delivered count, finished ranges) at most this often: the cursor
+// store publishes them to cursors.fast at about the same pace.
+constexpr milliseconds kCommitInterval{5};
 }  // namespace
 
 DestinationWorker::DestinationWorker(const config::ConnectorConfig& config,
@@ -70,7 +73,9 @@ sdk::Status DestinationWorker::start() {
   auto stored = deps_.cursors.state(id_);
   if (stored) {
     read_pos_ = stored->offset;
-    durable_delivered_ = committed_delivered_ = stored->delivered;
+    durable_delivered_ = stored->delivered;
+    committed_state_ = *stored;
+    skip_ = stored->done;
   } else {
     read_pos_ = config_.start == "earliest" ? deps_.log.beginOffset() : deps_.log.durableEnd();
     // Persisted now, not at the next coalesced flush: with `start: latest`, a crash before that
@@ -84,6 +89,7 @@ sdk::Status DestinationWorker::start() {
     }
   }
   committed_.store(read_pos_);
+  committed_state_.offset = read_pos_;
   stat_read_.store(read_pos_);
   replay_signal_ = deps_.dead_letters.hasReplays(id_);
   started_ = true;
@@ -194,6 +200,9 @@ void DestinationWorker::dispatcherLoop() {
       auto now = SteadyClock::now();
       auto next_wake = dispatch(now);
       advanceCursor();
+      if (commit_pending_ && (!next_wake || next_commit_ < *next_wake)) {
+        next_wake = next_commit_;  // commit what finished, even if nothing else happens
+      }
       if (more_to_read && window_.size() < limits_.max_window_events &&
           window_bytes_ < limits_.max_window_bytes) {
         continue;  // keep reading without sleeping
@@ -212,7 +221,7 @@ void DestinationWorker::dispatcherLoop() {
     std::unique_lock lock(mutex_);
     wake_.wait(lock, [&] { return !completed_.empty(); });
   }
-  advanceCursor();
+  advanceCursor(/*force=*/true);
   (void)deps_.cursors.flush();
 }
 
@@ -237,6 +246,14 @@ bool DestinationWorker::fillWindow() {
       auto& record = batch->records[i];
       if (i + kAhead < keys_.size()) {
         persons_.prefetch(keys_[i + kAhead]);
+      }
+      if (skip_at_ < skip_.size()) {
+        while (skip_at_ < skip_.size() && skip_[skip_at_].second <= record.offset) {
+          ++skip_at_;
+        }
+        if (skip_at_ < skip_.size() && skip_[skip_at_].first <= record.offset) {
+          continue;  // finished before the restart: not delivered again
+        }
       }
       if (skipDeleted(record.event)) {
         continue;
@@ -652,25 +669,44 @@ void DestinationWorker::deadLetter(std::vector<Entry*>& entries, std::vector<std
 
 void DestinationWorker::finish(Entry& entry) {
   entry.done = true;
+  cursor_dirty_ = true;
+  if (entry.dead_letter_id == 0) {
+    ++done_in_window_;
+  }
   entry.event.reset();
   window_bytes_ -= entry.bytes;
   stat_window_.fetch_sub(1);
 }
 
-void DestinationWorker::advanceCursor() {
+void DestinationWorker::advanceCursor(bool force) {
   while (!window_.empty() && window_.front().done) {
     durable_delivered_ += window_.front().delivered ? 1 : 0;
+    --done_in_window_;
     window_.pop_front();
   }
-  queue::Offset low = window_.empty() ? read_pos_ : window_.front().offset;
-  if (low > committed_.load() || durable_delivered_ != committed_delivered_) {
-    if (auto s = deps_.cursors.commit(id_, queue::CursorState{std::max(low, committed_.load()),
-                                                               durable_delivered_});
-        s.ok()) {
-      committed_.store(std::max(low, committed_.load()));
-      committed_delivered_ = durable_delivered_;
-    } else {
-      deps_.logger.error("cursor commit failed", {{"destination", id_}, {"error", s.message()}});
+  const queue::Offset low =
+      std::max(window_.empty() ? read_pos_ : window_.front().offset, committed_.load());
+  const auto now = SteadyClock::now();
+  if (low != committed_state_.offset) {
+    cursor_dirty_ = true;
+  }
+  commit_pending_ = false;
+  if (!force && now < next_commit_) {
+    commit_pending_ = cursor_dirty_;
+  } else if (force || cursor_dirty_) {
+    cursor_dirty_ = false;
+    next_commit_ = now + kCommitInterval;
+    queue::CursorState state{low, durable_delivered_, {}};
+    std::uint64_t in_ranges = 0;
+    state.done = doneRanges(low, in_ranges);
+    state.delivered += in_ranges;
+    if (!(state == committed_state_)) {
+      if (auto s = deps_.cursors.commit(id_, state); s.ok()) {
+        committed_.store(low);
+        committed_state_ = std::move(state);
+      } else {
+        deps_.logger.error("cursor commit failed", {{"destination", id_}, {"error", s.message()}});
+      }
     }
   }
   const queue::Offset end = deps_.log.durableEnd();
@@ -682,6 +718,63 @@ void DestinationWorker::advanceCursor() {
     age = static_cast<double>(deps_.clock.nowMs() - window_.front().received_at_ms) / 1000.0;
   }
   oldest_age_.set(std::max(0.0, age));
+}
+
+// Runs of finished entries above `low` in the window, as offset ranges (a run ends at the next
+// unfinished entry, or at the read position: records between were filtered), merged with the
+// stored ranges not yet passed. At most queue's limit of ranges; `delivered` counts the
+// delivered window entries inside them.
+std::vector<std::pair<queue::Offset, queue::Offset>> DestinationWorker::doneRanges(
+    queue::Offset low, std::uint64_t& delivered) const {
+  constexpr std::size_t kMaxRanges = 4096;
+  std::vector<std::pair<queue::Offset, queue::Offset>> runs;
+  delivered = 0;
+  if (done_in_window_ > 0) {
+    bool in_run = false;
+    queue::Offset begin = 0;
+    std::uint64_t run_delivered = 0;
+    for (const Entry& e : window_) {
+      if (e.done) {
+        if (!in_run) {
+          in_run = true;
+          begin = e.offset;
+          run_delivered = 0;
+        }
+        run_delivered += e.delivered ? 1 : 0;
+      } else if (in_run) {
+        runs.emplace_back(begin, e.offset);
+        delivered += run_delivered;
+        in_run = false;
+        if (runs.size() == kMaxRanges) {
+          break;
+        }
+      }
+    }
+    if (in_run && runs.size() < kMaxRanges) {
+      runs.emplace_back(begin, read_pos_);
+      delivered += run_delivered;
+    }
+  }
+  if (skip_at_ >= skip_.size()) {
+    return runs;
+  }
+  // Stored ranges still above the watermark (their events were counted when stored).
+  std::vector<std::pair<queue::Offset, queue::Offset>> merged;
+  std::vector<std::pair<queue::Offset, queue::Offset>> all = runs;
+  for (std::size_t i = skip_at_; i < skip_.size(); ++i) {
+    if (skip_[i].second > low) {
+      all.emplace_back(std::max(skip_[i].first, low), skip_[i].second);
+    }
+  }
+  std::sort(all.begin(), all.end());
+  for (const auto& r : all) {
+    if (!merged.empty() && r.first <= merged.back().second) {
+      merged.back().second = std::max(merged.back().second, r.second);
+    } else if (merged.size() < kMaxRanges) {
+      merged.push_back(r);
+    }
+  }
+  return merged;
 }
 
 // --- delivery threads -----------------------------------------------------------------------

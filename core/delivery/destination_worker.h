@@ -183,7 +183,12 @@ class DestinationWorker {
   void complete(Batch& batch);
   void deadLetter(std::vector<Entry*>& entries, std::vector<std::string>& reasons);
   void finish(Entry& entry);
-  void advanceCursor();
+  // Commits the cursor (at most every kCommitInterval unless `force`): the low watermark, the
+  // delivered count, and the finished ranges above the watermark (see queue::CursorState).
+  void advanceCursor(bool force = false);
+  // The finished ranges above `low`, and how many delivered events they hold.
+  std::vector<std::pair<queue::Offset, queue::Offset>> doneRanges(queue::Offset low,
+                                                                   std::uint64_t& delivered) const;
   void runPlugin(Batch& batch);
 
   const std::string id_;
@@ -220,8 +225,15 @@ class DestinationWorker {
   std::deque<PersonKey> ready_;
   const bool ordered_;                     // ordering: person
   PersonKey next_unordered_key_ = 1;       // ordering: none
-  std::uint64_t durable_delivered_ = 0;    // committed with the cursor (CursorState::delivered)
-  std::uint64_t committed_delivered_ = 0;
+  std::uint64_t durable_delivered_ = 0;    // counted as the cursor passed (CursorState::delivered)
+  queue::CursorState committed_state_;
+  std::size_t done_in_window_ = 0;         // main-log entries finished, not yet passed
+  // Finished ranges from the stored cursor: read past without delivering again.
+  std::vector<std::pair<queue::Offset, queue::Offset>> skip_;
+  std::size_t skip_at_ = 0;
+  std::chrono::steady_clock::time_point next_commit_{};
+  bool commit_pending_ = false;  // a change waits for the next commit slot
+  bool cursor_dirty_ = false;    // something finished or passed since the last commit
   std::vector<PersonKey> keys_;  // fillWindow's scratch
   using Waiting = std::pair<std::chrono::steady_clock::time_point, PersonKey>;
   std::priority_queue<Waiting, std::vector<Waiting>, std::greater<>> waiting_;

@@ -17,9 +17,11 @@ namespace junction::core::queue {
 namespace {
 
 constexpr std::uint32_t kCursorMagic = 0x5255434Au;  // "JCUR"
-constexpr std::uint32_t kCursorVersion = 2;  // 1: no delivered counts (still read)
+constexpr std::uint32_t kCursorVersion = 3;  // 1: offsets; 2: + delivered; 3: + generation, done
 constexpr const char* kFileName = "cursors.dat";
 constexpr const char* kTempName = "cursors.dat.tmp";
+constexpr const char* kFastName = "cursors.fast";
+constexpr std::size_t kMaxDoneRanges = 4096;
 
 void putLe(std::string& out, std::uint64_t v, int bytes) {
   for (int i = 0; i < bytes; ++i) {
@@ -82,6 +84,9 @@ CursorStore::~CursorStore() {
     flusher_.join();
   }
   (void)flush();
+  if (fast_fd_ >= 0) {
+    ::close(fast_fd_);
+  }
 }
 
 namespace {
@@ -111,8 +116,12 @@ sdk::Result<std::string> readCursorFile(const std::string& file) {
   return data;
 }
 
-sdk::Result<std::map<std::string, CursorState>> parseCursorFile(const std::string& data,
-                                                                const std::string& file) {
+struct ParsedCursors {
+  std::uint64_t generation = 0;
+  std::map<std::string, CursorState> cursors;
+};
+
+sdk::Result<ParsedCursors> parseCursorFile(const std::string& data, const std::string& file) {
   auto corrupt = [&](const char* why) {
     return sdk::makeError(sdk::ErrorCode::Internal,
                           "cursor file " + file + " is corrupt (" + why +
@@ -141,7 +150,20 @@ sdk::Result<std::map<std::string, CursorState>> parseCursorFile(const std::strin
   if (magic != kCursorMagic || version < 1 || version > kCursorVersion) {
     return corrupt("unknown magic or version");
   }
-  std::map<std::string, CursorState> cursors;
+  ParsedCursors parsed;
+  if (version >= 3) {
+    // The generation sits between the version and the count.
+    std::uint64_t high = 0;
+    parsed.generation = count;
+    if (!getLe(body, high, 4)) {
+      return corrupt("too short");
+    }
+    parsed.generation |= high << 32;
+    if (!getLe(body, count, 4)) {
+      return corrupt("too short");
+    }
+  }
+  std::map<std::string, CursorState>& cursors = parsed.cursors;
   for (std::uint64_t i = 0; i < count; ++i) {
     std::uint64_t len = 0;
     std::uint64_t offset = 0;
@@ -154,9 +176,53 @@ sdk::Result<std::map<std::string, CursorState>> parseCursorFile(const std::strin
     if (!getLe(body, offset, 8) || (version >= 2 && !getLe(body, delivered, 8))) {
       return corrupt("entry past the end");
     }
-    cursors[std::move(name)] = CursorState{offset, delivered};
+    CursorState state{offset, delivered, {}};
+    std::uint64_t ranges = 0;
+    if (version >= 3 && (!getLe(body, ranges, 4) || ranges > kMaxDoneRanges)) {
+      return corrupt("entry past the end");
+    }
+    Offset previous = offset;
+    for (std::uint64_t r = 0; r < ranges; ++r) {
+      std::uint64_t begin = 0;
+      std::uint64_t end = 0;
+      if (!getLe(body, begin, 8) || !getLe(body, end, 8)) {
+        return corrupt("entry past the end");
+      }
+      if (begin < previous || end <= begin) {
+        return corrupt("done ranges out of order");
+      }
+      state.done.emplace_back(begin, end);
+      previous = end;
+    }
+    cursors[std::move(name)] = std::move(state);
   }
-  return cursors;
+  if (!body.empty()) {
+    return corrupt("bytes after the last entry");
+  }
+  return parsed;
+}
+
+std::string encodeCursors(const std::map<std::string, CursorState>& cursors,
+                          std::uint64_t generation) {
+  std::string data;
+  putLe(data, kCursorMagic, 4);
+  putLe(data, kCursorVersion, 4);
+  putLe(data, generation, 8);
+  putLe(data, cursors.size(), 4);
+  for (const auto& [name, state] : cursors) {
+    putLe(data, name.size(), 2);
+    data.append(name);
+    putLe(data, state.offset, 8);
+    putLe(data, state.delivered, 8);
+    const std::size_t ranges = std::min(state.done.size(), kMaxDoneRanges);
+    putLe(data, ranges, 4);
+    for (std::size_t r = 0; r < ranges; ++r) {
+      putLe(data, state.done[r].first, 8);
+      putLe(data, state.done[r].second, 8);
+    }
+  }
+  putLe(data, crc32c(data), 4);
+  return data;
 }
 
 }  // namespace
@@ -167,44 +233,76 @@ sdk::Result<std::map<std::string, CursorState>> CursorStore::read(const std::str
   if (!data) {
     return std::move(data).error();
   }
-  return parseCursorFile(*data, file);
+  auto parsed = parseCursorFile(*data, file);
+  if (!parsed) {
+    return std::move(parsed).error();
+  }
+  // A newer cursors.fast (see the class comment) is what a restart would use.
+  if (auto fast = readCursorFile(path + "/cursors/" + kFastName); fast && fast->size() > 4) {
+    std::uint64_t len = 0;
+    std::string_view view(*fast);
+    getLe(view, len, 4);
+    if (len <= view.size()) {
+      auto newer = parseCursorFile(std::string(view.substr(0, len)), file);
+      if (newer && newer->generation > parsed->generation) {
+        return std::move(newer->cursors);
+      }
+    }
+  }
+  return std::move(parsed->cursors);
 }
 
 sdk::Status CursorStore::loadFile() {
   const std::string file = dir_ + "/" + kFileName;
   ::unlink((dir_ + "/" + kTempName).c_str());  // a write interrupted by a crash
+  const std::string fast_file = dir_ + "/" + kFastName;
   auto data = readCursorFile(file);
   if (!data) {
-    return data.error().code == sdk::ErrorCode::NotFound ? sdk::Status::success()
-                                                         : sdk::Status(data.error());
+    if (data.error().code == sdk::ErrorCode::NotFound) {
+      ::unlink(fast_file.c_str());  // never read without cursors.dat (recovery moved it aside)
+      return sdk::Status::success();
+    }
+    return data.error();
   }
   file_existed_ = true;
   auto parsed = parseCursorFile(*data, file);
   if (!parsed) {
     return parsed.error();
   }
-  cursors_ = std::move(parsed).value();
+  cursors_ = std::move(parsed->cursors);
+  version_ = written_version_ = published_version_ = parsed->generation;
+  if (auto fast = readCursorFile(fast_file); fast) {
+    std::uint64_t len = 0;
+    std::string_view view(*fast);
+    if (view.size() < 4 || !getLe(view, len, 4) || len > view.size()) {
+      fast_problem_ = fast_file + " is torn (shorter than its length)";
+    } else if (auto newer = parseCursorFile(std::string(view.substr(0, len)), fast_file); !newer) {
+      fast_problem_ = newer.error().message.substr(0, newer.error().message.find("):") + 1);
+    } else if (newer->generation > parsed->generation) {
+      cursors_ = std::move(newer->cursors);
+      version_ = written_version_ = published_version_ = newer->generation;
+      written_version_ = parsed->generation;  // cursors.dat is behind: the next flush writes it
+    }
+  } else if (fast.error().code != sdk::ErrorCode::NotFound) {
+    fast_problem_ = fast.error().message;
+  }
   return sdk::Status::success();
 }
 
-sdk::Status CursorStore::writeFile(const std::map<std::string, CursorState>& cursors) {
-  std::string data;
-  putLe(data, kCursorMagic, 4);
-  putLe(data, kCursorVersion, 4);
-  putLe(data, cursors.size(), 4);
-  for (const auto& [name, state] : cursors) {
-    putLe(data, name.size(), 2);
-    data.append(name);
-    putLe(data, state.offset, 8);
-    putLe(data, state.delivered, 8);
-  }
-  putLe(data, crc32c(data), 4);
+sdk::Status CursorStore::writeFile(const std::map<std::string, CursorState>& cursors,
+                                   std::uint64_t generation) {
+  const std::string data = encodeCursors(cursors, generation);
 
   const std::string temp = dir_ + "/" + kTempName;
   const std::string file = dir_ + "/" + kFileName;
   const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) {
-    return fileError("cannot create", temp, errno);
+    sdk::Error e = fileError("cannot create", temp, errno);
+    ++flush_count_;
+    ++flush_errors_;
+    std::lock_guard lk(mu_);
+    last_error_ = e.message;
+    return e;
   }
   int err = pwriteAll(fd, data.data(), data.size(), 0);
   if (err == 0 && ::fdatasync(fd) != 0) {
@@ -220,7 +318,10 @@ sdk::Status CursorStore::writeFile(const std::map<std::string, CursorState>& cur
   ++flush_count_;
   if (err != 0) {
     ++flush_errors_;
-    return fileError("cannot persist cursors to", file, err);
+    sdk::Error e = fileError("cannot persist cursors to", file, err);
+    std::lock_guard lk(mu_);
+    last_error_ = e.message;
+    return e;
   }
   return sdk::Status::success();
 }
@@ -233,7 +334,7 @@ sdk::Status CursorStore::createFile() {
   }
   const std::map<std::string, CursorState> snapshot = cursors_;
   lk.unlock();
-  sdk::Status st = writeFile(snapshot);
+  sdk::Status st = writeFile(snapshot, version_);
   lk.lock();
   if (st.ok()) {
     file_existed_ = true;
@@ -251,7 +352,7 @@ sdk::Status CursorStore::flush() {
   const std::uint64_t version = version_;
   const std::map<std::string, CursorState> snapshot = cursors_;
   lk.unlock();
-  sdk::Status st = writeFile(snapshot);
+  sdk::Status st = writeFile(snapshot, version);
   lk.lock();
   if (st.ok()) {
     written_version_ = version;
@@ -259,17 +360,65 @@ sdk::Status CursorStore::flush() {
   return st;
 }
 
+// Writes the current set to cursors.fast in place, without a sync: [length][encoding]. A write
+// cut short (power loss) fails its length or checksum and is ignored at open.
+void CursorStore::publishFast() {
+  std::lock_guard wlk(write_mu_);
+  std::unique_lock lk(mu_);
+  if (published_version_ == version_ || written_version_ == version_) {
+    return;
+  }
+  const std::uint64_t version = version_;
+  const std::map<std::string, CursorState> snapshot = cursors_;
+  lk.unlock();
+  if (fast_fd_ < 0) {
+    fast_fd_ = ::open((dir_ + "/" + kFastName).c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    if (fast_fd_ < 0) {
+      ++flush_errors_;
+      std::lock_guard elk(mu_);
+      last_error_ = fileError("cannot create", dir_ + "/" + kFastName, errno).message;
+      return;
+    }
+  }
+  const std::string body = encodeCursors(snapshot, version);
+  std::string data;
+  putLe(data, body.size(), 4);
+  data += body;
+  if (int err = pwriteAll(fast_fd_, data.data(), data.size(), 0); err != 0) {
+    ++flush_errors_;
+    std::lock_guard elk(mu_);
+    last_error_ = fileError("cannot write", dir_ + "/" + kFastName, err).message;
+    return;
+  }
+  lk.lock();
+  published_version_ = version;
+}
+
 void CursorStore::flusherLoop() {
+  const bool fast = options_.publish_interval.count() > 0 &&
+                    options_.publish_interval < options_.flush_interval;
+  const auto tick = fast ? options_.publish_interval : options_.flush_interval;
+  auto next_flush = std::chrono::steady_clock::now() + options_.flush_interval;
   std::unique_lock lk(mu_);
   while (!stopping_) {
-    cv_.wait_for(lk, options_.flush_interval, [this] { return stopping_; });
+    cv_.wait_for(lk, tick, [this] { return stopping_; });
     if (stopping_) {
       break;
     }
     lk.unlock();
-    (void)flush();  // failures are counted; the next tick retries
+    if (std::chrono::steady_clock::now() >= next_flush) {
+      (void)flush();  // failures are counted; the next tick retries
+      next_flush = std::chrono::steady_clock::now() + options_.flush_interval;
+    } else if (fast) {
+      publishFast();
+    }
     lk.lock();
   }
+}
+
+std::string CursorStore::lastFlushError() const {
+  std::lock_guard lk(mu_);
+  return last_error_;
 }
 
 std::optional<Offset> CursorStore::load(const std::string& name) const {
@@ -292,7 +441,15 @@ std::optional<CursorState> CursorStore::state(const std::string& name) const {
 
 sdk::Status CursorStore::commit(const std::string& name, Offset offset) {
   std::optional<CursorState> current = state(name);
-  return commit(name, CursorState{offset, current ? current->delivered : 0});
+  CursorState next{offset, current ? current->delivered : 0, {}};
+  if (current) {
+    for (const auto& range : current->done) {
+      if (range.first >= offset) {
+        next.done.push_back(range);
+      }
+    }
+  }
+  return commit(name, std::move(next));
 }
 
 sdk::Status CursorStore::commit(const std::string& name, CursorState state) {
@@ -303,10 +460,10 @@ sdk::Status CursorStore::commit(const std::string& name, CursorState state) {
   std::unique_lock lk(mu_);
   auto [it, inserted] = cursors_.try_emplace(name, state);
   if (!inserted) {
-    if (it->second.offset == state.offset && it->second.delivered == state.delivered) {
+    if (it->second == state) {
       return sdk::Status::success();
     }
-    it->second = state;
+    it->second = std::move(state);
   }
   ++version_;
   lk.unlock();

@@ -151,6 +151,7 @@ class Harness {
   DeliveryEngine& engine() { return *engine_; }
   queue::Log& log() { return *log_; }
   const fs::path& dir() const { return dir_; }
+  sdk::testing::RecordingLogger& logger() { return logger_; }
   // The committed cursor state of `dest`, read as a restart would (after close()).
   std::optional<queue::CursorState> storedCursor(const std::string& dest) const {
     auto store = queue::CursorStore::open(queue::CursorStoreOptions{dir_.string(), 0ms});
@@ -433,6 +434,68 @@ TEST(DeliveryEngineTest, TheDeliveredCountIsCommittedWithTheCursorAndCountsEachE
   ASSERT_TRUE(Harness::waitFor([&] { return h.engine().deadLetters().count("a").value() == 0; }));
   h.close();
   EXPECT_EQ(h.storedCursor("a")->delivered, 101u);  // 99 + b0 + the replayed a7
+}
+
+TEST(DeliveryEngineTest, AStopWithEventsFinishedAboveTheCursorDeliversNoneOfThemTwice) {
+  Harness h(R"(  - id: a
+    plugin: x
+    start: earliest
+    batch: { max_events: 10, max_wait: 0 }
+    retry: { initial_backoff: 60s, max_backoff: 60s, max_attempts: 100 }
+)");
+  // alice-0 fails once and waits a minute for its retry: the cursor stays at it while every
+  // later event of everyone else is delivered above it.
+  std::atomic<int> alice_failures{0};
+  auto first = std::make_shared<ScriptedDestination>([&](const sdk::Event& e, int) {
+    if (e.messageId() == "alice-0" && alice_failures++ == 0) {
+      return sdk::Outcome::retry("HTTP 503");
+    }
+    return sdk::Outcome::delivered();
+  });
+  h.add(0, first);
+  h.start();
+  std::vector<sdk::Event> events{makeEvent("alice-0", "alice")};
+  for (const auto& id : ids("bob-", 200)) {
+    events.push_back(makeEvent(id, "bob" + id));
+  }
+  events.push_back(makeEvent("alice-1", "alice"));
+  h.append(std::move(events));
+  ASSERT_TRUE(Harness::waitFor([&] { return first->delivered().size() == 200; }));
+  h.close();  // a graceful stop (SIGTERM): alice-0 and alice-1 are not delivered yet
+  auto stored = h.storedCursor("a");
+  ASSERT_TRUE(stored);
+  EXPECT_EQ(stored->delivered, 200u);
+  EXPECT_FALSE(stored->done.empty());
+
+  h.open();
+  auto second = std::make_shared<ScriptedDestination>();
+  h.add(0, second);
+  h.start();
+  ASSERT_TRUE(Harness::waitFor([&] { return second->delivered().size() == 2; }));
+  std::this_thread::sleep_for(100ms);
+  EXPECT_THAT(second->delivered(), ElementsAreArray({"alice-0", "alice-1"}));  // nothing twice
+  h.close();
+  EXPECT_EQ(h.storedCursor("a")->delivered, 202u);
+  EXPECT_TRUE(h.storedCursor("a")->done.empty());
+}
+
+TEST(DeliveryEngineTest, ACursorFileThatCannotBeWrittenIsLoggedAndCounted) {
+  Harness h(kFast);
+  auto dest = std::make_shared<ScriptedDestination>();
+  h.add(0, dest);
+  h.start();
+  // A directory where the temporary file goes: every durable cursor write fails (as root, a
+  // read-only directory would not stop it).
+  fs::create_directories(h.dir() / "cursors" / "cursors.dat.tmp");
+  h.append({makeEvent("c1", "u")});
+  ASSERT_TRUE(Harness::waitFor([&] { return dest->delivered().size() == 1; }));
+  ASSERT_TRUE(Harness::waitFor([&] {
+    return h.metrics().valueOf("junction_cursor_write_errors_total", {}).value_or(0) > 0;
+  }, 5s));
+  EXPECT_TRUE(Harness::waitFor([&] {
+    return h.logger().contains("cursor file cannot be written");
+  }));
+  fs::remove_all(h.dir() / "cursors" / "cursors.dat.tmp");
 }
 
 TEST(DeliveryEngineTest, ADeadDestinationDoesNotSlowAHealthyOne) {

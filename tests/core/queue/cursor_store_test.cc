@@ -131,5 +131,65 @@ TEST(CursorStoreTest, DeliveredCountsPersistAndAVersion1FileReadsAsZero) {
   EXPECT_EQ(store->state("old")->delivered, 0u);
 }
 
+TEST(CursorStoreTest, DoneRangesPersistWithTheOffset) {
+  TempDir dir;
+  const CursorState state{100, 7, {{120, 180}, {200, 260}}};
+  {
+    auto store = openStore(dir.path(), std::chrono::milliseconds(0));
+    ASSERT_TRUE(store->commit("dest", state).ok());
+  }
+  auto store = openStore(dir.path(), std::chrono::milliseconds(0));
+  EXPECT_EQ(store->state("dest"), std::optional<CursorState>(state));
+  // The offset alone passes the first range: it is dropped, the second kept.
+  ASSERT_TRUE(store->commit("dest", 190).ok());
+  EXPECT_EQ(store->state("dest")->done, (std::vector<std::pair<Offset, Offset>>{{200, 260}}));
+}
+
+TEST(CursorStoreTest, AProcessCrashKeepsTheFastFileWhichIsNewerThanTheDurableOne) {
+  TempDir dir;
+  const std::string fast = dir.path() + "/cursors/cursors.fast";
+  {
+    // Durable writes every hour: only the fast file, every 2 ms, sees the later commits.
+    auto store = CursorStore::open(CursorStoreOptions{dir.path(), std::chrono::hours(1),
+                                                      std::chrono::milliseconds(2)});
+    ASSERT_TRUE(store);
+    ASSERT_TRUE((*store)->commit("dest", CursorState{10, 1, {}}).ok());
+    ASSERT_TRUE((*store)->flush().ok());  // cursors.dat: offset 10
+    ASSERT_TRUE((*store)->commit("dest", CursorState{500, 40, {{600, 700}}}).ok());
+    for (int i = 0; i < 500 && !std::filesystem::exists(fast); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    // A crash: what the destructor would flush durably is copied, then the store "dies" by
+    // having cursors.dat put back to its durable state.
+    std::filesystem::copy_file(dir.path() + "/cursors/cursors.dat", dir.path() + "/durable.dat");
+  }
+  std::filesystem::copy_file(dir.path() + "/durable.dat", dir.path() + "/cursors/cursors.dat",
+                             std::filesystem::copy_options::overwrite_existing);
+  {
+    auto store = openStore(dir.path(), std::chrono::milliseconds(0));
+    EXPECT_EQ(store->state("dest"), std::optional<CursorState>(CursorState{500, 40, {{600, 700}}}));
+    EXPECT_EQ(store->fastFileProblem(), "");
+    auto read = CursorStore::read(dir.path());
+    ASSERT_TRUE(read);
+    EXPECT_EQ(read->at("dest").offset, 500u);
+  }
+  // A torn fast file (a power loss) is ignored, and said so: cursors.dat is the truth.
+  std::filesystem::copy_file(dir.path() + "/durable.dat", dir.path() + "/cursors/cursors.dat",
+                             std::filesystem::copy_options::overwrite_existing);
+  std::filesystem::resize_file(fast, std::filesystem::file_size(fast) - 3);
+  {
+    auto store = openStore(dir.path(), std::chrono::milliseconds(0));
+    EXPECT_EQ(store->state("dest")->offset, 10u);
+    EXPECT_NE(store->fastFileProblem(), "");
+  }
+  // Without cursors.dat (moved aside by `junction recover cursors`) it is never read.
+  std::filesystem::remove(dir.path() + "/cursors/cursors.dat");
+  auto store = openStore(dir.path(), std::chrono::milliseconds(0));
+  EXPECT_FALSE(store->fileExisted());
+  EXPECT_FALSE(store->state("dest"));
+  EXPECT_FALSE(std::filesystem::exists(fast));
+}
+
 }  // namespace
 }  // namespace junction::core::queue

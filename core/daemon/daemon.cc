@@ -75,6 +75,31 @@ sdk::Status Daemon::openQueue() {
               {{"bytes", report.truncated_bytes}, {"offset", report.truncated_at},
                {"moved_to", report.moved_to}});
   }
+  // Data lost between segments (a file deleted or truncated behind the daemon's back): the
+  // daemon goes on, with the loss counted, logged with its extents, and audited.
+  auto& gaps = metrics_.counter("junction_queue_gaps_total",
+                                "Stretches of the queue found missing at start (deleted or "
+                                "truncated segment files)");
+  auto& lost = metrics_.counter("junction_queue_lost_events_total",
+                                "Events known lost in those stretches (segments.idx counts them)");
+  for (const auto& gap : report.gaps) {
+    gaps.inc();
+    if (gap.events > 0) {
+      lost.inc(static_cast<std::uint64_t>(gap.events));
+    }
+    log_.error("queue: events lost", {{"what", gap.what},
+                                      {"from_offset", gap.begin},
+                                      {"to_offset", gap.end},
+                                      {"bytes", gap.end - gap.begin},
+                                      {"events", gap.events >= 0 ? std::to_string(gap.events)
+                                                                 : std::string("unknown")}});
+    if (audit_) {
+      (void)audit_->append("queue_gap", boost::json::object{{"what", gap.what},
+                                                            {"from_offset", gap.begin},
+                                                            {"to_offset", gap.end},
+                                                            {"events", gap.events}});
+    }
+  }
   log_.info("queue opened", {{"path", options.path}, {"segments", report.segments},
                              {"end", report.end}, {"fsync", config_.storage.fsync}});
   auto& corrupt = metrics_.counter("junction_queue_corrupt_records_total",

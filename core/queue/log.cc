@@ -15,6 +15,7 @@
 #include <system_error>
 #include <utility>
 
+#include "core/queue/crc32c.h"
 #include "core/queue/io.h"
 #include "core/runtime/thread.h"
 #include "junction/sdk/files.h"
@@ -133,15 +134,46 @@ struct Stop {
   std::uint64_t pos;
   RecordStatus status;
 };
-Stop scanValid(WindowReader& reader, std::uint64_t pos, std::uint64_t limit, std::uint16_t tag) {
+Stop scanValid(WindowReader& reader, std::uint64_t pos, std::uint64_t limit, std::uint16_t tag,
+               std::uint64_t* records = nullptr) {
   while (pos < limit) {
     const RecordView v = recordAt(reader, pos, limit, tag);
     if (v.status != RecordStatus::Ok) {
       return {pos, v.status};
     }
     pos += v.size;
+    if (records != nullptr) {
+      ++*records;
+    }
   }
   return {pos, RecordStatus::Ok};
+}
+
+constexpr const char* kIndexName = "segments.idx";
+constexpr std::uint32_t kIndexMagic = 0x5849534Au;  // "JSIX"
+constexpr std::size_t kIndexEntrySize = 32;  // base, size, records (u64 each), crc32c, magic
+
+std::string encodeIndexEntry(std::uint64_t base, std::uint64_t size, std::uint64_t records) {
+  std::string e(kIndexEntrySize, '\0');
+  auto put = [&e](std::size_t at, std::uint64_t v, int bytes) {
+    for (int i = 0; i < bytes; ++i) {
+      e[at + static_cast<std::size_t>(i)] = static_cast<char>((v >> (8 * i)) & 0xFF);
+    }
+  };
+  put(0, base, 8);
+  put(8, size, 8);
+  put(16, records, 8);
+  put(24, crc32c(std::string_view(e.data(), 24)), 4);
+  put(28, kIndexMagic, 4);
+  return e;
+}
+
+std::uint64_t getIndexField(const char* p, int bytes) {
+  std::uint64_t v = 0;
+  for (int i = bytes - 1; i >= 0; --i) {
+    v = (v << 8) | static_cast<unsigned char>(p[i]);
+  }
+  return v;
 }
 
 }  // namespace
@@ -213,6 +245,9 @@ Log::~Log() {
   cv_.notify_all();
   if (writer_.joinable()) {
     writer_.join();
+  }
+  if (index_fd_ >= 0) {
+    ::close(index_fd_);
   }
   for (Spare& spare : spares_) {
     ::unlink(spare.path.c_str());
@@ -369,8 +404,9 @@ sdk::Status Log::recover(RecoveryReport& report) {
   reader.reset(last->fd, file_size, kMaxReadWindow);
   std::uint64_t end = 0;
   std::uint64_t torn_end = file_size;  // where a recycled file's previous use starts
+  std::uint64_t last_records = 0;
   while (true) {
-    const Stop stop = scanValid(reader, end, file_size, last->tag);
+    const Stop stop = scanValid(reader, end, file_size, last->tag, &last_records);
     end = stop.pos;
     if (end >= file_size || reader.failed()) {
       break;
@@ -420,6 +456,8 @@ sdk::Status Log::recover(RecoveryReport& report) {
   last->durable_size = end;
   active_ = last;
   active_size_ = end;
+  active_records_ = last_records;
+  findGaps(bases, report);
   active_file_size_ = end;
   durable_end_ = last->base + end;
   committed_bytes_ = disk_bytes_;
@@ -562,6 +600,7 @@ sdk::Status Log::roll() {
       return st;
     }
   }
+  appendIndex(active_->base, active_size_, active_records_);
   const Offset base = active_->base + active_size_;
   std::uint64_t file_size = 0;
   auto seg = reuseSpare(base, file_size);
@@ -585,6 +624,7 @@ sdk::Status Log::roll() {
   created_.push_back(seg);
   active_ = std::move(seg);
   active_size_ = 0;
+  active_records_ = 0;
   active_file_size_ = file_size;
   return sdk::Status::success();
 }
@@ -592,6 +632,7 @@ sdk::Status Log::roll() {
 sdk::Status Log::writeGroup(Group& group) {
   const std::shared_ptr<Segment> original = active_;
   const std::uint64_t original_size = active_size_;
+  const std::uint64_t original_records = active_records_;
   created_.clear();
   sdk::Status st;
   const auto& sizes = group.record_sizes;
@@ -607,10 +648,12 @@ sdk::Status Log::writeGroup(Group& group) {
     // The records were encoded untagged: stamp them with this segment's tag as they go in.
     char* const records = group.bytes.data() + pos;
     std::size_t chunk = 0;
+    std::uint64_t chunk_records = 0;
     while (idx < sizes.size() && ((active_size_ == 0 && chunk == 0) ||
                                   active_size_ + chunk + sizes[idx] <= options_.segment_bytes)) {
       stampRecord(records + chunk, active_->tag);
       chunk += sizes[idx];
+      ++chunk_records;
       ++idx;
     }
     if (int err = pwriteAll(active_->fd, records, chunk, active_size_); err != 0) {
@@ -618,6 +661,7 @@ sdk::Status Log::writeGroup(Group& group) {
       break;
     }
     active_size_ += chunk;
+    active_records_ += chunk_records;
     pos += chunk;
     active_file_size_ = std::max(active_file_size_, active_size_);
     setActiveStale(active_file_size_ - active_size_);
@@ -639,6 +683,7 @@ sdk::Status Log::writeGroup(Group& group) {
     sealed_.clear();
     active_ = original;
     active_size_ = original_size;
+    active_records_ = original_records;
     // Drop whatever reached the page cache (after a failed fdatasync it may be lost anyway),
     // and a recycled file's previous use with it.
     (void)::ftruncate(active_->fd, static_cast<off_t>(active_size_));
@@ -822,6 +867,162 @@ sdk::Result<ReadBatch> Log::read(Offset from, std::size_t max_records, std::size
   return batch;
 }
 
+// Reads segments.idx (entries torn by a crash or damaged are ignored: the index only adds what
+// a gap held), then compares the segments found with it: between two segment files, every byte
+// must be there. A missing file or a short one is a gap, with its events when the index knows.
+void Log::findGaps(const std::vector<Offset>& bases, RecoveryReport& report) {
+  const std::string file = options_.path + "/" + kIndexName;
+  index_fd_ = ::open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (index_fd_ >= 0) {
+    struct stat st {};
+    if (::fstat(index_fd_, &st) == 0) {
+      std::string data(static_cast<std::size_t>(st.st_size), '\0');
+      if (preadAll(index_fd_, data.data(), data.size(), 0) == static_cast<long long>(data.size())) {
+        for (std::size_t at = 0; at + kIndexEntrySize <= data.size(); at += kIndexEntrySize) {
+          const char* e = data.data() + at;
+          if (getIndexField(e + 28, 4) != kIndexMagic ||
+              getIndexField(e + 24, 4) != crc32c(std::string_view(e, 24))) {
+            continue;
+          }
+          index_[getIndexField(e, 8)] = {getIndexField(e + 8, 8), getIndexField(e + 16, 8)};
+        }
+      }
+    }
+  }
+  auto lostIn = [this](Offset from, Offset to) {
+    // Whole segments the index knows in [from, to).
+    std::int64_t events = 0;
+    Offset covered = from;
+    for (auto it = index_.lower_bound(from); it != index_.end() && it->first < to; ++it) {
+      if (it->first != covered) {
+        return std::int64_t{-1};  // a stretch the index does not describe
+      }
+      events += static_cast<std::int64_t>(it->second.records);
+      covered = it->first + it->second.size;
+    }
+    return covered == to ? events : std::int64_t{-1};
+  };
+  for (std::size_t i = 0; i + 1 < bases.size(); ++i) {
+    const auto& seg = segments_.at(bases[i]);
+    struct stat st {};
+    if (::fstat(seg->fd, &st) != 0) {
+      continue;
+    }
+    const auto size = static_cast<std::uint64_t>(st.st_size);
+    const Offset have_end = bases[i] + size;
+    const Offset next = bases[i + 1];
+    if (have_end >= next) {
+      continue;
+    }
+    auto known = index_.find(bases[i]);
+    Offset seg_end = next;
+    if (known != index_.end() && bases[i] + known->second.size <= next) {
+      seg_end = bases[i] + known->second.size;  // where this segment ended when sealed
+    }
+    if (have_end < seg_end) {
+      // Truncated: count what is left to know what went.
+      QueueGap gap{have_end, seg_end, -1, "segment file " + segmentFileName(bases[i]) +
+                                              " is truncated (" + std::to_string(size) + " of " +
+                                              std::to_string(seg_end - bases[i]) + " bytes)"};
+      if (known != index_.end()) {
+        WindowReader reader;
+        reader.reset(seg->fd, size, kMaxReadWindow);
+        std::uint64_t present = 0;
+        std::uint64_t pos = 0;
+        while (pos < size) {
+          const Stop stop = scanValid(reader, pos, size, seg->tag, &present);
+          if (stop.pos >= size || reader.failed()) {
+            break;
+          }
+          const Found found = findNextValid(reader, stop.pos, size, seg->tag, true);
+          if (found.pos >= size) {
+            break;
+          }
+          pos = found.pos;
+        }
+        gap.events = known->second.records >= present
+                         ? static_cast<std::int64_t>(known->second.records - present)
+                         : -1;
+        // The partial record at the cut starts before have_end: the gap begins at the last
+        // whole record's end, which readers report as a corrupt region; the count covers it.
+      }
+      report.gaps.push_back(std::move(gap));
+    }
+    if (seg_end < next) {
+      std::string names;
+      for (auto it = index_.lower_bound(seg_end); it != index_.end() && it->first < next; ++it) {
+        names += (names.empty() ? "" : ", ") + segmentFileName(it->first);
+      }
+      report.gaps.push_back(QueueGap{
+          seg_end, next, lostIn(seg_end, next),
+          names.empty() ? "segment files between " + segmentFileName(bases[i]) + " and " +
+                              segmentFileName(next) + " are missing"
+                        : "segment file" + std::string(names.find(',') != std::string::npos ? "s " : " ") +
+                              names + (names.find(',') != std::string::npos ? " are" : " is") +
+                              " missing"});
+    }
+  }
+  // Entries of segments retention deleted are dropped now and then.
+  if (index_.size() > segments_.size() + 256) {
+    compactIndex();
+  }
+}
+
+void Log::appendIndex(Offset base, std::uint64_t size, std::uint64_t records) {
+  std::lock_guard lk(index_mu_);
+  index_[base] = {size, records};
+  if (index_fd_ < 0) {
+    return;
+  }
+  const std::string entry = encodeIndexEntry(base, size, records);
+  struct stat st {};
+  if (::fstat(index_fd_, &st) != 0) {
+    return;
+  }
+  // Appended at a whole entry's boundary (a torn entry of a crash is overwritten).
+  const auto at = static_cast<std::uint64_t>(st.st_size) / kIndexEntrySize * kIndexEntrySize;
+  if (pwriteAll(index_fd_, entry.data(), entry.size(), at) == 0 &&
+      options_.fsync != FsyncPolicy::Never) {
+    (void)::fdatasync(index_fd_);
+  }
+}
+
+// Rewrites segments.idx with the entries of the segments still there (write, sync, rename).
+void Log::compactIndex() {
+  std::lock_guard lk(index_mu_);
+  Offset begin = 0;
+  {
+    std::shared_lock slk(segments_mu_);
+    begin = segments_.empty() ? 0 : segments_.begin()->first;
+  }
+  std::string data;
+  for (auto it = index_.begin(); it != index_.end();) {
+    if (it->first < begin) {
+      it = index_.erase(it);
+      continue;
+    }
+    data += encodeIndexEntry(it->first, it->second.size, it->second.records);
+    ++it;
+  }
+  const std::string file = options_.path + "/" + kIndexName;
+  const std::string temp = file + ".tmp";
+  const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    return;
+  }
+  const bool ok = pwriteAll(fd, data.data(), data.size(), 0) == 0 && ::fdatasync(fd) == 0;
+  if (!ok || ::rename(temp.c_str(), file.c_str()) != 0) {
+    ::close(fd);
+    ::unlink(temp.c_str());
+    return;
+  }
+  (void)fsyncDirectory(options_.path);
+  if (index_fd_ >= 0) {
+    ::close(index_fd_);
+  }
+  index_fd_ = fd;  // the renamed file, still open for writing
+}
+
 sdk::Result<std::size_t> Log::truncateBefore(Offset min_cursor) {
   std::vector<std::shared_ptr<Segment>> victims;
   {
@@ -901,6 +1102,21 @@ sdk::Result<std::size_t> Log::truncateBefore(Offset min_cursor) {
   }
   for (Spare& spare : expired) {
     releaseSpare(spare);
+  }
+  if (!victims.empty()) {
+    std::size_t live = 0;
+    {
+      std::shared_lock slk(segments_mu_);
+      live = segments_.size();
+    }
+    bool compact = false;
+    {
+      std::lock_guard lk(index_mu_);
+      compact = index_.size() > live + 256;
+    }
+    if (compact) {
+      compactIndex();
+    }
   }
   if (first_error != 0) {
     return ioError("cannot delete segment", failed_path, first_error);

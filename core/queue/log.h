@@ -48,6 +48,17 @@ struct LogOptions {
   std::chrono::milliseconds spare_max_age{60'000};
 };
 
+// Events missing between segments that are there: a segment file deleted or truncated behind
+// the daemon's back (a sealed segment's size and record count are kept in segments.idx when it
+// is sealed). `events` is -1 when nothing recorded how many there were (segments sealed by a
+// release before the index).
+struct QueueGap {
+  Offset begin = 0;
+  Offset end = 0;
+  std::int64_t events = -1;
+  std::string what;  // "segment file 00000000000000065536.seg is missing", "... is truncated"
+};
+
 // What open() found and repaired.
 struct RecoveryReport {
   std::size_t segments = 0;            // segment files found (after creating the first one)
@@ -62,6 +73,7 @@ struct RecoveryReport {
   // recycled file's previous use (or junk). Not data: nothing acknowledged was there.
   std::uint64_t stale_bytes = 0;
   std::size_t spares_deleted = 0;      // recycled files left unused by the last run
+  std::vector<QueueGap> gaps;          // data lost between the segments found (see QueueGap)
 };
 
 struct AppendResult {
@@ -243,6 +255,7 @@ class Log {
   // Writer-thread state.
   std::shared_ptr<Segment> active_;
   std::uint64_t active_size_ = 0;  // bytes written to the active segment
+  std::uint64_t active_records_ = 0;  // records in it (for segments.idx when it is sealed)
   std::uint64_t active_file_size_ = 0;  // its file's size: larger when the file is recycled
   std::uint64_t active_stale_ = 0;      // the part of spare_bytes_ that is the active's end
   // Segments filled during the current group (with their final sizes) and created by it.
@@ -274,6 +287,20 @@ class Log {
   std::atomic<std::uint64_t> skipped_bytes_{0};
   std::atomic<std::uint64_t> recycled_segments_{0};
   std::uint64_t recovery_scanned_bytes_ = 0;
+
+  // segments.idx: one entry per sealed segment (base, size, records), appended by the writer at
+  // each roll and compacted by truncateBefore; what tells a deleted or truncated segment's
+  // events at the next open.
+  struct IndexEntry {
+    std::uint64_t size = 0;
+    std::uint64_t records = 0;
+  };
+  void findGaps(const std::vector<Offset>& bases, RecoveryReport& report);
+  void appendIndex(Offset base, std::uint64_t size, std::uint64_t records);
+  void compactIndex();
+  std::mutex index_mu_;
+  int index_fd_ = -1;
+  std::map<Offset, IndexEntry> index_;  // under index_mu_
 };
 
 // "00000000000000001234.seg"

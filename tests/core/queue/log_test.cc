@@ -483,6 +483,81 @@ TEST(LogTest, ReopenScansOnlyTheLastSegment) {
   EXPECT_EQ(readAll(*log, 0, 500).size(), 2000u);
 }
 
+// Appends `n` events of ~300 bytes (4096-byte segments: about 12 a segment) and returns the
+// segment files with how many records each holds.
+std::vector<std::pair<std::string, std::size_t>> fillSegments(const LogOptions& o, int n) {
+  auto log = openLog(o);
+  std::vector<Offset> offsets = appendRange(*log, 0, n, 200);
+  log.reset();
+  std::vector<std::pair<std::string, std::size_t>> out;
+  for (const auto& f : segmentFiles(o.path)) {
+    const Offset base = std::stoull(fs::path(f).filename().string().substr(0, 20));
+    const Offset end = base + fs::file_size(f);
+    const auto count = std::count_if(offsets.begin(), offsets.end(),
+                                     [&](Offset x) { return x >= base && x < end; });
+    out.emplace_back(f, static_cast<std::size_t>(count));
+  }
+  return out;
+}
+
+TEST(LogTest, ADeletedMiddleSegmentIsReportedWithItsOffsetsAndEvents) {
+  TempDir dir;
+  const LogOptions o = optionsFor(dir);
+  auto segs = fillSegments(o, 100);
+  ASSERT_GE(segs.size(), 5u);
+  const std::string victim = segs[2].first;
+  const Offset base = std::stoull(fs::path(victim).filename().string().substr(0, 20));
+  const std::uint64_t size = fs::file_size(victim);
+  fs::remove(victim);
+  RecoveryReport report;
+  auto log = openLog(o, &report);
+  ASSERT_TRUE(log);
+  ASSERT_EQ(report.gaps.size(), 1u);
+  EXPECT_EQ(report.gaps[0].begin, base);
+  EXPECT_EQ(report.gaps[0].end, base + size);
+  EXPECT_EQ(report.gaps[0].events, static_cast<std::int64_t>(segs[2].second));
+  EXPECT_EQ(report.gaps[0].what, "segment file " + fs::path(victim).filename().string() + " is missing");
+  // The rest is read, in order, around the gap.
+  EXPECT_EQ(readAll(*log, 0, 1000).size(), 100u - segs[2].second);
+}
+
+TEST(LogTest, ATruncatedSealedSegmentIsReportedWithTheEventsItLost) {
+  TempDir dir;
+  const LogOptions o = optionsFor(dir);
+  auto segs = fillSegments(o, 100);
+  ASSERT_GE(segs.size(), 5u);
+  const std::string victim = segs[1].first;
+  const Offset base = std::stoull(fs::path(victim).filename().string().substr(0, 20));
+  const std::uint64_t size = fs::file_size(victim);
+  // Cut in the middle of a record: the events after the cut, and the one cut, are lost.
+  fs::resize_file(victim, size / 2 + 7);
+  RecoveryReport report;
+  auto log = openLog(o, &report);
+  ASSERT_TRUE(log);
+  ASSERT_EQ(report.gaps.size(), 1u);
+  EXPECT_EQ(report.gaps[0].begin, base + size / 2 + 7);
+  EXPECT_EQ(report.gaps[0].end, base + size);
+  const auto all = readAll(*log, 0, 1000);
+  EXPECT_EQ(report.gaps[0].events, static_cast<std::int64_t>(100 - all.size()));
+  EXPECT_GT(report.gaps[0].events, 1);
+  EXPECT_NE(report.gaps[0].what.find("is truncated"), std::string::npos);
+}
+
+TEST(LogTest, AnIntactQueueHasNoGapsAcrossReopensAndRetention) {
+  TempDir dir;
+  const LogOptions o = optionsFor(dir);
+  fillSegments(o, 100);
+  RecoveryReport report;
+  {
+    auto log = openLog(o, &report);
+    EXPECT_TRUE(report.gaps.empty());
+    appendRange(*log, 100, 150, 200);
+    ASSERT_TRUE(log->truncateBefore(log->durableEnd()).ok());  // retention: not a gap
+  }
+  auto log = openLog(o, &report);
+  EXPECT_TRUE(report.gaps.empty());
+}
+
 TEST(LogTest, ConcurrentAppendersAndReaderSeeEveryRecordOnceInOrder) {
   TempDir dir;
   LogOptions o = optionsFor(dir);
@@ -906,7 +981,8 @@ TEST(LogTest, SparesAreKeptOnlyWithinHalfOfTheDiskBudget) {
   }
   std::uint64_t on_disk = 0;
   for (const auto& e : fs::directory_iterator(dir.path())) {
-    if (e.is_regular_file()) {
+    // Segment files and spares (segments.idx, 32 bytes a segment, is not queue data).
+    if (e.is_regular_file() && e.path().filename() != "segments.idx") {
       on_disk += e.file_size();
     }
   }

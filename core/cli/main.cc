@@ -11,6 +11,7 @@
 //   junction warehouse verify --config FILE --destination ID
 //                                                     a warehouse destination's rows against the
 //                                                     daemon's durable delivered count (exit 0 / 1)
+//   junction recover dead-letters --config FILE       a damaged dead_letters.db (junctiond stopped)
 //   junction recover privacy --config FILE [--accept-loss]
 //                                                     a lost or damaged privacy.db, rebuilt from
 //                                                     the audit log (junctiond stopped)
@@ -406,6 +407,11 @@ int main(int argc, char** argv) {
   auto* recover_cursors = recover->add_subcommand(
       "cursors", "Cursor file missing or corrupt: restart every destination at the oldest queued event");
   recover_cursors->add_option("-c,--config", recover_config, "The daemon's configuration")->required();
+  auto* recover_dead_letters = recover->add_subcommand(
+      "dead-letters",
+      "dead_letters.db missing, empty or corrupt: a new store with every row still readable");
+  recover_dead_letters->add_option("-c,--config", recover_config, "The daemon's configuration")
+      ->required();
   auto* recover_privacy = recover->add_subcommand(
       "privacy", "privacy.db missing, empty or corrupt: rebuild it from the audit log");
   recover_privacy->add_option("-c,--config", recover_config, "The daemon's configuration")
@@ -433,6 +439,21 @@ int main(int argc, char** argv) {
 
   if (recover_cursors->parsed()) {
     return runRecoverCursors(recover_config);
+  }
+  if (recover_dead_letters->parsed()) {
+    core::config::ConfigErrors errors;
+    auto config = core::config::loadConfig(recover_config, core::config::processEnvironment(), errors);
+    if (!config) {
+      std::fputs(core::config::formatErrors(errors).c_str(), stderr);
+      return 1;
+    }
+    auto report = core::daemon::recoverDeadLetters(*config);
+    if (!report) {
+      std::fprintf(stderr, "junction: %s\n", report.error().message.c_str());
+      return report.error().code == junction::sdk::ErrorCode::NotFound ? 0 : 1;
+    }
+    std::fputs(report->c_str(), stdout);
+    return 0;
   }
   if (recover_privacy->parsed()) {
     return runRecoverPrivacy(recover_config, accept_loss);

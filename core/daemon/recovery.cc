@@ -5,6 +5,7 @@
 #include <system_error>
 
 #include "core/daemon/daemon.h"
+#include "core/delivery/dead_letter_store.h"
 #include "core/privacy/audit_log.h"
 #include "core/queue/cursor_store.h"
 #include "core/queue/log.h"
@@ -106,6 +107,89 @@ sdk::Result<std::string> recoverCursors(const config::DaemonConfig& config) {
             "): nothing retained is skipped; events already delivered are delivered again "
             "(destinations deduplicate on messageId).\n"
             "written to the audit log as cursors_recovered.\n";
+  return report;
+}
+
+sdk::Result<std::string> recoverDeadLetters(const config::DaemonConfig& config) {
+  const fs::path storage(config.storage.path);
+  auto lock = runtime::DirectoryLock::acquire(storage, "storage.path");
+  if (!lock) {
+    return sdk::makeError(lock.error().code,
+                          lock.error().message + " (stop junctiond before recovering its state)");
+  }
+  const fs::path file = storage / "dead_letters.db";
+  std::error_code ec;
+  std::string damage = "missing";
+  if (fs::exists(file, ec)) {
+    auto intact = delivery::DeadLetterStore::open(file.string(), /*must_exist=*/true);
+    if (intact) {
+      return sdk::makeError(sdk::ErrorCode::NotFound,
+                            file.string() + " is intact: there is nothing to recover");
+    }
+    const std::string& m = intact.error().message;
+    const auto is = m.find(" is ");
+    const auto colon = m.find(": the events");
+    damage = is != std::string::npos && colon != std::string::npos && colon > is
+                 ? m.substr(is + 4, colon - is - 4)
+                 : "damaged";
+  }
+  const runtime::SystemClock clock;
+  std::string moved_to;
+  if (fs::exists(file, ec)) {
+    moved_to = file.string() + ".damaged-" + std::to_string(clock.nowMs());
+    for (const char* suffix : {"", "-wal", "-shm"}) {
+      const fs::path from = file.string() + suffix;
+      if (fs::exists(from, ec)) {
+        fs::rename(from, moved_to + suffix, ec);
+        if (ec) {
+          return sdk::makeError(sdk::ErrorCode::Unavailable,
+                                "cannot move " + from.string() + " aside: " + ec.message());
+        }
+      }
+    }
+  }
+  auto store = delivery::DeadLetterStore::open(file.string());
+  if (!store) {
+    return store.error();
+  }
+  delivery::DeadLetterStore::Salvage salvage;
+  if (!moved_to.empty() && fs::file_size(moved_to, ec) > 0) {
+    auto copied = (*store)->salvageFrom(moved_to);
+    if (!copied) {
+      // Nothing could be read (not a database at all): every row it held is lost.
+      salvage.unreadable = 0;
+      damage += "; nothing could be read from it (" + copied.error().message + ")";
+    } else {
+      salvage = *copied;
+    }
+  }
+  auto audit = privacy::AuditLog::open((storage / "audit.log").string(), clock);
+  if (!audit) {
+    return sdk::makeError(audit.error().code,
+                          "dead letters recovered, but the audit log cannot be opened: " +
+                              audit.error().message);
+  }
+  json::object detail{{"file", file.string()},
+                      {"damage", damage},
+                      {"copied", salvage.copied},
+                      {"unreadable", salvage.unreadable},
+                      {"highest_id", salvage.max_id}};
+  if (!moved_to.empty()) {
+    detail["moved_to"] = moved_to;
+  }
+  if (auto s = (*audit)->append("dead_letters_recovered", std::move(detail)); !s.ok()) {
+    return sdk::makeError(s.error().code,
+                          "dead letters recovered, but the audit entry failed: " + s.message());
+  }
+  std::string report = "dead-letter store " + file.string() + " was " + damage + ".\n";
+  if (!moved_to.empty()) {
+    report += "moved it to " + moved_to + "\n";
+  }
+  report += "copied " + std::to_string(salvage.copied) + " dead letters into a new store; " +
+            std::to_string(salvage.unreadable) + " could not be read" +
+            (salvage.max_id > 0 ? " (ids up to " + std::to_string(salvage.max_id) + ")" : "") +
+            (moved_to.empty() ? " (the file was gone: how many it held is not known)" : "") +
+            ".\nwritten to the audit log as dead_letters_recovered.\n";
   return report;
 }
 

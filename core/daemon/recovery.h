@@ -20,4 +20,11 @@ namespace junction::core::daemon {
 // recover). Returns a report for the operator.
 sdk::Result<std::string> recoverCursors(const config::DaemonConfig& config);
 
+// The dead-letter store (storage.path/dead_letters.db) is missing, empty or corrupt. Moves a
+// damaged file aside (dead_letters.db.damaged-<ms>, with its -wal), starts a new store and
+// copies into it every row that can still be read from the damaged one (by id: a damaged page
+// loses only its own rows), keeping ids, reasons and replay marks. What could not be read is
+// counted. An intact store is left alone (NotFound). Written to the audit log.
+sdk::Result<std::string> recoverDeadLetters(const config::DaemonConfig& config);
+
 }  // namespace junction::core::daemon

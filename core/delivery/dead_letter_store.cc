@@ -1,5 +1,7 @@
 #include "core/delivery/dead_letter_store.h"
 
+#include <filesystem>
+
 #include <sqlite3.h>
 
 #include <algorithm>
@@ -50,13 +52,67 @@ DeadLetterStore::~DeadLetterStore() { sqlite3_close(db_); }
 
 sdk::Status DeadLetterStore::exec(const char* sql) { return sqlite::exec(db_, sql, "dead-letter store"); }
 
-sdk::Result<std::unique_ptr<DeadLetterStore>> DeadLetterStore::open(const std::string& file) {
+namespace {
+
+constexpr const char* kRecoverCommand = "`junction recover dead-letters --config FILE`";
+
+std::uintmax_t sizeOrZero(const std::string& file) {
+  std::error_code ec;
+  const auto size = std::filesystem::file_size(file, ec);
+  return ec ? 0 : size;
+}
+
+sdk::Error damaged(const std::string& file, const std::string& damage) {
+  return sdk::makeError(
+      sdk::ErrorCode::Internal,
+      "dead-letter store " + file + " is " + damage +
+          ": the events it holds (ones destinations refused, kept for replay) would be lost or "
+          "listed wrong. Stop here; with junctiond stopped, " + kRecoverCommand +
+          " moves it aside and copies every row that can still be read into a new store "
+          "(written to the audit log)");
+}
+
+}  // namespace
+
+sdk::Result<std::unique_ptr<DeadLetterStore>> DeadLetterStore::open(const std::string& file,
+                                                                    bool must_exist) {
+  std::error_code ec;
+  const bool exists = std::filesystem::exists(file, ec);
+  if (must_exist && (!exists || (sizeOrZero(file) == 0 && sizeOrZero(file + "-wal") == 0))) {
+    return damaged(file, exists ? "empty" : "missing");
+  }
   auto opened = sqlite::open(file);
   if (!opened) {
-    return std::move(opened).error();
+    return damaged(file, "unreadable (" + opened.error().message + ")");
   }
   sqlite3* db = *opened;
   std::unique_ptr<DeadLetterStore> store(new DeadLetterStore(db));
+  if (exists) {
+    // quick_check reads every page: a damaged one would otherwise show as listings that
+    // disagree with replays, or a 500 much later.
+    Statement check(db, "PRAGMA quick_check");
+    std::string verdict;
+    if (!check.ok()) {
+      verdict = check.error();
+    } else {
+      while (sqlite3_step(check.get()) == SQLITE_ROW) {
+        const std::string line = check.text(0);
+        if (line != "ok") {
+          verdict += (verdict.empty() ? "" : "; ") + line;
+        }
+        if (verdict.size() > 300) {
+          break;
+        }
+      }
+      if (verdict.empty() && sqlite3_errcode(db) != SQLITE_OK && sqlite3_errcode(db) != SQLITE_DONE &&
+          sqlite3_errcode(db) != SQLITE_ROW) {
+        verdict = sqlite3_errmsg(db);
+      }
+    }
+    if (!verdict.empty()) {
+      return damaged(file, "corrupt (" + verdict.substr(0, 300) + ")");
+    }
+  }
   auto status = store->exec(
       "PRAGMA journal_mode=WAL;"
       "PRAGMA synchronous=FULL;"
@@ -76,9 +132,84 @@ sdk::Result<std::unique_ptr<DeadLetterStore>> DeadLetterStore::open(const std::s
       "  ON dead_letters(destination, state, failed_at);"
       "CREATE INDEX IF NOT EXISTS dead_letters_by_person ON dead_letters(person);");
   if (!status.ok()) {
-    return status.error();
+    return exists ? damaged(file, "unusable (" + status.message() + ")") : status.error();
   }
   return store;
+}
+
+sdk::Result<DeadLetterStore::Salvage> DeadLetterStore::salvageFrom(const std::string& damaged_file) {
+  sqlite3* from = nullptr;
+  if (sqlite3_open_v2(damaged_file.c_str(), &from, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
+    std::string why = from != nullptr ? sqlite3_errmsg(from) : "out of memory";
+    sqlite3_close(from);
+    return sdk::makeError(sdk::ErrorCode::Unavailable, "cannot open " + damaged_file + ": " + why);
+  }
+  Salvage result;
+  // The highest id: from the AUTOINCREMENT counter, else the table itself (either may be lost).
+  for (const char* q : {"SELECT seq FROM sqlite_sequence WHERE name = 'dead_letters'",
+                        "SELECT max(id) FROM dead_letters"}) {
+    Statement s(from, q);
+    if (s.ok() && sqlite3_step(s.get()) == SQLITE_ROW) {
+      result.max_id = std::max<std::int64_t>(result.max_id, sqlite3_column_int64(s.get(), 0));
+    }
+  }
+  std::lock_guard lock(mutex_);
+  if (auto st = exec("BEGIN IMMEDIATE"); !st.ok()) {
+    sqlite3_close(from);
+    return st.error();
+  }
+  Statement read(from,
+                 "SELECT destination, message_id, person, source, received_at, failed_at, "
+                 "attempts, reason, state, event FROM dead_letters WHERE id = ?");
+  Statement write(db_,
+                  "INSERT INTO dead_letters (id, destination, message_id, person, source, "
+                  "received_at, failed_at, attempts, reason, state, event) "
+                  "VALUES (?,?,?,?,?,?,?,?,?,?,?)");
+  if (!read.ok() || !write.ok()) {
+    (void)exec("ROLLBACK");
+    sqlite3_close(from);
+    return sdk::makeError(sdk::ErrorCode::Internal,
+                          "cannot read " + damaged_file + ": " + (read.ok() ? write.error() : read.error()));
+  }
+  for (std::int64_t id = 1; id <= result.max_id; ++id) {
+    sqlite3_reset(read.get());
+    read.bind(1, id);
+    const int rc = sqlite3_step(read.get());
+    if (rc == SQLITE_DONE) {
+      continue;  // purged or replayed: not there, not lost
+    }
+    if (rc != SQLITE_ROW) {
+      ++result.unreadable;
+      continue;
+    }
+    const std::string event = read.blob(9);
+    if (!queue::decodeRecord(event)) {
+      ++result.unreadable;  // the row is there, its event is not whole
+      continue;
+    }
+    sqlite3_reset(write.get());
+    write.bind(1, id);
+    for (int c = 0; c < 4; ++c) {
+      write.bind(2 + c, read.text(c));
+    }
+    write.bind(6, sqlite3_column_int64(read.get(), 4));
+    write.bind(7, sqlite3_column_int64(read.get(), 5));
+    write.bind(8, sqlite3_column_int64(read.get(), 6));
+    write.bind(9, read.text(7));
+    write.bind(10, sqlite3_column_int64(read.get(), 8));
+    write.bindBlob(11, event);
+    if (sqlite3_step(write.get()) != SQLITE_DONE) {
+      ++result.unreadable;
+      continue;
+    }
+    ++result.copied;
+  }
+  sqlite3_close(from);
+  if (auto st = exec("COMMIT"); !st.ok()) {
+    (void)exec("ROLLBACK");
+    return st.error();
+  }
+  return result;
 }
 
 sdk::Status DeadLetterStore::add(std::vector<DeadLetter>& letters) {

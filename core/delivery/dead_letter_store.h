@@ -46,7 +46,24 @@ struct DeadLetterFilter {
 // Thread-safe (one connection behind a mutex).
 class DeadLetterStore {
  public:
-  static sdk::Result<std::unique_ptr<DeadLetterStore>> open(const std::string& file);
+  // Opens (creating) the store. An existing file is checked first (SQLite's quick_check): a
+  // damaged one is refused (Internal), naming the file, the damage and
+  // `junction recover dead-letters`. With `must_exist` (the daemon ran here before), a missing
+  // or empty file is refused the same way: its dead letters are lost, not "none".
+  static sdk::Result<std::unique_ptr<DeadLetterStore>> open(const std::string& file,
+                                                            bool must_exist = false);
+
+  // What `junction recover dead-letters` found: the rows copied out of a damaged file (read
+  // one by one, by id, so that a damaged page loses only the rows on it) and the ids that
+  // could not be read.
+  struct Salvage {
+    std::size_t copied = 0;
+    std::size_t unreadable = 0;
+    std::int64_t max_id = 0;
+  };
+  // Copies every readable row of the damaged database `damaged` (opened read-only) into this
+  // store, keeping ids, destinations, reasons and replay marks.
+  sdk::Result<Salvage> salvageFrom(const std::string& damaged);
   ~DeadLetterStore();
 
   // Adds rows in one transaction; durable when it returns ok.

@@ -35,6 +35,9 @@ sdk::Status DeliveryEngine::open(const std::string& state_dir) {
     return std::move(cursors).error();
   }
   cursors_ = std::move(cursors).value();
+  // cursors.dat exists from the first start on: the daemon ran here before, so a missing
+  // dead-letter store is damage.
+  const bool ran_before = cursors_->fileExisted();
   cursor_flush_errors_ = &metrics_.counter(
       "junction_cursor_write_errors_total",
       "Cursor file writes that failed (retried; a restart repeats deliveries since the last one)");
@@ -67,7 +70,8 @@ sdk::Status DeliveryEngine::open(const std::string& state_dir) {
       return s;
     }
   }
-  auto dlq = DeadLetterStore::open((std::filesystem::path(state_dir) / "dead_letters.db").string());
+  auto dlq = DeadLetterStore::open((std::filesystem::path(state_dir) / "dead_letters.db").string(),
+                                   /*must_exist=*/ran_before);
   if (!dlq) {
     return std::move(dlq).error();
   }

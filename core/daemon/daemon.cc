@@ -116,6 +116,21 @@ sdk::Status Daemon::openQueue() {
       "junction_queue_fsync_duration_seconds",
       "Time an fdatasync of the queue took (clients wait for it under fsync: batch/always)",
       kSyncBuckets);
+  // A full disk or an I/O error: clients get 503 and retry, nothing is lost, but the operator
+  // must hear of it. Once a second at most, with what failed since the last line.
+  log_store_->setWriteFailureListener(
+      [this, last = std::chrono::steady_clock::time_point{}, pending = std::size_t{0}](
+          const sdk::Status& status, std::size_t records) mutable {
+        pending += records;
+        const auto now = std::chrono::steady_clock::now();
+        if (now - last < std::chrono::seconds(1)) {
+          return;
+        }
+        last = now;
+        log_.error("queue write failed: events refused with 503 (clients retry)",
+                   {{"events", pending}, {"error", status.message()}});
+        pending = 0;
+      });
   log_store_->setSyncListener([&sync_seconds](std::chrono::nanoseconds took) {
     sync_seconds.observe(std::chrono::duration<double>(took).count());
   });

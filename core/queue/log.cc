@@ -555,8 +555,14 @@ void Log::writerLoop() {
       appended_bytes_ += bytes;
     } else {
       ++write_errors_;
-      std::lock_guard relk(mu_);
-      committed_bytes_ -= bytes;
+      {
+        std::lock_guard relk(mu_);
+        committed_bytes_ -= bytes;
+      }
+      std::lock_guard llk(listener_mu_);
+      if (write_failure_listener_) {
+        write_failure_listener_(st, group.record_sizes.size());
+      }
     }
     // No reference to a sealed segment outlives its group (dropped before the callbacks run):
     // retention may then be the last holder.
@@ -721,6 +727,12 @@ void Log::setAppendListener(std::function<void()> listener) {
 void Log::setSyncListener(std::function<void(std::chrono::nanoseconds)> listener) {
   std::lock_guard lk(listener_mu_);
   sync_listener_ = std::move(listener);
+}
+
+void Log::setWriteFailureListener(
+    std::function<void(const sdk::Status&, std::size_t records)> listener) {
+  std::lock_guard lk(listener_mu_);
+  write_failure_listener_ = std::move(listener);
 }
 
 void Log::setCorruptionListener(std::function<void(const CorruptionReport&)> listener) {

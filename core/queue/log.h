@@ -161,6 +161,9 @@ class Log {
   // Called on the writer thread after each fdatasync of a segment, with its duration (for the
   // daemon's histogram: slow syncs are the usual cause of slow acknowledgements).
   void setSyncListener(std::function<void(std::chrono::nanoseconds)> listener);
+  // Called on the writer thread when a group's write or sync failed (a full disk, an I/O
+  // error): its calls were answered with Unavailable; `records` were not written.
+  void setWriteFailureListener(std::function<void(const sdk::Status&, std::size_t records)> listener);
   // Called on the reading thread when a reader meets a new corrupt region.
   void setCorruptionListener(std::function<void(const CorruptionReport&)> listener);
 
@@ -275,6 +278,7 @@ class Log {
   std::function<void()> append_listener_;
   std::function<void(const CorruptionReport&)> corruption_listener_;
   std::function<void(std::chrono::nanoseconds)> sync_listener_;
+  std::function<void(const sdk::Status&, std::size_t)> write_failure_listener_;
 
   std::mutex corrupt_mu_;
   std::set<Offset> corrupt_seen_;

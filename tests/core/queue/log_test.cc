@@ -646,6 +646,10 @@ TEST(LogTest, WriteFailureFailsTheGroupAndTheLogKeepsRunning) {
   ASSERT_TRUE(log);
   appendRange(*log, 0, 5);
   const Offset end = log->durableEnd();
+  std::vector<std::pair<std::string, std::size_t>> failures;  // what the daemon logs
+  log->setWriteFailureListener([&](const sdk::Status& st, std::size_t records) {
+    failures.emplace_back(st.message(), records);
+  });
 
   // Make the next write fail with EFBIG, as a full disk would with ENOSPC.
   struct rlimit old {};
@@ -661,6 +665,9 @@ TEST(LogTest, WriteFailureFailsTheGroupAndTheLogKeepsRunning) {
   EXPECT_FALSE(failed.status.ok());
   EXPECT_EQ(failed.status.error().code, sdk::ErrorCode::Unavailable);
   EXPECT_EQ(log->writeErrors(), 1u);
+  ASSERT_EQ(failures.size(), 1u);
+  EXPECT_NE(failures[0].first.find("write failed on segment"), std::string::npos) << failures[0].first;
+  EXPECT_EQ(failures[0].second, 1u);
   EXPECT_EQ(log->durableEnd(), end);
   EXPECT_EQ(fs::file_size(segmentFiles(dir.path()).back()), end) << "partial write not undone";
 

@@ -268,9 +268,21 @@ void SfmcDestination::sendRowset(const std::vector<Planned>& plans,
   }
   const sdk::HttpClientResponse& response = sent.response;
   if (response.ok()) {
-    if (!sdk::parseJson(response.body)) {
+    const auto parsed = sdk::parseJson(response.body);
+    if (!parsed) {
       all(Outcome::retry("SFMC answered the rowset upsert with HTTP " +
                          std::to_string(response.status) + " and a body that is not JSON"));
+      return;
+    }
+    // A saved rowset is answered with the rows. A 2xx carrying the vendor's error shape
+    // ({"message","errorcode",...}, or hasErrors: true) did not save them: reporting the rows
+    // delivered would lose them silently, so they are sent again (an upsert: idempotent).
+    if (const json::object* o = parsed->if_object();
+        o != nullptr &&
+        (o->contains("errorcode") || sdk::boolAt(*o, "hasErrors").value_or(false))) {
+      all(Outcome::retry("SFMC answered the rowset upsert with HTTP " +
+                         std::to_string(response.status) + " but an error: " +
+                         vendorError(response.body).value_or("hasErrors")));
       return;
     }
     // `all` would assign delivered: the outcomes start as delivered already.

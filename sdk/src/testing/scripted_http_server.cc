@@ -10,6 +10,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http.hpp>
@@ -30,6 +31,8 @@ using tcp = asio::ip::tcp;
 constexpr auto kUseTuple = asio::as_tuple(asio::use_awaitable);
 constexpr std::size_t kMaxRequestBodyBytes = 64 * 1024 * 1024;
 constexpr std::chrono::seconds kIdleTimeout{60};
+// After a rawReply, how long the server waits for the client to close before closing itself.
+constexpr std::chrono::seconds kRawDrainTimeout{5};
 
 template <typename S>
 std::string str(const S& s) {
@@ -50,6 +53,7 @@ struct ScriptedHttpServer::Rule {
   std::function<HttpResponse(const RecordedRequest&)> responder;
   std::chrono::milliseconds delay{0};
   bool close = false;
+  std::optional<std::string> raw;  // rawReply: written as is instead of a response
   std::size_t limit = 0;  // 0 = unlimited
   std::size_t hits = 0;
 
@@ -73,6 +77,7 @@ struct ScriptedHttpServer::Action {
   HttpResponse response;
   std::chrono::milliseconds delay{0};
   bool close = false;
+  std::optional<std::string> raw;
 };
 
 // Asio state. `stopping` and `live` are touched only on the I/O thread.
@@ -155,6 +160,27 @@ struct ScriptedHttpServer::Io {
         stream.socket().close(ignored);
         co_return;
       }
+      if (action.raw) {
+        // The bytes as scripted, then FIN. The client's request has been read whole, so the
+        // close is not turned into an RST by unread data; draining until the client closes
+        // (or a short while) keeps the bytes from racing a reset.
+        stream.expires_after(kIdleTimeout);
+        auto [raw_ec, raw_n] =
+            co_await asio::async_write(stream, asio::buffer(*action.raw), kUseTuple);
+        if (raw_ec || stopping) {
+          co_return;
+        }
+        boost::system::error_code ignored;
+        stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+        stream.expires_after(kRawDrainTimeout);
+        char sink[512];
+        for (;;) {
+          auto [drain_ec, drain_n] = co_await stream.async_read_some(asio::buffer(sink), kUseTuple);
+          if (drain_ec || stopping) {
+            co_return;
+          }
+        }
+      }
 
       http::response<http::string_body> res;
       res.version(version);
@@ -194,6 +220,7 @@ ScriptedHttpServer::RuleBuilder& ScriptedHttpServer::RuleBuilder::reply(
   rule_->headers.assign(headers.begin(), headers.end());
   rule_->responder = nullptr;
   rule_->close = false;
+  rule_->raw.reset();
   return *this;
 }
 
@@ -202,6 +229,7 @@ ScriptedHttpServer::RuleBuilder& ScriptedHttpServer::RuleBuilder::respond(
   std::lock_guard lock(server_->mutex_);
   rule_->responder = std::move(responder);
   rule_->close = false;
+  rule_->raw.reset();
   return *this;
 }
 
@@ -221,6 +249,15 @@ ScriptedHttpServer::RuleBuilder& ScriptedHttpServer::RuleBuilder::delay(
 ScriptedHttpServer::RuleBuilder& ScriptedHttpServer::RuleBuilder::closeConnection() {
   std::lock_guard lock(server_->mutex_);
   rule_->close = true;
+  rule_->raw.reset();
+  return *this;
+}
+
+ScriptedHttpServer::RuleBuilder& ScriptedHttpServer::RuleBuilder::rawReply(std::string bytes) {
+  std::lock_guard lock(server_->mutex_);
+  rule_->raw = std::move(bytes);
+  rule_->responder = nullptr;
+  rule_->close = false;
   return *this;
 }
 
@@ -327,6 +364,7 @@ ScriptedHttpServer::Action ScriptedHttpServer::handle(RecordedRequest request) {
       ++chosen->hits;
       action.delay = chosen->delay;
       action.close = chosen->close;
+      action.raw = chosen->raw;
       responder = chosen->responder;
       action.response.status = chosen->status;
       action.response.body = chosen->body;

@@ -75,6 +75,13 @@ class ScriptedHttpServer {
     RuleBuilder& delay(std::chrono::milliseconds d);
     // Read the request, then reset the connection (RST) without answering.
     RuleBuilder& closeConnection();
+    // Read the request, then write exactly `bytes` (no status line, headers or Content-Length
+    // are added) and close the connection after them (FIN, not RST, so the client reads them
+    // all): for vendors that answer garbage, e.g. rawReply("not http at all\r\n\r\n"), or a
+    // broken HTTP response such as a Content-Length larger than the body that follows it.
+    // With delay(), waits before writing. Like reply(), it replaces respond() and
+    // closeConnection(); a later reply(), respond() or closeConnection() replaces it.
+    RuleBuilder& rawReply(std::string bytes);
     // How many requests this rule has answered so far.
     std::size_t hits() const;
 

@@ -686,6 +686,15 @@ void DestinationWorker::advanceCursor(bool force) {
   }
   const queue::Offset low =
       std::max(window_.empty() ? read_pos_ : window_.front().offset, committed_.load());
+  // Stored finished ranges the watermark has passed are done with.
+  if (!skip_.empty() && skip_.front().second <= low) {
+    std::size_t passed = 0;
+    while (passed < skip_.size() && skip_[passed].second <= low) {
+      ++passed;
+    }
+    skip_.erase(skip_.begin(), skip_.begin() + static_cast<std::ptrdiff_t>(passed));
+    skip_at_ = skip_at_ > passed ? skip_at_ - passed : 0;
+  }
   const auto now = SteadyClock::now();
   if (low != committed_state_.offset) {
     cursor_dirty_ = true;
@@ -755,15 +764,17 @@ std::vector<std::pair<queue::Offset, queue::Offset>> DestinationWorker::doneRang
       delivered += run_delivered;
     }
   }
-  if (skip_at_ >= skip_.size()) {
+  if (skip_.empty()) {
     return runs;
   }
-  // Stored ranges still above the watermark (their events were counted when stored).
+  // Stored ranges still above the watermark (their events were counted when stored), read past
+  // already or not: a range the reader skipped is finished, but the watermark may still be
+  // below it.
   std::vector<std::pair<queue::Offset, queue::Offset>> merged;
   std::vector<std::pair<queue::Offset, queue::Offset>> all = runs;
-  for (std::size_t i = skip_at_; i < skip_.size(); ++i) {
-    if (skip_[i].second > low) {
-      all.emplace_back(std::max(skip_[i].first, low), skip_[i].second);
+  for (const auto& range : skip_) {
+    if (range.second > low) {
+      all.emplace_back(std::max(range.first, low), range.second);
     }
   }
   std::sort(all.begin(), all.end());

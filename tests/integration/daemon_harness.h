@@ -18,6 +18,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
@@ -46,6 +47,10 @@ class TempDir {
     }
   }
   ~TempDir() {
+    if (const char* keep = std::getenv("JUNCTION_KEEP_TEST_DIRS"); keep != nullptr && *keep == '1') {
+      std::fprintf(stderr, "kept %s (JUNCTION_KEEP_TEST_DIRS=1)\n", path_.c_str());
+      return;
+    }
     if (!path_.empty()) {
       std::error_code ec;
       fs::remove_all(path_, ec);

@@ -467,15 +467,37 @@ TEST(DeliveryEngineTest, AStopWithEventsFinishedAboveTheCursorDeliversNoneOfThem
   EXPECT_EQ(stored->delivered, 200u);
   EXPECT_FALSE(stored->done.empty());
 
+  // A second instance reads past the finished ranges, but alice-0 fails again, so the cursor
+  // stays below them; carol's new events are delivered above. It stops too.
   h.open();
-  auto second = std::make_shared<ScriptedDestination>();
+  std::atomic<int> second_tries{0};
+  auto second = std::make_shared<ScriptedDestination>([&](const sdk::Event& e, int) {
+    if (e.messageId() == "alice-0") {
+      ++second_tries;
+      return sdk::Outcome::retry("HTTP 503");
+    }
+    return sdk::Outcome::delivered();
+  });
   h.add(0, second);
   h.start();
-  ASSERT_TRUE(Harness::waitFor([&] { return second->delivered().size() == 2; }));
-  std::this_thread::sleep_for(100ms);
-  EXPECT_THAT(second->delivered(), ElementsAreArray({"alice-0", "alice-1"}));  // nothing twice
+  std::vector<sdk::Event> more;
+  for (const auto& id : ids("carol-", 20)) {
+    more.push_back(makeEvent(id, "carol" + id));
+  }
+  h.append(std::move(more));
+  ASSERT_TRUE(Harness::waitFor([&] { return second->delivered().size() == 20 && second_tries > 0; }));
   h.close();
-  EXPECT_EQ(h.storedCursor("a")->delivered, 202u);
+  EXPECT_EQ(h.storedCursor("a")->delivered, 220u);
+
+  h.open();
+  auto third = std::make_shared<ScriptedDestination>();
+  h.add(0, third);
+  h.start();
+  ASSERT_TRUE(Harness::waitFor([&] { return third->delivered().size() == 2; }));
+  std::this_thread::sleep_for(100ms);
+  EXPECT_THAT(third->delivered(), ElementsAreArray({"alice-0", "alice-1"}));  // nothing twice
+  h.close();
+  EXPECT_EQ(h.storedCursor("a")->delivered, 222u);
   EXPECT_TRUE(h.storedCursor("a")->done.empty());
 }
 

@@ -5,7 +5,9 @@
 #include <boost/json/value.hpp>
 #include <cctype>
 #include <functional>
+#include <limits>
 
+#include "junction/sdk/crypto.h"
 #include "junction/sdk/log.h"
 #include "junction/sdk/mapping.h"
 #include "junction/sdk/metrics.h"
@@ -18,6 +20,8 @@ namespace json = boost::json;
 namespace {
 
 constexpr std::int64_t kHourMs = 3'600'000;
+// Identity tuples remembered as written (not sent again): bounded, cleared when full.
+constexpr std::size_t kMaxRememberedIdentities = 1'000'000;
 // The trait columns a profile row has of its own (configured traits may not take these names).
 const std::set<std::string> kProfileColumns = {"person_id", "traits", "traits_at", "updated_at"};
 
@@ -113,6 +117,37 @@ void nullableField(std::string& line, std::string_view value) {
   } else {
     field(line, value);
   }
+}
+
+// The first 60 bits of md5(message_id): what checksumTerm() computes in SQL.
+std::uint64_t checksumOf(std::string_view message_id) {
+  const std::string hex = sdk::md5Hex(message_id);
+  return std::strtoull(hex.substr(0, 15).c_str(), nullptr, 16);
+}
+
+// What `properties->>'key'` gives: a string as it is, any other value as JSON, absent/null "".
+std::string textAt(const json::object& props, const char* key) {
+  auto it = props.find(key);
+  if (it == props.end() || it->value().is_null()) {
+    return {};
+  }
+  return it->value().is_string() ? std::string(it->value().get_string())
+                                 : json::serialize(it->value());
+}
+
+// Sums of 60-bit checksum terms: 5,000 of them pass 64 bits.
+__extension__ using Uint128 = unsigned __int128;
+
+std::string decimal(Uint128 v) {
+  if (v == 0) {
+    return "0";
+  }
+  std::string out;
+  while (v > 0) {
+    out.insert(out.begin(), static_cast<char>('0' + static_cast<int>(v % 10)));
+    v /= 10;
+  }
+  return out;
 }
 
 std::string personIdOf(const sdk::Event& event) {
@@ -323,6 +358,64 @@ StagedRow stageEvent(const sdk::Event& event) {
     line += "\\N\t";
   }
   line.back() = '\n';
+
+  const std::string props_text = json::serialize(*props);
+  std::string& ev = row.events_line;
+  ev.reserve(line.size());
+  field(ev, event.messageId());
+  field(ev, sdk::toString(event.type()));
+  nullableField(ev, event.name());
+  field(ev, ts_text);
+  field(ev, received_text);
+  field(ev, h.source_id.empty() ? "unknown" : h.source_id);
+  field(ev, person);
+  nullableField(ev, event.userId());
+  nullableField(ev, event.anonymousId());
+  field(ev, props_text);
+  field(ev, json::serialize(*context));
+  ev.back() = '\n';
+  if (event.type() == sdk::EventType::Page) {
+    std::string& pg = row.page_line;
+    field(pg, event.messageId());
+    field(pg, ts_text);
+    field(pg, person);
+    nullableField(pg, event.name());
+    for (const char* key : {"category", "url", "path", "title", "referrer", "search"}) {
+      nullableField(pg, textAt(*props, key));
+    }
+    field(pg, props_text);
+    pg.back() = '\n';
+  }
+  if (purchase) {
+    std::string& pu = row.purchase_line;
+    field(pu, event.messageId());
+    field(pu, ts_text);
+    field(pu, person);
+    nullableField(pu, order_id);
+    nullableField(pu, revenue);
+    nullableField(pu, total);
+    nullableField(pu, currency);
+    field(pu, products);
+    pu.back() = '\n';
+  }
+  row.identify = event.type() == sdk::EventType::Identify;
+  auto identity = [&](const char* kind, const std::string& value) {
+    if (value.empty()) {
+      return;
+    }
+    std::string t;
+    field(t, kind);
+    field(t, value);
+    field(t, person);
+    field(t, ts_text);
+    t.back() = '\n';
+    row.identity_lines.push_back(std::move(t));
+  };
+  identity("userId", event.userId());
+  identity("anonymousId", event.anonymousId());
+  identity("email", email);
+  row.checksum = checksumOf(event.messageId());
+  row.ts_ms = ts;
   return row;
 }
 
@@ -341,7 +434,7 @@ PostgresDestination::PostgresDestination(PostgresConfig config, sdk::Destination
           "junction_postgres_batches_split_total",
           "Batches the server refused for their data, split to find the events at fault")) {
   const std::string stage = "pg_temp._junction_stage";
-  insert_sql_ = renderSql(
+  pages_sql_ = renderSql(
       "INSERT INTO {S}.pages (message_id, \"timestamp\", person_id, name, category, url, path, "
       "title, referrer, search, properties) "
       "SELECT message_id, ts, person_id, name, properties->>'category', properties->>'url', "
@@ -352,13 +445,17 @@ PostgresDestination::PostgresDestination(PostgresConfig config, sdk::Destination
       "currency, products) "
       "SELECT message_id, ts, person_id, order_id, revenue, total, currency, products FROM " +
           stage + " WHERE products IS NOT NULL "
-      "ON CONFLICT (message_id, \"timestamp\") DO NOTHING;\n"
+      "ON CONFLICT (message_id, \"timestamp\") DO NOTHING;\n",
+      schema_);
+  identities_sql_ = renderSql(
       "INSERT INTO {S}.identities AS i (kind, value, person_id, first_seen) "
       "SELECT DISTINCT ON (kind, value) kind, value, person_id, ts FROM pg_temp._junction_stage_ids "
       "ORDER BY kind, value, (person_id LIKE 'user:%') DESC, ts "
       "ON CONFLICT (kind, value) DO UPDATE SET person_id = EXCLUDED.person_id, "
       "first_seen = LEAST(i.first_seen, EXCLUDED.first_seen) "
-      "WHERE i.person_id LIKE 'anon:%' AND EXCLUDED.person_id LIKE 'user:%';\n"
+      "WHERE i.person_id LIKE 'anon:%' AND EXCLUDED.person_id LIKE 'user:%'",
+      schema_);
+  profiles_sql_ = renderSql(
       "INSERT INTO {S}.profiles AS p (person_id, traits, traits_at) "
       "SELECT person_id, jsonb_object_agg(key, value), max(ts) FROM ("
       "  SELECT DISTINCT ON (person_id, key) person_id, key, value, ts "
@@ -367,7 +464,7 @@ PostgresDestination::PostgresDestination(PostgresConfig config, sdk::Destination
       "ON CONFLICT (person_id) DO UPDATE SET "
       "traits = CASE WHEN EXCLUDED.traits_at >= p.traits_at THEN p.traits || EXCLUDED.traits "
       "ELSE EXCLUDED.traits || p.traits END, "
-      "traits_at = GREATEST(p.traits_at, EXCLUDED.traits_at), updated_at = now();\n",
+      "traits_at = GREATEST(p.traits_at, EXCLUDED.traits_at), updated_at = now()",
       schema_);
 }
 
@@ -581,6 +678,107 @@ bool PostgresDestination::ensurePartitions(PgConnection& conn, const std::set<st
 
 bool PostgresDestination::load(PgConnection& conn, const std::vector<const StagedRow*>& rows,
                                std::size_t failed, PgError* error) {
+  if (loadDirect(conn, rows, failed, error)) {
+    return true;
+  }
+  if (error->sqlstate != "23505") {
+    return false;
+  }
+  // Some row is in the warehouse already (a redelivery after a crash): the staging path skips
+  // what is there.
+  return loadStaged(conn, rows, failed, error);
+}
+
+bool PostgresDestination::loadDirect(PgConnection& conn, const std::vector<const StagedRow*>& rows,
+                                     std::size_t failed, PgError* error) {
+  std::set<std::int64_t> days;
+  std::string events;
+  std::string pages;
+  std::string purchases;
+  std::string identifies;
+  std::string identities;
+  std::vector<std::string> new_identities;
+  Uint128 checksum = 0;
+  std::int64_t min_ts = std::numeric_limits<std::int64_t>::max();
+  std::int64_t max_ts = std::numeric_limits<std::int64_t>::min();
+  {
+    std::lock_guard lock(identities_mutex_);
+    std::unordered_set<std::string> in_batch;
+    for (const StagedRow* r : rows) {
+      days.insert(r->day);
+      events += r->events_line;
+      pages += r->page_line;
+      purchases += r->purchase_line;
+      if (r->identify) {
+        identifies += r->copy_line;
+      }
+      for (const std::string& line : r->identity_lines) {
+        // Known by (kind, value, person): the time does not matter once written.
+        std::string key = line.substr(0, line.rfind('\t'));
+        if (written_identities_.count(key) == 0 && in_batch.insert(key).second) {
+          identities += line;
+          new_identities.push_back(std::move(key));
+        }
+      }
+      checksum += r->checksum;
+      min_ts = std::min(min_ts, r->ts_ms);
+      max_ts = std::max(max_ts, r->ts_ms);
+    }
+  }
+  if (!ensurePartitions(conn, days, error)) {
+    return false;
+  }
+  auto rollback = [&] {
+    PgError ignored;
+    conn.exec("ROLLBACK", &ignored);
+    return false;
+  };
+  if (!conn.exec("BEGIN", error)) {
+    return false;
+  }
+  const std::string s = schema_;
+  if (!conn.copyIn("COPY " + s + ".events (message_id, type, name, \"timestamp\", received_at, "
+                   "source, person_id, user_id, anonymous_id, properties, context) FROM STDIN",
+                   events, error) ||
+      (!pages.empty() &&
+       !conn.copyIn("COPY " + s + ".pages (message_id, \"timestamp\", person_id, name, category, "
+                    "url, path, title, referrer, search, properties) FROM STDIN",
+                    pages, error)) ||
+      (!purchases.empty() &&
+       !conn.copyIn("COPY " + s + ".purchases (message_id, \"timestamp\", person_id, order_id, "
+                    "revenue, total, currency, products) FROM STDIN",
+                    purchases, error)) ||
+      (!identities.empty() &&
+       (!conn.copyIn("COPY pg_temp._junction_stage_ids FROM STDIN", identities, error) ||
+        !conn.exec(identities_sql_, error))) ||
+      (!identifies.empty() &&
+       (!conn.copyIn("COPY pg_temp._junction_stage FROM STDIN", identifies, error) ||
+        !conn.exec(profiles_sql_, error)))) {
+    return rollback();
+  }
+  if (!conn.query("INSERT INTO " + s + "._junction_loads (rows_offered, rows_inserted, duplicates, "
+                  "failed, checksum, min_event_time, max_event_time) "
+                  "VALUES ($1, $2, 0, $3, $4, $5, $6)",
+                  {std::to_string(rows.size() + failed), std::to_string(rows.size()),
+                   std::to_string(failed), decimal(checksum), sdk::formatIsoTimestamp(min_ts),
+                   sdk::formatIsoTimestamp(max_ts)},
+                  error) ||
+      !conn.exec("COMMIT", error)) {
+    return rollback();
+  }
+  rows_inserted_.inc(rows.size());
+  std::lock_guard lock(identities_mutex_);
+  if (written_identities_.size() + new_identities.size() > kMaxRememberedIdentities) {
+    written_identities_.clear();
+  }
+  for (auto& key : new_identities) {
+    written_identities_.insert(std::move(key));
+  }
+  return true;
+}
+
+bool PostgresDestination::loadStaged(PgConnection& conn, const std::vector<const StagedRow*>& rows,
+                                     std::size_t failed, PgError* error) {
   std::set<std::int64_t> days;
   std::string data;
   std::size_t bytes = 0;
@@ -614,7 +812,8 @@ bool PostgresDestination::load(PgConnection& conn, const std::vector<const Stage
                  "UNION ALL SELECT 'email', email, person_id, ts FROM pg_temp._junction_stage WHERE email <> '') ids "
                  "ORDER BY kind, value, (person_id LIKE 'user:%') DESC, ts",
                  error) ||
-      !conn.exec(insert_sql_, error)) {
+      !conn.exec(pages_sql_, error) || !conn.exec(identities_sql_, error) ||
+      !conn.exec(profiles_sql_, error)) {
     return rollback();
   }
   auto loaded = conn.query(
@@ -883,6 +1082,10 @@ sdk::Outcome PostgresDestination::erase(const sdk::Person& person) {
   }
   const std::string events_removed = PQgetvalue(removed.get(), 0, 0);
   release(std::move(conn));
+  {
+    std::lock_guard lock(identities_mutex_);
+    written_identities_.clear();  // some are gone now: write them again when they come back
+  }
   sdk::Outcome done = sdk::Outcome::delivered();
   done.reason = "removed " + events_removed + " events of " + std::to_string(persons.size()) +
                 " person ids from the warehouse";

@@ -57,9 +57,18 @@ const std::set<std::string>& traitTypes();
 
 // One event made ready for the staging table, or why it cannot be loaded.
 struct StagedRow {
-  std::string copy_line;  // a COPY text-format line, '\n' included; empty if failed
+  std::string copy_line;  // a COPY text-format line of the staging table, '\n' included; empty if failed
   std::string failure;    // non-empty: the event fails with this reason
   std::int64_t day = 0;   // its partition day
+  // The fast path's lines: straight into events, pages, purchases (empty when not one).
+  std::string events_line;
+  std::string page_line;
+  std::string purchase_line;
+  bool identify = false;
+  // Identity tuples "kind\tvalue\tperson\tts\n" (COPY lines of the identity staging table).
+  std::vector<std::string> identity_lines;
+  std::uint64_t checksum = 0;  // the message id's checksum term (see checksumTerm)
+  std::int64_t ts_ms = 0;
 };
 
 // Builds the staging row of `event`. Pure; tested directly.
@@ -94,6 +103,13 @@ class PostgresDestination final : public sdk::Destination {
   // Loads the rows at `positions` in one transaction. False with `error` when it failed.
   bool load(PgConnection& conn, const std::vector<const StagedRow*>& rows, std::size_t failed,
             PgError* error);
+  // The common case, no row loaded before: COPY straight into the fact tables. False with
+  // SQLSTATE 23505 in `error` when some row is there already (a redelivery): then `load` takes
+  // the staging path with ON CONFLICT DO NOTHING.
+  bool loadDirect(PgConnection& conn, const std::vector<const StagedRow*>& rows,
+                  std::size_t failed, PgError* error);
+  bool loadStaged(PgConnection& conn, const std::vector<const StagedRow*>& rows,
+                  std::size_t failed, PgError* error);
   // Loads `positions`, splitting on data errors; fills `outcomes` for them.
   void loadSplitting(PgConnection& conn, std::span<const sdk::Event> batch,
                      const std::vector<StagedRow>& staged, std::vector<std::size_t> positions,
@@ -103,10 +119,18 @@ class PostgresDestination final : public sdk::Destination {
   PostgresConfig config_;
   sdk::DestinationContext& ctx_;
   const std::string schema_;  // quoted
-  std::string insert_sql_;    // the statements after COPY (built once)
+  // The statements after the staging COPY (built once).
+  std::string pages_sql_;       // pages and purchases from the staging table, ON CONFLICT
+  std::string identities_sql_;  // identities from the identity staging table
+  std::string profiles_sql_;    // profiles from the identify rows of the staging table
 
   std::mutex pool_mutex_;
   std::vector<std::unique_ptr<PgConnection>> pool_;
+
+  // Identity tuples known to be in `identities` as they are (not sent again); bounded, cleared
+  // when full and by every erasure.
+  std::mutex identities_mutex_;
+  std::unordered_set<std::string> written_identities_;
 
   std::mutex days_mutex_;
   std::set<std::int64_t> known_days_;

@@ -126,6 +126,12 @@ CREATE VIEW {S}.events_by_person AS
   FROM {S}.events e
   LEFT JOIN {S}.identities i ON i.kind = 'anonymousId' AND i.value = e.anonymous_id;
 )SQL"},
+      {4, "a BRIN index on the events' timestamp instead of a B-tree", R"SQL(
+-- Events arrive in about time order, day by day: a block-range index finds a time range at a
+-- fraction of a B-tree's cost to keep up while loading.
+DROP INDEX IF EXISTS {S}.events_timestamp_idx;
+CREATE INDEX events_timestamp_brin ON {S}.events USING brin ("timestamp");
+)SQL"},
   };
   return list;
 }

@@ -129,7 +129,7 @@ TEST_F(PostgresDestinationTest, CreatesTheSchemaRecordsEachMigrationAndPartition
   ctx_.manualClock().setNowMs(kT0);
   auto dest = started(config());
   EXPECT_EQ(sql("SELECT version FROM junction._junction_migrations ORDER BY 1"),
-            (Rows{{"1"}, {"2"}, {"3"}}));
+            (Rows{{"1"}, {"2"}, {"3"}, {"4"}}));
   // Yesterday, today and two days ahead, for each fact table.
   EXPECT_EQ(sql("SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
                 "WHERE i.inhparent = 'junction.events'::regclass ORDER BY 1"),
@@ -138,7 +138,7 @@ TEST_F(PostgresDestinationTest, CreatesTheSchemaRecordsEachMigrationAndPartition
   EXPECT_EQ(scalar("SELECT count(*) FROM pg_inherits WHERE inhparent = 'junction.purchases'::regclass"), "4");
   // A second start (another daemon, a restart) applies nothing again.
   auto again = started(config());
-  EXPECT_EQ(scalar("SELECT count(*) FROM junction._junction_migrations"), "3");
+  EXPECT_EQ(scalar("SELECT count(*) FROM junction._junction_migrations"), "4");
 }
 
 TEST_F(PostgresDestinationTest, MigratesAVersion1SchemaKeepingItsRows) {
@@ -155,7 +155,7 @@ TEST_F(PostgresDestinationTest, MigratesAVersion1SchemaKeepingItsRows) {
   ctx_.manualClock().setNowMs(kT0);
   auto dest = started(config());
   EXPECT_EQ(sql("SELECT version FROM junction._junction_migrations ORDER BY 1"),
-            (Rows{{"1"}, {"2"}, {"3"}}));
+            (Rows{{"1"}, {"2"}, {"3"}, {"4"}}));
   EXPECT_EQ(scalar("SELECT name FROM junction.events WHERE message_id = 'old-1'"), "Signed Up");
   // The existing day got its pages and purchases partitions too.
   EXPECT_EQ(scalar("SELECT count(*) FROM pg_class WHERE relname = 'pages_p20251230'"), "1");
@@ -173,7 +173,7 @@ TEST_F(PostgresDestinationTest, RefusesASchemaNewerThanThePlugin) {
   PostgresDestination second(config(), ctx_);
   auto s = second.start();
   ASSERT_FALSE(s.ok());
-  EXPECT_THAT(s.message(), HasSubstr("version 99, newer than this plugin's 3"));
+  EXPECT_THAT(s.message(), HasSubstr("version 99, newer than this plugin's 4"));
 }
 
 TEST_F(PostgresDestinationTest, LoadsEachEventIntoItsTablesAndDayPartition) {

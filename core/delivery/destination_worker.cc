@@ -93,6 +93,7 @@ sdk::Status DestinationWorker::start() {
   stat_read_.store(read_pos_);
   replay_signal_ = deps_.dead_letters.hasReplays(id_);
   started_ = true;
+  const queue::Offset from = read_pos_;  // read_pos_ is the dispatcher's from now on
   dispatcher_ = std::thread([this] {
     runtime::makeThisThreadBackground();  // before the name: a named thread is settled
     runtime::nameThisThread("jn-dispatch-" + id_);
@@ -105,7 +106,7 @@ sdk::Status DestinationWorker::start() {
       deliveryLoop();
     });
   }
-  deps_.logger.info("delivering", {{"destination", id_}, {"from_offset", read_pos_},
+  deps_.logger.info("delivering", {{"destination", id_}, {"from_offset", from},
                                    {"concurrency", config_.concurrency}});
   return {};
 }

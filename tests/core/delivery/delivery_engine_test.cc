@@ -241,6 +241,7 @@ TEST(DeliveryEngineTest, RetryHonoursRetryAfterOverRealHttp) {
   EXPECT_THAT(requests[1].body, HasSubstr("\"r1\""));
   EXPECT_EQ(h.metric("junction_events_retried_total", "a"), 1);
   ASSERT_TRUE(Harness::waitFor([&] { return h.metric("junction_events_delivered_total", "a") == 1; }));
+  h.close();  // the engine stops before the plugin's context, declared after it, is destroyed
 }
 
 TEST(DeliveryEngineTest, RetryAfterDelaysTheNextAttempt) {

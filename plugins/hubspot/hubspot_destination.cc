@@ -8,6 +8,7 @@
 #include <stdexcept>
 #include <unordered_map>
 
+#include "junction/sdk/text.h"
 #include "junction/sdk/event.h"
 #include "junction/sdk/json.h"
 
@@ -108,14 +109,7 @@ bool retryableCategory(std::string_view category) {
   return category == "RATE_LIMITS" || category == "INTERNAL_ERROR" || category == "TIMEOUT";
 }
 
-std::string clip(std::string text) {
-  constexpr std::size_t kMax = 300;
-  if (text.size() > kMax) {
-    text.resize(kMax);
-    text += "...";
-  }
-  return text;
-}
+std::string clip(std::string text) { return sdk::clipReason(std::move(text), 300); }
 
 }  // namespace
 

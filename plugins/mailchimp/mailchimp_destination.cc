@@ -9,6 +9,7 @@
 #include <stdexcept>
 #include <unordered_map>
 
+#include "junction/sdk/text.h"
 #include "junction/sdk/crypto.h"
 #include "junction/sdk/event.h"
 #include "junction/sdk/json.h"
@@ -81,14 +82,7 @@ std::optional<json::object> addressValue(const json::object& in) {
   return out;
 }
 
-std::string clip(std::string text) {
-  constexpr std::size_t kMax = 300;
-  if (text.size() > kMax) {
-    text.resize(kMax);
-    text += "...";
-  }
-  return text;
-}
+std::string clip(std::string text) { return sdk::clipReason(std::move(text), 300); }
 
 std::vector<std::string> tagsAt(const json::object& body, const std::string& path) {
   std::vector<std::string> tags;

@@ -4,6 +4,7 @@
 #include <boost/json.hpp>
 #include <cctype>
 
+#include "junction/sdk/text.h"
 #include "junction/sdk/json.h"
 
 namespace junction::plugins::sfmc {
@@ -33,13 +34,7 @@ std::string_view trim(std::string_view s) {
   return s;
 }
 
-std::string bounded(std::string text) {
-  if (text.size() > kMaxErrorText) {
-    text.resize(kMaxErrorText);
-    text += "...";
-  }
-  return text;
-}
+std::string bounded(std::string text) { return sdk::clipReason(std::move(text), kMaxErrorText); }
 
 void flattenInto(const json::object& from, const std::string& prefix, json::object& out) {
   for (const auto& [name, v] : from) {

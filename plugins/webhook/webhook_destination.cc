@@ -6,6 +6,7 @@
 #include <charconv>
 #include <unordered_map>
 
+#include "junction/sdk/text.h"
 #include "junction/sdk/crypto.h"
 #include "junction/sdk/plugin.h"
 #include "junction/sdk/webhook_signature.h"
@@ -57,13 +58,7 @@ std::optional<std::string> headerValue(const json::value& v) {
   return std::nullopt;
 }
 
-std::string clip(std::string text) {
-  if (text.size() > kMaxReasonBytes) {
-    text.resize(kMaxReasonBytes);
-    text += "...";
-  }
-  return text;
-}
+std::string clip(std::string text) { return sdk::clipReason(std::move(text), kMaxReasonBytes); }
 
 }  // namespace
 

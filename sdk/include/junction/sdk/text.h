@@ -1,0 +1,15 @@
+#pragma once
+
+// Text helpers for plugins.
+
+#include <cstddef>
+#include <string>
+
+namespace junction::sdk {
+
+// `text` cut to at most `max_bytes` (then "..." appended) without splitting a UTF-8 character:
+// for outcome reasons that quote a vendor's answer, which the dead-letter API serves as JSON
+// (a character cut in half is not UTF-8, so not JSON). Thread-safe.
+std::string clipReason(std::string text, std::size_t max_bytes);
+
+}  // namespace junction::sdk

@@ -141,7 +141,7 @@ sdk::Result<DeadLetterStore::Salvage> DeadLetterStore::salvageFrom(const std::st
   sqlite3* from = nullptr;
   if (sqlite3_open_v2(damaged_file.c_str(), &from, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
     std::string why = from != nullptr ? sqlite3_errmsg(from) : "out of memory";
-    sqlite3_close(from);
+    sqlite3_close_v2(from);  // _v2: the statements on it may still be alive
     return sdk::makeError(sdk::ErrorCode::Unavailable, "cannot open " + damaged_file + ": " + why);
   }
   Salvage result;
@@ -155,7 +155,7 @@ sdk::Result<DeadLetterStore::Salvage> DeadLetterStore::salvageFrom(const std::st
   }
   std::lock_guard lock(mutex_);
   if (auto st = exec("BEGIN IMMEDIATE"); !st.ok()) {
-    sqlite3_close(from);
+    sqlite3_close_v2(from);  // _v2: the statements on it may still be alive
     return st.error();
   }
   Statement read(from,
@@ -167,7 +167,7 @@ sdk::Result<DeadLetterStore::Salvage> DeadLetterStore::salvageFrom(const std::st
                   "VALUES (?,?,?,?,?,?,?,?,?,?,?)");
   if (!read.ok() || !write.ok()) {
     (void)exec("ROLLBACK");
-    sqlite3_close(from);
+    sqlite3_close_v2(from);  // _v2: the statements on it may still be alive
     return sdk::makeError(sdk::ErrorCode::Internal,
                           "cannot read " + damaged_file + ": " + (read.ok() ? write.error() : read.error()));
   }
@@ -204,7 +204,7 @@ sdk::Result<DeadLetterStore::Salvage> DeadLetterStore::salvageFrom(const std::st
     }
     ++result.copied;
   }
-  sqlite3_close(from);
+  sqlite3_close_v2(from);  // _v2: the statements on it may still be alive
   if (auto st = exec("COMMIT"); !st.ok()) {
     (void)exec("ROLLBACK");
     return st.error();

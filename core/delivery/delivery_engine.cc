@@ -10,6 +10,7 @@
 #include "core/http/admin_auth.h"
 #include "core/runtime/thread.h"
 #include "junction/sdk/crypto.h"
+#include "junction/sdk/text.h"
 
 namespace junction::core::delivery {
 
@@ -287,6 +288,10 @@ std::optional<FilterProblem> selectionFromQuery(std::string_view query, Selectio
   std::vector<std::string> seen;
   for (auto p : boost::urls::params_view(query)) {
     const std::string key = p.key;
+    if (!sdk::isUtf8(key) || !sdk::isUtf8(p.value)) {
+      // Not quoted back: the answer is JSON, and these bytes are not text.
+      return FilterProblem{"", "a query parameter name or value is not UTF-8 text"};
+    }
     const json::value value(std::string(p.value));
     if (key != "id") {
       if (std::find(seen.begin(), seen.end(), key) != seen.end()) {

@@ -849,7 +849,7 @@ sdk::Result<ReadBatch> Log::read(Offset from, std::size_t max_records, std::size
         }
         auto event = decodePayload(v.payload);
         if (event.ok()) {
-          batch.records.emplace_back(seg->base + pos, std::move(event).value());
+          batch.records.push_back(StoredRecord{seg->base + pos, std::move(event).value()});
           bytes += v.size;
           pos += v.size;
           continue;

@@ -1,4 +1,5 @@
 #include "junction/sdk/json_scan.h"
+#include "junction/sdk/text.h"
 
 #include <cstdint>
 #include <cstring>
@@ -388,3 +389,24 @@ std::optional<std::string_view> topLevelMember(std::string_view object_text,
 }
 
 }  // namespace junction::sdk::json_scan
+
+namespace junction::sdk {
+
+bool isUtf8(std::string_view text) noexcept {
+  const auto* p = reinterpret_cast<const unsigned char*>(text.data());
+  const auto* end = p + text.size();
+  while (p < end) {
+    if (*p < 0x80) {
+      ++p;
+      continue;
+    }
+    const std::size_t n = json_scan::utf8Sequence(p, end);
+    if (n == 0) {
+      return false;
+    }
+    p += n;
+  }
+  return true;
+}
+
+}  // namespace junction::sdk

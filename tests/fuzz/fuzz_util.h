@@ -32,24 +32,6 @@ namespace junction::fuzz {
     }                                                                              \
   } while (0)
 
-// A finding already reported and not fixed yet: tolerated (noted once on stderr) so that the
-// suite stays green, unless JUNCTION_FUZZ_KNOWN=fail, which makes it a failure like any other
-// (for whoever fixes it). Returns true when tolerated. Each use says what the finding is; delete
-// the use once the code is fixed.
-inline bool knownFinding(const char* id, const std::string& detail) {
-  const char* mode = std::getenv("JUNCTION_FUZZ_KNOWN");
-  if (mode != nullptr && std::string_view(mode) == "fail") {
-    fail(__FILE__, __LINE__, id, detail);
-  }
-  static std::string noted;
-  if (noted.find(std::string(id) + "\n") == std::string::npos) {
-    noted += std::string(id) + "\n";
-    std::fprintf(stderr, "known finding %s (tolerated; JUNCTION_FUZZ_KNOWN=fail to fail): %s\n",
-                 id, detail.c_str());
-  }
-  return true;
-}
-
 inline std::string_view asText(const std::uint8_t* data, std::size_t size) {
   return {reinterpret_cast<const char*>(data), size};
 }

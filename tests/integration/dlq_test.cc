@@ -192,6 +192,16 @@ TEST_F(DlqTest, AFilterTheApiCannotReadIsRefusedNamingTheField) {
     const std::string name(query, std::strchr(query, '='));
     EXPECT_THAT(reply.body, HasSubstr("\"field\":\"" + name + "\"")) << query;
   }
+  // A name or value that decodes to bytes that are not UTF-8: a 400 that is still JSON (the
+  // bytes are not quoted back), which the CLI can read.
+  for (const char* query : {"%ab=1", "person=%ff%fe", "destination=%c3"}) {
+    auto reply = client_.request("GET", std::string("/admin/dlq?") + query, {}, auth);
+    EXPECT_EQ(reply.status, 400) << query;
+    boost::system::error_code ec;
+    auto answer = boost::json::parse(reply.body, ec);
+    ASSERT_FALSE(ec) << query << " -> an answer that is not JSON: " << reply.body;
+    EXPECT_THAT(std::string(answer.as_object().at("error").as_string()), HasSubstr("UTF-8"));
+  }
   auto limited = client_.request("GET", "/admin/dlq?limit=1&since=2020-01-01T00:00:00%2B01:00", {}, auth);
   ASSERT_EQ(limited.status, 200) << limited.body;
   EXPECT_EQ(boost::json::parse(limited.body).as_object().at("count").as_int64(), 1);

@@ -129,6 +129,152 @@ const OptionTable<LogConfig>& logTable() {
   return table;
 }
 
+const OptionTable<ProfilesConfig>& profilesTable() {
+  static const OptionTable<ProfilesConfig> table{
+      option("enabled", &ProfilesConfig::enabled,
+             "Keep a unified profile per person (identity graph, merged traits, recent events)")
+          .defaultValue(true),
+      option("backend", &ProfilesConfig::backend,
+             "Profile store: embedded (SQLite under storage.path) or postgres (shared by nodes)")
+          .oneOf({"embedded", "postgres"})
+          .defaultValue("embedded"),
+      option("dsn", &ProfilesConfig::dsn, "With backend: postgres, a libpq connection string")
+          .secret()
+          .defaultValue(""),
+      option("recent_events", &ProfilesConfig::recent_events,
+             "Events kept per profile (newest first) for GET /v1/profiles/{id}/events")
+          .defaultValue(50)
+          .range(0, 10'000),
+      option("tokens", &ProfilesConfig::tokens,
+             "Read-only bearer tokens of the Profile API (the admin token also works)")
+          .secret()
+          .defaultValue(json::array{}),
+      option("external_ids", &ProfilesConfig::external_ids,
+             "Trait names whose values identify a person too (e.g. hubspot_id, salesforce_id)")
+          .defaultValue(json::array{}),
+      option("blocked_values", &ProfilesConfig::blocked_values,
+             "Identifier values never used to link people, besides the built-in ones (null, "
+             "undefined, 0, empty, ...)")
+          .defaultValue(json::array{}),
+      option("max_anonymous_ids", &ProfilesConfig::max_anonymous_ids,
+             "Most anonymous ids linked to one profile; more are refused (counted, logged)")
+          .defaultValue(100)
+          .range(1, 1'000'000),
+      option("identified_merges", &ProfilesConfig::identified_merges,
+             "Whether two profiles that each have a userId may merge: never, on an explicit "
+             "alias, or always")
+          .oneOf({"never", "alias", "always"})
+          .defaultValue("never"),
+      option("computed", &ProfilesConfig::computed,
+             "Computed traits by name: {last: N, of: PATH, where: {event: E}}, {count: E, "
+             "within: 30d}, {sum: PATH, where: .., within: ..}, {latest: PATH, where: ..}")
+          .defaultValue(json::object{}),
+      option("change_events", &ProfilesConfig::change_events,
+             "Emit an identify event from the built-in source `profiles` when a profile's "
+             "traits or computed traits change")
+          .defaultValue(true),
+      option("change_window", &ProfilesConfig::change_window,
+             "Changes of one person within this window make one profile-change event")
+          .defaultValue("1s")
+          .range(0, 3'600'000),
+  };
+  return table;
+}
+
+// `profiles.computed`: each entry checked here, so that an error names its line and key.
+void readComputedTraits(YamlChecker& checker, const YAML::Node& node, ProfilesConfig& out) {
+  for (const auto& [name, value] : out.computed) {
+    const std::string path = "profiles.computed." + std::string(name);
+    const YAML::Node at = childOf(node, name);
+    auto bad = [&](const std::string& key, const std::string& message) {
+      checker.error(key.empty() ? at : childOf(at, key), key.empty() ? path : path + "." + key,
+                    message);
+    };
+    if (!value.is_object()) {
+      bad("", "expected a mapping such as {count: \"Order Completed\", within: 30d}");
+      continue;
+    }
+    const json::object& o = value.as_object();
+    ComputedTraitConfig t;
+    t.name = std::string(name);
+    int kinds = 0;
+    for (const auto& [key, v] : o) {
+      if (key == "last") {
+        ++kinds;
+        t.kind = ComputedTraitConfig::Kind::Last;
+        if (!v.is_int64() || v.as_int64() < 1 || v.as_int64() > 1000) {
+          bad("last", "expected how many values to keep, 1 to 1000");
+        } else {
+          t.last_n = v.as_int64();
+        }
+      } else if (key == "count") {
+        ++kinds;
+        t.kind = ComputedTraitConfig::Kind::Count;
+        if (!v.is_string() || v.as_string().empty()) {
+          bad("count", "expected the name of the event to count");
+        } else {
+          t.where_event = std::string(v.as_string());
+        }
+      } else if (key == "sum" || key == "latest") {
+        ++kinds;
+        t.kind = key == "sum" ? ComputedTraitConfig::Kind::Sum : ComputedTraitConfig::Kind::Latest;
+        if (!v.is_string() || v.as_string().empty()) {
+          bad(std::string(key), "expected a path into the event, e.g. properties.value");
+        } else {
+          t.path = std::string(v.as_string());
+        }
+      } else if (key == "of") {
+        if (!v.is_string() || v.as_string().empty()) {
+          bad("of", "expected a path into the event, e.g. properties.sku");
+        } else {
+          t.path = std::string(v.as_string());
+        }
+      } else if (key == "within") {
+        auto ms = v.is_string()  ? sdk::parseDuration(v.as_string())
+                  : v.is_int64() ? sdk::Result<std::int64_t>(v.as_int64())
+                                 : sdk::Result<std::int64_t>(sdk::makeError(
+                                       sdk::ErrorCode::InvalidArgument, "not a duration"));
+        if (!ms || *ms <= 0) {
+          bad("within", "expected a duration such as 30d, 1h or 15m");
+        } else {
+          t.within_ms = *ms;
+        }
+      } else if (key == "where") {
+        if (!v.is_object()) {
+          bad("where", "expected {event: NAME} and/or {type: TYPE}");
+          continue;
+        }
+        for (const auto& [wk, wv] : v.as_object()) {
+          if ((wk != "event" && wk != "type") || !wv.is_string() || wv.as_string().empty()) {
+            bad("where", "expected {event: NAME} and/or {type: TYPE} (strings)");
+          } else if (wk == "type" && !sdk::parseEventType(wv.as_string())) {
+            bad("where", "unknown event type '" + std::string(wv.as_string()) +
+                             "' (track, identify, page, screen, group, alias)");
+          } else if (wk == "event") {
+            t.where_event = std::string(wv.as_string());
+          } else {
+            t.where_type = std::string(wv.as_string());
+          }
+        }
+      } else {
+        bad(std::string(key), "unknown key '" + std::string(key) +
+                                  "' (last, of, count, sum, latest, where, within)");
+      }
+    }
+    if (kinds != 1) {
+      bad("", "expected exactly one of last, count, sum, latest");
+      continue;
+    }
+    if (t.kind == ComputedTraitConfig::Kind::Last && t.path.empty()) {
+      bad("", "`last` needs `of`: the path of the values to keep");
+    }
+    if (t.kind == ComputedTraitConfig::Kind::Last && t.within_ms > 0) {
+      bad("within", "`within` applies to count and sum");
+    }
+    out.computed_traits.push_back(std::move(t));
+  }
+}
+
 const OptionTable<ConsentConfig>& consentTable() {
   static const OptionTable<ConsentConfig> table{
       option("aliases", &ConsentConfig::aliases,
@@ -366,7 +512,7 @@ std::optional<DaemonConfig> readDocument(const YAML::Node& root, const std::stri
     checker.error(root, "", "expected a mapping with server, storage, sources, destinations, ...");
   } else {
     checker.checkKeys(root, {"server", "storage", "queue", "plugins", "log", "consent",
-                             "sources", "destinations"}, "");
+                             "profiles", "sources", "destinations"}, "");
   }
   auto section = [&](const char* key) { return childOf(root, key); };
   config.server = serverTable().bind(
@@ -385,6 +531,13 @@ std::optional<DaemonConfig> readDocument(const YAML::Node& root, const std::stri
       checker.error(childOf(childOf(section("consent"), "aliases"), id),
                     "consent.aliases." + std::string(id), "expected a category name (a string)");
     }
+  }
+  config.profiles = profilesTable().bind(
+      checker.checkMapping(section("profiles"), profilesTable().specs(), "profiles"));
+  readComputedTraits(checker, childOf(section("profiles"), "computed"), config.profiles);
+  if (config.profiles.enabled && config.profiles.backend == "postgres" &&
+      config.profiles.dsn.empty()) {
+    checker.error(section("profiles"), "profiles.dsn", "backend: postgres needs a dsn");
   }
   if (!splitListen(config.server.listen, config.server.host, config.server.port)) {
     checker.error(childOf(section("server"), "listen"), "server.listen",
@@ -423,6 +576,10 @@ std::optional<DaemonConfig> readDocument(const YAML::Node& root, const std::stri
         checker.error(c.mark, c.key_path + ".id", "id '" + c.id + "' is used twice");
       }
       if (c.kind == ConnectorKind::Source) {
+        if (c.id == kProfilesSource) {
+          checker.error(c.mark, c.key_path + ".id",
+                        "id 'profiles' is the built-in source of profile-change events");
+        }
         source_ids.insert(c.id);
       }
     }
@@ -430,6 +587,14 @@ std::optional<DaemonConfig> readDocument(const YAML::Node& root, const std::stri
   std::vector<std::string> known_sources(source_ids.begin(), source_ids.end());
   for (const auto& d : config.destinations) {
     for (const auto& from : d.from) {
+      if (from == kProfilesSource) {
+        if (!config.profiles.enabled || !config.profiles.change_events) {
+          checker.error(d.mark, d.key_path + ".from",
+                        "the built-in source 'profiles' needs profiles.enabled and "
+                        "profiles.change_events");
+        }
+        continue;
+      }
       if (!source_ids.contains(from)) {
         std::string hint = closestMatch(from, known_sources);
         checker.error(d.mark, d.key_path + ".from",
@@ -461,6 +626,14 @@ std::vector<std::string> DaemonConfig::secrets() const {
   std::vector<std::string> out;
   if (!server.admin_token.empty()) {
     out.push_back(server.admin_token);
+  }
+  for (const auto& token : profiles.tokens) {
+    if (!token.empty()) {
+      out.push_back(token);
+    }
+  }
+  if (!profiles.dsn.empty()) {
+    out.push_back(profiles.dsn);
   }
   for (const auto* list : {&sources, &destinations}) {
     for (const auto& c : *list) {

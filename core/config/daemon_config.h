@@ -133,6 +133,43 @@ struct ConsentConfig {
   boost::json::object aliases;  // CMP id -> category name (strings; compared case-insensitively)
 };
 
+// One computed trait of `profiles.computed` (see core/profiles/README.md):
+//   {last: N, of: PATH, where: W}     the N most recent distinct values of PATH, newest first
+//   {count: EVENT, within: D}          matching events (within the last D; all time without)
+//   {sum: PATH, where: W, within: D}   the sum of PATH's numbers over matching events
+//   {latest: PATH, where: W}           PATH's value in the newest matching event
+// W is {event: NAME} and/or {type: TYPE}; PATH a dotted path into the event (properties.sku).
+struct ComputedTraitConfig {
+  enum class Kind { Last, Count, Sum, Latest };
+  std::string name;
+  Kind kind = Kind::Count;
+  std::string path;        // last, sum, latest
+  std::string where_event;  // empty: any
+  std::string where_type;   // empty: any
+  std::int64_t last_n = 0;
+  std::int64_t within_ms = 0;  // 0: all time
+};
+
+// The id of the built-in source whose events are profile changes (`from: [profiles]`).
+inline constexpr std::string_view kProfilesSource = "profiles";
+
+// `profiles:` — the unified customer profiles (core/profiles).
+struct ProfilesConfig {
+  bool enabled = true;
+  std::string backend;  // embedded | postgres
+  std::string dsn;      // postgres
+  std::int64_t recent_events = 0;
+  std::vector<std::string> tokens;        // read-only bearer tokens of the Profile API
+  std::vector<std::string> external_ids;  // trait names that are identifiers (hubspot_id)
+  std::vector<std::string> blocked_values;
+  std::int64_t max_anonymous_ids = 0;
+  std::string identified_merges;  // never | alias | always
+  boost::json::object computed;
+  std::vector<ComputedTraitConfig> computed_traits;  // read from `computed`
+  bool change_events = true;
+  std::chrono::milliseconds change_window{0};
+};
+
 struct DaemonConfig {
   std::string file;
   ServerConfig server;
@@ -141,6 +178,7 @@ struct DaemonConfig {
   PluginsConfig plugins;
   LogConfig log;
   ConsentConfig consent;
+  ProfilesConfig profiles;
   std::vector<ConnectorConfig> sources;
   std::vector<ConnectorConfig> destinations;
 

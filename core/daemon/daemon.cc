@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "core/privacy/privacy_recovery.h"
+#include "core/profiles/sqlite_profile_store.h"
 #include "core/runtime/thread.h"
 #include "junction/sdk/crypto.h"
 
@@ -237,6 +238,12 @@ sdk::Status Daemon::startRegulations() {
       }
     }
     engine_->wakeWorkers();
+    if (profiles_) {
+      if (auto s = profiles_->erase(r.subject); !s.ok()) {
+        log_.error("profile of a deleted person not erased", {{"regulation", r.id},
+                                                               {"error", s.message()}});
+      }
+    }
   });
   if (auto s = regulations_->start(); !s.ok()) {
     return s;
@@ -311,6 +318,31 @@ sdk::Status Daemon::createDestinations() {
   return {};
 }
 
+sdk::Status Daemon::openProfiles() {
+  const auto& c = config_.profiles;
+  if (!c.enabled) {
+    log_.info("profiles disabled");
+    return {};
+  }
+  std::unique_ptr<profiles::ProfileStore> store;
+  if (c.backend == "embedded") {
+    auto opened = profiles::SqliteProfileStore::open(config_.storage.path);
+    if (!opened) {
+      return opened.error();
+    }
+    store = std::move(opened).value();
+  } else {
+    return sdk::makeError(sdk::ErrorCode::InvalidArgument,
+                          "profiles.backend: " + c.backend + " is not available in this build");
+  }
+  profiles_ = std::make_unique<profiles::ProfileService>(c, std::move(store), *log_store_, *ingest_,
+                                                         privacy_.get(), metrics_, log_, clock_);
+  engine_->addReader([this] { profiles_->notifyAppend(); },
+                     [this] { return profiles_->needs(); });
+  profiles_->registerRoutes(router_, config_.server.admin_token, c.tokens);
+  return {};
+}
+
 sdk::Status Daemon::start() {
   sink_.setSecrets(config_.secrets());
   addCoreRoutes();
@@ -377,8 +409,14 @@ sdk::Status Daemon::start() {
     status = createDestinations();
   }
   if (status.ok()) {
+    status = openProfiles();
+  }
+  if (status.ok()) {
     status = engine_->start();
     engine_->registerAdminRoutes(router_, config_.server.admin_token);
+  }
+  if (status.ok() && profiles_) {
+    status = profiles_->start();
   }
   if (status.ok()) {
     status = startRegulations();
@@ -461,6 +499,10 @@ void Daemon::stop() {
   for (auto& slot : destinations_) {
     slot.context->shutdown();
   }
+  // The batch being applied is committed; announcements in flight are answered.
+  if (profiles_) {
+    profiles_->stop();
+  }
   // Completes every accepted append (their callbacks answer the last clients).
   {
     std::lock_guard lock(log_store_mutex_);
@@ -487,6 +529,7 @@ void Daemon::stop() {
   }
   threads_.clear();
   sources_.clear();
+  profiles_.reset();
   engine_.reset();
   destinations_.clear();
   server_.reset();

@@ -25,6 +25,7 @@
 #include "core/privacy/audit_log.h"
 #include "core/privacy/privacy_store.h"
 #include "core/privacy/regulation_service.h"
+#include "core/profiles/profile_service.h"
 #include "core/queue/log.h"
 #include "core/runtime/dir_lock.h"
 #include "core/runtime/runtime.h"
@@ -61,6 +62,7 @@ class Daemon {
   telemetry::MetricsRegistry& metrics() noexcept { return metrics_; }
   delivery::DeliveryEngine* engine() noexcept { return engine_.get(); }
   privacy::PrivacyStore* privacyStore() noexcept { return privacy_.get(); }
+  profiles::ProfileService* profiles() noexcept { return profiles_.get(); }
   bool ready() const noexcept { return ready_.load(); }
 
  private:
@@ -83,6 +85,7 @@ class Daemon {
   sdk::Status openQueue();
   sdk::Status startSources();
   sdk::Status createDestinations();
+  sdk::Status openProfiles();
   void stopSources();
 
   config::DaemonConfig config_;
@@ -114,6 +117,7 @@ class Daemon {
   std::unique_ptr<queue::Log> log_store_;
   std::unique_ptr<ingest::Ingest> ingest_;
   std::unique_ptr<delivery::DeliveryEngine> engine_;
+  std::unique_ptr<profiles::ProfileService> profiles_;
   std::vector<SourceSlot> sources_;
   std::vector<DestinationSlot> destinations_;
 

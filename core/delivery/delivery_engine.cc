@@ -99,6 +99,9 @@ sdk::Status DeliveryEngine::start() {
     for (auto& w : workers_) {
       w->notifyAppend();
     }
+    for (auto& r : readers_) {
+      r.on_append();
+    }
   });
   started_ = true;
   retention_ = std::thread([this] {
@@ -107,6 +110,11 @@ sdk::Status DeliveryEngine::start() {
     retentionLoop();
   });
   return {};
+}
+
+void DeliveryEngine::addReader(std::function<void()> on_append,
+                               std::function<queue::Offset()> needs) {
+  readers_.push_back({std::move(on_append), std::move(needs)});
 }
 
 void DeliveryEngine::stop() {
@@ -151,6 +159,9 @@ std::size_t DeliveryEngine::applyRetention() {
   queue::Offset low = log_.durableEnd();
   for (auto& w : workers_) {
     low = std::min(low, w->cursor());
+  }
+  for (auto& r : readers_) {
+    low = std::min(low, r.needs());
   }
   auto deleted = log_.truncateBefore(low);
   if (!deleted) {

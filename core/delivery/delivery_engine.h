@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -46,6 +47,9 @@ class DeliveryEngine {
   // null).
   sdk::Status add(const config::ConnectorConfig& config, std::shared_ptr<sdk::Destination> plugin,
                   WorkerLimits limits = {}, std::shared_ptr<AccountThrottle> throttle = nullptr);
+  // Before start(): another reader of the queue (the profile service) to wake on appends, and
+  // the offset it still needs, which retention keeps like a destination's cursor.
+  void addReader(std::function<void()> on_append, std::function<queue::Offset()> needs);
   // Starts every worker and the retention thread; wires the log's append listener.
   sdk::Status start();
   // Stops every worker (deliveries in flight finish), flushes cursors. Idempotent.
@@ -61,6 +65,11 @@ class DeliveryEngine {
 
  private:
   void retentionLoop();
+  struct Reader {
+    std::function<void()> on_append;
+    std::function<queue::Offset()> needs;
+  };
+  std::vector<Reader> readers_;
 
   queue::Log& log_;
   sdk::Metrics& metrics_;

@@ -55,7 +55,9 @@ RoutePolicy RoutePolicy::fromConfig(const config::ConnectorConfig& d,
 RouteVerdict RoutePolicy::decide(const sdk::Event& event,
                                  const privacy::ConsentMemory* memory) const {
   const auto& h = event.header();
-  if (!from_.empty() && !from_.contains(h.source_id)) {
+  if (from_.empty() ? h.source_id == config::kProfilesSource : !from_.contains(h.source_id)) {
+    // No `from`: every source but the built-in `profiles`, whose events (profile changes) go
+    // only where they are asked for by name.
     return RouteVerdict::FilteredSource;
   }
   if (!types_.empty() && !types_.contains(h.type)) {

@@ -499,6 +499,19 @@ bool PrivacyStore::isSuppressed(const sdk::Event& event) const {
          (!email_hash.empty() && suppressed_.contains(email_hash));
 }
 
+bool PrivacyStore::isSuppressed(const Subject& subject) const {
+  if (!hasSuppressions() || subject.value.empty()) {
+    return false;
+  }
+  const char kind = subject.kind == SubjectKind::UserId        ? 'u'
+                    : subject.kind == SubjectKind::AnonymousId ? 'a'
+                                                               : 'e';
+  const std::string hashed =
+      suppressed_hashed_.load() > 0 ? hashedKey(kind, subject.value) : std::string();
+  std::shared_lock lock(state_mutex_);
+  return suppressed_.contains(subject.key()) || (!hashed.empty() && suppressed_.contains(hashed));
+}
+
 bool PrivacyStore::isDeleted(const sdk::Event& event) const {
   if (!hasDeletions()) {
     return false;

@@ -122,6 +122,9 @@ class PrivacyStore final : public ConsentMemory {
   // --- hot path -----------------------------------------------------------------------------
   bool hasSuppressions() const noexcept { return suppressed_count_.load() > 0; }
   bool isSuppressed(const sdk::Event& event) const;
+  // Whether this person (an e-mail normalized) is suppressed: for what is not an event (a
+  // profile read through the API, a profile-change event about to be made).
+  bool isSuppressed(const Subject& subject) const;
 
   bool hasDeletions() const noexcept { return deletion_count_.load() > 0; }
   // A tombstone matches the event's person and the event was received at or before it.

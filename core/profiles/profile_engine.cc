@@ -1,0 +1,570 @@
+#include "core/profiles/profile_engine.h"
+
+#include <algorithm>
+#include <boost/json.hpp>
+#include <cctype>
+#include <limits>
+
+#include "core/privacy/consent.h"
+#include "core/privacy/privacy_store.h"
+
+namespace junction::core::profiles {
+
+namespace json = boost::json;
+
+EngineOptions EngineOptions::from(const config::ProfilesConfig& config) {
+  EngineOptions o;
+  o.recent_events = static_cast<std::size_t>(config.recent_events);
+  o.external_ids = config.external_ids;
+  for (const auto& v : config.blocked_values) {
+    o.blocked_values.insert(privacy::lowerAscii(v));
+  }
+  o.max_anonymous_ids = static_cast<std::size_t>(config.max_anonymous_ids);
+  o.identified_merges = config.identified_merges == "always" ? IdentifiedMerges::Always
+                        : config.identified_merges == "alias" ? IdentifiedMerges::Alias
+                                                              : IdentifiedMerges::Never;
+  o.computed = config.computed_traits;
+  o.change_events = config.change_events;
+  o.change_window_ms = config.change_window.count();
+  return o;
+}
+
+bool isBlockedValue(std::string_view value, const std::unordered_set<std::string>& extra) {
+  while (!value.empty() && std::isspace(static_cast<unsigned char>(value.front()))) {
+    value.remove_prefix(1);
+  }
+  while (!value.empty() && std::isspace(static_cast<unsigned char>(value.back()))) {
+    value.remove_suffix(1);
+  }
+  if (value.empty()) {
+    return true;
+  }
+  const std::string lower = privacy::lowerAscii(value);
+  static const std::unordered_set<std::string> kBuiltIn = {
+      "null", "undefined", "0", "-1", "none", "nil", "nan", "n/a", "na", "unknown", "anonymous",
+      "[object object]", "true", "false", "{}", "[]", "\"\""};
+  return kBuiltIn.contains(lower) || extra.contains(lower);
+}
+
+// --- the profiles and identities one batch touches ------------------------------------------------
+
+class ProfileEngine::Batch {
+ public:
+  explicit Batch(ProfileStore& store) : store_(store) {}
+
+  sdk::Result<std::optional<std::string>> identity(const std::string& key) {
+    if (auto it = identities_.find(key); it != identities_.end()) {
+      return it->second;
+    }
+    auto found = store_.findIdentity(key);
+    if (!found) {
+      return found.error();
+    }
+    identities_.emplace(key, *found);
+    return *found;
+  }
+
+  sdk::Result<Profile*> profile(const std::string& id) {
+    if (auto it = profiles_.find(id); it != profiles_.end()) {
+      return it->second.get();
+    }
+    auto text = store_.loadProfile(id);
+    if (!text) {
+      return text.error();
+    }
+    if (!*text) {
+      profiles_.emplace(id, nullptr);
+      return static_cast<Profile*>(nullptr);
+    }
+    auto parsed = Profile::parse(**text);
+    if (!parsed) {
+      return sdk::makeError(parsed.error().code,
+                            "profile " + id + ": " + parsed.error().message);
+    }
+    auto& slot = profiles_[id];
+    slot = std::make_unique<Profile>(std::move(parsed).value());
+    return slot.get();
+  }
+
+  Profile* create() {
+    auto p = std::make_unique<Profile>();
+    p->id = newProfileId();
+    Profile* raw = p.get();
+    profiles_[p->id] = std::move(p);
+    dirty_.insert(raw->id);
+    return raw;
+  }
+
+  void link(const std::string& key, const std::string& profile_id) {
+    identities_[key] = profile_id;
+    linked_.insert(key);
+    unlinked_.erase(key);
+  }
+
+  void unlink(const std::string& key) {
+    identities_[key] = std::nullopt;
+    unlinked_.insert(key);
+    linked_.erase(key);
+  }
+
+  void touch(const std::string& id) { dirty_.insert(id); }
+  void announce(const std::string& id, std::int64_t due) { outbox_.emplace(id, due); }
+
+  void drop(std::string id) {  // by value: `id` is often the profile's own, destroyed here
+    profiles_[id] = nullptr;
+    dirty_.erase(id);
+    dropped_.insert(id);
+    outbox_.erase(id);
+  }
+
+  Changes changes() const {
+    Changes c;
+    for (const auto& key : linked_) {
+      c.identities_put.emplace_back(key, *identities_.at(key));
+    }
+    c.identities_deleted.assign(unlinked_.begin(), unlinked_.end());
+    for (const auto& id : dirty_) {
+      const auto& p = profiles_.at(id);
+      if (p) {
+        c.profiles_put.emplace_back(id, p->serialize());
+      }
+    }
+    c.profiles_deleted.assign(dropped_.begin(), dropped_.end());
+    c.outbox_deleted.assign(dropped_.begin(), dropped_.end());
+    for (const auto& [id, due] : outbox_) {
+      c.outbox_put.emplace_back(id, due);
+    }
+    return c;
+  }
+
+ private:
+  ProfileStore& store_;
+  std::unordered_map<std::string, std::optional<std::string>> identities_;
+  std::unordered_map<std::string, std::unique_ptr<Profile>> profiles_;
+  std::unordered_set<std::string> linked_;
+  std::unordered_set<std::string> unlinked_;
+  std::unordered_set<std::string> dirty_;
+  std::unordered_set<std::string> dropped_;
+  std::unordered_map<std::string, std::int64_t> outbox_;
+};
+
+// --- the engine -----------------------------------------------------------------------------------
+
+ProfileEngine::ProfileEngine(ProfileStore& store, EngineOptions options, sdk::Metrics& metrics,
+                             sdk::Logger& logger, const sdk::Clock& clock)
+    : store_(store),
+      options_(std::move(options)),
+      metrics_(metrics),
+      logger_(logger),
+      clock_(clock),
+      applied_(metrics.counter("junction_profile_events_applied_total",
+                               "Events folded into profiles")),
+      created_(metrics.counter("junction_profiles_created_total", "Profiles created")),
+      merged_(metrics.counter("junction_profile_merges_total",
+                              "Profiles merged into another (identity stitching)")),
+      refused_blocked_(metrics.counter(
+          "junction_profile_merges_refused_total",
+          "Identifier links and merges refused by the merge guards", {{"reason", "blocked_value"}})),
+      refused_identified_(metrics.counter(
+          "junction_profile_merges_refused_total",
+          "Identifier links and merges refused by the merge guards", {{"reason", "identified"}})),
+      refused_anonymous_(metrics.counter(
+          "junction_profile_merges_refused_total",
+          "Identifier links and merges refused by the merge guards",
+          {{"reason", "anonymous_limit"}})),
+      unattributed_(metrics.counter(
+          "junction_profile_events_unattributed_total",
+          "Events with no usable identifier (every one blocked): in no profile")) {}
+
+namespace {
+
+std::string scalarText(const json::value& v) {
+  if (v.is_string()) {
+    return std::string(v.as_string());
+  }
+  if (v.is_int64()) {
+    return std::to_string(v.as_int64());
+  }
+  if (v.is_uint64()) {
+    return std::to_string(v.as_uint64());
+  }
+  return {};
+}
+
+const json::value* traitOf(const json::object& body, std::string_view name) {
+  if (const json::value* t = body.if_contains("traits"); t && t->is_object()) {
+    if (const json::value* v = t->as_object().if_contains(name)) {
+      return v;
+    }
+  }
+  if (const json::value* c = body.if_contains("context"); c && c->is_object()) {
+    if (const json::value* t = c->as_object().if_contains("traits"); t && t->is_object()) {
+      return t->as_object().if_contains(name);
+    }
+  }
+  return nullptr;
+}
+
+std::int64_t timeOf(const json::object& times, std::string_view key) {
+  const json::value* v = times.if_contains(key);
+  return v != nullptr && v->is_int64() ? v->as_int64() : std::numeric_limits<std::int64_t>::min();
+}
+
+// Folds `from` into `into` (two profiles of one person); `into` keeps its id.
+void mergeProfiles(Profile& into, const Profile& from, const EngineOptions& options) {
+  for (const auto& [kind, values] : from.identities) {
+    for (const auto& v : values) {
+      into.add({kind, v});
+    }
+  }
+  for (const auto& [k, v] : from.traits) {
+    const std::int64_t theirs = timeOf(from.trait_times, k);
+    if (!into.traits.contains(k) || theirs > timeOf(into.trait_times, k)) {
+      into.traits[k] = v;
+      into.trait_times[k] = theirs == std::numeric_limits<std::int64_t>::min() ? 0 : theirs;
+    }
+  }
+  if (from.consent_time > into.consent_time) {
+    into.consent = from.consent;
+    into.consent_time = from.consent_time;
+  }
+  if (from.first_seen != 0 && (into.first_seen == 0 || from.first_seen < into.first_seen)) {
+    into.first_seen = from.first_seen;
+  }
+  into.last_seen = std::max(into.last_seen, from.last_seen);
+  for (const auto& [k, v] : from.counters) {
+    const json::value* mine = into.counters.if_contains(k);
+    into.counters[k] = (mine != nullptr && mine->is_int64() ? mine->as_int64() : 0) +
+                       (v.is_int64() ? v.as_int64() : 0);
+  }
+  for (const auto& trait : options.computed) {
+    const json::value* theirs = from.computed.if_contains(trait.name);
+    if (theirs == nullptr || !theirs->is_object()) {
+      continue;
+    }
+    json::value& mine = into.computed[trait.name];
+    if (!mine.is_object()) {
+      mine = json::object{};
+    }
+    computedMerge(trait, mine.as_object(), theirs->as_object());
+  }
+  into.events = mergeRecentEvents(into.events, from.events, options.recent_events);
+}
+
+}  // namespace
+
+sdk::Result<Changes> ProfileEngine::apply(const std::vector<const sdk::Event*>& events) {
+  Batch batch(store_);
+  const std::int64_t now = clock_.nowMs();
+  const bool identified_always = options_.identified_merges == EngineOptions::IdentifiedMerges::Always;
+  for (const sdk::Event* event : events) {
+    const auto& h = event->header();
+    const json::object& body = event->body();
+    const bool is_alias = h.type == sdk::EventType::Alias;
+    const bool identified_allowed =
+        identified_always ||
+        (is_alias && options_.identified_merges == EngineOptions::IdentifiedMerges::Alias);
+
+    // 1. Identifiers, the userId first (it decides where the event goes).
+    std::vector<Identifier> ids;
+    auto consider = [&](std::string_view kind, std::string value) {
+      if (isBlockedValue(value, options_.blocked_values)) {
+        refused_blocked_.inc();
+        return;
+      }
+      Identifier id{std::string(kind), std::move(value)};
+      if (std::none_of(ids.begin(), ids.end(),
+                       [&](const Identifier& x) { return x.key() == id.key(); })) {
+        ids.push_back(std::move(id));
+      }
+    };
+    if (!h.user_id.empty()) {
+      consider(kUserKind, h.user_id);
+    }
+    if (auto email = privacy::eventEmail(body)) {
+      consider(kEmailKind, *email);
+    }
+    for (const auto& name : options_.external_ids) {
+      if (const json::value* v = traitOf(body, name)) {
+        if (std::string text = scalarText(*v); !text.empty() || v->is_string()) {
+          consider(name, std::move(text));
+        }
+      }
+    }
+    if (!h.anonymous_id.empty()) {
+      consider(kAnonymousKind, h.anonymous_id);
+    }
+    if (is_alias) {
+      if (const json::value* prev = body.if_contains("previousId")) {
+        std::string text = scalarText(*prev);
+        auto as_user = batch.identity(std::string(kUserKind) + ":" + text);
+        if (!as_user) {
+          return as_user.error();
+        }
+        consider(*as_user ? kUserKind : kAnonymousKind, std::move(text));
+      }
+    }
+    if (ids.empty()) {
+      unattributed_.inc();
+      continue;
+    }
+
+    // 2. The profiles they belong to, the userId's first.
+    std::vector<std::string> found;
+    std::vector<std::optional<std::string>> owner(ids.size());
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+      auto pid = batch.identity(ids[i].key());
+      if (!pid) {
+        return pid.error();
+      }
+      owner[i] = *pid;
+      if (*pid && std::find(found.begin(), found.end(), **pid) == found.end()) {
+        found.push_back(**pid);
+      }
+    }
+    const bool has_user = ids.front().kind == kUserKind && ids.front().value == h.user_id &&
+                          !h.user_id.empty();
+    const bool new_user = has_user && !owner.front();
+
+    Profile* target = nullptr;
+    bool refused_identified = false;
+    for (const auto& pid : found) {
+      auto p = batch.profile(pid);
+      if (!p) {
+        return p.error();
+      }
+      if (*p == nullptr) {
+        continue;  // an identity pointing at a profile that is gone: relinked below
+      }
+      if (new_user && (*p)->hasUserId() && !identified_allowed) {
+        refused_identified = true;  // another user's profile: the new userId stays apart
+        continue;
+      }
+      target = *p;
+      break;
+    }
+    if (target == nullptr) {
+      target = batch.create();
+      created_.inc();
+    }
+    bool changed = false;
+
+    // Merge the other profiles in, where the guards allow.
+    for (const auto& pid : found) {
+      if (pid == target->id) {
+        continue;
+      }
+      auto p = batch.profile(pid);
+      if (!p) {
+        return p.error();
+      }
+      Profile* other = *p;
+      if (other == nullptr) {
+        continue;
+      }
+      const bool target_identified = target->hasUserId() || has_user;
+      if (target_identified && other->hasUserId() && !identified_allowed) {
+        refused_identified = true;
+        continue;
+      }
+      if ((target_identified || other->hasUserId()) &&
+          target->count(kAnonymousKind) + other->count(kAnonymousKind) >
+              options_.max_anonymous_ids) {
+        refused_anonymous_.inc();
+        logger_.warn("profiles: merge refused, too many anonymous ids for one person",
+                     {{"profile", target->id},
+                      {"other", other->id},
+                      {"max_anonymous_ids", options_.max_anonymous_ids}});
+        continue;
+      }
+      mergeProfiles(*target, *other, options_);
+      for (const auto& [kind, values] : other->identities) {
+        for (const auto& v : values) {
+          batch.link(Identifier{kind, v}.key(), target->id);
+        }
+      }
+      batch.drop(other->id);
+      merged_.inc();
+      changed = true;
+    }
+    if (refused_identified) {
+      refused_identified_.inc();
+      logger_.warn("profiles: merge of two identified people refused (profiles.identified_merges)",
+                   {{"profile", target->id}, {"event_type", sdk::toString(h.type)}});
+    }
+
+    // Link the identifiers nobody had (or whose profile is gone).
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+      const std::string key = ids[i].key();
+      auto current = batch.identity(key);
+      if (!current) {
+        return current.error();
+      }
+      if (*current) {
+        auto p = batch.profile(**current);
+        if (!p) {
+          return p.error();
+        }
+        if (*p != nullptr) {
+          continue;  // it belongs to a profile (this one, or one a guard kept apart)
+        }
+      }
+      if (ids[i].kind == kUserKind && target->hasUserId() && !target->has(ids[i]) &&
+          !identified_allowed) {
+        refused_identified_.inc();
+        continue;
+      }
+      if (ids[i].kind == kAnonymousKind && target->count(kAnonymousKind) >= options_.max_anonymous_ids &&
+          (target->hasUserId() || has_user)) {
+        refused_anonymous_.inc();
+        logger_.warn("profiles: anonymous id not linked, the person has max_anonymous_ids",
+                     {{"profile", target->id}, {"max_anonymous_ids", options_.max_anonymous_ids}});
+        continue;
+      }
+      target->add(ids[i]);
+      batch.link(key, target->id);
+      changed = true;
+    }
+
+    // 3. Fold the event in.
+    const std::int64_t ts = h.timestamp_ms;
+    if (target->first_seen == 0 || ts < target->first_seen) {
+      target->first_seen = ts;
+    }
+    target->last_seen = std::max(target->last_seen, ts);
+    const std::string counter = h.name.empty() ? std::string(sdk::toString(h.type)) : h.name;
+    {
+      json::value& n = target->counters[counter];
+      n = (n.is_int64() ? n.as_int64() : 0) + 1;
+    }
+    addRecentEvent(target->events, summarize(*event), options_.recent_events);
+    if (h.type == sdk::EventType::Identify) {
+      if (const json::value* traits = body.if_contains("traits"); traits && traits->is_object()) {
+        for (const auto& [k, v] : traits->as_object()) {
+          if (ts >= timeOf(target->trait_times, k)) {
+            const json::value* old = target->traits.if_contains(k);
+            if (old == nullptr || *old != v) {
+              target->traits[k] = v;
+              changed = true;
+            }
+            target->trait_times[k] = ts;
+          }
+        }
+      }
+    }
+    if (privacy::mayStateConsent(event->json())) {
+      privacy::EventConsent consent = privacy::readConsent(body);
+      if (consent.stated && ts >= target->consent_time) {
+        json::array granted(consent.granted.begin(), consent.granted.end());
+        json::array denied(consent.denied.begin(), consent.denied.end());
+        json::object now_consent{{"granted", std::move(granted)}, {"denied", std::move(denied)}};
+        if (target->consent != now_consent) {
+          target->consent = std::move(now_consent);
+          changed = true;
+        }
+        target->consent_time = ts;
+      }
+    }
+    for (const auto& trait : options_.computed) {
+      if (!computedMatches(trait, *event)) {
+        continue;
+      }
+      json::value& state = target->computed[trait.name];
+      if (!state.is_object()) {
+        state = json::object{};
+      }
+      const json::value before = computedValue(trait, state.as_object(), now);
+      computedApply(trait, state.as_object(), *event, now);
+      if (computedValue(trait, state.as_object(), now) != before) {
+        changed = true;
+      }
+    }
+    batch.touch(target->id);
+    if (changed && options_.change_events) {
+      batch.announce(target->id, now + options_.change_window_ms);
+    }
+    applied_.inc();
+  }
+  return batch.changes();
+}
+
+sdk::Result<std::optional<Changes>> ProfileEngine::erase(const std::string& key) {
+  Batch batch(store_);
+  auto pid = batch.identity(key);
+  if (!pid) {
+    return pid.error();
+  }
+  if (!*pid) {
+    return std::optional<Changes>();
+  }
+  auto p = batch.profile(**pid);
+  if (!p) {
+    return p.error();
+  }
+  Changes c;
+  if (*p != nullptr) {
+    for (const auto& [kind, values] : (*p)->identities) {
+      for (const auto& v : values) {
+        c.identities_deleted.push_back(Identifier{kind, v}.key());
+      }
+    }
+  }
+  if (std::find(c.identities_deleted.begin(), c.identities_deleted.end(), key) ==
+      c.identities_deleted.end()) {
+    c.identities_deleted.push_back(key);
+  }
+  c.profiles_deleted.push_back(**pid);
+  c.outbox_deleted.push_back(**pid);
+  return std::optional<Changes>(std::move(c));
+}
+
+json::object ProfileEngine::render(const Profile& p, std::int64_t now_ms,
+                                   std::size_t events) const {
+  json::object identities;
+  for (const char* label : {"userId", "anonymousId", "email"}) {
+    identities[label] = json::array{};
+  }
+  for (const auto& [kind, values] : p.identities) {
+    json::array a;
+    for (const auto& v : values) {
+      a.emplace_back(v);
+    }
+    identities[identityLabel(kind)] = std::move(a);
+  }
+  json::object times;
+  for (const auto& [k, v] : p.trait_times) {
+    times[k] = v.is_int64() ? json::value(sdk::formatIsoTimestamp(v.as_int64())) : v;
+  }
+  json::object computed;
+  for (const auto& trait : options_.computed) {
+    const json::value* state = p.computed.if_contains(trait.name);
+    computed[trait.name] =
+        computedValue(trait, state && state->is_object() ? state->as_object() : json::object{},
+                      now_ms);
+  }
+  json::array recent;
+  for (const auto& e : p.events) {
+    if (recent.size() == events) {
+      break;
+    }
+    json::object copy = e.as_object();
+    copy.erase("ts");
+    recent.push_back(std::move(copy));
+  }
+  json::object consent = p.consent;
+  if (p.consent_time != 0) {
+    consent["updated_at"] = sdk::formatIsoTimestamp(p.consent_time);
+  }
+  return json::object{{"id", p.id},
+                      {"identities", std::move(identities)},
+                      {"traits", p.traits},
+                      {"trait_times", std::move(times)},
+                      {"consent", std::move(consent)},
+                      {"first_seen", sdk::formatIsoTimestamp(p.first_seen)},
+                      {"last_seen", sdk::formatIsoTimestamp(p.last_seen)},
+                      {"counters", p.counters},
+                      {"computed", std::move(computed)},
+                      {"events", std::move(recent)}};
+}
+
+}  // namespace junction::core::profiles

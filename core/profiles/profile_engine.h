@@ -1,0 +1,90 @@
+#pragma once
+
+// The identity graph and the merge of events into profiles: given a batch of events, what
+// changes in the store (ProfileStore::Changes). Used by one thread at a time (the profile
+// service's), reading the store it writes to.
+//
+// Per event:
+//   1. Identifiers: userId (`user:`), anonymousId (`anon:`), the e-mail (`email:`, from
+//      traits.email, context.traits.email or properties.email) and each configured external id
+//      (`hubspot_id:` from traits or context.traits); alias adds previousId. Blocked values
+//      ("null", "undefined", "0", empty, ...) are never linked.
+//   2. The profiles they already belong to are merged into one (the userId's, else the first
+//      found), unless two of them each have a userId and identified merges are not allowed
+//      (profiles.identified_merges): then the event goes to the userId's profile and the other
+//      stays apart. A profile with a userId takes at most max_anonymous_ids anonymous ids.
+//      Every refusal is counted (junction_profile_merges_refused_total{reason}) and logged.
+//   3. The event is folded in: traits last-writer-wins by event timestamp (per trait, so a late
+//      or replayed older event never overwrites a newer value), consent likewise, first/last
+//      seen, a counter per event name, the recent events, the computed traits.
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "core/config/daemon_config.h"
+#include "core/profiles/profile.h"
+#include "core/profiles/profile_store.h"
+#include "junction/sdk/context.h"
+#include "junction/sdk/event.h"
+
+namespace junction::core::profiles {
+
+struct EngineOptions {
+  std::size_t recent_events = 50;
+  std::vector<std::string> external_ids;
+  std::unordered_set<std::string> blocked_values;  // lower-cased
+  std::size_t max_anonymous_ids = 100;
+  enum class IdentifiedMerges { Never, Alias, Always } identified_merges = IdentifiedMerges::Never;
+  std::vector<config::ComputedTraitConfig> computed;
+  bool change_events = true;
+  std::int64_t change_window_ms = 1000;
+
+  static EngineOptions from(const config::ProfilesConfig& config);
+};
+
+// Built-in values that never identify anyone (compared lower-cased, after trimming).
+bool isBlockedValue(std::string_view value, const std::unordered_set<std::string>& extra);
+
+class ProfileEngine {
+ public:
+  ProfileEngine(ProfileStore& store, EngineOptions options, sdk::Metrics& metrics,
+                sdk::Logger& logger, const sdk::Clock& clock);
+
+  // Applies `events` and returns what to commit (with `applied` left for the caller to set).
+  // An error of the store stops the batch: nothing of it is to be committed.
+  sdk::Result<Changes> apply(const std::vector<const sdk::Event*>& events);
+
+  // The changes that erase the person `key` ("user:42") belongs to: the profile, every
+  // identifier linked to it, its outbox entry. nullopt when nobody has that identifier.
+  sdk::Result<std::optional<Changes>> erase(const std::string& key);
+
+  const EngineOptions& options() const noexcept { return options_; }
+
+  // The API's view of a profile at `now_ms`: identities by label, traits, trait_times (ISO),
+  // consent, first/last seen, counters, computed values, recent events (up to `events`).
+  boost::json::object render(const Profile& profile, std::int64_t now_ms,
+                             std::size_t events) const;
+
+ private:
+  class Batch;
+
+  ProfileStore& store_;
+  const EngineOptions options_;
+  sdk::Metrics& metrics_;
+  sdk::Logger& logger_;
+  const sdk::Clock& clock_;
+  sdk::Counter& applied_;
+  sdk::Counter& created_;
+  sdk::Counter& merged_;
+  sdk::Counter& refused_blocked_;
+  sdk::Counter& refused_identified_;
+  sdk::Counter& refused_anonymous_;
+  sdk::Counter& unattributed_;
+};
+
+}  // namespace junction::core::profiles

@@ -1,0 +1,557 @@
+#include "core/profiles/profile_service.h"
+
+#include <boost/json.hpp>
+#include <boost/url/decode_view.hpp>
+#include <boost/url/params_view.hpp>
+#include <boost/url/parse_query.hpp>
+#include <boost/url/pct_string_view.hpp>
+#include <charconv>
+#include <future>
+
+#include "core/http/admin_auth.h"
+#include "core/runtime/thread.h"
+#include "junction/sdk/crypto.h"
+#include "junction/sdk/text.h"
+
+namespace junction::core::profiles {
+
+namespace json = boost::json;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr std::size_t kBatchEvents = 2000;
+constexpr std::size_t kBatchBytes = 8u << 20;
+constexpr std::size_t kAnnounceBatch = 500;
+constexpr std::size_t kMaxEventsPage = 1000;
+
+}  // namespace
+
+ProfileService::ProfileService(const config::ProfilesConfig& config,
+                               std::unique_ptr<ProfileStore> store, queue::Log& log,
+                               ingest::Ingest& ingest, const privacy::PrivacyStore* privacy,
+                               sdk::Metrics& metrics, sdk::Logger& logger,
+                               const sdk::Clock& clock)
+    : store_(std::move(store)),
+      log_(log),
+      ingest_(ingest),
+      privacy_(privacy),
+      logger_(logger),
+      clock_(clock),
+      engine_(*store_, EngineOptions::from(config), metrics, logger, clock),
+      lost_(metrics.counter("junction_profile_events_lost_total",
+                            "Queue bytes the profiles had not applied when they were found gone "
+                            "(deleted or corrupt segments)")),
+      store_errors_(metrics.counter("junction_profile_store_errors_total",
+                                    "Profile batches the store refused (retried)")),
+      announced_(metrics.counter("junction_profile_change_events_total",
+                                 "Profile-change events emitted from the source `profiles`")),
+      lag_(metrics.gauge("junction_profile_lag_bytes",
+                         "Queue bytes accepted and not yet applied to profiles")) {}
+
+ProfileService::~ProfileService() { stop(); }
+
+sdk::Status ProfileService::start() {
+  auto applied = store_->appliedOffset();
+  if (!applied) {
+    return applied.error();
+  }
+  const queue::Offset begin = log_.beginOffset();
+  queue::Offset from = *applied;
+  if (from < begin) {
+    if (from > 0) {
+      // Applied up to `from`, and the queue now starts later: events in between are gone.
+      lost_.inc(begin - from);
+      logger_.error("profiles: queue events were gone before profiles applied them",
+                    {{"from_offset", from}, {"to_offset", begin}, {"bytes", begin - from}});
+    }
+    from = begin;
+  }
+  if (from > log_.durableEnd()) {
+    return sdk::makeError(sdk::ErrorCode::Internal,
+                          "profile store " + store_->describe() + " was applied up to offset " +
+                              std::to_string(from) + ", past the end of the queue (" +
+                              std::to_string(log_.durableEnd()) +
+                              "): it belongs to another queue. Run `" +
+                              std::string(kRecoverProfilesCommand) + "`");
+  }
+  applied_.store(from);
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = false;
+    started_ = true;
+  }
+  applier_ = std::thread([this] {
+    runtime::nameThisThread("jn-profiles");
+    applyLoop();
+  });
+  if (engine_.options().change_events) {
+    announcer_ = std::thread([this] {
+      runtime::nameThisThread("jn-prof-announce");
+      announceLoop();
+    });
+  }
+  logger_.info("profiles started", {{"store", store_->describe()}, {"from_offset", from}});
+  return {};
+}
+
+void ProfileService::stop() {
+  {
+    std::lock_guard lock(mutex_);
+    if (!started_) {
+      return;
+    }
+    started_ = false;
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  if (applier_.joinable()) {
+    applier_.join();
+  }
+  if (announcer_.joinable()) {
+    announcer_.join();
+  }
+  // Announcements emitted and not yet durable: their callbacks touch the store.
+  std::unique_lock lock(mutex_);
+  announced_cv_.wait_for(lock, 10s, [&] { return in_flight_ == 0; });
+}
+
+void ProfileService::notifyAppend() {
+  {
+    std::lock_guard lock(mutex_);
+    appended_ = true;
+  }
+  wake_.notify_all();
+}
+
+void ProfileService::applyLoop() {
+  while (true) {
+    {
+      std::lock_guard lock(mutex_);
+      if (stopping_) {
+        return;
+      }
+    }
+    if (applyOnce()) {
+      continue;
+    }
+    std::unique_lock lock(mutex_);
+    wake_.wait_for(lock, 200ms, [&] { return stopping_ || appended_; });
+    appended_ = false;
+  }
+}
+
+// One batch; true when it did something (read again at once).
+bool ProfileService::applyOnce() {
+  const queue::Offset from = applied_.load();
+  const queue::Offset end = log_.durableEnd();
+  lag_.set(static_cast<double>(end - from));
+  if (from >= end) {
+    return false;
+  }
+  auto batch = log_.read(from, kBatchEvents, kBatchBytes);
+  if (!batch) {
+    store_errors_.inc();
+    logger_.error("profiles: cannot read the queue", {{"offset", from},
+                                                       {"error", batch.error().message}});
+    std::this_thread::sleep_for(1s);
+    return false;
+  }
+  if (batch->skipped_bytes > 0) {
+    lost_.inc(batch->skipped_bytes);
+    logger_.error("profiles: queue bytes skipped (deleted segments or corrupt records)",
+                  {{"from_offset", from}, {"bytes", batch->skipped_bytes}});
+  }
+  std::vector<const sdk::Event*> events;
+  events.reserve(batch->records.size());
+  sdk::Status status;
+  {
+    // Under the lock an erasure takes too: a person deleted while this batch is made is either
+    // skipped here or erased after its commit, never brought back.
+    std::lock_guard lock(write_mutex_);
+    for (const auto& r : batch->records) {
+      const sdk::Event& e = r.event;
+      if (e.header().source_id == config::kProfilesSource) {
+        continue;  // our own announcements
+      }
+      if (privacy_ != nullptr && privacy_->isDeleted(e)) {
+        continue;  // received before the person's delete regulation
+      }
+      events.push_back(&e);
+    }
+    auto changes = engine_.apply(events);
+    if (!changes) {
+      status = changes.error();
+    } else {
+      changes->applied = batch->next;
+      status = store_->commit(*changes);
+      if (status.ok() && !changes->outbox_put.empty()) {
+        wake_.notify_all();
+      }
+    }
+  }
+  if (!status.ok()) {
+    // Nothing of the batch was committed: the same batch again, after a pause.
+    store_errors_.inc();
+    logger_.error("profiles: batch not applied, retrying",
+                  {{"from_offset", from}, {"events", events.size()}, {"error", status.message()}});
+    std::unique_lock lock(mutex_);
+    wake_.wait_for(lock, 1s, [&] { return stopping_; });
+    return false;
+  }
+  applied_.store(batch->next, std::memory_order_release);
+  return true;
+}
+
+bool ProfileService::hidden(const Profile& p) const {
+  if (privacy_ == nullptr || !privacy_->hasSuppressions()) {
+    return false;
+  }
+  for (const auto& [kind, values] : p.identities) {
+    privacy::SubjectKind sk;
+    if (kind == kUserKind) {
+      sk = privacy::SubjectKind::UserId;
+    } else if (kind == kAnonymousKind) {
+      sk = privacy::SubjectKind::AnonymousId;
+    } else if (kind == kEmailKind) {
+      sk = privacy::SubjectKind::Email;
+    } else {
+      continue;
+    }
+    for (const auto& v : values) {
+      if (privacy_->isSuppressed(privacy::Subject{sk, v})) {
+        return true;
+      }
+    }
+  }
+  return false;
+}
+
+void ProfileService::announceLoop() {
+  while (true) {
+    std::size_t n = announceOnce();
+    std::unique_lock lock(mutex_);
+    if (stopping_) {
+      return;
+    }
+    if (n < kAnnounceBatch) {
+      wake_.wait_for(lock, 100ms, [&] { return stopping_; });
+    }
+  }
+}
+
+std::size_t ProfileService::announceOnce() {
+  auto due = store_->dueOutbox(clock_.nowMs(), kAnnounceBatch);
+  if (!due) {
+    store_errors_.inc();
+    logger_.error("profiles: cannot read the outbox", {{"error", due.error().message}});
+    return 0;
+  }
+  if (due->empty()) {
+    return 0;
+  }
+  std::vector<sdk::Event> events;
+  auto done = std::make_shared<Changes>();
+  const std::int64_t now = clock_.nowMs();
+  for (const auto& entry : *due) {
+    auto text = store_->loadProfile(entry.profile_id);
+    if (!text) {
+      return 0;
+    }
+    std::optional<Profile> profile;
+    if (*text) {
+      if (auto parsed = Profile::parse(**text)) {
+        profile = std::move(parsed).value();
+      }
+    }
+    if (!profile || hidden(*profile)) {
+      done->outbox_done.emplace_back(entry.profile_id, entry.seq);  // gone or suppressed
+      continue;
+    }
+    const json::object view = engine_.render(*profile, now, 0);
+    json::object traits = profile->traits;
+    for (const auto& [k, v] : view.at("computed").as_object()) {
+      traits[k] = v;
+    }
+    json::object body{{"type", "identify"},
+                      {"traits", std::move(traits)},
+                      {"timestamp", sdk::formatIsoTimestamp(now)},
+                      {"messageId", "profile-" + profile->id + "-" + std::to_string(entry.seq) +
+                                        "-" + std::to_string(entry.due_ms)}};
+    auto first = [&](std::string_view kind) -> std::string {
+      auto it = profile->identities.find(std::string(kind));
+      return it == profile->identities.end() || it->second.empty() ? std::string()
+                                                                   : it->second.front();
+    };
+    if (const std::string u = first(kUserKind); !u.empty()) {
+      body["userId"] = u;
+    }
+    const std::string a = first(kAnonymousKind);
+    if (!a.empty()) {
+      body["anonymousId"] = a;
+    }
+    if (!body.contains("userId") && a.empty()) {
+      body["anonymousId"] = profile->id;  // known by an e-mail or external id only
+    }
+    json::object context{{"junction", json::object{{"profile_id", profile->id}}}};
+    if (const json::value* g = profile->consent.if_contains("granted"); g && g->is_array()) {
+      json::object prefs;
+      for (const auto& c : g->as_array()) {
+        prefs[c.as_string()] = true;
+      }
+      if (const json::value* d = profile->consent.if_contains("denied"); d && d->is_array()) {
+        for (const auto& c : d->as_array()) {
+          prefs[c.as_string()] = false;
+        }
+      }
+      context["consent"] = json::object{{"categoryPreferences", std::move(prefs)}};
+    }
+    if (const std::string e = first(kEmailKind); !e.empty()) {
+      context["traits"] = json::object{{"email", e}};
+    }
+    body["context"] = std::move(context);
+    auto event = sdk::makeEvent(body, config::kProfilesSource);
+    if (!event) {
+      logger_.error("profiles: a profile-change event could not be made",
+                    {{"profile", profile->id}, {"error", event.error().message}});
+      done->outbox_done.emplace_back(entry.profile_id, entry.seq);
+      continue;
+    }
+    events.push_back(std::move(event).value());
+    done->outbox_done.emplace_back(entry.profile_id, entry.seq);
+  }
+  const std::size_t count = events.size();
+  if (events.empty()) {
+    std::lock_guard lock(write_mutex_);
+    (void)store_->commit(*done);
+    return due->size();
+  }
+  {
+    std::lock_guard lock(mutex_);
+    ++in_flight_;
+  }
+  // Entries are deleted once their events are durable; until then a second read must not
+  // emit them again: wait for the answer (emit never blocks, its callback is quick).
+  auto finished = std::make_shared<std::promise<bool>>();
+  auto result = finished->get_future();
+  ingest_.emit(std::string(config::kProfilesSource), std::move(events),
+               [this, done, finished, count](sdk::EmitResult r) {
+                 bool ok = r.status.ok();
+                 if (ok) {
+                   std::lock_guard lock(write_mutex_);
+                   if (auto s = store_->commit(*done); !s.ok()) {
+                     logger_.error("profiles: announced entries not cleared (they will be "
+                                   "announced again)",
+                                   {{"error", s.message()}});
+                   }
+                   announced_.inc(count);
+                 }
+                 finished->set_value(ok);
+                 std::lock_guard lock(mutex_);
+                 --in_flight_;
+                 announced_cv_.notify_all();
+               });
+  if (!result.get()) {
+    std::unique_lock lock(mutex_);
+    wake_.wait_for(lock, 1s, [&] { return stopping_; });
+    return 0;
+  }
+  return due->size();
+}
+
+sdk::Status ProfileService::erase(const privacy::Subject& subject) {
+  std::string kind = subject.kind == privacy::SubjectKind::UserId        ? std::string(kUserKind)
+                     : subject.kind == privacy::SubjectKind::AnonymousId ? std::string(kAnonymousKind)
+                                                                         : std::string(kEmailKind);
+  std::lock_guard lock(write_mutex_);
+  auto changes = engine_.erase(kind + ":" + subject.value);
+  if (!changes) {
+    return changes.error();
+  }
+  if (!*changes) {
+    return {};
+  }
+  return store_->commit(**changes);
+}
+
+// --- the API ----------------------------------------------------------------------------------
+
+std::optional<sdk::HttpResponse> ProfileService::checkReader(const sdk::HttpRequest& request) const {
+  std::string_view auth = request.headers.get("Authorization");
+  constexpr std::string_view kBearer = "Bearer ";
+  if (auth.size() > kBearer.size() && auth.substr(0, kBearer.size()) == kBearer) {
+    const std::string_view token = auth.substr(kBearer.size());
+    bool ok = !admin_token_.empty() && sdk::constantTimeEquals(token, admin_token_);
+    for (const auto& t : tokens_) {
+      ok = (!t.empty() && sdk::constantTimeEquals(token, t)) || ok;
+    }
+    if (ok) {
+      return std::nullopt;
+    }
+  }
+  auto r = http::jsonError(401, "missing or wrong token (the admin token or one of profiles.tokens)");
+  r.headers.set("WWW-Authenticate", "Bearer");
+  return r;
+}
+
+sdk::Result<std::optional<Profile>> ProfileService::find(const std::string& raw_id) {
+  std::string decoded;
+  if (auto pct = boost::urls::make_pct_string_view(raw_id)) {
+    decoded = std::string(pct->decode());
+  } else {
+    return sdk::makeError(sdk::ErrorCode::InvalidArgument, "the profile id is not URL-encoded text");
+  }
+  if (!sdk::isUtf8(decoded)) {
+    return sdk::makeError(sdk::ErrorCode::InvalidArgument, "the profile id is not UTF-8 text");
+  }
+  auto id = parseIdentityKey(decoded);
+  if (!id) {
+    return sdk::makeError(sdk::ErrorCode::InvalidArgument,
+                          "expected user:<userId>, anon:<anonymousId>, email:<email> or "
+                          "<external id>:<value>");
+  }
+  auto pid = store_->findIdentity(id->key());
+  if (!pid) {
+    return pid.error();
+  }
+  if (!*pid) {
+    return std::optional<Profile>();
+  }
+  auto text = store_->loadProfile(**pid);
+  if (!text) {
+    return text.error();
+  }
+  if (!*text) {
+    return std::optional<Profile>();
+  }
+  auto profile = Profile::parse(**text);
+  if (!profile) {
+    return profile.error();
+  }
+  if (hidden(*profile)) {
+    return std::optional<Profile>();
+  }
+  return std::optional<Profile>(std::move(profile).value());
+}
+
+namespace {
+
+sdk::HttpResponse notFound() {
+  return sdk::HttpResponse::json(404, R"({"success":false,"error":"not found"})");
+}
+
+sdk::HttpResponse failure(const sdk::Error& e) {
+  return http::jsonError(e.code == sdk::ErrorCode::InvalidArgument ? 400 : 500, e.message);
+}
+
+std::optional<std::int64_t> wholeNumber(std::string_view s) {
+  std::int64_t v = 0;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (s.empty() || ec != std::errc() || end != s.data() + s.size()) {
+    return std::nullopt;
+  }
+  return v;
+}
+
+}  // namespace
+
+void ProfileService::registerRoutes(http::Router& router, std::string admin_token,
+                                    std::vector<std::string> tokens) {
+  admin_token_ = std::move(admin_token);
+  tokens_ = std::move(tokens);
+  (void)router.add("GET", "/v1/profiles/{id}",
+                   [this](sdk::HttpRequest&& request, sdk::HttpResponder respond) {
+                     if (auto refused = checkReader(request)) {
+                       respond(std::move(*refused));
+                       return;
+                     }
+                     auto profile = find(request.params["id"]);
+                     if (!profile) {
+                       respond(failure(profile.error()));
+                       return;
+                     }
+                     if (!*profile) {
+                       respond(notFound());
+                       return;
+                     }
+                     json::object view =
+                         engine_.render(**profile, clock_.nowMs(), engine_.options().recent_events);
+                     respond(sdk::HttpResponse::json(200, json::serialize(view)));
+                   });
+  (void)router.add(
+      "GET", "/v1/profiles/{id}/events",
+      [this](sdk::HttpRequest&& request, sdk::HttpResponder respond) {
+        if (auto refused = checkReader(request)) {
+          respond(std::move(*refused));
+          return;
+        }
+        std::size_t limit = 20;
+        std::optional<std::int64_t> before;
+        if (!boost::urls::parse_query(request.query)) {
+          respond(http::jsonError(400, "malformed query string"));
+          return;
+        }
+        for (auto p : boost::urls::params_view(request.query)) {
+          const std::string key = p.key;
+          const std::string value = p.value;
+          if (key == "limit") {
+            auto n = wholeNumber(value);
+            if (!n || *n < 1 || static_cast<std::size_t>(*n) > kMaxEventsPage) {
+              respond(http::jsonError(400, "`limit` must be an integer from 1 to " +
+                                               std::to_string(kMaxEventsPage)));
+              return;
+            }
+            limit = static_cast<std::size_t>(*n);
+          } else if (key == "before") {
+            before = sdk::parseIsoTimestamp(value);
+            if (!before) {
+              before = wholeNumber(value);
+            }
+            if (!before) {
+              respond(http::jsonError(
+                  400, "`before` must be an ISO-8601 date-time or epoch milliseconds"));
+              return;
+            }
+          } else {
+            respond(http::jsonError(400, sdk::isUtf8(key)
+                                             ? "unknown parameter `" + key + "` (limit, before)"
+                                             : std::string("unknown parameter (limit, before)")));
+            return;
+          }
+        }
+        auto profile = find(request.params["id"]);
+        if (!profile) {
+          respond(failure(profile.error()));
+          return;
+        }
+        if (!*profile) {
+          respond(notFound());
+          return;
+        }
+        json::array page;
+        std::int64_t last = 0;
+        bool more = false;
+        for (const auto& e : (*profile)->events) {
+          const json::object& o = e.as_object();
+          const std::int64_t ts = o.at("ts").as_int64();
+          if (before && ts >= *before) {
+            continue;
+          }
+          if (page.size() == limit) {
+            more = true;
+            break;
+          }
+          json::object copy = o;
+          copy.erase("ts");
+          page.push_back(std::move(copy));
+          last = ts;
+        }
+        json::object body{{"id", (*profile)->id}, {"events", std::move(page)}};
+        if (more) {
+          body["next_before"] = sdk::formatIsoTimestamp(last);
+        }
+        respond(sdk::HttpResponse::json(200, json::serialize(body)));
+      });
+}
+
+}  // namespace junction::core::profiles

@@ -1,0 +1,101 @@
+#pragma once
+
+// Profiles in the daemon: a reader of the queue that folds every accepted event into the
+// profile store (off the ingest path, in batches), the Profile API, erasure for delete
+// regulations, and profile-change events.
+//
+// - Applying: one thread reads the queue from the store's applied offset (kept in the same
+//   transaction as the batch's writes: exactly once across crashes), skips events of the
+//   built-in source `profiles` and of deleted people, and commits a batch per read. Retention
+//   keeps the segments it has not applied yet (DeliveryEngine::addReader).
+// - GET /v1/profiles/{id} and /v1/profiles/{id}/events?limit=&before= (admin token or one of
+//   profiles.tokens). A suppressed person's profile is not served (404).
+// - Profile-change events: a change records an outbox entry, due change_window later (changes
+//   meanwhile coalesce); a second thread turns due entries into `identify` events of the
+//   profile's merged traits and computed traits, emitted from the source `profiles` through
+//   ingest (so consent, suppression and routing apply), and deletes each entry once its event
+//   is durable in the queue.
+
+#include <atomic>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "core/config/daemon_config.h"
+#include "core/http/router.h"
+#include "core/ingest/ingest.h"
+#include "core/privacy/privacy_store.h"
+#include "core/profiles/profile_engine.h"
+#include "core/profiles/profile_store.h"
+#include "core/queue/log.h"
+
+namespace junction::core::profiles {
+
+class ProfileService {
+ public:
+  ProfileService(const config::ProfilesConfig& config, std::unique_ptr<ProfileStore> store,
+                 queue::Log& log, ingest::Ingest& ingest, const privacy::PrivacyStore* privacy,
+                 sdk::Metrics& metrics, sdk::Logger& logger, const sdk::Clock& clock);
+  ~ProfileService();
+
+  // Reads where to start; a stretch of the queue it had not applied and that is gone is
+  // logged at ERROR with its offsets and counted (junction_profile_events_lost_total).
+  sdk::Status start();
+  // Finishes the batch in progress and the announcements in flight. Idempotent.
+  void stop();
+
+  void notifyAppend();
+  // The lowest queue offset still to apply (for retention).
+  queue::Offset needs() const noexcept { return applied_.load(std::memory_order_acquire); }
+
+  void registerRoutes(http::Router& router, std::string admin_token,
+                      std::vector<std::string> tokens);
+
+  // Erases the person `subject` names: profile, identity links, pending announcement.
+  sdk::Status erase(const privacy::Subject& subject);
+
+  ProfileStore& store() { return *store_; }
+
+ private:
+  void applyLoop();
+  void announceLoop();
+  bool applyOnce();
+  std::size_t announceOnce();
+  bool hidden(const Profile& profile) const;
+  std::optional<sdk::HttpResponse> checkReader(const sdk::HttpRequest& request) const;
+  // The profile an API id names, or the response to send instead.
+  sdk::Result<std::optional<Profile>> find(const std::string& raw_id);
+
+  std::unique_ptr<ProfileStore> store_;
+  queue::Log& log_;
+  ingest::Ingest& ingest_;
+  const privacy::PrivacyStore* privacy_;
+  sdk::Logger& logger_;
+  const sdk::Clock& clock_;
+  ProfileEngine engine_;
+
+  std::string admin_token_;
+  std::vector<std::string> tokens_;
+
+  std::mutex write_mutex_;  // one batch or one erasure at a time
+  std::atomic<queue::Offset> applied_{0};
+
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::condition_variable announced_cv_;
+  bool stopping_ = false;
+  bool appended_ = false;
+  bool started_ = false;
+  std::size_t in_flight_ = 0;  // announcements emitted, not yet durable
+  std::thread applier_;
+  std::thread announcer_;
+
+  sdk::Counter& lost_;
+  sdk::Counter& store_errors_;
+  sdk::Counter& announced_;
+  sdk::Gauge& lag_;
+};
+
+}  // namespace junction::core::profiles

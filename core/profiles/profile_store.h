@@ -1,0 +1,73 @@
+#pragma once
+
+// Where profiles live. The engine reads through it and writes one Changes per batch of events,
+// committed atomically with the queue offset the batch ends at: after a crash the batch is
+// applied again from that offset, never twice, never skipped.
+//
+// Implementations: SqliteProfileStore (embedded, the default) and PostgresProfileStore
+// (`backend: postgres`, shared by several nodes). Thread-safe: the engine's thread writes, any
+// thread reads.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "junction/sdk/result.h"
+
+namespace junction::core::profiles {
+
+// What an operator runs when the profile store is lost or damaged.
+inline constexpr std::string_view kRecoverProfilesCommand =
+    "junction recover profiles --config FILE";
+
+// One batch's writes.
+struct Changes {
+  std::vector<std::pair<std::string, std::string>> identities_put;  // key -> profile id
+  std::vector<std::string> identities_deleted;
+  std::vector<std::pair<std::string, std::string>> profiles_put;  // id -> serialized Profile
+  std::vector<std::string> profiles_deleted;
+  // Profiles whose change is to be announced (a profile-change event) at or after a time; an
+  // id already waiting keeps its earlier time (changes within the window coalesce).
+  std::vector<std::pair<std::string, std::int64_t>> outbox_put;
+  std::vector<std::string> outbox_deleted;
+  // Entries announced: deleted only if no change came since they were read (same seq).
+  std::vector<std::pair<std::string, std::int64_t>> outbox_done;
+  std::optional<std::uint64_t> applied;  // the queue offset applied up to
+
+  bool empty() const {
+    return identities_put.empty() && identities_deleted.empty() && profiles_put.empty() &&
+           profiles_deleted.empty() && outbox_put.empty() && outbox_deleted.empty() &&
+           outbox_done.empty() && !applied;
+  }
+};
+
+struct OutboxEntry {
+  std::string profile_id;
+  std::int64_t due_ms = 0;
+  std::int64_t seq = 0;  // bumped by every change recorded while the entry waits
+};
+
+class ProfileStore {
+ public:
+  virtual ~ProfileStore() = default;
+
+  // The profile an identifier key ("user:42") belongs to.
+  virtual sdk::Result<std::optional<std::string>> findIdentity(const std::string& key) = 0;
+  // A profile's serialized form.
+  virtual sdk::Result<std::optional<std::string>> loadProfile(const std::string& id) = 0;
+  virtual sdk::Status commit(const Changes& changes) = 0;
+  // The queue offset applied up to (0 before the first commit).
+  virtual sdk::Result<std::uint64_t> appliedOffset() = 0;
+  // Entries due at `now_ms`, the earliest first, at most `limit`.
+  virtual sdk::Result<std::vector<OutboxEntry>> dueOutbox(std::int64_t now_ms,
+                                                          std::size_t limit) = 0;
+  virtual sdk::Result<std::uint64_t> profileCount() = 0;
+  // Bytes the store takes (file sizes, or the relations' sizes).
+  virtual std::uint64_t sizeBytes() = 0;
+  virtual std::string describe() const = 0;  // "SQLite /data/profiles.db"
+};
+
+}  // namespace junction::core::profiles

@@ -1,0 +1,289 @@
+#include "core/profiles/sqlite_profile_store.h"
+
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <thread>
+
+#include "core/sqlite/statement.h"
+
+namespace junction::core::profiles {
+
+using sqlite::Statement;
+
+namespace {
+
+constexpr std::string_view kStore = "profile store";
+
+sdk::Status failed(sqlite3* db, std::string_view what) {
+  return sdk::makeError(sdk::ErrorCode::Unavailable,
+                        std::string(kStore) + ": " + std::string(what) + ": " + sqlite3_errmsg(db));
+}
+
+}  // namespace
+
+std::string SqliteProfileStore::fileIn(const std::string& dir) {
+  return (std::filesystem::path(dir) / "profiles.db").string();
+}
+
+std::string SqliteProfileStore::markerIn(const std::string& dir) {
+  return (std::filesystem::path(dir) / "profiles.db.created").string();
+}
+
+sdk::Result<std::unique_ptr<SqliteProfileStore>> SqliteProfileStore::open(const std::string& dir) {
+  const std::string file = fileIn(dir);
+  const std::string marker = markerIn(dir);
+  std::error_code ec;
+  const bool existed = std::filesystem::exists(file, ec) && std::filesystem::file_size(file, ec) > 0;
+  if (!existed && std::filesystem::exists(marker, ec)) {
+    return sdk::makeError(sdk::ErrorCode::Internal,
+                          "profile store " + file +
+                              " is missing or empty, but it existed (" + marker +
+                              " says so): every profile would be lost. Restore it from a backup, "
+                              "or accept the loss with `" + std::string(kRecoverProfilesCommand) +
+                              "` (profiles are then rebuilt from the events still in the queue)");
+  }
+  auto opened = sqlite::open(file);
+  if (!opened) {
+    return opened.error();
+  }
+  sqlite3* db = *opened;
+  std::unique_ptr<SqliteProfileStore> store(new SqliteProfileStore(file, db));
+  if (existed) {
+    Statement check(db, "PRAGMA quick_check");
+    const int rc = check.ok() ? check.step() : SQLITE_ERROR;
+    const std::string verdict = rc == SQLITE_ROW ? check.text(0) : sqlite3_errmsg(db);
+    if (verdict != "ok") {
+      return sdk::makeError(sdk::ErrorCode::Internal,
+                            "profile store " + file + " is damaged (" + verdict + "). Run `" +
+                                std::string(kRecoverProfilesCommand) +
+                                "`: it moves the file aside and rebuilds profiles from the events "
+                                "still in the queue");
+    }
+  }
+  if (auto s = sqlite::exec(db,
+                            "PRAGMA journal_mode=WAL;"
+                            "PRAGMA synchronous=FULL;"
+                            "CREATE TABLE IF NOT EXISTS identities ("
+                            "  key TEXT PRIMARY KEY, profile_id TEXT NOT NULL) WITHOUT ROWID;"
+                            "CREATE INDEX IF NOT EXISTS identities_profile ON identities(profile_id);"
+                            "CREATE TABLE IF NOT EXISTS profiles ("
+                            "  id TEXT PRIMARY KEY, data TEXT NOT NULL) WITHOUT ROWID;"
+                            "CREATE TABLE IF NOT EXISTS outbox ("
+                            "  profile_id TEXT PRIMARY KEY, due_ms INTEGER NOT NULL,"
+                            "  seq INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;"
+                            "CREATE INDEX IF NOT EXISTS outbox_due ON outbox(due_ms);"
+                            "CREATE TABLE IF NOT EXISTS meta ("
+                            "  key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;",
+                            kStore);
+      !s.ok()) {
+    return s.error();
+  }
+  if (!existed) {
+    std::ofstream out(marker, std::ios::trunc);
+    out << "profiles.db was created here; if it goes missing, the daemon refuses to start.\n";
+    if (!out.flush()) {
+      return sdk::makeError(sdk::ErrorCode::Unavailable, "cannot write " + marker);
+    }
+  }
+  for (auto& r : store->readers_) {
+    sqlite3* reader = nullptr;
+    if (sqlite3_open_v2(file.c_str(), &reader, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
+                        nullptr) != SQLITE_OK) {
+      std::string why = reader != nullptr ? sqlite3_errmsg(reader) : "out of memory";
+      sqlite3_close(reader);
+      return sdk::makeError(sdk::ErrorCode::Unavailable, "cannot open " + file + ": " + why);
+    }
+    sqlite3_busy_timeout(reader, 5000);
+    r.db = reader;
+  }
+  return store;
+}
+
+SqliteProfileStore::SqliteProfileStore(std::string file, sqlite3* writer)
+    : file_(std::move(file)), writer_(writer) {}
+
+SqliteProfileStore::~SqliteProfileStore() {
+  for (auto& r : readers_) {
+    sqlite3_close_v2(r.db);
+  }
+  sqlite3_close_v2(writer_);
+}
+
+SqliteProfileStore::Reader& SqliteProfileStore::reader() {
+  const std::size_t i = std::hash<std::thread::id>{}(std::this_thread::get_id()) % readers_.size();
+  return readers_[i];
+}
+
+sdk::Result<std::optional<std::string>> SqliteProfileStore::lookup(const char* sql,
+                                                                   const std::string& key) {
+  Reader& r = reader();
+  std::lock_guard lock(r.mutex);
+  Statement st(r.db, sql);
+  if (!st.ok()) {
+    return failed(r.db, "lookup").error();
+  }
+  st.bind(1, key);
+  const int rc = st.step();
+  if (rc == SQLITE_ROW) {
+    return std::optional<std::string>(st.text(0));
+  }
+  if (rc == SQLITE_DONE) {
+    return std::optional<std::string>();
+  }
+  return failed(r.db, "lookup").error();
+}
+
+sdk::Result<std::optional<std::string>> SqliteProfileStore::findIdentity(const std::string& key) {
+  return lookup("SELECT profile_id FROM identities WHERE key = ?", key);
+}
+
+sdk::Result<std::optional<std::string>> SqliteProfileStore::loadProfile(const std::string& id) {
+  return lookup("SELECT data FROM profiles WHERE id = ?", id);
+}
+
+sdk::Status SqliteProfileStore::commit(const Changes& c) {
+  if (c.empty()) {
+    return {};
+  }
+  std::lock_guard lock(writer_mutex_);
+  if (auto s = sqlite::exec(writer_, "BEGIN IMMEDIATE", kStore); !s.ok()) {
+    return s;
+  }
+  auto run = [&]() -> sdk::Status {
+    auto each = [&](const char* sql, auto&& rows, auto&& bind) -> sdk::Status {
+      if (rows.empty()) {
+        return {};
+      }
+      Statement st(writer_, sql);
+      if (!st.ok()) {
+        return failed(writer_, "prepare");
+      }
+      for (const auto& row : rows) {
+        bind(st, row);
+        if (st.step() != SQLITE_DONE) {
+          return failed(writer_, "write");
+        }
+        st.reset();
+      }
+      return {};
+    };
+    using Pair = std::pair<std::string, std::string>;
+    sdk::Status s = each("DELETE FROM identities WHERE key = ?", c.identities_deleted,
+                         [](Statement& st, const std::string& k) { st.bind(1, k); });
+    if (s.ok()) {
+      s = each("INSERT OR REPLACE INTO identities (key, profile_id) VALUES (?, ?)",
+               c.identities_put, [](Statement& st, const Pair& p) {
+                 st.bind(1, p.first);
+                 st.bind(2, p.second);
+               });
+    }
+    if (s.ok()) {
+      s = each("DELETE FROM profiles WHERE id = ?", c.profiles_deleted,
+               [](Statement& st, const std::string& k) { st.bind(1, k); });
+    }
+    if (s.ok()) {
+      s = each("INSERT OR REPLACE INTO profiles (id, data) VALUES (?, ?)", c.profiles_put,
+               [](Statement& st, const Pair& p) {
+                 st.bind(1, p.first);
+                 st.bind(2, p.second);
+               });
+    }
+    if (s.ok()) {
+      s = each("DELETE FROM outbox WHERE profile_id = ?", c.outbox_deleted,
+               [](Statement& st, const std::string& k) { st.bind(1, k); });
+    }
+    if (s.ok()) {
+      s = each("DELETE FROM outbox WHERE profile_id = ? AND seq = ?", c.outbox_done,
+               [](Statement& st, const std::pair<std::string, std::int64_t>& p) {
+                 st.bind(1, p.first);
+                 st.bind(2, p.second);
+               });
+    }
+    if (s.ok()) {
+      s = each("INSERT INTO outbox (profile_id, due_ms) VALUES (?, ?) "
+               "ON CONFLICT (profile_id) DO UPDATE SET seq = seq + 1",
+               c.outbox_put,
+               [](Statement& st, const std::pair<std::string, std::int64_t>& p) {
+                 st.bind(1, p.first);
+                 st.bind(2, p.second);
+               });
+    }
+    if (s.ok() && c.applied) {
+      Statement st(writer_, "INSERT OR REPLACE INTO meta (key, value) VALUES ('applied', ?)");
+      st.bind(1, static_cast<std::int64_t>(*c.applied));
+      if (!st.ok() || st.step() != SQLITE_DONE) {
+        s = failed(writer_, "write the applied offset");
+      }
+    }
+    return s;
+  };
+  sdk::Status s = run();
+  if (!s.ok()) {
+    (void)sqlite::exec(writer_, "ROLLBACK", kStore);
+    return s;
+  }
+  return sqlite::exec(writer_, "COMMIT", kStore);
+}
+
+sdk::Result<std::uint64_t> SqliteProfileStore::appliedOffset() {
+  std::lock_guard lock(writer_mutex_);
+  Statement st(writer_, "SELECT value FROM meta WHERE key = 'applied'");
+  if (!st.ok()) {
+    return failed(writer_, "read the applied offset").error();
+  }
+  const int rc = st.step();
+  if (rc == SQLITE_ROW) {
+    return static_cast<std::uint64_t>(st.integer(0));
+  }
+  if (rc == SQLITE_DONE) {
+    return std::uint64_t{0};
+  }
+  return failed(writer_, "read the applied offset").error();
+}
+
+sdk::Result<std::vector<OutboxEntry>> SqliteProfileStore::dueOutbox(std::int64_t now_ms,
+                                                                    std::size_t limit) {
+  std::lock_guard lock(writer_mutex_);
+  Statement st(writer_,
+               "SELECT profile_id, due_ms, seq FROM outbox WHERE due_ms <= ? ORDER BY due_ms "
+               "LIMIT ?");
+  if (!st.ok()) {
+    return failed(writer_, "read the outbox").error();
+  }
+  st.bind(1, now_ms);
+  st.bind(2, static_cast<std::int64_t>(limit));
+  std::vector<OutboxEntry> out;
+  int rc;
+  while ((rc = st.step()) == SQLITE_ROW) {
+    out.push_back({st.text(0), st.integer(1), st.integer(2)});
+  }
+  if (rc != SQLITE_DONE) {
+    return failed(writer_, "read the outbox").error();
+  }
+  return out;
+}
+
+sdk::Result<std::uint64_t> SqliteProfileStore::profileCount() {
+  Reader& r = reader();
+  std::lock_guard lock(r.mutex);
+  Statement st(r.db, "SELECT count(*) FROM profiles");
+  if (!st.ok() || st.step() != SQLITE_ROW) {
+    return failed(r.db, "count").error();
+  }
+  return static_cast<std::uint64_t>(st.integer(0));
+}
+
+std::uint64_t SqliteProfileStore::sizeBytes() {
+  std::uint64_t total = 0;
+  for (const char* suffix : {"", "-wal"}) {
+    std::error_code ec;
+    const auto n = std::filesystem::file_size(file_ + suffix, ec);
+    if (!ec) {
+      total += n;
+    }
+  }
+  return total;
+}
+
+}  // namespace junction::core::profiles

@@ -15,6 +15,9 @@
 //   junction recover privacy --config FILE [--accept-loss]
 //                                                     a lost or damaged privacy.db, rebuilt from
 //                                                     the audit log (junctiond stopped)
+//   junction recover profiles --config FILE           a lost or damaged profiles.db: what is
+//                                                     readable is kept, the rest rebuilt from
+//                                                     the queue (junctiond stopped)
 //
 // Plugins are found as junctiond finds them: plugins.paths of --config FILE when given, and
 // ../plugins next to this binary.
@@ -416,6 +419,11 @@ int main(int argc, char** argv) {
       "privacy", "privacy.db missing, empty or corrupt: rebuild it from the audit log");
   recover_privacy->add_option("-c,--config", recover_config, "The daemon's configuration")
       ->required();
+  auto* recover_profiles = recover->add_subcommand(
+      "profiles",
+      "profiles.db missing, empty or corrupt: keep what is readable, rebuild the rest from the queue");
+  recover_profiles->add_option("-c,--config", recover_config, "The daemon's configuration")
+      ->required();
   bool accept_loss = false;
   recover_privacy->add_flag("--accept-loss", accept_loss,
                             "Without an audit log: start with no regulations (audited)");
@@ -440,14 +448,15 @@ int main(int argc, char** argv) {
   if (recover_cursors->parsed()) {
     return runRecoverCursors(recover_config);
   }
-  if (recover_dead_letters->parsed()) {
+  if (recover_dead_letters->parsed() || recover_profiles->parsed()) {
     core::config::ConfigErrors errors;
     auto config = core::config::loadConfig(recover_config, core::config::processEnvironment(), errors);
     if (!config) {
       std::fputs(core::config::formatErrors(errors).c_str(), stderr);
       return 1;
     }
-    auto report = core::daemon::recoverDeadLetters(*config);
+    auto report = recover_dead_letters->parsed() ? core::daemon::recoverDeadLetters(*config)
+                                                 : core::daemon::recoverProfiles(*config);
     if (!report) {
       std::fprintf(stderr, "junction: %s\n", report.error().message.c_str());
       return report.error().code == junction::sdk::ErrorCode::NotFound ? 0 : 1;

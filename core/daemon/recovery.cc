@@ -7,6 +7,7 @@
 #include "core/daemon/daemon.h"
 #include "core/delivery/dead_letter_store.h"
 #include "core/privacy/audit_log.h"
+#include "core/profiles/sqlite_profile_store.h"
 #include "core/queue/cursor_store.h"
 #include "core/queue/log.h"
 #include "core/runtime/dir_lock.h"
@@ -190,6 +191,105 @@ sdk::Result<std::string> recoverDeadLetters(const config::DaemonConfig& config) 
             (salvage.max_id > 0 ? " (ids up to " + std::to_string(salvage.max_id) + ")" : "") +
             (moved_to.empty() ? " (the file was gone: how many it held is not known)" : "") +
             ".\nwritten to the audit log as dead_letters_recovered.\n";
+  return report;
+}
+
+sdk::Result<std::string> recoverProfiles(const config::DaemonConfig& config) {
+  if (config.profiles.backend != "embedded") {
+    return sdk::makeError(sdk::ErrorCode::InvalidArgument,
+                          "profiles.backend is " + config.profiles.backend +
+                              ": its store is repaired in that database, not here");
+  }
+  const fs::path storage(config.storage.path);
+  auto lock = runtime::DirectoryLock::acquire(storage, "storage.path");
+  if (!lock) {
+    return sdk::makeError(lock.error().code,
+                          lock.error().message + " (stop junctiond before recovering its state)");
+  }
+  const std::string file = profiles::SqliteProfileStore::fileIn(storage.string());
+  std::error_code ec;
+  std::string damage = "missing";
+  if (auto intact = profiles::SqliteProfileStore::open(storage.string())) {
+    return sdk::makeError(sdk::ErrorCode::NotFound, file + " is intact: there is nothing to recover");
+  } else if (fs::exists(file, ec) && fs::file_size(file, ec) > 0) {
+    const std::string& m = intact.error().message;
+    const auto open_paren = m.find(" (");
+    const auto close_paren = m.find(')', open_paren == std::string::npos ? 0 : open_paren);
+    damage = open_paren != std::string::npos && close_paren != std::string::npos
+                 ? "damaged (" + m.substr(open_paren + 2, close_paren - open_paren - 2) + ")"
+                 : "damaged";
+  }
+  const runtime::SystemClock clock;
+  std::string moved_to;
+  if (fs::exists(file, ec)) {
+    moved_to = file + ".damaged-" + std::to_string(clock.nowMs());
+    for (const char* suffix : {"", "-wal", "-shm"}) {
+      const fs::path from = file + suffix;
+      if (fs::exists(from, ec)) {
+        fs::rename(from, moved_to + suffix, ec);
+        if (ec) {
+          return sdk::makeError(sdk::ErrorCode::Unavailable,
+                                "cannot move " + from.string() + " aside: " + ec.message());
+        }
+      }
+    }
+  }
+  fs::remove(profiles::SqliteProfileStore::markerIn(storage.string()), ec);
+  auto store = profiles::SqliteProfileStore::open(storage.string());
+  if (!store) {
+    return store.error();
+  }
+  profiles::SqliteProfileStore::Salvage salvage;
+  salvage.complete = moved_to.empty();
+  std::string unreadable;
+  if (!moved_to.empty() && fs::file_size(moved_to, ec) > 0) {
+    auto copied = (*store)->salvageFrom(moved_to);
+    if (!copied) {
+      salvage.complete = false;
+      unreadable = copied.error().message;
+    } else {
+      salvage = *copied;
+    }
+  }
+  auto audit = privacy::AuditLog::open((storage / "audit.log").string(), clock);
+  if (!audit) {
+    return sdk::makeError(audit.error().code,
+                          "profiles recovered, but the audit log cannot be opened: " +
+                              audit.error().message);
+  }
+  json::object detail{{"file", file},
+                      {"damage", damage},
+                      {"profiles", salvage.profiles},
+                      {"identities", salvage.identities},
+                      {"complete", salvage.complete}};
+  if (salvage.applied) {
+    detail["applied_offset"] = *salvage.applied;
+  }
+  if (!moved_to.empty()) {
+    detail["moved_to"] = moved_to;
+  }
+  if (auto s = (*audit)->append("profiles_recovered", std::move(detail)); !s.ok()) {
+    return sdk::makeError(s.error().code,
+                          "profiles recovered, but the audit entry failed: " + s.message());
+  }
+  std::string report = "profile store " + file + " was " + damage + ".\n";
+  if (!moved_to.empty()) {
+    report += "moved it to " + moved_to + "\n";
+  }
+  if (!unreadable.empty()) {
+    report += "nothing could be read from it (" + unreadable + ")\n";
+  }
+  report += "copied " + std::to_string(salvage.profiles) + " profiles and " +
+            std::to_string(salvage.identities) + " identity links into a new store" +
+            (salvage.complete ? "" : "; some rows could not be read") + ".\n";
+  report += salvage.applied
+                ? "junctiond applies the queue from offset " + std::to_string(*salvage.applied) +
+                      ", where the store was.\n"
+                : std::string("the store's queue position is lost: junctiond applies every event "
+                              "the queue still holds (people salvaged may count some events "
+                              "twice; people whose events have left the queue keep only what was "
+                              "salvaged).\n");
+  report += "written to the audit log as profiles_recovered.\n";
   return report;
 }
 

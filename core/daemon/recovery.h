@@ -27,4 +27,13 @@ sdk::Result<std::string> recoverCursors(const config::DaemonConfig& config);
 // counted. An intact store is left alone (NotFound). Written to the audit log.
 sdk::Result<std::string> recoverDeadLetters(const config::DaemonConfig& config);
 
+// The embedded profile store (storage.path/profiles.db) is missing, empty or corrupt. Moves a
+// damaged file aside (profiles.db.damaged-<ms>, with its -wal), starts a new store and copies
+// into it every profile, identity link and pending announcement still readable, with the queue
+// offset the store had applied. The daemon then applies the queue from that offset, or, when
+// it could not be read (or the file was gone), from the oldest event the queue holds: nothing
+// retained is skipped, and people whose events have all left the queue keep only what was
+// salvaged. An intact store is left alone (NotFound). Written to the audit log.
+sdk::Result<std::string> recoverProfiles(const config::DaemonConfig& config);
+
 }  // namespace junction::core::daemon

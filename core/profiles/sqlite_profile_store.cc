@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <set>
 #include <thread>
 
 #include "core/sqlite/statement.h"
@@ -224,6 +225,73 @@ sdk::Status SqliteProfileStore::commit(const Changes& c) {
     return s;
   }
   return sqlite::exec(writer_, "COMMIT", kStore);
+}
+
+sdk::Result<SqliteProfileStore::Salvage> SqliteProfileStore::salvageFrom(
+    const std::string& damaged_file) {
+  sqlite3* from = nullptr;
+  if (sqlite3_open_v2(damaged_file.c_str(), &from, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
+    std::string why = from != nullptr ? sqlite3_errmsg(from) : "out of memory";
+    sqlite3_close_v2(from);
+    return sdk::makeError(sdk::ErrorCode::Unavailable, "cannot open " + damaged_file + ": " + why);
+  }
+  Salvage result;
+  Changes c;
+  // Rows of `table` (key, value) read forwards, then backwards from the end: on a damaged
+  // page each direction stops, and together they keep everything on either side of it.
+  auto scan = [&](const char* table, const char* key, const char* value, auto&& keep) {
+    std::set<std::string> seen;
+    for (const char* order : {"ASC", "DESC"}) {
+      const std::string sql = std::string("SELECT ") + key + ", " + value + " FROM " + table +
+                              " ORDER BY " + key + " " + order;
+      Statement st(from, sql);
+      if (!st.ok()) {
+        result.complete = false;
+        return;
+      }
+      int rc;
+      while ((rc = st.step()) == SQLITE_ROW) {
+        std::string k = st.text(0);
+        if (seen.insert(k).second) {
+          keep(std::move(k), st);
+        }
+      }
+      if (rc != SQLITE_DONE) {
+        result.complete = false;
+      }
+    }
+  };
+  scan("profiles", "id", "data", [&](std::string k, Statement& st) {
+    c.profiles_put.emplace_back(std::move(k), st.text(1));
+  });
+  scan("identities", "key", "profile_id", [&](std::string k, Statement& st) {
+    c.identities_put.emplace_back(std::move(k), st.text(1));
+  });
+  scan("outbox", "profile_id", "due_ms", [&](std::string k, Statement& st) {
+    c.outbox_put.emplace_back(std::move(k), st.integer(1));
+  });
+  {
+    Statement st(from, "SELECT value FROM meta WHERE key = 'applied'");
+    if (st.ok() && st.step() == SQLITE_ROW) {
+      result.applied = static_cast<std::uint64_t>(st.integer(0));
+    }
+  }
+  sqlite3_close_v2(from);
+  // Links to a profile that could not be read lead nowhere: dropped (the person's next event
+  // links them again).
+  std::set<std::string> ids;
+  for (const auto& [id, data] : c.profiles_put) {
+    ids.insert(id);
+  }
+  std::erase_if(c.identities_put, [&](const auto& p) { return !ids.contains(p.second); });
+  result.profiles = c.profiles_put.size();
+  result.identities = c.identities_put.size();
+  result.outbox = c.outbox_put.size();
+  c.applied = result.applied;
+  if (auto s = commit(c); !s.ok()) {
+    return s.error();
+  }
+  return result;
 }
 
 sdk::Result<std::uint64_t> SqliteProfileStore::appliedOffset() {

@@ -19,8 +19,10 @@
 #include <sqlite3.h>
 
 #include <array>
+#include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 
 #include "core/profiles/profile_store.h"
@@ -41,6 +43,18 @@ class SqliteProfileStore final : public ProfileStore {
   sdk::Result<std::uint64_t> profileCount() override;
   std::uint64_t sizeBytes() override;
   std::string describe() const override { return "SQLite " + file_; }
+
+  // What `junction recover profiles` could copy out of a damaged store into this (new) one:
+  // each table is read in key order from both ends, so a damaged page loses only the rows
+  // between the first and last unreadable key.
+  struct Salvage {
+    std::uint64_t profiles = 0;
+    std::uint64_t identities = 0;
+    std::uint64_t outbox = 0;
+    bool complete = true;                  // every table read to its end from both sides
+    std::optional<std::uint64_t> applied;  // the queue offset, when it could be read
+  };
+  sdk::Result<Salvage> salvageFrom(const std::string& damaged_file);
 
   static std::string fileIn(const std::string& dir);
   static std::string markerIn(const std::string& dir);

@@ -135,8 +135,9 @@ const OptionTable<ProfilesConfig>& profilesTable() {
              "Keep a unified profile per person (identity graph, merged traits, recent events)")
           .defaultValue(true),
       option("backend", &ProfilesConfig::backend,
-             "Profile store: embedded (SQLite under storage.path) or postgres (shared by nodes)")
-          .oneOf({"embedded", "postgres"})
+             "Profile store: embedded (RocksDB under storage.path), sqlite (one file under "
+             "storage.path: smaller, slower to write) or postgres (shared by several nodes)")
+          .oneOf({"embedded", "sqlite", "postgres"})
           .defaultValue("embedded"),
       option("dsn", &ProfilesConfig::dsn, "With backend: postgres, a libpq connection string")
           .secret()

@@ -156,7 +156,7 @@ inline constexpr std::string_view kProfilesSource = "profiles";
 // `profiles:` — the unified customer profiles (core/profiles).
 struct ProfilesConfig {
   bool enabled = true;
-  std::string backend;  // embedded | postgres
+  std::string backend;  // embedded (RocksDB) | sqlite | postgres
   std::string dsn;      // postgres
   std::int64_t recent_events = 0;
   std::vector<std::string> tokens;        // read-only bearer tokens of the Profile API

@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "core/privacy/privacy_recovery.h"
+#include "core/profiles/rocksdb_profile_store.h"
 #include "core/profiles/sqlite_profile_store.h"
 #include "core/runtime/thread.h"
 #include "junction/sdk/crypto.h"
@@ -326,6 +327,12 @@ sdk::Status Daemon::openProfiles() {
   }
   std::unique_ptr<profiles::ProfileStore> store;
   if (c.backend == "embedded") {
+    auto opened = profiles::RocksDbProfileStore::open(config_.storage.path);
+    if (!opened) {
+      return opened.error();
+    }
+    store = std::move(opened).value();
+  } else if (c.backend == "sqlite") {
     auto opened = profiles::SqliteProfileStore::open(config_.storage.path);
     if (!opened) {
       return opened.error();

@@ -7,6 +7,7 @@
 #include "core/daemon/daemon.h"
 #include "core/delivery/dead_letter_store.h"
 #include "core/privacy/audit_log.h"
+#include "core/profiles/rocksdb_profile_store.h"
 #include "core/profiles/sqlite_profile_store.h"
 #include "core/queue/cursor_store.h"
 #include "core/queue/log.h"
@@ -194,37 +195,35 @@ sdk::Result<std::string> recoverDeadLetters(const config::DaemonConfig& config) 
   return report;
 }
 
-sdk::Result<std::string> recoverProfiles(const config::DaemonConfig& config) {
-  if (config.profiles.backend != "embedded") {
-    return sdk::makeError(sdk::ErrorCode::InvalidArgument,
-                          "profiles.backend is " + config.profiles.backend +
-                              ": its store is repaired in that database, not here");
-  }
-  const fs::path storage(config.storage.path);
-  auto lock = runtime::DirectoryLock::acquire(storage, "storage.path");
-  if (!lock) {
-    return sdk::makeError(lock.error().code,
-                          lock.error().message + " (stop junctiond before recovering its state)");
-  }
-  const std::string file = profiles::SqliteProfileStore::fileIn(storage.string());
+namespace {
+
+// `junction recover profiles` for either embedded store: `Store` is SqliteProfileStore (one
+// file, with -wal and -shm) or RocksDbProfileStore (a directory).
+template <typename Store>
+sdk::Result<std::string> recoverProfileStore(const fs::path& storage, const std::string& target,
+                                             std::initializer_list<const char*> suffixes) {
   std::error_code ec;
   std::string damage = "missing";
-  if (auto intact = profiles::SqliteProfileStore::open(storage.string())) {
-    return sdk::makeError(sdk::ErrorCode::NotFound, file + " is intact: there is nothing to recover");
-  } else if (fs::exists(file, ec) && fs::file_size(file, ec) > 0) {
+  if (auto intact = Store::open(storage.string())) {
+    return sdk::makeError(sdk::ErrorCode::NotFound,
+                          target + " is intact: there is nothing to recover");
+  } else if (fs::exists(target, ec) &&
+             (fs::is_directory(target, ec) ? !fs::is_empty(target, ec)
+                                           : fs::file_size(target, ec) > 0)) {
     const std::string& m = intact.error().message;
     const auto open_paren = m.find(" (");
-    const auto close_paren = m.find(')', open_paren == std::string::npos ? 0 : open_paren);
-    damage = open_paren != std::string::npos && close_paren != std::string::npos
+    const auto close_paren = m.rfind(").");
+    damage = m.find("is damaged") != std::string::npos && open_paren != std::string::npos &&
+                     close_paren != std::string::npos && close_paren > open_paren
                  ? "damaged (" + m.substr(open_paren + 2, close_paren - open_paren - 2) + ")"
                  : "damaged";
   }
   const runtime::SystemClock clock;
   std::string moved_to;
-  if (fs::exists(file, ec)) {
-    moved_to = file + ".damaged-" + std::to_string(clock.nowMs());
-    for (const char* suffix : {"", "-wal", "-shm"}) {
-      const fs::path from = file + suffix;
+  if (fs::exists(target, ec)) {
+    moved_to = target + ".damaged-" + std::to_string(clock.nowMs());
+    for (const char* suffix : suffixes) {
+      const fs::path from = target + suffix;
       if (fs::exists(from, ec)) {
         fs::rename(from, moved_to + suffix, ec);
         if (ec) {
@@ -234,15 +233,15 @@ sdk::Result<std::string> recoverProfiles(const config::DaemonConfig& config) {
       }
     }
   }
-  fs::remove(profiles::SqliteProfileStore::markerIn(storage.string()), ec);
-  auto store = profiles::SqliteProfileStore::open(storage.string());
+  fs::remove(Store::markerIn(storage.string()), ec);
+  auto store = Store::open(storage.string());
   if (!store) {
     return store.error();
   }
-  profiles::SqliteProfileStore::Salvage salvage;
+  typename Store::Salvage salvage;
   salvage.complete = moved_to.empty();
   std::string unreadable;
-  if (!moved_to.empty() && fs::file_size(moved_to, ec) > 0) {
+  if (!moved_to.empty()) {
     auto copied = (*store)->salvageFrom(moved_to);
     if (!copied) {
       salvage.complete = false;
@@ -257,7 +256,7 @@ sdk::Result<std::string> recoverProfiles(const config::DaemonConfig& config) {
                           "profiles recovered, but the audit log cannot be opened: " +
                               audit.error().message);
   }
-  json::object detail{{"file", file},
+  json::object detail{{"store", target},
                       {"damage", damage},
                       {"profiles", salvage.profiles},
                       {"identities", salvage.identities},
@@ -272,7 +271,7 @@ sdk::Result<std::string> recoverProfiles(const config::DaemonConfig& config) {
     return sdk::makeError(s.error().code,
                           "profiles recovered, but the audit entry failed: " + s.message());
   }
-  std::string report = "profile store " + file + " was " + damage + ".\n";
+  std::string report = "profile store " + target + " was " + damage + ".\n";
   if (!moved_to.empty()) {
     report += "moved it to " + moved_to + "\n";
   }
@@ -281,16 +280,38 @@ sdk::Result<std::string> recoverProfiles(const config::DaemonConfig& config) {
   }
   report += "copied " + std::to_string(salvage.profiles) + " profiles and " +
             std::to_string(salvage.identities) + " identity links into a new store" +
-            (salvage.complete ? "" : "; some rows could not be read") + ".\n";
-  report += salvage.applied
-                ? "junctiond applies the queue from offset " + std::to_string(*salvage.applied) +
-                      ", where the store was.\n"
-                : std::string("the store's queue position is lost: junctiond applies every event "
-                              "the queue still holds (people salvaged may count some events "
-                              "twice; people whose events have left the queue keep only what was "
-                              "salvaged).\n");
+            (salvage.complete ? "" : "; some records could not be read") + ".\n";
+  report += std::string("junctiond now applies every event the queue still holds") +
+            (salvage.applied ? " (the damaged store had applied up to offset " +
+                                   std::to_string(*salvage.applied) + ")"
+                             : std::string()) +
+            ": nothing retained is skipped; counters of salvaged people may count some recent "
+            "events twice, and people whose events have all left the queue keep only what was "
+            "salvaged.\n";
   report += "written to the audit log as profiles_recovered.\n";
   return report;
+}
+
+}  // namespace
+
+sdk::Result<std::string> recoverProfiles(const config::DaemonConfig& config) {
+  if (config.profiles.backend == "postgres") {
+    return sdk::makeError(sdk::ErrorCode::InvalidArgument,
+                          "profiles.backend is postgres: its store is repaired in PostgreSQL, "
+                          "not here");
+  }
+  const fs::path storage(config.storage.path);
+  auto lock = runtime::DirectoryLock::acquire(storage, "storage.path");
+  if (!lock) {
+    return sdk::makeError(lock.error().code,
+                          lock.error().message + " (stop junctiond before recovering its state)");
+  }
+  if (config.profiles.backend == "sqlite") {
+    return recoverProfileStore<profiles::SqliteProfileStore>(
+        storage, profiles::SqliteProfileStore::fileIn(storage.string()), {"", "-wal", "-shm"});
+  }
+  return recoverProfileStore<profiles::RocksDbProfileStore>(
+      storage, profiles::RocksDbProfileStore::pathIn(storage.string()), {""});
 }
 
 }  // namespace junction::core::daemon

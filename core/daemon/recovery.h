@@ -27,13 +27,14 @@ sdk::Result<std::string> recoverCursors(const config::DaemonConfig& config);
 // counted. An intact store is left alone (NotFound). Written to the audit log.
 sdk::Result<std::string> recoverDeadLetters(const config::DaemonConfig& config);
 
-// The embedded profile store (storage.path/profiles.db) is missing, empty or corrupt. Moves a
-// damaged file aside (profiles.db.damaged-<ms>, with its -wal), starts a new store and copies
-// into it every profile, identity link and pending announcement still readable, with the queue
-// offset the store had applied. The daemon then applies the queue from that offset, or, when
-// it could not be read (or the file was gone), from the oldest event the queue holds: nothing
-// retained is skipped, and people whose events have all left the queue keep only what was
-// salvaged. An intact store is left alone (NotFound). Written to the audit log.
+// The embedded profile store (storage.path/profiles/, or profiles.db with backend: sqlite) is
+// missing, empty or corrupt. Moves a damaged store aside (<name>.damaged-<ms>), starts a new one
+// and copies into it every profile, identity link and pending announcement still readable.
+// The daemon then applies every event the queue still holds (the damaged store's offset cannot
+// be trusted: a lost batch may lie behind a readable later one): nothing retained is skipped;
+// counters of salvaged people may count some recent events twice; people whose events have all
+// left the queue keep only what was salvaged. An intact store is left alone (NotFound).
+// Written to the audit log.
 sdk::Result<std::string> recoverProfiles(const config::DaemonConfig& config);
 
 }  // namespace junction::core::daemon

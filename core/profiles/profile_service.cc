@@ -20,8 +20,8 @@ using namespace std::chrono_literals;
 
 namespace {
 
-constexpr std::size_t kBatchEvents = 2000;
-constexpr std::size_t kBatchBytes = 8u << 20;
+constexpr std::size_t kBatchEvents = 5000;
+constexpr std::size_t kBatchBytes = 16u << 20;
 constexpr std::size_t kAnnounceBatch = 500;
 constexpr std::size_t kMaxEventsPage = 1000;
 
@@ -179,6 +179,7 @@ bool ProfileService::applyOnce() {
       }
       events.push_back(&e);
     }
+    store_->beginBatch();
     auto changes = engine_.apply(events);
     if (!changes) {
       status = changes.error();
@@ -189,6 +190,7 @@ bool ProfileService::applyOnce() {
         wake_.notify_all();
       }
     }
+    store_->endBatch();
   }
   if (!status.ok()) {
     // Nothing of the batch was committed: the same batch again, after a pause.

@@ -65,6 +65,11 @@ class ProfileStore {
   virtual sdk::Result<std::vector<OutboxEntry>> dueOutbox(std::int64_t now_ms,
                                                           std::size_t limit) = 0;
   virtual sdk::Result<std::uint64_t> profileCount() = 0;
+  // The reads of one batch, made by the calling thread between beginBatch() and endBatch(),
+  // may share one snapshot (nothing else writes meanwhile): an implementation can then skip
+  // a transaction per lookup. Optional.
+  virtual void beginBatch() {}
+  virtual void endBatch() {}
   // Bytes the store takes (file sizes, or the relations' sizes).
   virtual std::uint64_t sizeBytes() = 0;
   virtual std::string describe() const = 0;  // "SQLite /data/profiles.db"

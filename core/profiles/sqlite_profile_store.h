@@ -19,11 +19,13 @@
 #include <sqlite3.h>
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 
 #include "core/profiles/profile_store.h"
 
@@ -43,6 +45,8 @@ class SqliteProfileStore final : public ProfileStore {
   sdk::Result<std::uint64_t> profileCount() override;
   std::uint64_t sizeBytes() override;
   std::string describe() const override { return "SQLite " + file_; }
+  void beginBatch() override;
+  void endBatch() override;
 
   // What `junction recover profiles` could copy out of a damaged store into this (new) one:
   // each table is read in key order from both ends, so a damaged page loses only the rows
@@ -52,7 +56,7 @@ class SqliteProfileStore final : public ProfileStore {
     std::uint64_t identities = 0;
     std::uint64_t outbox = 0;
     bool complete = true;                  // every table read to its end from both sides
-    std::optional<std::uint64_t> applied;  // the queue offset, when it could be read
+    std::optional<std::uint64_t> applied;  // the damaged store's offset (reported, not kept)
   };
   sdk::Result<Salvage> salvageFrom(const std::string& damaged_file);
 
@@ -62,17 +66,26 @@ class SqliteProfileStore final : public ProfileStore {
  private:
   SqliteProfileStore(std::string file, sqlite3* writer);
 
+  // A read-only connection with its two lookups prepared once.
   struct Reader {
     std::mutex mutex;
     sqlite3* db = nullptr;
+    sqlite3_stmt* identity = nullptr;
+    sqlite3_stmt* profile = nullptr;
+    void close();
   };
   Reader& reader();
-  sdk::Result<std::optional<std::string>> lookup(const char* sql, const std::string& key);
+  sdk::Result<std::optional<std::string>> lookup(bool identity, const std::string& key);
+  static sdk::Status openReader(const std::string& file, Reader& r);
 
   std::string file_;
   std::mutex writer_mutex_;
   sqlite3* writer_;
   std::array<Reader, 4> readers_;
+  // The applier's reads between beginBatch() and endBatch(): one read transaction on its own
+  // connection for the whole batch.
+  Reader batch_reader_;
+  std::atomic<std::thread::id> batch_thread_{};
 };
 
 }  // namespace junction::core::profiles

@@ -297,11 +297,10 @@ TEST_F(ProfilesE2eTest, ADamagedOrLostStoreIsRefusedThenRecovered) {
   }
   ASSERT_TRUE(eventually([&] { return get("user:p" + std::to_string(kPeople - 1)).status == 200; }));
   ASSERT_TRUE(daemon_->terminate());
-  const fs::path db = dir_.path() / "data" / "profiles.db";
+  const fs::path db = dir_.path() / "data" / "profiles";  // the embedded store (RocksDB)
 
   // 1. Lost: refused, then rebuilt from the queue (which still holds every event).
-  fs::remove(db);
-  fs::remove(db.string() + "-wal");
+  fs::remove_all(db);
   auto port = daemon_->start(dir_.path() / "refused1.log");
   ASSERT_FALSE(port);
   EXPECT_THAT(readFile(dir_.path() / "refused1.log"), HasSubstr(db.string()));
@@ -326,9 +325,19 @@ TEST_F(ProfilesE2eTest, ADamagedOrLostStoreIsRefusedThenRecovered) {
   // 2. Corrupted pages: refused, then every readable row kept, the rest rebuilt.
   ASSERT_TRUE(daemon_->terminate());
   {
-    std::fstream f(db, std::ios::in | std::ios::out | std::ios::binary);
-    f.seekp(static_cast<std::streamoff>(fs::file_size(db) / 2));
-    const std::string junk(8192, '\x5a');
+    // The largest data file (a table file, or the write-ahead log), damaged in its middle.
+    fs::path largest;
+    for (const auto& entry : fs::directory_iterator(db)) {
+      const std::string ext = entry.path().extension().string();
+      if ((ext == ".sst" || ext == ".log") &&
+          (largest.empty() || entry.file_size() > fs::file_size(largest))) {
+        largest = entry.path();
+      }
+    }
+    ASSERT_FALSE(largest.empty());
+    std::fstream f(largest, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(fs::file_size(largest) / 2));
+    const std::string junk(4096, '\x5a');
     f.write(junk.data(), static_cast<std::streamsize>(junk.size()));
   }
   port = daemon_->start(dir_.path() / "refused2.log");

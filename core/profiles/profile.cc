@@ -53,6 +53,8 @@ void Profile::add(const Identifier& id) {
 }
 
 std::string Profile::serialize() const {
+  // Member by member, without copying the document into one json::object first (that copy was
+  // a sixth of the applier's time).
   json::object ids;
   for (const auto& [kind, values] : identities) {
     json::array a;
@@ -61,18 +63,27 @@ std::string Profile::serialize() const {
     }
     ids[kind] = std::move(a);
   }
-  json::object o{{"id", id},
-                 {"identities", std::move(ids)},
-                 {"traits", traits},
-                 {"trait_times", trait_times},
-                 {"consent", consent},
-                 {"consent_time", consent_time},
-                 {"first_seen", first_seen},
-                 {"last_seen", last_seen},
-                 {"counters", counters},
-                 {"computed", computed},
-                 {"events", events}};
-  return json::serialize(o);
+  std::string out;
+  out.reserve(512);
+  auto member = [&](std::string_view key, const auto& value, bool first = false) {
+    out += first ? "{\"" : ",\"";
+    out += key;
+    out += "\":";
+    out += json::serialize(value);
+  };
+  member("id", json::string(id), true);
+  member("identities", ids);
+  member("traits", traits);
+  member("trait_times", trait_times);
+  member("consent", consent);
+  member("consent_time", json::value(consent_time));
+  member("first_seen", json::value(first_seen));
+  member("last_seen", json::value(last_seen));
+  member("counters", counters);
+  member("computed", computed);
+  member("events", events);
+  out += '}';
+  return out;
 }
 
 sdk::Result<Profile> Profile::parse(std::string_view text) {

@@ -48,13 +48,68 @@ bool isBlockedValue(std::string_view value, const std::unordered_set<std::string
 
 // --- the profiles and identities one batch touches ------------------------------------------------
 
+// Profiles and identity links as last committed, kept between batches when this engine is the
+// store's only writer (embedded stores): a person seen again is neither read nor parsed again.
+// Used under the service's write lock only. Bounded: profiles by an estimate of their memory
+// (kCacheBytes), links by count; past a bound, entries are dropped (read again when needed).
+struct ProfileEngine::Cache {
+  static constexpr std::size_t kCacheBytes = 256u << 20;
+  static constexpr std::size_t kCacheIdentities = 2'000'000;
+  struct Entry {
+    std::unique_ptr<Profile> profile;
+    std::size_t bytes = 0;
+  };
+  std::unordered_map<std::string, std::string> identities;  // key -> profile id
+  std::unordered_map<std::string, Entry> profiles;
+  std::size_t bytes = 0;
+
+  // Takes a profile out (the batch owns it while it changes it).
+  std::unique_ptr<Profile> take(const std::string& id) {
+    auto it = profiles.find(id);
+    if (it == profiles.end()) {
+      return nullptr;
+    }
+    auto p = std::move(it->second.profile);
+    bytes -= it->second.bytes;
+    profiles.erase(it);
+    return p;
+  }
+  void put(std::unique_ptr<Profile> p, std::size_t serialized_bytes) {
+    const std::size_t b = serialized_bytes * 4 + 256;  // the DOM is larger than its text
+    std::string id = p->id;
+    take(id);
+    bytes += b;
+    profiles[std::move(id)] = Entry{std::move(p), b};
+    if (bytes > kCacheBytes) {
+      for (auto it = profiles.begin(); it != profiles.end() && bytes > kCacheBytes * 3 / 4;) {
+        bytes -= it->second.bytes;
+        it = profiles.erase(it);
+      }
+    }
+  }
+  void forget(const Profile& p) {
+    for (const auto& [kind, values] : p.identities) {
+      for (const auto& v : values) {
+        identities.erase(Identifier{kind, v}.key());
+      }
+    }
+    take(p.id);
+  }
+};
+
 class ProfileEngine::Batch {
  public:
-  explicit Batch(ProfileStore& store) : store_(store) {}
+  Batch(ProfileStore& store, Cache* cache) : store_(store), cache_(cache) {}
 
   sdk::Result<std::optional<std::string>> identity(const std::string& key) {
     if (auto it = identities_.find(key); it != identities_.end()) {
       return it->second;
+    }
+    if (cache_ != nullptr) {
+      if (auto it = cache_->identities.find(key); it != cache_->identities.end()) {
+        identities_.emplace(key, it->second);
+        return std::optional<std::string>(it->second);
+      }
     }
     auto found = store_.findIdentity(key);
     if (!found) {
@@ -67,6 +122,13 @@ class ProfileEngine::Batch {
   sdk::Result<Profile*> profile(const std::string& id) {
     if (auto it = profiles_.find(id); it != profiles_.end()) {
       return it->second.get();
+    }
+    if (cache_ != nullptr) {
+      if (auto cached = cache_->take(id)) {
+        auto& slot = profiles_[id];
+        slot = std::move(cached);
+        return slot.get();
+      }
     }
     auto text = store_.loadProfile(id);
     if (!text) {
@@ -117,7 +179,7 @@ class ProfileEngine::Batch {
     outbox_.erase(id);
   }
 
-  Changes changes() const {
+  Changes changes() {
     Changes c;
     for (const auto& key : linked_) {
       c.identities_put.emplace_back(key, *identities_.at(key));
@@ -127,6 +189,7 @@ class ProfileEngine::Batch {
       const auto& p = profiles_.at(id);
       if (p) {
         c.profiles_put.emplace_back(id, p->serialize());
+        sizes_[id] = c.profiles_put.back().second.size();
       }
     }
     c.profiles_deleted.assign(dropped_.begin(), dropped_.end());
@@ -137,8 +200,35 @@ class ProfileEngine::Batch {
     return c;
   }
 
+  // The batch was committed: what it read and wrote is the store's state, kept for the next.
+  void settle() {
+    if (cache_ == nullptr) {
+      return;
+    }
+    for (const auto& key : unlinked_) {
+      cache_->identities.erase(key);
+    }
+    if (cache_->identities.size() + identities_.size() > Cache::kCacheIdentities) {
+      cache_->identities.clear();
+    }
+    for (auto& [key, pid] : identities_) {
+      if (pid) {
+        cache_->identities[key] = *pid;
+      }
+    }
+    for (auto& [id, p] : profiles_) {
+      if (!p) {
+        continue;
+      }
+      auto size = sizes_.find(id);
+      cache_->put(std::move(p), size != sizes_.end() ? size->second : 2048);
+    }
+  }
+
  private:
   ProfileStore& store_;
+  Cache* cache_;
+  std::unordered_map<std::string, std::size_t> sizes_;  // serialized, of the profiles written
   std::unordered_map<std::string, std::optional<std::string>> identities_;
   std::unordered_map<std::string, std::unique_ptr<Profile>> profiles_;
   std::unordered_set<std::string> linked_;
@@ -174,7 +264,8 @@ ProfileEngine::ProfileEngine(ProfileStore& store, EngineOptions options, sdk::Me
           {{"reason", "anonymous_limit"}})),
       unattributed_(metrics.counter(
           "junction_profile_events_unattributed_total",
-          "Events with no usable identifier (every one blocked): in no profile")) {}
+          "Events with no usable identifier (every one blocked): in no profile")),
+      cache_(store.exclusiveWriter() ? std::make_unique<Cache>() : nullptr) {}
 
 namespace {
 
@@ -253,8 +344,20 @@ void mergeProfiles(Profile& into, const Profile& from, const EngineOptions& opti
 
 }  // namespace
 
+ProfileEngine::~ProfileEngine() = default;
+
+void ProfileEngine::settle(bool committed) {
+  if (pending_ && committed) {
+    pending_->settle();
+  }
+  pending_.reset();
+}
+
 sdk::Result<Changes> ProfileEngine::apply(const std::vector<const sdk::Event*>& events) {
-  Batch batch(store_);
+  pending_.reset();
+  // Profiles this batch takes out of the cache are back only if it commits (settle()).
+  pending_ = std::make_unique<Batch>(store_, cache_.get());
+  Batch& batch = *pending_;
   const std::int64_t now = clock_.nowMs();
   const bool identified_always = options_.identified_merges == EngineOptions::IdentifiedMerges::Always;
   for (const sdk::Event* event : events) {
@@ -489,7 +592,7 @@ sdk::Result<Changes> ProfileEngine::apply(const std::vector<const sdk::Event*>& 
 }
 
 sdk::Result<std::optional<Changes>> ProfileEngine::erase(const std::string& key) {
-  Batch batch(store_);
+  Batch batch(store_, nullptr);
   auto pid = batch.identity(key);
   if (!pid) {
     return pid.error();
@@ -503,6 +606,9 @@ sdk::Result<std::optional<Changes>> ProfileEngine::erase(const std::string& key)
   }
   Changes c;
   if (*p != nullptr) {
+    if (cache_) {
+      cache_->forget(**p);
+    }
     for (const auto& [kind, values] : (*p)->identities) {
       for (const auto& v : values) {
         c.identities_deleted.push_back(Identifier{kind, v}.key());

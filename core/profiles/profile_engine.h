@@ -55,12 +55,17 @@ class ProfileEngine {
   ProfileEngine(ProfileStore& store, EngineOptions options, sdk::Metrics& metrics,
                 sdk::Logger& logger, const sdk::Clock& clock);
 
+  ~ProfileEngine();
+
   // Applies `events` and returns what to commit (with `applied` left for the caller to set).
-  // An error of the store stops the batch: nothing of it is to be committed.
+  // An error of the store stops the batch: nothing of it is to be committed. Then call
+  // settle(true) once the changes are committed, settle(false) when they were not.
   sdk::Result<Changes> apply(const std::vector<const sdk::Event*>& events);
+  void settle(bool committed);
 
   // The changes that erase the person `key` ("user:42") belongs to: the profile, every
-  // identifier linked to it, its outbox entry. nullopt when nobody has that identifier.
+  // identifier linked to it, its outbox entry. nullopt when nobody has that identifier. The
+  // person leaves the cache at once (commit the changes before the next apply()).
   sdk::Result<std::optional<Changes>> erase(const std::string& key);
 
   const EngineOptions& options() const noexcept { return options_; }
@@ -72,6 +77,7 @@ class ProfileEngine {
 
  private:
   class Batch;
+  struct Cache;
 
   ProfileStore& store_;
   const EngineOptions options_;
@@ -85,6 +91,8 @@ class ProfileEngine {
   sdk::Counter& refused_identified_;
   sdk::Counter& refused_anonymous_;
   sdk::Counter& unattributed_;
+  std::unique_ptr<Cache> cache_;  // when the store has no other writer
+  std::unique_ptr<Batch> pending_;  // the last apply()'s, until settle()
 };
 
 }  // namespace junction::core::profiles

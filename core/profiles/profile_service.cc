@@ -190,6 +190,7 @@ bool ProfileService::applyOnce() {
         wake_.notify_all();
       }
     }
+    engine_.settle(status.ok());
     store_->endBatch();
   }
   if (!status.ok()) {

@@ -70,6 +70,9 @@ class ProfileStore {
   // a transaction per lookup. Optional.
   virtual void beginBatch() {}
   virtual void endBatch() {}
+  // True when nothing but this process's engine writes the store (embedded stores): the engine
+  // may then keep what it committed in memory and skip reading it back.
+  virtual bool exclusiveWriter() const { return false; }
   // Bytes the store takes (file sizes, or the relations' sizes).
   virtual std::uint64_t sizeBytes() = 0;
   virtual std::string describe() const = 0;  // "SQLite /data/profiles.db"

@@ -184,7 +184,18 @@ sdk::Status RocksDbProfileStore::commit(const Changes& c) {
     return {};
   }
   std::lock_guard lock(writer_mutex_);
-  rocksdb::WriteBatch batch;
+  // Sized up front: growing the batch's buffer copied it over and over (a fifth of the
+  // applier's time).
+  std::size_t reserve = 64;
+  for (const auto& [k, v] : c.identities_put) {
+    reserve += k.size() + v.size() + 16;
+  }
+  for (const auto& [k, v] : c.profiles_put) {
+    reserve += k.size() + v.size() + 16;
+  }
+  reserve += (c.identities_deleted.size() + c.profiles_deleted.size()) * 64 +
+             (c.outbox_put.size() + c.outbox_deleted.size() + c.outbox_done.size()) * 128;
+  rocksdb::WriteBatch batch(reserve);
   for (const auto& key : c.identities_deleted) {
     batch.Delete(std::string(kIdentity) + key);
   }

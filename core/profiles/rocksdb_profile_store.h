@@ -48,6 +48,7 @@ class RocksDbProfileStore final : public ProfileStore {
   sdk::Result<std::vector<OutboxEntry>> dueOutbox(std::int64_t now_ms, std::size_t limit) override;
   sdk::Result<std::uint64_t> profileCount() override;
   std::uint64_t sizeBytes() override;
+  bool exclusiveWriter() const override { return true; }  // storage.path is locked
   std::string describe() const override { return "RocksDB " + path_; }
 
   // What `junction recover profiles` copied out of a damaged store (repaired first with

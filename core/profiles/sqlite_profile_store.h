@@ -44,6 +44,7 @@ class SqliteProfileStore final : public ProfileStore {
   sdk::Result<std::vector<OutboxEntry>> dueOutbox(std::int64_t now_ms, std::size_t limit) override;
   sdk::Result<std::uint64_t> profileCount() override;
   std::uint64_t sizeBytes() override;
+  bool exclusiveWriter() const override { return true; }  // storage.path is locked
   std::string describe() const override { return "SQLite " + file_; }
   void beginBatch() override;
   void endBatch() override;

@@ -234,15 +234,7 @@ constexpr std::size_t kMaxListLimit = 10000;
 constexpr std::string_view kNoFilter =
     "no filter: send ids, destination, person, since, until or all: true";
 
-// A whole decimal number, nothing around it.
-std::optional<std::int64_t> wholeNumber(std::string_view s) {
-  std::int64_t v = 0;
-  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (s.empty() || ec != std::errc() || end != s.data() + s.size()) {
-    return std::nullopt;
-  }
-  return v;
-}
+using http::parseWholeNumber;
 
 // `since` / `until`: an ISO-8601 date-time, or Unix epoch milliseconds (a JSON integer, or
 // digits in a query string), after 1970.
@@ -255,7 +247,7 @@ std::optional<FilterProblem> readTime(std::string_view field, const json::value&
     std::string_view text = v.as_string();
     ms = sdk::parseIsoTimestamp(text);
     if (!ms) {
-      ms = wholeNumber(text);
+      ms = parseWholeNumber(text);
     }
   }
   if (!ms || *ms <= 0) {
@@ -320,14 +312,14 @@ std::optional<FilterProblem> selectionFromQuery(std::string_view query, Selectio
     } else if (key == "until") {
       problem = readTime(key, value, f.until_ms);
     } else if (key == "limit") {
-      auto n = wholeNumber(p.value);
+      auto n = parseWholeNumber(p.value);
       if (!n || *n < 1 || static_cast<std::size_t>(*n) > kMaxListLimit) {
         return FilterProblem{key, "`limit` must be an integer from 1 to " +
                                       std::to_string(kMaxListLimit)};
       }
       f.limit = static_cast<std::size_t>(*n);
     } else if (key == "id") {
-      auto n = wholeNumber(p.value);
+      auto n = parseWholeNumber(p.value);
       if (!n || *n <= 0) {
         return FilterProblem{key, "`id` must be a dead-letter id (a positive integer)"};
       }

@@ -1,12 +1,22 @@
 #include "core/http/admin_auth.h"
 
 #include <boost/json.hpp>
+#include <charconv>
 
 #include "junction/sdk/crypto.h"
 
 namespace junction::core::http {
 
 namespace json = boost::json;
+
+std::optional<std::int64_t> parseWholeNumber(std::string_view text) noexcept {
+  std::int64_t v = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (text.empty() || ec != std::errc() || end != text.data() + text.size()) {
+    return std::nullopt;
+  }
+  return v;
+}
 
 sdk::HttpResponse jsonError(int status, std::string_view message) {
   return sdk::HttpResponse::json(

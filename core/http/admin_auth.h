@@ -4,6 +4,7 @@
 // `Authorization: Bearer <server.admin_token>`, compared in constant time. An empty token
 // disables the admin API. Pure; thread-safe.
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -11,6 +12,9 @@
 #include "junction/sdk/http_server.h"
 
 namespace junction::core::http {
+
+// A whole decimal number and nothing around it (a query parameter such as `limit=20`).
+std::optional<std::int64_t> parseWholeNumber(std::string_view text) noexcept;
 
 // `{"success":false,"error":message}` with `status`.
 sdk::HttpResponse jsonError(int status, std::string_view message);

@@ -7,6 +7,7 @@
 #include <boost/url/pct_string_view.hpp>
 #include <charconv>
 #include <future>
+#include <variant>
 
 #include "core/http/admin_auth.h"
 #include "core/runtime/thread.h"
@@ -447,16 +448,19 @@ sdk::HttpResponse failure(const sdk::Error& e) {
   return http::jsonError(e.code == sdk::ErrorCode::InvalidArgument ? 400 : 500, e.message);
 }
 
-std::optional<std::int64_t> wholeNumber(std::string_view s) {
-  std::int64_t v = 0;
-  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (s.empty() || ec != std::errc() || end != s.data() + s.size()) {
-    return std::nullopt;
-  }
-  return v;
-}
-
 }  // namespace
+
+std::variant<Profile, sdk::HttpResponse> ProfileService::requested(
+    sdk::HttpRequest& request) {
+  auto profile = find(request.params["id"]);
+  if (!profile) {
+    return failure(profile.error());
+  }
+  if (!*profile) {
+    return notFound();
+  }
+  return std::move(**profile);
+}
 
 void ProfileService::registerRoutes(http::Router& router, std::string admin_token,
                                     std::vector<std::string> tokens) {
@@ -468,17 +472,13 @@ void ProfileService::registerRoutes(http::Router& router, std::string admin_toke
                        respond(std::move(*refused));
                        return;
                      }
-                     auto profile = find(request.params["id"]);
-                     if (!profile) {
-                       respond(failure(profile.error()));
+                     auto found = requested(request);
+                     if (auto* answer = std::get_if<sdk::HttpResponse>(&found)) {
+                       respond(std::move(*answer));
                        return;
                      }
-                     if (!*profile) {
-                       respond(notFound());
-                       return;
-                     }
-                     json::object view =
-                         engine_.render(**profile, clock_.nowMs(), engine_.options().recent_events);
+                     json::object view = engine_.render(std::get<Profile>(found), clock_.nowMs(),
+                                                        engine_.options().recent_events);
                      respond(sdk::HttpResponse::json(200, json::serialize(view)));
                    });
   (void)router.add(
@@ -498,7 +498,7 @@ void ProfileService::registerRoutes(http::Router& router, std::string admin_toke
           const std::string key = p.key;
           const std::string value = p.value;
           if (key == "limit") {
-            auto n = wholeNumber(value);
+            auto n = http::parseWholeNumber(value);
             if (!n || *n < 1 || static_cast<std::size_t>(*n) > kMaxEventsPage) {
               respond(http::jsonError(400, "`limit` must be an integer from 1 to " +
                                                std::to_string(kMaxEventsPage)));
@@ -508,7 +508,7 @@ void ProfileService::registerRoutes(http::Router& router, std::string admin_toke
           } else if (key == "before") {
             before = sdk::parseIsoTimestamp(value);
             if (!before) {
-              before = wholeNumber(value);
+              before = http::parseWholeNumber(value);
             }
             if (!before) {
               respond(http::jsonError(
@@ -522,19 +522,16 @@ void ProfileService::registerRoutes(http::Router& router, std::string admin_toke
             return;
           }
         }
-        auto profile = find(request.params["id"]);
-        if (!profile) {
-          respond(failure(profile.error()));
+        auto found = requested(request);
+        if (auto* answer = std::get_if<sdk::HttpResponse>(&found)) {
+          respond(std::move(*answer));
           return;
         }
-        if (!*profile) {
-          respond(notFound());
-          return;
-        }
+        const Profile& profile = std::get<Profile>(found);
         json::array page;
         std::int64_t last = 0;
         bool more = false;
-        for (const auto& e : (*profile)->events) {
+        for (const auto& e : profile.events) {
           const json::object& o = e.as_object();
           const std::int64_t ts = o.at("ts").as_int64();
           if (before && ts >= *before) {
@@ -549,7 +546,7 @@ void ProfileService::registerRoutes(http::Router& router, std::string admin_toke
           page.push_back(std::move(copy));
           last = ts;
         }
-        json::object body{{"id", (*profile)->id}, {"events", std::move(page)}};
+        json::object body{{"id", profile.id}, {"events", std::move(page)}};
         if (more) {
           body["next_before"] = sdk::formatIsoTimestamp(last);
         }

@@ -22,6 +22,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <variant>
 
 #include "core/config/daemon_config.h"
 #include "core/http/router.h"
@@ -65,8 +66,10 @@ class ProfileService {
   std::size_t announceOnce();
   bool hidden(const Profile& profile) const;
   std::optional<sdk::HttpResponse> checkReader(const sdk::HttpRequest& request) const;
-  // The profile an API id names, or the response to send instead.
+  // The profile an API id names (nullopt: nobody, or suppressed).
   sdk::Result<std::optional<Profile>> find(const std::string& raw_id);
+  // The profile the request's {id} names, or the answer to send instead (400, 404, 500).
+  std::variant<Profile, sdk::HttpResponse> requested(sdk::HttpRequest& request);
 
   std::unique_ptr<ProfileStore> store_;
   queue::Log& log_;

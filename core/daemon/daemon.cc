@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "core/privacy/privacy_recovery.h"
+#include "core/profiles/postgres_profile_store.h"
 #include "core/profiles/rocksdb_profile_store.h"
 #include "core/profiles/sqlite_profile_store.h"
 #include "core/runtime/thread.h"
@@ -334,6 +335,12 @@ sdk::Status Daemon::openProfiles() {
     store = std::move(opened).value();
   } else if (c.backend == "sqlite") {
     auto opened = profiles::SqliteProfileStore::open(config_.storage.path);
+    if (!opened) {
+      return opened.error();
+    }
+    store = std::move(opened).value();
+  } else if (c.backend == "postgres") {
+    auto opened = profiles::PostgresProfileStore::open(c.dsn);
     if (!opened) {
       return opened.error();
     }

@@ -1,7 +1,8 @@
-// The identity graph and trait merging (core/profiles/profile_engine.h) over the embedded
-// store: anonymous -> identified merge with earlier events attributed, alias, out-of-order
-// events, blocked identifier values, merge guards, computed traits over time windows (manual
-// clock), erase, and everything kept across a reopen of the store.
+// The identity graph and trait merging (core/profiles/profile_engine.h) over a store:
+// anonymous -> identified merge with earlier events attributed, alias, out-of-order events,
+// blocked identifier values, merge guards, computed traits over time windows (manual clock),
+// erase, and everything kept across a reopen of the store. Built twice: profile_engine_test on
+// SQLite, and profile_engine_postgres_test (JUNCTION_TEST_POSTGRES) on a real PostgreSQL.
 
 #include <gtest/gtest.h>
 
@@ -13,6 +14,7 @@
 #include "core/profiles/sqlite_profile_store.h"
 #include "junction/sdk/testing/fake_context.h"
 #include "tests/core/privacy/test_util.h"
+#include "tests/core/profiles/profile_store_backends.h"
 
 namespace junction::core::profiles {
 namespace {
@@ -49,16 +51,17 @@ config::ComputedTraitConfig computed(std::string name, config::ComputedTraitConf
   return c;
 }
 
-class ProfileEngineTest : public ::testing::Test {
+// The parameter is the store backend: "sqlite" or "postgres".
+class ProfileEngineTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override { open(); }
 
+  // A new engine on the store reopened (the same storage).
   void open() {
     engine_.reset();
     store_.reset();
-    auto s = SqliteProfileStore::open(dir_.file(""));
-    ASSERT_TRUE(s) << s.error().message;
-    store_ = std::move(s).value();
+    store_ = backend_->open();
+    ASSERT_NE(store_, nullptr);
     engine_ = std::make_unique<ProfileEngine>(*store_, options_, metrics_, logger_, clock_);
   }
 
@@ -95,16 +98,16 @@ class ProfileEngineTest : public ::testing::Test {
     return metrics_.counterValue("junction_profile_merges_refused_total", {{"reason", reason}});
   }
 
-  TempDir dir_;
+  std::unique_ptr<testing::StoreBackend> backend_ = testing::makeStoreBackend(GetParam());
   EngineOptions options_;
   sdk::testing::FakeMetrics metrics_;
   sdk::testing::RecordingLogger logger_;
   sdk::testing::ManualClock clock_;
-  std::unique_ptr<SqliteProfileStore> store_;
+  std::unique_ptr<ProfileStore> store_;
   std::unique_ptr<ProfileEngine> engine_;
 };
 
-TEST_F(ProfileEngineTest, AnAnonymousVisitorWhoIdentifiesIsMergedWithTheirEarlierEvents) {
+TEST_P(ProfileEngineTest, AnAnonymousVisitorWhoIdentifiesIsMergedWithTheirEarlierEvents) {
   // Two batches: the visitor's browsing is committed before they identify.
   apply({event(R"({"type":"page","anonymousId":"a1","name":"Home"})", kT0),
          event(R"({"type":"track","anonymousId":"a1","event":"Product Viewed",
@@ -142,7 +145,7 @@ TEST_F(ProfileEngineTest, AnAnonymousVisitorWhoIdentifiesIsMergedWithTheirEarlie
   EXPECT_EQ(metrics_.counterValue("junction_profile_merges_total"), 1u);
 }
 
-TEST_F(ProfileEngineTest, AliasLinksThePreviousIdToTheUser) {
+TEST_P(ProfileEngineTest, AliasLinksThePreviousIdToTheUser) {
   apply({event(R"({"type":"track","anonymousId":"old-anon","event":"Viewed"})", kT0),
          event(R"({"type":"identify","userId":"new-user","traits":{"name":"N"}})", kT0 + 1)});
   ASSERT_NE(profile("anon:old-anon")->id, profile("user:new-user")->id);
@@ -155,7 +158,7 @@ TEST_F(ProfileEngineTest, AliasLinksThePreviousIdToTheUser) {
   EXPECT_EQ(profile("anon:fresh")->id, profile("user:new-user")->id);
 }
 
-TEST_F(ProfileEngineTest, AnOlderEventNeverOverwritesANewerTrait) {
+TEST_P(ProfileEngineTest, AnOlderEventNeverOverwritesANewerTrait) {
   apply({event(R"({"type":"identify","userId":"u1","traits":{"plan":"pro","city":"Oslo"}})",
                kT0 + 10 * kMinute)});
   // Late (replayed, offline device): older timestamps, newer arrival.
@@ -190,7 +193,7 @@ TEST_F(ProfileEngineTest, AnOlderEventNeverOverwritesANewerTrait) {
   EXPECT_EQ(v["traits"].at("age"), 40);  // u1's (5 min) is newer than a9's (+1 ms)
 }
 
-TEST_F(ProfileEngineTest, BlockedValuesNeverLinkAnyone) {
+TEST_P(ProfileEngineTest, BlockedValuesNeverLinkAnyone) {
   // A broken SDK sends "null" as every visitor's anonymous id and "0" as a user id.
   apply({event(R"({"type":"track","anonymousId":"null","userId":"u1","event":"E"})", kT0),
          event(R"({"type":"track","anonymousId":"null","userId":"u2","event":"E"})", kT0 + 1),
@@ -211,7 +214,7 @@ TEST_F(ProfileEngineTest, BlockedValuesNeverLinkAnyone) {
   EXPECT_FALSE(profile("anon:GUEST"));
 }
 
-TEST_F(ProfileEngineTest, TwoIdentifiedPeopleAreNotMergedUnlessConfigured) {
+TEST_P(ProfileEngineTest, TwoIdentifiedPeopleAreNotMergedUnlessConfigured) {
   apply({event(R"({"type":"identify","userId":"u1","anonymousId":"shared-device",
                    "traits":{"email":"family@example.com"}})", kT0),
          // Another person signs in on the same device with the same family e-mail.
@@ -238,7 +241,7 @@ TEST_F(ProfileEngineTest, TwoIdentifiedPeopleAreNotMergedUnlessConfigured) {
   EXPECT_EQ(ids.size(), 2u);
 }
 
-TEST_F(ProfileEngineTest, AUserTakesAtMostMaxAnonymousIds) {
+TEST_P(ProfileEngineTest, AUserTakesAtMostMaxAnonymousIds) {
   options_.max_anonymous_ids = 3;
   open();
   std::vector<sdk::Event> events;
@@ -260,7 +263,7 @@ TEST_F(ProfileEngineTest, AUserTakesAtMostMaxAnonymousIds) {
   EXPECT_EQ(refused("anonymous_limit"), 4u);
 }
 
-TEST_F(ProfileEngineTest, ExternalIdsIdentifyPeople) {
+TEST_P(ProfileEngineTest, ExternalIdsIdentifyPeople) {
   options_.external_ids = {"hubspot_id"};
   open();
   apply({event(R"({"type":"identify","userId":"u1","traits":{"hubspot_id":12345}})", kT0)});
@@ -271,7 +274,7 @@ TEST_F(ProfileEngineTest, ExternalIdsIdentifyPeople) {
   EXPECT_EQ(profile("anon:crm")->id, profile("user:u1")->id);
 }
 
-TEST_F(ProfileEngineTest, ComputedTraitsFollowTimeWindows) {
+TEST_P(ProfileEngineTest, ComputedTraitsFollowTimeWindows) {
   using Kind = config::ComputedTraitConfig::Kind;
   options_.computed = {
       computed("last_viewed", Kind::Last, "properties.sku", "Product Viewed", 0, 3),
@@ -334,7 +337,7 @@ TEST_F(ProfileEngineTest, ComputedTraitsFollowTimeWindows) {
   EXPECT_EQ(c["last_viewed"], (json::array{"Z", "D", "C"}));
 }
 
-TEST_F(ProfileEngineTest, RecentEventsAreBoundedNewestFirst) {
+TEST_P(ProfileEngineTest, RecentEventsAreBoundedNewestFirst) {
   options_.recent_events = 5;
   open();
   std::vector<sdk::Event> events;
@@ -355,7 +358,7 @@ TEST_F(ProfileEngineTest, RecentEventsAreBoundedNewestFirst) {
   EXPECT_EQ(list[0].at("event"), "E1");  // kT0 + 99
 }
 
-TEST_F(ProfileEngineTest, EraseRemovesTheProfileAndEveryLink) {
+TEST_P(ProfileEngineTest, EraseRemovesTheProfileAndEveryLink) {
   apply({event(R"({"type":"identify","userId":"u1","anonymousId":"a1",
                    "traits":{"email":"e@example.com"}})", kT0)});
   const std::string id = profile("user:u1")->id;
@@ -378,7 +381,7 @@ TEST_F(ProfileEngineTest, EraseRemovesTheProfileAndEveryLink) {
   EXPECT_FALSE(*nobody);
 }
 
-TEST_F(ProfileEngineTest, EverythingSurvivesAReopenAndTheAppliedOffsetCommitsWithIt) {
+TEST_P(ProfileEngineTest, EverythingSurvivesAReopenAndTheAppliedOffsetCommitsWithIt) {
   options_.computed = {computed("orders", config::ComputedTraitConfig::Kind::Count, "",
                                 "Order Completed")};
   open();
@@ -402,7 +405,7 @@ TEST_F(ProfileEngineTest, EverythingSurvivesAReopenAndTheAppliedOffsetCommitsWit
   EXPECT_EQ(due->front().profile_id, std::string(v["id"].as_string()));
 }
 
-TEST_F(ProfileEngineTest, AChangeRecordedWhileAnAnnouncementIsInFlightIsNotLost) {
+TEST_P(ProfileEngineTest, AChangeRecordedWhileAnAnnouncementIsInFlightIsNotLost) {
   apply({event(R"({"type":"identify","userId":"u1","traits":{"x":1}})", kT0)});
   auto due = store_->dueOutbox(clock_.nowMs() + 10'000, 10).value();
   ASSERT_EQ(due.size(), 1u);
@@ -420,6 +423,14 @@ TEST_F(ProfileEngineTest, AChangeRecordedWhileAnAnnouncementIsInFlightIsNotLost)
   EXPECT_TRUE(store_->dueOutbox(clock_.nowMs() + 10'000, 10).value().empty());
 }
 
+#ifdef JUNCTION_TEST_POSTGRES
+INSTANTIATE_TEST_SUITE_P(Backends, ProfileEngineTest, ::testing::Values("postgres"),
+                         testing::backendName);
+#else
+INSTANTIATE_TEST_SUITE_P(Backends, ProfileEngineTest, ::testing::Values("sqlite"),
+                         testing::backendName);
+
+// The embedded store's own: PostgreSQL is repaired in PostgreSQL.
 TEST(ProfileStoreDamageTest, AMissingOrDamagedStoreIsRefusedNamingTheRecovery) {
   TempDir dir;
   {
@@ -449,6 +460,7 @@ TEST(ProfileStoreDamageTest, AMissingOrDamagedStoreIsRefusedNamingTheRecovery) {
   EXPECT_NE(damaged.error().message.find("damaged"), std::string::npos) << damaged.error().message;
   EXPECT_NE(damaged.error().message.find("junction recover profiles"), std::string::npos);
 }
+#endif
 
 }  // namespace
 }  // namespace junction::core::profiles

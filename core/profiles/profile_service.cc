@@ -195,6 +195,12 @@ bool ProfileService::applyOnce() {
     store_->endBatch();
   }
   if (!status.ok()) {
+    // A commit whose answer was lost (a connection dropped during COMMIT) may have landed:
+    // the store's own offset tells, and a batch that landed is not applied twice.
+    if (auto landed = store_->appliedOffset(); landed && *landed == batch->next) {
+      applied_.store(batch->next, std::memory_order_release);
+      return true;
+    }
     // Nothing of the batch was committed: the same batch again, after a pause.
     store_errors_.inc();
     logger_.error("profiles: batch not applied, retrying",
@@ -248,7 +254,12 @@ std::size_t ProfileService::announceOnce() {
   auto due = store_->dueOutbox(clock_.nowMs(), kAnnounceBatch);
   if (!due) {
     store_errors_.inc();
-    logger_.error("profiles: cannot read the outbox", {{"error", due.error().message}});
+    // Once a second at most while the store is unreachable (this loop runs every 100 ms).
+    const auto now = std::chrono::steady_clock::now();
+    if (now - outbox_error_logged_ >= 1s) {
+      outbox_error_logged_ = now;
+      logger_.error("profiles: cannot read the outbox", {{"error", due.error().message}});
+    }
     return 0;
   }
   if (due->empty()) {

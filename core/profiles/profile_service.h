@@ -17,6 +17,7 @@
 //   is durable in the queue.
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
@@ -92,6 +93,7 @@ class ProfileService {
   bool appended_ = false;
   bool started_ = false;
   std::size_t in_flight_ = 0;  // announcements emitted, not yet durable
+  std::chrono::steady_clock::time_point outbox_error_logged_{};  // the announcer's thread
   std::thread applier_;
   std::thread announcer_;
 

@@ -44,6 +44,15 @@ struct Changes {
   }
 };
 
+// What `junction recover profiles` copied out of a damaged embedded store into a new one.
+struct Salvage {
+  std::uint64_t profiles = 0;
+  std::uint64_t identities = 0;
+  std::uint64_t outbox = 0;
+  bool complete = true;                  // every record read (nothing unreadable met)
+  std::optional<std::uint64_t> applied;  // the damaged store's offset (reported, not kept)
+};
+
 struct OutboxEntry {
   std::string profile_id;
   std::int64_t due_ms = 0;

@@ -53,13 +53,7 @@ class RocksDbProfileStore final : public ProfileStore {
 
   // What `junction recover profiles` copied out of a damaged store (repaired first with
   // rocksdb::RepairDB, which keeps every readable record) into this new one.
-  struct Salvage {
-    std::uint64_t profiles = 0;
-    std::uint64_t identities = 0;
-    std::uint64_t outbox = 0;
-    bool complete = true;
-    std::optional<std::uint64_t> applied;  // the damaged store's offset (reported, not kept)
-  };
+  using Salvage = profiles::Salvage;
   sdk::Result<Salvage> salvageFrom(const std::string& damaged_dir);
 
   static std::string pathIn(const std::string& dir);    // storage.path/profiles

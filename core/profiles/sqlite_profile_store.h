@@ -52,13 +52,7 @@ class SqliteProfileStore final : public ProfileStore {
   // What `junction recover profiles` could copy out of a damaged store into this (new) one:
   // each table is read in key order from both ends, so a damaged page loses only the rows
   // between the first and last unreadable key.
-  struct Salvage {
-    std::uint64_t profiles = 0;
-    std::uint64_t identities = 0;
-    std::uint64_t outbox = 0;
-    bool complete = true;                  // every table read to its end from both sides
-    std::optional<std::uint64_t> applied;  // the damaged store's offset (reported, not kept)
-  };
+  using Salvage = profiles::Salvage;
   sdk::Result<Salvage> salvageFrom(const std::string& damaged_file);
 
   static std::string fileIn(const std::string& dir);

@@ -325,7 +325,7 @@ int runWarehouseVerify(const std::string& config_file, const std::string& destin
   parts.checkpoint_file =
       std::filesystem::path(config.storage.path) / "checkpoints" / (destination + ".json");
   core::daemon::DestinationConnectorContext context(parts);
-  auto plugin = registry.get(dest->plugin);
+  auto plugin = registry.get(junction::sdk::PluginKind::Destination, dest->plugin);
   auto made = plugin->createDestination(dest->config, context);
   if (!made) {
     std::fprintf(stderr, "junction: destination '%s': %s\n", destination.c_str(),
@@ -487,14 +487,14 @@ int main(int argc, char** argv) {
                  stdout);
       return 0;
     }
-    auto plugin = registry.get(plugin_name);
-    if (!plugin) {
+    auto named = registry.named(plugin_name);
+    if (named.empty()) {
       std::string hint = core::config::closestMatch(plugin_name, registry.names());
       std::fprintf(stderr, "junction: no plugin named '%s'%s\n", plugin_name.c_str(),
                    hint.empty() ? "" : ("; did you mean '" + hint + "'?").c_str());
       return 1;
     }
-    std::fputs((as_json ? core::daemon::pluginDocJson(*plugin) : core::daemon::pluginDocText(*plugin))
+    std::fputs((as_json ? core::daemon::pluginDocsJson(named) : core::daemon::pluginDocsText(named))
                    .c_str(),
                stdout);
     return 0;

@@ -721,8 +721,17 @@ bool checkConnectors(DaemonConfig& config, const PluginCatalog& plugins, ConfigE
       if (!c.enabled) {
         continue;
       }
-      const sdk::Plugin* plugin = plugins.find(c.plugin);
+      const bool want_source = c.kind == ConnectorKind::Source;
+      const auto want = want_source ? sdk::PluginKind::Source : sdk::PluginKind::Destination;
+      const sdk::Plugin* plugin = plugins.find(want, c.plugin);
       if (plugin == nullptr) {
+        const auto other = want_source ? sdk::PluginKind::Destination : sdk::PluginKind::Source;
+        if (plugins.find(other, c.plugin) != nullptr) {
+          checker.error(c.mark, c.key_path + ".plugin",
+                        "plugin '" + c.plugin + "' is a " + sdk::toString(other) + ", not a " +
+                            sdk::toString(want));
+          continue;
+        }
         std::string hint = closestMatch(c.plugin, plugins.names());
         checker.error(c.mark, c.key_path + ".plugin",
                       "no plugin named '" + c.plugin + "' is loaded" +
@@ -730,13 +739,6 @@ bool checkConnectors(DaemonConfig& config, const PluginCatalog& plugins, ConfigE
         continue;
       }
       const auto& d = plugin->descriptor();
-      bool want_source = c.kind == ConnectorKind::Source;
-      if ((d.kind == sdk::PluginKind::Source) != want_source) {
-        checker.error(c.mark, c.key_path + ".plugin",
-                      "plugin '" + c.plugin + "' is a " + sdk::toString(d.kind) + ", not a " +
-                          (want_source ? "source" : "destination"));
-        continue;
-      }
       if (!want_source) {
         applyDeliveryDefaults(d.delivery, c);
       }

@@ -193,11 +193,13 @@ std::optional<DaemonConfig> loadConfig(const std::string& path, const EnvLookup&
 std::optional<DaemonConfig> loadConfigText(const std::string& text, const std::string& file_name,
                                            const EnvLookup& env, ConfigErrors& errors);
 
-// What checkConnectors needs to know of the loaded plugins.
+// What checkConnectors needs to know of the loaded plugins. Plugins are keyed by kind and name:
+// `hubspot` may be both a source and a destination.
 class PluginCatalog {
  public:
   virtual ~PluginCatalog() = default;
-  virtual const sdk::Plugin* find(std::string_view name) const = 0;
+  virtual const sdk::Plugin* find(sdk::PluginKind kind, std::string_view name) const = 0;
+  // Every loaded name (of any kind), for "did you mean" hints.
   virtual std::vector<std::string> names() const = 0;
 };
 

@@ -260,7 +260,7 @@ sdk::Status Daemon::startSources() {
       log_.info("source disabled", {{"id", c.id}, {"plugin", c.plugin}});
       continue;
     }
-    auto plugin = plugins_.get(c.plugin);
+    auto plugin = plugins_.get(sdk::PluginKind::Source, c.plugin);
     SourceSlot slot;
     slot.config = &c;
     slot.context = std::make_unique<SourceConnectorContext>(partsFor(c.id), *ingest_, router_);
@@ -300,7 +300,7 @@ sdk::Status Daemon::createDestinations() {
       log_.info("destination disabled", {{"id", c.id}, {"plugin", c.plugin}});
       continue;
     }
-    auto plugin = plugins_.get(c.plugin);
+    auto plugin = plugins_.get(sdk::PluginKind::Destination, c.plugin);
     DestinationSlot slot;
     slot.config = &c;
     slot.context = std::make_unique<DestinationConnectorContext>(partsFor(c.id));

@@ -34,6 +34,9 @@ json::object descriptorJson(const plugin::LoadedPlugin& p) {
 
 }  // namespace
 
+// The descriptor with its option table and delivery defaults (defined below).
+static json::object docObject(const plugin::LoadedPlugin& p);
+
 std::string pluginListText(const plugin::PluginRegistry& registry) {
   std::string out;
   std::size_t width = 4;
@@ -124,7 +127,30 @@ std::string pluginDocText(const plugin::LoadedPlugin& p) {
   return out;
 }
 
+std::string pluginDocsText(const std::vector<std::shared_ptr<plugin::LoadedPlugin>>& plugins) {
+  std::string out;
+  for (const auto& p : plugins) {
+    out += (out.empty() ? "" : "\n") + pluginDocText(*p);
+  }
+  return out;
+}
+
+std::string pluginDocsJson(const std::vector<std::shared_ptr<plugin::LoadedPlugin>>& plugins) {
+  if (plugins.size() == 1) {
+    return pluginDocJson(*plugins.front());
+  }
+  json::array list;
+  for (const auto& p : plugins) {
+    list.push_back(docObject(*p));
+  }
+  return json::serialize(list) + "\n";
+}
+
 std::string pluginDocJson(const plugin::LoadedPlugin& p) {
+  return json::serialize(docObject(p)) + "\n";
+}
+
+json::object docObject(const plugin::LoadedPlugin& p) {
   json::object out = descriptorJson(p);
   json::array options;
   for (const auto& spec : p.descriptor().options) {
@@ -172,7 +198,7 @@ std::string pluginDocJson(const plugin::LoadedPlugin& p) {
     }
     out["delivery_defaults"] = std::move(delivery);
   }
-  return json::serialize(out) + "\n";
+  return out;
 }
 
 }  // namespace junction::core::daemon

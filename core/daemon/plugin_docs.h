@@ -2,7 +2,9 @@
 
 // A plugin's descriptor printed as documentation (`junction plugins NAME [--json]`).
 
+#include <memory>
 #include <string>
+#include <vector>
 
 #include "core/plugin/plugin_registry.h"
 
@@ -12,5 +14,9 @@ std::string pluginListText(const plugin::PluginRegistry& registry);
 std::string pluginListJson(const plugin::PluginRegistry& registry);
 std::string pluginDocText(const plugin::LoadedPlugin& plugin);
 std::string pluginDocJson(const plugin::LoadedPlugin& plugin);
+// The docs of every plugin of one name (a source and a destination may share it): the texts one
+// after the other; in JSON one object for one plugin, an array of objects for several.
+std::string pluginDocsText(const std::vector<std::shared_ptr<plugin::LoadedPlugin>>& plugins);
+std::string pluginDocsJson(const std::vector<std::shared_ptr<plugin::LoadedPlugin>>& plugins);
 
 }  // namespace junction::core::daemon

@@ -157,26 +157,27 @@ sdk::Result<std::shared_ptr<LoadedPlugin>> PluginRegistry::load(const fs::path& 
   if (auto problems = sdk::checkOptionTable(descriptor->options); !problems.empty()) {
     return refuse("invalid descriptor: " + problems.front());
   }
-  if (auto it = by_name_.find(descriptor->name); it != by_name_.end()) {
+  const Key key{descriptor->kind, descriptor->name};
+  if (auto it = by_key_.find(key); it != by_key_.end()) {
     const std::string& name = descriptor->name;
-    if (scanning_builtin_ || !builtin_names_.contains(name)) {
-      return refuse("plugin name '" + name + "' is already taken by " + it->second->file().string());
+    const std::string what = std::string("plugin name '") + name + "' (" + sdk::toString(key.first) + ")";
+    if (scanning_builtin_ || !builtin_keys_.contains(key)) {
+      return refuse(what + " is already taken by " + it->second->file().string());
     }
     if (!allow_override_.contains(name)) {
-      return refuse("plugin name '" + name + "' is taken by the built-in plugin " +
-                    it->second->file().string() + "; to use this file instead, list '" + name +
-                    "' in plugins.allow_override");
+      return refuse(what + " is taken by the built-in plugin " + it->second->file().string() +
+                    "; to use this file instead, list '" + name + "' in plugins.allow_override");
     }
-    overrides_.push_back(name + ": " + file.string() + " replaces the built-in " +
-                         it->second->file().string());
-    builtin_names_.erase(name);
-    by_name_.erase(it);
+    overrides_.push_back(name + " (" + sdk::toString(key.first) + "): " + file.string() +
+                         " replaces the built-in " + it->second->file().string());
+    builtin_keys_.erase(key);
+    by_key_.erase(it);
   }
   auto loaded = std::make_shared<LoadedPlugin>(file, std::move(library), std::move(plugin),
                                                entry.sdk_version ? entry.sdk_version : "");
-  by_name_.emplace(descriptor->name, loaded);
+  by_key_.emplace(key, loaded);
   if (scanning_builtin_) {
-    builtin_names_.insert(descriptor->name);
+    builtin_keys_.insert(key);
   }
   return loaded;
 }
@@ -220,29 +221,42 @@ void PluginRegistry::scan(const std::vector<fs::path>& directories,
   }
 }
 
-const sdk::Plugin* PluginRegistry::find(std::string_view name) const {
-  auto it = by_name_.find(name);
-  return it == by_name_.end() ? nullptr : &it->second->plugin();
+const sdk::Plugin* PluginRegistry::find(sdk::PluginKind kind, std::string_view name) const {
+  auto p = get(kind, name);
+  return p ? &p->plugin() : nullptr;
 }
 
 std::vector<std::string> PluginRegistry::names() const {
-  std::vector<std::string> out;
-  for (const auto& [name, p] : by_name_) {
-    out.push_back(name);
+  std::set<std::string> unique;
+  for (const auto& [key, p] : by_key_) {
+    unique.insert(key.second);
+  }
+  return {unique.begin(), unique.end()};
+}
+
+std::shared_ptr<LoadedPlugin> PluginRegistry::get(sdk::PluginKind kind, std::string_view name) const {
+  auto it = by_key_.find(Key{kind, std::string(name)});
+  return it == by_key_.end() ? nullptr : it->second;
+}
+
+std::vector<std::shared_ptr<LoadedPlugin>> PluginRegistry::named(std::string_view name) const {
+  std::vector<std::shared_ptr<LoadedPlugin>> out;
+  for (auto kind : {sdk::PluginKind::Source, sdk::PluginKind::Destination}) {
+    if (auto p = get(kind, name)) {
+      out.push_back(std::move(p));
+    }
   }
   return out;
 }
 
-std::shared_ptr<LoadedPlugin> PluginRegistry::get(std::string_view name) const {
-  auto it = by_name_.find(name);
-  return it == by_name_.end() ? nullptr : it->second;
-}
-
 std::vector<std::shared_ptr<LoadedPlugin>> PluginRegistry::all() const {
   std::vector<std::shared_ptr<LoadedPlugin>> out;
-  for (const auto& [name, p] : by_name_) {
+  for (const auto& [key, p] : by_key_) {
     out.push_back(p);
   }
+  std::stable_sort(out.begin(), out.end(), [](const auto& a, const auto& b) {
+    return a->descriptor().name < b->descriptor().name;
+  });
   return out;
 }
 

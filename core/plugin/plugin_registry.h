@@ -9,6 +9,11 @@
 // Lifetime: a LoadedPlugin owns its shared library; every instance it creates co-owns the
 // LoadedPlugin (shared_ptr deleters), so instances die before factories, factories before the
 // library. Nothing is unloaded while anything of it lives.
+//
+// Plugins are keyed by kind and name: one name may be both a source and a destination
+// (`plugin: hubspot` under `sources:` and under `destinations:`), each from its own library
+// (a library exports one descriptor, so one kind). Two plugins of the same kind and name are
+// refused like before.
 
 #include <filesystem>
 #include <map>
@@ -87,18 +92,27 @@ class PluginRegistry final : public config::PluginCatalog {
   // "NAME: FILE replaces the built-in FILE", for each override scanSearchPath made.
   const std::vector<std::string>& overrides() const noexcept { return overrides_; }
 
-  // Loads one file. On success the plugin is registered under its name.
+  // Loads one file. On success the plugin is registered under its kind and name.
   sdk::Result<std::shared_ptr<LoadedPlugin>> load(const std::filesystem::path& file);
 
-  const sdk::Plugin* find(std::string_view name) const override;
+  const sdk::Plugin* find(sdk::PluginKind kind, std::string_view name) const override;
+  // Every loaded name once, sorted (a name with both kinds appears once).
   std::vector<std::string> names() const override;
-  std::shared_ptr<LoadedPlugin> get(std::string_view name) const;
+  std::shared_ptr<LoadedPlugin> get(sdk::PluginKind kind, std::string_view name) const;
+  // The plugins of this name: none, one, or a source and a destination (source first).
+  std::vector<std::shared_ptr<LoadedPlugin>> named(std::string_view name) const;
+  // Sorted by name, then kind (source before destination).
   std::vector<std::shared_ptr<LoadedPlugin>> all() const;
 
  private:
-  std::map<std::string, std::shared_ptr<LoadedPlugin>, std::less<>> by_name_;
+  using Key = std::pair<sdk::PluginKind, std::string>;
+  struct KeyLess {
+    using is_transparent = void;
+    bool operator()(const Key& a, const Key& b) const { return a < b; }
+  };
+  std::map<Key, std::shared_ptr<LoadedPlugin>, KeyLess> by_key_;
   std::map<std::string, std::string> by_file_;  // canonical path -> name ("" if refused)
-  std::set<std::string, std::less<>> builtin_names_;   // loaded from the built-in directory
+  std::set<Key, KeyLess> builtin_keys_;                // loaded from the built-in directory
   std::set<std::string, std::less<>> allow_override_;  // built-in names others may replace
   bool scanning_builtin_ = false;
   std::vector<std::string> overrides_;

@@ -37,7 +37,9 @@ std::optional<std::string> environment(std::string_view name) {
 
 class NoPlugins final : public PluginCatalog {
  public:
-  const junction::sdk::Plugin* find(std::string_view) const override { return nullptr; }
+  const junction::sdk::Plugin* find(junction::sdk::PluginKind, std::string_view) const override {
+    return nullptr;
+  }
   std::vector<std::string> names() const override { return {}; }
 };
 

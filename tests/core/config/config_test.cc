@@ -306,8 +306,8 @@ class Catalog final : public PluginCatalog {
                .delivery = {.max_events = 500, .max_wait = std::chrono::milliseconds(1000),
                             .concurrency = 4, .ordering = sdk::Ordering::None}},
               destOptions()) {}
-  const sdk::Plugin* find(std::string_view name) const override {
-    return name == "mailchimp" ? &dest_ : nullptr;
+  const sdk::Plugin* find(sdk::PluginKind kind, std::string_view name) const override {
+    return kind == sdk::PluginKind::Destination && name == "mailchimp" ? &dest_ : nullptr;
   }
   std::vector<std::string> names() const override { return {"mailchimp"}; }
 
@@ -446,6 +446,80 @@ destinations:
                           "not a source",
                           "test.yaml:5:5: destinations[0].plugin: no plugin named 'mailchimpp' is "
                           "loaded; did you mean 'mailchimp'?"));
+}
+
+// One name, two kinds: a `crm` source and a `crm` destination, each with its own option table.
+struct CrmSourceConfig {
+  std::string every;
+};
+
+class NullSource final : public sdk::Source {
+ public:
+  NullSource(CrmSourceConfig, sdk::SourceContext&) {}
+  sdk::Status start() override { return {}; }
+};
+
+const sdk::OptionTable<CrmSourceConfig>& crmSourceOptions() {
+  static const sdk::OptionTable<CrmSourceConfig> table{
+      sdk::option("every", &CrmSourceConfig::every, "Pull interval").defaultValue("15m"),
+  };
+  return table;
+}
+
+class TwoKindCatalog final : public PluginCatalog {
+ public:
+  TwoKindCatalog()
+      : source_({.name = "crm", .version = "1", .summary = "s"}, crmSourceOptions()),
+        dest_({.name = "crm", .version = "1", .summary = "d"}, destOptions()) {}
+  const sdk::Plugin* find(sdk::PluginKind kind, std::string_view name) const override {
+    if (name != "crm") {
+      return nullptr;
+    }
+    return kind == sdk::PluginKind::Source ? static_cast<const sdk::Plugin*>(&source_) : &dest_;
+  }
+  std::vector<std::string> names() const override { return {"crm"}; }
+
+ private:
+  sdk::SourcePlugin<NullSource, CrmSourceConfig> source_;
+  sdk::DestinationPlugin<NullDestination, DestConfig> dest_;
+};
+
+TEST(ConnectorCheckTest, OneNameIsBothASourceAndADestination) {
+  ConfigErrors errors;
+  auto config = load(R"(sources:
+  - id: crm_in
+    plugin: crm
+    config: { every: 30s }
+destinations:
+  - id: crm_out
+    plugin: crm
+    config: { list_id: abc, api_key: "k-123456" }
+)",
+                     errors);
+  ASSERT_TRUE(config) << formatErrors(errors);
+  TwoKindCatalog catalog;
+  EXPECT_TRUE(checkConnectors(*config, catalog, errors)) << formatErrors(errors);
+  EXPECT_EQ(config->sources[0].config.at("every"), "30s");
+  EXPECT_EQ(config->destinations[0].config.at("list_id"), "abc");
+  EXPECT_EQ(config->destinations[0].secrets, std::vector<std::string>{"k-123456"});
+
+  // Each side is checked against its own kind's option table.
+  config = load(R"(sources:
+  - id: crm_in
+    plugin: crm
+    config: { list_id: abc }
+destinations:
+  - id: crm_out
+    plugin: crm
+    config: { every: 30s }
+)",
+                errors);
+  ASSERT_TRUE(config) << formatErrors(errors);
+  EXPECT_FALSE(checkConnectors(*config, catalog, errors));
+  const auto text = formatErrors(errors);
+  EXPECT_THAT(text, HasSubstr("sources[0].config.list_id"));
+  EXPECT_THAT(text, HasSubstr("destinations[0].config.every"));
+  EXPECT_THAT(text, HasSubstr("destinations[0].config.list_id"));
 }
 
 TEST(ConnectorCheckTest, DisabledConnectorsAreNotChecked) {

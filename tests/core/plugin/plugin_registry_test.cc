@@ -58,8 +58,9 @@ TEST(PluginRegistryTest, LoadsAGoodPlugin) {
   EXPECT_EQ(d.options[1].key, "api_key");
   EXPECT_TRUE(d.options[1].secret);
   EXPECT_THAT(registry.names(), ElementsAre("fixture_good"));
-  EXPECT_NE(registry.find("fixture_good"), nullptr);
-  EXPECT_EQ(registry.find("nope"), nullptr);
+  EXPECT_NE(registry.find(sdk::PluginKind::Destination, "fixture_good"), nullptr);
+  EXPECT_EQ(registry.find(sdk::PluginKind::Source, "fixture_good"), nullptr);
+  EXPECT_EQ(registry.find(sdk::PluginKind::Destination, "nope"), nullptr);
 }
 
 TEST(PluginRegistryTest, RefusesAFileThatIsNotASharedLibrary) {
@@ -111,8 +112,40 @@ TEST(PluginRegistryTest, RefusesADuplicateName) {
   ASSERT_TRUE(registry.load(good));
   auto dup = fixture("duplicate", "fixture_duplicate");
   EXPECT_EQ(refusal(registry, dup),
-            dup.string() + ": plugin name 'fixture_good' is already taken by " + good.string());
-  EXPECT_EQ(registry.get("fixture_good")->descriptor().version, "2.3.4");
+            dup.string() + ": plugin name 'fixture_good' (destination) is already taken by " +
+                good.string());
+  EXPECT_EQ(registry.get(sdk::PluginKind::Destination, "fixture_good")->descriptor().version,
+            "2.3.4");
+}
+
+TEST(PluginRegistryTest, OneNameLoadsAsASourceAndAsADestination) {
+  PluginRegistry registry;
+  auto dest_file = fixture("good", "fixture_good");
+  auto source_file = fixture("good_source", "fixture_good_source");
+  ASSERT_TRUE(registry.load(dest_file));
+  ASSERT_TRUE(registry.load(source_file));
+  EXPECT_THAT(registry.names(), ElementsAre("fixture_good"));
+  auto source = registry.get(sdk::PluginKind::Source, "fixture_good");
+  auto dest = registry.get(sdk::PluginKind::Destination, "fixture_good");
+  ASSERT_TRUE(source);
+  ASSERT_TRUE(dest);
+  EXPECT_EQ(source->file(), source_file);
+  EXPECT_EQ(source->descriptor().kind, sdk::PluginKind::Source);
+  EXPECT_EQ(dest->file(), dest_file);
+  EXPECT_EQ(dest->descriptor().kind, sdk::PluginKind::Destination);
+  EXPECT_EQ(registry.find(sdk::PluginKind::Source, "fixture_good"), &source->plugin());
+  EXPECT_THAT(registry.named("fixture_good"), ElementsAre(source, dest));
+  EXPECT_THAT(registry.all(), ElementsAre(source, dest));
+
+  // A second source of that name is still refused; the first one stays.
+  TempDir dir;
+  const fs::path copy = dir.path() / "libjunction_other_source.so";
+  fs::copy_file(source_file, copy);
+  EXPECT_EQ(refusal(registry, copy), copy.string() +
+                                         ": plugin name 'fixture_good' (source) is already taken "
+                                         "by " +
+                                         source_file.string());
+  EXPECT_EQ(registry.get(sdk::PluginKind::Source, "fixture_good")->file(), source_file);
 }
 
 TEST(PluginRegistryTest, ScanLoadsGoodFilesAndReportsEachRefusal) {
@@ -149,7 +182,7 @@ TEST(PluginRegistryTest, InstancesKeepTheLibraryLoadedAfterTheRegistryIsGone) {
                                {"verbose", false}, {"timeout", 10}, {"max_bytes", 10},
                                {"tags", boost::json::array{}}, {"mode", "lenient"},
                                {"record_to", record}};
-    auto made = registry.get("fixture_good")->createDestination(config, context);
+    auto made = registry.get(sdk::PluginKind::Destination, "fixture_good")->createDestination(config, context);
     ASSERT_TRUE(made) << made.error().message;
     instance = *made;
   }
@@ -175,8 +208,8 @@ TEST(PluginRegistryTest, APluginInPathsNamedLikeABuiltInOneIsRefusedUnlessAllowe
     PluginRegistry registry;
     std::vector<LoadError> refused;
     registry.scanSearchPath({dir.path().string()}, {}, refused);
-    ASSERT_TRUE(registry.get("file"));
-    EXPECT_EQ(fs::weakly_canonical(registry.get("file")->file()), fs::weakly_canonical(builtin));
+    ASSERT_TRUE(registry.get(sdk::PluginKind::Destination, "file"));
+    EXPECT_EQ(fs::weakly_canonical(registry.get(sdk::PluginKind::Destination, "file")->file()), fs::weakly_canonical(builtin));
     ASSERT_EQ(refused.size(), 1u);
     EXPECT_EQ(refused[0].file, copy.string());
     EXPECT_THAT(refused[0].reason, HasSubstr("is taken by the built-in plugin"));
@@ -187,8 +220,8 @@ TEST(PluginRegistryTest, APluginInPathsNamedLikeABuiltInOneIsRefusedUnlessAllowe
     PluginRegistry registry;
     std::vector<LoadError> refused;
     registry.scanSearchPath({dir.path().string()}, {"file"}, refused);
-    ASSERT_TRUE(registry.get("file"));
-    EXPECT_EQ(registry.get("file")->file(), copy);
+    ASSERT_TRUE(registry.get(sdk::PluginKind::Destination, "file"));
+    EXPECT_EQ(registry.get(sdk::PluginKind::Destination, "file")->file(), copy);
     EXPECT_TRUE(refused.empty());
     ASSERT_EQ(registry.overrides().size(), 1u);
     EXPECT_THAT(registry.overrides()[0], HasSubstr("replaces the built-in"));

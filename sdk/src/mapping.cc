@@ -4,6 +4,7 @@
 #include <array>
 #include <cctype>
 #include <charconv>
+#include <cmath>
 #include <ctime>
 #include <utility>
 
@@ -16,8 +17,8 @@ namespace {
 
 namespace json = boost::json;
 
-constexpr std::array<std::string_view, 8> kTransforms = {
-    "trim", "lowercase", "uppercase", "sha256", "md5", "string", "number", "boolean"};
+constexpr std::array<std::string_view, 9> kTransforms = {
+    "trim", "lowercase", "uppercase", "sha256", "md5", "string", "number", "boolean", "iso8601"};
 constexpr std::string_view kDatePrefix = "date:";
 
 std::string_view trimView(std::string_view s) noexcept {
@@ -61,7 +62,8 @@ std::optional<std::string> checkTransform(std::string_view name) {
   }
   if (std::find(kTransforms.begin(), kTransforms.end(), name) == kTransforms.end()) {
     return "unknown transform `" + std::string(name) +
-           "` (trim, lowercase, uppercase, sha256, md5, string, number, boolean, date:FORMAT)";
+           "` (trim, lowercase, uppercase, sha256, md5, string, number, boolean, iso8601, "
+           "date:FORMAT)";
   }
   return std::nullopt;
 }
@@ -214,6 +216,34 @@ std::optional<json::value> toNumber(const json::value& v) {
   return std::nullopt;
 }
 
+// Inbound times come as ISO-8601 text (with any offset) or as Unix epoch seconds or milliseconds
+// (numbers or numeric text): a magnitude below 1e11 is seconds (1e11 s is the year 5138, 1e11 ms
+// is March 1973, before any webhook).
+std::optional<json::value> toIso8601(const json::value& v) {
+  std::optional<std::int64_t> ms;
+  const json::value* number = &v;
+  json::value parsed;
+  if (v.is_string()) {
+    if (auto n = toNumber(v)) {
+      parsed = std::move(*n);
+      number = &parsed;
+    } else {
+      ms = epochMsOf(v);
+    }
+  }
+  if (!ms && number->is_number()) {
+    const double d = number->to_number<double>();
+    if (!std::isfinite(d) || std::fabs(d) >= 1e15) {
+      return std::nullopt;
+    }
+    ms = static_cast<std::int64_t>(std::fabs(d) < 1e11 ? d * 1000 : d);
+  }
+  if (!ms) {
+    return std::nullopt;
+  }
+  return json::value(json::string_view(formatIsoTimestamp(*ms)));
+}
+
 std::optional<json::value> toBoolean(const json::value& v) {
   if (v.is_bool()) {
     return v;
@@ -247,6 +277,9 @@ std::optional<json::value> transform(std::string_view name, json::value v) {
   }
   if (name == "number") {
     return toNumber(v);
+  }
+  if (name == "iso8601") {
+    return toIso8601(v);
   }
   if (name == "boolean") {
     return toBoolean(v);
@@ -353,6 +386,12 @@ std::optional<json::value> FieldMapping::valueOf(const Rule& rule, const json::o
     }
   }
   for (const auto& path : rule.from) {
+    if (path == kWholeDocumentPath) {
+      if (auto v = transformed(json::value(event)); v && hasValue(*v)) {
+        return v;
+      }
+      continue;
+    }
     const json::value* found = findPath(event, path);
     if (found == nullptr || !hasValue(*found)) {
       continue;
@@ -390,6 +429,21 @@ std::optional<std::string> firstString(const json::object& event,
 
 std::optional<std::string> emailOf(const json::object& event) {
   return firstString(event, {"traits.email", "context.traits.email", "properties.email"});
+}
+
+std::vector<OptionError> checkInboundMapping(const FieldMapping& mapping, std::string_view option) {
+  std::vector<OptionError> errors;
+  for (const auto& rule : mapping.rules()) {
+    const std::string_view top = std::string_view(rule.field).substr(0, rule.field.find('.'));
+    if (std::find(std::begin(kInboundEventFields), std::end(kInboundEventFields), top) ==
+        std::end(kInboundEventFields)) {
+      errors.push_back({std::string(option) + "." + rule.field,
+                        "`" + std::string(top) +
+                            "` is not a field of a Segment event (type, event, name, userId, "
+                            "anonymousId, timestamp, messageId, properties, traits, context, ...)"});
+    }
+  }
+  return errors;
 }
 
 }  // namespace junction::sdk

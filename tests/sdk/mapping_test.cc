@@ -142,3 +142,54 @@ TEST(FieldMappingTest, EmailOfAndFirstString) {
 
 }  // namespace
 }  // namespace junction::sdk
+
+namespace junction::sdk {
+namespace {
+
+// Inbound mapping (webhook source, CSV import): a received document to a Segment event.
+TEST(InboundMappingTest, WholeDocumentTimesAndEventFields) {
+  auto mapping = FieldMapping::parse(boost::json::parse(R"({
+    "type": {"value": "track"},
+    "event": {"from": "topic", "default": "Order Created"},
+    "userId": "customer.id",
+    "timestamp": {"from": "created_at", "transform": "iso8601"},
+    "originalTimestamp": {"from": "created", "transform": "iso8601"},
+    "properties": "$",
+    "traits.email": "customer.email"
+  })").as_object());
+  ASSERT_TRUE(mapping.ok()) << mapping.error().message;
+  EXPECT_TRUE(checkInboundMapping(*mapping).empty());
+  const auto payload = boost::json::parse(R"({"id": 7, "customer": {"id": 42, "email": "a@x.test"},
+    "created_at": "2026-11-28T16:11:01+01:00", "created": 1764342661})").as_object();
+  const auto event = mapping->apply(payload);
+  EXPECT_EQ(event.at("type"), "track");
+  EXPECT_EQ(event.at("event"), "Order Created");
+  EXPECT_EQ(event.at("userId"), 42);
+  EXPECT_EQ(event.at("timestamp"), "2026-11-28T15:11:01.000Z");
+  EXPECT_EQ(event.at("originalTimestamp"), "2025-11-28T15:11:01.000Z");
+  EXPECT_EQ(event.at("properties"), boost::json::value(payload));
+  EXPECT_EQ(event.at("traits").at("email"), "a@x.test");
+
+  // Milliseconds and numeric text are times too; text that is neither is no value.
+  auto ms = FieldMapping::parse(boost::json::parse(
+      R"({"timestamp": {"from": "t", "transform": "iso8601"}})").as_object());
+  ASSERT_TRUE(ms.ok());
+  EXPECT_EQ(ms->apply(boost::json::parse(R"({"t": 1764342661500})").as_object()).at("timestamp"),
+            "2025-11-28T15:11:01.500Z");
+  EXPECT_EQ(ms->apply(boost::json::parse(R"({"t": "1764342661"})").as_object()).at("timestamp"),
+            "2025-11-28T15:11:01.000Z");
+  EXPECT_FALSE(ms->apply(boost::json::parse(R"({"t": "yesterday"})").as_object()).contains("timestamp"));
+}
+
+TEST(InboundMappingTest, AFieldThatIsNotAnEventFieldIsNamed) {
+  auto mapping = FieldMapping::parse(boost::json::parse(
+      R"({"user_id": "customer.id", "properties.total": "total"})").as_object());
+  ASSERT_TRUE(mapping.ok());
+  const auto errors = checkInboundMapping(*mapping, "mapping");
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_EQ(errors[0].key, "mapping.user_id");
+  EXPECT_THAT(errors[0].message, ::testing::HasSubstr("not a field of a Segment event"));
+}
+
+}  // namespace
+}  // namespace junction::sdk

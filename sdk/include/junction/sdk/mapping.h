@@ -22,7 +22,11 @@
 //     `sha256` (lower-case hex), `md5` (lower-case hex), `string` (numbers and booleans as
 //     text), `number` (numeric text to a number; anything else: no value), `boolean`
 //     ("true"/"false"/"1"/"0"/"yes"/"no"), `date:FORMAT` (an ISO-8601 time or Unix epoch
-//     milliseconds, written with strftime's FORMAT in UTC, e.g. `date:%Y-%m-%d`).
+//     milliseconds, written with strftime's FORMAT in UTC, e.g. `date:%Y-%m-%d`), `iso8601`
+//     (an ISO-8601 time with any offset, or Unix epoch seconds or milliseconds — a number or
+//     numeric text, below 1e11 taken as seconds — to "2026-11-28T15:11:01.123Z"; for inbound
+//     timestamps).
+//   - The path `$` names the whole document: `properties: $` copies an inbound payload.
 //   - A field name may be dotted ("address.city") to build nested objects in the output.
 //
 // Text transforms apply to strings (and to numbers and booleans, as their text); objects and
@@ -43,6 +47,29 @@
 #include "junction/sdk/result.h"
 
 namespace junction::sdk {
+
+// The `from` path naming the whole input document.
+inline constexpr std::string_view kWholeDocumentPath = "$";
+
+// Inbound mapping (sources that turn any JSON into events: the webhook source, CSV import) is the
+// same mapping read the other way: its fields are the Segment event's (`type`, `event`, `name`,
+// `userId`, `anonymousId`, `timestamp`, `messageId`, `properties.total`, `traits.email`, ...)
+// and its paths point into the received document:
+//
+//   mapping:
+//     type: { value: track }
+//     event: { from: topic, default: "Order Created" }
+//     userId: customer.id
+//     anonymousId: cart_token
+//     timestamp: { from: created_at, transform: iso8601 }
+//     properties: $                            # the whole payload
+//     traits.email: customer.email
+//
+// The top-level fields an inbound mapping may set; checkInboundMapping names any other.
+inline constexpr std::string_view kInboundEventFields[] = {
+    "type",    "event",      "name",   "userId",    "anonymousId",       "timestamp",
+    "messageId", "properties", "traits", "context", "originalTimestamp", "groupId",
+    "previousId", "integrations"};
 
 class FieldMapping {
  public:
@@ -87,6 +114,11 @@ class FieldMapping {
  private:
   std::vector<Rule> rules_;
 };
+
+// Option errors for an inbound mapping whose field is not a Segment event field (a typo such as
+// `user_id` would otherwise silently make events without a user), keyed `option.FIELD`.
+std::vector<OptionError> checkInboundMapping(const FieldMapping& mapping,
+                                             std::string_view option = "mapping");
 
 // The first string found at `paths` in `event`, trimmed; nullopt when none holds a non-empty
 // string. For identifiers read from one of several places, e.g. the person's email:

@@ -23,12 +23,6 @@ namespace {
 constexpr std::string_view kUpsertPath = "/crm/v3/objects/contacts/batch/upsert";
 constexpr std::string_view kEventsPath = "/events/v3/send";
 constexpr std::string_view kGdprDeletePath = "/crm/v3/objects/contacts/gdpr-delete";
-// A 429 without Retry-After or -Interval-Milliseconds waits out HubSpot's rolling window.
-constexpr std::chrono::milliseconds kDefaultRateLimitWait{10'000};
-// The daily limit resets at midnight in the account's time zone, which the plugin does not
-// know: it pauses this long, then one delivery finds out whether the day has turned.
-constexpr std::chrono::milliseconds kDailyLimitWait{std::chrono::hours(1)};
-
 std::string lowerTrimmed(std::string_view s) {
   while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) {
     s.remove_prefix(1);
@@ -63,46 +57,6 @@ json::object propertiesOf(const json::object& fields) {
     }
   }
   return out;
-}
-
-std::int64_t headerNumber(const sdk::HttpHeaders& headers, std::string_view name) {
-  std::string_view text = headers.get(name);
-  std::int64_t n = -1;
-  if (text.empty() ||
-      std::from_chars(text.data(), text.data() + text.size(), n).ec != std::errc()) {
-    return -1;
-  }
-  return n;
-}
-
-constexpr std::string_view kMaxHeader = "X-HubSpot-RateLimit-Max";
-constexpr std::string_view kRemainingHeader = "X-HubSpot-RateLimit-Remaining";
-constexpr std::string_view kIntervalHeader = "X-HubSpot-RateLimit-Interval-Milliseconds";
-constexpr std::string_view kDailyHeader = "X-HubSpot-RateLimit-Daily";
-constexpr std::string_view kDailyRemainingHeader = "X-HubSpot-RateLimit-Daily-Remaining";
-
-// The day's calls are spent (private apps get the -Daily headers; OAuth apps do not).
-bool dailySpent(const sdk::HttpHeaders& headers) {
-  return headerNumber(headers, kDailyHeader) > 0 &&
-         headerNumber(headers, kDailyRemainingHeader) == 0;
-}
-
-std::chrono::milliseconds windowOf(const sdk::HttpHeaders& headers) {
-  const std::int64_t interval = headerNumber(headers, kIntervalHeader);
-  return interval > 0 ? std::chrono::milliseconds(interval) : kDefaultRateLimitWait;
-}
-
-// When an answer says the account has no calls left (the day's or the window's): how long until
-// it has some again.
-std::optional<std::chrono::milliseconds> spentFor(const sdk::HttpClientResponse& response) {
-  if (dailySpent(response.headers)) {
-    return kDailyLimitWait;
-  }
-  if (headerNumber(response.headers, kMaxHeader) > 0 &&
-      headerNumber(response.headers, kRemainingHeader) == 0) {
-    return windowOf(response.headers);
-  }
-  return std::nullopt;
 }
 
 bool retryableCategory(std::string_view category) {
@@ -253,39 +207,6 @@ Request buildBehavioralEvent(const sdk::Event& event, std::size_t position,
                     {"occurredAt", sdk::formatIsoTimestamp(event.header().timestamp_ms)},
                     {"properties", std::move(properties)}};
   return Request{"POST", std::string(kEventsPath), json::serialize(body), {position}};
-}
-
-std::string vendorReason(const sdk::HttpClientResponse& response) {
-  boost::system::error_code ec;
-  const json::value body = json::parse(response.body, ec);
-  const json::object* o = ec ? nullptr : body.if_object();
-  const json::value* message = o != nullptr ? o->if_contains("message") : nullptr;
-  if (message == nullptr || !message->is_string()) {
-    return response.describe();
-  }
-  std::string reason = "HTTP " + std::to_string(response.status) +
-                       " from HubSpot: " + std::string(message->get_string());
-  if (const auto* category = o->if_contains("category");
-      category != nullptr && category->is_string()) {
-    reason += " (" + std::string(category->get_string()) + ")";
-  }
-  return clip(std::move(reason));
-}
-
-std::chrono::milliseconds rateLimitWait(const sdk::HttpClientResponse& response) {
-  if (response.retry_after.count() > 0) {
-    return response.retry_after;
-  }
-  if (response.body.find("\"DAILY\"") != std::string::npos) {
-    boost::system::error_code ec;
-    const json::value body = json::parse(response.body, ec);
-    const json::object* o = ec ? nullptr : body.if_object();
-    const json::value* policy = o != nullptr ? o->if_contains("policyName") : nullptr;
-    if (policy != nullptr && policy->is_string() && policy->get_string() == "DAILY") {
-      return kDailyLimitWait;
-    }
-  }
-  return windowOf(response.headers);
 }
 
 std::vector<Outcome> upsertOutcomes(const sdk::HttpClientResponse& response,

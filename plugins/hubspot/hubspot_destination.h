@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "hubspot_api.h"
 #include "junction/sdk/destination.h"
 #include "junction/sdk/http_client.h"
 #include "junction/sdk/mapping.h"
@@ -76,15 +77,6 @@ Request buildBehavioralEvent(const sdk::Event& event, std::size_t position,
 // limit and server categories: retry). `emails` is the upsert's emails in input order.
 std::vector<sdk::Outcome> upsertOutcomes(const sdk::HttpClientResponse& response,
                                          const std::vector<std::string>& emails);
-
-// How long HubSpot's account limit asks to wait after `response` (a 429): its Retry-After;
-// else, for the daily limit (policyName DAILY), an hour (it resets at midnight in the account's
-// time zone); else the window, X-HubSpot-RateLimit-Interval-Milliseconds; else 10 s.
-std::chrono::milliseconds rateLimitWait(const sdk::HttpClientResponse& response);
-
-// HubSpot's error text: `message` (and `category`) of its error body, else the response's
-// description. Never holds request headers.
-std::string vendorReason(const sdk::HttpClientResponse& response);
 
 class HubspotDestination final : public sdk::Destination {
  public:

@@ -12,6 +12,21 @@
 //        properties?}: 204
 //   POST /crm/v3/objects/contacts/gdpr-delete     {objectId, idProperty: "email"}: 204, or 404
 //        OBJECT_NOT_FOUND
+//   POST /crm/v3/objects/contacts/search          the CRM search: {filterGroups (at most 5, each
+//        at most 6 filters; OR of ANDs), sorts (at most one), properties, limit (1..200, default
+//        10), after (an offset)}. Filters on lastmodifieddate, createdate, hs_object_id (EQ, NEQ,
+//        LT, LTE, GT, GTE, BETWEEN with highValue; epoch milliseconds or ISO 8601) and on other
+//        properties (EQ, NEQ, HAS_PROPERTY, NOT_HAS_PROPERTY). 200 {"total", "results": [{"id",
+//        "properties", "createdAt", "updatedAt", "archived"}], "paging": {"next": {"after"}}};
+//        the default properties (createdate, email, firstname, hs_object_id, lastmodifieddate,
+//        lastname) plus the requested ones (null when unset). At most 10,000 results per query:
+//        `after` at or past the cap is 400 VALIDATION_ERROR. Search calls have their own limit
+//        (`search_requests_per_second`, HubSpot's is 5), answered 429 with policyName SECONDLY,
+//        and carry no X-HubSpot-RateLimit headers, as HubSpot documents.
+//
+// Contacts carry lastmodifieddate and createdate (epoch ms, served as ISO 8601); an upsert sets
+// lastmodifieddate to the fake's clock, putContact() to a given time, so tests serve changing
+// data.
 //
 // Every request needs `Authorization: Bearer <access token>` (401 INVALID_AUTHENTICATION
 // otherwise). Every answer carries the rolling ten-second window's X-HubSpot-RateLimit-Max,
@@ -51,6 +66,10 @@ struct FakeHubspotOptions {
   // Calls per day (250,000 on Free and Starter), counted from the fake's start; 0 = no daily
   // limit and no -Daily headers (as for OAuth apps).
   std::size_t daily_limit = 0;
+  // Search calls per second (rolling second), when not 0: HubSpot allows 5 per account.
+  double search_requests_per_second = 0;
+  // Results one search query can page through (HubSpot: 10,000).
+  std::size_t search_result_cap = 10'000;
 };
 
 class FakeHubspot {
@@ -60,6 +79,8 @@ class FakeHubspot {
   struct Contact {
     std::string id;
     boost::json::object properties;  // every value a string, as HubSpot keeps them
+    std::int64_t created_ms = 0;
+    std::int64_t last_modified_ms = 0;
   };
   struct BehavioralEvent {
     std::string event_name;
@@ -86,6 +107,18 @@ class FakeHubspot {
                  std::string category = "VALIDATION_ERROR");
   // Upserts answer 200 with no result for this email (a 2xx that wrote nothing).
   void dropEmail(std::string email);
+  // Creates or updates the contact with this email (properties merged) and sets its
+  // lastmodifieddate; returns its id.
+  std::string putContact(std::string email, boost::json::object properties,
+                         std::int64_t last_modified_ms);
+  // `n` contacts contact<first+i>@example.com (firstname, lastname), modified at
+  // first_modified_ms + i * step_ms.
+  void seedContacts(std::size_t n, std::int64_t first_modified_ms, std::int64_t step_ms,
+                    std::size_t first = 0);
+  // Epoch ms the fake stamps on upserts (default: the system clock).
+  void setNowMs(std::optional<std::int64_t> now_ms);
+  // Search requests answered (any status).
+  std::size_t searchCount() const;
   void setDelay(std::chrono::milliseconds delay);
   // While down, every connection is reset without an answer.
   void setDown(bool down);
@@ -125,6 +158,11 @@ class FakeHubspot {
   sdk::HttpResponse upsert(const sdk::testing::RecordedRequest& request);
   sdk::HttpResponse sendEvent(const sdk::testing::RecordedRequest& request);
   sdk::HttpResponse gdprDelete(const sdk::testing::RecordedRequest& request);
+  sdk::HttpResponse search(const sdk::testing::RecordedRequest& request);
+  // Sets a contact's lastmodifieddate, keeping by_modified_ in step. mutex_ held.
+  void touch(Contact& contact, std::int64_t last_modified_ms);
+  Contact& contactFor(const std::string& email, std::int64_t now_ms);  // mutex_ held
+  std::int64_t nowMs() const;                                          // mutex_ held
   void installRule();  // rule_mutex_ held
   // HubSpot's error body ({"status":"error","message","correlationId","category"}).
   sdk::HttpResponse errorAnswer(int status, std::string_view message, std::string_view category);
@@ -135,6 +173,11 @@ class FakeHubspot {
   const bool window_limited_;     // false: the window is only reported
   mutable std::mutex mutex_;
   std::map<std::string, Contact> contacts_;  // by lower-cased email
+  std::map<std::uint64_t, std::string> email_by_id_;
+  std::set<std::pair<std::int64_t, std::uint64_t>> by_modified_;  // (lastmodifieddate, id)
+  std::optional<std::int64_t> now_ms_;
+  std::deque<std::chrono::steady_clock::time_point> search_window_;  // searches, last second
+  std::size_t searches_ = 0;
   std::vector<BehavioralEvent> events_;
   std::vector<std::string> gdpr_deleted_;
   std::map<std::string, Refusal> fail_emails_;

@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <boost/json.hpp>
+#include <thread>
 
 #include "junction/sdk/http_client.h"
 
@@ -283,6 +284,148 @@ TEST_F(FakeHubspotTest, DownResetsConnectionsAndStoresNothingAndDelaySlowsAnswer
   EXPECT_GE(std::chrono::steady_clock::now() - start, 150ms);
   fake.setDelay(0ms);
   EXPECT_EQ(fake.contactCount(), 2u);
+}
+
+// --- the CRM search ------------------------------------------------------------------------------
+
+constexpr const char* kSearch = "/crm/v3/objects/contacts/search";
+constexpr std::int64_t kT0 = 1'767'225'600'000;  // 2026-01-01T00:00:00Z
+
+std::string searchSince(std::int64_t since, int limit, const std::string& after = "") {
+  json::object body{
+      {"filterGroups",
+       json::array{json::object{{"filters", json::array{json::object{
+                                                {"propertyName", "lastmodifieddate"},
+                                                {"operator", "GTE"},
+                                                {"value", std::to_string(since)}}}}}}},
+      {"sorts", json::array{json::object{{"propertyName", "lastmodifieddate"},
+                                         {"direction", "ASCENDING"}}}},
+      {"properties", json::array{"email", "phone"}},
+      {"limit", limit}};
+  if (!after.empty()) {
+    body["after"] = after;
+  }
+  return json::serialize(body);
+}
+
+TEST_F(FakeHubspotTest, SearchFiltersSortsAndPagesContactsByLastModifiedDate) {
+  FakeHubspot fake;
+  fake.seedContacts(5, kT0, 1000);  // contact0..4, modified a second apart
+  fake.putContact("contact1@example.com", json::object{{"phone", "+1 555"}}, kT0 + 10'000);
+
+  auto first = post(fake, kSearch, searchSince(kT0 + 1000, 2));
+  ASSERT_EQ(first.status, 200) << first.body;
+  EXPECT_TRUE(first.headers.get("X-HubSpot-RateLimit-Max").empty());  // search: no such headers
+  auto answer = json::parse(first.body).as_object();
+  EXPECT_EQ(answer.at("total"), 4);  // contact2, 3, 4 and the modified contact1
+  const auto& results = answer.at("results").as_array();
+  ASSERT_EQ(results.size(), 2u);
+  EXPECT_EQ(results[0].at("properties").at("email"), "contact2@example.com");
+  EXPECT_EQ(results[0].at("properties").at("lastmodifieddate"), "2026-01-01T00:00:02.000Z");
+  EXPECT_EQ(results[0].at("properties").at("hs_object_id"), results[0].at("id"));
+  EXPECT_EQ(results[0].at("properties").at("phone"), nullptr);  // requested, unset
+  EXPECT_EQ(results[0].at("properties").at("firstname"), "First2");  // a default property
+  EXPECT_EQ(results[0].at("archived"), false);
+  EXPECT_EQ(answer.at("paging").at("next").at("after"), "2");
+
+  auto second = post(fake, kSearch, searchSince(kT0 + 1000, 2, "2"));
+  answer = json::parse(second.body).as_object();
+  const auto& rest = answer.at("results").as_array();
+  ASSERT_EQ(rest.size(), 2u);
+  EXPECT_EQ(rest[0].at("properties").at("email"), "contact4@example.com");
+  EXPECT_EQ(rest[1].at("properties").at("email"), "contact1@example.com");
+  EXPECT_EQ(rest[1].at("properties").at("phone"), "+1 555");
+  EXPECT_FALSE(answer.contains("paging"));
+
+  // ISO 8601 values are accepted for dates, as HubSpot accepts them.
+  auto iso = post(fake, kSearch,
+                  R"({"filterGroups":[{"filters":[{"propertyName":"lastmodifieddate","operator":"GT",)"
+                  R"("value":"2026-01-01T00:00:03.000Z"}]}],"limit":10})");
+  ASSERT_EQ(iso.status, 200) << iso.body;
+  EXPECT_EQ(json::parse(iso.body).at("total"), 2);
+  EXPECT_EQ(fake.searchCount(), 3u);
+}
+
+TEST_F(FakeHubspotTest, SearchBodiesAreValidatedAsHubspotDoes) {
+  FakeHubspot fake;
+  fake.seedContacts(3, kT0, 1);
+  expectHubspotError(post(fake, kSearch, searchSince(0, 10), ""), 401, "INVALID_AUTHENTICATION",
+                     "Authentication credentials not found");
+  expectHubspotError(post(fake, kSearch, "{"), 400, "VALIDATION_ERROR", "Invalid input JSON");
+  expectHubspotError(post(fake, kSearch, searchSince(0, 201)), 400, "VALIDATION_ERROR",
+                     "between 1 and 200");
+  expectHubspotError(post(fake, kSearch, searchSince(0, 0)), 400, "VALIDATION_ERROR",
+                     "between 1 and 200");
+  expectHubspotError(
+      post(fake, kSearch,
+           R"({"filterGroups":[{"filters":[{"propertyName":"lastmodifieddate","operator":"AFTER","value":"1"}]}]})"),
+      400, "VALIDATION_ERROR", "Invalid filter operator");
+  expectHubspotError(
+      post(fake, kSearch,
+           R"({"filterGroups":[{"filters":[{"propertyName":"lastmodifieddate","operator":"GTE","value":"yesterday"}]}]})"),
+      400, "VALIDATION_ERROR", "Invalid value for lastmodifieddate");
+  expectHubspotError(
+      post(fake, kSearch,
+           R"({"filterGroups":[{"filters":[{"propertyName":"lastmodifieddate","operator":"GTE"}]}]})"),
+      400, "VALIDATION_ERROR", "needs a value");
+  json::array groups;
+  for (int i = 0; i < 6; ++i) {
+    groups.push_back(json::object{{"filters", json::array{}}});
+  }
+  expectHubspotError(post(fake, kSearch, json::serialize(json::object{{"filterGroups", groups}})),
+                     400, "VALIDATION_ERROR", "at most 5");
+  expectHubspotError(
+      post(fake, kSearch,
+           R"({"sorts":[{"propertyName":"lastmodifieddate"},{"propertyName":"createdate"}]})"),
+      400, "VALIDATION_ERROR", "at most one sort");
+  expectHubspotError(post(fake, kSearch, searchSince(0, 10, "ten")), 400, "VALIDATION_ERROR",
+                     "Invalid after");
+}
+
+TEST_F(FakeHubspotTest, SearchPagesThroughAtMostTenThousandResults) {
+  FakeHubspot fake;
+  fake.seedContacts(10'050, kT0, 1);
+  auto last = post(fake, kSearch, searchSince(0, 100, "9900"));
+  ASSERT_EQ(last.status, 200) << last.body;
+  auto answer = json::parse(last.body).as_object();
+  EXPECT_EQ(answer.at("total"), 10'050);
+  EXPECT_EQ(answer.at("results").as_array().size(), 100u);
+  EXPECT_EQ(answer.at("paging").at("next").at("after"), "10000");  // offered, then refused
+  expectHubspotError(post(fake, kSearch, searchSince(0, 100, "10000")), 400, "VALIDATION_ERROR",
+                     "Paging past 10000 results");
+  // A new search from a later time reaches the rest.
+  auto rest = post(fake, kSearch, searchSince(kT0 + 10'000, 100));
+  EXPECT_EQ(json::parse(rest.body).at("total"), 50);
+}
+
+TEST_F(FakeHubspotTest, SearchHasItsOwnPerSecondLimitAnswered429Secondly) {
+  FakeHubspot fake(FakeHubspot::Options{.search_requests_per_second = 2});
+  fake.seedContacts(1, kT0, 1);
+  EXPECT_EQ(post(fake, kSearch, searchSince(0, 10)).status, 200);
+  EXPECT_EQ(post(fake, kSearch, searchSince(0, 10)).status, 200);
+  auto limited = post(fake, kSearch, searchSince(0, 10));
+  ASSERT_EQ(limited.status, 429);
+  const auto body = json::parse(limited.body).as_object();
+  EXPECT_EQ(body.at("policyName"), "SECONDLY");
+  EXPECT_EQ(body.at("errorType"), "RATE_LIMIT");
+  EXPECT_TRUE(limited.headers.get("Retry-After").empty());
+  EXPECT_EQ(fake.rateLimitedCount(), 1u);
+  // The account's other endpoints are not limited by it.
+  EXPECT_EQ(post(fake, kUpsert, inputs({"a@x.test"})).status, 200);
+  std::this_thread::sleep_for(1100ms);
+  EXPECT_EQ(post(fake, kSearch, searchSince(0, 10)).status, 200);
+}
+
+TEST_F(FakeHubspotTest, UpsertsStampLastModifiedDateSoSearchesSeeThem) {
+  FakeHubspot fake;
+  fake.setNowMs(kT0 + 5000);
+  ASSERT_EQ(post(fake, kUpsert, inputs({"new@x.test"})).status, 200);
+  auto found = post(fake, kSearch, searchSince(kT0 + 5000, 10));
+  const auto answer = json::parse(found.body);
+  const auto& results = answer.at("results").as_array();
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_EQ(results[0].at("properties").at("email"), "new@x.test");
+  EXPECT_EQ(results[0].at("properties").at("createdate"), "2026-01-01T00:00:05.000Z");
 }
 
 }  // namespace

@@ -20,11 +20,6 @@ SfmcMapper makeMapper(const SfmcConfig& config) {
   return std::move(*mapper);
 }
 
-// How long before its expiry a token is replaced: a minute, or half its life when shorter.
-std::chrono::seconds refreshMargin(std::chrono::seconds expires_in) {
-  return expires_in > std::chrono::seconds(120) ? std::chrono::seconds(60) : expires_in / 2;
-}
-
 // "HTTP 400 from SFMC: <the vendor's message>", or the client's description of the response.
 std::string vendorReason(const sdk::HttpClientResponse& response) {
   if (response.status != 0) {
@@ -41,7 +36,31 @@ SfmcDestination::SfmcDestination(SfmcConfig config, sdk::DestinationContext& con
     : config_(std::move(config)),
       ctx_(context),
       mapper_(makeMapper(config_)),
-      rowset_path_(rowsetPath(config_.data_extension)) {}
+      rowset_path_(rowsetPath(config_.data_extension)),
+      tokens_({.vendor = "SFMC",
+               .request =
+                   [this] {
+                     sdk::HttpClientRequest request{.method = "POST",
+                                                    .url = tokenUrl(config_.auth_url),
+                                                    .headers = {},
+                                                    .body = tokenRequestBody(config_),
+                                                    .timeout = config_.timeout};
+                     request.headers.set("Content-Type", "application/json");
+                     return request;
+                   },
+               .parse =
+                   [](std::string_view body) -> sdk::Result<sdk::OAuthGrant> {
+                     auto grant = parseTokenResponse(body);
+                     if (!grant) {
+                       return grant.error();
+                     }
+                     return sdk::OAuthGrant{std::move(grant->access_token),
+                                            std::move(grant->rest_instance_url),
+                                            grant->expires_in};
+                   },
+               .error_text = vendorError,
+               .counted = [this](int status) { requestCounter("token", status).inc(); }},
+              context) {}
 
 sdk::Counter& SfmcDestination::requestCounter(std::string_view endpoint, int status) {
   std::lock_guard lock(metrics_mutex_);
@@ -70,82 +89,17 @@ sdk::Counter& SfmcDestination::skippedCounter(const std::string& type) {
   return *it->second;
 }
 
-SfmcDestination::TokenOrOutcome SfmcDestination::token(const std::string* rejected) {
-  std::lock_guard lock(token_mutex_);
-  const auto now = ctx_.clock().steadyNow();
-  if (token_ && now < token_->refresh_at &&
-      (rejected == nullptr || token_->access_token != *rejected)) {
-    return {token_, {}};
-  }
-  token_.reset();
-  sdk::HttpClientRequest request{.method = "POST",
-                                 .url = tokenUrl(config_.auth_url),
-                                 .headers = {},
-                                 .body = tokenRequestBody(config_),
-                                 .timeout = config_.timeout};
-  request.headers.set("Content-Type", "application/json");
-  const sdk::HttpClientResponse response = ctx_.http().send(request);
-  requestCounter("token", response.status).inc();
-  if (!response.ok()) {
-    switch (response.classification) {
-      case sdk::HttpClassification::AuthExpired:
-      case sdk::HttpClassification::Permanent: {
-        std::string why = vendorError(response.body).value_or(response.describe());
-        ctx_.log().error("SFMC authentication failed",
-                         {{"status", response.status}, {"error", why}});
-        return {nullptr, Outcome::failed("authentication failed: " + why)};
-      }
-      case sdk::HttpClassification::RateLimited:
-        return {nullptr, Outcome::retry("SFMC token request rate limited: " + response.describe(),
-                                        response.retry_after)};
-      default:
-        return {nullptr, Outcome::retry("SFMC token request failed: " + response.describe(),
-                                        response.retry_after)};
-    }
-  }
-  auto grant = parseTokenResponse(response.body);
-  if (!grant) {
-    ctx_.log().warn("SFMC token response unusable", {{"error", grant.error().message}});
-    return {nullptr, Outcome::retry("SFMC answered the token request with HTTP " +
-                                    std::to_string(response.status) + " but " +
-                                    grant.error().message)};
-  }
-  token_ = std::make_shared<const Token>(
-      Token{std::move(grant->access_token), std::move(grant->rest_instance_url),
-            now + grant->expires_in - refreshMargin(grant->expires_in)});
-  ctx_.log().debug("SFMC access token obtained", {{"expires_in_s", grant->expires_in.count()}});
-  return {token_, {}};
-}
-
 SfmcDestination::Sent SfmcDestination::post(std::string_view endpoint, std::string_view path,
                                             const std::string& body) {
-  auto current = token();
-  if (!current.token) {
-    return {current.failure, {}};
-  }
-  const auto send = [&](const Token& t) {
-    sdk::HttpClientRequest request{.method = "POST",
-                                   .url = t.rest_instance_url + std::string(path),
-                                   .headers = {},
-                                   .body = body,
-                                   .timeout = config_.timeout};
-    request.headers.set("Content-Type", "application/json; charset=UTF-8");
-    request.headers.set("Authorization", "Bearer " + t.access_token);
-    sdk::HttpClientResponse response = ctx_.http().send(request);
+  sdk::HttpClientRequest request{.method = "POST",
+                                 .url = std::string(path),
+                                 .headers = {},
+                                 .body = body,
+                                 .timeout = config_.timeout};
+  request.headers.set("Content-Type", "application/json; charset=UTF-8");
+  return tokens_.send(std::move(request), endpoint, [&](const sdk::HttpClientResponse& response) {
     requestCounter(endpoint, response.status).inc();
-    return response;
-  };
-  sdk::HttpClientResponse response = send(*current.token);
-  if (response.status == 401) {
-    auto fresh = token(&current.token->access_token);
-    if (!fresh.token) {
-      return {fresh.failure, {}};
-    }
-    ctx_.log().info("SFMC refused the access token; sending again with a new one",
-                    {{"endpoint", endpoint}});
-    response = send(*fresh.token);
-  }
-  return {std::nullopt, std::move(response)};
+  });
 }
 
 Outcome SfmcDestination::classify(const sdk::HttpClientResponse& response, CallState& state) {

@@ -22,13 +22,14 @@
 #include "junction/sdk/destination.h"
 #include "junction/sdk/http_client.h"
 #include "junction/sdk/metrics.h"
+#include "junction/sdk/oauth_token.h"
 #include "sfmc_config.h"
 #include "sfmc_requests.h"
 
 namespace junction::plugins::sfmc {
 
 // Thread-safe: deliver() runs on several delivery threads at once (different people); they
-// share the token (one fetch at a time, under token_mutex_) and the metric cache.
+// share the token (one fetch at a time, in tokens_) and the metric cache.
 class SfmcDestination final : public sdk::Destination {
  public:
   // `config` must have passed validate(); a mapping that does not parse throws
@@ -41,32 +42,15 @@ class SfmcDestination final : public sdk::Destination {
   sdk::Outcome erase(const sdk::Person& person) override;
 
  private:
-  struct Token {
-    std::string access_token;
-    std::string rest_instance_url;  // ends with '/'
-    std::chrono::steady_clock::time_point refresh_at;
-  };
-  // A token, or the outcome for the events when none can be had.
-  struct TokenOrOutcome {
-    std::shared_ptr<const Token> token;
-    sdk::Outcome failure;
-  };
   // What one deliver() call learned so far: once the account is rate limited or the vendor is
   // unreachable, later requests of the call are not sent (their events get `stop`).
   struct CallState {
     std::optional<sdk::Outcome> stop;
     bool throttled = false;
   };
-  // The answer to one REST request, or the outcome when no token could be had.
-  struct Sent {
-    std::optional<sdk::Outcome> no_token;
-    sdk::HttpClientResponse response;
-  };
+  using Sent = sdk::OAuthTokenCache::Sent;
 
-  // The cached token, or a new one; `rejected` is a token the vendor answered 401 to (replaced
-  // unless another thread already did).
-  TokenOrOutcome token(const std::string* rejected = nullptr);
-  // POSTs `body` to the REST base + `path`, refreshing the token and trying once more on 401.
+  // POSTs `body` to the REST base + `path` (the token cache tries once more on a 401).
   Sent post(std::string_view endpoint, std::string_view path, const std::string& body);
   // The outcome for every event of a request that got `response` (non-2xx), noting a 429 or an
   // unreachable vendor in `state` (and throttling the destination once per call).
@@ -90,8 +74,7 @@ class SfmcDestination final : public sdk::Destination {
   SfmcMapper mapper_;
   std::string rowset_path_;
 
-  std::mutex token_mutex_;             // held while a token is fetched
-  std::shared_ptr<const Token> token_;  // guarded by token_mutex_
+  sdk::OAuthTokenCache tokens_;
 
   std::mutex metrics_mutex_;
   std::map<std::pair<std::string, int>, sdk::Counter*, std::less<>> requests_;  // metrics_mutex_

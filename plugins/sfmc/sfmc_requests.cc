@@ -4,8 +4,8 @@
 #include <boost/json.hpp>
 #include <cctype>
 
-#include "junction/sdk/text.h"
 #include "junction/sdk/json.h"
+#include "junction/sdk/text.h"
 
 namespace junction::plugins::sfmc {
 
@@ -170,20 +170,7 @@ std::string tokenUrl(std::string_view auth_url) {
 }
 
 std::string rowsetPath(std::string_view data_extension) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  std::string path = "hub/v1/dataevents/key:";
-  for (const char c : data_extension) {
-    const auto u = static_cast<unsigned char>(c);
-    if (std::isalnum(u) != 0 || c == '-' || c == '_' || c == '.' || c == '~') {
-      path.push_back(c);
-    } else {
-      path.push_back('%');
-      path.push_back(kHex[u >> 4]);
-      path.push_back(kHex[u & 0xF]);
-    }
-  }
-  path += "/rowset";
-  return path;
+  return "hub/v1/dataevents/key:" + sdk::percentEncode(data_extension) + "/rowset";
 }
 
 std::string deleteRequestBody(std::string_view contact_key) {

@@ -9,6 +9,7 @@
 
 #include "junction/sdk/event.h"
 #include "junction/sdk/json.h"
+#include "junction/sdk/text.h"
 
 namespace junction::tests::fakes {
 
@@ -41,40 +42,6 @@ HttpResponse authError(int status, std::string_view error, std::string_view desc
 
 HttpResponse notAuthorized() {
   return restError(401, "Not Authorized", 0, kErrorDocumentation);
-}
-
-std::string percentDecode(std::string_view text) {
-  std::string out;
-  out.reserve(text.size());
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    int value = 0;
-    if (text[i] == '%' && i + 2 < text.size() &&
-        std::from_chars(text.data() + i + 1, text.data() + i + 3, value, 16).ptr ==
-            text.data() + i + 3) {
-      out.push_back(static_cast<char>(value));
-      i += 2;
-    } else {
-      out.push_back(text[i]);
-    }
-  }
-  return out;
-}
-
-// The value of `name` in a query string, or nullopt.
-std::optional<std::string> queryValue(std::string_view query, std::string_view name) {
-  while (!query.empty()) {
-    const auto amp = query.find('&');
-    const std::string_view pair = query.substr(0, amp);
-    const auto eq = pair.find('=');
-    if (pair.substr(0, eq) == name) {
-      return eq == std::string_view::npos ? std::string() : percentDecode(pair.substr(eq + 1));
-    }
-    if (amp == std::string_view::npos) {
-      break;
-    }
-    query.remove_prefix(amp + 1);
-  }
-  return std::nullopt;
 }
 
 // A value as the vendor's messages quote it: strings as they are, anything else as JSON.
@@ -410,7 +377,7 @@ HttpResponse FakeSfmc::handle(const RecordedRequest& request) {
       request.path.ends_with(kRowsetSuffix) &&
       request.path.size() > kRowsetPrefix.size() + kRowsetSuffix.size()) {
     return rowset(request,
-                  percentDecode(std::string_view(request.path)
+                  sdk::percentDecode(std::string_view(request.path)
                                     .substr(kRowsetPrefix.size(), request.path.size() -
                                                                       kRowsetPrefix.size() -
                                                                       kRowsetSuffix.size())));
@@ -725,7 +692,7 @@ HttpResponse FakeSfmc::deleteContacts(const RecordedRequest& request) {
     out["serviceMessageID"] = sdk::makeUuidV4();
     return HttpResponse::json(status, json::serialize(out));
   };
-  const auto type = queryValue(request.query, "type");
+  const auto type = sdk::formValue(request.query, "type");
   if (!type || *type != "keys") {
     return reply(400, false, std::nullopt,
                  "The query parameter type must be keys (contact keys in values)");

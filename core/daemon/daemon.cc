@@ -417,9 +417,6 @@ sdk::Status Daemon::start() {
     status = openQueue();
   }
   if (status.ok()) {
-    status = startSources();
-  }
-  if (status.ok()) {
     status = createDestinations();
   }
   if (status.ok()) {
@@ -431,6 +428,11 @@ sdk::Status Daemon::start() {
   }
   if (status.ok() && profiles_) {
     status = profiles_->start();
+  }
+  // Sources last: a pulling source's first run emits at once, and a new destination starts at
+  // the queue's end (`start: latest`), so its cursor must exist before the first event.
+  if (status.ok()) {
+    status = startSources();
   }
   if (status.ok()) {
     status = startRegulations();

@@ -586,6 +586,15 @@ std::optional<DaemonConfig> readDocument(const YAML::Node& root, const std::stri
     }
   }
   std::vector<std::string> known_sources(source_ids.begin(), source_ids.end());
+  // Loop protection: what a CRM source pulled does not go back to that CRM's destination.
+  for (auto& d : config.destinations) {
+    d.loop_sources.clear();
+    for (const auto& s : config.sources) {
+      if (!s.plugin.empty() && s.plugin == d.plugin) {
+        d.loop_sources.push_back(s.id);
+      }
+    }
+  }
   for (const auto& d : config.destinations) {
     for (const auto& from : d.from) {
       if (from == kProfilesSource) {

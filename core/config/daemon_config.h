@@ -106,6 +106,10 @@ struct ConnectorConfig {
 
   // Destinations only.
   std::vector<std::string> from;  // source ids; empty = every source
+  // Loop protection: sources of the same plugin name as this destination (a `hubspot` source
+  // for a `hubspot` destination), whose events it does not get unless `from` names them.
+  // Filled by loadConfig.
+  std::vector<std::string> loop_sources;
   std::vector<std::string> consent;
   std::string consent_mode;     // all | any
   std::string consent_default;  // deny | grant

@@ -15,6 +15,8 @@ const char* reasonOf(RouteVerdict verdict) noexcept {
       return "";
     case RouteVerdict::FilteredSource:
       return "source";
+    case RouteVerdict::FilteredLoop:
+      return "loop";
     case RouteVerdict::FilteredType:
       return "type";
     case RouteVerdict::FilteredEvent:
@@ -35,6 +37,7 @@ RoutePolicy RoutePolicy::fromConfig(const config::ConnectorConfig& d,
                                     const privacy::ConsentAliases& aliases) {
   RoutePolicy p;
   p.from_.insert(d.from.begin(), d.from.end());
+  p.loop_sources_.insert(d.loop_sources.begin(), d.loop_sources.end());
   for (const auto& t : d.filter.types) {
     if (auto type = sdk::parseEventType(t)) {
       p.types_.insert(*type);
@@ -59,6 +62,9 @@ RouteVerdict RoutePolicy::decide(const sdk::Event& event,
     // No `from`: every source but the built-in `profiles`, whose events (profile changes) go
     // only where they are asked for by name.
     return RouteVerdict::FilteredSource;
+  }
+  if (from_.empty() && loop_sources_.contains(h.source_id)) {
+    return RouteVerdict::FilteredLoop;  // back to the vendor it came from: only when asked
   }
   if (!types_.empty() && !types_.contains(h.type)) {
     return RouteVerdict::FilteredType;

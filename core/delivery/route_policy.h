@@ -4,6 +4,11 @@
 // plugin sees anything — source (`from`), filter (`types`, `events`), consent. Pure: testable
 // without a queue or a plugin.
 //
+// Sources: with `from`, only the sources it names. Without it, every source except the built-in
+// `profiles` and, for loop protection, the sources of the destination's own plugin (what a
+// `hubspot` source pulled from HubSpot is not written back to HubSpot by a `hubspot`
+// destination, unless its `from` names that source).
+//
 // Consent (DESIGN.md "Consent"): the event's categories come from
 // `context.consent.categoryPreferences` (Segment: {"marketing": true}), else from
 // `context.consentManagement.allowedConsentIds` / `deniedConsentIds` (RudderStack). Names compare
@@ -28,13 +33,14 @@ namespace junction::core::delivery {
 enum class RouteVerdict {
   Deliver,
   FilteredSource,  // not from a source in `from`
+  FilteredLoop,    // from a source of the destination's own plugin, not named in `from`
   FilteredType,    // type not in filter.types
   FilteredEvent,   // track event name not in filter.events
   ConsentDenied,   // the person denied a required category
   ConsentUnknown,  // required consent not known and consent_default is deny
 };
 
-// The label used in metrics and logs: "source", "type", "event", "consent_denied",
+// The label used in metrics and logs: "source", "loop", "type", "event", "consent_denied",
 // "consent_unknown" ("" for Deliver).
 const char* reasonOf(RouteVerdict verdict) noexcept;
 bool isConsentVerdict(RouteVerdict verdict) noexcept;
@@ -56,6 +62,7 @@ class RoutePolicy {
 
  private:
   std::set<std::string> from_;
+  std::set<std::string> loop_sources_;  // refused unless in from_ (so: only when from_ is empty)
   std::set<sdk::EventType> types_;
   std::set<std::string> events_;
   std::vector<std::string> consent_;  // lower-cased

@@ -502,6 +502,8 @@ destinations:
   EXPECT_EQ(config->sources[0].config.at("every"), "30s");
   EXPECT_EQ(config->destinations[0].config.at("list_id"), "abc");
   EXPECT_EQ(config->destinations[0].secrets, std::vector<std::string>{"k-123456"});
+  // Loop protection: the crm destination does not get the crm source's events by default.
+  EXPECT_EQ(config->destinations[0].loop_sources, std::vector<std::string>{"crm_in"});
 
   // Each side is checked against its own kind's option table.
   config = load(R"(sources:

@@ -190,6 +190,27 @@ TEST(RoutePolicyTest, FromFilterRestrictsSources) {
             RouteVerdict::FilteredSource);
 }
 
+TEST(RoutePolicyTest, LoopProtectionKeepsACrmSourceOutOfItsOwnDestinationUnlessNamed) {
+  auto c = destination({});
+  c.plugin = "hubspot";
+  c.loop_sources = {"crm"};  // a `hubspot` source (loadConfig fills this)
+  auto policy = RoutePolicy::fromConfig(c);
+  EXPECT_EQ(policy.decide(event(R"({"type":"identify","userId":"u"})", "crm")),
+            RouteVerdict::FilteredLoop);
+  EXPECT_EQ(policy.decide(event(R"({"type":"identify","userId":"u"})", "web")), kDeliver);
+  EXPECT_STREQ(reasonOf(RouteVerdict::FilteredLoop), "loop");
+
+  // Named in `from`: sent back on purpose.
+  c.from = {"crm", "web"};
+  auto asked = RoutePolicy::fromConfig(c);
+  EXPECT_EQ(asked.decide(event(R"({"type":"identify","userId":"u"})", "crm")), kDeliver);
+  EXPECT_EQ(asked.decide(event(R"({"type":"identify","userId":"u"})", "web")), kDeliver);
+  // `from` without it: filtered as any unnamed source.
+  c.from = {"web"};
+  EXPECT_EQ(RoutePolicy::fromConfig(c).decide(event(R"({"type":"identify","userId":"u"})", "crm")),
+            RouteVerdict::FilteredSource);
+}
+
 TEST(RoutePolicyTest, TypeAndEventFilters) {
   auto c = destination({});
   c.filter.types = {"track", "identify"};

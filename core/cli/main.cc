@@ -15,6 +15,8 @@
 //   junction recover privacy --config FILE [--accept-loss]
 //                                                     a lost or damaged privacy.db, rebuilt from
 //                                                     the audit log (junctiond stopped)
+//   junction import --config FILE --source ID FILE [--format ndjson|csv] [--mapping JSON]
+//                  [--resume | --restart]          bulk events into a running junctiond
 //   junction recover profiles --config FILE           a lost or damaged profiles.db: what is
 //                                                     readable is kept, the rest rebuilt from
 //                                                     the queue (junctiond stopped)
@@ -30,6 +32,7 @@
 
 #include "junction/sdk/http_client.h"
 
+#include "core/cli/import.h"
 #include "core/daemon/config_check.h"
 #include "core/daemon/connector_context.h"
 #include "core/daemon/plugin_docs.h"
@@ -439,7 +442,33 @@ int main(int argc, char** argv) {
   warehouse_verify->add_option("-d,--destination", warehouse_destination, "The destination id")
       ->required();
 
+  auto* import = app.add_subcommand(
+      "import", "Import a file of events (NDJSON or CSV) into a source of a running junctiond");
+  junction::cli::ImportArgs import_args;
+  import->add_option("-c,--config", import_args.config_file, "The daemon's configuration")
+      ->required();
+  import->add_option("-s,--source", import_args.source, "The source id the events come from")
+      ->required();
+  import->add_option("file", import_args.file, "NDJSON (one Segment event per line) or CSV file")
+      ->required();
+  import->add_option("--format", import_args.format, "ndjson | csv (default: from the extension)")
+      ->check(CLI::IsMember({"ndjson", "csv"}));
+  import->add_option("--mapping", import_args.mapping_file,
+                     "CSV: JSON object, event field -> column (default: columns named by field)");
+  import->add_option("--url", import_args.url, "Base URL of the daemon (default: http://server.listen)");
+  import->add_option("--chunk-events", import_args.chunk_events, "Events per request to the daemon")
+      ->check(CLI::Range(1, 1000000));
+  import->add_option("--progress-interval", import_args.progress_interval_s,
+                     "Seconds between progress lines (default 0.2 on a terminal, 5 otherwise)");
+  auto* resume = import->add_flag("--resume", import_args.resume,
+                                  "Continue an interrupted import after its last durable line");
+  import->add_flag("--restart", import_args.restart, "Import the whole file again")->excludes(resume);
+
   CLI11_PARSE(app, argc, argv);
+
+  if (import->parsed()) {
+    return junction::cli::runImport(import_args);
+  }
 
   if (warehouse_verify->parsed()) {
     return runWarehouseVerify(warehouse_config, warehouse_destination);

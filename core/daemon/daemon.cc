@@ -438,6 +438,18 @@ sdk::Status Daemon::start() {
     status = startRegulations();
   }
   if (status.ok()) {
+    std::vector<std::string> source_ids;
+    for (const auto& c : config_.sources) {
+      if (c.enabled) {
+        source_ids.push_back(c.id);
+      }
+    }
+    imports_ = std::make_unique<ImportService>(
+        *ingest_, std::move(source_ids), std::filesystem::path(config_.storage.path) / "imports.json",
+        work_, log_);
+    imports_->registerRoutes(router_, config_.server.admin_token);
+  }
+  if (status.ok()) {
     server_->startAccepting();
   }
   if (!status.ok()) {

@@ -17,6 +17,7 @@
 
 #include "core/config/daemon_config.h"
 #include "core/daemon/connector_context.h"
+#include "core/daemon/import_service.h"
 #include "core/delivery/delivery_engine.h"
 #include "core/http/router.h"
 #include "core/http/server.h"
@@ -113,6 +114,7 @@ class Daemon {
   std::unique_ptr<privacy::PrivacyStore> privacy_;
   std::unique_ptr<privacy::AuditLog> audit_;
   std::unique_ptr<privacy::RegulationService> regulations_;
+  std::unique_ptr<ImportService> imports_;  // `junction import` (admin API)
   std::mutex log_store_mutex_;  // the metrics collector vs. closing the queue
   std::unique_ptr<queue::Log> log_store_;
   std::unique_ptr<ingest::Ingest> ingest_;

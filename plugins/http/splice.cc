@@ -7,6 +7,7 @@
 #include <cstring>
 #include <span>
 
+#include "junction/sdk/json.h"
 #include "junction/sdk/json_scan.h"
 
 namespace junction::plugins::http {
@@ -605,6 +606,29 @@ std::optional<SplicedEvent> spliceEvent(const ScannedEvent& item, const std::vec
                                   .received_at_ms = received},
                  std::move(out)),
       generated};
+}
+
+sdk::Result<SplicedEvent> eventFromText(std::string_view text, const SpliceInput& splice,
+                                        const EnrichInput& enrich, std::string_view source_id) {
+  if (auto spliced = spliceEvent(text, splice, source_id)) {
+    return std::move(*spliced);
+  }
+  auto tree = sdk::parseJson(text);
+  if (!tree) {
+    return tree.error();
+  }
+  if (!tree->is_object()) {
+    return sdk::makeError(sdk::ErrorCode::InvalidArgument, "event is not a JSON object");
+  }
+  auto enriched = enrichEvent(tree->as_object(), enrich);
+  if (!enriched) {
+    return enriched.error();
+  }
+  auto event = toEvent(tree->as_object(), source_id, enrich.received_at_ms);
+  if (!event) {
+    return event.error();
+  }
+  return SplicedEvent{std::move(event).value(), enriched->generated_message_id};
 }
 
 }  // namespace junction::plugins::http

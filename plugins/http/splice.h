@@ -130,4 +130,11 @@ std::optional<SplicedEvent> spliceEvent(const ScannedEvent& item,
 std::optional<SplicedEvent> spliceEvent(std::string_view item, const SpliceInput& input,
                                         std::string_view source_id);
 
+// One event object's text through the tracking API's checks and enrichment, as /v1/batch treats
+// each of its events (without a tracking plan or de-duplication): the fast path, else the tree
+// path (parseJson, enrichEvent, toEvent), which names the error. For callers outside a request:
+// `junction import` runs it on each NDJSON line. `splice` is makeSpliceInput(enrich, false).
+sdk::Result<SplicedEvent> eventFromText(std::string_view text, const SpliceInput& splice,
+                                        const EnrichInput& enrich, std::string_view source_id);
+
 }  // namespace junction::plugins::http

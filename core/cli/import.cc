@@ -554,7 +554,7 @@ int Importer::run() {
   const std::uint64_t max_event_bytes = plugins::http::HttpSourceConfig{}.max_event_bytes;
   plugins::http::EnrichInput enrich;
   Chunk chunk;
-  chunk.from = offset;
+  chunk.from = start_offset_;  // a fresh CSV import's first chunk carries the header line too
   auto beginChunk = [&] {
     enrich.received_at_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                                 std::chrono::system_clock::now().time_since_epoch())

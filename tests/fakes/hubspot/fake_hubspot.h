@@ -175,6 +175,8 @@ class FakeHubspot {
   std::map<std::string, Contact> contacts_;  // by lower-cased email
   std::map<std::uint64_t, std::string> email_by_id_;
   std::set<std::pair<std::int64_t, std::uint64_t>> by_modified_;  // (lastmodifieddate, id)
+  std::vector<std::pair<std::int64_t, std::uint64_t>> sorted_;     // by_modified_, for searches
+  bool sorted_dirty_ = true;
   std::optional<std::int64_t> now_ms_;
   std::deque<std::chrono::steady_clock::time_point> search_window_;  // searches, last second
   std::size_t searches_ = 0;

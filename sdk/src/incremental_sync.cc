@@ -280,50 +280,41 @@ struct IncrementalSync::State : std::enable_shared_from_this<IncrementalSync::St
     pullPage();
   }
 
-  void succeed() {
-    const double seconds = elapsedSeconds();
-    SyncStatus s;
-    {
-      std::lock_guard lock(mutex);
-      running = false;
-      status.running = false;
-      status.runs_succeeded += 1;
-      status.last_success_ms = ctx.clock().nowMs();
-      status.last_error.clear();
-      s = status;
-    }
-    page = SyncPage{};
-    runs_succeeded.inc();
-    running_gauge.set(0);
-    last_success.set(static_cast<double>(s.last_success_ms) / 1000.0);
-    duration.observe(seconds);
-    ctx.log().info("sync run finished",
-                   {{"records", s.run_records}, {"pages", s.run_pages},
-                    {"duration_ms", static_cast<std::int64_t>(seconds * 1000)},
-                    {"checkpoint", s.checkpoint.value_or("(none)")}});
-  }
+  void succeed() { finish(std::nullopt); }
 
-  void fail(std::string error) noexcept {
+  void fail(std::string error) noexcept { finish(std::move(error)); }
+
+  // Ends the run: status, metrics and its log line. `error`: why it failed; nullopt: success.
+  void finish(std::optional<std::string> error) noexcept {
     const double seconds = elapsedSeconds();
+    const std::int64_t now_ms = ctx.clock().nowMs();
     SyncStatus s;
     {
       std::lock_guard lock(mutex);
       running = false;
       status.running = false;
-      status.runs_failed += 1;
-      status.last_error_ms = ctx.clock().nowMs();
-      status.last_error = error;
+      (error ? status.runs_failed : status.runs_succeeded) += 1;
+      (error ? status.last_error_ms : status.last_success_ms) = now_ms;
+      status.last_error = error.value_or("");
       s = status;
     }
     page = SyncPage{};
-    runs_failed.inc();
+    (error ? runs_failed : runs_succeeded).inc();
+    (error ? last_error : last_success).set(static_cast<double>(now_ms) / 1000.0);
     running_gauge.set(0);
-    last_error.set(static_cast<double>(s.last_error_ms) / 1000.0);
     duration.observe(seconds);
-    ctx.log().error("sync run failed", {{"error", error},
-                                        {"records", s.run_records},
-                                        {"pages", s.run_pages},
-                                        {"duration_ms", static_cast<std::int64_t>(seconds * 1000)}});
+    const auto duration_ms = static_cast<std::int64_t>(seconds * 1000);
+    if (error) {
+      ctx.log().error("sync run failed", {{"error", *error},
+                                          {"records", s.run_records},
+                                          {"pages", s.run_pages},
+                                          {"duration_ms", duration_ms}});
+    } else {
+      ctx.log().info("sync run finished", {{"records", s.run_records},
+                                           {"pages", s.run_pages},
+                                           {"duration_ms", duration_ms},
+                                           {"checkpoint", s.checkpoint.value_or("(none)")}});
+    }
   }
 
   double elapsedSeconds() const {

@@ -58,7 +58,7 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "warning: plugin refused: %s\n", r.toString().c_str());
     }
     std::printf("%s: OK (%zu sources, %zu destinations, %zu plugins)\n", config_file.c_str(),
-                config.sources.size(), config.destinations.size(), registry.names().size());
+                config.sources.size(), config.destinations.size(), registry.all().size());
     return 0;
   }
   sink.configure(core::telemetry::parseLogLevel(config.log.level).value_or(junction::sdk::LogLevel::Info),

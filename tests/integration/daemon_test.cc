@@ -636,6 +636,32 @@ TEST(CliTest, PluginsNamePrintsItsOptions) {
   EXPECT_EQ(options[0].at("required"), true);
 }
 
+TEST(CliTest, ANameWithASourceAndADestinationListsAndDocumentsBoth) {
+  TempDir dir;
+  const fs::path fixtures = fs::path(JUNCTION_BINARY_DIR) / "tests" / "fixtures";
+  const fs::path file = dir.path() / "junction.yaml";
+  std::ofstream(file) << "plugins: { paths: [\"" << (fixtures / "good").string() << "\", \""
+                      << (fixtures / "good_source").string() << "\"] }\n";
+  auto list = run(kJunction, {"plugins", "--config", file.string()}, dir.path());
+  ASSERT_EQ(list.code, 0) << list.err;
+  EXPECT_TRUE(std::regex_search(list.out, std::regex(R"((^|\n)fixture_good +source +1\.0\.0 )")))
+      << list.out;
+  EXPECT_TRUE(std::regex_search(list.out, std::regex(R"((^|\n)fixture_good +destination +2\.3\.4 )")))
+      << list.out;
+  auto doc = run(kJunction, {"plugins", "fixture_good", "--config", file.string()}, dir.path());
+  ASSERT_EQ(doc.code, 0) << doc.err;
+  EXPECT_THAT(doc.out, HasSubstr("fixture_good 1.0.0 (source)"));
+  EXPECT_THAT(doc.out, HasSubstr("fixture_good 2.3.4 (destination)"));
+  auto json = run(kJunction, {"plugins", "fixture_good", "--json", "--config", file.string()},
+                  dir.path());
+  ASSERT_EQ(json.code, 0) << json.err;
+  auto both = boost::json::parse(json.out);
+  ASSERT_TRUE(both.is_array()) << json.out;
+  ASSERT_EQ(both.as_array().size(), 2u);
+  EXPECT_EQ(both.at(0).at("kind"), "source");
+  EXPECT_EQ(both.at(1).at("kind"), "destination");
+}
+
 TEST(CliTest, UnknownPluginExits1WithDidYouMean) {
   TempDir dir;
   auto none = run(kJunction, {"plugins", "nosuch"}, dir.path());

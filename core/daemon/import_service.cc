@@ -138,6 +138,9 @@ void ImportService::post(sdk::HttpRequest&& request, sdk::HttpResponder respond)
   }
   // Every line is checked again: the admin API queues nothing that is not an event.
   std::vector<sdk::Event> events;
+  events.reserve(static_cast<std::size_t>(std::count(request.body.begin(), request.body.end(), '\n')) + 1);
+  // The chunk's trees from one arena, freed at once: most of this handler's time is the parse.
+  auto arena = json::make_shared_resource<json::monotonic_resource>();
   std::string_view body = request.body;
   std::size_t index = 0;
   while (!body.empty()) {
@@ -148,7 +151,7 @@ void ImportService::post(sdk::HttpRequest&& request, sdk::HttpResponder respond)
     if (text.empty()) {
       continue;
     }
-    auto parsed = sdk::parseJson(text);
+    auto parsed = sdk::parseJson(text, arena);
     if (!parsed || !parsed->is_object()) {
       respond(http::jsonError(400, "event " + std::to_string(index) + " of the chunk: " +
                                        (parsed ? "not a JSON object" : parsed.error().message)));

@@ -1,0 +1,199 @@
+// The salesforce source in the real daemon against the fake Salesforce: a first full sync,
+// incremental ones over changing data, a SIGKILL in mid-run that resumes without gaps, and a
+// checkpoint that is never ahead of the events durable in the queue. Events are read back from a
+// `file` destination (NDJSON); each identify's messageId names its record and SystemModstamp.
+// A salesforce destination in the same config gets none of them (loop protection).
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <boost/json.hpp>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "tests/fakes/salesforce/fake_salesforce.h"
+#include "tests/integration/daemon_harness.h"
+
+namespace junction::integration {
+namespace {
+
+namespace fakes = junction::tests::fakes;
+namespace json = boost::json;
+using namespace std::chrono_literals;
+
+constexpr std::int64_t kT0 = 1'767'225'600'000;  // 2026-01-01T00:00:00Z
+constexpr std::size_t kRecords = 3000;
+
+// (record id, SystemModstamp) of every identify the file destination wrote.
+std::set<std::pair<std::string, std::int64_t>> delivered(const fs::path& file) {
+  std::set<std::pair<std::string, std::int64_t>> out;
+  std::istringstream lines(readFile(file));
+  std::string line;
+  const std::string prefix = "salesforce-";
+  while (std::getline(lines, line)) {
+    boost::system::error_code ec;
+    auto v = json::parse(line, ec);
+    if (ec || !v.is_object()) {
+      continue;
+    }
+    const auto* id = v.as_object().if_contains("messageId");
+    if (id == nullptr || !id->is_string() || !id->as_string().starts_with(prefix)) {
+      continue;
+    }
+    const std::string rest(id->as_string().subview(prefix.size()));
+    const auto dash = rest.rfind('-');
+    out.insert({rest.substr(0, dash), std::stoll(rest.substr(dash + 1))});
+  }
+  return out;
+}
+
+fakes::FakeSalesforce::Options pagedOptions() {
+  fakes::FakeSalesforce::Options options;
+  options.query_batch_size = 200;
+  return options;
+}
+
+class SalesforceSourceE2ETest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    for (std::size_t i = 0; i < kRecords; ++i) {
+      fake_.setNow(kT0 + static_cast<std::int64_t>(i) * 1000);
+      fake_.putRecord("Contact", {{"LastName", "L" + std::to_string(i)},
+                                  {"Email", "p" + std::to_string(i) + "@example.com"}});
+    }
+    // Slow pages, so that a run of 15 pages is still going when the test kills the daemon.
+    fake_.setDelay(150ms);
+  }
+
+  void writeConfig(bool source_enabled) {
+    config_ = dir_.path() / "junction.yaml";
+    const std::string credentials = "      login_url: \"" + fake_.baseUrl() + "\"\n"
+                                    "      client_id: fake-sf-client-id\n"
+                                    "      client_secret: fake-sf-client-secret\n";
+    writeFile(config_,
+              "server: { listen: \"127.0.0.1:0\" }\n"
+              "storage: { path: \"" + (dir_.path() / "data").string() + "\" }\n"
+              "sources:\n"
+              "  - id: crm\n"
+              "    plugin: salesforce\n"
+              "    enabled: " + std::string(source_enabled ? "true" : "false") + "\n"
+              "    config:\n" + credentials +
+              "      every: 1s\n"
+              "      fields: [Email, FirstName, LastName]\n"
+              "destinations:\n"
+              "  - id: archive\n"
+              "    plugin: file\n"
+              "    batch: { max_wait: 20ms }\n"
+              "    config: { path: \"" + out_.string() + "\" }\n"
+              // Loop protection: what the salesforce source pulled is not upserted back.
+              "  - id: crm_back\n"
+              "    plugin: salesforce\n"
+              "    config:\n" + credentials +
+              "      external_id_field: Junction_Id__c\n");
+  }
+  std::uint16_t start(bool source_enabled, const std::string& log) {
+    writeConfig(source_enabled);
+    daemon_ = std::make_unique<DaemonProcess>(config_);
+    auto port = daemon_->start(dir_.path() / log);
+    EXPECT_TRUE(port) << readFile(dir_.path() / log);
+    return port.value_or(0);
+  }
+
+  std::optional<std::int64_t> checkpoint() {
+    const fs::path file = dir_.path() / "data" / "checkpoints" / "crm.json";
+    boost::system::error_code ec;
+    auto v = json::parse(readFile(file), ec);
+    if (ec || !v.is_object() || !v.as_object().contains("cursor")) {
+      return std::nullopt;
+    }
+    return std::stoll(std::string(v.at("cursor").as_string()));
+  }
+
+  // Every record's current version is in the file.
+  std::vector<std::string> missing() {
+    const auto got = delivered(out_);
+    std::vector<std::string> out;
+    for (const auto& r : fake_.records("Contact")) {
+      if (!got.contains({r.id, r.modstamp_ms})) {
+        out.push_back(r.id + "@" + std::to_string(r.modstamp_ms));
+      }
+    }
+    return out;
+  }
+
+  double metric(std::uint16_t port, const std::string& series) {
+    HttpClient client(port);
+    auto reply = client.request("GET", "/metrics");
+    auto pos = reply.body.find(series + " ");
+    return pos == std::string::npos ? -1 : std::atof(reply.body.c_str() + pos + series.size());
+  }
+
+  TempDir dir_;
+  fs::path config_;
+  fs::path out_ = dir_.path() / "out" / "events.ndjson";
+  fakes::FakeSalesforce fake_{pagedOptions()};
+  std::unique_ptr<DaemonProcess> daemon_;
+};
+
+TEST_F(SalesforceSourceE2ETest, ASigkillInMidRunResumesWithoutGapsAndTheCheckpointIsNeverAhead) {
+  start(true, "run1.log");
+  // Some pages committed, the run not finished: kill -9.
+  ASSERT_TRUE(eventually([&] { return checkpoint().value_or(0) >= kT0 + 500'000; }, 30s))
+      << daemon_->log();
+  daemon_->kill();
+  const auto at_kill = checkpoint();
+  ASSERT_TRUE(at_kill);
+  ASSERT_LT(*at_kill, kT0 + (kRecords - 1) * 1000) << "the run finished before the kill";
+
+  // The source off: the daemon only drains its queue. Every record at or before the checkpoint
+  // must have been durable in the queue when the checkpoint was written.
+  const auto port = start(false, "drain.log");
+  ASSERT_NE(port, 0);
+  std::size_t at_or_before = 0;
+  for (const auto& r : fake_.records("Contact")) {
+    at_or_before += r.modstamp_ms <= *at_kill ? 1 : 0;
+  }
+  ASSERT_TRUE(eventually([&] {
+    const auto got = delivered(out_);
+    return std::count_if(got.begin(), got.end(), [&](const auto& p) { return p.second <= *at_kill; }) >=
+           static_cast<long>(at_or_before);
+  }, 30s)) << "events up to the checkpoint are missing from the queue";
+  daemon_->terminate();
+  EXPECT_EQ(checkpoint(), at_kill);
+
+  // Records change while the daemon is down; then the source resumes from the checkpoint.
+  fake_.setDelay(0ms);
+  const auto records = fake_.records("Contact");
+  fake_.setNow(kT0 + 9'000'000);
+  fake_.updateRecord("Contact", records[5].id, {{"LastName", "Early"}});
+  fake_.setNow(kT0 + 9'001'000);
+  fake_.updateRecord("Contact", records[kRecords - 1].id, {{"LastName", "Late"}});
+  const auto port2 = start(true, "run2.log");
+  ASSERT_NE(port2, 0);
+  ASSERT_TRUE(eventually([&] { return missing().empty(); }, 60s))
+      << missing().size() << " records missing, first " << missing().front() << "\n"
+      << daemon_->log();
+  EXPECT_TRUE(eventually([&] { return checkpoint() == kT0 + 9'001'000; }));
+
+  // Incremental: a change is picked up by the next run (every 1s), and only what changed is read.
+  const auto requests_before = fake_.requestCount();
+  fake_.setNow(kT0 + 9'100'000);
+  fake_.putRecord("Contact", {{"LastName", "New"}, {"Email", "new@example.com"}});
+  ASSERT_TRUE(eventually([&] { return missing().empty(); }, 30s)) << daemon_->log();
+  EXPECT_LT(fake_.requestCount() - requests_before, 20u);
+  EXPECT_GE(metric(port2, "junction_sync_runs_total{result=\"success\",source=\"crm\"}"), 1.0);
+  EXPECT_GE(metric(port2, "junction_events_filtered_total{destination=\"crm_back\",reason=\"loop\"}"),
+            3.0);
+  for (const auto& r : fake_.requests()) {
+    EXPECT_TRUE(r.method == "GET" || r.path == "/services/oauth2/token")
+        << "sent back to Salesforce: " << r.method << " " << r.path;
+  }
+  EXPECT_TRUE(daemon_->terminate()) << daemon_->exitDescription();
+  EXPECT_THAT(readFile(dir_.path() / "run2.log"), ::testing::HasSubstr("sync run finished"));
+  EXPECT_THAT(readFile(dir_.path() / "run2.log"),
+              ::testing::Not(::testing::HasSubstr("fake-sf-client-secret")));
+}
+
+}  // namespace
+}  // namespace junction::integration

@@ -5,7 +5,8 @@
 // run's own duration (junction_sync_run_duration_seconds); wall time from the daemon's start to
 // the run's end is printed too.
 //
-// Usage: hubspot_source_bench [CONTACTS] [PAGE_SIZE...]   (page sizes default: 100 200)
+// Usage: [HUBSPOT_BENCH_FSYNC=batch|always|never] hubspot_source_bench [CONTACTS] [PAGE_SIZE...]
+//        (page sizes default: 100 200)
 // It runs the junctiond of the build tree it was built in (tests/bench/run builds it in Release).
 // The fake runs in this process, junctiond as a child: they share the machine's cores. HubSpot
 // itself allows 5 search requests a second, so a real account pulls at most 500 (limit 100) or
@@ -41,6 +42,12 @@ double metric(const std::string& text, const std::string& series) {
   return pos == std::string::npos ? -1 : std::atof(text.c_str() + pos + series.size());
 }
 
+// storage.fsync of the daemon: HUBSPOT_BENCH_FSYNC (default batch).
+std::string fsyncPolicy() {
+  const char* v = std::getenv("HUBSPOT_BENCH_FSYNC");
+  return v != nullptr && *v != '\0' ? v : "batch";
+}
+
 int runOnce(std::size_t contacts, int page_size) {
   fakes::FakeHubspot fake;
   fake.seedContacts(contacts, kT0, 7);
@@ -48,7 +55,8 @@ int runOnce(std::size_t contacts, int page_size) {
   const auto config = dir.path() / "junction.yaml";
   writeFile(config,
             "server: { listen: \"127.0.0.1:0\" }\n"
-            "storage: { path: \"" + (dir.path() / "data").string() + "\", fsync: batch }\n"
+            "storage: { path: \"" + (dir.path() / "data").string() + "\", fsync: " + fsyncPolicy() +
+                " }\n"
             "profiles: { enabled: false }\n"
             "sources:\n"
             "  - id: crm\n"
@@ -91,9 +99,9 @@ int runOnce(std::size_t contacts, int page_size) {
                  records, contacts, readFile(dir.path() / "junctiond.log").c_str());
     return 1;
   }
-  std::printf("contacts %zu  page_size %3d  pages %6.0f  searches %6zu  run %6.2f s  "
+  std::printf("fsync %-6s contacts %zu  page_size %3d  pages %6.0f  searches %6zu  run %6.2f s  "
               "%8.0f records/s  (wall from daemon start %6.2f s)\n",
-              contacts, page_size, pages, fake.searchCount(), seconds, records / seconds, wall);
+              fsyncPolicy().c_str(), contacts, page_size, pages, fake.searchCount(), seconds, records / seconds, wall);
   return 0;
 }
 

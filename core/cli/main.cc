@@ -31,6 +31,7 @@
 #include <filesystem>
 
 #include "junction/sdk/http_client.h"
+#include "junction/sdk/text.h"
 
 #include "core/cli/import.h"
 #include "core/daemon/config_check.h"
@@ -87,24 +88,6 @@ struct DlqArgs {
   bool all = false;
 };
 
-// A query-string value: RFC 3986 unreserved characters as they are, every other byte %XX (a
-// `+` of a time zone offset would otherwise read as a space).
-std::string queryEncode(std::string_view value) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  for (const char c : value) {
-    const auto u = static_cast<unsigned char>(c);
-    if (std::isalnum(u) != 0 || c == '-' || c == '.' || c == '_' || c == '~') {
-      out.push_back(c);
-    } else {
-      out.push_back('%');
-      out.push_back(kHex[u >> 4]);
-      out.push_back(kHex[u & 0xF]);
-    }
-  }
-  return out;
-}
-
 // Calls the admin API of the daemon `args.config_file` describes (server.listen, admin_token).
 int runDlq(const std::string& action, const DlqArgs& args) {
   core::config::ConfigErrors errors;
@@ -146,7 +129,9 @@ int runDlq(const std::string& action, const DlqArgs& args) {
     std::string query = "limit=" + std::to_string(args.limit);
     for (const auto& [k, v] : filter) {
       if (v.is_string()) {
-        query += "&" + std::string(k) + "=" + queryEncode(v.as_string());
+        // Every byte but RFC 3986's unreserved ones as %XX: a `+` of a time zone offset would
+        // otherwise read as a space.
+        query += "&" + std::string(k) + "=" + junction::sdk::percentEncode(v.as_string());
       }
     }
     for (auto id : args.ids) {

@@ -227,14 +227,7 @@ void ImportService::post(sdk::HttpRequest&& request, sdk::HttpResponder respond)
       std::lock_guard lock(mutex_);
       in_flight_.erase(key);
     }
-    const auto code = result.status.error().code;
-    const bool retry = code == sdk::ErrorCode::ResourceExhausted || code == sdk::ErrorCode::Unavailable;
-    auto r = http::jsonError(retry ? 503 : 500, result.status.message());
-    if (retry) {
-      r.headers.set("Retry-After",
-                    std::to_string(std::max<std::int64_t>(1, (result.retry_after.count() + 999) / 1000)));
-    }
-    (*responder)(std::move(r));
+    (*responder)(sdk::refusedEmitResponse(result));
   });
 }
 

@@ -626,14 +626,7 @@ void HttpSource::handleEvents(Endpoint endpoint, sdk::HttpRequest&& request,
         pending->state->dedup.forget(ids.substr(begin, end - begin));
         begin = end;
       }
-      const auto code = result.status.error().code;
-      const bool retry = code == sdk::ErrorCode::ResourceExhausted ||
-                         code == sdk::ErrorCode::Unavailable;
-      r = sdk::HttpResponse::json(retry ? 503 : 500, errorBody(result.status.message()));
-      if (retry) {
-        const auto seconds = std::max<std::int64_t>(1, (result.retry_after.count() + 999) / 1000);
-        r.headers.set("Retry-After", std::to_string(seconds));
-      }
+      r = sdk::refusedEmitResponse(result);
     }
     if (!pending->origin_header.empty()) {
       r.headers.set("Access-Control-Allow-Origin", pending->origin_header);

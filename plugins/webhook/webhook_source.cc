@@ -213,14 +213,7 @@ void WebhookSource::handle(sdk::HttpRequest&& request, sdk::HttpResponder respon
                                            {"accepted", result.accepted},
                                            {"suppressed", result.suppressed}}));
     } else {
-      const auto code = result.status.error().code;
-      const bool retry =
-          code == sdk::ErrorCode::ResourceExhausted || code == sdk::ErrorCode::Unavailable;
-      r = sdk::HttpResponse::json(retry ? 503 : 500, errorBody(result.status.message()));
-      if (retry) {
-        const auto seconds = std::max<std::int64_t>(1, (result.retry_after.count() + 999) / 1000);
-        r.headers.set("Retry-After", std::to_string(seconds));
-      }
+      r = sdk::refusedEmitResponse(result);
     }
     metrics
         ->counter("junction_webhook_source_requests_total",

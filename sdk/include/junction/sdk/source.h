@@ -28,6 +28,12 @@ struct EmitResult {
 // Called exactly once per `emit`, on a daemon thread; must not block.
 using EmitCallback = std::function<void(EmitResult)>;
 
+// The answer to an HTTP client whose events `emit` refused (`result.status` not ok): 503 with
+// `Retry-After` (whole seconds, at least 1) for ResourceExhausted and Unavailable — nothing was
+// queued, the client's retry must get through — else 500; the body is
+// {"success":false,"error":<the status message>}. One shape for every source that answers HTTP.
+HttpResponse refusedEmitResponse(const EmitResult& result);
+
 class SourceContext : public PluginContext {
  public:
   // Queues `events` (built with makeEvent and enriched by the source). The daemon fills

@@ -394,5 +394,32 @@ TEST(JsonScanTest, NeverLooserThanBoostJson) {
   EXPECT_GT(valid_count, 10000);
 }
 
+// eventFromText (what `junction import` runs on each line): the fast path's event when it takes
+// the text, the tree path's event when it declines it, and the tree path's error for a refusal.
+TEST(EventFromTextTest, FastPathTreePathAndTheTreePathsErrors) {
+  const EnrichInput in = makeInput();
+  const SpliceInput splice = makeSpliceInput(in, false);
+  for (std::string_view text : {
+           std::string_view(R"({"type":"track","userId":"u1","event":"Viewed","messageId":"m1"})"),
+           // An escaped key: declined by the fast path, taken by the tree.
+           std::string_view(R"({"type":"track","userId":"u1","ev\u0065nt":"Viewed","messageId":"m1"})"),
+       }) {
+    auto made = eventFromText(text, splice, in, "web");
+    ASSERT_TRUE(made.ok()) << text << ": " << made.error().message;
+    const TreeResult tree = treePath(text, in);
+    ASSERT_TRUE(tree.ok);
+    EXPECT_EQ(json::parse(made->event.json()), json::parse(tree.event.json())) << text;
+    EXPECT_EQ(made->event.header().source_id, "web");
+    EXPECT_EQ(made->event.name(), "Viewed");
+  }
+  auto no_event = eventFromText(R"({"type":"track","userId":"u1"})", splice, in, "web");
+  ASSERT_FALSE(no_event.ok());
+  EXPECT_EQ(no_event.error().message, treePath(R"({"type":"track","userId":"u1"})", in).error);
+  auto not_json = eventFromText("{nope", splice, in, "web");
+  ASSERT_FALSE(not_json.ok());
+  EXPECT_NE(not_json.error().message.find("invalid JSON"), std::string::npos);
+  EXPECT_FALSE(eventFromText("[1]", splice, in, "web").ok());
+}
+
 }  // namespace
 }  // namespace junction::plugins::http

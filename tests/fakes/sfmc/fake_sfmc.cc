@@ -220,57 +220,26 @@ const char* toString(SfmcColumnType type) noexcept {
   return "Text";
 }
 
-FakeSfmc::FakeSfmc(Options options) : options_(std::move(options)) {
+FakeSfmc::FakeSfmc(Options options)
+    : options_(std::move(options)),
+      server_([this](const RecordedRequest& request) { return handle(request); }) {
   bucket_ = std::max(1.0, options_.requests_per_second);
   bucket_at_ = std::chrono::steady_clock::now();
-  std::lock_guard lock(rule_mutex_);
-  installRule();
 }
 
 FakeSfmc::~FakeSfmc() { server_.stop(); }
 
 std::string FakeSfmc::baseUrl() const { return server_.baseUrl(); }
 
-void FakeSfmc::installRule() {
-  rule_ = server_.when("*", "/", sdk::testing::PathMatch::Prefix);
-  rule_->respond([this](const RecordedRequest& request) { return handle(request); }).delay(delay_);
-}
-
 void FakeSfmc::failNext(std::size_t n, int status, std::string body,
                         std::vector<std::pair<std::string, std::string>> headers,
                         std::string path_prefix) {
-  if (n == 0) {
-    return;
-  }
-  std::lock_guard lock(mutex_);
-  failures_.push_back({n, status, std::move(body), std::move(headers), std::move(path_prefix)});
+  server_.failNext(n, status, std::move(body), std::move(headers), std::move(path_prefix));
 }
 
-void FakeSfmc::setDelay(std::chrono::milliseconds delay) {
-  std::lock_guard lock(rule_mutex_);
-  delay_ = delay;
-  if (!down_ && rule_) {
-    rule_->delay(delay);
-  }
-}
+void FakeSfmc::setDelay(std::chrono::milliseconds delay) { server_.setDelay(delay); }
 
-void FakeSfmc::setDown(bool down) {
-  std::lock_guard lock(rule_mutex_);
-  if (down_ == down) {
-    return;
-  }
-  down_ = down;
-  // The one rule changes in place (under the server's lock), so no request ever falls between
-  // two rules and gets the scripted server's 404.
-  if (down) {
-    // reply() first: it drops the responder, which would otherwise still run (and store what
-    // the request carried) before the connection is reset.
-    rule_->reply(503).delay(std::chrono::milliseconds(0)).closeConnection();
-  } else {
-    rule_->respond([this](const RecordedRequest& request) { return handle(request); })
-        .delay(delay_);
-  }
-}
+void FakeSfmc::setDown(bool down) { server_.setDown(down); }
 
 void FakeSfmc::expireTokens() {
   std::lock_guard lock(mutex_);
@@ -279,7 +248,7 @@ void FakeSfmc::expireTokens() {
 
 std::vector<RecordedRequest> FakeSfmc::requests() const { return server_.requests(); }
 
-std::size_t FakeSfmc::requestCount() const { return server_.requests().size(); }
+std::size_t FakeSfmc::requestCount() const { return server_.requestCount(); }
 
 bool FakeSfmc::waitForRequests(std::size_t n, std::chrono::milliseconds timeout) const {
   return server_.waitForRequests(n, timeout);
@@ -335,21 +304,6 @@ std::size_t FakeSfmc::rateLimitedCount() const {
 }
 
 HttpResponse FakeSfmc::handle(const RecordedRequest& request) {
-  {
-    std::lock_guard lock(mutex_);
-    for (auto it = failures_.begin(); it != failures_.end(); ++it) {
-      if (request.path.starts_with(it->path_prefix)) {
-        HttpResponse response{it->status, {}, it->body};
-        for (const auto& [name, value] : it->headers) {
-          response.headers.add(name, value);
-        }
-        if (--it->remaining == 0) {
-          failures_.erase(it);
-        }
-        return response;
-      }
-    }
-  }
   if (request.body.size() > options_.max_payload_bytes) {
     return restError(413, "The request payload exceeds the maximum of " +
                               std::to_string(options_.max_payload_bytes) + " bytes",

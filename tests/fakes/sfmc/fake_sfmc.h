@@ -33,7 +33,6 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -45,8 +44,7 @@
 #include <boost/json/object.hpp>
 #include <boost/json/value.hpp>
 
-#include "junction/sdk/http_server.h"
-#include "junction/sdk/testing/scripted_http_server.h"
+#include "tests/fakes/common/fake_vendor_server.h"
 
 namespace junction::tests::fakes {
 
@@ -160,13 +158,6 @@ class FakeSfmc {
   std::size_t rateLimitedCount() const;
 
  private:
-  struct Failure {
-    std::size_t remaining = 0;
-    int status = 0;
-    std::string body;
-    std::vector<std::pair<std::string, std::string>> headers;
-    std::string path_prefix;
-  };
   struct StoredDataExtension {
     std::map<std::string, std::size_t> index;  // serialized keys -> position in rows
     std::vector<Row> rows;
@@ -179,11 +170,9 @@ class FakeSfmc {
   sdk::HttpResponse deleteContacts(const sdk::testing::RecordedRequest& request);
   bool authorized(const sdk::testing::RecordedRequest& request);  // mutex_ held
   bool takeRateToken();                                            // mutex_ held
-  void installRule();  // once, from the constructor
 
   const Options options_;
   mutable std::mutex mutex_;
-  std::deque<Failure> failures_;                             // guarded by mutex_
   std::map<std::string, std::chrono::steady_clock::time_point> tokens_;  // guarded by mutex_
   std::size_t tokens_issued_ = 0;                           // guarded by mutex_
   std::size_t rate_limited_ = 0;                            // guarded by mutex_
@@ -194,12 +183,7 @@ class FakeSfmc {
   std::vector<DeleteOperation> delete_operations_;          // guarded by mutex_
   std::int64_t next_operation_id_ = 2038;                   // guarded by mutex_
 
-  std::mutex rule_mutex_;
-  std::chrono::milliseconds delay_{0};  // guarded by rule_mutex_
-  bool down_ = false;                   // guarded by rule_mutex_
-  std::optional<sdk::testing::ScriptedHttpServer::RuleBuilder> rule_;  // guarded by rule_mutex_
-
-  sdk::testing::ScriptedHttpServer server_;  // last: stopped first, before the state it uses
+  FakeVendorServer server_;  // last: stopped first, before the state it uses
 };
 
 const char* toString(SfmcColumnType type) noexcept;

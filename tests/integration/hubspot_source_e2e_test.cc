@@ -8,11 +8,10 @@
 
 #include <boost/json.hpp>
 #include <map>
-#include <set>
-#include <sstream>
 
 #include "tests/fakes/hubspot/fake_hubspot.h"
 #include "tests/integration/daemon_harness.h"
+#include "tests/integration/sync_harness.h"
 
 namespace junction::integration {
 namespace {
@@ -23,29 +22,6 @@ using namespace std::chrono_literals;
 
 constexpr std::int64_t kT0 = 1'767'225'600'000;  // 2026-01-01T00:00:00Z
 constexpr std::size_t kContacts = 3000;
-
-// (contact id, lastmodifieddate) of every identify the file destination wrote.
-std::set<std::pair<std::string, std::int64_t>> delivered(const fs::path& file) {
-  std::set<std::pair<std::string, std::int64_t>> out;
-  std::istringstream lines(readFile(file));
-  std::string line;
-  const std::string prefix = "hubspot-contact-";
-  while (std::getline(lines, line)) {
-    boost::system::error_code ec;
-    auto v = json::parse(line, ec);
-    if (ec || !v.is_object()) {
-      continue;
-    }
-    const auto* id = v.as_object().if_contains("messageId");
-    if (id == nullptr || !id->is_string() || !id->as_string().starts_with(prefix)) {
-      continue;
-    }
-    const std::string rest(id->as_string().subview(prefix.size()));
-    const auto dash = rest.rfind('-');
-    out.insert({rest.substr(0, dash), std::stoll(rest.substr(dash + 1))});
-  }
-  return out;
-}
 
 class HubspotSourceE2ETest : public ::testing::Test {
  protected:
@@ -91,18 +67,12 @@ class HubspotSourceE2ETest : public ::testing::Test {
   }
 
   std::optional<std::int64_t> checkpoint() {
-    const fs::path file = dir_.path() / "data" / "checkpoints" / "crm.json";
-    boost::system::error_code ec;
-    auto v = json::parse(readFile(file), ec);
-    if (ec || !v.is_object() || !v.as_object().contains("cursor")) {
-      return std::nullopt;
-    }
-    return std::stoll(std::string(v.at("cursor").as_string()));
+    return storedCheckpoint(dir_.path() / "data", "crm");
   }
 
   // Every contact's current version is in the file.
   std::vector<std::string> missing() {
-    const auto got = delivered(out_);
+    const auto got = deliveredVersions(out_, "hubspot-contact-");
     std::vector<std::string> out;
     for (const auto& c : fake_.contacts()) {
       if (!got.contains({c.id, c.last_modified_ms})) {
@@ -110,13 +80,6 @@ class HubspotSourceE2ETest : public ::testing::Test {
       }
     }
     return out;
-  }
-
-  double metric(std::uint16_t port, const std::string& series) {
-    HttpClient client(port);
-    auto reply = client.request("GET", "/metrics");
-    auto pos = reply.body.find(series + " ");
-    return pos == std::string::npos ? -1 : std::atof(reply.body.c_str() + pos + series.size());
   }
 
   TempDir dir_;
@@ -145,7 +108,7 @@ TEST_F(HubspotSourceE2ETest, ASigkillInMidRunResumesWithoutGapsAndTheCheckpointI
     at_or_before += c.last_modified_ms <= *at_kill ? 1 : 0;
   }
   ASSERT_TRUE(eventually([&] {
-    const auto got = delivered(out_);
+    const auto got = deliveredVersions(out_, "hubspot-contact-");
     return std::count_if(got.begin(), got.end(), [&](const auto& p) { return p.second <= *at_kill; }) >=
            static_cast<long>(at_or_before);
   }, 30s)) << "events up to the checkpoint are missing from the queue";
@@ -168,8 +131,8 @@ TEST_F(HubspotSourceE2ETest, ASigkillInMidRunResumesWithoutGapsAndTheCheckpointI
   fake_.putContact("new@example.com", json::object{{"firstname", "New"}}, kT0 + 9'100'000);
   ASSERT_TRUE(eventually([&] { return missing().empty(); }, 30s)) << daemon_->log();
   EXPECT_LT(fake_.searchCount() - searches, 20u);
-  EXPECT_GE(metric(port2, "junction_sync_runs_total{result=\"success\",source=\"crm\"}"), 1.0);
-  EXPECT_GE(metric(port2, "junction_events_filtered_total{destination=\"crm_back\",reason=\"loop\"}"),
+  EXPECT_GE(metricValue(port2, "junction_sync_runs_total{result=\"success\",source=\"crm\"}"), 1.0);
+  EXPECT_GE(metricValue(port2, "junction_events_filtered_total{destination=\"crm_back\",reason=\"loop\"}"),
             3.0);
   for (const auto& r : fake_.requests()) {
     EXPECT_EQ(r.path, "/crm/v3/objects/contacts/search") << "sent back to HubSpot: " << r.body;

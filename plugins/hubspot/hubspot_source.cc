@@ -113,43 +113,87 @@ std::vector<sdk::OptionError> HubspotSourceConfig::validate() const {
 
 // --- requests and answers --------------------------------------------------------------------
 
-std::string buildSearchBody(std::int64_t since_ms, std::size_t after,
-                            const std::vector<std::string>& properties, std::int64_t limit) {
+std::string buildSearchBody(const SearchCursor& cursor, const std::vector<std::string>& properties,
+                            std::int64_t limit) {
   json::array props;
   for (const auto& p : properties) {
     props.emplace_back(p);
   }
+  auto filter = [](const char* property, const char* op, std::string value) {
+    return json::object{{"propertyName", property}, {"operator", op}, {"value", std::move(value)}};
+  };
+  json::array filters;
+  const char* sort_by = "lastmodifieddate";
+  if (cursor.by_id_after) {
+    filters.push_back(filter("lastmodifieddate", "EQ", std::to_string(cursor.since_ms)));
+    filters.push_back(filter("hs_object_id", "GT", std::to_string(*cursor.by_id_after)));
+    sort_by = "hs_object_id";
+  } else {
+    filters.push_back(filter("lastmodifieddate", "GTE", std::to_string(cursor.since_ms)));
+  }
   json::object body{
-      {"filterGroups",
-       json::array{json::object{
-           {"filters", json::array{json::object{{"propertyName", "lastmodifieddate"},
-                                                {"operator", "GTE"},
-                                                {"value", std::to_string(since_ms)}}}}}}},
-      {"sorts", json::array{json::object{{"propertyName", "lastmodifieddate"},
-                                         {"direction", "ASCENDING"}}}},
+      {"filterGroups", json::array{json::object{{"filters", std::move(filters)}}}},
+      {"sorts", json::array{json::object{{"propertyName", sort_by}, {"direction", "ASCENDING"}}}},
       {"properties", std::move(props)},
       {"limit", limit}};
-  if (after > 0) {
-    body["after"] = std::to_string(after);
+  if (cursor.after > 0 && !cursor.by_id_after) {
+    body["after"] = std::to_string(cursor.after);
   }
   return json::serialize(body);
 }
 
 std::string SearchCursor::toString() const {
-  return std::to_string(since_ms) + ":" + std::to_string(after);
+  json::object o{{"since", since_ms}};
+  if (after > 0) {
+    o["after"] = after;
+  }
+  if (!seen.empty()) {
+    json::array ids;
+    for (const auto& id : seen) {
+      ids.emplace_back(id);
+    }
+    o["seen"] = std::move(ids);
+  }
+  if (by_id_after) {
+    o["by_id_after"] = *by_id_after;
+  }
+  return json::serialize(o);
 }
 
 std::optional<SearchCursor> SearchCursor::parse(std::string_view text) {
-  const auto colon = text.find(':');
-  if (colon == std::string_view::npos) {
+  boost::system::error_code ec;
+  const json::value v = json::parse(text, ec);
+  const json::object* o = ec ? nullptr : v.if_object();
+  const json::value* since = o != nullptr ? o->if_contains("since") : nullptr;
+  if (since == nullptr || !since->is_int64()) {
     return std::nullopt;
   }
-  auto since = parseNumber(text.substr(0, colon));
-  auto after = parseNumber(text.substr(colon + 1));
-  if (!since || !after || *after < 0) {
-    return std::nullopt;
+  SearchCursor cursor;
+  cursor.since_ms = since->get_int64();
+  if (const auto* after = o->if_contains("after")) {
+    if (!after->is_int64() || after->get_int64() < 0) {
+      return std::nullopt;
+    }
+    cursor.after = static_cast<std::size_t>(after->get_int64());
   }
-  return SearchCursor{*since, static_cast<std::size_t>(*after)};
+  if (const auto* seen = o->if_contains("seen")) {
+    if (!seen->is_array()) {
+      return std::nullopt;
+    }
+    for (const auto& id : seen->get_array()) {
+      if (!id.is_string()) {
+        return std::nullopt;
+      }
+      cursor.seen.emplace_back(id.get_string());
+    }
+  }
+  if (const auto* by_id = o->if_contains("by_id_after")) {
+    if (!by_id->is_int64() || by_id->get_int64() < 0) {
+      return std::nullopt;
+    }
+    cursor.by_id_after = static_cast<std::uint64_t>(by_id->get_int64());
+  }
+  return cursor;
 }
 
 std::optional<json::object> contactEvent(const json::object& contact, const std::string& user_id,
@@ -222,7 +266,7 @@ HubspotSource::HubspotSource(HubspotSourceConfig config, sdk::SourceContext& con
                                          "Contacts not emitted: no user id or no lastmodifieddate")),
       overflows_(context.metrics().counter(
           "junction_hubspot_source_overflows_total",
-          "Milliseconds with more than 10,000 modified contacts, partly skipped")),
+          "Milliseconds with more than 10,000 modified contacts, read by id")),
       rate_limited_(context.metrics().counter("junction_hubspot_source_rate_limited_total",
                                               "Search requests HubSpot answered 429")),
       sync_(context, {.every = config_.every},
@@ -268,8 +312,7 @@ sdk::Result<sdk::SyncPage> HubspotSource::pull(const sdk::SyncRequest& request) 
   sdk::HttpClientRequest http{.method = "POST",
                               .url = search_url_,
                               .headers = {},
-                              .body = buildSearchBody(cursor.since_ms, cursor.after, properties_,
-                                                      config_.page_size),
+                              .body = buildSearchBody(cursor, properties_, config_.page_size),
                               .timeout = config_.timeout};
   http.headers.set("Authorization", "Bearer " + config_.access_token);
   http.headers.set("Content-Type", "application/json");
@@ -314,22 +357,37 @@ sdk::Result<sdk::SyncPage> HubspotSource::pull(const sdk::SyncRequest& request) 
   }
   sdk::SyncPage page;
   std::int64_t last = cursor.since_ms;
-  std::size_t at_last = 0;  // contacts of this page modified at `last`
-  for (const auto& item : results->get_array()) {
+  std::vector<std::string> at_last = cursor.seen;  // ids read at `last`, this page's included
+  std::uint64_t max_id = cursor.by_id_after.value_or(0);
+  std::size_t page_at_last = 0;  // contacts of this page modified at `last`
+  const auto& items = results->get_array();
+  for (const auto& item : items) {
     if (!item.is_object()) {
       continue;
     }
     contacts_.inc();
-    const auto modified = modifiedMs(item.get_object());
-    if (modified) {
-      if (*modified > last) {
-        last = *modified;
-        at_last = 0;
-      }
-      at_last += *modified == last ? 1 : 0;
+    const auto& contact = item.get_object();
+    const auto* id_value = contact.if_contains("id");
+    const std::string id = id_value != nullptr && id_value->is_string() ? std::string(id_value->get_string()) : "";
+    if (auto n = parseNumber(id)) {
+      max_id = std::max(max_id, static_cast<std::uint64_t>(*n));
+    }
+    const auto modified = modifiedMs(contact);
+    if (modified && *modified > last) {
+      last = *modified;
+      at_last.clear();
+      page_at_last = 0;
+    }
+    page_at_last += modified && *modified == last ? 1 : 0;
+    if (modified && *modified == cursor.since_ms && !cursor.by_id_after &&
+        std::find(cursor.seen.begin(), cursor.seen.end(), id) != cursor.seen.end()) {
+      continue;  // read by the previous page: the window starts at its last millisecond
+    }
+    if (modified && *modified == last && !id.empty()) {
+      at_last.push_back(id);
     }
     std::string why;
-    auto body = contactEvent(item.get_object(), config_.user_id, why);
+    auto body = contactEvent(contact, config_.user_id, why);
     if (!body) {
       skipped_.inc();
       context_.log().debug("HubSpot contact skipped", {{"reason", why}});
@@ -342,27 +400,48 @@ sdk::Result<sdk::SyncPage> HubspotSource::pull(const sdk::SyncRequest& request) 
     }
     page.events.push_back(std::move(event).value());
   }
-  if (!results->get_array().empty()) {
+  if (!items.empty()) {
     page.checkpoint = std::to_string(last);
   }
-  const json::value* next = o->if_contains("paging");
-  const bool more = next != nullptr && next->is_object() &&
-                    next->get_object().if_contains("next") != nullptr &&
-                    !results->get_array().empty();
-  if (more) {
-    // The next search starts at the last time seen, skipping what this run read of it.
-    SearchCursor following = last > cursor.since_ms ? SearchCursor{last, at_last}
-                                                    : SearchCursor{last, cursor.after + at_last};
-    if (following.after >= config_.search_result_cap) {
-      overflows_.inc();
-      context_.log().error(
-          "more than 10,000 HubSpot contacts modified in one millisecond: the rest of it is "
-          "skipped (HubSpot's search cap)",
-          {{"lastmodifieddate", sdk::formatIsoTimestamp(last)}});
-      following = SearchCursor{last + 1, 0};
+  const json::value* paging = o->if_contains("paging");
+  const bool more = paging != nullptr && paging->is_object() &&
+                    paging->get_object().if_contains("next") != nullptr && !items.empty();
+  if (cursor.by_id_after) {
+    // Reading one crowded millisecond by id: on while pages come full, then past it.
+    SearchCursor following;
+    if (more) {
+      following.since_ms = cursor.since_ms;
+      following.by_id_after = max_id;
+    } else {
+      following.since_ms = cursor.since_ms + 1;
     }
     page.next_page = following.toString();
+    return page;
   }
+  if (!more) {
+    return page;
+  }
+  SearchCursor following;
+  if (page_at_last < items.size()) {
+    following.since_ms = last;
+    following.seen = std::move(at_last);  // a new search from the last millisecond seen
+  } else {
+    // The whole page in one millisecond: page on in the same search.
+    following.since_ms = cursor.since_ms;
+    following.after = cursor.after + items.size();
+    following.seen = cursor.seen;
+    if (following.after >= config_.search_result_cap) {
+      overflows_.inc();
+      context_.log().warn(
+          "more than 10,000 HubSpot contacts modified in one millisecond: reading the rest of it "
+          "by id (HubSpot's search cap)",
+          {{"lastmodifieddate", sdk::formatIsoTimestamp(last)}});
+      following = SearchCursor{};
+      following.since_ms = last;  // the page's one millisecond
+      following.by_id_after = 0;
+    }
+  }
+  page.next_page = following.toString();
   return page;
 }
 

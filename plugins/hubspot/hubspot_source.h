@@ -17,13 +17,15 @@
 // The checkpoint (sdk::IncrementalSync) is the lastmodifieddate of the last contact of a durable
 // page, inclusive (GTE): a restart re-reads contacts modified in that millisecond, never skips.
 //
-// Paging moves the time window: each page is a search from the last lastmodifieddate seen, with
-// `after` skipping only the contacts of that same millisecond already read. So `after` stays far
-// below HubSpot's 10,000-result cap of one search, and a contact modified during a run (which
-// moves to the end of the order) cannot shift an offset over an unread contact, as plain
-// `after` paging of one search would. Only more than 10,000 contacts modified in one
-// millisecond could reach the cap: the rest of that millisecond is then skipped, with an error
-// logged and junction_hubspot_source_overflows_total counted.
+// Paging moves the time window: after a page, the next search starts at the last
+// lastmodifieddate seen and skips, by id, the contacts of that millisecond already read. So a
+// search never pages deep (HubSpot's cap: 10,000 results a search), a contact modified during a
+// run (which moves to the end of the order) cannot shift an offset over an unread contact, and
+// nothing depends on the order HubSpot gives contacts of the same millisecond. Only a page whose
+// contacts all share one millisecond pages on with `after` in that same search; should that
+// reach the cap (more than 10,000 contacts modified in one millisecond), the rest of that
+// millisecond is read by id (lastmodifieddate EQ t, hs_object_id GT the last id, sorted by
+// hs_object_id; junction_hubspot_source_overflows_total), then the window moves past it.
 // 429s wait as HubSpot asks (Retry-After, policyName SECONDLY / DAILY, the window headers);
 // 5xx and transport failures are retried three times with backoff, then fail the run (the next
 // run resumes from the checkpoint). Runs use SourceContext::http() and never log the token.
@@ -59,17 +61,21 @@ struct HubspotSourceConfig {
 
 const sdk::OptionTable<HubspotSourceConfig>& hubspotSourceOptions();
 
-// The search request body for a window starting at `since_ms` (inclusive), at offset `after`.
-std::string buildSearchBody(std::int64_t since_ms, std::size_t after,
-                            const std::vector<std::string>& properties, std::int64_t limit);
-
-// Where a run goes on: the window's lower bound and the offset within it ("<since>:<after>").
+// Where a run goes on (the page token): the window's lower bound, the contacts of that
+// millisecond already read, and the offset within the search; or, past the cap, the last id of
+// that millisecond read by id.
 struct SearchCursor {
   std::int64_t since_ms = 0;
   std::size_t after = 0;
+  std::vector<std::string> seen;              // ids modified at since_ms, already read
+  std::optional<std::uint64_t> by_id_after;   // set: reading since_ms alone, by hs_object_id
   std::string toString() const;
   static std::optional<SearchCursor> parse(std::string_view text);
 };
+
+// The search request body for `cursor`.
+std::string buildSearchBody(const SearchCursor& cursor, const std::vector<std::string>& properties,
+                            std::int64_t limit);
 
 // One contact of a search answer as an identify event body (nullopt: no user id; `why` says).
 std::optional<boost::json::object> contactEvent(const boost::json::object& contact,

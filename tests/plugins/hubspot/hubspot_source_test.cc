@@ -86,15 +86,28 @@ TEST(HubspotSourceConfigTest, OptionTableDefaultsAndValidation) {
 }
 
 TEST(HubspotSourceRequestsTest, TheSearchBodyFiltersSortsAndPages) {
-  EXPECT_EQ(buildSearchBody(kT0, 0, {"email", "firstname"}, 100),
+  EXPECT_EQ(buildSearchBody(SearchCursor{kT0}, {"email", "firstname"}, 100),
             R"({"filterGroups":[{"filters":[{"propertyName":"lastmodifieddate","operator":"GTE",)"
             R"("value":"1767225600000"}]}],"sorts":[{"propertyName":"lastmodifieddate",)"
             R"("direction":"ASCENDING"}],"properties":["email","firstname"],"limit":100})");
-  EXPECT_THAT(buildSearchBody(kT0, 300, {}, 50), HasSubstr(R"("limit":50,"after":"300")"));
-  EXPECT_EQ(SearchCursor::parse("1767225600000:17")->after, 17u);
-  EXPECT_EQ(SearchCursor::parse(SearchCursor{kT0, 3}.toString())->since_ms, kT0);
+  EXPECT_THAT(buildSearchBody(SearchCursor{kT0, 300}, {}, 50), HasSubstr(R"("limit":50,"after":"300")"));
+  // Past the cap, one millisecond by id.
+  SearchCursor by_id{kT0};
+  by_id.by_id_after = 1234;
+  EXPECT_EQ(buildSearchBody(by_id, {"email"}, 100),
+            R"({"filterGroups":[{"filters":[{"propertyName":"lastmodifieddate","operator":"EQ",)"
+            R"("value":"1767225600000"},{"propertyName":"hs_object_id","operator":"GT",)"
+            R"("value":"1234"}]}],"sorts":[{"propertyName":"hs_object_id","direction":"ASCENDING"}],)"
+            R"("properties":["email"],"limit":100})");
+  SearchCursor cursor{kT0, 17, {"1001", "1002"}, 99};
+  auto parsed = SearchCursor::parse(cursor.toString());
+  ASSERT_TRUE(parsed);
+  EXPECT_EQ(parsed->since_ms, kT0);
+  EXPECT_EQ(parsed->after, 17u);
+  EXPECT_THAT(parsed->seen, ElementsAre("1001", "1002"));
+  EXPECT_EQ(parsed->by_id_after, 99u);
   EXPECT_FALSE(SearchCursor::parse("17"));
-  EXPECT_FALSE(SearchCursor::parse("x:1"));
+  EXPECT_FALSE(SearchCursor::parse(R"({"since":"x"})"));
 }
 
 TEST(HubspotSourceRequestsTest, AContactBecomesAnIdentifyWithTraitsAndItsHubspotId) {
@@ -167,7 +180,7 @@ TEST_F(HubspotSourceTest, AFirstFullSyncThenIncrementalOnes) {
   EXPECT_THAT(requests[0].body, HasSubstr(R"("operator":"GTE","value":"0")"));
   // Each page is a search from the last time seen (the window moves, `after` stays small).
   EXPECT_THAT(requests[1].body, HasSubstr("\"value\":\"" + std::to_string(kT0 + 99'000) + "\""));
-  EXPECT_THAT(requests[1].body, HasSubstr(R"("after":"1")"));
+  EXPECT_THAT(requests[1].body, ::testing::Not(HasSubstr("after")));  // the contact at 99 s: by id
   EXPECT_EQ(source->sync().status().runs_succeeded, 1u);
   EXPECT_EQ(ctx.metrics().counterValue("junction_sync_records_total"), 250u);
   EXPECT_EQ(ctx.metrics().counterValue("junction_hubspot_source_requests_total", {{"status", "200"}}),
@@ -260,7 +273,7 @@ TEST_F(HubspotSourceTest, ContactsModifiedInOneMillisecondArePagedWithAfter) {
   EXPECT_THAT(requests[2].body, HasSubstr(R"("after":"200")"));
 }
 
-TEST(HubspotSourceCapTest, MoreThanTheCapInOneMillisecondIsReportedNotLooped) {
+TEST(HubspotSourceCapTest, MoreThanTheCapInOneMillisecondIsReadById) {
   FakeHubspot fake(FakeHubspot::Options{.search_result_cap = 150});
   fake.seedContacts(250, kT0, 0);
   fake.seedContacts(5, kT0 + 1, 1, 1000);
@@ -272,9 +285,13 @@ TEST(HubspotSourceCapTest, MoreThanTheCapInOneMillisecondIsReportedNotLooped) {
   ASSERT_TRUE(source.start().ok());
   ctx.scheduler().runDue();
   EXPECT_EQ(source.sync().status().last_error, "");
-  EXPECT_EQ(ctx.events().size(), 155u);  // 150 of the crowded millisecond, then the 5 after it
+  // 150 by offset, then that millisecond again by id (duplicates, no gap), then the 5 after it.
+  EXPECT_EQ(emittedVersions(ctx).size(), 255u);
   EXPECT_EQ(ctx.metrics().counterValue("junction_hubspot_source_overflows_total"), 1u);
-  EXPECT_TRUE(ctx.log().contains(sdk::LogLevel::Error, "more than 10,000"));
+  EXPECT_TRUE(ctx.log().contains(sdk::LogLevel::Warn, "more than 10,000"));
+  EXPECT_EQ(ctx.metrics().counterValue("junction_hubspot_source_requests_total", {{"status", "400"}}),
+            0u);
+  EXPECT_EQ(checkpoint(ctx), std::to_string(kT0 + 1 + 4));
 }
 
 TEST_F(HubspotSourceTest, RateLimitsWaitAsHubspotAsks) {

@@ -196,7 +196,8 @@ void WebhookSource::handle(sdk::HttpRequest&& request, sdk::HttpResponder respon
     answer(401, *why);
     return;
   }
-  auto events = mapPayload(request.body, mapping_, ctx_.id(), config_.max_events);
+  auto events = mapPayload(request.body, mapping_, ctx_.id(),
+                           static_cast<std::uint64_t>(config_.max_events));
   if (!events) {
     answer(events.error().code == sdk::ErrorCode::ResourceExhausted ? 413 : 400,
            events.error().message);

@@ -28,7 +28,7 @@ struct WebhookSourceConfig {
   std::string signature_header{"X-Junction-Signature"};
   std::chrono::milliseconds tolerance{300'000};
   std::uint64_t max_body_bytes = 1024 * 1024;
-  std::uint64_t max_events = 1000;
+  std::int64_t max_events = 1000;
   boost::json::object mapping;  // merged over defaultInboundMapping()
 
   std::vector<sdk::OptionError> validate() const;

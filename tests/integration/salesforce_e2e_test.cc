@@ -2,7 +2,9 @@
 // incremental ones over changing data, a SIGKILL in mid-run that resumes without gaps, and a
 // checkpoint that is never ahead of the events durable in the queue. Events are read back from a
 // `file` destination (NDJSON); each identify's messageId names its record and SystemModstamp.
-// A salesforce destination in the same config gets none of them (loop protection).
+// A salesforce destination in the same config gets none of them (loop protection). Then the
+// destination alone: identifies from the tracking API upserted, refused records dead-lettered
+// with Salesforce's reason, and a delete regulation erasing the record.
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -155,6 +157,73 @@ TEST_F(SalesforceSourceE2ETest, ASigkillInMidRunResumesWithoutGapsAndTheCheckpoi
   EXPECT_TRUE(daemon_->terminate()) << daemon_->exitDescription();
   EXPECT_THAT(readFile(dir_.path() / "run2.log"), ::testing::HasSubstr("sync run finished"));
   EXPECT_THAT(readFile(dir_.path() / "run2.log"),
+              ::testing::Not(::testing::HasSubstr("fake-sf-client-secret")));
+}
+
+TEST(SalesforceDestinationE2ETest, UpsertsRefusedRecordsAndErasureThroughTheDaemon) {
+  TempDir dir;
+  fakes::FakeSalesforce fake;
+  const fs::path config = dir.path() / "junction.yaml";
+  const std::string token = "e2e-admin-token";
+  writeFile(config,
+            "server: { listen: \"127.0.0.1:0\", admin_token: \"" + token + "\" }\n"
+            "storage: { path: \"" + (dir.path() / "data").string() + "\" }\n"
+            "sources:\n"
+            "  - id: web\n"
+            "    plugin: http\n"
+            "    config: { write_keys: [wk] }\n"
+            "destinations:\n"
+            "  - id: crm\n"
+            "    plugin: salesforce\n"
+            "    consent_default: grant\n"
+            "    batch: { max_wait: 50ms }\n"
+            "    retry: { max_attempts: 2 }\n"
+            "    config:\n"
+            "      login_url: \"" + fake.baseUrl() + "\"\n"
+            "      client_id: fake-sf-client-id\n"
+            "      client_secret: fake-sf-client-secret\n"
+            "      external_id_field: Junction_Id__c\n");
+  DaemonProcess daemon(config);
+  const auto port = daemon.start(dir.path() / "junctiond.log");
+  ASSERT_TRUE(port) << readFile(dir.path() / "junctiond.log");
+  HttpClient client(*port);
+  constexpr int kPeople = 300;
+  json::array batch;
+  for (int i = 0; i < kPeople; ++i) {
+    const std::string email =
+        i % 100 == 7 ? "not-an-email-" + std::to_string(i) : "p" + std::to_string(i) + "@example.com";
+    batch.push_back(json::object{{"type", "identify"},
+                                 {"userId", "user-" + std::to_string(i)},
+                                 {"traits", json::object{{"email", email}, {"lastName", "L"}}}});
+  }
+  auto posted = client.request(
+      "POST", "/v1/batch", json::serialize(json::object{{"batch", batch}, {"writeKey", "wk"}}));
+  ASSERT_EQ(posted.status, 200) << posted.body;
+  ASSERT_TRUE(eventually([&] { return fake.records("Contact").size() == kPeople - 3; }, 30s))
+      << fake.records("Contact").size() << "\n" << readFile(dir.path() / "junctiond.log");
+  const std::string auth = "Authorization: Bearer " + token + "\r\n";
+  ASSERT_TRUE(eventually([&] {
+    auto dlq = client.request("GET", "/admin/dlq", {}, auth);
+    return dlq.status == 200 && json::parse(dlq.body).at("count").to_number<int>() == 3;
+  }, 30s));
+  auto dlq = client.request("GET", "/admin/dlq", {}, auth);
+  EXPECT_THAT(dlq.body, ::testing::HasSubstr("INVALID_EMAIL_ADDRESS"));
+  EXPECT_THAT(dlq.body, ::testing::HasSubstr("not-an-email-107"));
+  EXPECT_EQ(fake.tokensIssued(), 1u);
+  EXPECT_EQ(fake.recordByExternalId("Contact", "Junction_Id__c", "user-5")->fields.at("Email"),
+            "p5@example.com");
+
+  // Erasure: the record is deleted at Salesforce.
+  const std::string id = fake.recordByExternalId("Contact", "Junction_Id__c", "user-5")->id;
+  auto regulation = client.request("POST", "/v1/regulations", R"({"type":"delete","userId":"user-5"})",
+                                   auth);
+  ASSERT_EQ(regulation.status, 200) << regulation.body;
+  ASSERT_TRUE(eventually([&] { return !fake.deletedIds().empty(); }, 30s))
+      << readFile(dir.path() / "junctiond.log");
+  EXPECT_EQ(fake.deletedIds(), std::vector<std::string>{id});
+  EXPECT_FALSE(fake.recordByExternalId("Contact", "Junction_Id__c", "user-5"));
+  EXPECT_TRUE(daemon.terminate()) << daemon.exitDescription();
+  EXPECT_THAT(readFile(dir.path() / "junctiond.log"),
               ::testing::Not(::testing::HasSubstr("fake-sf-client-secret")));
 }
 

@@ -1,11 +1,12 @@
 // libFuzzer target: every vendor plugin's reading of vendor answers (plugins/mailchimp, hubspot,
-// sfmc, webhook), with the response body as the input.
+// sfmc, salesforce, webhook), with the response body as the input.
 //
 // Input: an HTTP response body, given to each plugin's answer readers:
 //   mailchimp  vendorReason (400, 404, 500), memberPutOutcome (200), batchOutcomes (200)
 //   hubspot    vendorReason (400, 429), upsertOutcomes (200, 207), rateLimitWait (429, with and
 //              without rate-limit headers; one header value taken from the body's first line)
 //   sfmc       parseTokenResponse, vendorError, rowsetProblems + rowsConcerned, parseDeleteResponse
+//   salesforce parseTokenResponse, vendorError, errorCode, parseSalesforceTime, recordEvent
 //   webhook    outcomesOf (200, 207, 400, 429, 503) for a batch of three events
 // Invariants: one outcome per email/event; reasons are bounded (the plugins clip vendor text:
 // a dead letter's reason must not hold a whole body), non-empty for a non-delivered outcome, and
@@ -30,6 +31,8 @@
 #include "hubspot_destination.h"
 #include "junction/sdk/text.h"
 #include "mailchimp_destination.h"
+#include "salesforce_api.h"
+#include "salesforce_source.h"
 #include "sfmc_requests.h"
 #include "tests/fuzz/fuzz_util.h"
 #include "webhook_destination.h"
@@ -185,6 +188,48 @@ void sfmc(std::string_view body) {
   }
 }
 
+void salesforce(std::string_view body) {
+  namespace sf = plugins::salesforce;
+  auto grant = sf::parseTokenResponse(body);
+  if (grant.ok()) {
+    FUZZ_CHECK(!grant->access_token.empty(), "");
+    FUZZ_CHECK(grant->instance_url.ends_with('/'), grant->instance_url);
+    FUZZ_CHECK(grant->instance_url.starts_with("http://") ||
+                   grant->instance_url.starts_with("https://"),
+               grant->instance_url);
+  } else {
+    FUZZ_CHECK(grant.error().code == sdk::ErrorCode::InvalidArgument, grant.error().message);
+    boost::system::error_code ec;
+    const boost::json::value v = boost::json::parse(body, ec);
+    if (!ec && v.is_object()) {
+      if (const auto* token = v.get_object().if_contains("access_token");
+          token != nullptr && token->is_string() && token->get_string().size() >= 8) {
+        FUZZ_CHECK(grant.error().message.find(std::string(token->get_string())) ==
+                       std::string::npos,
+                   "the token response's error quotes the token: " + grant.error().message);
+      }
+    }
+  }
+  if (auto error = sf::vendorError(body)) {
+    FUZZ_CHECK(error->size() <= kMaxReason,
+               "salesforce vendorError: " + std::to_string(error->size()));
+    checkUtf8(*error, "salesforce vendorError");
+  }
+  (void)sf::errorCode(body);
+  (void)sf::parseSalesforceTime(body);
+  boost::system::error_code ec;
+  const boost::json::value v = boost::json::parse(body, ec);
+  if (!ec && v.is_object()) {
+    std::string why;
+    if (auto event = sf::recordEvent(v.get_object(), "Id", why)) {
+      // What the source emits must be a valid event (userId, type, messageId).
+      FUZZ_CHECK(sdk::makeEvent(*event, "crm").ok(), boost::json::serialize(*event));
+    } else {
+      FUZZ_CHECK(!why.empty(), "a skipped record without a reason");
+    }
+  }
+}
+
 std::vector<sdk::Event> webhookBatch() {
   std::vector<sdk::Event> batch;
   for (const char* id : {"m-1", "m-2", "m-1"}) {  // a messageId twice: a redelivered event
@@ -225,6 +270,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   mailchimp(body);
   hubspot(body);
   sfmc(body);
+  salesforce(body);
   webhook(body);
   return 0;
 }

@@ -23,7 +23,7 @@ using namespace std::chrono_literals;
 constexpr std::int64_t kT0 = 1'767'225'600'000;  // 2026-01-01T00:00:00Z
 constexpr std::size_t kContacts = 3000;
 
-class HubspotSourceE2ETest : public ::testing::Test {
+class HubspotSourceE2ETest : public SyncE2ETest {
  protected:
   void SetUp() override {
     fake_.seedContacts(kContacts, kT0, 1000);
@@ -31,43 +31,29 @@ class HubspotSourceE2ETest : public ::testing::Test {
     fake_.setDelay(40ms);
   }
 
-  void writeConfig(bool source_enabled) {
-    config_ = dir_.path() / "junction.yaml";
-    writeFile(config_,
-              "server: { listen: \"127.0.0.1:0\" }\n"
-              "storage: { path: \"" + (dir_.path() / "data").string() + "\" }\n"
-              "sources:\n"
-              "  - id: crm\n"
-              "    plugin: hubspot\n"
-              "    enabled: " + std::string(source_enabled ? "true" : "false") + "\n"
-              "    config:\n"
-              "      access_token: \"" + fake_.accessToken() + "\"\n"
-              "      base_url: \"" + fake_.baseUrl() + "\"\n"
-              "      every: 1s\n"
-              "      properties: [email, firstname, lastname]\n"
-              "destinations:\n"
-              "  - id: archive\n"
-              "    plugin: file\n"
-              "    batch: { max_wait: 20ms }\n"
-              "    config: { path: \"" + out_.string() + "\" }\n"
-              // Loop protection: what the hubspot source pulled is not upserted back.
-              "  - id: crm_back\n"
-              "    plugin: hubspot\n"
-              "    config:\n"
-              "      access_token: \"" + fake_.accessToken() + "\"\n"
-              "      base_url: \"" + fake_.baseUrl() + "\"\n");
-  }
-
-  std::uint16_t start(bool source_enabled, const std::string& log) {
-    writeConfig(source_enabled);
-    daemon_ = std::make_unique<DaemonProcess>(config_);
-    auto port = daemon_->start(dir_.path() / log);
-    EXPECT_TRUE(port) << readFile(dir_.path() / log);
-    return port.value_or(0);
-  }
-
-  std::optional<std::int64_t> checkpoint() {
-    return storedCheckpoint(dir_.path() / "data", "crm");
+  std::string configText(bool source_enabled) override {
+    return "server: { listen: \"127.0.0.1:0\" }\n"
+           "storage: { path: \"" + (dir_.path() / "data").string() + "\" }\n"
+           "sources:\n"
+           "  - id: crm\n"
+           "    plugin: hubspot\n"
+           "    enabled: " + std::string(source_enabled ? "true" : "false") + "\n"
+           "    config:\n"
+           "      access_token: \"" + fake_.accessToken() + "\"\n"
+           "      base_url: \"" + fake_.baseUrl() + "\"\n"
+           "      every: 1s\n"
+           "      properties: [email, firstname, lastname]\n"
+           "destinations:\n"
+           "  - id: archive\n"
+           "    plugin: file\n"
+           "    batch: { max_wait: 20ms }\n"
+           "    config: { path: \"" + out_.string() + "\" }\n"
+           // Loop protection: what the hubspot source pulled is not upserted back.
+           "  - id: crm_back\n"
+           "    plugin: hubspot\n"
+           "    config:\n"
+           "      access_token: \"" + fake_.accessToken() + "\"\n"
+           "      base_url: \"" + fake_.baseUrl() + "\"\n";
   }
 
   // Every contact's current version is in the file.
@@ -82,38 +68,21 @@ class HubspotSourceE2ETest : public ::testing::Test {
     return out;
   }
 
-  TempDir dir_;
-  fs::path config_;
-  fs::path out_ = dir_.path() / "out" / "events.ndjson";
   fakes::FakeHubspot fake_;
-  std::unique_ptr<DaemonProcess> daemon_;
 };
 
 TEST_F(HubspotSourceE2ETest, ASigkillInMidRunResumesWithoutGapsAndTheCheckpointIsNeverAhead) {
-  start(true, "run1.log");
-  // Some pages committed, the run not finished: kill -9.
-  ASSERT_TRUE(eventually([&] { return checkpoint().value_or(0) >= kT0 + 500'000; }, 30s))
-      << daemon_->log();
-  daemon_->kill();
-  const auto at_kill = checkpoint();
-  ASSERT_TRUE(at_kill);
-  ASSERT_LT(*at_kill, kT0 + (kContacts - 1) * 1000) << "the run finished before the kill";
-
-  // The source off: the daemon only drains its queue. Every contact at or before the checkpoint
-  // must have been durable in the queue when the checkpoint was written.
-  const auto port = start(false, "drain.log");
-  ASSERT_NE(port, 0);
-  std::size_t at_or_before = 0;
-  for (const auto& c : fake_.contacts()) {
-    at_or_before += c.last_modified_ms <= *at_kill ? 1 : 0;
+  std::int64_t at_kill = 0;
+  killInMidRunThenDrain(kT0 + 500'000, kT0 + (kContacts - 1) * 1000, [&](std::int64_t checkpoint) {
+    std::size_t n = 0;
+    for (const auto& c : fake_.contacts()) {
+      n += c.last_modified_ms <= checkpoint ? 1 : 0;
+    }
+    return n;
+  }, "hubspot-contact-", at_kill);
+  if (HasFatalFailure()) {
+    return;
   }
-  ASSERT_TRUE(eventually([&] {
-    const auto got = deliveredVersions(out_, "hubspot-contact-");
-    return std::count_if(got.begin(), got.end(), [&](const auto& p) { return p.second <= *at_kill; }) >=
-           static_cast<long>(at_or_before);
-  }, 30s)) << "events up to the checkpoint are missing from the queue";
-  daemon_->terminate();
-  EXPECT_EQ(checkpoint(), at_kill);
 
   // Contacts change while the daemon is down; then the source resumes from the checkpoint.
   fake_.setDelay(0ms);

@@ -32,7 +32,7 @@ fakes::FakeSalesforce::Options pagedOptions() {
   return options;
 }
 
-class SalesforceSourceE2ETest : public ::testing::Test {
+class SalesforceSourceE2ETest : public SyncE2ETest {
  protected:
   void SetUp() override {
     for (std::size_t i = 0; i < kRecords; ++i) {
@@ -44,44 +44,30 @@ class SalesforceSourceE2ETest : public ::testing::Test {
     fake_.setDelay(150ms);
   }
 
-  void writeConfig(bool source_enabled) {
-    config_ = dir_.path() / "junction.yaml";
+  std::string configText(bool source_enabled) override {
     const std::string credentials = "      login_url: \"" + fake_.baseUrl() + "\"\n"
                                     "      client_id: fake-sf-client-id\n"
                                     "      client_secret: fake-sf-client-secret\n";
-    writeFile(config_,
-              "server: { listen: \"127.0.0.1:0\" }\n"
-              "storage: { path: \"" + (dir_.path() / "data").string() + "\" }\n"
-              "sources:\n"
-              "  - id: crm\n"
-              "    plugin: salesforce\n"
-              "    enabled: " + std::string(source_enabled ? "true" : "false") + "\n"
-              "    config:\n" + credentials +
-              "      every: 1s\n"
-              "      fields: [Email, FirstName, LastName]\n"
-              "destinations:\n"
-              "  - id: archive\n"
-              "    plugin: file\n"
-              "    batch: { max_wait: 20ms }\n"
-              "    config: { path: \"" + out_.string() + "\" }\n"
-              // Loop protection: what the salesforce source pulled is not upserted back.
-              "  - id: crm_back\n"
-              "    plugin: salesforce\n"
-              "    config:\n" + credentials +
-              "      external_id_field: Junction_Id__c\n");
+    return "server: { listen: \"127.0.0.1:0\" }\n"
+           "storage: { path: \"" + (dir_.path() / "data").string() + "\" }\n"
+           "sources:\n"
+           "  - id: crm\n"
+           "    plugin: salesforce\n"
+           "    enabled: " + std::string(source_enabled ? "true" : "false") + "\n"
+           "    config:\n" + credentials +
+           "      every: 1s\n"
+           "      fields: [Email, FirstName, LastName]\n"
+           "destinations:\n"
+           "  - id: archive\n"
+           "    plugin: file\n"
+           "    batch: { max_wait: 20ms }\n"
+           "    config: { path: \"" + out_.string() + "\" }\n"
+           // Loop protection: what the salesforce source pulled is not upserted back.
+           "  - id: crm_back\n"
+           "    plugin: salesforce\n"
+           "    config:\n" + credentials +
+           "      external_id_field: Junction_Id__c\n";
   }
-  std::uint16_t start(bool source_enabled, const std::string& log) {
-    writeConfig(source_enabled);
-    daemon_ = std::make_unique<DaemonProcess>(config_);
-    auto port = daemon_->start(dir_.path() / log);
-    EXPECT_TRUE(port) << readFile(dir_.path() / log);
-    return port.value_or(0);
-  }
-
-  std::optional<std::int64_t> checkpoint() {
-    return storedCheckpoint(dir_.path() / "data", "crm");
-  }
-
   // Every record's current version is in the file.
   std::vector<std::string> missing() {
     const auto got = deliveredVersions(out_, "salesforce-");
@@ -94,38 +80,21 @@ class SalesforceSourceE2ETest : public ::testing::Test {
     return out;
   }
 
-  TempDir dir_;
-  fs::path config_;
-  fs::path out_ = dir_.path() / "out" / "events.ndjson";
   fakes::FakeSalesforce fake_{pagedOptions()};
-  std::unique_ptr<DaemonProcess> daemon_;
 };
 
 TEST_F(SalesforceSourceE2ETest, ASigkillInMidRunResumesWithoutGapsAndTheCheckpointIsNeverAhead) {
-  start(true, "run1.log");
-  // Some pages committed, the run not finished: kill -9.
-  ASSERT_TRUE(eventually([&] { return checkpoint().value_or(0) >= kT0 + 500'000; }, 30s))
-      << daemon_->log();
-  daemon_->kill();
-  const auto at_kill = checkpoint();
-  ASSERT_TRUE(at_kill);
-  ASSERT_LT(*at_kill, kT0 + (kRecords - 1) * 1000) << "the run finished before the kill";
-
-  // The source off: the daemon only drains its queue. Every record at or before the checkpoint
-  // must have been durable in the queue when the checkpoint was written.
-  const auto port = start(false, "drain.log");
-  ASSERT_NE(port, 0);
-  std::size_t at_or_before = 0;
-  for (const auto& r : fake_.records("Contact")) {
-    at_or_before += r.modstamp_ms <= *at_kill ? 1 : 0;
+  std::int64_t at_kill = 0;
+  killInMidRunThenDrain(kT0 + 500'000, kT0 + (kRecords - 1) * 1000, [&](std::int64_t checkpoint) {
+    std::size_t n = 0;
+    for (const auto& r : fake_.records("Contact")) {
+      n += r.modstamp_ms <= checkpoint ? 1 : 0;
+    }
+    return n;
+  }, "salesforce-", at_kill);
+  if (HasFatalFailure()) {
+    return;
   }
-  ASSERT_TRUE(eventually([&] {
-    const auto got = deliveredVersions(out_, "salesforce-");
-    return std::count_if(got.begin(), got.end(), [&](const auto& p) { return p.second <= *at_kill; }) >=
-           static_cast<long>(at_or_before);
-  }, 30s)) << "events up to the checkpoint are missing from the queue";
-  daemon_->terminate();
-  EXPECT_EQ(checkpoint(), at_kill);
 
   // Records change while the daemon is down; then the source resumes from the checkpoint.
   fake_.setDelay(0ms);

@@ -51,8 +51,11 @@ std::string buildQuery(const std::string& object, const std::vector<std::string>
   }
   q += " FROM " + object;
   if (since_ms) {
-    // A SOQL datetime literal: unquoted, UTC.
-    q += " WHERE SystemModstamp >= " + sdk::formatIsoTimestamp(*since_ms);
+    // A SOQL dateTime literal as documented: unquoted, YYYY-MM-DDThh:mm:ssZ. Whole seconds, as
+    // SystemModstamp has; a fraction would be rounded down, which `>=` keeps safe.
+    std::string literal = sdk::formatIsoTimestamp(*since_ms - ((*since_ms % 1000) + 1000) % 1000);
+    literal.erase(literal.size() - 5, 4);  // "...:27.000Z" -> "...:27Z"
+    q += " WHERE SystemModstamp >= " + literal;
   }
   q += " ORDER BY SystemModstamp, Id";
   return q;

@@ -5,7 +5,7 @@
 //
 //   GET {instance_url}/services/data/v62.0/query?q=
 //       SELECT Id, SystemModstamp, Email, ... FROM Contact
-//       WHERE SystemModstamp >= 2026-12-05T07:41:27.000Z ORDER BY SystemModstamp, Id
+//       WHERE SystemModstamp >= 2026-12-05T07:41:27Z ORDER BY SystemModstamp, Id
 //   then GET {nextRecordsUrl} while the answer is not `done`.
 //
 // Each record becomes {"type": "identify", "userId": <Id, or the `user_id` field>,

@@ -4,6 +4,7 @@
 #include <cctype>
 #include <charconv>
 #include <cstdio>
+#include <regex>
 
 #include <boost/json.hpp>
 
@@ -382,8 +383,12 @@ class Parser {
       } else if (iequals(literal.text, "true") || iequals(literal.text, "false")) {
         c.literal = iequals(literal.text, "true");
       } else if (isDateField(c.field)) {
-        c.time = sdk::parseIsoTimestamp(literal.text);
-        if (!c.time || literal.text.find('T') == std::string::npos) {
+        // SOQL's documented dateTime literals: YYYY-MM-DDThh:mm:ss followed by Z or +hh:mm/-hh:mm.
+        static const std::regex kDateTime(
+            R"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(Z|[+-]\d{2}:\d{2}))");
+        c.time = std::regex_match(literal.text, kDateTime) ? sdk::parseIsoTimestamp(literal.text)
+                                                           : std::nullopt;
+        if (!c.time) {
           return failCondition(code, why, "INVALID_QUERY_FILTER_OPERATOR",
                                "line 1: invalid date-time: " + literal.text);
         }

@@ -30,8 +30,8 @@
 //        when no record matches, ENTITY_IS_DELETED for an id deleted already.
 //   GET    sobjects/{object}/{field}/{value}, sobjects/{object}/{id}   -> the record.
 //   GET    query?q=SOQL                                 SELECT fields FROM object [WHERE
-//        conditions: = != < <= > >=, AND, OR, parentheses; datetimes unquoted, strings
-//        quoted] [ORDER BY field [ASC|DESC], ...] [LIMIT n] -> {"totalSize","done",
+//        conditions: = != < <= > >=, AND, OR, parentheses; datetimes unquoted as documented,
+//        YYYY-MM-DDThh:mm:ss followed by Z or an offset; strings quoted] [ORDER BY field [ASC|DESC], ...] [LIMIT n] -> {"totalSize","done",
 //        "nextRecordsUrl"?,"records":[{"attributes":{"type","url"},...}]}; pages of 2000 records
 //        (Sforce-Query-Options: batchSize=200..2000, or the fake's query_batch_size) through
 //        nextRecordsUrl = /services/data/vNN.N/query/01g...-2000, a snapshot taken at the query.

@@ -274,6 +274,10 @@ TEST_F(FakeSalesforceTest, QueryPagesThroughASnapshotWithNextRecordsUrl) {
   EXPECT_EQ(errorCode(soql("SELECT Shoe__c FROM Contact")), "INVALID_FIELD");
   EXPECT_EQ(errorCode(soql("SELECT Id FROM Contact WHERE SystemModstamp > '2023-01-01'")),
             "INVALID_FIELD");
+  EXPECT_EQ(errorCode(soql("SELECT Id FROM Contact WHERE SystemModstamp > 2023-01-01T00:00:00.000Z")),
+            "INVALID_QUERY_FILTER_OPERATOR");
+  EXPECT_EQ(soql("SELECT Id FROM Contact WHERE SystemModstamp > 2023-01-01T01:00:00+01:00").status,
+            200);
   EXPECT_EQ(errorCode(soql("SELECT Id Contact")), "MALFORMED_QUERY");
   EXPECT_EQ(errorCode(call("GET", "/services/data/v62.0/query/01gDn0000000099-200")),
             "INVALID_QUERY_LOCATOR");

@@ -96,51 +96,31 @@ sdk::OAuthTokenCache::Sent SalesforceDestination::send(std::string method, std::
 
 Outcome SalesforceDestination::limitReached(std::chrono::milliseconds hint, std::string why,
                                             CallState& state) {
-  const auto pause = hint.count() > 0 ? hint : config_.limit_pause;
-  Outcome o = Outcome::retry(std::move(why), pause);
-  if (!state.throttled) {
-    state.throttled = true;
-    ctx_.throttle(pause);
+  if (!state.throttled()) {
     ctx_.metrics()
         .counter("junction_salesforce_limit_pauses_total",
                  "Times the org's API request limit paused the destination")
         .inc();
-    ctx_.log().warn("Salesforce API request limit reached; the destination pauses",
-                    {{"pause_ms", pause.count()}});
   }
-  state.stop = o;
-  return o;
+  return state.limited(std::move(why), hint.count() > 0 ? hint : config_.limit_pause);
 }
 
 Outcome SalesforceDestination::classify(const sdk::HttpClientResponse& response,
                                         CallState& state) {
-  if (response.status == 403 && errorCode(response.body) == kLimitCode) {
+  const std::string code = errorCode(response.body);
+  if (response.status == 403 && code == kLimitCode) {
     return limitReached(response.retry_after,
                         "Salesforce API request limit reached: " + vendorReason(response), state);
   }
-  switch (response.classification) {
-    case sdk::HttpClassification::Success:
-      return Outcome::delivered();
-    case sdk::HttpClassification::RateLimited:
-      return limitReached(response.retry_after, "Salesforce rate limit: " + vendorReason(response),
-                          state);
-    case sdk::HttpClassification::Retryable: {
-      Outcome o = Outcome::retry(vendorReason(response), response.retry_after);
-      if (response.status == 0) {
-        state.stop = o;  // unreachable or timed out: the call's other requests would be too
-      }
-      return o;
-    }
-    case sdk::HttpClassification::AuthExpired:
-      return Outcome::failed("authentication failed: " +
-                             vendorError(response.body).value_or(response.describe()));
-    case sdk::HttpClassification::Permanent:
-      if (transientCode(errorCode(response.body))) {
-        return Outcome::retry(vendorReason(response), response.retry_after);
-      }
-      return Outcome::failed(vendorReason(response));
+  if (response.classification == sdk::HttpClassification::RateLimited) {
+    return limitReached(response.retry_after, "Salesforce rate limit: " + vendorReason(response),
+                        state);
   }
-  return Outcome::retry(response.describe());
+  if (response.classification == sdk::HttpClassification::Permanent && transientCode(code)) {
+    return Outcome::retry(vendorReason(response), response.retry_after);
+  }
+  return state.classify(response, vendorReason(response),
+                        vendorError(response.body).value_or(response.describe()));
 }
 
 std::vector<PlannedRecord> SalesforceDestination::plan(std::span<const sdk::Event> batch,
@@ -203,7 +183,7 @@ std::string SalesforceDestination::collectionBody(std::span<const PlannedRecord>
 std::vector<Outcome> SalesforceDestination::deliver(std::span<const sdk::Event> batch) {
   std::vector<Outcome> outcomes(batch.size());
   const std::vector<PlannedRecord> records = plan(batch, outcomes);
-  CallState state;
+  CallState state(ctx_, "Salesforce");
   if (records.size() == 1) {
     upsertOne(records.front(), outcomes, state);
     return outcomes;
@@ -212,10 +192,10 @@ std::vector<Outcome> SalesforceDestination::deliver(std::span<const sdk::Event> 
   for (std::size_t begin = 0; begin < records.size(); begin += per_request) {
     const std::span<const PlannedRecord> chunk(
         records.data() + begin, std::min(per_request, records.size() - begin));
-    if (state.stop) {
+    if (state.stop()) {
       for (const auto& r : chunk) {
         for (const std::size_t i : r.events) {
-          outcomes[i] = *state.stop;
+          outcomes[i] = *state.stop();
         }
       }
       continue;
@@ -268,7 +248,7 @@ void SalesforceDestination::upsertMany(std::span<const PlannedRecord> records,
                        config_.external_id_field,
                    collectionBody(records), "collections");
   if (sent.no_token) {
-    state.stop = *sent.no_token;
+    state.stopWith(*sent.no_token);
     all(*sent.no_token);
     return;
   }
@@ -339,7 +319,7 @@ Outcome SalesforceDestination::erase(const sdk::Person& person) {
                   " at Salesforce";
     return done;
   }
-  CallState state;
+  CallState state(ctx_, "Salesforce");
   return classify(response, state);
 }
 

@@ -23,6 +23,7 @@
 
 #include <boost/json/object.hpp>
 
+#include "junction/sdk/delivery_call.h"
 #include "junction/sdk/destination.h"
 #include "junction/sdk/mapping.h"
 #include "junction/sdk/oauth_token.h"
@@ -60,11 +61,8 @@ class SalesforceDestination final : public sdk::Destination {
 
  private:
   // Once the org's limit is reached or Salesforce is unreachable, later requests of the call are
-  // not sent: their events get `stop`.
-  struct CallState {
-    std::optional<sdk::Outcome> stop;
-    bool throttled = false;
-  };
+  // not sent: their events get `stop()`.
+  using CallState = sdk::DeliveryCall;
 
   sdk::OAuthTokenCache::Sent send(std::string method, std::string path, std::string body,
                                   std::string_view endpoint);

@@ -103,34 +103,8 @@ SfmcDestination::Sent SfmcDestination::post(std::string_view endpoint, std::stri
 }
 
 Outcome SfmcDestination::classify(const sdk::HttpClientResponse& response, CallState& state) {
-  switch (response.classification) {
-    case sdk::HttpClassification::Success:
-      return Outcome::delivered();
-    case sdk::HttpClassification::RateLimited: {
-      Outcome o = Outcome::retry("SFMC rate limit: " + response.describe(), response.retry_after);
-      if (!state.throttled) {
-        state.throttled = true;
-        ctx_.throttle(response.retry_after);
-        ctx_.log().warn("SFMC rate limit reached; the destination slows down",
-                        {{"retry_after_ms", response.retry_after.count()}});
-      }
-      state.stop = o;
-      return o;
-    }
-    case sdk::HttpClassification::Retryable: {
-      Outcome o = Outcome::retry(vendorReason(response), response.retry_after);
-      if (response.status == 0) {
-        state.stop = o;  // unreachable or timed out: the call's other requests would be too
-      }
-      return o;
-    }
-    case sdk::HttpClassification::AuthExpired:
-      return Outcome::failed("authentication failed: " +
-                             vendorError(response.body).value_or(response.describe()));
-    case sdk::HttpClassification::Permanent:
-      return Outcome::failed(vendorReason(response));
-  }
-  return Outcome::retry(response.describe());
+  return state.classify(response, vendorReason(response),
+                        vendorError(response.body).value_or(response.describe()));
 }
 
 std::vector<Outcome> SfmcDestination::deliver(std::span<const sdk::Event> batch) {
@@ -156,13 +130,13 @@ std::vector<Outcome> SfmcDestination::deliver(std::span<const sdk::Event> batch)
         break;
     }
   }
-  CallState state;
+  CallState state(ctx_, "SFMC");
   if (!rows.empty()) {
     sendRows(plans, rows, outcomes, state);
   }
   for (const std::size_t i : journeys) {
-    if (state.stop) {
-      outcomes[i] = *state.stop;
+    if (state.stop()) {
+      outcomes[i] = *state.stop();
     } else {
       sendJourney(plans[i], i, outcomes, state);
     }
@@ -191,9 +165,9 @@ void SfmcDestination::sendRows(const std::vector<Planned>& plans,
                                             kMaxRowsetBytes)) {
     std::vector<std::size_t> chunk(sendable.begin() + static_cast<std::ptrdiff_t>(begin),
                                    sendable.begin() + static_cast<std::ptrdiff_t>(end));
-    if (state.stop) {
+    if (state.stop()) {
       for (const std::size_t i : chunk) {
-        outcomes[i] = *state.stop;
+        outcomes[i] = *state.stop();
       }
       continue;
     }
@@ -216,7 +190,7 @@ void SfmcDestination::sendRowset(const std::vector<Planned>& plans,
   }
   Sent sent = post("rowset", rowset_path_, rowsetBody(texts));
   if (sent.no_token) {
-    state.stop = *sent.no_token;
+    state.stopWith(*sent.no_token);
     all(*sent.no_token);
     return;
   }
@@ -290,7 +264,7 @@ void SfmcDestination::sendJourney(const Planned& plan, std::size_t index,
                                   std::vector<Outcome>& outcomes, CallState& state) {
   Sent sent = post("events", kJourneyEventPath, plan.body);
   if (sent.no_token) {
-    state.stop = *sent.no_token;
+    state.stopWith(*sent.no_token);
     outcomes[index] = *sent.no_token;
     return;
   }
@@ -321,7 +295,7 @@ Outcome SfmcDestination::erase(const sdk::Person& person) {
   }
   const sdk::HttpClientResponse& response = sent.response;
   if (!response.ok()) {
-    CallState state;
+    CallState state(ctx_, "SFMC");
     return classify(response, state);
   }
   auto answer = parseDeleteResponse(response.body);

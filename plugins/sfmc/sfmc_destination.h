@@ -19,6 +19,7 @@
 #include <utility>
 #include <vector>
 
+#include "junction/sdk/delivery_call.h"
 #include "junction/sdk/destination.h"
 #include "junction/sdk/http_client.h"
 #include "junction/sdk/metrics.h"
@@ -43,11 +44,8 @@ class SfmcDestination final : public sdk::Destination {
 
  private:
   // What one deliver() call learned so far: once the account is rate limited or the vendor is
-  // unreachable, later requests of the call are not sent (their events get `stop`).
-  struct CallState {
-    std::optional<sdk::Outcome> stop;
-    bool throttled = false;
-  };
+  // unreachable, later requests of the call are not sent (their events get `stop()`).
+  using CallState = sdk::DeliveryCall;
   using Sent = sdk::OAuthTokenCache::Sent;
 
   // POSTs `body` to the REST base + `path` (the token cache tries once more on a 401).

@@ -267,11 +267,11 @@ TEST(ImportTest, AMillionLinesWithProgress) {
   EXPECT_THAT(run.out, HasSubstr("1000000 lines, 1000000 accepted, 0 rejected"));
   EXPECT_THAT(run.out, HasSubstr("import: 100.0% line 1000000"));
   EXPECT_THAT(run.out, HasSubstr("lines/s, ETA"));
+  // Reported, not asserted: the rate is measured by tests/bench/import_bench, not by a timer here.
   std::printf("1,000,000 lines imported in %.1f s\n", seconds);
   HttpClient client(*hub.port);
   auto metrics = client.request("GET", "/metrics");
   EXPECT_THAT(metrics.body, HasSubstr("junction_events_received_total{source=\"web\"} 1000000"));
-  EXPECT_LT(seconds, 60.0);
   EXPECT_TRUE(hub.daemon.terminate());
 }
 

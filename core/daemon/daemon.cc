@@ -1,5 +1,6 @@
 #include "core/daemon/daemon.h"
 
+#include <algorithm>
 #include <csignal>
 #include <ctime>
 #include <fstream>
@@ -321,10 +322,22 @@ sdk::Status Daemon::createDestinations() {
 }
 
 sdk::Status Daemon::openProfiles() {
-  const auto& c = config_.profiles;
-  if (!c.enabled) {
+  if (!config_.profiles.enabled) {
     log_.info("profiles disabled");
     return {};
+  }
+  // Profile-change events are made only for a destination that takes them (`from:
+  // [profiles]`): without one, each change would be written to the outbox, rendered, queued and
+  // then filtered out by every destination, for nothing.
+  config::ProfilesConfig c = config_.profiles;
+  if (c.change_events) {
+    const bool wanted = std::ranges::any_of(config_.destinations, [](const auto& d) {
+      return d.enabled && std::ranges::find(d.from, config::kProfilesSource) != d.from.end();
+    });
+    if (!wanted) {
+      c.change_events = false;
+      log_.info("profiles: no destination has from: [profiles]; profile-change events are not made");
+    }
   }
   std::unique_ptr<profiles::ProfileStore> store;
   if (c.backend == "embedded") {

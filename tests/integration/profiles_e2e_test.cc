@@ -225,6 +225,29 @@ TEST_F(ProfilesE2eTest, ADestinationFromProfilesReceivesTheMergedProfile) {
   EXPECT_EQ(lines(crm)[1].at("traits").at("plan"), "team");
 }
 
+TEST_F(ProfilesE2eTest, WithoutADestinationFromProfilesNoProfileChangeEventIsMade) {
+  // The same configuration without the `from: [profiles]` destination.
+  ASSERT_TRUE(daemon_->terminate());
+  const std::string yaml = readFile(config_);
+  writeFile(config_, yaml.substr(0, yaml.find("  - id: crm")));
+  start();
+  EXPECT_THAT(daemon_->log(), HasSubstr("profile-change events are not made"));
+
+  send("identify", R"({"userId":"cy","traits":{"email":"cy@example.com","plan":"pro"}})");
+  send("track", R"({"userId":"cy","event":"Order Completed"})");
+  ASSERT_TRUE(eventually([&] {
+    auto r = get("user:cy");
+    return r.status == 200 && json::parse(r.body).at("computed").at("orders_30d") == 1;
+  }));
+  EXPECT_EQ(profile("user:cy")["traits"].at("plan"), "pro");
+  std::this_thread::sleep_for(700ms);  // change_window 300ms: an announcement would be out by now
+  EXPECT_EQ(metric("junction_profile_change_events_total"), 0);
+  EXPECT_EQ(metric(R"(junction_events_received_total{source="profiles"})"), 0);
+  EXPECT_EQ(metric(R"(junction_events_received_total{source="web"})"), 2);
+  ASSERT_TRUE(eventually([&] { return lines(dir_.path() / "raw.ndjson").size() == 2; }));
+  EXPECT_EQ(metric(R"(junction_events_filtered_total{destination="raw",reason="source"})"), 0);
+}
+
 TEST_F(ProfilesE2eTest, ProfilesSurviveSigkillWithNothingCountedTwice) {
   constexpr int kEvents = 300;
   for (int i = 0; i < kEvents; ++i) {

@@ -6,6 +6,7 @@
 #include <boost/url/parse_query.hpp>
 #include <boost/url/pct_string_view.hpp>
 #include <charconv>
+#include <fstream>
 #include <future>
 #include <variant>
 
@@ -25,6 +26,20 @@ constexpr std::size_t kBatchEvents = 5000;
 constexpr std::size_t kBatchBytes = 16u << 20;
 constexpr std::size_t kAnnounceBatch = 500;
 constexpr std::size_t kMaxEventsPage = 1000;
+// The applier at SCHED_IDLE with events to apply is lifted to normal priority for a batch when
+// it ran less than kMinShare in the last kWatchTick (4 %: starved, not merely slow).
+constexpr auto kWatchTick = 250ms;
+constexpr std::int64_t kMinShare = 10'000'000;  // ns
+// Where it may not leave SCHED_IDLE: against a nice-0 thread it gets ~1.5 % of a core (weights
+// 15 vs 1024), never nothing.
+constexpr int kCatchUpNice = 19;
+
+// CPU time thread `tid` of this process has run, from /proc (-1 when unreadable).
+std::int64_t threadRunNs(pid_t tid) {
+  std::ifstream in("/proc/self/task/" + std::to_string(tid) + "/schedstat");
+  std::int64_t ns = -1;
+  return in >> ns ? ns : -1;
+}
 
 }  // namespace
 
@@ -48,7 +63,10 @@ ProfileService::ProfileService(const config::ProfilesConfig& config,
       announced_(metrics.counter("junction_profile_change_events_total",
                                  "Profile-change events emitted from the source `profiles`")),
       lag_(metrics.gauge("junction_profile_lag_bytes",
-                         "Queue bytes accepted and not yet applied to profiles")) {}
+                         "Queue bytes accepted and not yet applied to profiles")),
+      boosts_(metrics.counter("junction_profile_applier_boosts_total",
+                              "Batches the profile applier ran at normal priority: at idle "
+                              "priority, with events to apply, it had run under 10 ms in 250 ms")) {}
 
 ProfileService::~ProfileService() { stop(); }
 
@@ -82,10 +100,30 @@ sdk::Status ProfileService::start() {
     stopping_ = false;
     started_ = true;
   }
-  applier_ = std::thread([this] {
+  // Profiles are a view of the durable queue that catches up by itself: under a CPU shortage,
+  // ingest and delivery come first and the applier lags (junction_profile_lag_bytes). At
+  // SCHED_IDLE it could starve outright while anything else keeps the cores busy, so a watchdog
+  // lifts it to normal priority for one batch when, with events to apply, it ran less than
+  // kMinShare of the last kWatchTick.
+  // Where a thread may not leave SCHED_IDLE again (unprivileged, RLIMIT_NICE below 20), it
+  // runs at nice 19 instead, which never starves it.
+  const bool idle = runtime::mayLeaveIdle();
+  applier_ = std::thread([this, idle] {
+    if (idle) {
+      runtime::makeThisThreadIdle();
+    } else {
+      runtime::makeThisThreadBackground(kCatchUpNice);
+    }
+    applier_tid_.store(runtime::thisThreadId());
     runtime::nameThisThread("jn-profiles");
     applyLoop();
   });
+  if (idle) {
+    watchdog_ = std::thread([this] {
+      runtime::nameThisThread("jn-prof-watch");
+      watchLoop();
+    });
+  }
   if (engine_.options().change_events) {
     announcer_ = std::thread([this] {
       runtime::nameThisThread("jn-prof-announce");
@@ -106,8 +144,12 @@ void ProfileService::stop() {
     stopping_ = true;
   }
   wake_.notify_all();
+  watch_cv_.notify_all();
   if (applier_.joinable()) {
     applier_.join();
+  }
+  if (watchdog_.joinable()) {
+    watchdog_.join();
   }
   if (announcer_.joinable()) {
     announcer_.join();
@@ -210,7 +252,34 @@ bool ProfileService::applyOnce() {
     return false;
   }
   applied_.store(batch->next, std::memory_order_release);
+  if (boosted_.exchange(false)) {
+    runtime::makeThisThreadIdle();  // the batch the watchdog lifted it for is done
+  }
   return true;
+}
+
+void ProfileService::watchLoop() {
+  std::int64_t ran_before = -1;
+  while (true) {
+    {
+      std::unique_lock lock(mutex_);  // not held below: notifyAppend() takes it on the writer
+      if (watch_cv_.wait_for(lock, kWatchTick, [&] { return stopping_; })) {
+        return;
+      }
+    }
+    const pid_t tid = applier_tid_.load();
+    const std::int64_t ran = tid == 0 ? -1 : threadRunNs(tid);
+    const bool starved = ran >= 0 && ran_before >= 0 && ran - ran_before < kMinShare;
+    ran_before = ran;
+    if (!starved || boosted_.load() ||
+        applied_.load(std::memory_order_acquire) >= log_.durableEnd()) {
+      continue;
+    }
+    if (runtime::makeThreadNormal(tid)) {
+      boosted_.store(true);
+      boosts_.inc();
+    }
+  }
 }
 
 bool ProfileService::hidden(const Profile& p) const {

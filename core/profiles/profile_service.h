@@ -16,6 +16,8 @@
 //   ingest (so consent, suppression and routing apply), and deletes each entry once its event
 //   is durable in the queue.
 
+#include <sys/types.h>
+
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -64,6 +66,7 @@ class ProfileService {
   void applyLoop();
   void announceLoop();
   bool applyOnce();
+  void watchLoop();
   std::size_t announceOnce();
   bool hidden(const Profile& profile) const;
   std::optional<sdk::HttpResponse> checkReader(const sdk::HttpRequest& request) const;
@@ -94,13 +97,18 @@ class ProfileService {
   bool started_ = false;
   std::size_t in_flight_ = 0;  // announcements emitted, not yet durable
   std::chrono::steady_clock::time_point outbox_error_logged_{};  // the announcer's thread
+  std::condition_variable watch_cv_;
   std::thread applier_;
   std::thread announcer_;
+  std::thread watchdog_;  // lifts a starved applier (see start())
+  std::atomic<pid_t> applier_tid_{0};
+  std::atomic<bool> boosted_{false};
 
   sdk::Counter& lost_;
   sdk::Counter& store_errors_;
   sdk::Counter& announced_;
   sdk::Gauge& lag_;
+  sdk::Counter& boosts_;
 };
 
 }  // namespace junction::core::profiles

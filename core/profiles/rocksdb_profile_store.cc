@@ -65,6 +65,12 @@ rocksdb::Options storeOptions() {
   options.create_if_missing = true;
   options.paranoid_checks = true;
   options.IncreaseParallelism(2);
+  // Flushes and compactions only keep the store compact: like the applier (runtime::kCatchUpNice), they
+  // yield the cores to ingest and delivery under load (nice 19).
+  (void)options.env->LowerThreadPoolCPUPriority(rocksdb::Env::Priority::LOW,
+                                                rocksdb::CpuPriority::kLow);
+  (void)options.env->LowerThreadPoolCPUPriority(rocksdb::Env::Priority::HIGH,
+                                                rocksdb::CpuPriority::kLow);
   options.max_background_jobs = 2;
   options.write_buffer_size = 64u << 20;
   options.max_write_buffer_number = 3;

@@ -29,13 +29,42 @@ inline void nameThisThread(std::string_view name) noexcept {
 // nothing. Delivery is never starved: CFS gives every runnable thread its weighted share.
 inline constexpr int kBackgroundNice = 5;
 
-inline void makeThisThreadBackground() noexcept {
+inline void makeThisThreadBackground(int nice = kBackgroundNice) noexcept {
   // SCHED_BATCH: a waking background thread does not preempt the running one (a thread about to
   // answer a client); then the nice value sets its share.
   sched_param param{};
   param.sched_priority = 0;
   (void)sched_setscheduler(0, SCHED_BATCH, &param);  // 0: the calling thread on Linux
-  (void)setpriority(PRIO_PROCESS, static_cast<id_t>(::syscall(SYS_gettid)), kBackgroundNice);
+  (void)setpriority(PRIO_PROCESS, static_cast<id_t>(::syscall(SYS_gettid)), nice);
+}
+
+inline pid_t thisThreadId() noexcept { return static_cast<pid_t>(::syscall(SYS_gettid)); }
+
+// Work that keeps a derived view up to date and catches up from the durable queue by itself (the
+// profile applier) can run at SCHED_IDLE: only on CPU that nothing else wants, preempted by any
+// thread that wakes. A thread that may starve there needs a way back: a thread leaves SCHED_IDLE
+// for SCHED_OTHER at nice 0 only as root, with CAP_SYS_NICE or with RLIMIT_NICE >= 20 (sched(7)).
+inline bool mayLeaveIdle() noexcept {
+  if (::geteuid() == 0) {
+    return true;
+  }
+  rlimit limit{};
+  return ::getrlimit(RLIMIT_NICE, &limit) == 0 &&
+         (limit.rlim_cur == RLIM_INFINITY || limit.rlim_cur >= 20);
+}
+
+inline void makeThisThreadIdle() noexcept {
+  sched_param param{};
+  param.sched_priority = 0;
+  (void)sched_setscheduler(0, SCHED_IDLE, &param);
+}
+
+// Thread `tid` back to SCHED_OTHER at nice 0; false when not allowed (see mayLeaveIdle()).
+inline bool makeThreadNormal(pid_t tid) noexcept {
+  sched_param param{};
+  param.sched_priority = 0;
+  return ::sched_setscheduler(tid, SCHED_OTHER, &param) == 0 &&
+         ::setpriority(PRIO_PROCESS, static_cast<id_t>(tid), 0) == 0;
 }
 
 }  // namespace junction::core::runtime

@@ -65,7 +65,7 @@ rocksdb::Options storeOptions() {
   options.create_if_missing = true;
   options.paranoid_checks = true;
   options.IncreaseParallelism(2);
-  // Flushes and compactions only keep the store compact: like the applier (runtime::kCatchUpNice), they
+  // Flushes and compactions only keep the store compact: like the applier (ProfileService), they
   // yield the cores to ingest and delivery under load (nice 19).
   (void)options.env->LowerThreadPoolCPUPriority(rocksdb::Env::Priority::LOW,
                                                 rocksdb::CpuPriority::kLow);

@@ -23,6 +23,8 @@ inline void nameThisThread(std::string_view name) noexcept {
   (void)pthread_setname_np(pthread_self(), buf);
 }
 
+inline pid_t thisThreadId() noexcept { return static_cast<pid_t>(::syscall(SYS_gettid)); }
+
 // Background threads (delivery, retention) run at this nice value: under a CPU shortage the
 // threads that answer clients (HTTP I/O, the queue's writer) get ~3x their share, so ingest
 // latency holds and delivery catches up when the load passes; with CPU to spare it changes
@@ -35,10 +37,8 @@ inline void makeThisThreadBackground(int nice = kBackgroundNice) noexcept {
   sched_param param{};
   param.sched_priority = 0;
   (void)sched_setscheduler(0, SCHED_BATCH, &param);  // 0: the calling thread on Linux
-  (void)setpriority(PRIO_PROCESS, static_cast<id_t>(::syscall(SYS_gettid)), nice);
+  (void)setpriority(PRIO_PROCESS, static_cast<id_t>(thisThreadId()), nice);
 }
-
-inline pid_t thisThreadId() noexcept { return static_cast<pid_t>(::syscall(SYS_gettid)); }
 
 // Work that keeps a derived view up to date and catches up from the durable queue by itself (the
 // profile applier) can run at SCHED_IDLE: only on CPU that nothing else wants, preempted by any

@@ -11,7 +11,9 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
+#include <atomic>
 #include <optional>
+#include <thread>
 
 namespace junction::core::http {
 
@@ -45,13 +47,18 @@ struct Server::Session {
 
 namespace {
 
-// Where a handler's answer goes: posted to the connection's strand, where the session waits
-// for it on a timer that the answer cancels.
+// Where a handler's answer goes. An answer given during dispatch, on the session's own thread
+// (most handlers), is stored at once. A later one, or one from another thread, is posted to the
+// connection's strand, where the session waits for it on a timer that the answer cancels: two
+// trips through the io_context's queue, behind every other connection's ready work.
 struct PendingResponse {
   explicit PendingResponse(const asio::any_io_executor& ex) : timer(ex) {}
   asio::steady_timer timer;
   std::optional<sdk::HttpResponse> response;
   bool abandoned = false;  // the session gave up (timeout); late answers are dropped
+  // The thread running the handler synchronously; none once dispatch has returned. Only that
+  // thread can see its own id here, so only a synchronous answer takes the short way.
+  std::atomic<std::thread::id> dispatching{};
 };
 
 class StrandSink final : public sdk::HttpResponseSink {
@@ -60,6 +67,10 @@ class StrandSink final : public sdk::HttpResponseSink {
       : strand_(std::move(strand)), pending_(std::move(pending)) {}
 
   void send(sdk::HttpResponse response) noexcept override {
+    if (pending_->dispatching.load(std::memory_order_relaxed) == std::this_thread::get_id()) {
+      pending_->response = std::move(response);  // the session reads it when dispatch returns
+      return;
+    }
     try {
       asio::post(strand_, [pending = pending_, r = std::move(response)]() mutable {
         if (!pending->abandoned && !pending->response) {
@@ -399,8 +410,10 @@ asio::awaitable<void> Server::serveRequests(Session& session, Stream& stream,
     auto executor = co_await asio::this_coro::executor;
     auto pending = std::make_shared<PendingResponse>(executor);
     pending->timer.expires_after(options_.request_timeout);
+    pending->dispatching.store(std::this_thread::get_id(), std::memory_order_relaxed);
     router_.dispatch(toSdkRequest(std::move(req), remote),
                      sdk::HttpResponder(std::make_shared<StrandSink>(executor, pending)));
+    pending->dispatching.store(std::thread::id(), std::memory_order_relaxed);
     const auto handled = std::chrono::steady_clock::now();
     stage_seconds_.handle.observe(secondsBetween(started, handled));
     while (!pending->response) {

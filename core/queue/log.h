@@ -264,6 +264,7 @@ class Log {
   // Segments filled during the current group (with their final sizes) and created by it.
   std::vector<std::pair<std::shared_ptr<Segment>, std::uint64_t>> sealed_;
   std::vector<std::shared_ptr<Segment>> created_;
+  std::weak_ptr<Segment> last_sealed_;  // by the latest roll (weak: retention may delete it)
   std::chrono::steady_clock::time_point last_sync_{};
 
   std::atomic<Offset> durable_end_{0};

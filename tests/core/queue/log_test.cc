@@ -4,7 +4,10 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/resource.h>
+#include <linux/magic.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -929,6 +932,77 @@ TEST(LogTest, OnlySegmentsThisLogWroteAreReusedAndLeftoverSparesAreDeleted) {
   // Closing deletes them.
   log.reset();
   EXPECT_TRUE(spareFiles(dir.path()).empty());
+}
+
+// Pages of `path` in the page cache, and its pages in all (mincore over a read-only mapping).
+std::pair<std::size_t, std::size_t> residentPages(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  EXPECT_GE(fd, 0) << path;
+  struct stat st {};
+  EXPECT_EQ(::fstat(fd, &st), 0);
+  const auto size = static_cast<std::size_t>(st.st_size);
+  const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+  const std::size_t pages = (size + page - 1) / page;
+  void* map = ::mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0);
+  ::close(fd);
+  EXPECT_NE(map, MAP_FAILED);
+  std::vector<unsigned char> in(pages);
+  EXPECT_EQ(::mincore(map, size, in.data()), 0);
+  ::munmap(map, size);
+  std::size_t resident = 0;
+  for (unsigned char c : in) {
+    resident += c & 1u;
+  }
+  return {resident, pages};
+}
+
+// A roll that finds no spare (a reader lags, or the backlog grows) gives the pages of the segment
+// sealed the roll before back to the kernel: the page cache does not grow a segment per roll, and
+// the new segment is written into memory just freed instead of fresh memory. A roll that reuses
+// a spare leaves the page cache alone. Either way every record reads back.
+TEST(LogTest, ARollWithoutASpareDropsAnOlderSealedSegmentFromThePageCache) {
+  TempDir dir;
+  struct statfs fs_info {};
+  ASSERT_EQ(::statfs(dir.path().c_str(), &fs_info), 0);
+  if (fs_info.f_type == TMPFS_MAGIC) {
+    GTEST_SKIP() << "the test directory is on tmpfs, whose pages cannot be dropped";
+  }
+  LogOptions o = recyclingOptionsFor(dir);
+  o.segment_bytes = 64 * 1024;
+  auto log = openLog(o);
+  ASSERT_TRUE(log);
+  appendRange(*log, 0, 1200, 200);  // ~5 segments; nothing delivered, so no spare at any roll
+  std::vector<std::string> files = segmentFiles(dir.path());
+  ASSERT_GE(files.size(), 4u);
+  for (std::size_t i = 0; i + 2 < files.size(); ++i) {
+    const auto [resident, pages] = residentPages(files[i]);
+    EXPECT_EQ(resident, 0u) << files[i] << ": " << resident << " of " << pages
+                            << " pages still cached after a roll without a spare";
+  }
+  for (std::size_t i = files.size() - 2; i < files.size(); ++i) {
+    const auto [resident, pages] = residentPages(files[i]);
+    EXPECT_EQ(resident, pages) << files[i] << ": the active segment and the newest sealed one "
+                               << "stay cached for readers just behind the writer";
+  }
+  ASSERT_EQ(readAll(*log, log->beginOffset()).size(), 1200u);
+
+  // Delivered: the sealed segments become spares; the rolls that reuse them drop nothing.
+  ASSERT_TRUE(log->truncateBefore(log->durableEnd()).ok());
+  ASSERT_EQ(log->spareCount(), 2u);
+  int seq = 1200;
+  while (log->recycledSegments() < 2) {
+    appendRange(*log, seq, seq + 1, 200);
+    ASSERT_LT(++seq, 5000);
+  }
+  files = segmentFiles(dir.path());
+  ASSERT_GE(files.size(), 2u);
+  for (std::size_t i = files.size() - 3; i + 1 < files.size(); ++i) {  // rolls onto the spares
+    const auto [resident, pages] = residentPages(files[i]);
+    EXPECT_EQ(resident, pages) << files[i] << " was dropped although the roll reused a spare";
+  }
+  const auto records = readAll(*log, log->beginOffset());
+  ASSERT_FALSE(records.empty());
+  EXPECT_EQ(seqOf(records.back()), seq - 1);
 }
 
 TEST(LogTest, ASpareUnusedForItsMaxAgeIsDeleted) {

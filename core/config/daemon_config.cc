@@ -146,6 +146,12 @@ const OptionTable<ProfilesConfig>& profilesTable() {
              "Events kept per profile (newest first) for GET /v1/profiles/{id}/events")
           .defaultValue(50)
           .range(0, 10'000),
+      option("cache_bytes", &ProfilesConfig::cache_bytes,
+             "With backend: embedded, memory that keeps the store's blocks uncompressed: the "
+             "Profile API answers from it without reading files. To serve anyone from memory, "
+             "size it to about 2.5 times data/profiles/ on disk (compressed there)")
+          .defaultValue("256MiB")
+          .range(8 * 1024 * 1024, 256.0 * (1ull << 30)),
       option("tokens", &ProfilesConfig::tokens,
              "Read-only bearer tokens of the Profile API (the admin token also works)")
           .secret()

@@ -163,6 +163,7 @@ struct ProfilesConfig {
   std::string backend;  // embedded (RocksDB) | sqlite | postgres
   std::string dsn;      // postgres
   std::int64_t recent_events = 0;
+  std::uint64_t cache_bytes = 0;          // embedded: RocksDB block cache
   std::vector<std::string> tokens;        // read-only bearer tokens of the Profile API
   std::vector<std::string> external_ids;  // trait names that are identifiers (hubspot_id)
   std::vector<std::string> blocked_values;

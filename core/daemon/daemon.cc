@@ -341,7 +341,7 @@ sdk::Status Daemon::openProfiles() {
   }
   std::unique_ptr<profiles::ProfileStore> store;
   if (c.backend == "embedded") {
-    auto opened = profiles::RocksDbProfileStore::open(config_.storage.path);
+    auto opened = profiles::RocksDbProfileStore::open(config_.storage.path, c.cache_bytes);
     if (!opened) {
       return opened.error();
     }

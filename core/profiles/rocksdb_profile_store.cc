@@ -60,7 +60,7 @@ std::string formatPending(const Pending& p) {
   return std::to_string(p.due_ms) + " " + std::to_string(p.seq);
 }
 
-rocksdb::Options storeOptions() {
+rocksdb::Options storeOptions(std::uint64_t cache_bytes = RocksDbProfileStore::kDefaultCacheBytes) {
   rocksdb::Options options;
   options.create_if_missing = true;
   options.paranoid_checks = true;
@@ -78,7 +78,7 @@ rocksdb::Options storeOptions() {
   options.keep_log_file_num = 3;
   options.max_manifest_file_size = 64u << 20;
   rocksdb::BlockBasedTableOptions table;
-  table.block_cache = rocksdb::NewLRUCache(256u << 20);
+  table.block_cache = rocksdb::NewLRUCache(cache_bytes);
   table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
   table.cache_index_and_filter_blocks = true;
   table.pin_l0_filter_and_index_blocks_in_cache = true;
@@ -106,7 +106,8 @@ std::string RocksDbProfileStore::markerIn(const std::string& dir) {
   return (fs::path(dir) / "profiles.created").string();
 }
 
-sdk::Result<std::unique_ptr<RocksDbProfileStore>> RocksDbProfileStore::open(const std::string& dir) {
+sdk::Result<std::unique_ptr<RocksDbProfileStore>> RocksDbProfileStore::open(const std::string& dir,
+                                                                           std::uint64_t cache_bytes) {
   const std::string path = pathIn(dir);
   const std::string marker = markerIn(dir);
   std::error_code ec;
@@ -121,7 +122,7 @@ sdk::Result<std::unique_ptr<RocksDbProfileStore>> RocksDbProfileStore::open(cons
   }
   fs::create_directories(path, ec);
   rocksdb::DB* raw = nullptr;
-  rocksdb::Status s = rocksdb::DB::Open(storeOptions(), path, &raw);
+  rocksdb::Status s = rocksdb::DB::Open(storeOptions(cache_bytes), path, &raw);
   if (!s.ok()) {
     if (s.IsCorruption() || (existed && !s.IsIOError() && !s.IsBusy())) {
       return sdk::makeError(sdk::ErrorCode::Internal,

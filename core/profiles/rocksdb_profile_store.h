@@ -37,8 +37,12 @@ namespace junction::core::profiles {
 
 class RocksDbProfileStore final : public ProfileStore {
  public:
-  // `dir` is storage.path.
-  static sdk::Result<std::unique_ptr<RocksDbProfileStore>> open(const std::string& dir);
+  // profiles.cache_bytes' default.
+  static constexpr std::uint64_t kDefaultCacheBytes = 256u << 20;
+
+  // `dir` is storage.path; `cache_bytes` the block cache (uncompressed blocks in memory).
+  static sdk::Result<std::unique_ptr<RocksDbProfileStore>> open(
+      const std::string& dir, std::uint64_t cache_bytes = kDefaultCacheBytes);
   ~RocksDbProfileStore() override;
 
   sdk::Result<std::optional<std::string>> findIdentity(const std::string& key) override;

@@ -2,11 +2,15 @@
 -- stored as u0 .. u<PROFILES-1> (tests/bench/profiles_bench loads them), with a Profile API
 -- token (TOKEN). RATE > 0 paces the requests (open loop, as in http_batch.lua); PATH_ONLY set
 -- to a path asks that path instead (the trivial endpoint of the same server, for the ceiling).
+-- Use one wrk thread with SEQUENTIAL (each thread would walk from u0).
 local profiles = tonumber(os.getenv("PROFILES") or "1000000")
 local token = os.getenv("TOKEN") or "bench-token"
 local rate = tonumber(os.getenv("RATE") or "0")
 local path_only = os.getenv("PATH_ONLY")
 local wrk_threads = tonumber(os.getenv("WRK_THREADS") or "1")
+-- SEQUENTIAL=1: u0, u1, ... in order (one pass over everyone warms the store's cache)
+local sequential = os.getenv("SEQUENTIAL") == "1"
+local next_id = 0
 
 local threads = {}
 function setup(thread)
@@ -23,7 +27,14 @@ function request()
   if path_only and path_only ~= "" then
     return wrk.format("GET", path_only)
   end
-  return wrk.format("GET", "/v1/profiles/user:u" .. math.random(0, profiles - 1))
+  local id
+  if sequential then
+    id = next_id % profiles
+    next_id = next_id + 1
+  else
+    id = math.random(0, profiles - 1)
+  end
+  return wrk.format("GET", "/v1/profiles/user:u" .. id)
 end
 
 local ffi = require("ffi")

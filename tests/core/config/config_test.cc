@@ -54,7 +54,21 @@ TEST(ConfigTest, EmptyFileGivesDefaults) {
   EXPECT_EQ(config->storage.recycle_segments, 2);
   EXPECT_EQ(config->queue.backend, "embedded");
   EXPECT_EQ(config->log.format, "text");
+  EXPECT_EQ(config->profiles.cache_bytes, 256u << 20);
   EXPECT_TRUE(config->sources.empty());
+}
+
+TEST(ConfigTest, TheProfileStoreCacheIsASizeWithinItsRange) {
+  ConfigErrors errors;
+  auto config = load("profiles:\n  cache_bytes: 2GiB\n", errors);
+  ASSERT_TRUE(config) << formatErrors(errors);
+  EXPECT_EQ(config->profiles.cache_bytes, 2ull << 30);
+
+  ConfigErrors small;
+  EXPECT_FALSE(load("profiles:\n  cache_bytes: 1KiB\n", small));
+  ASSERT_EQ(small.size(), 1u);
+  EXPECT_NE(small[0].toString().find("profiles.cache_bytes"), std::string::npos)
+      << small[0].toString();
 }
 
 TEST(ConfigTest, ReadsTheDesignExample) {

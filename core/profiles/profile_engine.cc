@@ -349,12 +349,21 @@ ProfileEngine::~ProfileEngine() = default;
 void ProfileEngine::settle(bool committed) {
   if (pending_ && committed) {
     pending_->settle();
+    applied_.inc(tally_.applied);
+    created_.inc(tally_.created);
+    merged_.inc(tally_.merged);
+    refused_blocked_.inc(tally_.refused_blocked);
+    refused_identified_.inc(tally_.refused_identified);
+    refused_anonymous_.inc(tally_.refused_anonymous);
+    unattributed_.inc(tally_.unattributed);
   }
   pending_.reset();
+  tally_ = Tally{};
 }
 
 sdk::Result<Changes> ProfileEngine::apply(const std::vector<const sdk::Event*>& events) {
   pending_.reset();
+  tally_ = Tally{};
   // Profiles this batch takes out of the cache are back only if it commits (settle()).
   pending_ = std::make_unique<Batch>(store_, cache_.get());
   Batch& batch = *pending_;
@@ -372,7 +381,7 @@ sdk::Result<Changes> ProfileEngine::apply(const std::vector<const sdk::Event*>& 
     std::vector<Identifier> ids;
     auto consider = [&](std::string_view kind, std::string value) {
       if (isBlockedValue(value, options_.blocked_values)) {
-        refused_blocked_.inc();
+        ++tally_.refused_blocked;
         return;
       }
       Identifier id{std::string(kind), std::move(value)};
@@ -408,7 +417,7 @@ sdk::Result<Changes> ProfileEngine::apply(const std::vector<const sdk::Event*>& 
       }
     }
     if (ids.empty()) {
-      unattributed_.inc();
+      ++tally_.unattributed;
       continue;
     }
 
@@ -448,7 +457,7 @@ sdk::Result<Changes> ProfileEngine::apply(const std::vector<const sdk::Event*>& 
     }
     if (target == nullptr) {
       target = batch.create();
-      created_.inc();
+      ++tally_.created;
     }
     bool changed = false;
 
@@ -473,7 +482,7 @@ sdk::Result<Changes> ProfileEngine::apply(const std::vector<const sdk::Event*>& 
       if ((target_identified || other->hasUserId()) &&
           target->count(kAnonymousKind) + other->count(kAnonymousKind) >
               options_.max_anonymous_ids) {
-        refused_anonymous_.inc();
+        ++tally_.refused_anonymous;
         logger_.warn("profiles: merge refused, too many anonymous ids for one person",
                      {{"profile", target->id},
                       {"other", other->id},
@@ -487,11 +496,11 @@ sdk::Result<Changes> ProfileEngine::apply(const std::vector<const sdk::Event*>& 
         }
       }
       batch.drop(other->id);
-      merged_.inc();
+      ++tally_.merged;
       changed = true;
     }
     if (refused_identified) {
-      refused_identified_.inc();
+      ++tally_.refused_identified;
       logger_.warn("profiles: merge of two identified people refused (profiles.identified_merges)",
                    {{"profile", target->id}, {"event_type", sdk::toString(h.type)}});
     }
@@ -514,12 +523,12 @@ sdk::Result<Changes> ProfileEngine::apply(const std::vector<const sdk::Event*>& 
       }
       if (ids[i].kind == kUserKind && target->hasUserId() && !target->has(ids[i]) &&
           !identified_allowed) {
-        refused_identified_.inc();
+        ++tally_.refused_identified;
         continue;
       }
       if (ids[i].kind == kAnonymousKind && target->count(kAnonymousKind) >= options_.max_anonymous_ids &&
           (target->hasUserId() || has_user)) {
-        refused_anonymous_.inc();
+        ++tally_.refused_anonymous;
         logger_.warn("profiles: anonymous id not linked, the person has max_anonymous_ids",
                      {{"profile", target->id}, {"max_anonymous_ids", options_.max_anonymous_ids}});
         continue;
@@ -586,7 +595,7 @@ sdk::Result<Changes> ProfileEngine::apply(const std::vector<const sdk::Event*>& 
     if (changed && options_.change_events) {
       batch.announce(target->id, now + options_.change_window_ms);
     }
-    applied_.inc();
+    ++tally_.applied;
   }
   return batch.changes();
 }

@@ -59,7 +59,8 @@ class ProfileEngine {
 
   // Applies `events` and returns what to commit (with `applied` left for the caller to set).
   // An error of the store stops the batch: nothing of it is to be committed. Then call
-  // settle(true) once the changes are committed, settle(false) when they were not.
+  // settle(true) once the changes are committed, settle(false) when they were not. The
+  // junction_profile_* counters count a batch at settle(true).
   sdk::Result<Changes> apply(const std::vector<const sdk::Event*>& events);
   void settle(bool committed);
 
@@ -93,6 +94,18 @@ class ProfileEngine {
   sdk::Counter& unattributed_;
   std::unique_ptr<Cache> cache_;  // when the store has no other writer
   std::unique_ptr<Batch> pending_;  // the last apply()'s, until settle()
+  // The last apply()'s counts, added to the counters by settle(true) only: a batch that is
+  // not committed is applied again, and must not count twice.
+  struct Tally {
+    std::uint64_t applied = 0;
+    std::uint64_t created = 0;
+    std::uint64_t merged = 0;
+    std::uint64_t refused_blocked = 0;
+    std::uint64_t refused_identified = 0;
+    std::uint64_t refused_anonymous = 0;
+    std::uint64_t unattributed = 0;
+  };
+  Tally tally_;
 };
 
 }  // namespace junction::core::profiles

@@ -145,6 +145,34 @@ TEST_P(ProfileEngineTest, AnAnonymousVisitorWhoIdentifiesIsMergedWithTheirEarlie
   EXPECT_EQ(metrics_.counterValue("junction_profile_merges_total"), 1u);
 }
 
+// A batch that was not committed is applied again (the service retries it): its events,
+// profiles and merges count once, when a commit lands.
+TEST_P(ProfileEngineTest, ABatchCountsOnlyWhenItIsCommitted) {
+  apply({event(R"({"type":"track","anonymousId":"a1","event":"Viewed"})", kT0),
+         event(R"({"type":"track","userId":"u1","event":"Viewed"})", kT0 + 1)});
+  const std::vector<sdk::Event> linking = {
+      event(R"({"type":"track","anonymousId":"a1","userId":"u1","event":"Signed In"})", kT0 + 2),
+      event(R"({"type":"track","anonymousId":"a9","event":"Viewed"})", kT0 + 3)};
+  std::vector<const sdk::Event*> ptrs;
+  for (const auto& e : linking) {
+    ptrs.push_back(&e);
+  }
+  for (int attempt = 0; attempt < 2; ++attempt) {  // not committed: a lost disk, a dropped link
+    auto changes = engine_->apply(ptrs);
+    ASSERT_TRUE(changes) << changes.error().message;
+    engine_->settle(false);
+  }
+  EXPECT_EQ(metrics_.counterValue("junction_profile_events_applied_total"), 2u);
+  EXPECT_EQ(metrics_.counterValue("junction_profiles_created_total"), 2u);
+  EXPECT_EQ(metrics_.counterValue("junction_profile_merges_total"), 0u);
+
+  apply(linking);
+  EXPECT_EQ(metrics_.counterValue("junction_profile_events_applied_total"), 4u);
+  EXPECT_EQ(metrics_.counterValue("junction_profiles_created_total"), 3u);
+  EXPECT_EQ(metrics_.counterValue("junction_profile_merges_total"), 1u);
+  EXPECT_EQ(profile("anon:a1")->id, profile("user:u1")->id);
+}
+
 TEST_P(ProfileEngineTest, AliasLinksThePreviousIdToTheUser) {
   apply({event(R"({"type":"track","anonymousId":"old-anon","event":"Viewed"})", kT0),
          event(R"({"type":"identify","userId":"new-user","traits":{"name":"N"}})", kT0 + 1)});

@@ -152,6 +152,12 @@ const OptionTable<ProfilesConfig>& profilesTable() {
              "size it to about 2.5 times data/profiles/ on disk (compressed there)")
           .defaultValue("256MiB")
           .range(8 * 1024 * 1024, 256.0 * (1ull << 30)),
+      option("api_cache_bytes", &ProfilesConfig::api_cache_bytes,
+             "Memory for the Profile API's answers of the people read most recently, rendered: "
+             "a hit reads no store. 0 turns it off. Not used with backend: postgres (other "
+             "nodes write that store too, and this cache would not see their changes)")
+          .defaultValue("64MiB")
+          .range(0, 256.0 * (1ull << 30)),
       option("tokens", &ProfilesConfig::tokens,
              "Read-only bearer tokens of the Profile API (the admin token also works)")
           .secret()

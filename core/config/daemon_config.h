@@ -164,6 +164,7 @@ struct ProfilesConfig {
   std::string dsn;      // postgres
   std::int64_t recent_events = 0;
   std::uint64_t cache_bytes = 0;          // embedded: RocksDB block cache
+  std::uint64_t api_cache_bytes = 0;      // the Profile API's rendered answers (0: off)
   std::vector<std::string> tokens;        // read-only bearer tokens of the Profile API
   std::vector<std::string> external_ids;  // trait names that are identifiers (hubspot_id)
   std::vector<std::string> blocked_values;

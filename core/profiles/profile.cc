@@ -1,6 +1,7 @@
 #include "core/profiles/profile.h"
 
 #include <algorithm>
+#include <limits>
 #include <boost/json.hpp>
 #include <unordered_set>
 
@@ -450,6 +451,27 @@ json::value computedValue(const config::ComputedTraitConfig& trait, const json::
     }
   }
   return nullptr;
+}
+
+std::int64_t computedChangesAt(const config::ComputedTraitConfig& trait, const json::object& state,
+                               std::int64_t now_ms) {
+  std::int64_t at = std::numeric_limits<std::int64_t>::max();
+  if ((trait.kind != Kind::Count && trait.kind != Kind::Sum) || trait.within_ms == 0) {
+    return at;
+  }
+  const json::value* list = state.if_contains("t");
+  if (list == nullptr || !list->is_array()) {
+    return at;
+  }
+  for (const auto& t : list->as_array()) {
+    const std::int64_t ts = trait.kind == Kind::Count ? int64At(t) : pairTime(t);
+    if (ts > now_ms) {
+      at = std::min(at, ts);  // counted from then on
+    } else if (ts >= now_ms - trait.within_ms) {
+      at = std::min(at, ts + trait.within_ms + 1);  // the first moment it is out
+    }
+  }
+  return at;
 }
 
 void computedMerge(const config::ComputedTraitConfig& trait, json::object& into,

@@ -93,6 +93,11 @@ void computedApply(const config::ComputedTraitConfig& trait, boost::json::object
 // The trait's value at `now_ms` (null when nothing matched yet).
 boost::json::value computedValue(const config::ComputedTraitConfig& trait,
                                  const boost::json::object& state, std::int64_t now_ms);
+// The first time after `now_ms` at which the trait's value can differ from its value at `now_ms`
+// with no new event: a timestamp leaving the window, or one from the future entering it.
+// INT64_MAX when the value does not depend on the clock.
+std::int64_t computedChangesAt(const config::ComputedTraitConfig& trait,
+                               const boost::json::object& state, std::int64_t now_ms);
 // `into` and `from` of two profiles being merged, combined.
 void computedMerge(const config::ComputedTraitConfig& trait, boost::json::object& into,
                    const boost::json::object& from);

@@ -682,4 +682,15 @@ json::object ProfileEngine::render(const Profile& p, std::int64_t now_ms,
                       {"events", std::move(recent)}};
 }
 
+std::int64_t ProfileEngine::renderedUntil(const Profile& p, std::int64_t now_ms) const {
+  std::int64_t until = std::numeric_limits<std::int64_t>::max();
+  for (const auto& trait : options_.computed) {
+    const json::value* state = p.computed.if_contains(trait.name);
+    if (state != nullptr && state->is_object()) {
+      until = std::min(until, computedChangesAt(trait, state->as_object(), now_ms));
+    }
+  }
+  return until;
+}
+
 }  // namespace junction::core::profiles

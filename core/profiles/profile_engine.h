@@ -75,6 +75,9 @@ class ProfileEngine {
   // consent, first/last seen, counters, computed values, recent events (up to `events`).
   boost::json::object render(const Profile& profile, std::int64_t now_ms,
                              std::size_t events) const;
+  // The first time after `now_ms` at which render() can answer otherwise with no change to
+  // the profile (a computed value over a time window moving on); INT64_MAX for never.
+  std::int64_t renderedUntil(const Profile& profile, std::int64_t now_ms) const;
 
  private:
   class Batch;

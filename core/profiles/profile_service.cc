@@ -66,7 +66,21 @@ ProfileService::ProfileService(const config::ProfilesConfig& config,
                          "Queue bytes accepted and not yet applied to profiles")),
       boosts_(metrics.counter("junction_profile_applier_boosts_total",
                               "Batches the profile applier ran at normal priority: at idle "
-                              "priority, with events to apply, it had run under 10 ms in 250 ms")) {}
+                              "priority, with events to apply, it had run under 10 ms in 250 ms")),
+      answer_hits_(metrics.counter("junction_profile_api_cache_total",
+                                   "Profile API reads by person, from the answer cache (hit) or "
+                                   "from the store (miss)",
+                                   {{"result", "hit"}})),
+      answer_misses_(metrics.counter("junction_profile_api_cache_total",
+                                     "Profile API reads by person, from the answer cache (hit) "
+                                     "or from the store (miss)",
+                                     {{"result", "miss"}})),
+      answer_bytes_(metrics.gauge("junction_profile_api_cache_bytes",
+                                  "Memory the Profile API's answer cache holds")) {
+  if (config.api_cache_bytes > 0 && store_->exclusiveWriter()) {
+    answers_ = std::make_unique<AnswerCache>(config.api_cache_bytes);
+  }
+}
 
 ProfileService::~ProfileService() { stop(); }
 
@@ -229,6 +243,7 @@ bool ProfileService::applyOnce() {
     } else {
       changes->applied = batch->next;
       status = store_->commit(*changes);
+      forget(*changes);  // committed or not (a commit's answer can be lost while it lands)
       if (status.ok() && !changes->outbox_put.empty()) {
         wake_.notify_all();
       }
@@ -282,11 +297,28 @@ void ProfileService::watchLoop() {
   }
 }
 
-bool ProfileService::hidden(const Profile& p) const {
+namespace {
+
+// A profile's identifiers as keys ("user:42"), the answer cache's and hidden()'s form.
+std::vector<std::string> identityKeys(const Profile& p) {
+  std::vector<std::string> keys;
+  for (const auto& [kind, values] : p.identities) {
+    for (const auto& v : values) {
+      keys.push_back(kind + ":" + v);
+    }
+  }
+  return keys;
+}
+
+}  // namespace
+
+bool ProfileService::hidden(const std::vector<std::string>& keys) const {
   if (privacy_ == nullptr || !privacy_->hasSuppressions()) {
     return false;
   }
-  for (const auto& [kind, values] : p.identities) {
+  for (const auto& key : keys) {
+    const std::size_t colon = key.find(':');  // kinds have no colon; values may
+    const std::string_view kind = std::string_view(key).substr(0, colon);
     privacy::SubjectKind sk;
     if (kind == kUserKind) {
       sk = privacy::SubjectKind::UserId;
@@ -297,10 +329,8 @@ bool ProfileService::hidden(const Profile& p) const {
     } else {
       continue;
     }
-    for (const auto& v : values) {
-      if (privacy_->isSuppressed(privacy::Subject{sk, v})) {
-        return true;
-      }
+    if (privacy_->isSuppressed(privacy::Subject{sk, key.substr(colon + 1)})) {
+      return true;
     }
   }
   return false;
@@ -348,7 +378,7 @@ std::size_t ProfileService::announceOnce() {
         profile = std::move(parsed).value();
       }
     }
-    if (!profile || hidden(*profile)) {
+    if (!profile || hidden(identityKeys(*profile))) {
       done->outbox_done.emplace_back(entry.profile_id, entry.seq);  // gone or suppressed
       continue;
     }
@@ -455,7 +485,9 @@ sdk::Status ProfileService::erase(const privacy::Subject& subject) {
   if (!*changes) {
     return {};
   }
-  return store_->commit(**changes);
+  sdk::Status status = store_->commit(**changes);
+  forget(**changes);
+  return status;
 }
 
 // --- the API ----------------------------------------------------------------------------------
@@ -478,7 +510,10 @@ std::optional<sdk::HttpResponse> ProfileService::checkReader(const sdk::HttpRequ
   return r;
 }
 
-sdk::Result<std::optional<Profile>> ProfileService::find(const std::string& raw_id) {
+namespace {
+
+// The identifier an API id names ("user:42"), decoded.
+sdk::Result<std::string> identityKeyOf(const std::string& raw_id) {
   std::string decoded;
   if (auto pct = boost::urls::make_pct_string_view(raw_id)) {
     decoded = std::string(pct->decode());
@@ -494,7 +529,13 @@ sdk::Result<std::optional<Profile>> ProfileService::find(const std::string& raw_
                           "expected user:<userId>, anon:<anonymousId>, email:<email> or "
                           "<external id>:<value>");
   }
-  auto pid = store_->findIdentity(id->key());
+  return id->key();
+}
+
+}  // namespace
+
+sdk::Result<std::optional<Profile>> ProfileService::load(const std::string& key) {
+  auto pid = store_->findIdentity(key);
   if (!pid) {
     return pid.error();
   }
@@ -512,10 +553,19 @@ sdk::Result<std::optional<Profile>> ProfileService::find(const std::string& raw_
   if (!profile) {
     return profile.error();
   }
-  if (hidden(*profile)) {
+  return std::optional<Profile>(std::move(profile).value());
+}
+
+sdk::Result<std::optional<Profile>> ProfileService::find(const std::string& raw_id) {
+  auto key = identityKeyOf(raw_id);
+  if (!key) {
+    return key.error();
+  }
+  auto profile = load(*key);
+  if (profile && *profile && hidden(identityKeys(**profile))) {
     return std::optional<Profile>();
   }
-  return std::optional<Profile>(std::move(profile).value());
+  return profile;
 }
 
 namespace {
@@ -542,6 +592,45 @@ std::variant<Profile, sdk::HttpResponse> ProfileService::requested(
   return std::move(**profile);
 }
 
+sdk::HttpResponse ProfileService::answer(const std::string& raw_id) {
+  auto key = identityKeyOf(raw_id);
+  if (!key) {
+    return failure(key.error());
+  }
+  const std::int64_t now = clock_.nowMs();
+  if (answers_) {
+    if (auto hit = answers_->find(*key, now)) {
+      answer_hits_.inc();
+      return hidden(hit->keys) ? notFound() : sdk::HttpResponse::json(200, hit->body);
+    }
+    answer_misses_.inc();
+  }
+  const std::uint64_t epoch = answers_ ? answers_->epoch() : 0;  // before the store is read
+  auto profile = load(*key);
+  if (!profile) {
+    return failure(profile.error());
+  }
+  if (!*profile) {
+    return notFound();
+  }
+  auto fresh = std::make_shared<AnswerCache::Answer>();
+  fresh->keys = identityKeys(**profile);
+  const bool suppressed = hidden(fresh->keys);
+  if (suppressed && !answers_) {
+    return notFound();
+  }
+  fresh->body = json::serialize(engine_.render(**profile, now, engine_.options().recent_events));
+  sdk::HttpResponse response =
+      suppressed ? notFound() : sdk::HttpResponse::json(200, fresh->body);
+  if (answers_) {
+    fresh->profile_id = (*profile)->id;
+    fresh->valid_until_ms = engine_.renderedUntil(**profile, now);
+    answers_->put(epoch, *key, std::move(fresh));
+    answer_bytes_.set(static_cast<double>(answers_->bytes()));
+  }
+  return response;
+}
+
 void ProfileService::registerRoutes(http::Router& router, std::string admin_token,
                                     std::vector<std::string> tokens) {
   admin_token_ = std::move(admin_token);
@@ -552,14 +641,7 @@ void ProfileService::registerRoutes(http::Router& router, std::string admin_toke
                        respond(std::move(*refused));
                        return;
                      }
-                     auto found = requested(request);
-                     if (auto* answer = std::get_if<sdk::HttpResponse>(&found)) {
-                       respond(std::move(*answer));
-                       return;
-                     }
-                     json::object view = engine_.render(std::get<Profile>(found), clock_.nowMs(),
-                                                        engine_.options().recent_events);
-                     respond(sdk::HttpResponse::json(200, json::serialize(view)));
+                     respond(answer(request.params["id"]));
                    });
   (void)router.add(
       "GET", "/v1/profiles/{id}/events",

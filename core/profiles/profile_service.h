@@ -30,6 +30,7 @@
 #include "core/config/daemon_config.h"
 #include "core/http/router.h"
 #include "core/ingest/ingest.h"
+#include "core/profiles/answer_cache.h"
 #include "core/privacy/privacy_store.h"
 #include "core/profiles/profile_engine.h"
 #include "core/profiles/profile_store.h"
@@ -68,10 +69,21 @@ class ProfileService {
   bool applyOnce();
   void watchLoop();
   std::size_t announceOnce();
-  bool hidden(const Profile& profile) const;
+  // Whether one of `keys` ("user:42", ...: a person's identifiers) is suppressed.
+  bool hidden(const std::vector<std::string>& keys) const;
   std::optional<sdk::HttpResponse> checkReader(const sdk::HttpRequest& request) const;
+  // The profile an identifier names (nullopt: nobody; suppression not checked).
+  sdk::Result<std::optional<Profile>> load(const std::string& key);
   // The profile an API id names (nullopt: nobody, or suppressed).
   sdk::Result<std::optional<Profile>> find(const std::string& raw_id);
+  // GET /v1/profiles/{id}: from the answer cache when it holds the person.
+  sdk::HttpResponse answer(const std::string& raw_id);
+  // After a commit of `changes` (whatever its outcome): the answers they touch go.
+  void forget(const Changes& changes) {
+    if (answers_) {
+      answers_->forget(changes);
+    }
+  }
   // The profile the request's {id} names, or the answer to send instead (400, 404, 500).
   std::variant<Profile, sdk::HttpResponse> requested(sdk::HttpRequest& request);
 
@@ -82,6 +94,7 @@ class ProfileService {
   sdk::Logger& logger_;
   const sdk::Clock& clock_;
   ProfileEngine engine_;
+  std::unique_ptr<AnswerCache> answers_;  // null: off, or a store other nodes write too
 
   std::string admin_token_;
   std::vector<std::string> tokens_;
@@ -109,6 +122,9 @@ class ProfileService {
   sdk::Counter& announced_;
   sdk::Gauge& lag_;
   sdk::Counter& boosts_;
+  sdk::Counter& answer_hits_;
+  sdk::Counter& answer_misses_;
+  sdk::Gauge& answer_bytes_;
 };
 
 }  // namespace junction::core::profiles

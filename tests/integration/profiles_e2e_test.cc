@@ -192,6 +192,41 @@ TEST_F(ProfilesE2eTest, TheProfileApiShowsTheMergedPersonWithinASecondOfIngest) 
             400);
 }
 
+// Repeated reads come from the answer cache (profiles.api_cache_bytes, on by default), and
+// a change, a merge or a suppression shows at once all the same.
+TEST_F(ProfilesE2eTest, RepeatedReadsComeFromMemoryAndFollowEveryChange) {
+  const std::string hit = R"(junction_profile_api_cache_total{result="hit"})";
+  send("identify", R"({"userId":"c1","traits":{"email":"c1@example.com","plan":"free"},
+                       "timestamp":"2026-12-01T10:00:00Z"})");
+  send("track", R"({"anonymousId":"c-phone","event":"Product Viewed",
+                    "properties":{"sku":"S-9"},"timestamp":"2026-12-01T10:01:00Z"})");
+  ASSERT_TRUE(eventually([&] { return get("user:c1").status == 200 && get("anon:c-phone").status == 200; }));
+  const std::string phone_id(profile("anon:c-phone")["id"].as_string());
+  const std::int64_t hits_before = metric(hit);
+  EXPECT_EQ(profile("user:c1")["traits"].at("plan"), "free");
+  EXPECT_EQ(profile("user:c1")["traits"].at("plan"), "free");
+  EXPECT_EQ(profile("anon:c-phone")["id"].as_string(), phone_id);
+  EXPECT_GE(metric(hit), hits_before + 2);
+
+  // A newer trait.
+  send("identify", R"({"userId":"c1","traits":{"plan":"pro"},"timestamp":"2026-12-01T10:02:00Z"})");
+  ASSERT_TRUE(eventually([&] { return profile("user:c1")["traits"].at("plan") == "pro"; }, 1s));
+  // The phone's visitor signs in: its identifier now answers with the merged person.
+  send("identify", R"({"userId":"c1","anonymousId":"c-phone","timestamp":"2026-12-01T10:03:00Z"})");
+  ASSERT_TRUE(eventually(
+      [&] { return profile("anon:c-phone")["id"] == profile("user:c1")["id"]; }, 1s));
+  json::object merged = profile("anon:c-phone");
+  EXPECT_EQ(merged["computed"].at("last_viewed"), (json::array{"S-9"}));
+  EXPECT_EQ(merged["identities"].at("anonymousId"), (json::array{"c-phone"}));
+  // Suppressed: not served from memory either.
+  auto r = client_.request("POST", "/v1/regulations",
+                           R"({"type":"suppress","userId":"c1"})", bearer(kAdmin));
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(get("anon:c-phone").status, 404);
+  EXPECT_EQ(get("email:c1@example.com").status, 404);
+  EXPECT_GT(metric("junction_profile_api_cache_bytes"), 0);
+}
+
 TEST_F(ProfilesE2eTest, ADestinationFromProfilesReceivesTheMergedProfile) {
   // Consent granted: the merged person is pushed (once for the burst: changes coalesce).
   send("identify", R"({"userId":"ann","traits":{"email":"ann@example.com","plan":"free"},

@@ -55,6 +55,7 @@ TEST(ConfigTest, EmptyFileGivesDefaults) {
   EXPECT_EQ(config->queue.backend, "embedded");
   EXPECT_EQ(config->log.format, "text");
   EXPECT_EQ(config->profiles.cache_bytes, 256u << 20);
+  EXPECT_EQ(config->profiles.api_cache_bytes, 64u << 20);
   EXPECT_TRUE(config->sources.empty());
 }
 
@@ -69,6 +70,16 @@ TEST(ConfigTest, TheProfileStoreCacheIsASizeWithinItsRange) {
   ASSERT_EQ(small.size(), 1u);
   EXPECT_NE(small[0].toString().find("profiles.cache_bytes"), std::string::npos)
       << small[0].toString();
+
+  // The answer cache may be off (0), never negative.
+  auto off = load("profiles:\n  api_cache_bytes: 0\n", errors);
+  ASSERT_TRUE(off) << formatErrors(errors);
+  EXPECT_EQ(off->profiles.api_cache_bytes, 0u);
+  ConfigErrors negative;
+  EXPECT_FALSE(load("profiles:\n  api_cache_bytes: -1\n", negative));
+  ASSERT_EQ(negative.size(), 1u);
+  EXPECT_NE(negative[0].toString().find("profiles.api_cache_bytes"), std::string::npos)
+      << negative[0].toString();
 }
 
 TEST(ConfigTest, ReadsTheDesignExample) {

@@ -357,6 +357,11 @@ int main(int argc, char** argv) {
   plugins->add_option("-c,--config", config_file, "Find plugins as this configuration does");
   plugins->add_flag("--json", as_json, "Print JSON");
 
+  auto* reference = app.add_subcommand(
+      "reference", "Print the configuration reference in Markdown (docs/configuration.md)");
+  std::string reference_config;
+  reference->add_option("-c,--config", reference_config, "Find plugins as this configuration does");
+
   auto* check = app.add_subcommand("check", "Validate a configuration file");
   std::string check_file;
   check->add_option("config", check_file, "Configuration file")->required();
@@ -511,6 +516,14 @@ int main(int argc, char** argv) {
     std::fputs((as_json ? core::daemon::pluginDocsJson(named) : core::daemon::pluginDocsText(named))
                    .c_str(),
                stdout);
+    return 0;
+  }
+  if (reference->parsed()) {
+    core::plugin::PluginRegistry registry;
+    if (int rc = loadPlugins(reference_config, registry, false); rc != 0) {
+      return rc;
+    }
+    std::fputs(core::daemon::configReferenceMarkdown(registry).c_str(), stdout);
     return 0;
   }
   if (check->parsed()) {

@@ -634,6 +634,35 @@ std::optional<DaemonConfig> readDocument(const YAML::Node& root, const std::stri
 
 }  // namespace
 
+std::vector<ConfigSection> configSections() {
+  return {
+      {"server", "The HTTP server: tracking API, admin API, Profile API, metrics.",
+       serverTable().specs()},
+      {"storage", "The data directory: the queue, cursors, dead letters, privacy, profiles.",
+       storageTable().specs()},
+      {"queue", "Where accepted events wait for delivery.", queueTable().specs()},
+      {"plugins", "Where plugins are looked for.", pluginsTable().specs()},
+      {"log", "The daemon's log.", logTable().specs()},
+      {"consent", "Consent enforcement, for every destination.", consentTable().specs()},
+      {"profiles", "Unified customer profiles and the Profile API.", profilesTable().specs()},
+      {"sources[]", "Each source: a plugin that receives or pulls events (`config`: its options, "
+                    "below).",
+       sourceTable().specs()},
+      {"destinations[]", "Each destination: a plugin that delivers events (`config`: its options, "
+                         "below).",
+       destinationTable().specs()},
+      {"destinations[].filter", "Which events a destination receives.", filterTable().specs()},
+      {"destinations[].batch", "How events are grouped into one delivery (a plugin may suggest "
+                               "other defaults for its vendor).",
+       batchTable().specs()},
+      {"destinations[].retry", "How long a failing delivery is retried before its events go to "
+                               "the dead-letter queue.",
+       retryTable().specs()},
+      {"destinations[].rate_limit", "A token bucket in front of the vendor.",
+       rateLimitTable().specs()},
+  };
+}
+
 const std::vector<sdk::OptionSpec>& serverOptionSpecs() {
   static const auto specs = serverTable().specs();
   return specs;

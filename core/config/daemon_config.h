@@ -215,6 +215,15 @@ class PluginCatalog {
 bool checkConnectors(DaemonConfig& config, const PluginCatalog& plugins, ConfigErrors& errors);
 
 // The option tables of the daemon's own sections (printed by `junction config-docs`).
+// The daemon's option tables, section by section, for the configuration reference
+// (`junction reference`, docs/configuration.md).
+struct ConfigSection {
+  std::string path;  // "server", "destinations[].batch"
+  std::string doc;
+  std::vector<sdk::OptionSpec> specs;
+};
+std::vector<ConfigSection> configSections();
+
 const std::vector<sdk::OptionSpec>& serverOptionSpecs();
 const std::vector<sdk::OptionSpec>& storageOptionSpecs();
 

@@ -20,6 +20,58 @@ std::string defaultText(const sdk::OptionSpec& spec) {
   return json::serialize(v);
 }
 
+// "Size, default 64MiB, range 0..1024" and the like.
+std::string attributesText(const sdk::OptionSpec& spec) {
+  std::string line = sdk::toString(spec.type);
+  if (spec.required) {
+    line += ", required";
+  }
+  if (spec.secret) {
+    line += ", secret";
+  }
+  if (auto def = defaultText(spec); !def.empty()) {
+    line += ", default " + def;
+  }
+  if (spec.min || spec.max) {
+    auto num = [](double v) {
+      return v == static_cast<double>(static_cast<long long>(v)) ? std::to_string(static_cast<long long>(v))
+                                                                : std::to_string(v);
+    };
+    line += ", range " + (spec.min ? num(*spec.min) : "") + ".." + (spec.max ? num(*spec.max) : "");
+    if (spec.type == sdk::OptionType::Duration) {
+      line += " ms";
+    } else if (spec.type == sdk::OptionType::Size) {
+      line += " bytes";
+    }
+  }
+  if (!spec.one_of.empty()) {
+    line += ", one of:";
+    for (const auto& v : spec.one_of) {
+      line += " " + v;
+    }
+  }
+  return line;
+}
+
+// One Markdown table of options.
+std::string optionsMarkdown(const std::vector<sdk::OptionSpec>& specs) {
+  if (specs.empty()) {
+    return "No options.\n";
+  }
+  auto cell = [](std::string text) {
+    std::string out;
+    for (char c : text) {
+      out += c == '|' ? std::string("\\|") : std::string(1, c);
+    }
+    return out;
+  };
+  std::string out = "| key | kind | what it does |\n|---|---|---|\n";
+  for (const auto& spec : specs) {
+    out += "| `" + spec.key + "` | " + cell(attributesText(spec)) + " | " + cell(spec.doc) + " |\n";
+  }
+  return out;
+}
+
 json::object descriptorJson(const plugin::LoadedPlugin& p) {
   const auto& d = p.descriptor();
   json::object out;
@@ -99,30 +151,7 @@ std::string pluginDocText(const plugin::LoadedPlugin& p) {
   }
   out += "Options:\n";
   for (const auto& spec : d.options) {
-    std::string line = "  " + spec.key + "  (" + sdk::toString(spec.type);
-    if (spec.required) {
-      line += ", required";
-    }
-    if (spec.secret) {
-      line += ", secret";
-    }
-    if (auto def = defaultText(spec); !def.empty()) {
-      line += ", default " + def;
-    }
-    if (spec.min || spec.max) {
-      auto num = [](double v) {
-        return v == static_cast<double>(static_cast<long long>(v)) ? std::to_string(static_cast<long long>(v))
-                                                                  : std::to_string(v);
-      };
-      line += ", range " + (spec.min ? num(*spec.min) : "") + ".." + (spec.max ? num(*spec.max) : "");
-    }
-    if (!spec.one_of.empty()) {
-      line += ", one of:";
-      for (const auto& v : spec.one_of) {
-        line += " " + v;
-      }
-    }
-    out += line + ")\n      " + spec.doc + "\n";
+    out += "  " + spec.key + "  (" + attributesText(spec) + ")\n      " + spec.doc + "\n";
   }
   return out;
 }
@@ -197,6 +226,27 @@ json::object docObject(const plugin::LoadedPlugin& p) {
       delivery["ordering"] = sdk::toString(*h.ordering);
     }
     out["delivery_defaults"] = std::move(delivery);
+  }
+  return out;
+}
+
+std::string configReferenceMarkdown(const plugin::PluginRegistry& registry) {
+  std::string out =
+      "# Configuration reference\n\n"
+      "Every key of `junction.yaml` (config/junction.yaml is a commented example), generated from\n"
+      "the daemon's option tables and the plugins' descriptors by `junction reference`; a test\n"
+      "keeps this file current. Sizes take `KiB`, `MiB`, `GiB`; durations `ms`, `s`, `m`, `h`, `d`.\n"
+      "Any value may be `${VAR}` or `${VAR:-default}` from the environment. Secret options are\n"
+      "never printed, logged or put in errors.\n\n## The daemon\n";
+  for (const auto& section : config::configSections()) {
+    out += "\n### `" + section.path + "`\n\n" + section.doc + "\n\n" + optionsMarkdown(section.specs);
+  }
+  out += "\n## Plugins\n\nThe options under a connector's `config:`, by plugin (`junction plugins NAME`\n"
+         "prints the same with the file each was loaded from).\n";
+  for (const auto& p : registry.all()) {
+    const auto& d = p->descriptor();
+    out += "\n### " + d.name + " (" + sdk::toString(d.kind) + ")\n\n" + d.summary + "\n\n" +
+           optionsMarkdown(d.options);
   }
   return out;
 }

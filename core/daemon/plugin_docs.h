@@ -19,4 +19,8 @@ std::string pluginDocJson(const plugin::LoadedPlugin& plugin);
 std::string pluginDocsText(const std::vector<std::shared_ptr<plugin::LoadedPlugin>>& plugins);
 std::string pluginDocsJson(const std::vector<std::shared_ptr<plugin::LoadedPlugin>>& plugins);
 
+// The configuration reference in Markdown (docs/configuration.md): every key of the daemon's
+// sections, then every option of each plugin in `registry`, with type, default, bounds and doc.
+std::string configReferenceMarkdown(const plugin::PluginRegistry& registry);
+
 }  // namespace junction::core::daemon

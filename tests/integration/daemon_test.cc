@@ -612,6 +612,24 @@ TEST(CliTest, PluginsListsTheFilePlugin) {
   EXPECT_TRUE(found) << json.out;
 }
 
+// docs/configuration.md is `junction reference`'s output: every key of the daemon and of each
+// plugin, current (after changing an option: build/bin/junction reference > docs/configuration.md).
+TEST(CliTest, TheConfigurationReferenceIsCurrent) {
+  TempDir dir;
+  auto r = run(kJunction, {"reference"}, dir.path());
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("### `profiles`"));
+  EXPECT_THAT(r.out, HasSubstr("| `api_cache_bytes` | size, default 64MiB, range 0..274877906944 bytes |"));
+  EXPECT_THAT(r.out, HasSubstr("### file (destination)"));
+  std::ifstream in(fs::path(JUNCTION_SOURCE_DIR) / "docs" / "configuration.md", std::ios::binary);
+  ASSERT_TRUE(in) << "docs/configuration.md is missing";
+  std::ostringstream doc;
+  doc << in.rdbuf();
+  EXPECT_TRUE(doc.str() == r.out)
+      << "docs/configuration.md is out of date: run build/bin/junction reference > "
+         "docs/configuration.md";
+}
+
 TEST(CliTest, PluginsNamePrintsItsOptions) {
   TempDir dir;
   auto r = run(kJunction, {"plugins", "file"}, dir.path());

@@ -113,6 +113,7 @@ Router::Match Router::match(std::string_view method, std::string_view path) cons
     matches(*best, segments, &m.params);
     m.handler = best->handler;
     m.max_body_bytes = best->max_body_bytes;
+    m.pattern = best->pattern;
   }
   return m;
 }

@@ -27,6 +27,7 @@ class Router {
     std::size_t max_body_bytes = 0;
     std::map<std::string, std::string> params;
     bool path_known = false;  // some route has this path (for 405 vs 404)
+    std::string pattern;      // the route's ("/v1/profiles/{id}"); empty when none matched
   };
 
   // AlreadyExists when (method, pattern) is taken; InvalidArgument for a malformed pattern.

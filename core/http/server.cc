@@ -147,6 +147,7 @@ Server::Server(std::vector<asio::io_context*> contexts, const Router& router,
       router_(router),
       options_(std::move(options)),
       log_(log),
+      metrics_(metrics),
       requests_total_(metrics.counter("junction_http_requests_total",
                                       "HTTP requests answered by the server")),
       rejected_connections_(metrics.counter(
@@ -164,6 +165,22 @@ Server::Server(std::vector<asio::io_context*> contexts, const Router& router,
       acceptor_(asio::make_strand(*contexts_.at(0))) {}
 
 Server::~Server() = default;
+
+sdk::Counter& Server::responsesBy(const std::string& route, unsigned status) {
+  // Routes are patterns and statuses a few codes: the series stay few.
+  const std::string& label = route.empty() ? std::string("unmatched") : route;
+  std::string key = label + " " + std::to_string(status);
+  std::lock_guard lock(responses_mutex_);
+  auto it = responses_.find(key);
+  if (it == responses_.end()) {
+    sdk::Counter& c = metrics_.counter(
+        "junction_http_responses_total",
+        "HTTP answers by route (its pattern; unmatched for 404/405 without one) and status code",
+        {{"route", label}, {"status", std::to_string(status)}});
+    it = responses_.emplace(std::move(key), &c).first;
+  }
+  return *it->second;
+}
 
 sdk::Status Server::listen() {
   if (auto s = bind(); !s.ok()) {
@@ -364,6 +381,7 @@ asio::awaitable<void> Server::serveRequests(Session& session, Stream& stream,
     }
     parser.body_limit(limit);
     if (auto length = parser.content_length(); length && *length > limit) {
+      responsesBy(route.pattern, 413).inc();
       auto res = errorResponse(413, "request body larger than " + std::to_string(limit) + " bytes",
                                version);
       co_await bhttp::async_write(stream, res, kNoThrow);
@@ -431,6 +449,7 @@ asio::awaitable<void> Server::serveRequests(Session& session, Stream& stream,
     auto res = pending->response
                    ? toBeastResponse(std::move(*pending->response), version, keep)
                    : errorResponse(503, "timed out waiting for the answer", version);
+    responsesBy(route.pattern, res.result_int()).inc();
     tcp_stream.expires_after(options_.request_timeout);
     auto [write_ec, write_n] = co_await bhttp::async_write(stream, res, kNoThrow);
     if (!write_ec) {

@@ -96,6 +96,12 @@ class Server {
   const Router& router_;
   ServerOptions options_;
   sdk::Logger& log_;
+  // junction_http_responses_total{route, status}: the series met so far, by "route status".
+  sdk::Counter& responsesBy(const std::string& route, unsigned status);
+
+  sdk::Metrics& metrics_;
+  std::mutex responses_mutex_;
+  std::unordered_map<std::string, sdk::Counter*> responses_;
   sdk::Counter& requests_total_;
   sdk::Counter& rejected_connections_;
   sdk::Counter& rejected_client_connections_;

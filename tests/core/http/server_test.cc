@@ -318,6 +318,32 @@ TEST_F(ServerTest, UnknownPathIs404AndQueryIsNotPartOfThePath) {
   r = c.readResponse();
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 200);
+  // Answers are counted by route pattern and status.
+  EXPECT_EQ(metrics_.counterValue("junction_http_responses_total",
+                                  {{"route", "unmatched"}, {"status", "404"}}),
+            1u);
+  EXPECT_EQ(metrics_.counterValue("junction_http_responses_total",
+                                  {{"route", "/healthz"}, {"status", "200"}}),
+            1u);
+}
+
+TEST_F(ServerTest, CountsAnswersByRoutePatternAndStatus) {
+  start();
+  RawClient c(port());
+  for (const char* body : {"ok", "also ok", "far too long a body"}) {
+    ASSERT_TRUE(c.send(post("/tiny", body)));
+    auto r = c.readResponse();
+    ASSERT_TRUE(r);
+    if (r->status == 413) {
+      break;  // the server closes the connection after it
+    }
+  }
+  EXPECT_EQ(metrics_.counterValue("junction_http_responses_total",
+                                  {{"route", "/tiny"}, {"status", "200"}}),
+            2u);
+  EXPECT_EQ(metrics_.counterValue("junction_http_responses_total",
+                                  {{"route", "/tiny"}, {"status", "413"}}),
+            1u);
 }
 
 TEST_F(ServerTest, KeepAliveServesSeveralRequestsOnOneConnection) {

@@ -41,6 +41,11 @@ const OptionTable<ServerConfig>& serverTable() {
              "On SIGTERM, time given to requests in flight before connections are closed")
           .defaultValue("10s")
           .range(0, 600'000),
+      option("readiness_stall", &ServerConfig::readiness_stall,
+             "GET /readyz answers 503 while a destination with events waiting has made no "
+             "progress for this long (the reason in the body); 0 = never")
+          .defaultValue("15m")
+          .range(0, 7 * 86'400'000.0),
       option("threads", &ServerConfig::threads, "I/O threads; 0 = one per core")
           .defaultValue(0)
           .range(0, 256),

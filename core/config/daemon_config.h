@@ -31,6 +31,7 @@ struct ServerConfig {
   std::chrono::milliseconds request_timeout{0};
   std::chrono::milliseconds idle_timeout{0};
   std::chrono::milliseconds shutdown_grace{0};
+  std::chrono::milliseconds readiness_stall{0};  // 0: a stalled destination never fails /readyz
   std::int64_t threads = 0;
   std::int64_t max_connections = 0;
   std::int64_t health_reserve = 0;

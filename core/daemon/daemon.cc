@@ -1,5 +1,7 @@
 #include "core/daemon/daemon.h"
 
+#include <boost/json.hpp>
+
 #include <algorithm>
 #include <csignal>
 #include <ctime>
@@ -16,6 +18,11 @@
 namespace junction::core::daemon {
 
 namespace asio = boost::asio;
+
+namespace {
+// How long /readyz reports the queue's disk budget exhausted after an append was refused.
+constexpr std::chrono::seconds kBudgetRefusalShown{5};
+}  // namespace
 
 Daemon::Daemon(config::DaemonConfig config, const plugin::PluginRegistry& plugins,
                telemetry::LogSink& sink)
@@ -41,8 +48,32 @@ void Daemon::addCoreRoutes() {
     respond(sdk::HttpResponse::json(200, R"({"status":"ok"})"));
   });
   (void)router_.add("GET", "/readyz", [this](sdk::HttpRequest&&, sdk::HttpResponder respond) {
-    respond(ready_.load() ? sdk::HttpResponse::json(200, R"({"status":"ready"})")
-                          : sdk::HttpResponse::json(503, R"({"status":"not ready"})"));
+    if (!ready_.load()) {
+      respond(sdk::HttpResponse::json(503, R"({"status":"not ready","reasons":["starting or stopping"]})"));
+      return;
+    }
+    boost::json::array reasons;
+    if (log_store_) {
+      if (auto refused = log_store_->lastBudgetRefusal();
+          refused && std::chrono::steady_clock::now() - *refused < kBudgetRefusalShown) {
+        reasons.emplace_back("queue disk budget exhausted: appends were refused in the last " +
+                             std::to_string(kBudgetRefusalShown.count()) +
+                             " s (storage.max_bytes " + std::to_string(config_.storage.max_bytes) +
+                             ", " + std::to_string(log_store_->diskBytes()) + " bytes on disk)");
+      }
+    }
+    if (engine_ && config_.server.readiness_stall.count() > 0) {
+      for (auto& r : engine_->stalled(config_.server.readiness_stall.count())) {
+        reasons.emplace_back(r + " (server.readiness_stall)");
+      }
+    }
+    if (reasons.empty()) {
+      respond(sdk::HttpResponse::json(200, R"({"status":"ready"})"));
+      return;
+    }
+    respond(sdk::HttpResponse::json(
+        503, boost::json::serialize(boost::json::object{{"status", "not ready"},
+                                                        {"reasons", std::move(reasons)}})));
   });
   (void)router_.add("GET", "/metrics", [this](sdk::HttpRequest&&, sdk::HttpResponder respond) {
     sdk::HttpResponse r;

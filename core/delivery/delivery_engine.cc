@@ -146,6 +146,21 @@ void DeliveryEngine::wakeWorkers() {
   }
 }
 
+std::vector<std::string> DeliveryEngine::stalled(std::int64_t stall_ms) const {
+  std::vector<std::string> out;
+  const queue::Offset end = log_.durableEnd();
+  const std::int64_t now = clock_.nowMs();
+  for (const auto& w : workers_) {
+    const queue::Offset cursor = w->cursor();
+    const std::int64_t idle_ms = now - w->progressAtMs();
+    if (cursor < end && idle_ms >= stall_ms) {
+      out.push_back("destination " + w->id() + ": " + std::to_string(end - cursor) +
+                    " bytes waiting, no progress for " + std::to_string(idle_ms / 1000) + " s");
+    }
+  }
+  return out;
+}
+
 DestinationWorker* DeliveryEngine::worker(std::string_view id) {
   for (auto& w : workers_) {
     if (w->id() == id) {

@@ -89,6 +89,7 @@ sdk::Status DestinationWorker::start() {
     }
   }
   committed_.store(read_pos_);
+  progress_at_ms_.store(deps_.clock.nowMs());
   committed_state_.offset = read_pos_;
   stat_read_.store(read_pos_);
   replay_signal_ = deps_.dead_letters.hasReplays(id_);
@@ -716,6 +717,9 @@ void DestinationWorker::advanceCursor(bool force) {
     state.delivered += in_ranges;
     if (!(state == committed_state_)) {
       if (auto s = deps_.cursors.commit(id_, state); s.ok()) {
+        if (low > committed_.load()) {
+          progress_at_ms_.store(deps_.clock.nowMs());
+        }
         committed_.store(low);
         committed_state_ = std::move(state);
       } else {

@@ -89,6 +89,8 @@ class DestinationWorker {
   const std::string& id() const noexcept { return id_; }
   // The committed low watermark: nothing before it is needed by this destination.
   queue::Offset cursor() const noexcept { return committed_.load(); }
+  // When the committed cursor last moved forward (or the worker started), clock ms.
+  std::int64_t progressAtMs() const noexcept { return progress_at_ms_.load(); }
 
   struct Stats {
     std::size_t window_events = 0;  // read and not yet finished
@@ -242,6 +244,7 @@ class DestinationWorker {
   std::optional<std::chrono::steady_clock::time_point> ready_since_;
 
   std::atomic<queue::Offset> committed_{0};
+  std::atomic<std::int64_t> progress_at_ms_{0};
   std::atomic<std::size_t> stat_window_{0};
   std::atomic<std::size_t> stat_in_flight_{0};
   std::atomic<std::uint64_t> stat_delivered_{0};

@@ -490,6 +490,11 @@ sdk::Status Log::append(std::vector<sdk::Event> events, AppendCallback done) {
     }
     const std::uint64_t used = committed_bytes_ + spare_bytes_.load(std::memory_order_relaxed);
     if (options_.max_bytes != 0 && used + total > options_.max_bytes) {
+      budget_refused_ns_.store(
+          std::chrono::duration_cast<std::chrono::nanoseconds>(
+              std::chrono::steady_clock::now().time_since_epoch())
+              .count(),
+          std::memory_order_relaxed);
       return sdk::makeError(
           sdk::ErrorCode::ResourceExhausted,
           "queue disk budget exhausted: storage.max_bytes is " +

@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <optional>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
@@ -174,6 +175,14 @@ class Log {
   std::uint64_t corruptRecords() const noexcept { return corrupt_records_.load(); }
   std::uint64_t writeErrors() const noexcept { return write_errors_.load(); }
   std::uint64_t skippedBytes() const noexcept { return skipped_bytes_.load(); }
+  // When an append was last refused for max_bytes (steady clock), or nullopt: never.
+  std::optional<std::chrono::steady_clock::time_point> lastBudgetRefusal() const noexcept {
+    const auto ns = budget_refused_ns_.load(std::memory_order_relaxed);
+    if (ns == 0) {
+      return std::nullopt;
+    }
+    return std::chrono::steady_clock::time_point(std::chrono::nanoseconds(ns));
+  }
   std::uint64_t recycledSegments() const noexcept { return recycled_segments_.load(); }
   std::uint64_t recoveryScannedBytes() const noexcept { return recovery_scanned_bytes_; }
   std::size_t segmentCount() const;
@@ -247,6 +256,7 @@ class Log {
   Group pending_;
   bool writer_idle_ = false;
   bool stopping_ = false;
+  std::atomic<std::int64_t> budget_refused_ns_{0};  // steady clock; 0: never
   std::uint64_t committed_bytes_ = 0;  // on disk + queued; what max_bytes is checked against
   std::thread writer_;
 

@@ -25,6 +25,7 @@ constexpr int kBatch = 20;
 std::string configYaml(const fs::path& dir, const std::string& hook_url) {
   return "server:\n"
          "  listen: \"127.0.0.1:0\"\n"
+         "  readiness_stall: 1s\n"
          "storage:\n"
          "  path: " + (dir / "data").string() + "\n"
          "  fsync: batch\n"
@@ -141,6 +142,15 @@ TEST(DiskBudgetTest, FullQueueAnswers503ThenRecoversOnceTheBacklogDrains) {
   // Every refused request is all-or-nothing: the next one is refused too while nothing drains.
   EXPECT_EQ(http.request("POST", "/test/events", batchBody(seq, ids)).status, 503);
   ASSERT_GT(hook.requests().size(), 0u) << "the destination was never tried";
+  // Not ready, and why: the budget, and the destination stuck for over server.readiness_stall.
+  HttpReply ready;
+  ASSERT_TRUE(eventually([&] {
+    ready = http.request("GET", "/readyz");
+    return ready.body.find("destination hook") != std::string::npos;
+  }, 10s)) << ready.status << " " << ready.body;
+  EXPECT_EQ(ready.status, 503) << ready.body;
+  EXPECT_NE(ready.body.find("queue disk budget exhausted"), std::string::npos) << ready.body;
+  EXPECT_NE(ready.body.find("no progress for"), std::string::npos) << ready.body;
 
   // 2. The destination recovers: the backlog drains, retention frees the segments.
   rule.reply(200, R"({"ok":true})");
@@ -186,6 +196,10 @@ TEST(DiskBudgetTest, FullQueueAnswers503ThenRecoversOnceTheBacklogDrains) {
   }
   EXPECT_TRUE(missing.empty()) << missing.size() << " of " << acked.size()
                                << " acknowledged events were never answered 200 by the destination";
+
+  // Ready again once the backlog is delivered and no append was refused for a few seconds.
+  EXPECT_TRUE(eventually([&] { return http.request("GET", "/readyz").status == 200; }, 20s))
+      << http.request("GET", "/readyz").body;
 
   metrics = http.request("GET", "/metrics");
   auto disk = metricValue(metrics.body, "junction_queue_disk_bytes", {});

@@ -60,8 +60,9 @@ class DeliveryEngine {
 
   DeadLetterStore& deadLetters() { return *dead_letters_; }
   DestinationWorker* worker(std::string_view id);
-  // For readiness: each destination with events waiting whose cursor has not moved for
-  // `stall_ms`, as "destination ID: N bytes waiting, no progress for S s".
+  // For readiness: each destination with events waiting that has made no progress (cursor,
+  // deliveries, dead letters) for `stall_ms`, as "destination ID: N bytes waiting, no progress
+  // for S s".
   std::vector<std::string> stalled(std::int64_t stall_ms) const;
   // Deletes segments every destination has passed. Returns the number deleted.
   std::size_t applyRetention();

@@ -589,6 +589,9 @@ void DestinationWorker::complete(Batch& batch) {
   }
   delivered_.inc(delivered);
   stat_delivered_.fetch_add(delivered);
+  if (delivered > 0) {
+    progress_at_ms_.store(deps_.clock.nowMs());  // even while one event's retries hold the cursor
+  }
   if (!to_dead.empty()) {
     deadLetter(to_dead, dead_reasons);
   }
@@ -665,6 +668,7 @@ void DestinationWorker::deadLetter(std::vector<Entry*>& entries, std::vector<std
   for (std::size_t i = 0; i < fresh.size(); ++i) {
     dead_lettered_.inc();
     stat_dead_.fetch_add(1);
+    progress_at_ms_.store(deps_.clock.nowMs());
     deps_.logger.warn("event dead-lettered", {{"destination", id_},
                                               {"messageId", fresh[i]->event->messageId()},
                                               {"attempts", fresh[i]->attempts},

@@ -89,7 +89,9 @@ class DestinationWorker {
   const std::string& id() const noexcept { return id_; }
   // The committed low watermark: nothing before it is needed by this destination.
   queue::Offset cursor() const noexcept { return committed_.load(); }
-  // When the committed cursor last moved forward (or the worker started), clock ms.
+  // When the worker last made progress, clock ms: its committed cursor moved forward, or events
+  // were delivered or dead-lettered (one event in retries holds the cursor, not the rest), or
+  // it started.
   std::int64_t progressAtMs() const noexcept { return progress_at_ms_.load(); }
 
   struct Stats {

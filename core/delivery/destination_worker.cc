@@ -14,6 +14,11 @@ constexpr std::size_t kReadRecords = 1024;
 constexpr std::size_t kReadBytes = 4 << 20;
 constexpr std::size_t kReplayTake = 500;
 constexpr milliseconds kDeadLetterRetry{5000};  // when the DLQ itself cannot be written
+// junction_delivery_latency_seconds: from milliseconds (a live stream) to a day (a long outage).
+constexpr double kDeliveryLatencyBuckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
+                                              2.5,   5,    10,    30,   60,  300,  900, 3600,
+                                              21600, 86400};
+
 // Cursor commits (offset, delivered count, finished ranges) at most this often: the cursor
 // store publishes them to cursors.fast at about the same pace.
 constexpr milliseconds kCommitInterval{5};
@@ -56,6 +61,10 @@ DestinationWorker::DestinationWorker(const config::ConnectorConfig& config,
       oldest_age_(deps.metrics.gauge("junction_queue_oldest_undelivered_age_seconds",
                                      "Age of the oldest event the destination has not finished",
                                      {{"destination", id_}})),
+      delivery_latency_(deps.metrics.histogram(
+          "junction_delivery_latency_seconds",
+          "Time from an event's acceptance by the daemon to its delivery, per destination",
+          kDeliveryLatencyBuckets, {{"destination", id_}})),
       window_gauge_(deps.metrics.gauge("junction_destination_pending_events",
                                        "Events read and not yet finished (delivering or waiting)",
                                        {{"destination", id_}})),
@@ -549,6 +558,10 @@ void DestinationWorker::complete(Batch& batch) {
       case sdk::Outcome::Kind::Delivered:
         ++delivered;
         entry.delivered = true;
+        if (entry.received_at_ms > 0) {
+          delivery_latency_.observe(
+              static_cast<double>(std::max<std::int64_t>(0, now_ms - entry.received_at_ms)) / 1000.0);
+        }
         if (entry.dead_letter_id != 0) {
           ++durable_delivered_;  // not in the main log: counted now
           if (auto s = deps_.dead_letters.replayed(entry.dead_letter_id); !s.ok()) {

@@ -265,6 +265,7 @@ class DestinationWorker {
   sdk::Histogram& batch_seconds_;
   sdk::Gauge& backlog_bytes_;
   sdk::Gauge& oldest_age_;
+  sdk::Histogram& delivery_latency_;
   sdk::Gauge& window_gauge_;
   sdk::Gauge& in_flight_gauge_;
   sdk::Gauge& adaptive_rate_gauge_;

@@ -215,6 +215,9 @@ TEST(DeliveryEngineTest, DeliversEverythingInOrderAndCommitsTheCursor) {
   ASSERT_TRUE(Harness::waitFor([&] { return h.engine().worker("a")->cursor() == h.log().durableEnd(); }));
   EXPECT_EQ(h.metric("junction_events_delivered_total", "a"), 500);
   EXPECT_GE(dest->calls(), 10u);  // batches of at most 50
+  // Each delivery's time since acceptance, by destination.
+  EXPECT_THAT(h.metrics().renderPrometheus(),
+              HasSubstr("junction_delivery_latency_seconds_count{destination=\"a\"} 500\n"));
 }
 
 TEST(DeliveryEngineTest, RetryHonoursRetryAfterOverRealHttp) {

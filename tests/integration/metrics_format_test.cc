@@ -304,7 +304,7 @@ TEST(MetricsFormatTest, TheParserRefusesWhatPrometheusWould) {
       "# HELP h A histogram\n# TYPE h histogram\nh_bucket{le=\"0.5\"} 1\nh_bucket{le=\"+Inf\"} 2\n"
       "h_sum 0.7\nh_count 2\n";
   EXPECT_TRUE(check(good).empty()) << check(good)[0];
-  for (const std::string bad : {
+  for (const std::string& bad : {
            std::string("# TYPE a counter\na 1"),                       // no final newline
            std::string("# HELP a x\n# TYPE a counter\na{x=1} 1\n"),    // unquoted label value
            std::string("# HELP a x\n# TYPE a counter\na 1 2 3\n"),     // trailing text

@@ -6,6 +6,12 @@
 //   junction dlq list|replay|purge --config FILE [--destination D] [--person P] [--id N]...
 //                                  [--since T] [--until T] [--limit N] [--json] [--all]
 //                                                     the dead-letter queue of a running junctiond
+//   junction status --config FILE [--json]           a running junctiond: readiness, queue, every
+//                                                     connector's state (exit 0 ready / 1)
+//   junction pause|resume DESTINATION --config FILE  stop / restart a destination's deliveries
+//                                                     (kept across restarts)
+//   junction tail --config FILE [--source S] [--destination D] [--event E] [--person P]
+//                [--count N] [--json]               the live event debugger in the terminal
 //   junction audit verify [--config FILE | AUDIT_LOG] check the audit log's hash chain (exit 0 / 1)
 //   junction recover cursors --config FILE            a lost cursor file (junctiond stopped)
 //   junction warehouse verify --config FILE --destination ID
@@ -34,6 +40,8 @@
 #include "junction/sdk/text.h"
 
 #include "core/cli/import.h"
+#include "core/cli/status.h"
+#include "core/cli/tail.h"
 #include "core/daemon/config_check.h"
 #include "core/daemon/connector_context.h"
 #include "core/daemon/plugin_docs.h"
@@ -388,6 +396,34 @@ int main(int argc, char** argv) {
     sub->callback([&dlq_action, action] { dlq_action = action; });
   }
 
+  junction::cli::AdminArgs admin_args;
+  auto* status = app.add_subcommand(
+      "status", "A running junctiond's readiness, queue and connectors (exit 0 ready, 1 not)");
+  status->add_option("-c,--config", admin_args.config_file, "The daemon's configuration")->required();
+  status->add_option("--url", admin_args.url, "Base URL of the daemon (default: http://server.listen)");
+  status->add_flag("--json", admin_args.as_json, "Print the admin API's JSON");
+  std::string pause_destination;
+  auto* pause = app.add_subcommand(
+      "pause", "Pause a destination of a running junctiond: its events wait (kept across restarts)");
+  auto* resume_destination = app.add_subcommand("resume", "Resume a paused destination");
+  for (auto* sub : {pause, resume_destination}) {
+    sub->add_option("destination", pause_destination, "The destination id")->required();
+    sub->add_option("-c,--config", admin_args.config_file, "The daemon's configuration")->required();
+    sub->add_option("--url", admin_args.url, "Base URL of the daemon (default: http://server.listen)");
+  }
+
+  junction::cli::TailArgs tail_args;
+  auto* tail = app.add_subcommand(
+      "tail", "Watch events arrive at a running junctiond and each destination's decision");
+  tail->add_option("-c,--config", tail_args.admin.config_file, "The daemon's configuration")->required();
+  tail->add_option("--url", tail_args.admin.url, "Base URL of the daemon (default: http://server.listen)");
+  tail->add_option("-s,--source", tail_args.source, "Only events from this source");
+  tail->add_option("-d,--destination", tail_args.destination, "Only this destination's decisions");
+  tail->add_option("-e,--event", tail_args.event, "Only this event name (or type: identify, page...)");
+  tail->add_option("-p,--person", tail_args.person, "Only this userId or anonymousId");
+  tail->add_option("-n,--count", tail_args.count, "Stop after this many records");
+  tail->add_flag("--json", tail_args.admin.as_json, "Print each record as JSON");
+
   auto* audit = app.add_subcommand("audit", "Check the audit log");
   audit->require_subcommand(1);
   auto* audit_verify = audit->add_subcommand("verify", "Verify the audit log's hash chain (exit 0 / 1)");
@@ -493,6 +529,15 @@ int main(int argc, char** argv) {
 
   if (dlq->parsed()) {
     return runDlq(dlq_action, dlq_args);
+  }
+  if (tail->parsed()) {
+    return junction::cli::runTail(tail_args);
+  }
+  if (status->parsed()) {
+    return junction::cli::runStatus(admin_args);
+  }
+  if (pause->parsed() || resume_destination->parsed()) {
+    return junction::cli::runPause(admin_args, pause_destination, pause->parsed());
   }
   if (plugins->parsed()) {
     core::plugin::PluginRegistry registry;

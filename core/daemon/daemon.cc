@@ -1,13 +1,18 @@
 #include "core/daemon/daemon.h"
 
 #include <boost/json.hpp>
+#include <boost/url/params_view.hpp>
+#include <boost/url/parse_query.hpp>
 
 #include <algorithm>
 #include <csignal>
 #include <ctime>
 #include <fstream>
+#include <set>
 #include <sstream>
 
+#include "core/daemon/ui_files.h"
+#include "core/http/admin_auth.h"
 #include "core/privacy/privacy_recovery.h"
 #include "core/profiles/postgres_profile_store.h"
 #include "core/profiles/rocksdb_profile_store.h"
@@ -26,7 +31,56 @@ constexpr std::chrono::seconds kBudgetRefusalShown{5};
 
 Daemon::Daemon(config::DaemonConfig config, const plugin::PluginRegistry& plugins,
                telemetry::LogSink& sink)
-    : config_(std::move(config)), plugins_(plugins), sink_(sink), log_(sink, "core") {}
+    : config_(std::move(config)), plugins_(plugins), sink_(sink), log_(sink, "core") {
+  // The debugger masks every field a destination hashes or drops: configured PII.
+  std::vector<std::string> masked;
+  for (const auto& d : config_.destinations) {
+    masked.insert(masked.end(), d.hash.begin(), d.hash.end());
+    masked.insert(masked.end(), d.drop.begin(), d.drop.end());
+  }
+  std::sort(masked.begin(), masked.end());
+  masked.erase(std::unique(masked.begin(), masked.end()), masked.end());
+  tap_ = std::make_unique<telemetry::EventTap>(std::move(masked));
+}
+
+namespace {
+
+// GET /admin/debug/events: the live debugger's records as server-sent events.
+class TapStream final : public http::StreamSource {
+ public:
+  explicit TapStream(std::shared_ptr<telemetry::EventTap::Subscription> subscription)
+      : subscription_(std::move(subscription)) {}
+  std::string take() override { return subscription_->take(); }
+
+ private:
+  std::shared_ptr<telemetry::EventTap::Subscription> subscription_;
+};
+
+// ?source=&destination=&event=&person=, each at most once; anything else is refused.
+std::optional<std::string> readTapFilter(std::string_view query, telemetry::TapFilter& f) {
+  if (!boost::urls::parse_query(query)) {
+    return "malformed query string";
+  }
+  std::set<std::string> seen;
+  for (auto p : boost::urls::params_view(query)) {
+    const std::string key = p.key;
+    std::string* field = key == "source"        ? &f.source
+                         : key == "destination" ? &f.destination
+                         : key == "event"       ? &f.event
+                         : key == "person"      ? &f.person
+                                                : nullptr;
+    if (field == nullptr) {
+      return "unknown parameter; use source, destination, event and person";
+    }
+    if (!seen.insert(key).second) {
+      return "`" + key + "` is given twice";
+    }
+    *field = std::string(p.value);
+  }
+  return std::nullopt;
+}
+
+}  // namespace
 
 Daemon::~Daemon() { stop(); }
 
@@ -48,32 +102,66 @@ void Daemon::addCoreRoutes() {
     respond(sdk::HttpResponse::json(200, R"({"status":"ok"})"));
   });
   (void)router_.add("GET", "/readyz", [this](sdk::HttpRequest&&, sdk::HttpResponder respond) {
-    if (!ready_.load()) {
-      respond(sdk::HttpResponse::json(503, R"({"status":"not ready","reasons":["starting or stopping"]})"));
-      return;
-    }
-    boost::json::array reasons;
-    if (log_store_) {
-      if (auto refused = log_store_->lastBudgetRefusal();
-          refused && std::chrono::steady_clock::now() - *refused < kBudgetRefusalShown) {
-        reasons.emplace_back("queue disk budget exhausted: appends were refused in the last " +
-                             std::to_string(kBudgetRefusalShown.count()) +
-                             " s (storage.max_bytes " + std::to_string(config_.storage.max_bytes) +
-                             ", " + std::to_string(log_store_->diskBytes()) + " bytes on disk)");
-      }
-    }
-    if (engine_ && config_.server.readiness_stall.count() > 0) {
-      for (auto& r : engine_->stalled(config_.server.readiness_stall.count())) {
-        reasons.emplace_back(r + " (server.readiness_stall)");
-      }
-    }
+    auto reasons = notReadyReasons();
     if (reasons.empty()) {
       respond(sdk::HttpResponse::json(200, R"({"status":"ready"})"));
       return;
     }
+    boost::json::array list(reasons.begin(), reasons.end());
     respond(sdk::HttpResponse::json(
         503, boost::json::serialize(boost::json::object{{"status", "not ready"},
-                                                        {"reasons", std::move(reasons)}})));
+                                                        {"reasons", std::move(list)}})));
+  });
+  (void)router_.addStream("GET", "/admin/debug/events", [this](sdk::HttpRequest&& req) -> http::StreamStart {
+    if (auto denied = http::checkAdmin(req, config_.server.admin_token)) {
+      return std::move(*denied);
+    }
+    telemetry::TapFilter filter;
+    if (auto problem = readTapFilter(req.query, filter)) {
+      return http::jsonError(400, *problem);
+    }
+    log_.info("live debugger attached", {{"remote", req.remote_address}});
+    return std::make_shared<TapStream>(tap_->subscribe(std::move(filter)));
+  });
+  // The dashboard: static files compiled in (core/daemon/ui). The shell is public; every datum
+  // it shows comes from the admin API with the token the operator types in.
+  auto serveUi = [](std::string_view name, sdk::HttpResponder& respond) {
+    for (const auto& f : uiFiles()) {
+      if (f.name == name) {
+        sdk::HttpResponse r;
+        r.status = 200;
+        r.headers.set("Content-Type", std::string(f.content_type));
+        r.headers.set("Cache-Control", "no-cache");
+        r.headers.set("Content-Security-Policy",
+                      "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; "
+                      "base-uri 'none'; form-action 'self'");
+        r.headers.set("X-Content-Type-Options", "nosniff");
+        r.headers.set("Referrer-Policy", "no-referrer");
+        r.body = std::string(f.data);
+        respond(std::move(r));
+        return;
+      }
+    }
+    respond(http::jsonError(404, "not found"));
+  };
+  (void)router_.add("GET", "/ui", [](sdk::HttpRequest&&, sdk::HttpResponder respond) {
+    sdk::HttpResponse r;
+    r.status = 301;
+    r.headers.set("Location", "/ui/");
+    respond(std::move(r));
+  });
+  (void)router_.add("GET", "/ui/", [serveUi](sdk::HttpRequest&&, sdk::HttpResponder respond) {
+    serveUi("index.html", respond);
+  });
+  (void)router_.add("GET", "/ui/{file}", [serveUi](sdk::HttpRequest&& req, sdk::HttpResponder respond) {
+    serveUi(req.params["file"], respond);
+  });
+  (void)router_.add("GET", "/admin/status", [this](sdk::HttpRequest&& req, sdk::HttpResponder respond) {
+    if (auto denied = http::checkAdmin(req, config_.server.admin_token)) {
+      respond(std::move(*denied));
+      return;
+    }
+    respond(sdk::HttpResponse::json(200, boost::json::serialize(status())));
   });
   (void)router_.add("GET", "/metrics", [this](sdk::HttpRequest&&, sdk::HttpResponder respond) {
     sdk::HttpResponse r;
@@ -81,6 +169,65 @@ void Daemon::addCoreRoutes() {
     r.body = metrics_.renderPrometheus();
     respond(std::move(r));
   });
+}
+
+std::vector<std::string> Daemon::notReadyReasons() const {
+  if (!ready_.load()) {
+    return {"starting or stopping"};
+  }
+  std::vector<std::string> reasons;
+  if (log_store_) {
+    if (auto refused = log_store_->lastBudgetRefusal();
+        refused && std::chrono::steady_clock::now() - *refused < kBudgetRefusalShown) {
+      reasons.push_back("queue disk budget exhausted: appends were refused in the last " +
+                        std::to_string(kBudgetRefusalShown.count()) + " s (storage.max_bytes " +
+                        std::to_string(config_.storage.max_bytes) + ", " +
+                        std::to_string(log_store_->diskBytes()) + " bytes on disk)");
+    }
+  }
+  if (engine_ && config_.server.readiness_stall.count() > 0) {
+    for (auto& r : engine_->stalled(config_.server.readiness_stall.count())) {
+      reasons.push_back(r + " (server.readiness_stall)");
+    }
+  }
+  return reasons;
+}
+
+boost::json::object Daemon::status() const {
+  namespace json = boost::json;
+  const std::int64_t now = clock_.nowMs();
+  auto reasons = notReadyReasons();
+  json::object out{{"version", JUNCTION_SDK_VERSION},
+                   {"listen", config_.server.listen},
+                   {"started_at_ms", started_at_ms_},
+                   {"uptime_seconds", started_at_ms_ > 0 ? (now - started_at_ms_) / 1000 : 0},
+                   {"ready", reasons.empty()},
+                   {"reasons", json::array(reasons.begin(), reasons.end())}};
+  if (log_store_) {
+    out["queue"] = json::object{{"disk_bytes", log_store_->diskBytes()},
+                                {"max_bytes", config_.storage.max_bytes},
+                                {"begin_offset", log_store_->beginOffset()},
+                                {"end_offset", log_store_->durableEnd()}};
+  }
+  json::array sources;
+  for (const auto& slot : sources_) {
+    sources.push_back(json::object{{"id", slot.config->id},
+                                   {"plugin", slot.config->plugin},
+                                   {"state", slot.started ? "running" : "stopped"}});
+  }
+  out["sources"] = std::move(sources);
+  json::array destinations = engine_ ? engine_->describe() : json::array{};
+  for (auto& d : destinations) {
+    auto& o = d.as_object();
+    for (const auto& c : config_.destinations) {
+      if (c.id == o.at("id").as_string()) {
+        o["plugin"] = c.plugin;
+      }
+    }
+  }
+  out["destinations"] = std::move(destinations);
+  out["profiles"] = config_.profiles.enabled ? "enabled" : "disabled";
+  return out;
 }
 
 queue::LogOptions queueOptions(const config::DaemonConfig& config) {
@@ -176,6 +323,13 @@ sdk::Status Daemon::openQueue() {
   auto& appended = metrics_.counter("junction_queue_appended_records_total",
                                     "Records appended durably to the queue");
   auto& fsyncs = metrics_.counter("junction_queue_fsyncs_total", "fdatasync calls on the queue");
+  metrics_
+      .gauge("junction_queue_max_bytes",
+             "The queue's disk budget, storage.max_bytes (0: none); ingest answers 503 at it")
+      .set(static_cast<double>(config_.storage.max_bytes));
+  auto& ready = metrics_.gauge(
+      "junction_ready", "1 when GET /readyz answers 200, else 0 (its body says why: /readyz)");
+  metrics_.addCollector([this, &ready] { ready.set(notReadyReasons().empty() ? 1.0 : 0.0); });
   metrics_.addCollector([this, &disk, &appended, &fsyncs, &recycled] {
     std::lock_guard lock(log_store_mutex_);
     if (!log_store_) {
@@ -192,7 +346,9 @@ sdk::Status Daemon::openQueue() {
     bump(recycled, log_store_->recycledSegments());
   });
   ingest_ = std::make_unique<ingest::Ingest>(*log_store_, metrics_, clock_, privacy_.get());
+  ingest_->setTap(tap_.get());
   engine_ = std::make_unique<delivery::DeliveryEngine>(*log_store_, metrics_, log_, clock_);
+  engine_->setTap(tap_.get());
   engine_->setPrivacy(privacy_.get(), audit_.get());
   return engine_->open(config_.storage.path);
 }
@@ -501,6 +657,7 @@ sdk::Status Daemon::start() {
     stop();
     return status;
   }
+  started_at_ms_ = clock_.nowMs();
   ready_.store(true);
   log_.info("junctiond ready", {{"listen", config_.server.host + ":" + std::to_string(port())},
                                 {"sources", sources_.size()},

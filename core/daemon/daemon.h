@@ -8,6 +8,7 @@
 // thread; stop() may also be requested from a signal handler via requestStop().
 
 #include <boost/asio/io_context.hpp>
+#include <boost/json/object.hpp>
 #include <atomic>
 #include <mutex>
 #include <memory>
@@ -30,6 +31,7 @@
 #include "core/queue/log.h"
 #include "core/runtime/dir_lock.h"
 #include "core/runtime/runtime.h"
+#include "core/telemetry/event_tap.h"
 #include "core/telemetry/log_sink.h"
 #include "core/telemetry/metrics_registry.h"
 
@@ -80,6 +82,10 @@ class Daemon {
   };
 
   void addCoreRoutes();
+  // Why the daemon is not ready (empty: ready), as /readyz and /admin/status report it.
+  std::vector<std::string> notReadyReasons() const;
+  // GET /admin/status: the daemon, its queue, and every connector's state.
+  boost::json::object status() const;
   ContextParts partsFor(const std::string& id) const;
   sdk::Status openPrivacy();
   sdk::Status startRegulations();
@@ -108,6 +114,8 @@ class Daemon {
   std::unique_ptr<WorkGuard> work_guard_;
   std::vector<std::thread> threads_;
 
+  // The live debugger's tap: ingest and every destination publish to it while someone watches.
+  std::unique_ptr<telemetry::EventTap> tap_;
   http::Router router_;
   std::unique_ptr<http::Server> server_;
   // Privacy state and the audit log; they outlive ingest, the engine and the regulations API.
@@ -124,6 +132,7 @@ class Daemon {
   std::vector<DestinationSlot> destinations_;
 
   std::atomic<bool> ready_{false};
+  std::int64_t started_at_ms_ = 0;
   std::atomic<bool> stop_requested_{false};
   bool stopped_ = false;
 };

@@ -29,6 +29,7 @@ sdk::Status DeliveryEngine::open(const std::string& state_dir) {
     return sdk::makeError(sdk::ErrorCode::Unavailable,
                           "cannot create " + state_dir + ": " + ec.message());
   }
+  state_dir_ = state_dir;
   queue::CursorStoreOptions options;
   options.path = state_dir;
   auto cursors = queue::CursorStore::open(options);
@@ -84,9 +85,95 @@ sdk::Status DeliveryEngine::add(const config::ConnectorConfig& config,
                                 std::shared_ptr<sdk::Destination> plugin, WorkerLimits limits,
                                 std::shared_ptr<AccountThrottle> throttle) {
   WorkerDeps deps{log_, *cursors_, *dead_letters_, metrics_, logger_, clock_, privacy_,
-                  std::move(throttle)};
+                  std::move(throttle), tap_};
   workers_.push_back(std::make_unique<DestinationWorker>(config, std::move(plugin), deps, limits));
+  std::error_code ec;
+  if (!state_dir_.empty() &&
+      std::filesystem::exists(std::filesystem::path(state_dir_) / "paused" / config.id, ec)) {
+    workers_.back()->setPaused(true);
+    logger_.warn("destination starts paused (resume it with `junction resume " + config.id + "`)",
+                 {{"destination", config.id}});
+  }
   return {};
+}
+
+sdk::Status DeliveryEngine::setPaused(std::string_view id, bool paused) {
+  DestinationWorker* w = worker(id);
+  if (w == nullptr) {
+    return sdk::makeError(sdk::ErrorCode::NotFound, "no running destination '" + std::string(id) + "'");
+  }
+  // The marker first: a pause that cannot be kept is refused, not half done.
+  const auto dir = std::filesystem::path(state_dir_) / "paused";
+  const auto marker = dir / std::string(id);
+  std::error_code ec;
+  if (paused) {
+    std::filesystem::create_directories(dir, ec);
+    if (!ec) {
+      std::FILE* f = std::fopen(marker.c_str(), "w");
+      if (f == nullptr || std::fclose(f) != 0) {
+        ec = std::error_code(errno, std::generic_category());
+      }
+    }
+  } else {
+    std::filesystem::remove(marker, ec);
+  }
+  if (ec) {
+    return sdk::makeError(sdk::ErrorCode::Unavailable,
+                          "cannot " + std::string(paused ? "write " : "remove ") + marker.string() +
+                              ": " + ec.message());
+  }
+  w->setPaused(paused);
+  if (audit_ != nullptr) {
+    if (auto s = audit_->append(paused ? "destination_pause" : "destination_resume",
+                                json::object{{"destination", std::string(id)}});
+        !s.ok()) {
+      logger_.error("cannot write the audit log", {{"error", s.message()}});
+    }
+  }
+  return {};
+}
+
+// A destination's state, most pressing first: paused (an operator's choice), stalled (events
+// waiting, no progress for a minute), retrying (some events wait for a retry), backlogged
+// (events waiting, moving), idle.
+json::array DeliveryEngine::describe() const {
+  json::array list;
+  const queue::Offset end = log_.durableEnd();
+  const std::int64_t now = clock_.nowMs();
+  for (const auto& w : workers_) {
+    const auto s = w->stats();
+    const queue::Offset cursor = w->cursor();
+    const auto dead = dead_letters_->count(w->id());
+    const std::uint64_t backlog = end > cursor ? end - cursor : 0;
+    const char* state = w->paused()                                        ? "paused"
+                        : backlog > 0 && now - w->progressAtMs() >= 60'000 ? "stalled"
+                        : s.retrying > 0                                   ? "retrying"
+                        : backlog > 0 || s.window_events > 0               ? "delivering"
+                                                                           : "idle";
+    json::object o{{"id", w->id()},
+                   {"state", state},
+                   {"cursor", cursor},
+                   {"read_position", s.read_position},
+                   {"backlog_bytes", backlog},
+                   {"pending", s.window_events},
+                   {"in_flight", s.in_flight},
+                   {"retrying", s.retrying},
+                   {"oldest_pending_age_seconds",
+                    s.oldest_received_ms > 0 ? std::max<std::int64_t>(0, now - s.oldest_received_ms) / 1000.0
+                                             : 0.0},
+                   {"delivered", s.delivered},
+                   {"dead_lettered", s.dead_lettered},
+                   {"dead_letters_stored", dead ? *dead : 0},
+                   {"last_success_ms", s.last_success_ms},
+                   {"last_progress_ms", w->progressAtMs()}};
+    if (s.last_error_ms > 0) {
+      o["last_error"] = json::object{{"at_ms", s.last_error_ms}, {"reason", s.last_error}};
+    } else {
+      o["last_error"] = nullptr;
+    }
+    list.push_back(std::move(o));
+  }
+  return list;
 }
 
 sdk::Status DeliveryEngine::start() {
@@ -151,6 +238,9 @@ std::vector<std::string> DeliveryEngine::stalled(std::int64_t stall_ms) const {
   const queue::Offset end = log_.durableEnd();
   const std::int64_t now = clock_.nowMs();
   for (const auto& w : workers_) {
+    if (w->paused()) {
+      continue;
+    }
     const queue::Offset cursor = w->cursor();
     const std::int64_t idle_ms = now - w->progressAtMs();
     if (cursor < end && idle_ms >= stall_ms) {
@@ -512,22 +602,28 @@ void DeliveryEngine::registerAdminRoutes(http::Router& router, std::string admin
                        respond(std::move(*denied));
                        return;
                      }
-                     json::array list;
-                     for (auto& w : workers_) {
-                       auto s = w->stats();
-                       auto dead = dead_letters_->count(w->id());
-                       list.push_back(json::object{{"id", w->id()},
-                                                   {"cursor", w->cursor()},
-                                                   {"read_position", s.read_position},
-                                                   {"pending", s.window_events},
-                                                   {"in_flight", s.in_flight},
-                                                   {"delivered", s.delivered},
-                                                   {"dead_lettered", s.dead_lettered},
-                                                   {"dead_letters_stored", dead ? *dead : 0}});
-                     }
                      respond(sdk::HttpResponse::json(
-                         200, json::serialize(json::object{{"destinations", std::move(list)}})));
+                         200, json::serialize(json::object{{"destinations", describe()}})));
                    });
+  auto pause = [this, token](bool paused) {
+    return [this, token, paused](sdk::HttpRequest&& req, sdk::HttpResponder respond) {
+      if (auto denied = checkAdmin(req, *token)) {
+        respond(std::move(*denied));
+        return;
+      }
+      const std::string id = req.params["id"];
+      if (auto s = setPaused(id, paused); !s.ok()) {
+        respond(jsonError(s.error().code == sdk::ErrorCode::NotFound ? 404 : 500, s.message()));
+        return;
+      }
+      respond(sdk::HttpResponse::json(
+          200, json::serialize(json::object{{"success", true},
+                                            {"destination", id},
+                                            {"state", paused ? "paused" : "resumed"}})));
+    };
+  };
+  (void)router.add("POST", "/admin/destinations/{id}/pause", pause(true));
+  (void)router.add("POST", "/admin/destinations/{id}/resume", pause(false));
 }
 
 }  // namespace junction::core::delivery

@@ -2,10 +2,11 @@
 
 // The delivery side of the daemon: one DestinationWorker per enabled destination, the cursor
 // store, the dead-letter store, queue retention (segments every cursor has passed are deleted),
-// and the dead-letter admin API (GET /admin/dlq, POST /admin/dlq/replay, POST /admin/dlq/purge,
-// GET /admin/destinations).
+// and the admin API of destinations and dead letters (GET /admin/dlq, POST /admin/dlq/replay,
+// POST /admin/dlq/purge, GET /admin/destinations, POST /admin/destinations/{id}/pause|resume).
 
 #include <atomic>
+#include <boost/json/array.hpp>
 #include <condition_variable>
 #include <functional>
 #include <memory>
@@ -40,6 +41,9 @@ class DeliveryEngine {
     privacy_ = store;
     audit_ = audit;
   }
+  // Before add(): the live debugger's tap the workers publish decisions to (may stay null;
+  // must outlive the engine).
+  void setTap(telemetry::EventTap* tap) { tap_ = tap; }
   // Wakes every worker (a delete was recorded: they drop the person's waiting events).
   void wakeWorkers();
   // Adds a destination; `config` must outlive the engine.
@@ -60,9 +64,16 @@ class DeliveryEngine {
 
   DeadLetterStore& deadLetters() { return *dead_letters_; }
   DestinationWorker* worker(std::string_view id);
+  // Pauses or resumes a destination. The pause is kept on disk (<state_dir>/paused/<id>), so a
+  // paused destination stays paused across restarts until it is resumed. NotFound: no such
+  // running destination.
+  sdk::Status setPaused(std::string_view id, bool paused);
+  // Every destination's state and figures, as GET /admin/destinations answers them.
+  boost::json::array describe() const;
   // For readiness: each destination with events waiting that has made no progress (cursor,
   // deliveries, dead letters) for `stall_ms`, as "destination ID: N bytes waiting, no progress
   // for S s".
+  // A paused destination is never stalled: it waits because an operator said so.
   std::vector<std::string> stalled(std::int64_t stall_ms) const;
   // Deletes segments every destination has passed. Returns the number deleted.
   std::size_t applyRetention();
@@ -79,11 +90,13 @@ class DeliveryEngine {
   sdk::Metrics& metrics_;
   sdk::Logger& logger_;
   const sdk::Clock& clock_;
+  std::string state_dir_;
   std::unique_ptr<queue::CursorStore> cursors_;
   sdk::Counter* cursor_flush_errors_ = nullptr;
   std::unique_ptr<DeadLetterStore> dead_letters_;
   const privacy::PrivacyStore* privacy_ = nullptr;
   privacy::AuditLog* audit_ = nullptr;
+  telemetry::EventTap* tap_ = nullptr;
   std::vector<std::unique_ptr<DestinationWorker>> workers_;
 
   std::mutex mutex_;

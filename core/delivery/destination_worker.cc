@@ -39,6 +39,11 @@ DestinationWorker::DestinationWorker(const config::ConnectorConfig& config,
       bucket_(config.rate_limit.per_second, static_cast<double>(config.rate_limit.burst)),
       throttle_(deps.throttle != nullptr ? deps.throttle : std::make_shared<AccountThrottle>()),
       ordered_(config.ordering != "none"),
+      routed_(deps.metrics.counter(
+          "junction_events_routed_total",
+          "Events the destination took up from the queue or a dead-letter replay; each ends as "
+          "delivered, dead-lettered, filtered or consent-blocked, or is pending",
+          {{"destination", id_}})),
       delivered_(deps.metrics.counter("junction_events_delivered_total",
                                       "Events the destination accepted", {{"destination", id_}})),
       retried_(deps.metrics.counter("junction_events_retried_total",
@@ -166,6 +171,17 @@ void DestinationWorker::notifyReplay() {
   wake_.notify_one();
 }
 
+void DestinationWorker::setPaused(bool paused) {
+  if (paused_.exchange(paused) == paused) {
+    return;
+  }
+  if (!paused) {
+    progress_at_ms_.store(deps_.clock.nowMs());  // the pause was not a stall
+  }
+  deps_.logger.info(paused ? "destination paused" : "destination resumed", {{"destination", id_}});
+  notifyAppend();  // the dispatcher looks again
+}
+
 DestinationWorker::Stats DestinationWorker::stats() const {
   Stats s;
   s.window_events = stat_window_.load();
@@ -173,6 +189,12 @@ DestinationWorker::Stats DestinationWorker::stats() const {
   s.delivered = stat_delivered_.load();
   s.dead_lettered = stat_dead_.load();
   s.read_position = stat_read_.load();
+  s.oldest_received_ms = stat_oldest_ms_.load();
+  s.last_success_ms = last_success_ms_.load();
+  s.retrying = stat_retrying_.load();
+  std::lock_guard lock(error_mutex_);
+  s.last_error_ms = last_error_ms_;
+  s.last_error = last_error_;
   return s;
 }
 
@@ -266,6 +288,7 @@ bool DestinationWorker::fillWindow() {
           continue;  // finished before the restart: not delivered again
         }
       }
+      routed_.inc();
       if (skipDeleted(record.event)) {
         continue;
       }
@@ -280,6 +303,11 @@ bool DestinationWorker::fillWindow() {
                          : "Events not delivered because the destination's filters exclude them",
                      {{"destination", id_}, {"reason", reasonOf(verdict)}})
             .inc();
+        if (deps_.tap != nullptr && deps_.tap->active()) {
+          deps_.tap->decided(record.event, id_,
+                             isConsentVerdict(verdict) ? "consent_blocked" : "filtered",
+                             reasonOf(verdict));
+        }
         if (isConsentVerdict(verdict)) {
           deps_.logger.debug("consent blocked", {{"destination", id_},
                                                  {"messageId", record.event.messageId()},
@@ -318,6 +346,7 @@ void DestinationWorker::takeReplays() {
     return;
   }
   for (auto& row : *rows) {
+    routed_.inc();
     if (skipDeleted(row.event)) {
       (void)deps_.dead_letters.replayed(row.id);  // the person was deleted: drop the row
       continue;
@@ -353,6 +382,9 @@ bool DestinationWorker::skipDeleted(const sdk::Event& event) {
                "Events not delivered because the destination's filters exclude them",
                {{"destination", id_}, {"reason", "deleted"}})
       .inc();
+  if (deps_.tap != nullptr && deps_.tap->active()) {
+    deps_.tap->decided(event, id_, "filtered", "deleted");
+  }
   deps_.logger.debug("deleted person's event skipped",
                      {{"destination", id_}, {"messageId", event.messageId()}});
   return true;
@@ -452,6 +484,9 @@ void DestinationWorker::promoteWaiting(SteadyClock::time_point now) {
 }
 
 std::optional<SteadyClock::time_point> DestinationWorker::dispatch(SteadyClock::time_point now) {
+  if (paused_.load()) {
+    return std::nullopt;  // setPaused(false) wakes the dispatcher
+  }
   promoteWaiting(now);
   std::optional<SteadyClock::time_point> wake;
   auto wakeAt = [&](SteadyClock::time_point t) { wake = wake ? std::min(*wake, t) : t; };
@@ -548,9 +583,13 @@ void DestinationWorker::complete(Batch& batch) {
   std::vector<Entry*> to_dead;
   std::vector<std::string> dead_reasons;
   std::uint64_t delivered = 0;
+  std::string error_reason;  // the batch's last retry or failure, for the status API
   for (std::size_t i = 0; i < batch.entries.size(); ++i) {
     Entry& entry = *batch.entries[i];
     const sdk::Outcome& outcome = batch.outcomes[i];
+    if (outcome.kind != sdk::Outcome::Kind::Delivered) {
+      error_reason = outcome.reason.empty() ? "no reason given" : outcome.reason;
+    }
     if (outcome.kind != sdk::Outcome::Kind::Delivered) {
       entry.event = std::move(batch.events[i]);  // kept for a retry or a dead letter
     }
@@ -558,6 +597,9 @@ void DestinationWorker::complete(Batch& batch) {
       case sdk::Outcome::Kind::Delivered:
         ++delivered;
         entry.delivered = true;
+        if (deps_.tap != nullptr && deps_.tap->active()) {
+          deps_.tap->decided(batch.events[i], id_, "delivered");
+        }
         if (entry.received_at_ms > 0) {
           delivery_latency_.observe(
               static_cast<double>(std::max<std::int64_t>(0, now_ms - entry.received_at_ms)) / 1000.0);
@@ -572,6 +614,9 @@ void DestinationWorker::complete(Batch& batch) {
         break;
       case sdk::Outcome::Kind::Retry: {
         retried_.inc();
+        if (deps_.tap != nullptr && deps_.tap->active()) {
+          deps_.tap->decided(*entry.event, id_, "retry", outcome.reason);
+        }
         if (skipDeleted(*entry.event)) {
           // The person was deleted while this event was in a plugin call.
           if (entry.dead_letter_id != 0) {
@@ -591,6 +636,10 @@ void DestinationWorker::complete(Batch& batch) {
                                  ": " + outcome.reason);
         } else {
           entry.ready_at = now + backoff_.delay(entry.attempts, outcome.retry_after);
+          if (!entry.retrying) {
+            entry.retrying = true;
+            stat_retrying_.fetch_add(1);
+          }
         }
         break;
       }
@@ -603,7 +652,13 @@ void DestinationWorker::complete(Batch& batch) {
   delivered_.inc(delivered);
   stat_delivered_.fetch_add(delivered);
   if (delivered > 0) {
-    progress_at_ms_.store(deps_.clock.nowMs());  // even while one event's retries hold the cursor
+    progress_at_ms_.store(now_ms);  // even while one event's retries hold the cursor
+    last_success_ms_.store(now_ms);
+  }
+  if (!error_reason.empty()) {
+    std::lock_guard lock(error_mutex_);
+    last_error_ms_ = now_ms;
+    last_error_ = std::move(error_reason);
   }
   if (!to_dead.empty()) {
     deadLetter(to_dead, dead_reasons);
@@ -654,6 +709,11 @@ void DestinationWorker::deadLetter(std::vector<Entry*>& entries, std::vector<std
           !s.ok()) {
         deps_.logger.error("dead-letter store", {{"error", s.message()}});
       }
+      if (deps_.tap != nullptr && deps_.tap->active()) {
+        deps_.tap->decided(*e.event, id_, "dead_lettered", reasons[i]);
+      }
+      dead_lettered_.inc();  // back in the dead-letter queue: the replay's routing ends here
+      stat_dead_.fetch_add(1);
       finish(e);
       continue;
     }
@@ -679,6 +739,9 @@ void DestinationWorker::deadLetter(std::vector<Entry*>& entries, std::vector<std
     return;
   }
   for (std::size_t i = 0; i < fresh.size(); ++i) {
+    if (deps_.tap != nullptr && deps_.tap->active()) {
+      deps_.tap->decided(*fresh[i]->event, id_, "dead_lettered", rows[i].reason);
+    }
     dead_lettered_.inc();
     stat_dead_.fetch_add(1);
     progress_at_ms_.store(deps_.clock.nowMs());
@@ -692,6 +755,10 @@ void DestinationWorker::deadLetter(std::vector<Entry*>& entries, std::vector<std
 
 void DestinationWorker::finish(Entry& entry) {
   entry.done = true;
+  if (entry.retrying) {
+    entry.retrying = false;
+    stat_retrying_.fetch_sub(1);
+  }
   cursor_dirty_ = true;
   if (entry.dead_letter_id == 0) {
     ++done_in_window_;
@@ -752,6 +819,7 @@ void DestinationWorker::advanceCursor(bool force) {
   if (!window_.empty() && window_.front().received_at_ms > 0) {
     age = static_cast<double>(deps_.clock.nowMs() - window_.front().received_at_ms) / 1000.0;
   }
+  stat_oldest_ms_.store(window_.empty() ? 0 : window_.front().received_at_ms);
   oldest_age_.set(std::max(0.0, age));
 }
 

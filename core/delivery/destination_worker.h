@@ -45,6 +45,7 @@
 #include "core/privacy/privacy_store.h"
 #include "core/queue/cursor_store.h"
 #include "core/queue/log.h"
+#include "core/telemetry/event_tap.h"
 #include "junction/sdk/destination.h"
 #include "junction/sdk/log.h"
 #include "junction/sdk/metrics.h"
@@ -63,6 +64,8 @@ struct WorkerDeps {
   // Account-wide throttling the plugin signals through its context; may be null (then the
   // worker keeps one of its own that nothing signals).
   std::shared_ptr<AccountThrottle> throttle = nullptr;
+  // The live debugger's tap (decisions are published while someone watches); may be null.
+  telemetry::EventTap* tap = nullptr;
 };
 
 struct WorkerLimits {
@@ -94,12 +97,22 @@ class DestinationWorker {
   // it started.
   std::int64_t progressAtMs() const noexcept { return progress_at_ms_.load(); }
 
+  // Paused: no new plugin call starts (calls in flight finish); events keep being read into the
+  // bounded window and wait, like an outage of the vendor. Resuming starts calls at once.
+  void setPaused(bool paused);
+  bool paused() const noexcept { return paused_.load(); }
+
   struct Stats {
     std::size_t window_events = 0;  // read and not yet finished
     std::size_t in_flight = 0;      // in a plugin call now
     std::uint64_t delivered = 0;
     std::uint64_t dead_lettered = 0;
     queue::Offset read_position = 0;
+    std::int64_t oldest_received_ms = 0;  // the oldest unfinished main-log event's; 0: none
+    std::int64_t last_success_ms = 0;     // clock ms of the last call that delivered; 0: none
+    std::int64_t last_error_ms = 0;       // of the last retry or failure; 0: none
+    std::string last_error;               // its reason, as the plugin gave it
+    std::int64_t retrying = 0;            // events waiting for a retry now
   };
   Stats stats() const;
 
@@ -123,6 +136,7 @@ class DestinationWorker {
     Entry* next_of_person = nullptr;  // the person's next entry (EntryList)
     bool done = false;
     bool delivered = false;  // done with a Delivered outcome (counted as the cursor passes)
+    bool retrying = false;   // its last call ended in a retry (counted in stat_retrying_)
   };
   // A person's entries in queue order: a list threaded through the entries (no allocation per
   // person, O(1) at both ends).
@@ -252,11 +266,19 @@ class DestinationWorker {
   std::atomic<std::uint64_t> stat_delivered_{0};
   std::atomic<std::uint64_t> stat_dead_{0};
   std::atomic<queue::Offset> stat_read_{0};
+  std::atomic<std::int64_t> stat_oldest_ms_{0};
+  std::atomic<std::int64_t> stat_retrying_{0};
+  std::atomic<std::int64_t> last_success_ms_{0};
+  std::atomic<bool> paused_{false};
+  mutable std::mutex error_mutex_;
+  std::int64_t last_error_ms_ = 0;  // guarded by error_mutex_
+  std::string last_error_;          // guarded by error_mutex_
 
   std::mutex start_mutex_;
   bool plugin_started_ = false;
 
   // Metrics.
+  sdk::Counter& routed_;  // events this worker took up: each ends in exactly one other counter
   sdk::Counter& delivered_;
   sdk::Counter& retried_;
   sdk::Counter& dead_lettered_;

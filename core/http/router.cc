@@ -63,6 +63,32 @@ sdk::Status Router::add(std::string method, std::string pattern, sdk::HttpHandle
   return {};
 }
 
+sdk::Status Router::addStream(std::string method, std::string pattern, StreamHandler handler,
+                              std::string owner) {
+  auto stream = std::make_shared<StreamHandler>(std::move(handler));
+  auto status = add(
+      method, std::string(pattern),
+      [stream](sdk::HttpRequest&& request, sdk::HttpResponder respond) {
+        auto start = (*stream)(std::move(request));
+        if (auto* answer = std::get_if<sdk::HttpResponse>(&start)) {
+          respond(std::move(*answer));
+        } else {
+          respond(sdk::HttpResponse::json(501, R"({"success":false,"error":"a stream, served only by the server"})"));
+        }
+      },
+      {}, std::move(owner));
+  if (!status.ok()) {
+    return status;
+  }
+  std::unique_lock lock(mutex_);
+  for (auto& r : routes_) {
+    if (r.method == method && r.pattern == pattern) {
+      r.stream = std::move(stream);
+    }
+  }
+  return {};
+}
+
 void Router::removeOwner(std::string_view owner) {
   std::unique_lock lock(mutex_);
   std::erase_if(routes_, [&](const Route& r) { return r.owner == owner; });
@@ -112,6 +138,7 @@ Router::Match Router::match(std::string_view method, std::string_view path) cons
   if (best != nullptr) {
     matches(*best, segments, &m.params);
     m.handler = best->handler;
+    m.stream = best->stream;
     m.max_body_bytes = best->max_body_bytes;
     m.pattern = best->pattern;
   }

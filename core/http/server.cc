@@ -425,6 +425,28 @@ asio::awaitable<void> Server::serveRequests(Session& session, Stream& stream,
     }
     const bool keep_alive = req.keep_alive();
 
+    if (route.stream) {
+      sdk::HttpRequest sdk_request = toSdkRequest(std::move(req), remote);
+      sdk_request.params = std::move(route.params);
+      StreamStart start = (*route.stream)(std::move(sdk_request));
+      if (auto* source = std::get_if<std::shared_ptr<StreamSource>>(&start)) {
+        requests_total_.inc();
+        responsesBy(route.pattern, 200).inc();
+        co_await streamTo(stream, **source, version);
+        break;  // a stream ends with its connection
+      }
+      auto res = toBeastResponse(std::move(std::get<sdk::HttpResponse>(start)), version,
+                                 keep_alive && !draining_.load());
+      requests_total_.inc();
+      responsesBy(route.pattern, res.result_int()).inc();
+      tcp_stream.expires_after(options_.request_timeout);
+      auto [write_ec, write_n] = co_await bhttp::async_write(stream, res, kNoThrow);
+      if (write_ec || !res.keep_alive()) {
+        break;
+      }
+      continue;
+    }
+
     auto executor = co_await asio::this_coro::executor;
     auto pending = std::make_shared<PendingResponse>(executor);
     pending->timer.expires_after(options_.request_timeout);
@@ -458,6 +480,44 @@ asio::awaitable<void> Server::serveRequests(Session& session, Stream& stream,
     if (write_ec || !res.keep_alive()) {
       break;
     }
+  }
+}
+
+// The head, then what the source has every kStreamPoll, a comment line after kStreamKeepAlive
+// of silence (so a vanished client shows as a failed write), until a write fails or the server
+// drains. The body is delimited by the connection's end (HTTP/1.1 without a length).
+template <typename Stream>
+asio::awaitable<void> Server::streamTo(Stream& stream, StreamSource& source, unsigned version) {
+  constexpr auto kStreamPoll = std::chrono::milliseconds(100);
+  constexpr auto kStreamKeepAlive = std::chrono::seconds(10);
+  beast::tcp_stream& tcp_stream = beast::get_lowest_layer(stream);
+  std::string head = std::string(version == 10 ? "HTTP/1.0" : "HTTP/1.1") +
+                     " 200 OK\r\nServer: junction\r\nContent-Type: " + source.contentType() +
+                     "\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"
+                     "X-Accel-Buffering: no\r\nConnection: close\r\n\r\n: stream open\n\n";
+  tcp_stream.expires_after(options_.request_timeout);
+  auto [head_ec, head_n] = co_await asio::async_write(stream, asio::buffer(head), kNoThrow);
+  if (head_ec) {
+    co_return;
+  }
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  auto last_write = std::chrono::steady_clock::now();
+  while (!draining_.load()) {
+    std::string text = source.take();
+    const auto now = std::chrono::steady_clock::now();
+    if (text.empty() && now - last_write >= kStreamKeepAlive) {
+      text = ": keep-alive\n\n";
+    }
+    if (!text.empty()) {
+      tcp_stream.expires_after(options_.request_timeout);
+      auto [ec, n] = co_await asio::async_write(stream, asio::buffer(text), kNoThrow);
+      if (ec) {
+        co_return;
+      }
+      last_write = now;
+    }
+    timer.expires_after(kStreamPoll);
+    co_await timer.async_wait(kNoThrow);
   }
 }
 

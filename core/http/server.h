@@ -90,6 +90,8 @@ class Server {
   template <typename Stream>
   boost::asio::awaitable<void> serveRequests(Session& session, Stream& stream,
                                              const std::string& remote);
+  template <typename Stream>
+  boost::asio::awaitable<void> streamTo(Stream& stream, StreamSource& source, unsigned version);
 
   const std::vector<boost::asio::io_context*> contexts_;
   std::size_t next_context_ = 0;  // where the next connection goes; the accept loop's

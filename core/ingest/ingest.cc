@@ -71,8 +71,16 @@ void Ingest::emit(const std::string& source_id, std::vector<sdk::Event> events,
   std::size_t suppressed = 0;
   if (privacy_ != nullptr) {
     if (privacy_->hasSuppressions()) {
-      suppressed =
-          std::erase_if(events, [&](const sdk::Event& e) { return privacy_->isSuppressed(e); });
+      const bool watched = tap_ != nullptr && tap_->active();
+      suppressed = std::erase_if(events, [&](const sdk::Event& e) {
+        if (!privacy_->isSuppressed(e)) {
+          return false;
+        }
+        if (watched) {
+          tap_->arrived(e, "suppressed");
+        }
+        return true;
+      });
       if (suppressed > 0) {
         metrics_
             .counter("junction_events_suppressed_total",
@@ -95,10 +103,28 @@ void Ingest::emit(const std::string& source_id, std::vector<sdk::Event> events,
   }
   const std::size_t count = events.size();
   auto& write_failed = rejected("write_failed");
+  // Someone watches the live debugger: the events are shown once they are durable (a copy;
+  // nothing is copied otherwise).
+  std::shared_ptr<std::vector<sdk::Event>> shown;
+  if (tap_ != nullptr && tap_->active()) {
+    for (const auto& e : events) {
+      if (tap_->wants(e)) {
+        if (!shown) {
+          shown = std::make_shared<std::vector<sdk::Event>>();
+        }
+        shown->push_back(e);
+      }
+    }
+  }
   auto status = log_.append(std::move(events), [&received, &write_failed, count, suppressed,
-                                                done](queue::AppendResult r) {
+                                                done, shown, tap = tap_](queue::AppendResult r) {
     if (r.status.ok()) {
       received.inc(count);
+      if (shown) {
+        for (const auto& e : *shown) {
+          tap->arrived(e, "received", /*admitted=*/true);
+        }
+      }
       done(sdk::EmitResult{{}, {}, count, suppressed});
     } else {
       write_failed.inc(count);

@@ -15,6 +15,7 @@
 
 #include "core/privacy/privacy_store.h"
 #include "core/queue/log.h"
+#include "core/telemetry/event_tap.h"
 #include "junction/sdk/context.h"
 #include "junction/sdk/source.h"
 
@@ -31,6 +32,10 @@ class Ingest {
   // See sdk::SourceContext::emit. `done` runs exactly once.
   void emit(const std::string& source_id, std::vector<sdk::Event> events, sdk::EmitCallback done);
 
+  // Before the first emit: the live debugger's tap (arrivals and suppressions are published
+  // while someone watches). May stay null; must outlive the Ingest.
+  void setTap(telemetry::EventTap* tap) noexcept { tap_ = tap; }
+
   // Refuse new emits (Unavailable) from now on: the daemon is stopping.
   void close() noexcept { closed_.store(true); }
 
@@ -39,6 +44,7 @@ class Ingest {
   sdk::Metrics& metrics_;
   const sdk::Clock& clock_;
   privacy::PrivacyStore* privacy_;
+  telemetry::EventTap* tap_ = nullptr;
   std::atomic<bool> closed_{false};
 };
 

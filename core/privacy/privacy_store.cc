@@ -458,6 +458,30 @@ sdk::Result<std::vector<Regulation>> PrivacyStore::pending() {
   return out;
 }
 
+sdk::Result<std::vector<Regulation>> PrivacyStore::recent(std::size_t limit) {
+  std::lock_guard db_lock(db_mutex_);
+  Statement s(db_, (std::string("SELECT ") + kRegulationColumns +
+                    " FROM regulations ORDER BY created_at DESC, rowid DESC LIMIT ?")
+                       .c_str());
+  s.bind(1, static_cast<std::int64_t>(limit));
+  if (!s.ok()) {
+    return dbError(db_, "select recent regulations");
+  }
+  std::vector<Regulation> out;
+  int rc = 0;
+  while ((rc = s.step()) == SQLITE_ROW) {
+    auto r = readRegulation(s);
+    if (!r) {
+      return r.error();
+    }
+    out.push_back(std::move(r).value());
+  }
+  if (rc != SQLITE_DONE) {
+    return dbError(db_, "select recent regulations");
+  }
+  return out;
+}
+
 sdk::Status PrivacyStore::updateRegulation(const std::string& id, std::string_view status,
                                            const json::object& detail) {
   std::lock_guard db_lock(db_mutex_);

@@ -110,6 +110,8 @@ class PrivacyStore final : public ConsentMemory {
   sdk::Result<std::optional<Regulation>> regulation(const std::string& id);
   // Regulations whose status is pending (erasures to resume after a restart).
   sdk::Result<std::vector<Regulation>> pending();
+  // The `limit` most recent regulations, newest first (GET /v1/regulations, the dashboard).
+  sdk::Result<std::vector<Regulation>> recent(std::size_t limit);
   sdk::Status updateRegulation(const std::string& id, std::string_view status,
                                const boost::json::object& detail);
 

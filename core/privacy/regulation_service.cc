@@ -1,5 +1,7 @@
 #include "core/privacy/regulation_service.h"
 
+#include <charconv>
+
 #include <boost/json.hpp>
 #include <random>
 
@@ -361,6 +363,32 @@ sdk::HttpResponse RegulationService::get(const std::string& id) {
   return jsonResponse(200, toJson(**r));
 }
 
+sdk::HttpResponse RegulationService::list(std::string_view query) {
+  std::size_t limit = 100;
+  if (!query.empty()) {
+    constexpr std::string_view kLimit = "limit=";
+    std::size_t n = 0;
+    const char* end = query.data() + query.size();
+    auto [ptr, ec] = query.rfind(kLimit, 0) == 0
+                         ? std::from_chars(query.data() + kLimit.size(), end, n)
+                         : std::from_chars_result{query.data(), std::errc::invalid_argument};
+    if (ec != std::errc() || ptr != end || n == 0 || n > 1000) {
+      return http::jsonError(400, "the only parameter is limit, a whole number from 1 to 1000");
+    }
+    limit = n;
+  }
+  auto rows = store_.recent(limit);
+  if (!rows) {
+    return http::jsonError(500, rows.error().message);
+  }
+  json::array list;
+  for (const auto& r : *rows) {
+    list.push_back(toJson(r));
+  }
+  json::object out{{"count", list.size()}, {"regulations", std::move(list)}};
+  return jsonResponse(200, out);
+}
+
 void RegulationService::registerRoutes(http::Router& router, std::string admin_token) {
   auto token = std::make_shared<std::string>(std::move(admin_token));
   (void)router.add("POST", "/v1/regulations",
@@ -370,6 +398,14 @@ void RegulationService::registerRoutes(http::Router& router, std::string admin_t
                        return;
                      }
                      respond(create(req.body));
+                   });
+  (void)router.add("GET", "/v1/regulations",
+                   [this, token](sdk::HttpRequest&& req, sdk::HttpResponder respond) {
+                     if (auto denied = http::checkAdmin(req, *token)) {
+                       respond(std::move(*denied));
+                       return;
+                     }
+                     respond(list(req.query));
                    });
   (void)router.add("GET", "/v1/regulations/{id}",
                    [this, token](sdk::HttpRequest&& req, sdk::HttpResponder respond) {

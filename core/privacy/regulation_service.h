@@ -66,6 +66,8 @@ class RegulationService {
   // The handlers without HTTP framing or authentication (tests call them directly).
   sdk::HttpResponse create(std::string_view body);
   sdk::HttpResponse get(const std::string& id);
+  // GET /v1/regulations?limit=N (default 100, at most 1000): the most recent, newest first.
+  sdk::HttpResponse list(std::string_view query);
 
   // JSON of a regulation as the API returns it.
   static boost::json::object toJson(const Regulation& regulation);

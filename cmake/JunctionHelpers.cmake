@@ -5,7 +5,9 @@
 #   junction_plugin(NAME file SOURCES file_destination.cc [DEPS ...])
 #     -> MODULE library `build/plugins/libjunction_file.so`, hidden visibility, linked only
 #        against the SDK (core headers are not on its include path), exporting only the
-#        plugin entry point and SDK typeinfo (version script).
+#        plugin entry point and SDK typeinfo (version script); installed to
+#        JUNCTION_INSTALL_PLUGINDIR (<prefix>/plugins). With OUTPUT_DIRECTORY (test fixtures):
+#        built there, not installed.
 #   junction_test(NAME config_test SOURCES config_test.cc DEPS junction::core_config [LABELS ..])
 #     -> GoogleTest executable registered with ctest via gtest_discover_tests.
 
@@ -36,6 +38,8 @@ function(junction_plugin)
   add_library(${target} MODULE ${ARG_SOURCES})
   if(NOT ARG_OUTPUT_DIRECTORY)
     set(ARG_OUTPUT_DIRECTORY ${JUNCTION_PLUGIN_OUTPUT_DIRECTORY})
+    # A built-in plugin: installed where the installed junctiond finds it (../plugins).
+    install(TARGETS ${target} LIBRARY DESTINATION ${JUNCTION_INSTALL_PLUGINDIR})
   endif()
   set_target_properties(${target} PROPERTIES
     OUTPUT_NAME junction_${ARG_NAME}

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <filesystem>
 #include <map>
 #include <regex>
 #include <set>
@@ -298,6 +299,82 @@ std::vector<std::string> check(const std::string& text) {
   return problems;
 }
 
+// Every junction_* metric config/deploy's alert rules and Grafana dashboard use must be one the
+// daemon exports: a family in `metrics` (a histogram's _bucket/_sum/_count resolved), or one of
+// the few whose series only appear at their first event (errors, erasures, pulling sources),
+// which must then be registered in the code under that exact name.
+void checkDeployFilesUseOnlyExportedMetrics(const std::string& metrics) {
+  std::map<std::string, std::string> families;  // name -> type
+  {
+    std::istringstream in(metrics);
+    std::string line;
+    const std::regex type_line(R"(^# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) (\w+)$)");
+    std::smatch m;
+    while (std::getline(in, line)) {
+      if (std::regex_match(line, m, type_line)) {
+        families[m[1]] = m[2];
+      }
+    }
+  }
+  // Created at their first event; the reason each cannot be made to appear here.
+  const std::map<std::string, std::string> first_event_only = {
+      {"junction_privacy_store_errors_total", "a failed privacy store write"},
+      {"junction_profile_store_errors_total", "a failed profile store write"},
+      {"junction_cursor_write_errors_total", "a failed cursor write"},
+      {"junction_erasures_total", "an erasure at a vendor"},
+      {"junction_events_rejected_total", "an event refused by the queue (disk budget, write error)"},
+      {"junction_sync_last_error_timestamp_seconds", "a pulling source (hubspot, salesforce)"},
+      {"junction_sync_last_success_timestamp_seconds", "a pulling source (hubspot, salesforce)"},
+      {"junction_destination_throttled_total", "a vendor's rate limit"},
+      {"junction_plugin_faults_total", "an exception escaping a plugin"},
+      {"junction_queue_gaps_total", "queue segments missing at start"},
+      {"junction_queue_lost_events_total", "queue segments missing at start"},
+      {"junction_profile_events_lost_total", "profile events lost to a damaged queue"},
+  };
+  std::string code;
+  for (const char* dir : {"core", "plugins", "sdk"}) {
+    for (const auto& f : fs::recursive_directory_iterator(fs::path(JUNCTION_SOURCE_DIR) / dir)) {
+      if (f.path().extension() == ".cc" || f.path().extension() == ".h") {
+        code += readFile(f.path());
+      }
+    }
+  }
+  const std::regex name(R"(junction_[a-z0-9_]+)");
+  for (const char* file : {"config/deploy/prometheus/alerts.yml",
+                           "config/deploy/grafana/junction-dashboard.json"}) {
+    const std::string text = readFile(fs::path(JUNCTION_SOURCE_DIR) / file);
+    ASSERT_FALSE(text.empty()) << file;
+    std::set<std::string> used;
+    for (std::sregex_iterator it(text.begin(), text.end(), name), end; it != end; ++it) {
+      used.insert(it->str());
+    }
+    EXPECT_GT(used.size(), 10u) << file;
+    for (const auto& n : used) {
+      std::string base = n;
+      for (const char* suffix : {"_bucket", "_sum", "_count"}) {
+        const std::string sfx(suffix);
+        if (n.size() > sfx.size() && n.compare(n.size() - sfx.size(), sfx.size(), sfx) == 0) {
+          auto it = families.find(n.substr(0, n.size() - sfx.size()));
+          if (it != families.end() && it->second == "histogram") {
+            base = it->first;
+          }
+        }
+      }
+      if (families.count(base) != 0) {
+        continue;
+      }
+      auto lazy = first_event_only.find(base);
+      if (lazy == first_event_only.end()) {
+        ADD_FAILURE() << file << " uses " << n << ", which /metrics does not export";
+      } else {
+        EXPECT_NE(code.find("\"" + base + "\""), std::string::npos)
+            << file << " uses " << n << " (appears at " << lazy->second
+            << "), but no code registers that name";
+      }
+    }
+  }
+}
+
 TEST(MetricsFormatTest, TheParserRefusesWhatPrometheusWould) {
   const std::string good =
       "# HELP a_total A counter\n# TYPE a_total counter\na_total{x=\"1\"} 3\na_total{x=\"2\"} 4\n"
@@ -366,8 +443,13 @@ destinations:
   ASSERT_TRUE(eventually(
       [&] { return readFile(dir.path() / "marketing.ndjson").find("\"m19\"") != std::string::npos; }));
 
+  // A suppressed person's event: counted at ingest.
+  ASSERT_EQ(client.request("POST", "/v1/regulations", R"({"type":"suppress","userId":"gone"})", admin).status, 200);
+  ASSERT_EQ(client.request("POST", "/v1/track", R"({"userId":"gone","event":"E"})", auth).status, 200);
+
   auto r = client.request("GET", "/metrics");
   ASSERT_EQ(r.status, 200);
+  checkDeployFilesUseOnlyExportedMetrics(r.body);
   const auto problems = check(r.body);
   for (const auto& p : problems) {
     ADD_FAILURE() << p;

@@ -1,4 +1,5 @@
-// junctiond: reads the configuration, loads plugins, runs until SIGTERM/SIGINT.
+// junctiond: reads the configuration, loads plugins, runs until SIGTERM/SIGINT; SIGHUP reloads the
+// configuration (Daemon::reload).
 //
 //   junctiond --config FILE           run
 //   junctiond --config FILE --check   validate the configuration and exit 0 (valid) or 1
@@ -39,6 +40,7 @@ int main(int argc, char** argv) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);  // a configuration reload (Daemon::runUntilStopped)
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
 

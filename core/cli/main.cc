@@ -10,6 +10,11 @@
 //                                                     connector's state (exit 0 ready / 1)
 //   junction pause|resume DESTINATION --config FILE  stop / restart a destination's deliveries
 //                                                     (kept across restarts)
+//   junction reload --config FILE                     apply the edited configuration (checked
+//                                                     first; only changed connectors restart)
+//   junction forget DESTINATION --config FILE         drop a removed destination's backlog
+//   junction catalog --config FILE [--source S] [--json | --tracking-plan]
+//                                                     the event catalog; a draft tracking plan
 //   junction tail --config FILE [--source S] [--destination D] [--event E] [--person P]
 //                [--count N] [--json]               the live event debugger in the terminal
 //   junction audit verify [--config FILE | AUDIT_LOG] check the audit log's hash chain (exit 0 / 1)
@@ -406,7 +411,25 @@ int main(int argc, char** argv) {
   auto* pause = app.add_subcommand(
       "pause", "Pause a destination of a running junctiond: its events wait (kept across restarts)");
   auto* resume_destination = app.add_subcommand("resume", "Resume a paused destination");
-  for (auto* sub : {pause, resume_destination}) {
+  auto* reload = app.add_subcommand(
+      "reload", "Apply the edited configuration to a running junctiond (checked first; only "
+                "connectors that changed restart)");
+  reload->add_option("-c,--config", admin_args.config_file, "The daemon's configuration")->required();
+  reload->add_option("--url", admin_args.url, "Base URL of the daemon (default: http://server.listen)");
+  auto* forget = app.add_subcommand(
+      "forget", "Forget a destination removed from the configuration: the queue it held back "
+                "may then be deleted");
+  auto* catalog = app.add_subcommand(
+      "catalog", "The events, properties and traits a running junctiond has seen, per source");
+  std::string catalog_source;
+  bool tracking_plan = false;
+  catalog->add_option("-c,--config", admin_args.config_file, "The daemon's configuration")->required();
+  catalog->add_option("--url", admin_args.url, "Base URL of the daemon (default: http://server.listen)");
+  catalog->add_option("-s,--source", catalog_source, "Only this source");
+  catalog->add_flag("--json", admin_args.as_json, "Print the admin API's JSON");
+  catalog->add_flag("--tracking-plan", tracking_plan,
+                    "Print a draft tracking plan (YAML) for the http source's config");
+  for (auto* sub : {pause, resume_destination, forget}) {
     sub->add_option("destination", pause_destination, "The destination id")->required();
     sub->add_option("-c,--config", admin_args.config_file, "The daemon's configuration")->required();
     sub->add_option("--url", admin_args.url, "Base URL of the daemon (default: http://server.listen)");
@@ -535,6 +558,15 @@ int main(int argc, char** argv) {
   }
   if (status->parsed()) {
     return junction::cli::runStatus(admin_args);
+  }
+  if (catalog->parsed()) {
+    return junction::cli::runCatalog(admin_args, catalog_source, tracking_plan);
+  }
+  if (reload->parsed()) {
+    return junction::cli::runReload(admin_args);
+  }
+  if (forget->parsed()) {
+    return junction::cli::runForget(admin_args, pause_destination);
   }
   if (pause->parsed() || resume_destination->parsed()) {
     return junction::cli::runPause(admin_args, pause_destination, pause->parsed());

@@ -5,6 +5,8 @@
 #include <ctime>
 #include <optional>
 
+#include <yaml-cpp/yaml.h>
+
 #include "core/config/daemon_config.h"
 #include "junction/sdk/http_client.h"
 #include "junction/sdk/text.h"
@@ -36,7 +38,7 @@ std::optional<Target> targetOf(const AdminArgs& args) {
 }
 
 std::optional<sdk::HttpClientResponse> call(const Target& target, const std::string& method,
-                                            const std::string& path) {
+                                            const std::string& path, bool quiet = false) {
   sdk::HttpClient client;
   sdk::HttpClientRequest request;
   request.method = method;
@@ -47,7 +49,7 @@ std::optional<sdk::HttpClientResponse> call(const Target& target, const std::str
     request.body = "{}";
   }
   auto response = client.send(request);
-  if (!response.ok()) {
+  if (!response.ok() && !(quiet && response.status >= 400 && response.status < 500)) {
     std::fprintf(stderr, "junction: %s: %s\n", request.url.c_str(), response.describe().c_str());
     return std::nullopt;
   }
@@ -197,6 +199,155 @@ int runPause(const AdminArgs& args, const std::string& destination, bool paused)
     return 1;
   }
   std::printf("%s: %s\n", destination.c_str(), paused ? "paused" : "resumed");
+  return 0;
+}
+
+int runReload(const AdminArgs& args) {
+  auto target = targetOf(args);
+  if (!target) {
+    return 1;
+  }
+  auto response = call(*target, "POST", "/admin/reload", /*quiet=*/true);
+  if (!response) {
+    return 1;
+  }
+  boost::system::error_code ec;
+  auto body = json::parse(response->body, ec);
+  if (ec || !body.is_object()) {
+    std::fprintf(stderr, "junction: unexpected answer (%d): %s\n", response->status,
+                 response->body.c_str());
+    return 1;
+  }
+  const auto& o = body.as_object();
+  if (const json::value* changes = o.if_contains("changes"); changes != nullptr && changes->is_array()) {
+    for (const auto& c : changes->as_array()) {
+      std::printf("%s\n", std::string(c.as_string()).c_str());
+    }
+  }
+  if (const json::value* errors = o.if_contains("errors"); errors != nullptr && errors->is_array()) {
+    for (const auto& e : errors->as_array()) {
+      std::fprintf(stderr, "%s\n", std::string(e.as_string()).c_str());
+    }
+  }
+  const bool ok = o.contains("success") && o.at("success").is_bool() && o.at("success").as_bool();
+  if (!ok) {
+    std::fprintf(stderr, "junction: reload refused; the running configuration is kept\n");
+  }
+  return ok ? 0 : 1;
+}
+
+int runForget(const AdminArgs& args, const std::string& destination) {
+  auto target = targetOf(args);
+  if (!target) {
+    return 1;
+  }
+  if (!call(*target, "POST", "/admin/destinations/" + sdk::percentEncode(destination) + "/forget")) {
+    return 1;
+  }
+  std::printf("%s: forgotten; the queue it held back may now be deleted\n", destination.c_str());
+  return 0;
+}
+
+int runCatalog(const AdminArgs& args, const std::string& source, bool tracking_plan) {
+  auto target = targetOf(args);
+  if (!target) {
+    return 1;
+  }
+  auto response = call(*target, "GET",
+                       "/admin/catalog" + (source.empty() ? std::string() : "?source=" + sdk::percentEncode(source)));
+  if (!response) {
+    return 1;
+  }
+  boost::system::error_code ec;
+  auto body = json::parse(response->body, ec);
+  if (ec || !body.is_object()) {
+    std::fprintf(stderr, "junction: unexpected answer: %s\n", response->body.c_str());
+    return 1;
+  }
+  const auto& sources = body.as_object().at("sources").as_object();
+  if (args.as_json && !tracking_plan) {
+    std::printf("%s\n", response->body.c_str());
+    return 0;
+  }
+  if (!tracking_plan) {
+    std::printf("%-16s %-9s %-32s %10s %-24s %s\n", "SOURCE", "TYPE", "NAME", "EVENTS", "LAST SEEN",
+                "KEYS (share of sampled events, types)");
+    for (const auto& [src, s] : sources) {
+      for (const auto& e : s.as_object().at("events").as_array()) {
+        const auto& eo = e.as_object();
+        std::string keys;
+        for (const auto& k : eo.at("keys").as_array()) {
+          const auto& ko = k.as_object();
+          char share[16];
+          std::snprintf(share, sizeof share, "%.0f%%", 100 * ko.at("share").to_number<double>());
+          std::string types;
+          for (const auto& t : ko.at("types").as_array()) {
+            types += (types.empty() ? "" : "|") + std::string(t.as_string());
+          }
+          keys += (keys.empty() ? "" : ", ") + textOf(ko, "in") + "." + textOf(ko, "key") + " " + share +
+                  " " + types;
+        }
+        std::printf("%-16s %-9s %-32s %10lld %-24s %s\n", std::string(src).c_str(),
+                    textOf(eo, "type").c_str(), textOf(eo, "name").c_str(),
+                    static_cast<long long>(intOf(eo, "count")), textOf(eo, "last_seen").c_str(),
+                    keys.c_str());
+      }
+    }
+    return 0;
+  }
+  // A draft tracking plan: track events, their properties and types.
+  YAML::Emitter out;
+  out << YAML::BeginMap << YAML::Key << "tracking_plan" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "events" << YAML::Value << YAML::BeginMap;
+  std::size_t planned = 0;
+  for (const auto& [src, s] : sources) {
+    for (const auto& e : s.as_object().at("events").as_array()) {
+      const auto& eo = e.as_object();
+      if (textOf(eo, "type") != "track" || textOf(eo, "name").empty()) {
+        continue;
+      }
+      ++planned;
+      out << YAML::Key << textOf(eo, "name") << YAML::Value << YAML::BeginMap;
+      out << YAML::Key << "type" << YAML::Value << "object";
+      std::vector<std::string> required;
+      out << YAML::Key << "properties" << YAML::Value << YAML::BeginMap;
+      for (const auto& k : eo.at("keys").as_array()) {
+        const auto& ko = k.as_object();
+        if (textOf(ko, "in") != "properties") {
+          continue;
+        }
+        const auto& types = ko.at("types").as_array();
+        out << YAML::Key << textOf(ko, "key") << YAML::Value << YAML::Flow << YAML::BeginMap
+            << YAML::Key << "type" << YAML::Value;
+        if (types.size() == 1) {
+          out << std::string(types[0].as_string());
+        } else {
+          out << YAML::Flow << YAML::BeginSeq;
+          for (const auto& t : types) {
+            out << std::string(t.as_string());
+          }
+          out << YAML::EndSeq;
+        }
+        out << YAML::EndMap;
+        if (ko.at("share").to_number<double>() >= 1.0) {
+          required.push_back(textOf(ko, "key"));
+        }
+      }
+      out << YAML::EndMap;
+      if (!required.empty()) {
+        out << YAML::Key << "required" << YAML::Value << YAML::Flow << required;
+      }
+      out << YAML::EndMap;
+    }
+  }
+  out << YAML::EndMap;
+  out << YAML::Key << "unplanned" << YAML::Value << "allow";
+  out << YAML::Key << "violations" << YAML::Value << "flag";
+  out << YAML::EndMap << YAML::EndMap;
+  std::printf("# A draft tracking plan from the event catalog of %s: %zu track event%s.\n"
+              "# Review it, then put it under the http source's `config:`. `required` lists the\n"
+              "# properties every sampled event carried; `unplanned: allow` lets new events in.\n%s\n",
+              target->base.c_str(), planned, planned == 1 ? "" : "s", out.c_str());
   return 0;
 }
 

@@ -1,6 +1,7 @@
 #include "core/daemon/daemon.h"
 
 #include <boost/json.hpp>
+#include <yaml-cpp/yaml.h>
 #include <boost/url/params_view.hpp>
 #include <boost/url/parse_query.hpp>
 
@@ -8,6 +9,8 @@
 #include <csignal>
 #include <ctime>
 #include <fstream>
+#include <map>
+#include <tuple>
 #include <set>
 #include <sstream>
 
@@ -156,6 +159,60 @@ void Daemon::addCoreRoutes() {
   (void)router_.add("GET", "/ui/{file}", [serveUi](sdk::HttpRequest&& req, sdk::HttpResponder respond) {
     serveUi(req.params["file"], respond);
   });
+  (void)router_.add("POST", "/admin/reload", [this](sdk::HttpRequest&& req, sdk::HttpResponder respond) {
+    if (auto denied = http::checkAdmin(req, config_.server.admin_token)) {
+      respond(std::move(*denied));
+      return;
+    }
+    // Off the I/O thread: stopping a destination waits for its deliveries in flight.
+    asio::post(work_, [this, respond = std::move(respond)]() mutable {
+      auto r = reload();
+      boost::json::object out{{"success", r.ok},
+                              {"changes", boost::json::array(r.changes.begin(), r.changes.end())}};
+      if (!r.errors.empty()) {
+        out["errors"] = boost::json::array(r.errors.begin(), r.errors.end());
+      }
+      respond(sdk::HttpResponse::json(r.ok ? 200 : 400, boost::json::serialize(out)));
+    });
+  });
+  (void)router_.add("POST", "/admin/destinations/{id}/forget",
+                    [this](sdk::HttpRequest&& req, sdk::HttpResponder respond) {
+    if (auto denied = http::checkAdmin(req, config_.server.admin_token)) {
+      respond(std::move(*denied));
+      return;
+    }
+    const std::string id = req.params["id"];
+    auto s = engine_ ? engine_->forget(id) : sdk::makeError(sdk::ErrorCode::Unavailable, "starting");
+    if (!s.ok()) {
+      respond(http::jsonError(s.error().code == sdk::ErrorCode::NotFound        ? 404
+                              : s.error().code == sdk::ErrorCode::AlreadyExists ? 409
+                                                                                : 500,
+                              s.message()));
+      return;
+    }
+    respond(sdk::HttpResponse::json(
+        200, boost::json::serialize(boost::json::object{{"success", true}, {"forgotten", id}})));
+  });
+  (void)router_.add("GET", "/admin/catalog", [this](sdk::HttpRequest&& req, sdk::HttpResponder respond) {
+    if (auto denied = http::checkAdmin(req, config_.server.admin_token)) {
+      respond(std::move(*denied));
+      return;
+    }
+    std::string source;
+    if (!req.query.empty()) {
+      if (req.query.rfind("source=", 0) != 0 || req.query.find('&') != std::string::npos) {
+        respond(http::jsonError(400, "the only parameter is source"));
+        return;
+      }
+      auto decoded = boost::urls::parse_query(req.query);
+      source = decoded ? std::string((*decoded->begin()).value) : req.query.substr(7);
+    }
+    if (!catalog_) {
+      respond(http::jsonError(503, "starting"));
+      return;
+    }
+    respond(sdk::HttpResponse::json(200, boost::json::serialize(catalog_->toJson(source))));
+  });
   (void)router_.add("GET", "/admin/status", [this](sdk::HttpRequest&& req, sdk::HttpResponder respond) {
     if (auto denied = http::checkAdmin(req, config_.server.admin_token)) {
       respond(std::move(*denied));
@@ -209,6 +266,7 @@ boost::json::object Daemon::status() const {
                                 {"begin_offset", log_store_->beginOffset()},
                                 {"end_offset", log_store_->durableEnd()}};
   }
+  std::lock_guard lock(connectors_mutex_);
   json::array sources;
   for (const auto& slot : sources_) {
     sources.push_back(json::object{{"id", slot.config->id},
@@ -219,15 +277,263 @@ boost::json::object Daemon::status() const {
   json::array destinations = engine_ ? engine_->describe() : json::array{};
   for (auto& d : destinations) {
     auto& o = d.as_object();
-    for (const auto& c : config_.destinations) {
-      if (c.id == o.at("id").as_string()) {
-        o["plugin"] = c.plugin;
+    for (const auto& slot : destinations_) {
+      if (slot.config->id == o.at("id").as_string()) {
+        o["plugin"] = slot.config->plugin;
       }
     }
   }
   out["destinations"] = std::move(destinations);
+  json::array removed;
+  if (engine_) {
+    for (const auto& [id, backlog] : engine_->removedWithBacklog()) {
+      removed.push_back(json::object{{"id", id}, {"backlog_bytes", backlog}});
+    }
+  }
+  out["removed_destinations"] = std::move(removed);
   out["profiles"] = config_.profiles.enabled ? "enabled" : "disabled";
   return out;
+}
+
+namespace {
+
+// Each top-level section of a configuration's text, and each connector (by id) of `sources`
+// and `destinations`, as YAML text: what a reload compares.
+struct Sections {
+  std::map<std::string, std::string> top;
+  std::map<std::string, std::string> sources;
+  std::map<std::string, std::string> destinations;
+};
+
+Sections sectionsOf(const std::string& text) {
+  Sections out;
+  YAML::Node root = YAML::Load(text);
+  if (!root.IsMap()) {
+    return out;
+  }
+  for (const auto& kv : root) {
+    const std::string key = kv.first.as<std::string>();
+    if (key == "sources" || key == "destinations") {
+      auto& into = key == "sources" ? out.sources : out.destinations;
+      if (kv.second.IsSequence()) {
+        for (const auto& c : kv.second) {
+          if (c.IsMap() && c["id"]) {
+            into[c["id"].as<std::string>()] = YAML::Dump(c);
+          }
+        }
+      }
+      continue;
+    }
+    out.top[key] = YAML::Dump(kv.second);
+  }
+  return out;
+}
+
+}  // namespace
+
+Daemon::ReloadResult Daemon::reload() {
+  std::lock_guard reload_lock(reload_mutex_);
+  ReloadResult result;
+  if (!ready_.load() || reloads_closed_) {
+    result.errors.push_back("the daemon is starting or stopping");
+    return result;
+  }
+  const std::string file = config_.file;
+  std::string text;
+  {
+    std::ifstream in(file, std::ios::binary);
+    if (!in) {
+      result.errors.push_back("cannot read " + file);
+      return result;
+    }
+    std::ostringstream all;
+    all << in.rdbuf();
+    text = all.str();
+  }
+  // The whole check, as at start: syntax, every key, every connector's options.
+  config::ConfigErrors errors;
+  auto loaded = config::loadConfigText(text, file, config::processEnvironment(), errors);
+  if (loaded) {
+    config::checkConnectors(*loaded, plugins_, errors);
+  }
+  if (!loaded || !errors.empty()) {
+    std::istringstream lines(config::formatErrors(errors));
+    for (std::string line; std::getline(lines, line);) {
+      if (!line.empty()) {
+        result.errors.push_back(line);
+      }
+    }
+    if (result.errors.empty()) {
+      result.errors.push_back(file + ": not a valid configuration");
+    }
+    log_.error("reload refused: the configuration is not valid; the running one is kept",
+               {{"file", file}, {"errors", result.errors.size()}});
+    for (const auto& e : result.errors) {
+      log_.error("reload: " + e);
+    }
+    return result;
+  }
+  Sections before;
+  Sections after;
+  try {
+    before = sectionsOf(loaded_text_);
+    after = sectionsOf(text);
+  } catch (const std::exception& e) {
+    result.errors.push_back(file + ": " + e.what());
+    return result;
+  }
+  std::set<std::string> keys;
+  for (const auto& m : {before.top, after.top}) {
+    for (const auto& [k, v] : m) {
+      keys.insert(k);
+    }
+  }
+  for (const auto& k : keys) {
+    auto b = before.top.find(k);
+    auto a = after.top.find(k);
+    const bool same = b != before.top.end() && a != after.top.end() ? b->second == a->second
+                                                                     : b == before.top.end() && a == after.top.end();
+    if (!same) {
+      result.errors.push_back(k + ": changed, and `" + k +
+                              "` is read only at start: restart junctiond to apply it "
+                              "(a reload changes sources and destinations)");
+    }
+  }
+  if (!result.errors.empty()) {
+    log_.error("reload refused: a section that needs a restart changed; the running "
+               "configuration is kept", {{"file", file}});
+    for (const auto& e : result.errors) {
+      log_.error("reload: " + e);
+    }
+    return result;
+  }
+
+  // What changed, by id. A disabled connector counts as absent.
+  auto plan = [](const std::map<std::string, std::string>& was,
+                 const std::map<std::string, std::string>& now,
+                 const std::vector<config::ConnectorConfig>& running,
+                 const std::vector<config::ConnectorConfig>& wanted) {
+    std::vector<std::string> removed;
+    std::vector<std::string> changed;
+    std::vector<std::string> added;
+    auto enabled = [](const std::vector<config::ConnectorConfig>& list, const std::string& id) {
+      for (const auto& c : list) {
+        if (c.id == id) {
+          return c.enabled;
+        }
+      }
+      return false;
+    };
+    for (const auto& [id, yaml] : was) {
+      const bool ran = enabled(running, id);
+      const bool wants = enabled(wanted, id);
+      if (ran && !wants) {
+        removed.push_back(id);
+      } else if (ran && wants && now.at(id) != yaml) {
+        changed.push_back(id);
+      }
+    }
+    for (const auto& c : wanted) {
+      if (c.enabled && !enabled(running, c.id)) {
+        added.push_back(c.id);
+      }
+    }
+    return std::make_tuple(removed, changed, added);
+  };
+  const auto& running = generations_.empty() ? config_ : *generations_.back();
+  auto [d_removed, d_changed, d_added] =
+      plan(before.destinations, after.destinations, running.destinations, loaded->destinations);
+  auto [s_removed, s_changed, s_added] =
+      plan(before.sources, after.sources, running.sources, loaded->sources);
+  result.ok = true;
+  if (d_removed.empty() && d_changed.empty() && d_added.empty() && s_removed.empty() &&
+      s_changed.empty() && s_added.empty()) {
+    loaded_text_ = std::move(text);
+    result.changes.push_back("no connector changed");
+    log_.info("reload: no connector changed", {{"file", file}});
+    return result;
+  }
+  // The new configuration stays alive: workers and contexts hold references into it.
+  generations_.push_back(std::make_unique<config::DaemonConfig>(std::move(*loaded)));
+  const config::DaemonConfig& next = *generations_.back();
+  auto find = [](const std::vector<config::ConnectorConfig>& list, const std::string& id) {
+    for (const auto& c : list) {
+      if (c.id == id) {
+        return &c;
+      }
+    }
+    return static_cast<const config::ConnectorConfig*>(nullptr);
+  };
+  {
+    auto secrets = next.secrets();
+    auto old = config_.secrets();
+    secrets.insert(secrets.end(), old.begin(), old.end());  // old values may still be in flight
+    sink_.setSecrets(std::move(secrets));
+  }
+
+  // Destinations first, so a source's new events find the destinations they are meant for.
+  auto stopDestination = [&](const std::string& id) {
+    (void)engine_->remove(id);
+    std::lock_guard lock(connectors_mutex_);
+    auto it = std::find_if(destinations_.begin(), destinations_.end(),
+                           [&](const DestinationSlot& d) { return d.config->id == id; });
+    if (it != destinations_.end()) {
+      it->context->shutdown();
+      destinations_.erase(it);
+    }
+  };
+  for (const auto& id : d_removed) {
+    stopDestination(id);
+    result.changes.push_back("destination " + id +
+                             " removed (its undelivered events stay on disk until it is added "
+                             "again or `junction forget " + id + "`)");
+  }
+  for (const auto& id : d_changed) {
+    stopDestination(id);
+    if (auto st = startDestination(*find(next.destinations, id), /*running=*/true); !st.ok()) {
+      result.ok = false;
+      result.errors.push_back(st.message());
+      continue;
+    }
+    result.changes.push_back("destination " + id + " restarted with its new settings");
+  }
+  for (const auto& id : d_added) {
+    if (auto st = startDestination(*find(next.destinations, id), /*running=*/true); !st.ok()) {
+      result.ok = false;
+      result.errors.push_back(st.message());
+      continue;
+    }
+    result.changes.push_back("destination " + id + " added");
+  }
+  for (const auto& id : s_removed) {
+    stopSource(id);
+    result.changes.push_back("source " + id + " removed");
+  }
+  for (const auto& id : s_changed) {
+    stopSource(id);
+    if (auto st = startSource(*find(next.sources, id)); !st.ok()) {
+      result.ok = false;
+      result.errors.push_back(st.message());
+      continue;
+    }
+    result.changes.push_back("source " + id + " restarted with its new settings");
+  }
+  for (const auto& id : s_added) {
+    if (auto st = startSource(*find(next.sources, id)); !st.ok()) {
+      result.ok = false;
+      result.errors.push_back(st.message());
+      continue;
+    }
+    result.changes.push_back("source " + id + " added");
+  }
+  loaded_text_ = std::move(text);
+  for (const auto& c : result.changes) {
+    log_.info("reload: " + c);
+  }
+  for (const auto& e : result.errors) {
+    log_.error("reload: " + e);
+  }
+  return result;
 }
 
 queue::LogOptions queueOptions(const config::DaemonConfig& config) {
@@ -345,8 +651,11 @@ sdk::Status Daemon::openQueue() {
     bump(fsyncs, log_store_->fsyncCount());
     bump(recycled, log_store_->recycledSegments());
   });
+  catalog_ = std::make_unique<ingest::EventCatalog>(
+      (std::filesystem::path(config_.storage.path) / "catalog.json").string());
   ingest_ = std::make_unique<ingest::Ingest>(*log_store_, metrics_, clock_, privacy_.get());
   ingest_->setTap(tap_.get());
+  ingest_->setCatalog(catalog_.get());
   engine_ = std::make_unique<delivery::DeliveryEngine>(*log_store_, metrics_, log_, clock_);
   engine_->setTap(tap_.get());
   engine_->setPrivacy(privacy_.get(), audit_.get());
@@ -448,38 +757,69 @@ sdk::Status Daemon::startSources() {
       log_.info("source disabled", {{"id", c.id}, {"plugin", c.plugin}});
       continue;
     }
-    auto plugin = plugins_.get(sdk::PluginKind::Source, c.plugin);
-    SourceSlot slot;
-    slot.config = &c;
-    slot.context = std::make_unique<SourceConnectorContext>(partsFor(c.id), *ingest_, router_);
-    auto made = plugin->createSource(c.config, *slot.context);
-    if (!made) {
-      return sdk::makeError(made.error().code,
-                            "source '" + c.id + "' (" + c.plugin + "): " + made.error().message);
+    if (auto s = startSource(c); !s.ok()) {
+      return s;
     }
-    slot.instance = std::move(made).value();
-    slot.context->setStarting(true);
-    sdk::Status started;
-    try {
-      started = slot.instance->start();
-    } catch (const std::exception& e) {
-      started = sdk::makeError(sdk::ErrorCode::Internal, std::string("start() threw: ") + e.what());
-    } catch (...) {
-      started = sdk::makeError(sdk::ErrorCode::Internal, "start() threw an unknown exception");
-    }
-    slot.context->setStarting(false);
-    if (!started.ok()) {
-      router_.removeOwner("source." + c.id);
-      return sdk::makeError(started.error().code,
-                            "source '" + c.id + "' (" + c.plugin + ") failed to start: " +
-                                started.error().message);
-    }
-    slot.started = true;
-    log_.info("source started", {{"id", c.id}, {"plugin", c.plugin},
-                                 {"version", plugin->descriptor().version}});
-    sources_.push_back(std::move(slot));
   }
   return {};
+}
+
+sdk::Status Daemon::startSource(const config::ConnectorConfig& c) {
+  auto plugin = plugins_.get(sdk::PluginKind::Source, c.plugin);
+  SourceSlot slot;
+  slot.config = &c;
+  slot.context = std::make_unique<SourceConnectorContext>(partsFor(c.id), *ingest_, router_);
+  auto made = plugin->createSource(c.config, *slot.context);
+  if (!made) {
+    return sdk::makeError(made.error().code,
+                          "source '" + c.id + "' (" + c.plugin + "): " + made.error().message);
+  }
+  slot.instance = std::move(made).value();
+  slot.context->setStarting(true);
+  sdk::Status started;
+  try {
+    started = slot.instance->start();
+  } catch (const std::exception& e) {
+    started = sdk::makeError(sdk::ErrorCode::Internal, std::string("start() threw: ") + e.what());
+  } catch (...) {
+    started = sdk::makeError(sdk::ErrorCode::Internal, "start() threw an unknown exception");
+  }
+  slot.context->setStarting(false);
+  if (!started.ok()) {
+    router_.removeOwner("source." + c.id);
+    return sdk::makeError(started.error().code, "source '" + c.id + "' (" + c.plugin +
+                                                    ") failed to start: " + started.error().message);
+  }
+  slot.started = true;
+  log_.info("source started", {{"id", c.id}, {"plugin", c.plugin},
+                               {"version", plugin->descriptor().version}});
+  std::lock_guard lock(connectors_mutex_);
+  sources_.push_back(std::move(slot));
+  return {};
+}
+
+void Daemon::stopSource(std::string_view id) {
+  SourceSlot slot;
+  {
+    std::lock_guard lock(connectors_mutex_);
+    auto it = std::find_if(sources_.begin(), sources_.end(),
+                           [&](const SourceSlot& s) { return s.config->id == id; });
+    if (it == sources_.end()) {
+      return;
+    }
+    slot = std::move(*it);
+    sources_.erase(it);
+  }
+  if (slot.started) {
+    try {
+      slot.instance->stop();
+    } catch (...) {
+      log_.error("source stop() threw", {{"id", slot.config->id}});
+    }
+  }
+  router_.removeOwner("source." + slot.config->id);
+  slot.context->shutdown();
+  log_.info("source stopped", {{"id", slot.config->id}});
 }
 
 sdk::Status Daemon::createDestinations() {
@@ -488,23 +828,34 @@ sdk::Status Daemon::createDestinations() {
       log_.info("destination disabled", {{"id", c.id}, {"plugin", c.plugin}});
       continue;
     }
-    auto plugin = plugins_.get(sdk::PluginKind::Destination, c.plugin);
-    DestinationSlot slot;
-    slot.config = &c;
-    slot.context = std::make_unique<DestinationConnectorContext>(partsFor(c.id));
-    auto made = plugin->createDestination(c.config, *slot.context);
-    if (!made) {
-      return sdk::makeError(made.error().code,
-                            "destination '" + c.id + "' (" + c.plugin + "): " + made.error().message);
-    }
-    slot.instance = std::move(made).value();
-    if (auto s = engine_->add(c, slot.instance, {}, slot.context->accountThrottle()); !s.ok()) {
+    if (auto s = startDestination(c, /*running=*/false); !s.ok()) {
       return s;
     }
-    log_.info("destination started", {{"id", c.id}, {"plugin", c.plugin},
-                                      {"version", plugin->descriptor().version}});
-    destinations_.push_back(std::move(slot));
   }
+  return {};
+}
+
+// `running`: the engine runs already (a reload): the worker starts at once.
+sdk::Status Daemon::startDestination(const config::ConnectorConfig& c, bool running) {
+  auto plugin = plugins_.get(sdk::PluginKind::Destination, c.plugin);
+  DestinationSlot slot;
+  slot.config = &c;
+  slot.context = std::make_unique<DestinationConnectorContext>(partsFor(c.id));
+  auto made = plugin->createDestination(c.config, *slot.context);
+  if (!made) {
+    return sdk::makeError(made.error().code,
+                          "destination '" + c.id + "' (" + c.plugin + "): " + made.error().message);
+  }
+  slot.instance = std::move(made).value();
+  auto status = running ? engine_->addRunning(c, slot.instance, slot.context->accountThrottle())
+                        : engine_->add(c, slot.instance, {}, slot.context->accountThrottle());
+  if (!status.ok()) {
+    return status;
+  }
+  log_.info("destination started", {{"id", c.id}, {"plugin", c.plugin},
+                                    {"version", plugin->descriptor().version}});
+  std::lock_guard lock(connectors_mutex_);
+  destinations_.push_back(std::move(slot));
   return {};
 }
 
@@ -559,6 +910,12 @@ sdk::Status Daemon::openProfiles() {
 
 sdk::Status Daemon::start() {
   sink_.setSecrets(config_.secrets());
+  {
+    std::ifstream in(config_.file, std::ios::binary);  // what a reload compares against
+    std::ostringstream all;
+    all << in.rdbuf();
+    loaded_text_ = all.str();
+  }
   addCoreRoutes();
   work_guard_ = std::make_unique<WorkGuard>(work_.get_executor());
   std::size_t io_threads = config_.server.threads > 0
@@ -637,6 +994,9 @@ sdk::Status Daemon::start() {
   if (status.ok()) {
     status = startRegulations();
   }
+  if (status.ok() && catalog_) {
+    asio::post(work_, [this] { scheduleCatalogSave(); });
+  }
   if (status.ok()) {
     std::vector<std::string> source_ids;
     for (const auto& c : config_.sources) {
@@ -667,6 +1027,23 @@ sdk::Status Daemon::start() {
 
 void Daemon::requestStop() noexcept { stop_requested_.store(true); }
 
+// The catalog is a summary: written every 30 s and at stop, not with every event.
+void Daemon::scheduleCatalogSave() {
+  if (!catalog_timer_) {
+    catalog_timer_ = std::make_unique<asio::steady_timer>(work_);
+  }
+  catalog_timer_->expires_after(std::chrono::seconds(30));
+  catalog_timer_->async_wait([this](boost::system::error_code ec) {
+    if (ec) {
+      return;  // cancelled: stopping
+    }
+    if (auto s = catalog_->save(); !s.ok()) {
+      log_.warn("cannot save the event catalog", {{"error", s.message()}});
+    }
+    scheduleCatalogSave();
+  });
+}
+
 void Daemon::runUntilStopped() {
   // The signals are blocked in every thread (main() blocks them before any thread starts), so
   // they are taken here, synchronously, and not by a handler.
@@ -674,9 +1051,15 @@ void Daemon::runUntilStopped() {
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
   while (!stop_requested_.load()) {
     timespec timeout{0, 200'000'000};
     int sig = sigtimedwait(&signals, nullptr, &timeout);
+    if (sig == SIGHUP) {
+      log_.info("SIGHUP: reloading the configuration", {{"file", config_.file}});
+      (void)reload();
+      continue;
+    }
     if (sig == SIGTERM || sig == SIGINT) {
       log_.info("signal received, draining", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
       break;
@@ -701,6 +1084,10 @@ void Daemon::stopSources() {
 }
 
 void Daemon::stop() {
+  {
+    std::lock_guard reload_lock(reload_mutex_);  // a reload in progress finishes first
+    reloads_closed_ = true;
+  }
   if (stopped_) {
     return;
   }
@@ -716,6 +1103,14 @@ void Daemon::stop() {
   stopSources();
   if (ingest_) {
     ingest_->close();
+  }
+  if (catalog_) {
+    if (catalog_timer_) {
+      asio::post(work_, [this] { catalog_timer_->cancel(); });
+    }
+    if (auto s = catalog_->save(); !s.ok()) {
+      log_.warn("cannot save the event catalog", {{"error", s.message()}});
+    }
   }
   // Erasures in progress finish before the plugins stop.
   if (regulations_) {

@@ -8,6 +8,7 @@
 // thread; stop() may also be requested from a signal handler via requestStop().
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/json/object.hpp>
 #include <atomic>
 #include <mutex>
@@ -68,6 +69,19 @@ class Daemon {
   profiles::ProfileService* profiles() noexcept { return profiles_.get(); }
   bool ready() const noexcept { return ready_.load(); }
 
+  // Hot reload (SIGHUP, POST /admin/reload): reads the configuration file again and checks it
+  // fully; if it is invalid, or changes a section that needs a restart (server, storage, queue,
+  // plugins, log, consent, profiles), nothing changes and `errors` says why. Otherwise only the
+  // connectors that changed restart: a removed destination stops after its deliveries in
+  // flight (its backlog stays on disk until it is added again or forgotten), a changed one
+  // restarts at its cursor, a new one starts; sources likewise. `changes` lists what was done.
+  struct ReloadResult {
+    bool ok = false;
+    std::vector<std::string> errors;
+    std::vector<std::string> changes;
+  };
+  ReloadResult reload();
+
  private:
   struct SourceSlot {
     const config::ConnectorConfig* config = nullptr;
@@ -82,6 +96,10 @@ class Daemon {
   };
 
   void addCoreRoutes();
+  void scheduleCatalogSave();
+  sdk::Status startSource(const config::ConnectorConfig& c);
+  sdk::Status startDestination(const config::ConnectorConfig& c, bool running);
+  void stopSource(std::string_view id);
   // Why the daemon is not ready (empty: ready), as /readyz and /admin/status report it.
   std::vector<std::string> notReadyReasons() const;
   // GET /admin/status: the daemon, its queue, and every connector's state.
@@ -125,11 +143,21 @@ class Daemon {
   std::unique_ptr<ImportService> imports_;  // `junction import` (admin API)
   std::mutex log_store_mutex_;  // the metrics collector vs. closing the queue
   std::unique_ptr<queue::Log> log_store_;
+  std::unique_ptr<ingest::EventCatalog> catalog_;  // outlives ingest_
+  std::unique_ptr<boost::asio::steady_timer> catalog_timer_;
   std::unique_ptr<ingest::Ingest> ingest_;
   std::unique_ptr<delivery::DeliveryEngine> engine_;
   std::unique_ptr<profiles::ProfileService> profiles_;
   std::vector<SourceSlot> sources_;
   std::vector<DestinationSlot> destinations_;
+
+  // Reload: the text the running connectors were read from, the configurations they point
+  // into (kept for the daemon's life: workers and contexts hold references), and locks.
+  std::string loaded_text_;
+  std::vector<std::unique_ptr<config::DaemonConfig>> generations_;
+  std::mutex reload_mutex_;
+  bool reloads_closed_ = false;  // guarded by reload_mutex_: stop() began
+  mutable std::mutex connectors_mutex_;  // sources_ and destinations_ (status vs reload)
 
   std::atomic<bool> ready_{false};
   std::int64_t started_at_ms_ = 0;

@@ -86,19 +86,100 @@ sdk::Status DeliveryEngine::add(const config::ConnectorConfig& config,
                                 std::shared_ptr<AccountThrottle> throttle) {
   WorkerDeps deps{log_, *cursors_, *dead_letters_, metrics_, logger_, clock_, privacy_,
                   std::move(throttle), tap_};
-  workers_.push_back(std::make_unique<DestinationWorker>(config, std::move(plugin), deps, limits));
+  auto w = std::make_shared<DestinationWorker>(config, std::move(plugin), deps, limits);
   std::error_code ec;
   if (!state_dir_.empty() &&
       std::filesystem::exists(std::filesystem::path(state_dir_) / "paused" / config.id, ec)) {
-    workers_.back()->setPaused(true);
+    w->setPaused(true);
     logger_.warn("destination starts paused (resume it with `junction resume " + config.id + "`)",
                  {{"destination", config.id}});
+  }
+  std::lock_guard lock(change_mutex_);
+  auto next = std::make_shared<Workers>(*workers());
+  next->push_back(std::move(w));
+  workers_.store(std::move(next));
+  return {};
+}
+
+sdk::Status DeliveryEngine::addRunning(const config::ConnectorConfig& config,
+                                       std::shared_ptr<sdk::Destination> plugin,
+                                       std::shared_ptr<AccountThrottle> throttle) {
+  if (worker(config.id) != nullptr) {
+    return sdk::makeError(sdk::ErrorCode::AlreadyExists,
+                          "destination '" + config.id + "' is running already");
+  }
+  if (auto s = add(config, std::move(plugin), {}, std::move(throttle)); !s.ok()) {
+    return s;
+  }
+  auto w = worker(config.id);
+  if (auto s = w->start(); !s.ok()) {
+    (void)remove(config.id);
+    return sdk::makeError(s.error().code, "destination '" + config.id + "': " + s.message());
   }
   return {};
 }
 
+sdk::Status DeliveryEngine::remove(std::string_view id) {
+  std::shared_ptr<DestinationWorker> gone;
+  {
+    std::lock_guard lock(change_mutex_);
+    auto next = std::make_shared<Workers>();
+    for (const auto& w : *workers()) {
+      if (w->id() == id) {
+        gone = w;
+      } else {
+        next->push_back(w);
+      }
+    }
+    if (!gone) {
+      return sdk::makeError(sdk::ErrorCode::NotFound, "no running destination '" + std::string(id) + "'");
+    }
+    workers_.store(std::move(next));
+  }
+  gone->stop();  // deliveries in flight finish; the cursor is committed and kept
+  (void)cursors_->flush();
+  return {};
+}
+
+std::vector<std::pair<std::string, std::uint64_t>> DeliveryEngine::removedWithBacklog() const {
+  std::vector<std::pair<std::string, std::uint64_t>> out;
+  const auto running = workers();
+  const queue::Offset end = log_.durableEnd();
+  for (const auto& [name, offset] : cursors_->all()) {
+    bool runs = false;
+    for (const auto& w : *running) {
+      runs = runs || w->id() == name;
+    }
+    if (!runs) {
+      out.emplace_back(name, end > offset ? end - offset : 0);
+    }
+  }
+  return out;
+}
+
+sdk::Status DeliveryEngine::forget(std::string_view id) {
+  if (worker(id) != nullptr) {
+    return sdk::makeError(sdk::ErrorCode::AlreadyExists,
+                          "destination '" + std::string(id) +
+                              "' is running: remove it from the configuration and reload first");
+  }
+  if (!cursors_->load(std::string(id))) {
+    return sdk::makeError(sdk::ErrorCode::NotFound,
+                          "no stored position for destination '" + std::string(id) + "'");
+  }
+  if (auto s = cursors_->remove(std::string(id)); !s.ok()) {
+    return s;
+  }
+  logger_.warn("removed destination forgotten: its backlog may be deleted",
+               {{"destination", std::string(id)}});
+  if (audit_ != nullptr) {
+    (void)audit_->append("destination_forget", json::object{{"destination", std::string(id)}});
+  }
+  return cursors_->flush();
+}
+
 sdk::Status DeliveryEngine::setPaused(std::string_view id, bool paused) {
-  DestinationWorker* w = worker(id);
+  auto w = worker(id);
   if (w == nullptr) {
     return sdk::makeError(sdk::ErrorCode::NotFound, "no running destination '" + std::string(id) + "'");
   }
@@ -140,7 +221,7 @@ json::array DeliveryEngine::describe() const {
   json::array list;
   const queue::Offset end = log_.durableEnd();
   const std::int64_t now = clock_.nowMs();
-  for (const auto& w : workers_) {
+  for (const auto& w : *workers()) {
     const auto s = w->stats();
     const queue::Offset cursor = w->cursor();
     const auto dead = dead_letters_->count(w->id());
@@ -177,13 +258,13 @@ json::array DeliveryEngine::describe() const {
 }
 
 sdk::Status DeliveryEngine::start() {
-  for (auto& w : workers_) {
+  for (const auto& w : *workers()) {
     if (auto s = w->start(); !s.ok()) {
       return sdk::makeError(s.error().code, "destination '" + w->id() + "': " + s.message());
     }
   }
   log_.setAppendListener([this] {
-    for (auto& w : workers_) {
+    for (const auto& w : *workers()) {
       w->notifyAppend();
     }
     for (auto& r : readers_) {
@@ -206,7 +287,7 @@ void DeliveryEngine::addReader(std::function<void()> on_append,
 
 void DeliveryEngine::stop() {
   if (!started_) {
-    for (auto& w : workers_) {
+    for (const auto& w : *workers()) {
       w->stop();
     }
     return;
@@ -219,7 +300,7 @@ void DeliveryEngine::stop() {
   stop_cv_.notify_all();
   retention_.join();
   log_.setAppendListener(nullptr);
-  for (auto& w : workers_) {
+  for (const auto& w : *workers()) {
     w->stop();
   }
   if (cursors_) {
@@ -228,7 +309,7 @@ void DeliveryEngine::stop() {
 }
 
 void DeliveryEngine::wakeWorkers() {
-  for (auto& w : workers_) {
+  for (const auto& w : *workers()) {
     w->notifyAppend();
   }
 }
@@ -237,7 +318,7 @@ std::vector<std::string> DeliveryEngine::stalled(std::int64_t stall_ms) const {
   std::vector<std::string> out;
   const queue::Offset end = log_.durableEnd();
   const std::int64_t now = clock_.nowMs();
-  for (const auto& w : workers_) {
+  for (const auto& w : *workers()) {
     if (w->paused()) {
       continue;
     }
@@ -251,10 +332,10 @@ std::vector<std::string> DeliveryEngine::stalled(std::int64_t stall_ms) const {
   return out;
 }
 
-DestinationWorker* DeliveryEngine::worker(std::string_view id) {
-  for (auto& w : workers_) {
+std::shared_ptr<DestinationWorker> DeliveryEngine::worker(std::string_view id) const {
+  for (const auto& w : *workers()) {
     if (w->id() == id) {
-      return w.get();
+      return w;
     }
   }
   return nullptr;
@@ -262,8 +343,13 @@ DestinationWorker* DeliveryEngine::worker(std::string_view id) {
 
 std::size_t DeliveryEngine::applyRetention() {
   queue::Offset low = log_.durableEnd();
-  for (auto& w : workers_) {
+  for (const auto& w : *workers()) {
     low = std::min(low, w->cursor());
+  }
+  // A destination removed from the configuration keeps its backlog until it is added again
+  // or forgotten (junction forget): its stored cursor holds retention back too.
+  for (const auto& [name, offset] : cursors_->all()) {
+    low = std::min(low, offset);
   }
   for (auto& r : readers_) {
     low = std::min(low, r.needs());
@@ -568,7 +654,7 @@ void DeliveryEngine::registerAdminRoutes(http::Router& router, std::string admin
         return;
       }
       if (replay) {
-        for (auto& w : workers_) {
+        for (const auto& w : *workers()) {
           if (filter->destination.empty() || w->id() == filter->destination) {
             w->notifyReplay();
           }

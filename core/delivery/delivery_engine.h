@@ -63,7 +63,26 @@ class DeliveryEngine {
   void registerAdminRoutes(http::Router& router, std::string admin_token);
 
   DeadLetterStore& deadLetters() { return *dead_letters_; }
-  DestinationWorker* worker(std::string_view id);
+  // The running destination `id`, or null.
+  std::shared_ptr<DestinationWorker> worker(std::string_view id) const;
+
+  // --- while running (hot reload) ---------------------------------------------------------
+  // Adds and starts a destination on a running engine: it resumes at its stored cursor (a
+  // destination removed earlier and added again), else at `start:`. `config` must outlive the
+  // engine.
+  sdk::Status addRunning(const config::ConnectorConfig& config,
+                         std::shared_ptr<sdk::Destination> plugin,
+                         std::shared_ptr<AccountThrottle> throttle = nullptr);
+  // Stops and removes a running destination: deliveries in flight finish, its cursor is
+  // flushed and kept, so retention keeps its backlog on disk until it is added again or
+  // forgotten. NotFound when it is not running.
+  sdk::Status remove(std::string_view id);
+  // Destinations with a stored cursor that are not running (removed from the configuration),
+  // and the bytes of queue each holds back.
+  std::vector<std::pair<std::string, std::uint64_t>> removedWithBacklog() const;
+  // Forgets a removed destination's cursor: its backlog may then be deleted by retention.
+  // AlreadyExists while it runs; NotFound without a cursor.
+  sdk::Status forget(std::string_view id);
   // Pauses or resumes a destination. The pause is kept on disk (<state_dir>/paused/<id>), so a
   // paused destination stays paused across restarts until it is resumed. NotFound: no such
   // running destination.
@@ -97,7 +116,12 @@ class DeliveryEngine {
   const privacy::PrivacyStore* privacy_ = nullptr;
   privacy::AuditLog* audit_ = nullptr;
   telemetry::EventTap* tap_ = nullptr;
-  std::vector<std::unique_ptr<DestinationWorker>> workers_;
+  // The running workers: an immutable list replaced as a whole (reload), so readers (the
+  // append listener, retention, admin routes) take a snapshot without a lock.
+  using Workers = std::vector<std::shared_ptr<DestinationWorker>>;
+  std::shared_ptr<const Workers> workers() const { return workers_.load(); }
+  std::atomic<std::shared_ptr<const Workers>> workers_{std::make_shared<const Workers>()};
+  std::mutex change_mutex_;  // serializes add/addRunning/remove
 
   std::mutex mutex_;
   std::condition_variable stop_cv_;

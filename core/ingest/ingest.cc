@@ -102,6 +102,9 @@ void Ingest::emit(const std::string& source_id, std::vector<sdk::Event> events,
     }
   }
   const std::size_t count = events.size();
+  if (catalog_ != nullptr) {
+    catalog_->observe(source_id, events, now);  // what is handed to the queue
+  }
   auto& write_failed = rejected("write_failed");
   // Someone watches the live debugger: the events are shown once they are durable (a copy;
   // nothing is copied otherwise).

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "core/ingest/catalog.h"
 #include "core/privacy/privacy_store.h"
 #include "core/queue/log.h"
 #include "core/telemetry/event_tap.h"
@@ -35,6 +36,9 @@ class Ingest {
   // Before the first emit: the live debugger's tap (arrivals and suppressions are published
   // while someone watches). May stay null; must outlive the Ingest.
   void setTap(telemetry::EventTap* tap) noexcept { tap_ = tap; }
+  // Before the first emit: the event catalog events are recorded in as they are queued (may
+  // stay null; must outlive the Ingest).
+  void setCatalog(EventCatalog* catalog) noexcept { catalog_ = catalog; }
 
   // Refuse new emits (Unavailable) from now on: the daemon is stopping.
   void close() noexcept { closed_.store(true); }
@@ -45,6 +49,7 @@ class Ingest {
   const sdk::Clock& clock_;
   privacy::PrivacyStore* privacy_;
   telemetry::EventTap* tap_ = nullptr;
+  EventCatalog* catalog_ = nullptr;
   std::atomic<bool> closed_{false};
 };
 

@@ -222,7 +222,7 @@ int runE2e(const std::string& dir, const std::string& kind, std::uint64_t events
     std::fprintf(stderr, "engine start: %s\n", s.message().c_str());
     return 1;
   }
-  auto* worker = engine.worker("bench");
+  auto worker = engine.worker("bench");
   const auto t0 = Clock::now();
   appendAll(*log, events, producers);
   const double append_s = secondsSince(t0);
@@ -292,7 +292,7 @@ int runRestart(const std::string& dir) {
   const double ready_ms = secondsSince(t0) * 1000;
   const double rss_ready = statusMiB("VmRSS:");
   // Let the worker fill its delivery window (bounded by events and bytes), then measure.
-  auto* worker = engine->worker("backlog");
+  auto worker = engine->worker("backlog");
   std::size_t window = 0;
   for (int i = 0; i < 100; ++i) {
     std::this_thread::sleep_for(50ms);

@@ -186,6 +186,9 @@ class DaemonProcess {
     return std::nullopt;
   }
 
+  // Sends `sig` (SIGHUP: reload) to the running daemon; false without one.
+  bool signal(int sig) const { return pid_ > 0 && ::kill(pid_, sig) == 0; }
+
   // SIGKILL and reap; no-op without a child.
   void kill() {
     if (pid_ > 0) {

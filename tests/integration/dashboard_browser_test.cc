@@ -198,6 +198,9 @@ destinations:
   EXPECT_NE(row.find("idle"), std::string::npos) << row;
   EXPECT_NE(browser.text("#sources tr[data-source=\"web\"]").find("http"), std::string::npos);
   EXPECT_EQ(browser.text("#health"), "ready");
+  // The event catalog lists what was sent.
+  ASSERT_TRUE(eventually([&] { return !browser.text("#catalog tr[data-event=\"Viewed\"]").empty(); }))
+      << browser.text("#catalog");
   // The token is kept in the tab's session, never in the address.
   EXPECT_EQ(browser.run("return location.href").as_string().find(kAdmin), std::string::npos);
   EXPECT_EQ(browser.run("return sessionStorage.getItem('junction.admin_token')").as_string(), kAdmin);

@@ -197,6 +197,23 @@ async function refresh() {
   }
   refreshDlq();
   refreshRegulations();
+  if (!refreshCatalog.at || Date.now() - refreshCatalog.at > 10000) refreshCatalog();
+}
+
+// --- event catalog ---------------------------------------------------------------------------
+
+async function refreshCatalog() {
+  refreshCatalog.at = Date.now();
+  const body = await (await api('/admin/catalog')).json();
+  const rows = [];
+  for (const [source, s] of Object.entries(body.sources)) {
+    for (const e of s.events) {
+      const keys = e.keys.map((k) => k.in + '.' + k.key + ' ' + Math.round(k.share * 100) + '% ' + k.types.join('|')).join(', ');
+      rows.push(el('tr', { 'data-event': e.name }, el('td', {}, source), el('td', {}, e.type), el('td', {}, e.name),
+        el('td', { class: 'num' }, e.count), el('td', {}, e.last_seen), el('td', { class: 'keys' }, keys)));
+    }
+  }
+  $('#catalog tbody').replaceChildren(...rows);
 }
 
 function renderStatus(status, metrics, inRate, outRate) {

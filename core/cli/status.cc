@@ -56,6 +56,18 @@ std::optional<sdk::HttpClientResponse> call(const Target& target, const std::str
   return response;
 }
 
+// The admin API's JSON object answer; nullopt (said on stderr) for anything else.
+std::optional<json::object> objectOf(const sdk::HttpClientResponse& response) {
+  boost::system::error_code ec;
+  auto body = json::parse(response.body, ec);
+  if (ec || !body.is_object()) {
+    std::fprintf(stderr, "junction: unexpected answer (%d): %s\n", response.status,
+                 response.body.c_str());
+    return std::nullopt;
+  }
+  return std::move(body.as_object());
+}
+
 std::int64_t intOf(const json::object& o, std::string_view key) {
   const json::value* v = o.if_contains(key);
   if (v == nullptr) {
@@ -134,13 +146,11 @@ int runStatus(const AdminArgs& args) {
   if (!response) {
     return 1;
   }
-  boost::system::error_code ec;
-  auto body = json::parse(response->body, ec);
-  if (ec || !body.is_object()) {
-    std::fprintf(stderr, "junction: unexpected answer: %s\n", response->body.c_str());
+  auto body = objectOf(*response);
+  if (!body) {
     return 1;
   }
-  const auto& o = body.as_object();
+  const auto& o = *body;
   const bool ready = o.at("ready").as_bool();
   if (args.as_json) {
     std::printf("%s\n", response->body.c_str());
@@ -211,14 +221,11 @@ int runReload(const AdminArgs& args) {
   if (!response) {
     return 1;
   }
-  boost::system::error_code ec;
-  auto body = json::parse(response->body, ec);
-  if (ec || !body.is_object()) {
-    std::fprintf(stderr, "junction: unexpected answer (%d): %s\n", response->status,
-                 response->body.c_str());
+  auto body = objectOf(*response);
+  if (!body) {
     return 1;
   }
-  const auto& o = body.as_object();
+  const auto& o = *body;
   if (const json::value* changes = o.if_contains("changes"); changes != nullptr && changes->is_array()) {
     for (const auto& c : changes->as_array()) {
       std::printf("%s\n", std::string(c.as_string()).c_str());
@@ -258,13 +265,11 @@ int runCatalog(const AdminArgs& args, const std::string& source, bool tracking_p
   if (!response) {
     return 1;
   }
-  boost::system::error_code ec;
-  auto body = json::parse(response->body, ec);
-  if (ec || !body.is_object()) {
-    std::fprintf(stderr, "junction: unexpected answer: %s\n", response->body.c_str());
+  auto body = objectOf(*response);
+  if (!body) {
     return 1;
   }
-  const auto& sources = body.as_object().at("sources").as_object();
+  const auto& sources = body->at("sources").as_object();
   if (args.as_json && !tracking_plan) {
     std::printf("%s\n", response->body.c_str());
     return 0;

@@ -471,9 +471,29 @@ Daemon::ReloadResult Daemon::reload() {
     sink_.setSecrets(std::move(secrets));
   }
 
+  // The debugger masks what the new destinations hash or drop too.
+  {
+    std::vector<std::string> masked;
+    for (const auto& d : next.destinations) {
+      masked.insert(masked.end(), d.hash.begin(), d.hash.end());
+      masked.insert(masked.end(), d.drop.begin(), d.drop.end());
+    }
+    tap_->addMaskedPaths(masked);
+  }
+  auto registerErasure = [&](const std::string& id) {
+    std::lock_guard lock(connectors_mutex_);
+    for (const auto& slot : destinations_) {
+      if (slot.config->id == id && regulations_) {
+        regulations_->addDestination(id, slot.instance);
+      }
+    }
+  };
   // Destinations first, so a source's new events find the destinations they are meant for.
   auto stopDestination = [&](const std::string& id) {
     (void)engine_->remove(id);
+    if (regulations_) {
+      regulations_->removeDestination(id);
+    }
     std::lock_guard lock(connectors_mutex_);
     auto it = std::find_if(destinations_.begin(), destinations_.end(),
                            [&](const DestinationSlot& d) { return d.config->id == id; });
@@ -495,6 +515,7 @@ Daemon::ReloadResult Daemon::reload() {
       result.errors.push_back(st.message());
       continue;
     }
+    registerErasure(id);
     result.changes.push_back("destination " + id + " restarted with its new settings");
   }
   for (const auto& id : d_added) {
@@ -503,6 +524,7 @@ Daemon::ReloadResult Daemon::reload() {
       result.errors.push_back(st.message());
       continue;
     }
+    registerErasure(id);
     result.changes.push_back("destination " + id + " added");
   }
   for (const auto& id : s_removed) {

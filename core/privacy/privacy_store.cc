@@ -436,36 +436,27 @@ sdk::Result<std::optional<Regulation>> PrivacyStore::regulation(const std::strin
 }
 
 sdk::Result<std::vector<Regulation>> PrivacyStore::pending() {
-  std::lock_guard db_lock(db_mutex_);
-  Statement s(db_, (std::string("SELECT ") + kRegulationColumns +
-                    " FROM regulations WHERE status = 'pending' ORDER BY created_at")
-                       .c_str());
-  if (!s.ok()) {
-    return dbError(db_, "select pending regulations");
-  }
-  std::vector<Regulation> out;
-  int rc = 0;
-  while ((rc = s.step()) == SQLITE_ROW) {
-    auto r = readRegulation(s);
-    if (!r) {
-      return r.error();
-    }
-    out.push_back(std::move(r).value());
-  }
-  if (rc != SQLITE_DONE) {
-    return dbError(db_, "select pending regulations");
-  }
-  return out;
+  return selectRegulations("WHERE status = 'pending' ORDER BY created_at", -1, "pending");
 }
 
 sdk::Result<std::vector<Regulation>> PrivacyStore::recent(std::size_t limit) {
+  return selectRegulations("ORDER BY created_at DESC, rowid DESC LIMIT ?",
+                           static_cast<std::int64_t>(limit), "recent");
+}
+
+// SELECT of whole regulations with `tail` (WHERE / ORDER BY / LIMIT ?); `limit` >= 0 is bound
+// to the `?`. `what` names the query in errors.
+sdk::Result<std::vector<Regulation>> PrivacyStore::selectRegulations(const char* tail,
+                                                                      std::int64_t limit,
+                                                                      const char* what) {
   std::lock_guard db_lock(db_mutex_);
-  Statement s(db_, (std::string("SELECT ") + kRegulationColumns +
-                    " FROM regulations ORDER BY created_at DESC, rowid DESC LIMIT ?")
-                       .c_str());
-  s.bind(1, static_cast<std::int64_t>(limit));
+  Statement s(db_, (std::string("SELECT ") + kRegulationColumns + " FROM regulations " + tail).c_str());
+  if (limit >= 0) {
+    s.bind(1, limit);
+  }
+  const std::string context = std::string("select ") + what + " regulations";
   if (!s.ok()) {
-    return dbError(db_, "select recent regulations");
+    return dbError(db_, context.c_str());
   }
   std::vector<Regulation> out;
   int rc = 0;
@@ -477,7 +468,7 @@ sdk::Result<std::vector<Regulation>> PrivacyStore::recent(std::size_t limit) {
     out.push_back(std::move(r).value());
   }
   if (rc != SQLITE_DONE) {
-    return dbError(db_, "select recent regulations");
+    return dbError(db_, context.c_str());
   }
   return out;
 }

@@ -145,6 +145,8 @@ class PrivacyStore final : public ConsentMemory {
   const ConsentAliases& aliases() const noexcept { return aliases_; }
 
  private:
+  sdk::Result<std::vector<Regulation>> selectRegulations(const char* tail, std::int64_t limit,
+                                                         const char* what);
   explicit PrivacyStore(sqlite3* db, ConsentAliases aliases);
   sdk::Status exec(const char* sql);
   sdk::Status load();

@@ -56,12 +56,20 @@ void RegulationService::addDestination(const std::string& id,
   } catch (...) {
     logger_.error("supportsErasure() threw", {{"destination", id}});
   }
+  std::lock_guard lock(erasable_mutex_);
+  std::erase_if(erasable_, [&](const auto& e) { return e.first == id; });  // a reloaded one
   if (supports) {
     erasable_.emplace_back(id, std::move(plugin));
   }
 }
 
+void RegulationService::removeDestination(const std::string& id) {
+  std::lock_guard lock(erasable_mutex_);
+  std::erase_if(erasable_, [&](const auto& e) { return e.first == id; });
+}
+
 std::shared_ptr<sdk::Destination> RegulationService::plugin(const std::string& id) const {
+  std::lock_guard lock(erasable_mutex_);
   for (const auto& [name, p] : erasable_) {
     if (name == id) {
       return p;
@@ -314,6 +322,7 @@ sdk::HttpResponse RegulationService::create(std::string_view body) {
   json::object detail;
   if (*type == RegulationType::Delete) {
     json::object destinations;
+    std::lock_guard lock(erasable_mutex_);
     for (const auto& [id, p] : erasable_) {
       destinations[id] = json::object{{"status", kStatusPending}, {"attempts", 0}};
     }
@@ -342,6 +351,7 @@ sdk::HttpResponse RegulationService::create(std::string_view body) {
     }
     {
       std::lock_guard lock(mutex_);
+      std::lock_guard erasable_lock(erasable_mutex_);
       for (const auto& [id, p] : erasable_) {
         jobs_.push_back(Job{r.id, id, r.subject, 0, SteadyClock::now()});
       }

@@ -50,8 +50,11 @@ class RegulationService {
   RegulationService(const RegulationService&) = delete;
   RegulationService& operator=(const RegulationService&) = delete;
 
-  // Before start(): a destination; kept only if its plugin supports erasure.
+  // A destination; kept only if its plugin supports erasure. Also while running (a reload):
+  // a destination of the same id is replaced, and later erasures go to the new instance.
   void addDestination(const std::string& id, std::shared_ptr<sdk::Destination> plugin);
+  // A destination removed by a reload: erasures not yet made there fail with that reason.
+  void removeDestination(const std::string& id);
   // Before start(): called (on the caller's thread) after each delete is recorded — the daemon
   // purges the person's dead letters and wakes the delivery workers.
   void onDelete(std::function<void(const Regulation&)> hook) { on_delete_ = std::move(hook); }
@@ -93,6 +96,7 @@ class RegulationService {
   sdk::Metrics& metrics_;
   const sdk::Clock& clock_;
   const ErasureOptions options_;
+  mutable std::mutex erasable_mutex_;  // the list changes on a reload
   std::vector<std::pair<std::string, std::shared_ptr<sdk::Destination>>> erasable_;
   std::function<void(const Regulation&)> on_delete_;
 

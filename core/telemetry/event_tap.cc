@@ -108,7 +108,12 @@ EventTap::EventTap(std::vector<std::string> masked_paths)
     : shared_(std::make_shared<Subscription::Shared>()),
       subscribers_(std::make_shared<std::atomic<std::size_t>>(0)) {
   shared_->count = subscribers_;
-  for (const auto& p : masked_paths) {
+  addMaskedPaths(masked_paths);
+}
+
+void EventTap::addMaskedPaths(const std::vector<std::string>& paths) {
+  std::lock_guard lock(masked_mutex_);
+  for (const auto& p : paths) {
     std::vector<std::string> parts;
     std::size_t start = 0;
     for (;;) {
@@ -122,7 +127,9 @@ EventTap::EventTap(std::vector<std::string> masked_paths)
     if (parts.size() == 1 && (parts[0] == "userId" || parts[0] == "anonymousId")) {
       mask_person_ = true;
     }
-    masked_paths_.push_back(std::move(parts));
+    if (std::find(masked_paths_.begin(), masked_paths_.end(), parts) == masked_paths_.end()) {
+      masked_paths_.push_back(std::move(parts));
+    }
   }
 }
 
@@ -135,6 +142,7 @@ std::string EventTap::maskedBody(const sdk::Event& event) const {
     return "\"(not JSON)\"";
   }
   maskSecrets(v);
+  std::lock_guard lock(masked_mutex_);
   for (const auto& path : masked_paths_) {
     maskPath(v, path, 0);
   }
@@ -187,7 +195,7 @@ void EventTap::publish(const Record& r, bool admitted) {
                      {"messageId", h.message_id},
                      {"type", sdk::toString(h.type)},
                      {"event", h.name},
-                     {"person", mask_person_ ? std::string("***") : h.personKey()},
+                     {"person", maskPerson() ? std::string("***") : h.personKey()},
                      {"timestamp_ms", h.timestamp_ms}};
       if (!r.destination.empty()) {
         o["destination"] = r.destination;

@@ -50,6 +50,10 @@ class EventTap {
   EventTap(const EventTap&) = delete;
   EventTap& operator=(const EventTap&) = delete;
 
+  // More paths to mask (a reload added destinations that hash or drop them). Paths are only
+  // ever added: a record never shows what an earlier configuration masked.
+  void addMaskedPaths(const std::vector<std::string>& paths);
+
   bool active() const noexcept { return subscribers_->load(std::memory_order_relaxed) != 0; }
 
   // Whether some subscriber wants this record (its filter matches and its budget has room, which
@@ -102,9 +106,14 @@ class EventTap {
  private:
   struct Record;
   void publish(const Record& record, bool admitted);
+  bool maskPerson() const {
+    std::lock_guard lock(masked_mutex_);
+    return mask_person_;
+  }
 
-  std::vector<std::vector<std::string>> masked_paths_;  // split on '.'
-  bool mask_person_ = false;
+  mutable std::mutex masked_mutex_;
+  std::vector<std::vector<std::string>> masked_paths_;  // split on '.'; guarded by masked_mutex_
+  bool mask_person_ = false;                            // guarded by masked_mutex_
   std::shared_ptr<Subscription::Shared> shared_;
   std::shared_ptr<std::atomic<std::size_t>> subscribers_;
 };

@@ -9,9 +9,8 @@
 #include <boost/json.hpp>
 #include <string>
 
-#include "junction/sdk/crypto.h"
 #include "tests/fakes/webhook/fake_webhook.h"
-#include "tests/integration/daemon_harness.h"
+#include "tests/integration/web_config.h"
 
 namespace junction::integration {
 namespace {
@@ -27,25 +26,13 @@ class AdminApiTest : public ::testing::Test {
  protected:
   void SetUp() override {
     config_ = dir_.path() / "junction.yaml";
-    writeFile(config_, std::string(R"(server: { listen: "127.0.0.1:0", admin_token: ")") + kAdmin +
-                           R"(", readiness_stall: 1s }
-storage: { path: ")" + (dir_.path() / "data").string() + R"(" }
-profiles: { enabled: false }
-sources:
-  - id: web
-    plugin: http
-    config: { write_keys: [")" + kKey + R"("] }
-destinations:
-  - id: hook
+    writeFile(config_, webConfig(dir_.path(), kKey, kAdmin, R"(  - id: hook
     plugin: webhook
     batch: { max_wait: 0ms }
     retry: { initial_backoff: 20ms, max_backoff: 100ms }
-    config: { url: ")" + hook_.url() + R"(" }
-  - id: all
-    plugin: file
-    batch: { max_wait: 0ms }
-    config: { path: ")" + (dir_.path() / "all.ndjson").string() + R"(" }
-)");
+    config: { url: ")" + hook_.url() + "\" }\n" +
+                                     fileDestination("all", dir_.path(), "all.ndjson"),
+                                 ", readiness_stall: 1s"));
   }
 
   void start() {
@@ -89,9 +76,8 @@ destinations:
   DaemonProcess daemon_{dir_.path() / "junction.yaml"};
   std::uint16_t port_ = 0;
   std::unique_ptr<HttpClient> client_;
-  const std::string auth_ =
-      "Authorization: Basic " + sdk::base64Encode(std::string(kKey) + ":") + "\r\n";
-  const std::string admin_ = "Authorization: Bearer " + std::string(kAdmin) + "\r\n";
+  const std::string auth_ = basicAuth(kKey);
+  const std::string admin_ = bearerAuth(kAdmin);
 };
 
 TEST_F(AdminApiTest, StatusShowsEveryConnectorAndNeedsTheAdminToken) {

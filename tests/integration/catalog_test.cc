@@ -9,8 +9,7 @@
 #include <boost/json.hpp>
 #include <string>
 
-#include "junction/sdk/crypto.h"
-#include "tests/integration/daemon_harness.h"
+#include "tests/integration/web_config.h"
 
 namespace junction::integration {
 namespace {
@@ -22,19 +21,7 @@ constexpr const char* kKey = "wk-catalog-1";
 constexpr const char* kAdmin = "admin-catalog-2";
 
 std::string configText(const fs::path& dir, const std::string& plan = "") {
-  return std::string(R"(server: { listen: "127.0.0.1:0", admin_token: ")") + kAdmin + R"(" }
-storage: { path: ")" + (dir / "data").string() + R"(" }
-profiles: { enabled: false }
-sources:
-  - id: web
-    plugin: http
-    config:
-      write_keys: [")" + kKey + "\"]\n" + plan + R"(destinations:
-  - id: all
-    plugin: file
-    batch: { max_wait: 0ms }
-    config: { path: ")" + (dir / "all.ndjson").string() + R"(" }
-)";
+  return webConfig(dir, kKey, kAdmin, fileDestination("all", dir, "all.ndjson"), {}, plan);
 }
 
 const json::object* eventIn(const json::object& catalog, std::string_view type, std::string_view name) {
@@ -63,8 +50,8 @@ TEST(CatalogTest, NamesPropertiesTypesAndSharesAndADraftTrackingPlanTheSourceLoa
   auto port = daemon.start(dir.path() / "junctiond.log");
   ASSERT_TRUE(port) << daemon.log();
   HttpClient client(*port);
-  const std::string auth = "Authorization: Basic " + sdk::base64Encode(std::string(kKey) + ":") + "\r\n";
-  const std::string admin = "Authorization: Bearer " + std::string(kAdmin) + "\r\n";
+  const std::string auth = basicAuth(kKey);
+  const std::string admin = bearerAuth(kAdmin);
   for (int i = 0; i < 10; ++i) {
     // revenue on every order, sku on half, coupon a string or null
     std::string props = R"({"revenue":)" + std::to_string(10 + i) +

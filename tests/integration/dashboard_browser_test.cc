@@ -14,7 +14,7 @@
 
 #include "junction/sdk/crypto.h"
 #include "tests/fakes/webhook/fake_webhook.h"
-#include "tests/integration/daemon_harness.h"
+#include "tests/integration/web_config.h"
 
 namespace junction::integration {
 namespace {
@@ -146,25 +146,15 @@ TEST(DashboardBrowserTest, SignInSeeAConnectorAndWatchAnEventArriveWithItsDecisi
   TempDir dir;
   FakeWebhookReceiver hook;
   const fs::path config = dir.path() / "junction.yaml";
-  writeFile(config, std::string(R"(server: { listen: "127.0.0.1:0", admin_token: ")") + kAdmin +
-                        R"(" }
-storage: { path: ")" + (dir.path() / "data").string() + R"(" }
-profiles: { enabled: false }
-sources:
-  - id: web
-    plugin: http
-    config: { write_keys: [")" + kKey + R"("] }
-destinations:
-  - id: hook
+  writeFile(config, webConfig(dir.path(), kKey, kAdmin, R"(  - id: hook
     plugin: webhook
     batch: { max_wait: 0ms }
-    config: { url: ")" + hook.url() + R"(" }
-)");
+    config: { url: ")" + hook.url() + "\" }\n"));
   DaemonProcess daemon(config);
   auto port = daemon.start(dir.path() / "junctiond.log");
   ASSERT_TRUE(port) << daemon.log();
   HttpClient client(*port);
-  const std::string auth = "Authorization: Basic " + sdk::base64Encode(std::string(kKey) + ":") + "\r\n";
+  const std::string auth = basicAuth(kKey);
   for (int i = 0; i < 3; ++i) {
     ASSERT_EQ(client.request("POST", "/v1/track",
                              R"({"userId":"u1","event":"Viewed","messageId":"before-)" +

@@ -11,9 +11,8 @@
 #include <string>
 #include <vector>
 
-#include "junction/sdk/crypto.h"
 #include "tests/fakes/webhook/fake_webhook.h"
-#include "tests/integration/daemon_harness.h"
+#include "tests/integration/web_config.h"
 
 namespace junction::integration {
 namespace {
@@ -29,24 +28,14 @@ class LiveDebuggerTest : public ::testing::Test {
  protected:
   void SetUp() override {
     config_ = dir_.path() / "junction.yaml";
-    writeFile(config_, std::string(R"(server: { listen: "127.0.0.1:0", admin_token: ")") + kAdmin +
-                           R"(" }
-storage: { path: ")" + (dir_.path() / "data").string() + R"(" }
-profiles: { enabled: false }
-sources:
-  - id: web
-    plugin: http
-    config: { write_keys: [")" + kKey + R"("] }
-destinations:
-  - id: hook
+    writeFile(config_, webConfig(dir_.path(), kKey, kAdmin, R"(  - id: hook
     plugin: webhook
     consent: [marketing]
     filter: { types: [track] }
     hash: [properties.email]
     batch: { max_wait: 0ms }
     retry: { initial_backoff: 20ms, max_backoff: 100ms }
-    config: { url: ")" + hook_.url() + R"(" }
-)");
+    config: { url: ")" + hook_.url() + "\" }\n"));
     auto port = daemon_.start(dir_.path() / "junctiond.log");
     ASSERT_TRUE(port) << daemon_.log();
     port_ = *port;
@@ -109,8 +98,7 @@ destinations:
   DaemonProcess daemon_{dir_.path() / "junction.yaml"};
   std::uint16_t port_ = 0;
   std::unique_ptr<HttpClient> client_;
-  const std::string auth_ =
-      "Authorization: Basic " + sdk::base64Encode(std::string(kKey) + ":") + "\r\n";
+  const std::string auth_ = basicAuth(kKey);
 };
 
 TEST_F(LiveDebuggerTest, ShowsArrivalsMaskedAndEveryDecisionWithItsReason) {
@@ -177,8 +165,7 @@ TEST_F(LiveDebuggerTest, FiltersByPersonDestinationAndEventAndNeedsTheToken) {
   EXPECT_EQ(by_event[0].at("event").as_string(), "Bought");
 
   EXPECT_EQ(client_->request("GET", "/admin/debug/events").status, 401);
-  const std::string admin = "Authorization: Bearer " + std::string(kAdmin) + "\r\n";
-  auto bad = client_->request("GET", "/admin/debug/events?who=p1", {}, admin);
+  auto bad = client_->request("GET", "/admin/debug/events?who=p1", {}, bearerAuth(kAdmin));
   EXPECT_EQ(bad.status, 400);
   EXPECT_NE(bad.body.find("unknown parameter"), std::string::npos) << bad.body;
 }

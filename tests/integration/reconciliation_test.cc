@@ -17,9 +17,8 @@
 #include <sstream>
 #include <string>
 
-#include "junction/sdk/crypto.h"
 #include "tests/fakes/webhook/fake_webhook.h"
-#include "tests/integration/daemon_harness.h"
+#include "tests/integration/web_config.h"
 
 namespace junction::integration {
 namespace {
@@ -100,27 +99,14 @@ class ReconciliationTest : public ::testing::Test {
  protected:
   void SetUp() override {
     config_ = dir_.path() / "junction.yaml";
-    writeFile(config_, std::string(R"(server: { listen: "127.0.0.1:0", admin_token: ")") + kAdmin +
-                           R"(" }
-storage: { path: ")" + (dir_.path() / "data").string() + R"(" }
-profiles: { enabled: false }
-sources:
-  - id: web
-    plugin: http
-    config: { write_keys: [")" + kKey + R"("] }
-destinations:
-  - id: hook
+    writeFile(config_, webConfig(dir_.path(), kKey, kAdmin, R"(  - id: hook
     plugin: webhook
     consent: [marketing]
     filter: { types: [track] }
     batch: { max_events: 5, max_wait: 0ms }
     retry: { max_attempts: 1000, initial_backoff: 20ms, max_backoff: 100ms }
-    config: { url: ")" + hook_.url() + R"(" }
-  - id: all
-    plugin: file
-    batch: { max_wait: 0ms }
-    config: { path: ")" + (dir_.path() / "all.ndjson").string() + R"(" }
-)");
+    config: { url: ")" + hook_.url() + "\" }\n" +
+                                     fileDestination("all", dir_.path(), "all.ndjson")));
   }
 
   void start() {
@@ -172,9 +158,8 @@ destinations:
   fs::path config_;
   DaemonProcess daemon_{dir_.path() / "junction.yaml"};
   std::unique_ptr<HttpClient> client_;
-  const std::string auth_ =
-      "Authorization: Basic " + sdk::base64Encode(std::string(kKey) + ":") + "\r\n";
-  const std::string admin_ = "Authorization: Bearer " + std::string(kAdmin) + "\r\n";
+  const std::string auth_ = basicAuth(kKey);
+  const std::string admin_ = bearerAuth(kAdmin);
 };
 
 TEST_F(ReconciliationTest, EveryEventIsAccountedForAcrossRetriesConsentFiltersDeadLettersAndARestart) {

@@ -9,14 +9,15 @@
 #include <signal.h>
 
 #include <atomic>
+#include <future>
 #include <mutex>
+#include <regex>
 #include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include "junction/sdk/crypto.h"
-#include "tests/integration/daemon_harness.h"
+#include "tests/integration/web_config.h"
 
 namespace junction::integration {
 namespace {
@@ -41,24 +42,18 @@ class ReloadTest : public ::testing::Test {
 
   std::string destination(const std::string& id, const std::string& file,
                           const std::string& extra = "") {
-    return "  - id: " + id + "\n    plugin: file\n    batch: { max_wait: 0ms }\n" + extra +
-           "    config: { path: \"" + (dir_.path() / file).string() + "\" }\n";
+    return fileDestination(id, dir_.path(), file, extra);
   }
 
   void write(const std::string& destinations, const std::string& server_extra = "") {
-    writeFile(config_, std::string("server: { listen: \"127.0.0.1:0\", admin_token: \"") + kAdmin +
-                           "\"" + server_extra + " }\nstorage: { path: \"" +
-                           (dir_.path() / "data").string() +
-                           "\" }\nprofiles: { enabled: false }\nsources:\n  - id: web\n"
-                           "    plugin: http\n    config: { write_keys: [\"" + kKey +
-                           "\"] }\ndestinations:\n" + destinations);
+    writeFile(config_, webConfig(dir_.path(), kKey, kAdmin, destinations, server_extra));
   }
 
   // Batches of 10 events, one after another, until stopLoad(); every acknowledged id is kept.
   void startLoad() {
     load_ = std::thread([this] {
       HttpClient c(port_);
-      const std::string auth = "Authorization: Basic " + sdk::base64Encode(std::string(kKey) + ":") + "\r\n";
+      const std::string auth = basicAuth(kKey);
       for (int n = 0; !stop_.load(); ++n) {
         std::string body = "{\"batch\":[";
         std::vector<std::string> ids;
@@ -112,7 +107,7 @@ class ReloadTest : public ::testing::Test {
   DaemonProcess daemon_{dir_.path() / "junction.yaml"};
   std::uint16_t port_ = 0;
   std::unique_ptr<HttpClient> client_;
-  const std::string admin_ = "Authorization: Bearer " + std::string(kAdmin) + "\r\n";
+  const std::string admin_ = bearerAuth(kAdmin);
   std::thread load_;
   std::atomic<bool> stop_{false};
   std::atomic<int> failures_{0};
@@ -156,7 +151,8 @@ TEST_F(ReloadTest, AddChangeRemoveAndReAddADestinationUnderLoadLosesNothing) {
   writeFile(config_, readFile(config_) + "  - id: c\n    plugin: file\n   config: {\n");
   auto broken = reload();
   EXPECT_EQ(broken.status, 400) << broken.body;
-  EXPECT_NE(broken.body.find("junction.yaml:15:"), std::string::npos) << "file:line: " << broken.body;
+  EXPECT_TRUE(std::regex_search(broken.body, std::regex(R"(junction\.yaml:[0-9]+:[0-9]+: YAML syntax error)")))
+      << "file:line:column: " << broken.body;
   write(destination("a", "a2.ndjson", "    retry: { max_attempts: -3 }\n"));
   auto bad_value = reload();
   EXPECT_EQ(bad_value.status, 400) << bad_value.body;
@@ -215,7 +211,7 @@ TEST_F(ReloadTest, ARemovedDestinationsBacklogStaysUntilForgotten) {
   ASSERT_EQ(reload().status, 200);
   write(destination("a", "a.ndjson"));
   ASSERT_EQ(reload().status, 200);
-  const std::string auth = "Authorization: Basic " + sdk::base64Encode(std::string(kKey) + ":") + "\r\n";
+  const std::string auth = basicAuth(kKey);
   ASSERT_EQ(client_->request("POST", "/v1/track", R"({"userId":"u","event":"E","messageId":"kept"})", auth).status, 200);
   ASSERT_TRUE(eventually([&] { return idsIn({"a.ndjson"}).count("kept") == 1; }));
   auto status = client_->request("GET", "/admin/status", {}, admin_);
@@ -234,8 +230,26 @@ TEST_F(ReloadTest, ARemovedDestinationsBacklogStaysUntilForgotten) {
   EXPECT_NE(readFile(dir_.path() / "data" / "audit.log").find("destination_forget"), std::string::npos);
 }
 
+TEST_F(ReloadTest, TheDebuggerMasksWhatADestinationAddedByAReloadHashes) {
+  write(destination("a", "a.ndjson") + destination("c", "c.ndjson", "    hash: [properties.note]\n"));
+  ASSERT_EQ(reload().status, 200);
+  auto watching = std::async(std::launch::async, [this] {
+    return runJunction("tail --count 1 --json --config " + config_.string() + " --url http://127.0.0.1:" +
+                       std::to_string(port_));
+  });
+  ASSERT_TRUE(eventually([&] { return daemon_.log().find("live debugger attached") != std::string::npos; }));
+  ASSERT_EQ(client_->request("POST", "/v1/track",
+                             R"({"userId":"u","event":"E","properties":{"note":"private-words"}})",
+                             basicAuth(kKey)).status,
+            200);
+  auto run = watching.get();
+  ASSERT_EQ(run.code, 0) << run.out;
+  EXPECT_NE(run.out.find(R"("note":"***")"), std::string::npos) << run.out;
+  EXPECT_EQ(run.out.find("private-words"), std::string::npos) << run.out;
+}
+
 TEST_F(ReloadTest, AChangedSourceRestartsWithItsNewSettings) {
-  const std::string second = "Authorization: Basic " + sdk::base64Encode("wk-reload-new:") + "\r\n";
+  const std::string second = basicAuth("wk-reload-new");
   EXPECT_EQ(client_->request("POST", "/v1/track", R"({"userId":"u","event":"E"})", second).status, 401);
   std::string text = readFile(config_);
   const std::string old_keys = std::string("write_keys: [\"") + kKey + "\"]";

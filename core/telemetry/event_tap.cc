@@ -14,9 +14,33 @@ namespace json = boost::json;
 
 struct EventTap::Subscription::Shared {
   std::mutex mutex;
-  std::vector<Subscription*> subscriptions;
+  // Strong references: a record is pushed only to a subscription that is alive, even while its
+  // last user lets go of it (the Handle below takes it out of this list under the mutex).
+  std::vector<std::shared_ptr<Subscription>> subscriptions;
   std::shared_ptr<std::atomic<std::size_t>> count;
 };
+
+namespace {
+
+// What subscribe() hands out (through an aliasing shared_ptr): when the subscriber's last
+// reference goes, the subscription leaves the tap.
+struct Handle {
+  std::shared_ptr<EventTap::Subscription::Shared> shared;
+  std::shared_ptr<EventTap::Subscription> subscription;
+  Handle() = default;
+  Handle(const Handle&) = delete;
+  Handle& operator=(const Handle&) = delete;
+  ~Handle() {
+    if (!shared || !subscription) {
+      return;
+    }
+    std::lock_guard lock(shared->mutex);
+    std::erase(shared->subscriptions, subscription);
+    shared->count->fetch_sub(1);
+  }
+};
+
+}  // namespace
 
 struct EventTap::Record {
   const sdk::Event& event;
@@ -156,7 +180,7 @@ bool EventTap::wants(const sdk::Event& event, std::string_view destination) {
   const auto now = std::chrono::steady_clock::now();
   bool wanted = false;
   std::lock_guard lock(shared_->mutex);
-  for (Subscription* s : shared_->subscriptions) {
+  for (const auto& s : shared_->subscriptions) {
     if (matches(s->filter(), event, destination) && s->admit(now)) {
       wanted = true;
     }
@@ -183,7 +207,7 @@ void EventTap::publish(const Record& r, bool admitted) {
   const auto now = std::chrono::steady_clock::now();
   std::lock_guard lock(shared_->mutex);
   std::string line;  // built once, for the first subscriber that wants it
-  for (Subscription* s : shared_->subscriptions) {
+  for (const auto& s : shared_->subscriptions) {
     if (!matches(s->filter(), r.event, r.destination) || (!admitted && !s->admit(now))) {
       continue;
     }
@@ -216,17 +240,20 @@ void EventTap::publish(const Record& r, bool admitted) {
 
 std::shared_ptr<EventTap::Subscription> EventTap::subscribe(TapFilter filter, std::size_t capacity,
                                                             double per_second) {
-  std::shared_ptr<Subscription> s(new Subscription(shared_, std::move(filter), capacity, per_second));
-  std::lock_guard lock(shared_->mutex);
-  shared_->subscriptions.push_back(s.get());
-  shared_->count->fetch_add(1);
-  return s;
+  std::shared_ptr<Subscription> s(new Subscription(std::move(filter), capacity, per_second));
+  auto handle = std::make_shared<Handle>();  // built in place: a temporary would unregister
+  handle->shared = shared_;
+  handle->subscription = s;
+  {
+    std::lock_guard lock(shared_->mutex);
+    shared_->subscriptions.push_back(s);
+    shared_->count->fetch_add(1);
+  }
+  return std::shared_ptr<Subscription>(handle, s.get());
 }
 
-EventTap::Subscription::Subscription(std::shared_ptr<Shared> shared, TapFilter filter,
-                                     std::size_t capacity, double per_second)
-    : shared_(std::move(shared)),
-      filter_(std::move(filter)),
+EventTap::Subscription::Subscription(TapFilter filter, std::size_t capacity, double per_second)
+    : filter_(std::move(filter)),
       capacity_(std::max<std::size_t>(1, capacity)),
       per_second_(std::max(1.0, per_second)),
       tokens_(2 * per_second_),
@@ -244,12 +271,6 @@ bool EventTap::Subscription::admit(std::chrono::steady_clock::time_point now) {
   }
   over_budget_.fetch_add(1, std::memory_order_relaxed);
   return false;
-}
-
-EventTap::Subscription::~Subscription() {
-  std::lock_guard lock(shared_->mutex);
-  std::erase(shared_->subscriptions, this);
-  shared_->count->fetch_sub(1);
 }
 
 void EventTap::Subscription::push(const std::string& line) {

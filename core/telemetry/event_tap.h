@@ -72,20 +72,17 @@ class EventTap {
   // dropped and the next take() starts with a record saying how many.
   class Subscription {
    public:
-    ~Subscription();
+    struct Shared;  // the tap's list of subscriptions (event_tap.cc)
     std::string take();
     const TapFilter& filter() const noexcept { return filter_; }
 
    private:
     friend class EventTap;
-    struct Shared;
-    Subscription(std::shared_ptr<Shared> shared, TapFilter filter, std::size_t capacity,
-                 double per_second);
+    Subscription(TapFilter filter, std::size_t capacity, double per_second);
     void push(const std::string& line);
     // Takes one record from the budget (under the tap's lock); false: over it, counted.
     bool admit(std::chrono::steady_clock::time_point now);
 
-    std::shared_ptr<Shared> shared_;
     TapFilter filter_;
     std::size_t capacity_;
     std::mutex mutex_;

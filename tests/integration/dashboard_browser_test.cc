@@ -207,6 +207,10 @@ TEST(DashboardBrowserTest, SignInSeeAConnectorAndWatchAnEventArriveWithItsDecisi
   ASSERT_TRUE(eventually([&] {
     return !browser.text("#debugger tr[data-message-id=\"browser-1\"][data-kind=\"delivered\"]").empty();
   })) << browser.text("#debugger");
+  // The arrival and the delivery are separate records; either may reach the page first.
+  ASSERT_TRUE(eventually([&] {
+    return !browser.text("#debugger tr[data-message-id=\"browser-1\"][data-kind=\"received\"]").empty();
+  })) << browser.text("#debugger");
   const std::string arrived = browser.text("#debugger tr[data-message-id=\"browser-1\"][data-kind=\"received\"]");
   EXPECT_NE(arrived.find("Cart Viewed"), std::string::npos) << arrived;
   EXPECT_NE(arrived.find("u2"), std::string::npos) << arrived;

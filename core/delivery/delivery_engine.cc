@@ -37,6 +37,7 @@ sdk::Status DeliveryEngine::open(const std::string& state_dir) {
     return std::move(cursors).error();
   }
   cursors_ = std::move(cursors).value();
+  log_source_ = std::make_unique<LogSource>(log_, *cursors_);
   // cursors.dat exists from the first start on: the daemon ran here before, so a missing
   // dead-letter store is damage.
   const bool ran_before = cursors_->fileExisted();
@@ -84,7 +85,7 @@ sdk::Status DeliveryEngine::open(const std::string& state_dir) {
 sdk::Status DeliveryEngine::add(const config::ConnectorConfig& config,
                                 std::shared_ptr<sdk::Destination> plugin, WorkerLimits limits,
                                 std::shared_ptr<AccountThrottle> throttle) {
-  WorkerDeps deps{log_, *cursors_, *dead_letters_, metrics_, logger_, clock_, privacy_,
+  WorkerDeps deps{*log_source_, *dead_letters_, metrics_, logger_, clock_, privacy_,
                   std::move(throttle), tap_};
   auto w = std::make_shared<DestinationWorker>(config, std::move(plugin), deps, limits);
   std::error_code ec;

@@ -111,6 +111,7 @@ class DeliveryEngine {
   const sdk::Clock& clock_;
   std::string state_dir_;
   std::unique_ptr<queue::CursorStore> cursors_;
+  std::unique_ptr<LogSource> log_source_;  // over log_ and cursors_, for the workers
   sdk::Counter* cursor_flush_errors_ = nullptr;
   std::unique_ptr<DeadLetterStore> dead_letters_;
   const privacy::PrivacyStore* privacy_ = nullptr;

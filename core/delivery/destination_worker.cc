@@ -84,21 +84,21 @@ DestinationWorker::DestinationWorker(const config::ConnectorConfig& config,
 DestinationWorker::~DestinationWorker() { stop(); }
 
 sdk::Status DestinationWorker::start() {
-  auto stored = deps_.cursors.state(id_);
+  auto stored = deps_.source.stored(id_);
   if (stored) {
     read_pos_ = stored->offset;
     durable_delivered_ = stored->delivered;
     committed_state_ = *stored;
     skip_ = stored->done;
   } else {
-    read_pos_ = config_.start == "earliest" ? deps_.log.beginOffset() : deps_.log.durableEnd();
+    read_pos_ = config_.start == "earliest" ? deps_.source.begin() : deps_.source.end();
     // Persisted now, not at the next coalesced flush: with `start: latest`, a crash before that
     // flush would make the restart start at the then-latest offset and skip every event
     // acknowledged in between.
-    if (auto s = deps_.cursors.commit(id_, read_pos_); !s.ok()) {
+    if (auto s = deps_.source.commit(id_, read_pos_); !s.ok()) {
       return s;
     }
-    if (auto s = deps_.cursors.flush(); !s.ok()) {
+    if (auto s = deps_.source.flush(); !s.ok()) {
       return s;
     }
   }
@@ -255,14 +255,14 @@ void DestinationWorker::dispatcherLoop() {
     wake_.wait(lock, [&] { return !completed_.empty(); });
   }
   advanceCursor(/*force=*/true);
-  (void)deps_.cursors.flush();
+  (void)deps_.source.flush();
 }
 
 bool DestinationWorker::fillWindow() {
   while (window_.size() < limits_.max_window_events && window_bytes_ < limits_.max_window_bytes &&
-         read_pos_ < deps_.log.durableEnd()) {
+         read_pos_ < deps_.source.end()) {
     const std::size_t room = limits_.max_window_events - window_.size();
-    auto batch = deps_.log.read(read_pos_, std::min(kReadRecords, room), kReadBytes);
+    auto batch = deps_.source.read(read_pos_, std::min(kReadRecords, room), kReadBytes);
     const auto now = SteadyClock::now();
     if (!batch) {
       deps_.logger.error("queue read failed", {{"destination", id_}, {"offset", read_pos_},
@@ -335,7 +335,7 @@ bool DestinationWorker::fillWindow() {
       break;
     }
   }
-  return read_pos_ < deps_.log.durableEnd();
+  return read_pos_ < deps_.source.end();
 }
 
 void DestinationWorker::takeReplays() {
@@ -492,7 +492,7 @@ std::optional<SteadyClock::time_point> DestinationWorker::dispatch(SteadyClock::
   auto wakeAt = [&](SteadyClock::time_point t) { wake = wake ? std::min(*wake, t) : t; };
   const auto concurrency = static_cast<std::size_t>(std::max<std::int64_t>(1, config_.concurrency));
   const auto max_events = static_cast<std::size_t>(config_.batch.max_events);
-  const bool caught_up = read_pos_ >= deps_.log.durableEnd();
+  const bool caught_up = read_pos_ >= deps_.source.end();
 
   while (in_flight_batches_ < concurrency && !ready_.empty()) {
     // Wait a little for a fuller batch while the reader is caught up (batch.max_wait).
@@ -800,7 +800,7 @@ void DestinationWorker::advanceCursor(bool force) {
     state.done = doneRanges(low, in_ranges);
     state.delivered += in_ranges;
     if (!(state == committed_state_)) {
-      if (auto s = deps_.cursors.commit(id_, state); s.ok()) {
+      if (auto s = deps_.source.commit(id_, state); s.ok()) {
         if (low > committed_.load()) {
           progress_at_ms_.store(deps_.clock.nowMs());
         }
@@ -811,7 +811,7 @@ void DestinationWorker::advanceCursor(bool force) {
       }
     }
   }
-  const queue::Offset end = deps_.log.durableEnd();
+  const queue::Offset end = deps_.source.end();
   backlog_bytes_.set(static_cast<double>(end > low ? end - low : 0));
   window_gauge_.set(static_cast<double>(stat_window_.load()));
   in_flight_gauge_.set(static_cast<double>(stat_in_flight_.load()));

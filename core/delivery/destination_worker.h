@@ -41,6 +41,7 @@
 #include "core/delivery/pacing.h"
 #include "core/delivery/route_policy.h"
 #include "core/delivery/throttle.h"
+#include "core/delivery/worker_source.h"
 #include "core/privacy/pii.h"
 #include "core/privacy/privacy_store.h"
 #include "core/queue/cursor_store.h"
@@ -53,8 +54,7 @@
 namespace junction::core::delivery {
 
 struct WorkerDeps {
-  queue::Log& log;
-  queue::CursorStore& cursors;
+  WorkerSource& source;  // the queue it reads and where its cursor goes (worker_source.h)
   DeadLetterStore& dead_letters;
   sdk::Metrics& metrics;  // the daemon's registry; the worker adds destination="<id>"
   sdk::Logger& logger;

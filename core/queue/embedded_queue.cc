@@ -134,6 +134,15 @@ class EmbeddedQueue::EmbeddedConsumer final : public Consumer {
     return commitLocked();
   }
 
+  sdk::Status inProgress(const QueueMessage& message) override {
+    std::lock_guard lock(mu_);
+    return outstanding_.contains(message.handle) ? sdk::Status() : notOutstanding(message);
+  }
+
+  std::chrono::milliseconds redeliveryTimeout() const noexcept override {
+    return std::chrono::milliseconds(0);  // one process: an outstanding message stays its own
+  }
+
   ConsumerStats stats() const override {
     std::lock_guard lock(mu_);
     ConsumerStats stats = stats_;

@@ -69,6 +69,12 @@ class Consumer {
   // Dead-lettered: handed to the queue's dead-letter sink with `reason`, then never fetched
   // again. When the sink fails, the message stays outstanding and the error is returned.
   virtual sdk::Status term(const QueueMessage& message, std::string_view reason) = 0;
+  // Still being worked on (a retry in progress): a backend that redelivers unsettled messages
+  // after a timeout (JetStream's ack wait) restarts that timeout. Call it well within it.
+  virtual sdk::Status inProgress(const QueueMessage& message) = 0;
+  // How long a fetched message may stay unsettled without inProgress() before the backend may
+  // hand it out again (to this or another node); zero: never (only a restart does).
+  virtual std::chrono::milliseconds redeliveryTimeout() const noexcept = 0;
 
   virtual ConsumerStats stats() const = 0;
 

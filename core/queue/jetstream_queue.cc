@@ -221,6 +221,23 @@ class JetStreamQueue::JetStreamConsumer final : public Consumer {
     return {};
   }
 
+  sdk::Status inProgress(const QueueMessage& message) override {
+    std::lock_guard lock(mu_);  // held: the message must not be destroyed meanwhile
+    auto it = outstanding_.find(message.handle);
+    if (it == outstanding_.end()) {
+      return notOutstanding(message);
+    }
+    const natsStatus status = natsMsg_InProgress(it->second, nullptr);
+    if (status != NATS_OK) {
+      return natsError(sdk::ErrorCode::Unavailable, "extending a message's ack wait", status);
+    }
+    return {};
+  }
+
+  std::chrono::milliseconds redeliveryTimeout() const noexcept override {
+    return queue_.options_.ack_wait;
+  }
+
   ConsumerStats stats() const override {
     std::lock_guard lock(mu_);
     ConsumerStats stats = stats_;

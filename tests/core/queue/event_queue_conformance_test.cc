@@ -385,6 +385,25 @@ TEST_P(EventQueueConformance, TermKeepsTheMessageWhenTheDeadLetterSinkFails) {
   EXPECT_EQ(dead_letters_.all().size(), 1u);
 }
 
+TEST_P(EventQueueConformance, AMessageKeptInProgressIsNotHandedOutAgain) {
+  ASSERT_TRUE(appendAndWait(makeEvents(0, 1, 1)).ok());
+  auto c = consumer("sfmc");
+  ASSERT_NE(c, nullptr);
+  auto got = fetchN(*c, 1);
+  ASSERT_EQ(got.size(), 1u);
+  // Twice the backend's redelivery timeout (2 s for the NATS backends here), extended all along.
+  const auto timeout = c->redeliveryTimeout();
+  const auto until = Clock::now() + (timeout.count() > 0 ? 2 * timeout : 1s);
+  while (Clock::now() < until) {
+    ASSERT_TRUE(c->inProgress(got[0]).ok());
+    auto again = c->fetch(10, 1 << 20, timeout.count() > 0 ? timeout / 4 : 250ms);
+    ASSERT_TRUE(again.ok());
+    ASSERT_TRUE(again->empty()) << "handed out again while in progress";
+  }
+  ASSERT_TRUE(c->ack(got[0]).ok());
+  EXPECT_EQ(c->inProgress(got[0]).error().code, sdk::ErrorCode::InvalidArgument);
+}
+
 TEST_P(EventQueueConformance, SettlingAMessageTwiceIsRefused) {
   ASSERT_TRUE(appendAndWait(makeEvents(0, 1, 1)).ok());
   auto c = consumer("mailchimp");

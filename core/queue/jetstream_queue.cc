@@ -15,6 +15,8 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 constexpr std::int64_t kNanosPerMilli = 1'000'000;
+// Largest message append() builds of several events (a single larger event goes alone).
+constexpr std::size_t kMessageBytes = 256 << 10;
 
 sdk::Error natsError(sdk::ErrorCode code, const std::string& what, natsStatus status,
                      jsErrCode js_error = static_cast<jsErrCode>(0)) {
@@ -51,27 +53,46 @@ std::string natsErrorText(int status, int js_error) {
   return text;
 }
 
-// One name's consumption: a bound pull subscription per partition this node reads.
+// One name's consumption: a bound pull subscription per partition this node reads. A NATS
+// message holds the events one append call had for one partition; each event is handed out and
+// settled on its own, and the message is acknowledged once all of its events are. A nak waits
+// here (the message stays outstanding on the server, kept in progress by the caller). When the
+// consumer closes, every message not finished goes back to the server with a nak, in stream
+// order; for one that was partly finished, which of its events were finished is written to the
+// `<stream>-done` bucket first, so whoever gets it next skips them.
 class JetStreamQueue::JetStreamConsumer final : public Consumer {
  public:
   JetStreamConsumer(JetStreamQueue& queue, std::string name)
       : Consumer(std::move(name)), queue_(queue) {}
 
   ~JetStreamConsumer() override {
-    // Unsubscribe first (bound subscriptions: the server's consumers stay), then a flush: acks
-    // are sent without waiting, and the flush's round trip makes sure the server has them and
-    // that the client's reader is past every message for these subscriptions. libnats 3.4
+    std::vector<std::shared_ptr<Message>> live;
+    {
+      std::lock_guard lock(mu_);
+      for (auto& [key, message] : live_) {
+        live.push_back(message);
+      }
+      live_.clear();
+      outstanding_.clear();
+      waiting_.clear();
+    }
+    for (auto& message : live) {  // (partition, stream sequence) order
+      if (message->open < message->finished.size()) {
+        (void)queue_.putDone(doneKey(*message), message->finished);
+      }
+      natsMsg_NakWithDelay(message->msg, 0, nullptr);
+      natsMsg_Destroy(message->msg);
+      message->msg = nullptr;
+    }
+    // Unsubscribe (bound subscriptions: the server's consumers stay), then a flush: acks and
+    // naks are sent without waiting, and the flush's round trip makes sure the server has them
+    // and that the client's reader is past every message for these subscriptions. libnats 3.4
     // crashes when a subscription is destroyed while its reader is still handing it a message
     // (nats.c issue 637, fixed in 3.6); after the flush none can be in flight.
     for (auto& partition : partitions_) {
       natsSubscription_Unsubscribe(partition.subscription);
     }
     natsConnection_FlushTimeout(queue_.connection_, 2000);
-    std::lock_guard lock(mu_);
-    for (auto& [handle, message] : outstanding_) {
-      natsMsg_Destroy(message);  // not acknowledged: the server redelivers after ack_wait
-    }
-    outstanding_.clear();
     for (auto& partition : partitions_) {
       natsSubscription_Destroy(partition.subscription);
     }
@@ -128,6 +149,7 @@ class JetStreamQueue::JetStreamConsumer final : public Consumer {
     auto pause = std::chrono::milliseconds(1);
     while (max_messages > 0) {
       std::size_t bytes = 0;
+      takeDue(max_messages, max_bytes, out, bytes);
       std::string problem;
       for (std::size_t i = 0; i < partitions_.size() && out.size() < max_messages &&
                               bytes < max_bytes;
@@ -151,43 +173,45 @@ class JetStreamQueue::JetStreamConsumer final : public Consumer {
       if (now >= deadline) {
         break;
       }
-      // Nothing anywhere: poll again soon, less often the longer the queue stays empty.
-      std::this_thread::sleep_for(
-          std::min(pause, std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now)));
+      // Nothing anywhere: poll again soon, less often the longer the queue stays empty, and no
+      // later than the next nak's due time.
+      auto sleep = std::min(pause, std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now));
+      {
+        std::lock_guard lock(mu_);
+        if (!waiting_.empty()) {
+          sleep = std::min(sleep, std::chrono::duration_cast<std::chrono::milliseconds>(
+                                      waiting_.begin()->first - now) + std::chrono::milliseconds(1));
+        }
+      }
+      std::this_thread::sleep_for(std::max(sleep, std::chrono::milliseconds(0)));
       pause = std::min(pause * 2, std::chrono::milliseconds(50));
     }
     return out;
   }
 
   sdk::Status ack(const QueueMessage& message) override {
-    natsMsg* msg = take(message.handle);
-    if (msg == nullptr) {
+    std::lock_guard lock(mu_);
+    auto it = outstanding_.find(message.handle);
+    if (it == outstanding_.end()) {
       return notOutstanding(message);
     }
-    const natsStatus status = natsMsg_Ack(msg, nullptr);
-    natsMsg_Destroy(msg);
-    std::lock_guard lock(mu_);
+    Ref ref = it->second;
+    outstanding_.erase(it);
     ++stats_.acked;
-    if (status != NATS_OK) {
-      // The server redelivers it after ack_wait: delivered twice, never lost.
-      return natsError(sdk::ErrorCode::Unavailable, "acknowledging a message", status);
-    }
-    return {};
+    return finishLocked(ref);
   }
 
   sdk::Status nak(const QueueMessage& message, std::chrono::milliseconds delay) override {
-    natsMsg* msg = take(message.handle);
-    if (msg == nullptr) {
+    std::lock_guard lock(mu_);
+    auto it = outstanding_.find(message.handle);
+    if (it == outstanding_.end()) {
       return notOutstanding(message);
     }
-    const natsStatus status =
-        natsMsg_NakWithDelay(msg, std::max<std::int64_t>(delay.count(), 0), nullptr);
-    natsMsg_Destroy(msg);
-    std::lock_guard lock(mu_);
+    // It waits here; its NATS message stays outstanding (the caller keeps it in progress).
+    waiting_.emplace(Clock::now() + std::max(delay, std::chrono::milliseconds(0)),
+                     Waiting{it->second, message.deliveries + 1, message.event});
+    outstanding_.erase(it);
     ++stats_.nacked;
-    if (status != NATS_OK) {
-      return natsError(sdk::ErrorCode::Unavailable, "nak of a message", status);
-    }
     return {};
   }
 
@@ -203,31 +227,32 @@ class JetStreamQueue::JetStreamConsumer final : public Consumer {
     }
     auto stored = queue_.options_.dead_letters(name(), message.event, reason, message.deliveries);
     if (!stored.ok()) {
-      return stored;  // still outstanding: redelivered after ack_wait if nothing else happens
+      return stored;  // still outstanding
     }
-    natsMsg* msg = take(message.handle);
-    if (msg == nullptr) {
-      return notOutstanding(message);
-    }
-    // Synchronous: the dead letter is stored; once the server confirms the termination, the
-    // message cannot come back as well.
-    const natsStatus status = natsMsg_Term(msg, nullptr);
-    natsMsg_Destroy(msg);
     std::lock_guard lock(mu_);
-    ++stats_.terminated;
-    if (status != NATS_OK) {
-      return natsError(sdk::ErrorCode::Unavailable, "terminating a message", status);
-    }
-    return {};
-  }
-
-  sdk::Status inProgress(const QueueMessage& message) override {
-    std::lock_guard lock(mu_);  // held: the message must not be destroyed meanwhile
     auto it = outstanding_.find(message.handle);
     if (it == outstanding_.end()) {
       return notOutstanding(message);
     }
-    const natsStatus status = natsMsg_InProgress(it->second, nullptr);
+    Ref ref = it->second;
+    outstanding_.erase(it);
+    ++stats_.terminated;
+    return finishLocked(ref);
+  }
+
+  sdk::Status inProgress(const QueueMessage& message) override {
+    std::lock_guard lock(mu_);
+    auto it = outstanding_.find(message.handle);
+    if (it == outstanding_.end()) {
+      return notOutstanding(message);
+    }
+    Message& held = *it->second.message;
+    const auto now = Clock::now();
+    if (now - held.progress_at < std::chrono::milliseconds(500)) {
+      return {};  // told for another of its events just now
+    }
+    held.progress_at = now;
+    const natsStatus status = natsMsg_InProgress(held.msg, nullptr);
     if (status != NATS_OK) {
       return natsError(sdk::ErrorCode::Unavailable, "extending a message's ack wait", status);
     }
@@ -241,7 +266,7 @@ class JetStreamQueue::JetStreamConsumer final : public Consumer {
   ConsumerStats stats() const override {
     std::lock_guard lock(mu_);
     ConsumerStats stats = stats_;
-    stats.outstanding = outstanding_.size();
+    stats.outstanding = outstanding_.size() + waiting_.size();
     return stats;
   }
 
@@ -250,6 +275,29 @@ class JetStreamQueue::JetStreamConsumer final : public Consumer {
     std::uint32_t number = 0;
     natsSubscription* subscription = nullptr;
   };
+  // One NATS message and the settlement of its events.
+  struct Message {
+    natsMsg* msg = nullptr;
+    std::uint32_t partition = 0;
+    std::uint64_t sequence = 0;
+    std::vector<bool> finished;
+    std::size_t open = 0;  // events not finished
+    bool had_done_record = false;
+    Clock::time_point progress_at{};
+  };
+  struct Ref {
+    std::shared_ptr<Message> message;
+    std::size_t index = 0;
+  };
+  struct Waiting {
+    Ref ref;
+    std::uint32_t deliveries = 1;
+    sdk::Event event;
+  };
+
+  std::string doneKey(const Message& message) const {
+    return durableName(name(), message.partition) + "." + std::to_string(message.sequence);
+  }
 
   sdk::Status notOutstanding(const QueueMessage& message) const {
     return sdk::makeError(sdk::ErrorCode::InvalidArgument,
@@ -257,15 +305,51 @@ class JetStreamQueue::JetStreamConsumer final : public Consumer {
                               " is not outstanding for consumer '" + name() + "'");
   }
 
-  natsMsg* take(std::uint64_t handle) {
-    std::lock_guard lock(mu_);
-    auto it = outstanding_.find(handle);
-    if (it == outstanding_.end()) {
-      return nullptr;
+  sdk::Status finishLocked(const Ref& ref) {
+    Message& message = *ref.message;
+    if (!message.finished[ref.index]) {
+      message.finished[ref.index] = true;
+      --message.open;
     }
-    natsMsg* msg = it->second;
-    outstanding_.erase(it);
-    return msg;
+    if (message.open != 0 || message.msg == nullptr) {
+      return {};
+    }
+    const natsStatus status = natsMsg_Ack(message.msg, nullptr);
+    if (message.had_done_record) {
+      queue_.deleteDone(doneKey(message));
+    }
+    natsMsg_Destroy(message.msg);
+    message.msg = nullptr;
+    live_.erase({message.partition, message.sequence});
+    if (status != NATS_OK) {
+      // The server redelivers it after ack_wait: delivered twice, never lost.
+      return natsError(sdk::ErrorCode::Unavailable, "acknowledging a message", status);
+    }
+    return {};
+  }
+
+  // Naks whose delay passed, first.
+  void takeDue(std::size_t max, std::size_t max_bytes, std::vector<QueueMessage>& out,
+               std::size_t& bytes) {
+    std::lock_guard lock(mu_);
+    const auto now = Clock::now();
+    while (!waiting_.empty() && waiting_.begin()->first <= now && out.size() < max) {
+      Waiting& w = waiting_.begin()->second;
+      const std::size_t size = w.event.json().size();
+      if (!out.empty() && bytes + size > max_bytes) {
+        return;
+      }
+      bytes += size;
+      QueueMessage message;
+      message.handle = ++next_handle_;
+      message.sequence = w.ref.message->sequence;
+      message.partition = w.ref.message->partition;
+      message.deliveries = w.deliveries;
+      message.event = std::move(w.event);
+      outstanding_.emplace(message.handle, std::move(w.ref));
+      out.push_back(std::move(message));
+      waiting_.erase(waiting_.begin());
+    }
   }
 
   // What is there now in one partition (no wait), decoded into `out`.
@@ -273,7 +357,8 @@ class JetStreamQueue::JetStreamConsumer final : public Consumer {
                         std::size_t& bytes) {
     jsFetchRequest request;
     jsFetchRequest_Init(&request);
-    request.Batch = static_cast<int>(std::min<std::size_t>(max, 10'000));
+    // A message holds up to one call's events of this partition: ask for few, they are big.
+    request.Batch = static_cast<int>(std::clamp<std::size_t>(max / 8, 1, 1000));
     request.NoWait = true;
     request.Expires = 0;
     natsMsgList list{nullptr, 0};
@@ -290,34 +375,75 @@ class JetStreamQueue::JetStreamConsumer final : public Consumer {
     for (int i = 0; i < list.Count; ++i) {
       natsMsg* msg = list.Msgs[i];
       list.Msgs[i] = nullptr;
-      const std::string_view data(natsMsg_GetData(msg),
-                                  static_cast<std::size_t>(natsMsg_GetDataLength(msg)));
-      auto decoded = decodeRecord(data);
-      if (!decoded.ok()) {
-        // Not something junctiond published: it can never be delivered; drop it for good.
-        natsMsg_Term(msg, nullptr);
-        natsMsg_Destroy(msg);
-        continue;
-      }
-      QueueMessage message;
-      message.partition = partition.number;
-      jsMsgMetaData* meta = nullptr;
-      if (natsMsg_GetMetaData(&meta, msg) == NATS_OK) {
-        message.sequence = meta->Sequence.Stream;
-        message.deliveries = static_cast<std::uint32_t>(meta->NumDelivered);
-        jsMsgMetaData_Destroy(meta);
-      }
-      message.event = std::move(decoded->event);
-      bytes += data.size();
-      {
-        std::lock_guard lock(mu_);
-        message.handle = ++next_handle_;
-        outstanding_.emplace(message.handle, msg);
-      }
-      out.push_back(std::move(message));
+      take(partition, msg, out, bytes);
     }
     natsMsgList_Destroy(&list);
     return {};
+  }
+
+  void take(Partition& partition, natsMsg* msg, std::vector<QueueMessage>& out,
+            std::size_t& bytes) {
+    std::string_view data(natsMsg_GetData(msg), static_cast<std::size_t>(natsMsg_GetDataLength(msg)));
+    bytes += data.size();
+    std::vector<sdk::Event> events;
+    while (!data.empty()) {
+      auto decoded = decodeRecord(data);
+      if (!decoded.ok() || decoded->size == 0 || decoded->size > data.size()) {
+        events.clear();
+        break;
+      }
+      events.push_back(std::move(decoded->event));
+      data.remove_prefix(decoded->size);
+    }
+    if (events.empty()) {
+      // Not something junctiond published: it can never be delivered; drop it for good.
+      natsMsg_Term(msg, nullptr);
+      natsMsg_Destroy(msg);
+      return;
+    }
+    auto message = std::make_shared<Message>();
+    message->msg = msg;
+    message->partition = partition.number;
+    message->finished.assign(events.size(), false);
+    message->open = events.size();
+    std::uint32_t deliveries = 1;
+    jsMsgMetaData* meta = nullptr;
+    if (natsMsg_GetMetaData(&meta, msg) == NATS_OK) {
+      message->sequence = meta->Sequence.Stream;
+      deliveries = static_cast<std::uint32_t>(meta->NumDelivered);
+      jsMsgMetaData_Destroy(meta);
+    }
+    if (deliveries > 1) {
+      // Handed back before: some of its events may be finished already.
+      if (auto done = queue_.getDone(doneKey(*message)); done) {
+        message->had_done_record = true;
+        for (std::size_t i = 0; i < done->size() && i < events.size(); ++i) {
+          if ((*done)[i]) {
+            message->finished[i] = true;
+            --message->open;
+          }
+        }
+      }
+    }
+    std::lock_guard lock(mu_);
+    live_.emplace(std::make_pair(message->partition, message->sequence), message);
+    if (message->open == 0) {
+      (void)finishLocked(Ref{message, 0});
+      return;
+    }
+    for (std::size_t i = 0; i < events.size(); ++i) {
+      if (message->finished[i]) {
+        continue;
+      }
+      QueueMessage out_message;
+      out_message.handle = ++next_handle_;
+      out_message.sequence = message->sequence;
+      out_message.partition = partition.number;
+      out_message.deliveries = deliveries;
+      out_message.event = std::move(events[i]);
+      outstanding_.emplace(out_message.handle, Ref{message, i});
+      out.push_back(std::move(out_message));
+    }
   }
 
   JetStreamQueue& queue_;
@@ -326,7 +452,9 @@ class JetStreamQueue::JetStreamConsumer final : public Consumer {
 
   mutable std::mutex mu_;
   std::uint64_t next_handle_ = 0;
-  std::unordered_map<std::uint64_t, natsMsg*> outstanding_;
+  std::unordered_map<std::uint64_t, Ref> outstanding_;
+  std::multimap<Clock::time_point, Waiting> waiting_;
+  std::map<std::pair<std::uint32_t, std::uint64_t>, std::shared_ptr<Message>> live_;
   ConsumerStats stats_;
 };
 
@@ -344,6 +472,9 @@ sdk::Result<std::unique_ptr<JetStreamQueue>> JetStreamQueue::open(JetStreamOptio
     return status.error();
   }
   if (auto status = queue->ensureStream(); !status.ok()) {
+    return status.error();
+  }
+  if (auto status = queue->openDoneBucket(); !status.ok()) {
     return status.error();
   }
   return queue;
@@ -470,6 +601,7 @@ JetStreamQueue::~JetStreamQueue() {
                                 "the queue closed before NATS acknowledged the events"));
     }
   }
+  kvStore_Destroy(done_);
   jsCtx_Destroy(js_);
   natsConnection_Destroy(connection_);
 }
@@ -539,37 +671,46 @@ sdk::Status JetStreamQueue::append(std::vector<sdk::Event> events, AppendCallbac
   if (!connected()) {
     return sdk::makeError(sdk::ErrorCode::Unavailable, "not connected to NATS");
   }
-  // Encode everything first: a call is refused whole (InvalidArgument) before anything is sent.
-  std::vector<natsMsg*> messages;
-  messages.reserve(events.size());
-  std::string buffer;
-  auto destroyAll = [&messages] {
-    for (natsMsg* m : messages) natsMsg_Destroy(m);
-  };
+  // One message per partition the call touches (split at kMessageBytes), each holding that
+  // partition's events in call order: per-message costs on both sides are what limits a
+  // JetStream stream's rate. Everything is encoded first: a call is refused whole
+  // (InvalidArgument) before anything is sent.
+  const std::int64_t max_payload = natsConnection_GetMaxPayload(connection_);
+  const std::size_t limit =
+      std::min<std::size_t>(kMessageBytes, max_payload > 0 ? static_cast<std::size_t>(max_payload)
+                                                           : kMessageBytes);
+  std::map<std::uint32_t, std::vector<std::string>> bodies;  // partition -> message bodies
+  std::string record;
   for (const auto& event : events) {
-    buffer.clear();
-    if (auto status = encodeRecord(event, buffer); !status.ok()) {
-      destroyAll();
+    record.clear();
+    if (auto status = encodeRecord(event, record); !status.ok()) {
       return status;
     }
-    const std::int64_t max_payload = natsConnection_GetMaxPayload(connection_);
-    if (max_payload > 0 && buffer.size() > static_cast<std::uint64_t>(max_payload)) {
-      destroyAll();
+    if (max_payload > 0 && record.size() > static_cast<std::uint64_t>(max_payload)) {
       return sdk::makeError(sdk::ErrorCode::InvalidArgument,
-                            "an event of " + std::to_string(buffer.size()) +
+                            "an event of " + std::to_string(record.size()) +
                                 " bytes exceeds the NATS server's max_payload (" +
                                 std::to_string(max_payload) + " bytes)");
     }
-    natsMsg* msg = nullptr;
-    const std::string subject =
-        subjectOf(partitionOf(personOf(event), options_.partitions));
-    const natsStatus status = natsMsg_Create(&msg, subject.c_str(), nullptr, buffer.data(),
-                                             static_cast<int>(buffer.size()));
-    if (status != NATS_OK) {
-      destroyAll();
-      return natsError(sdk::ErrorCode::Internal, "building a NATS message", status);
+    auto& list = bodies[partitionOf(personOf(event), options_.partitions)];
+    if (list.empty() || list.back().size() + record.size() > limit) {
+      list.emplace_back();
     }
-    messages.push_back(msg);
+    list.back() += record;
+  }
+  std::vector<natsMsg*> messages;
+  for (const auto& [partition, list] : bodies) {
+    const std::string subject = subjectOf(partition);
+    for (const auto& body : list) {
+      natsMsg* msg = nullptr;
+      const natsStatus status = natsMsg_Create(&msg, subject.c_str(), nullptr, body.data(),
+                                               static_cast<int>(body.size()));
+      if (status != NATS_OK) {
+        for (natsMsg* m : messages) natsMsg_Destroy(m);
+        return natsError(sdk::ErrorCode::Internal, "building a NATS message", status);
+      }
+      messages.push_back(msg);
+    }
   }
   auto call = std::make_shared<PendingCall>();
   call->done = std::move(done);
@@ -600,8 +741,62 @@ sdk::Status JetStreamQueue::append(std::vector<sdk::Event> events, AppendCallbac
                        "publishing to NATS", status);
     }
   }
-  appended_.fetch_add(messages.size(), std::memory_order_relaxed);
+  appended_.fetch_add(events.size(), std::memory_order_relaxed);
   return {};
+}
+
+sdk::Status JetStreamQueue::openDoneBucket() {
+  const std::string bucket = options_.stream + "-done";
+  natsStatus status = js_KeyValue(&done_, js_, bucket.c_str());
+  if (status == NATS_NOT_FOUND) {
+    kvConfig config;
+    kvConfig_Init(&config);
+    config.Bucket = bucket.c_str();
+    config.History = 1;
+    config.TTL = 7LL * 24 * 3600 * 1000 * kNanosPerMilli;  // a record outlives any handback
+    config.StorageType = js_FileStorage;
+    config.Replicas = options_.replicas;
+    status = js_CreateKeyValue(&done_, js_, &config);
+  }
+  if (status != NATS_OK) {
+    return natsError(sdk::ErrorCode::Unavailable, "opening the JetStream bucket '" + bucket + "'",
+                     status);
+  }
+  return {};
+}
+
+sdk::Status JetStreamQueue::putDone(const std::string& key, const std::vector<bool>& finished) {
+  std::string bits((finished.size() + 7) / 8, '\0');
+  for (std::size_t i = 0; i < finished.size(); ++i) {
+    if (finished[i]) bits[i / 8] = static_cast<char>(bits[i / 8] | (1 << (i % 8)));
+  }
+  std::uint64_t revision = 0;
+  const natsStatus status =
+      kvStore_Put(&revision, done_, key.c_str(), bits.data(), static_cast<int>(bits.size()));
+  if (status != NATS_OK) {
+    // Without it the finished events of that message are delivered again (at least once).
+    return natsError(sdk::ErrorCode::Unavailable, "recording finished events", status);
+  }
+  return {};
+}
+
+std::optional<std::vector<bool>> JetStreamQueue::getDone(const std::string& key) {
+  kvEntry* entry = nullptr;
+  if (kvStore_Get(&entry, done_, key.c_str()) != NATS_OK) {
+    return std::nullopt;
+  }
+  const auto* bits = static_cast<const unsigned char*>(kvEntry_Value(entry));
+  const int length = kvEntry_ValueLen(entry);
+  std::vector<bool> finished(static_cast<std::size_t>(std::max(length, 0)) * 8, false);
+  for (std::size_t i = 0; i < finished.size(); ++i) {
+    finished[i] = (bits[i / 8] >> (i % 8)) & 1;
+  }
+  kvEntry_Destroy(entry);
+  return finished;
+}
+
+void JetStreamQueue::deleteDone(const std::string& key) {
+  kvStore_Purge(done_, key.c_str(), nullptr);
 }
 
 sdk::Result<std::unique_ptr<Consumer>> JetStreamQueue::consumer(const std::string& name,

@@ -10,11 +10,21 @@
 //   consumer <name>-p<n>      one durable pull consumer per consumer name and partition, explicit
 //                             acks: a partition of a destination is read by one node at a time
 //
-// Messages are our record encoding (record.h, tag 0), so a queued event reads back exactly as
-// the embedded log gives it. append() publishes asynchronously (libnats' async publish, up to
-// max_pending in flight) and calls `done` when the server acknowledged every message of the
-// call: stored on `replicas` servers. nak() is JetStream's nak with delay; term() hands the
-// event to the dead-letter sink, then terminates it on the server.
+// A NATS message holds the events one append() call has for one partition, in call order, as
+// our record encoding (record.h, tag 0, records back to back; split at 256 KiB), so a queued
+// event reads back exactly as the embedded log gives it, and per-message costs (which limit a
+// stream's rate) are shared by the call's events. append() publishes asynchronously (libnats'
+// async publish, up to max_pending in flight) and calls `done` when the server acknowledged
+// every message of the call: stored on `replicas` servers.
+//
+// A consumer hands out and settles each event on its own; a message is acknowledged when all of
+// its events are. A nak waits in the consumer (the message stays outstanding, kept in progress
+// by the caller); term() hands the event to the dead-letter sink. When a consumer closes, every
+// message it has not finished goes back to the server (nak, in stream order, so the next reader
+// gets it before the partition's later messages); for one partly finished, the finished events
+// are recorded first in the key-value bucket `<stream>-done` (key "<durable>.<stream sequence>",
+// a bitmap), and whoever gets the message next skips them. After a crash nothing is recorded:
+// the message's finished events are delivered again (at least once).
 //
 // retain(): the stream keeps what some consumer has not acknowledged yet; for each partition it
 // purges the messages below every consumer's acknowledgement floor. With no consumer at all it
@@ -26,6 +36,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -34,6 +45,7 @@
 
 struct __natsConnection;
 struct __jsCtx;
+struct __kvStore;
 struct __natsMsg;
 struct jsPubAck;
 struct jsPubAckErr;
@@ -96,6 +108,12 @@ class JetStreamQueue final : public EventQueue {
   explicit JetStreamQueue(JetStreamOptions options);
   sdk::Status connect();
   sdk::Status ensureStream();
+  // The `<stream>-done` key-value bucket: for a message handed back part-finished, which of its
+  // events were finished (key "<durable>.<stream sequence>", a bitmap).
+  sdk::Status openDoneBucket();
+  sdk::Status putDone(const std::string& key, const std::vector<bool>& finished);
+  std::optional<std::vector<bool>> getDone(const std::string& key);
+  void deleteDone(const std::string& key);
   static void onPublishAck(__jsCtx* js, __natsMsg* msg, jsPubAck* ack, jsPubAckErr* error,
                            void* closure);
   void published(__natsMsg* msg, const jsPubAckErr* error);
@@ -103,6 +121,7 @@ class JetStreamQueue final : public EventQueue {
   const JetStreamOptions options_;
   __natsConnection* connection_ = nullptr;
   __jsCtx* js_ = nullptr;
+  __kvStore* done_ = nullptr;
 
   std::mutex pending_mu_;
   std::unordered_map<__natsMsg*, std::shared_ptr<PendingCall>> pending_;

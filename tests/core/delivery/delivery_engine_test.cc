@@ -18,6 +18,7 @@
 #include "core/telemetry/metrics_registry.h"
 #include "junction/sdk/testing/fake_context.h"
 #include "junction/sdk/testing/scripted_http_server.h"
+#include "tests/core/delivery/scripted_destination.h"
 
 namespace junction::core::delivery {
 namespace {
@@ -26,49 +27,6 @@ namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 using ::testing::ElementsAreArray;
 using ::testing::HasSubstr;
-
-// A destination whose outcome per event is decided by the test, recording what it got.
-class ScriptedDestination final : public sdk::Destination {
- public:
-  using Decide = std::function<sdk::Outcome(const sdk::Event&, int attempt)>;
-  explicit ScriptedDestination(Decide decide = {}, std::chrono::milliseconds latency = 0ms)
-      : decide_(std::move(decide)), latency_(latency) {}
-
-  std::vector<sdk::Outcome> deliver(std::span<const sdk::Event> batch) override {
-    if (latency_.count() > 0) {
-      std::this_thread::sleep_for(latency_);
-    }
-    std::vector<sdk::Outcome> out;
-    std::lock_guard lock(mutex_);
-    ++calls_;
-    for (const auto& e : batch) {
-      int attempt = ++attempts_[e.messageId()];
-      sdk::Outcome o = decide_ ? decide_(e, attempt) : sdk::Outcome::delivered();
-      if (o.isDelivered()) {
-        delivered_.push_back(e.messageId());
-      }
-      out.push_back(std::move(o));
-    }
-    return out;
-  }
-
-  std::vector<std::string> delivered() const {
-    std::lock_guard lock(mutex_);
-    return delivered_;
-  }
-  std::size_t calls() const {
-    std::lock_guard lock(mutex_);
-    return calls_;
-  }
-
- private:
-  Decide decide_;
-  std::chrono::milliseconds latency_;
-  mutable std::mutex mutex_;
-  std::map<std::string, int> attempts_;
-  std::vector<std::string> delivered_;
-  std::size_t calls_ = 0;
-};
 
 sdk::Event makeEvent(const std::string& id, const std::string& user, const std::string& type = "track") {
   boost::json::object body{{"type", type}, {"userId", user}, {"messageId", id}};

@@ -20,6 +20,7 @@
 #include "core/runtime/runtime.h"
 #include "core/telemetry/metrics_registry.h"
 #include "junction/sdk/testing/fake_context.h"
+#include "tests/core/delivery/scripted_destination.h"
 #include "tests/support/nats/nats_server.h"
 
 namespace junction::core::delivery {
@@ -27,38 +28,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
-
-// Outcomes decided per event by the test; records every delivered event in call order.
-class ScriptedDestination final : public sdk::Destination {
- public:
-  using Decide = std::function<sdk::Outcome(const sdk::Event&, int attempt)>;
-  explicit ScriptedDestination(Decide decide = {}, std::chrono::milliseconds latency = 0ms)
-      : decide_(std::move(decide)), latency_(latency) {}
-
-  std::vector<sdk::Outcome> deliver(std::span<const sdk::Event> batch) override {
-    if (latency_.count() > 0) std::this_thread::sleep_for(latency_);
-    std::vector<sdk::Outcome> out;
-    std::lock_guard lock(mutex_);
-    for (const auto& e : batch) {
-      const int attempt = ++attempts_[e.messageId()];
-      sdk::Outcome o = decide_ ? decide_(e, attempt) : sdk::Outcome::delivered();
-      if (o.isDelivered()) delivered_.push_back(e.messageId());
-      out.push_back(std::move(o));
-    }
-    return out;
-  }
-  std::vector<std::string> delivered() const {
-    std::lock_guard lock(mutex_);
-    return delivered_;
-  }
-
- private:
-  Decide decide_;
-  std::chrono::milliseconds latency_;
-  mutable std::mutex mutex_;
-  std::map<std::string, int> attempts_;
-  std::vector<std::string> delivered_;
-};
 
 junction::testing::NatsServer* sharedServer() {
   static std::unique_ptr<junction::testing::NatsServer> server = [] {

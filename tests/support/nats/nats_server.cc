@@ -15,11 +15,12 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
-#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <thread>
+
+#include "tests/support/process.h"
 
 namespace junction::testing {
 namespace {
@@ -31,14 +32,6 @@ constexpr auto kServerStartTimeout = std::chrono::seconds(10);
 constexpr auto kClusterStartTimeout = std::chrono::seconds(20);
 constexpr auto kPollInterval = std::chrono::milliseconds(50);
 constexpr int kStartAttempts = 5;  // new ports each time a server finds one taken
-
-std::string errnoText(const std::string& what) {
-  return what + ": " + std::strerror(errno);
-}
-
-bool isExecutable(const std::string& path) {
-  return ::access(path.c_str(), X_OK) == 0;
-}
 
 // nats-server on PATH, else where Debian and a manual install put it.
 std::string findBinary() {
@@ -61,38 +54,6 @@ std::string findBinary() {
     if (isExecutable(candidate)) return candidate;
   }
   return "";
-}
-
-// `count` distinct ports on 127.0.0.1 nobody listens on now: all bound to port 0 at once (so
-// they differ), read back, closed.
-std::vector<int> pickFreePorts(int count, std::string* error) {
-  std::vector<int> fds;
-  std::vector<int> ports;
-  for (int i = 0; i < count; ++i) {
-    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-      *error = errnoText("socket");
-      break;
-    }
-    fds.push_back(fd);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    addr.sin_port = 0;
-    socklen_t len = sizeof(addr);
-    if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-      *error = errnoText("bind 127.0.0.1:0");
-      break;
-    }
-    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-      *error = errnoText("getsockname");
-      break;
-    }
-    ports.push_back(ntohs(addr.sin_port));
-  }
-  for (int fd : fds) ::close(fd);
-  if (static_cast<int>(ports.size()) != count) ports.clear();
-  return ports;
 }
 
 // Whether a NATS server answers on 127.0.0.1:port: it accepts the connection and sends its
@@ -296,50 +257,9 @@ std::vector<std::string> NatsServer::arguments() const {
 }
 
 bool NatsServer::spawn(std::string* error) {
-  std::vector<std::string> args = arguments();
-  std::vector<char*> argv;
-  for (std::string& arg : args) argv.push_back(arg.data());
-  argv.push_back(nullptr);
-
-  const int log_fd = ::open(log_file_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-  if (log_fd < 0) {
-    *error = errnoText("NatsServer: open " + log_file_);
-    return false;
-  }
-  const int null_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-  if (null_fd < 0) {
-    *error = errnoText("NatsServer: open /dev/null");
-    ::close(log_fd);
-    return false;
-  }
-  const long max_fd = ::sysconf(_SC_OPEN_MAX);
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    // Child: only async-signal-safe calls. Output to the log, no stdin, cwd the server's
-    // directory, default signals, and none of the test's descriptors (a listening socket
-    // inherited by the server would outlive its owner).
-    if (::dup2(null_fd, 0) < 0 || ::dup2(log_fd, 1) < 0 || ::dup2(log_fd, 2) < 0) _exit(126);
-    if (::chdir(dir_.c_str()) != 0) _exit(126);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, nullptr);
-    struct sigaction dfl {};
-    dfl.sa_handler = SIG_DFL;
-    for (int sig : {SIGPIPE, SIGINT, SIGTERM, SIGQUIT, SIGHUP, SIGCHLD}) {
-      sigaction(sig, &dfl, nullptr);
-    }
-    if (::close_range(3, ~0U, 0) != 0) {
-      for (long fd = 3; fd < max_fd; ++fd) ::close(static_cast<int>(fd));
-    }
-    ::execv(argv[0], argv.data());
-    _exit(127);
-  }
-  const int fork_errno = errno;
-  ::close(log_fd);
-  ::close(null_fd);
+  const pid_t pid = spawnWithLog(arguments(), log_file_, dir_, error);
   if (pid < 0) {
-    errno = fork_errno;
-    *error = errnoText("NatsServer: fork");
+    *error = "NatsServer: " + *error;
     return false;
   }
   pid_.store(pid);
@@ -471,16 +391,7 @@ bool NatsServer::logSaysAddressInUse(long long from) const {
 }
 
 std::string NatsServer::logTail(std::size_t lines) const {
-  std::ifstream in(log_file_);
-  std::deque<std::string> tail;
-  std::string line;
-  while (std::getline(in, line)) {
-    tail.push_back(line);
-    if (tail.size() > lines) tail.pop_front();
-  }
-  std::string out;
-  for (const std::string& l : tail) out += l + "\n";
-  return out;
+  return fileTail(log_file_, lines);
 }
 
 // ---- NatsCluster ---------------------------------------------------------------------------

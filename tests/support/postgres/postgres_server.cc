@@ -1,12 +1,9 @@
 #include "tests/support/postgres/postgres_server.h"
 
-#include <arpa/inet.h>
 #include <fcntl.h>
 #include <libpq-fe.h>
-#include <netinet/in.h>
 #include <pwd.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -14,25 +11,17 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
-#include <cstring>
-#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <stdexcept>
 #include <thread>
 
+#include "tests/support/process.h"
+
 namespace junction::testing {
 namespace {
 
 namespace fs = std::filesystem;
-
-std::string errnoText(const std::string& what) {
-  return what + ": " + std::strerror(errno);
-}
-
-bool isExecutable(const std::string& path) {
-  return ::access(path.c_str(), X_OK) == 0;
-}
 
 // The bin directory of the newest version under /usr/lib/postgresql with initdb and pg_ctl.
 std::string findBinDir() {
@@ -52,30 +41,6 @@ std::string findBinDir() {
     }
   }
   return best;
-}
-
-// A port on 127.0.0.1 nobody listens on now (bound to port 0, read back, closed).
-int pickFreePort(std::string* error) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) {
-    *error = errnoText("socket");
-    return 0;
-  }
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  socklen_t len = sizeof(addr);
-  int port = 0;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    *error = errnoText("bind 127.0.0.1:0");
-  } else if (::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    *error = errnoText("getsockname");
-  } else {
-    port = ntohs(addr.sin_port);
-  }
-  ::close(fd);
-  return port;
 }
 
 // A conninfo value: bare when it can be, else single-quoted with \ and ' escaped.
@@ -217,8 +182,9 @@ bool PostgresServer::startServer(std::string* error) {
   constexpr int kAttempts = 5;
   for (int attempt = 1; attempt <= kAttempts; ++attempt) {
     error->clear();
-    port_ = pickFreePort(error);
-    if (port_ == 0) return false;
+    const std::vector<int> ports = pickFreePorts(1, error);
+    if (ports.empty()) return false;
+    port_ = ports[0];
     const std::string options = "-p " + std::to_string(port_) + " -k " + dir_ +
                                 " -c listen_addresses=127.0.0.1 -c fsync=off"
                                 " -c synchronous_commit=off -c full_page_writes=off"
@@ -251,49 +217,9 @@ int PostgresServer::run(const std::vector<std::string>& args, std::string* error
   std::vector<std::string> full;
   if (as_nobody_) full = {runuser_, "-u", "nobody", "--"};
   full.insert(full.end(), args.begin(), args.end());
-  std::vector<char*> argv;
-  for (std::string& arg : full) argv.push_back(arg.data());
-  argv.push_back(nullptr);
-
-  const int log_fd = ::open(log_file_.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
-  if (log_fd < 0) {
-    *error = errnoText("PostgresServer: open " + log_file_);
-    return -1;
-  }
-  const int null_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-  if (null_fd < 0) {
-    *error = errnoText("PostgresServer: open /dev/null");
-    ::close(log_fd);
-    return -1;
-  }
-  const long max_fd = ::sysconf(_SC_OPEN_MAX);
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    // Child: only async-signal-safe calls. Output to the log, no stdin, cwd the temp dir
-    // (nobody may not reach the test's), default signals, and none of the test's descriptors
-    // (a listening socket inherited by the postmaster would outlive its owner).
-    if (::dup2(null_fd, 0) < 0 || ::dup2(log_fd, 1) < 0 || ::dup2(log_fd, 2) < 0) _exit(126);
-    if (::chdir(dir_.c_str()) != 0) _exit(126);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, nullptr);
-    struct sigaction dfl {};
-    dfl.sa_handler = SIG_DFL;
-    for (int sig : {SIGPIPE, SIGINT, SIGTERM, SIGQUIT, SIGHUP, SIGCHLD}) {
-      sigaction(sig, &dfl, nullptr);
-    }
-    if (::close_range(3, ~0U, 0) != 0) {
-      for (long fd = 3; fd < max_fd; ++fd) ::close(static_cast<int>(fd));
-    }
-    ::execv(argv[0], argv.data());
-    _exit(127);
-  }
-  const int fork_errno = errno;
-  ::close(log_fd);
-  ::close(null_fd);
+  const pid_t pid = spawnWithLog(full, log_file_, dir_, error);
   if (pid < 0) {
-    errno = fork_errno;
-    *error = errnoText("PostgresServer: fork");
+    *error = "PostgresServer: " + *error;
     return -1;
   }
   int status = 0;
@@ -340,16 +266,7 @@ PostgresServer::~PostgresServer() {
 }
 
 std::string PostgresServer::logTail(std::size_t lines) const {
-  std::ifstream in(log_file_);
-  std::deque<std::string> tail;
-  std::string line;
-  while (std::getline(in, line)) {
-    tail.push_back(line);
-    if (tail.size() > lines) tail.pop_front();
-  }
-  std::string out;
-  for (const std::string& l : tail) out += l + "\n";
-  return out;
+  return fileTail(log_file_, lines);
 }
 
 std::string PostgresServer::dsn(const std::string& dbname) const {

@@ -8,23 +8,6 @@ namespace junction::core::queue {
 
 using Clock = std::chrono::steady_clock;
 
-std::string_view personOf(const sdk::Event& event) noexcept {
-  return event.userId().empty() ? std::string_view(event.anonymousId())
-                                : std::string_view(event.userId());
-}
-
-std::uint32_t partitionOf(std::string_view person, std::uint32_t partitions) noexcept {
-  if (partitions <= 1) {
-    return 0;
-  }
-  std::uint64_t hash = 14695981039346656037ull;  // FNV-1a, 64 bits
-  for (const unsigned char c : person) {
-    hash ^= c;
-    hash *= 1099511628211ull;
-  }
-  return static_cast<std::uint32_t>(hash % partitions);
-}
-
 class EmbeddedQueue::EmbeddedConsumer final : public Consumer {
  public:
   EmbeddedConsumer(EmbeddedQueue& queue, std::string name, Offset position,
@@ -82,14 +65,7 @@ class EmbeddedQueue::EmbeddedConsumer final : public Consumer {
 
   sdk::Status ack(const QueueMessage& message) override {
     std::lock_guard lock(mu_);
-    auto it = outstanding_.find(message.handle);
-    if (it == outstanding_.end()) {
-      return notOutstanding(message);
-    }
-    finishLocked(it->first, it->second.end);
-    outstanding_.erase(it);
-    ++stats_.acked;
-    return commitLocked();
+    return settleLocked(message, stats_.acked);
   }
 
   sdk::Status nak(const QueueMessage& message, std::chrono::milliseconds delay) override {
@@ -124,14 +100,7 @@ class EmbeddedQueue::EmbeddedConsumer final : public Consumer {
       return stored;
     }
     std::lock_guard lock(mu_);
-    auto it = outstanding_.find(message.handle);
-    if (it == outstanding_.end()) {
-      return notOutstanding(message);
-    }
-    finishLocked(it->first, it->second.end);
-    outstanding_.erase(it);
-    ++stats_.terminated;
-    return commitLocked();
+    return settleLocked(message, stats_.terminated);
   }
 
   sdk::Status inProgress(const QueueMessage& message) override {
@@ -165,6 +134,18 @@ class EmbeddedQueue::EmbeddedConsumer final : public Consumer {
     return sdk::makeError(sdk::ErrorCode::InvalidArgument,
                           "message at " + std::to_string(message.sequence) +
                               " is not outstanding for consumer '" + name() + "'");
+  }
+
+  // Finishes an outstanding message (acked or dead-lettered), counted in `counter`.
+  sdk::Status settleLocked(const QueueMessage& message, std::uint64_t& counter) {
+    auto it = outstanding_.find(message.handle);
+    if (it == outstanding_.end()) {
+      return notOutstanding(message);
+    }
+    finishLocked(it->first, it->second.end);
+    outstanding_.erase(it);
+    ++counter;
+    return commitLocked();
   }
 
   // Due redeliveries first, then new records from the log.

@@ -191,14 +191,7 @@ class JetStreamQueue::JetStreamConsumer final : public Consumer {
 
   sdk::Status ack(const QueueMessage& message) override {
     std::lock_guard lock(mu_);
-    auto it = outstanding_.find(message.handle);
-    if (it == outstanding_.end()) {
-      return notOutstanding(message);
-    }
-    Ref ref = it->second;
-    outstanding_.erase(it);
-    ++stats_.acked;
-    return finishLocked(ref);
+    return settleLocked(message, stats_.acked);
   }
 
   sdk::Status nak(const QueueMessage& message, std::chrono::milliseconds delay) override {
@@ -230,14 +223,7 @@ class JetStreamQueue::JetStreamConsumer final : public Consumer {
       return stored;  // still outstanding
     }
     std::lock_guard lock(mu_);
-    auto it = outstanding_.find(message.handle);
-    if (it == outstanding_.end()) {
-      return notOutstanding(message);
-    }
-    Ref ref = it->second;
-    outstanding_.erase(it);
-    ++stats_.terminated;
-    return finishLocked(ref);
+    return settleLocked(message, stats_.terminated);
   }
 
   sdk::Status inProgress(const QueueMessage& message) override {
@@ -303,6 +289,18 @@ class JetStreamQueue::JetStreamConsumer final : public Consumer {
     return sdk::makeError(sdk::ErrorCode::InvalidArgument,
                           "message " + std::to_string(message.sequence) +
                               " is not outstanding for consumer '" + name() + "'");
+  }
+
+  // Finishes an outstanding event (acked or dead-lettered), counted in `counter`.
+  sdk::Status settleLocked(const QueueMessage& message, std::uint64_t& counter) {
+    auto it = outstanding_.find(message.handle);
+    if (it == outstanding_.end()) {
+      return notOutstanding(message);
+    }
+    Ref ref = it->second;
+    outstanding_.erase(it);
+    ++counter;
+    return finishLocked(ref);
   }
 
   sdk::Status finishLocked(const Ref& ref) {

@@ -237,7 +237,7 @@ void Deduplicator::evict(Shard& shard, std::int64_t now_ms) {
   while (!shard.order.empty()) {
     const OrderEntry& front = shard.order.front();
     Slot* slot = shard.table.find(Fingerprint{front.hi, front.lo});
-    if (slot != nullptr && slot->seq == front.seq) {
+    if (slot != nullptr && (slot->seq & ~kPendingBit) == front.seq) {
       const bool expired = now_ms - slot->at_ms >= window_ms_;
       if (!expired && shard.table.size() <= max_per_shard_ &&
           shard.order.size() <= 2 * max_per_shard_) {
@@ -256,11 +256,21 @@ bool Deduplicator::seen(std::string_view id, std::int64_t now_ms) {
   const Fingerprint fp = fingerprint(id);
   Shard& shard = shardFor(fp);
   std::lock_guard lock(shard.mutex);
-  return seenLocked(shard, fp, now_ms);
+  return seenLocked(shard, fp, now_ms, kNotPending);
 }
 
 void Deduplicator::seenMany(std::span<const std::string_view> ids, std::int64_t now_ms,
                             std::vector<char>& duplicate) {
+  lookupMany(ids, now_ms, duplicate, /*pending=*/false);
+}
+
+void Deduplicator::admitMany(std::span<const std::string_view> ids, std::int64_t now_ms,
+                             std::vector<char>& duplicate) {
+  lookupMany(ids, now_ms, duplicate, /*pending=*/true);
+}
+
+void Deduplicator::lookupMany(std::span<const std::string_view> ids, std::int64_t now_ms,
+                              std::vector<char>& duplicate, bool pending) {
   duplicate.assign(ids.size(), 0);
   if (!enabled() || ids.empty()) {
     return;
@@ -306,25 +316,46 @@ void Deduplicator::seenMany(std::span<const std::string_view> ids, std::int64_t 
     }
     Shard& shard = shards_[s];
     std::lock_guard lock(shard.mutex);
+    const std::uint64_t pending_from = pending ? shard.next_seq : kNotPending;
     for (std::size_t k = start[s]; k < start[s + 1]; ++k) {
       const std::uint32_t i = order[k];
-      duplicate[i] = seenLocked(shard, fps[i], now_ms) ? 1 : 0;
+      duplicate[i] = seenLocked(shard, fps[i], now_ms, pending_from) ? 1 : 0;
     }
   }
 }
 
-bool Deduplicator::seenLocked(Shard& shard, const Fingerprint& fp, std::int64_t now_ms) {
+bool Deduplicator::seenLocked(Shard& shard, const Fingerprint& fp, std::int64_t now_ms,
+                              std::uint64_t pending_from) {
   bool inserted = false;
   Slot& slot = shard.table.findOrInsert(fp, inserted);
   if (!inserted && now_ms - slot.at_ms < window_ms_) {
-    return true;
+    if ((slot.seq & kPendingBit) == 0) {
+      return true;  // stored: a duplicate
+    }
+    // Not stored yet: a duplicate only when remembered by this very call. Otherwise it gets
+    // through, remembered again as this call's (a repeat later in the call is a duplicate).
+    if (pending_from != kNotPending && (slot.seq & ~kPendingBit) >= pending_from) {
+      return true;
+    }
   }
   const std::uint64_t seq = shard.next_seq++;
   slot.at_ms = now_ms;
-  slot.seq = seq;
+  slot.seq = seq | (pending_from != kNotPending ? kPendingBit : 0);
   shard.order.pushBack(OrderEntry{fp.hi, fp.lo, seq});
   evict(shard, now_ms);
   return false;
+}
+
+void Deduplicator::confirm(std::string_view id) {
+  if (!enabled()) {
+    return;
+  }
+  const Fingerprint fp = fingerprint(id);
+  Shard& shard = shardFor(fp);
+  std::lock_guard lock(shard.mutex);
+  if (Slot* slot = shard.table.find(fp); slot != nullptr) {
+    slot->seq &= ~kPendingBit;
+  }
 }
 
 void Deduplicator::forget(std::string_view id) {

@@ -70,6 +70,15 @@ class Deduplicator {
   // at once (a lookup in a full table is a cache miss or two; these then overlap).
   void seenMany(std::span<const std::string_view> ids, std::int64_t now_ms,
                 std::vector<char>& duplicate);
+  // seenMany() for ids whose events are not stored yet: new ones are remembered as pending,
+  // and a pending id is a duplicate only within the same call. Another request carrying it
+  // meanwhile (a client retrying after a timeout while the first attempt still waits for the
+  // queue) gets through: stored twice if the first attempt succeeds, rather than acknowledged
+  // as a duplicate of an attempt that then fails — lost. confirm() once stored, forget() if not.
+  void admitMany(std::span<const std::string_view> ids, std::int64_t now_ms,
+                 std::vector<char>& duplicate);
+  // A pending id's events are stored: from now on it is a duplicate.
+  void confirm(std::string_view id);
   // Forgets `id` (its events were not queued after all, so a retry must get through).
   void forget(std::string_view id);
   std::size_t size() const;
@@ -173,7 +182,15 @@ class Deduplicator {
   Shard& shardFor(const Fingerprint& fp) noexcept { return shards_[shardIndex(fp)]; }
   void evict(Shard& shard, std::int64_t now_ms);
   // seen() for a fingerprint, under the shard's lock.
-  bool seenLocked(Shard& shard, const Fingerprint& fp, std::int64_t now_ms);
+  // `pending_from`: with admitMany, the first seq of this call in the shard (a pending id
+  // remembered since is a repeat within the call); kNotPending otherwise.
+  bool seenLocked(Shard& shard, const Fingerprint& fp, std::int64_t now_ms,
+                  std::uint64_t pending_from);
+  void lookupMany(std::span<const std::string_view> ids, std::int64_t now_ms,
+                  std::vector<char>& duplicate, bool pending);
+  // Slot::seq's top bit: remembered by admitMany and not confirmed yet.
+  static constexpr std::uint64_t kPendingBit = std::uint64_t{1} << 63;
+  static constexpr std::uint64_t kNotPending = ~std::uint64_t{0};
 
   const std::int64_t window_ms_;
   const std::size_t max_per_shard_;

@@ -538,14 +538,16 @@ void HttpSource::handleEvents(Endpoint endpoint, sdk::HttpRequest&& request,
   }
   if (state->dedup.enabled() && !client_ids.empty()) {
     // One pass over the window for the whole request (the ids' table slots are fetched
-    // together); in order, so a messageId repeated inside the request is a duplicate too.
+    // together); in order, so a messageId repeated inside the request is a duplicate too. New
+    // ids count as duplicates for other requests only once their events are stored (confirm
+    // below): a retry sent while this request still waits for the queue gets through.
     std::vector<std::string_view> ids;
     ids.reserve(client_ids.size());
     for (std::size_t i : client_ids) {
       ids.push_back(events[i].messageId());
     }
     std::vector<char> duplicate;
-    state->dedup.seenMany(ids, now, duplicate);
+    state->dedup.admitMany(ids, now, duplicate);
     std::vector<char> drop(events.size(), 0);
     for (std::size_t k = 0; k < ids.size(); ++k) {
       if (duplicate[k] != 0) {
@@ -616,16 +618,22 @@ void HttpSource::handleEvents(Endpoint endpoint, sdk::HttpRequest&& request,
       std::move(remembered_ends)});
   ctx_.emit(std::move(events), [pending](sdk::EmitResult result) {
     sdk::HttpResponse r;
-    if (result.status.ok()) {
+    // Stored: a repeat is a duplicate from now on. Not queued: the client's retry must get
+    // through.
+    const bool stored = result.status.ok();
+    const std::string_view ids = pending->remembered;
+    std::size_t begin = 0;
+    for (std::size_t end : pending->remembered_ends) {
+      if (stored) {
+        pending->state->dedup.confirm(ids.substr(begin, end - begin));
+      } else {
+        pending->state->dedup.forget(ids.substr(begin, end - begin));
+      }
+      begin = end;
+    }
+    if (stored) {
       r = sdk::HttpResponse::json(200, std::move(pending->ok_body));
     } else {
-      // Not queued: the client's retry must get through.
-      const std::string_view ids = pending->remembered;
-      std::size_t begin = 0;
-      for (std::size_t end : pending->remembered_ends) {
-        pending->state->dedup.forget(ids.substr(begin, end - begin));
-        begin = end;
-      }
       r = sdk::refusedEmitResponse(result);
     }
     if (!pending->origin_header.empty()) {

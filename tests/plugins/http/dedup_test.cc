@@ -61,6 +61,32 @@ TEST(DeduplicatorTest, SeenManyRepeatsInsideOneCall) {
   EXPECT_EQ(duplicate, (std::vector<char>(5, 0)));
 }
 
+// admitMany (the http source's call): an id is a duplicate for other calls only once confirmed;
+// within one call, a repeat is a duplicate at once; forget() drops a pending id.
+TEST(DeduplicatorTest, AdmittedIdsAreDuplicatesOnlyOnceConfirmed) {
+  Deduplicator d(10min, 1000);
+  std::vector<std::string_view> ids{"a", "b", "a"};
+  std::vector<char> duplicate;
+  d.admitMany(ids, 0, duplicate);
+  EXPECT_EQ(duplicate, (std::vector<char>{0, 0, 1}));
+  // Not stored yet: another call gets through (a retry of an attempt in flight).
+  d.admitMany(ids, 1, duplicate);
+  EXPECT_EQ(duplicate, (std::vector<char>{0, 0, 1}));
+  d.confirm("a");
+  d.admitMany(ids, 2, duplicate);
+  EXPECT_EQ(duplicate, (std::vector<char>{1, 0, 1}));
+  d.forget("b");
+  d.confirm("b");  // forgotten: nothing to confirm
+  d.admitMany(std::vector<std::string_view>{"b"}, 3, duplicate);
+  EXPECT_EQ(duplicate, (std::vector<char>{0}));
+  d.confirm("b");
+  EXPECT_TRUE(d.seen("b", 4));
+  // A confirmed id still expires with the window, and a pending one is evicted like any.
+  d.admitMany(std::vector<std::string_view>{"a"}, 600'001, duplicate);
+  EXPECT_EQ(duplicate, (std::vector<char>{0}));
+  EXPECT_EQ(d.size(), 2u);
+}
+
 TEST(DeduplicatorTest, WithinTheWindow) {
   Deduplicator d(10min, 1000);
   EXPECT_FALSE(d.seen("a", 0));

@@ -423,6 +423,37 @@ TEST_F(HttpSourceTest, QueueRefusalForgetsEveryMessageIdOfABatch) {
   EXPECT_EQ(ctx_->events().size(), 3u);
 }
 
+// A client that timed out resends while its first attempt still waits for the queue: the
+// resend is not a duplicate of an attempt that may yet fail. Here the first fails and the
+// resend is stored: the event is in the queue once. (The failed attempt forgets the id, so a
+// third send would be stored again: a duplicate downstream, never a loss.)
+TEST_F(HttpSourceTest, ARetryWhileTheFirstAttemptIsInFlightIsNotTakenForADuplicate) {
+  int calls = 0;
+  ctx_->setEmitPolicy([&calls](const std::vector<sdk::Event>& events) {
+    if (++calls == 1) {
+      return sdk::EmitResult{sdk::makeError(sdk::ErrorCode::Unavailable, "NATS did not answer"),
+                             1000ms, 0, 0};
+    }
+    return sdk::EmitResult{{}, {}, events.size(), 0};
+  });
+  ctx_->holdCallbacks(true);
+  const std::string e1 = R"({"userId":"u","event":"E","messageId":"in-flight-1"})";
+  auto first = ctx_->callAsync("POST", "/v1/track", e1, basic("key-new"));
+  auto resend = ctx_->callAsync("POST", "/v1/track", e1, basic("key-new"));
+  EXPECT_EQ(resend.wait_for(100ms), std::future_status::timeout)
+      << "the resend was answered without being queued";
+  EXPECT_EQ(ctx_->emitCalls().size(), 2u);
+  ctx_->holdCallbacks(false);
+  EXPECT_EQ(ctx_->releaseCallbacks(), 2u);
+  ASSERT_EQ(first.wait_for(5s), std::future_status::ready);
+  ASSERT_EQ(resend.wait_for(5s), std::future_status::ready);
+  EXPECT_EQ(first.get()->status, 503);
+  auto answered = resend.get();
+  EXPECT_EQ(answered->status, 200);
+  EXPECT_EQ(answered->body, R"({"success":true})");
+  EXPECT_EQ(ctx_->events().size(), 1u);
+}
+
 TEST_F(HttpSourceTest, DuplicatesWithinTheWindowAreDroppedAndCounted) {
   const std::string e1 = R"({"userId":"u","event":"E","messageId":"dup-1"})";
   EXPECT_EQ(post("/v1/track", e1).status, 200);

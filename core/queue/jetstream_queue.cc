@@ -2,9 +2,12 @@
 
 #include <nats/nats.h>
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <limits>
 #include <map>
+#include <random>
 #include <thread>
 
 #include "core/queue/record.h"
@@ -15,12 +18,50 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 constexpr std::int64_t kNanosPerMilli = 1'000'000;
+// How long a pull request may go without its end before it is given up (its partition then
+// pauses for an ack wait).
+constexpr auto kPullAnswerTimeout = std::chrono::milliseconds(2000);
 // Largest message append() builds of several events (a single larger event goes alone).
 constexpr std::size_t kMessageBytes = 256 << 10;
 
 sdk::Error natsError(sdk::ErrorCode code, const std::string& what, natsStatus status,
                      jsErrCode js_error = static_cast<jsErrCode>(0)) {
   return sdk::makeError(code, what + ": " + natsErrorText(status, js_error));
+}
+
+std::string randomHex(int digits) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::random_device random;
+  std::string out;
+  while (static_cast<int>(out.size()) < digits) {
+    out += kHex[random() & 15];
+  }
+  return out;
+}
+
+// "<hostname>-<pid>-<4 random hex digits>": unique per process, readable in a lease.
+std::string defaultNodeId() {
+  char host[256] = {};
+  if (::gethostname(host, sizeof host - 1) != 0) {
+    host[0] = '\0';
+  }
+  std::string name;
+  for (const char c : std::string_view(host).substr(0, 64)) {
+    name += validNodeId(std::string_view(&c, 1)) ? c : '-';
+  }
+  return (name.empty() ? "node" : name) + "-" + std::to_string(::getpid()) + "-" + randomHex(4);
+}
+
+std::string_view entryValue(kvEntry* entry) {
+  const int length = kvEntry_ValueLen(entry);
+  if (length <= 0) {
+    return {};
+  }
+  return {static_cast<const char*>(kvEntry_Value(entry)), static_cast<std::size_t>(length)};
+}
+
+std::int64_t steadyNanos(Clock::time_point at) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(at.time_since_epoch()).count();
 }
 
 // The partition a durable consumer's filter subject names ("<stream>.p.<n>"), or -1.
@@ -53,48 +94,57 @@ std::string natsErrorText(int status, int js_error) {
   return text;
 }
 
-// One name's consumption: a bound pull subscription per partition this node reads. A NATS
-// message holds the events one append call had for one partition; each event is handed out and
-// settled on its own, and the message is acknowledged once all of its events are. A nak waits
-// here (the message stays outstanding on the server, kept in progress by the caller). When the
-// consumer closes, every message not finished goes back to the server with a nak, in stream
-// order; for one that was partly finished, which of its events were finished is written to the
-// `<stream>-done` bucket first, so whoever gets it next skips them.
+// One name's consumption: a durable pull consumer per partition, pulled (one request at a time,
+// answered on an inbox of the partition's) only while this node holds the partition's lease. A NATS message holds the events one append call had for one
+// partition; each event is handed out and settled on its own, and the message is acknowledged
+// once all of its events are. A nak waits here (the message stays outstanding on the server,
+// kept in progress by the caller). When the consumer closes, or hands a partition over, every
+// message not finished goes back to the server with a nak, in stream order; for one that was
+// partly finished, which of its events were finished is written to the `<stream>-done` bucket
+// first, so whoever gets it next skips them.
+//
+// Threads: fetch/ack/nak/term/inProgress on the caller's; rebalance() on the queue's ownership
+// thread (or in consumer(), before the consumer is registered). mu_ guards the messages,
+// lease_mu_ the leases, and fetch_mu_ makes "stop reading a partition" wait for a fetch that is
+// reading it, so that every message it fetched is outstanding before a handover looks.
 class JetStreamQueue::JetStreamConsumer final : public Consumer {
  public:
   JetStreamConsumer(JetStreamQueue& queue, std::string name)
-      : Consumer(std::move(name)), queue_(queue) {}
+      : Consumer(std::move(name)),
+        queue_(queue),
+        leases_(queue.options_.partitions),
+        phase_(std::make_unique<std::atomic<LeasePhase>[]>(queue.options_.partitions)) {
+    for (std::uint32_t p = 0; p < queue.options_.partitions; ++p) {
+      phase_[p].store(LeasePhase::Free);
+    }
+  }
 
   ~JetStreamConsumer() override {
-    std::vector<std::shared_ptr<Message>> live;
+    queue_.unregisterConsumer(this);  // no ownership pass touches this consumer any more
     {
-      std::lock_guard lock(mu_);
-      for (auto& [key, message] : live_) {
-        live.push_back(message);
+      std::lock_guard lock(lease_mu_);
+      std::vector<std::shared_ptr<Message>> back;
+      {
+        std::lock_guard messages_lock(mu_);
+        back = takeBackLocked([](std::uint32_t) { return true; });
       }
-      live_.clear();
-      outstanding_.clear();
-      waiting_.clear();
-    }
-    for (auto& message : live) {  // (partition, stream sequence) order
-      if (message->open < message->finished.size()) {
-        (void)queue_.putDone(doneKey(*message), message->finished);
+      (void)giveBack(back);
+      // A lease still waiting for a dead holder's messages to come back is left as it is: its
+      // next taker finds it held by a node that is gone and waits as this one did. Likewise a
+      // lease whose last pull got no answer: what that pull got is not back yet.
+      for (std::uint32_t p = 0; p < leases_.size(); ++p) {
+        const bool held =
+            leases_[p].phase == LeasePhase::Reading || leases_[p].phase == LeasePhase::Draining;
+        if (held && Clock::now() >= partitions_[p].paused_until) {
+          (void)releaseLease(p);
+        }
       }
-      natsMsg_NakWithDelay(message->msg, 0, nullptr);
-      natsMsg_Destroy(message->msg);
-      message->msg = nullptr;
     }
-    // Unsubscribe (bound subscriptions: the server's consumers stay), then a flush: acks and
-    // naks are sent without waiting, and the flush's round trip makes sure the server has them
-    // and that the client's reader is past every message for these subscriptions. libnats 3.4
-    // crashes when a subscription is destroyed while its reader is still handing it a message
-    // (nats.c issue 637, fixed in 3.6); after the flush none can be in flight.
-    for (auto& partition : partitions_) {
-      natsSubscription_Unsubscribe(partition.subscription);
-    }
+    // Acks and naks are sent without waiting: the flush's round trip makes sure the server has
+    // them. The server's consumers stay.
     natsConnection_FlushTimeout(queue_.connection_, 2000);
     for (auto& partition : partitions_) {
-      natsSubscription_Destroy(partition.subscription);
+      closeInbox(partition);
     }
   }
 
@@ -120,26 +170,79 @@ class JetStreamQueue::JetStreamConsumer final : public Consumer {
         status = js_AddConsumer(&info, queue_.js_, queue_.options_.stream.c_str(), &config,
                                 nullptr, &js_error);
       }
+      // The ack wait the server applies is the one the consumer was created with (by any node).
+      auto ack_wait = queue_.options_.ack_wait;
+      if (status == NATS_OK && info->Config != nullptr && info->Config->AckWait > 0) {
+        ack_wait = std::chrono::milliseconds(info->Config->AckWait / kNanosPerMilli);
+      }
       jsConsumerInfo_Destroy(info);
       if (status != NATS_OK) {
         return natsError(sdk::ErrorCode::Unavailable,
                          "creating JetStream consumer '" + durable + "'", status, js_error);
       }
-      jsSubOptions sub_options;
-      jsSubOptions_Init(&sub_options);
-      sub_options.Stream = queue_.options_.stream.c_str();
-      sub_options.Consumer = durable.c_str();
-      sub_options.ManualAck = true;
-      natsSubscription* subscription = nullptr;
-      status = js_PullSubscribe(&subscription, queue_.js_, subject.c_str(), durable.c_str(),
-                                nullptr, &sub_options, &js_error);
-      if (status != NATS_OK) {
-        return natsError(sdk::ErrorCode::Unavailable,
-                         "subscribing to JetStream consumer '" + durable + "'", status, js_error);
+      Partition partition;
+      partition.number = p;
+      partition.durable = durable;
+      partition.next_subject =
+          "$JS.API.CONSUMER.MSG.NEXT." + queue_.options_.stream + "." + durable;
+      partition.ack_wait = ack_wait;
+      partitions_.push_back(std::move(partition));
+      if (auto opened = openInbox(partitions_.back()); !opened.ok()) {
+        return opened;
       }
-      partitions_.push_back(Partition{p, subscription});
     }
     return {};
+  }
+
+  // One ownership pass over this consumer's partitions, with the live nodes of `view`: takes
+  // the free leases of the partitions assigned to this node (at once), takes those of dead
+  // holders (reading after takeoverReadAt), hands over those assigned elsewhere once drained.
+  // `check` also re-reads every lease held (after a gap in heartbeats, and now and then).
+  void rebalance(const MembershipView& view, bool check) {
+    std::lock_guard lock(lease_mu_);
+    for (std::uint32_t p = 0; p < partitions_.size(); ++p) {
+      if (check && leases_[p].phase != LeasePhase::Free) {
+        checkLease(p);
+      }
+      const bool mine = view.assignee(name(), p) == queue_.self_.id;
+      switch (leases_[p].phase) {
+        case LeasePhase::Free:
+          if (mine) {
+            acquire(p, view);
+          }
+          break;
+        case LeasePhase::Waiting:
+          // Not handed over before it is read: the dead holder's messages must come back
+          // first, whoever reads next.
+          if (view.serverNow() >= leases_[p].read_from_ns) {
+            setPhase(p, LeasePhase::Reading);
+          }
+          break;
+        case LeasePhase::Reading:
+          if (!mine) {
+            setPhase(p, LeasePhase::Draining);
+            finishDraining(p);
+          }
+          break;
+        case LeasePhase::Draining:
+          if (mine) {
+            setPhase(p, LeasePhase::Reading);
+          } else {
+            finishDraining(p);
+          }
+          break;
+      }
+    }
+  }
+
+  std::vector<std::uint32_t> readingPartitions() const {
+    std::vector<std::uint32_t> out;
+    for (std::uint32_t p = 0; p < partitions_.size(); ++p) {
+      if (phase_[p].load() == LeasePhase::Reading) {
+        out.push_back(p);
+      }
+    }
+    return out;
   }
 
   sdk::Result<std::vector<QueueMessage>> fetch(std::size_t max_messages, std::size_t max_bytes,
@@ -150,17 +253,7 @@ class JetStreamQueue::JetStreamConsumer final : public Consumer {
     while (max_messages > 0) {
       std::size_t bytes = 0;
       takeDue(max_messages, max_bytes, out, bytes);
-      std::string problem;
-      for (std::size_t i = 0; i < partitions_.size() && out.size() < max_messages &&
-                              bytes < max_bytes;
-           ++i) {
-        Partition& partition = partitions_[(next_ + i) % partitions_.size()];
-        auto status = fetchFrom(partition, max_messages - out.size(), out, bytes);
-        if (!status.ok()) {
-          problem = status.message();
-        }
-      }
-      next_ = (next_ + 1) % std::max<std::size_t>(partitions_.size(), 1);
+      const std::string problem = readPartitions(max_messages, max_bytes, out, bytes);
       if (!out.empty()) {
         std::lock_guard lock(mu_);
         stats_.fetched += out.size();
@@ -226,6 +319,9 @@ class JetStreamQueue::JetStreamConsumer final : public Consumer {
     return settleLocked(message, stats_.terminated);
   }
 
+  // Not sent for a partition this node does not hold, or while it is fenced: its messages must
+  // run out their ack wait, since another node may be about to take the partition over and
+  // counts on them coming back by then.
   sdk::Status inProgress(const QueueMessage& message) override {
     std::lock_guard lock(mu_);
     auto it = outstanding_.find(message.handle);
@@ -233,12 +329,15 @@ class JetStreamQueue::JetStreamConsumer final : public Consumer {
       return notOutstanding(message);
     }
     Message& held = *it->second.message;
+    if (!holds(held.partition) || !queue_.fresh()) {
+      return {};
+    }
     const auto now = Clock::now();
     if (now - held.progress_at < std::chrono::milliseconds(500)) {
       return {};  // told for another of its events just now
     }
     held.progress_at = now;
-    const natsStatus status = natsMsg_InProgress(held.msg, nullptr);
+    const natsStatus status = sendAck(held.msg, "+WPI");
     if (status != NATS_OK) {
       return natsError(sdk::ErrorCode::Unavailable, "extending a message's ack wait", status);
     }
@@ -259,7 +358,30 @@ class JetStreamQueue::JetStreamConsumer final : public Consumer {
  private:
   struct Partition {
     std::uint32_t number = 0;
+    std::string durable;       // also the key of its lease
+    std::string next_subject;  // where pull requests go
+    std::chrono::milliseconds ack_wait{0};
+    // Pulls are answered here (a plain subscription on an inbox of its own). Under fetch_mu_.
+    std::string inbox;
     natsSubscription* subscription = nullptr;
+    // After a pull got no answer: what the server sent for it may be lost on the way, and comes
+    // back only after the ack wait; reading (or handing over) before would put later messages
+    // first. Under fetch_mu_.
+    Clock::time_point paused_until{};
+  };
+  // A partition's lease, as this node sees it:
+  //   Free      not held (or lost)
+  //   Waiting   held, taken from a dead node: not read until read_from_ns (server time)
+  //   Reading   held and read
+  //   Draining  held, assigned to another node: not read; handed over once nothing of it is
+  //             handed out
+  enum class LeasePhase : std::uint8_t { Free, Waiting, Reading, Draining };
+  struct Lease {
+    LeasePhase phase = LeasePhase::Free;
+    std::uint64_t revision = 0;  // of the lease entry that names this node
+    std::int64_t read_from_ns = 0;
+    // A handover's last nak whose answer did not come: asked again before the lease is freed.
+    std::string unconfirmed_nak;
   };
   // One NATS message and the settlement of its events.
   struct Message {
@@ -283,6 +405,241 @@ class JetStreamQueue::JetStreamConsumer final : public Consumer {
 
   std::string doneKey(const Message& message) const {
     return durableName(name(), message.partition) + "." + std::to_string(message.sequence);
+  }
+
+  bool holds(std::uint32_t partition) const {
+    const LeasePhase phase = phase_[partition].load();
+    return phase == LeasePhase::Reading || phase == LeasePhase::Draining;
+  }
+
+  // Under lease_mu_. Taking fetch_mu_ makes a fetch that is reading the partition finish first.
+  void setPhase(std::uint32_t partition, LeasePhase phase) {
+    std::lock_guard lock(fetch_mu_);
+    leases_[partition].phase = phase;
+    phase_[partition].store(phase);
+  }
+
+  // New messages of the partitions this node reads, round robin from a rotating start; the
+  // last problem met, "" if none.
+  std::string readPartitions(std::size_t max_messages, std::size_t max_bytes,
+                             std::vector<QueueMessage>& out, std::size_t& bytes) {
+    std::lock_guard lock(fetch_mu_);
+    std::string problem;
+    const bool fresh = queue_.fresh();
+    for (std::size_t i = 0; fresh && i < partitions_.size() && out.size() < max_messages &&
+                            bytes < max_bytes;
+         ++i) {
+      Partition& partition = partitions_[(next_ + i) % partitions_.size()];
+      if (phase_[partition.number].load() != LeasePhase::Reading ||
+          Clock::now() < partition.paused_until) {
+        continue;
+      }
+      auto status = fetchFrom(partition, max_messages - out.size(), out, bytes);
+      if (!status.ok()) {
+        problem = status.message();
+      }
+    }
+    next_ = (next_ + 1) % std::max<std::size_t>(partitions_.size(), 1);
+    return problem;
+  }
+
+  // A free lease (absent, or released: empty) is taken at once; one held by a live node is
+  // left to it (it hands it over); one whose holder is gone (judgeHolder) is taken and read
+  // from takeoverReadAt() on.
+  void acquire(std::uint32_t p, const MembershipView& view) {
+    const std::string& key = partitions_[p].durable;
+    const std::string value = encodeNodeIdentity(queue_.self_);
+    kvEntry* entry = nullptr;
+    const natsStatus status = kvStore_Get(&entry, queue_.owners_, key.c_str());
+    if (status == NATS_NOT_FOUND) {
+      std::uint64_t revision = 0;
+      if (kvStore_Create(&revision, queue_.owners_, key.c_str(), value.data(),
+                         static_cast<int>(value.size())) == NATS_OK) {
+        leases_[p].revision = revision;
+        setPhase(p, LeasePhase::Reading);
+      }
+      return;
+    }
+    if (status != NATS_OK) {
+      return;  // tried again at the next heartbeat
+    }
+    const std::uint64_t held_revision = kvEntry_Revision(entry);
+    const std::int64_t held_since = kvEntry_Created(entry);
+    const auto holder = decodeNodeIdentity(entryValue(entry));
+    kvEntry_Destroy(entry);
+    const LeaseHolder judged = judgeHolder(view, holder, held_since, name(), queue_.self_);
+    if (judged == LeaseHolder::Live) {
+      return;
+    }
+    std::uint64_t revision = 0;
+    if (kvStore_Update(&revision, queue_.owners_, key.c_str(), value.data(),
+                       static_cast<int>(value.size()), held_revision) != NATS_OK) {
+      return;  // someone else was quicker, or NATS did not answer: seen at the next heartbeat
+    }
+    leases_[p].revision = revision;
+    leases_[p].read_from_ns = view.serverNow();
+    if (judged == LeaseHolder::Gone) {
+      const auto heartbeat = *holder == queue_.self_ ? std::nullopt : view.lastHeartbeat(*holder);
+      leases_[p].read_from_ns =
+          takeoverReadAt(heartbeat, view.serverNow(), pendingMessages(p),
+                         std::max(fenceAfter(queue_.options_.heartbeat), queue_.options_.node_ttl),
+                         partitions_[p].ack_wait);
+    }
+    setPhase(p, view.serverNow() >= leases_[p].read_from_ns ? LeasePhase::Reading
+                                                            : LeasePhase::Waiting);
+  }
+
+  // The partition consumer's NumAckPending; 1 (something may be pending) when unknown.
+  std::int64_t pendingMessages(std::uint32_t p) {
+    jsConsumerInfo* info = nullptr;
+    const natsStatus status =
+        js_GetConsumerInfo(&info, queue_.membership_js_, queue_.options_.stream.c_str(),
+                           partitions_[p].durable.c_str(), nullptr, nullptr);
+    const std::int64_t pending = status == NATS_OK ? info->NumAckPending : 1;
+    jsConsumerInfo_Destroy(info);
+    return pending;
+  }
+
+  // Whether the lease still names this node. A read older than ours (a lagging replica) says
+  // nothing; a lease naming another node, or gone (removeConsumer), is lost: the partition is
+  // not read, its messages' ack waits not extended. NATS not answering changes nothing (the
+  // fence stops reading meanwhile).
+  void checkLease(std::uint32_t p) {
+    kvEntry* entry = nullptr;
+    const natsStatus status = kvStore_Get(&entry, queue_.owners_, partitions_[p].durable.c_str());
+    if (status == NATS_NOT_FOUND) {
+      setPhase(p, LeasePhase::Free);
+      return;
+    }
+    if (status != NATS_OK) {
+      return;
+    }
+    const std::uint64_t revision = kvEntry_Revision(entry);
+    const auto holder = decodeNodeIdentity(entryValue(entry));
+    kvEntry_Destroy(entry);
+    if (holder && *holder == queue_.self_) {
+      leases_[p].revision = revision;
+    } else if (revision > leases_[p].revision) {
+      setPhase(p, LeasePhase::Free);
+    }
+  }
+
+  // Frees the lease (empty value, at our revision). True when it is not ours any more.
+  bool releaseLease(std::uint32_t p) {
+    std::uint64_t revision = 0;
+    const natsStatus status =
+        kvStore_Update(&revision, queue_.owners_, partitions_[p].durable.c_str(), "", 0,
+                       leases_[p].revision);
+    if (status != NATS_OK) {
+      // Changed by someone else (ours no more), or NATS did not answer (still ours).
+      checkLease(p);
+      if (leases_[p].phase != LeasePhase::Free) {
+        return false;
+      }
+    }
+    setPhase(p, LeasePhase::Free);
+    return true;
+  }
+
+  // Draining: once nothing of the partition is handed out (every event acked, dead-lettered or
+  // nak'd), hands the nak'd ones back, and frees the lease when the server confirmed the naks.
+  void finishDraining(std::uint32_t p) {
+    Lease& lease = leases_[p];
+    if (!lease.unconfirmed_nak.empty()) {
+      if (!confirmNak(lease.unconfirmed_nak)) {
+        return;
+      }
+      lease.unconfirmed_nak.clear();
+    }
+    std::vector<std::shared_ptr<Message>> back;
+    {
+      std::lock_guard reading(fetch_mu_);
+      if (Clock::now() < partitions_[p].paused_until) {
+        return;
+      }
+      back = unreadMessages(partitions_[p]);
+    }
+    bool drained = false;
+    {
+      std::lock_guard lock(mu_);
+      drained = std::none_of(outstanding_.begin(), outstanding_.end(), [p](const auto& entry) {
+        return entry.second.message->partition == p;
+      });
+      if (drained) {
+        auto taken = takeBackLocked([p](std::uint32_t partition) { return partition == p; });
+        back.insert(back.end(), taken.begin(), taken.end());
+      }
+    }
+    std::stable_sort(back.begin(), back.end(),
+                     [](const auto& a, const auto& b) { return a->sequence < b->sequence; });
+    lease.unconfirmed_nak = giveBack(back);
+    if (drained && lease.unconfirmed_nak.empty()) {
+      (void)releaseLease(p);
+    }
+  }
+
+  // Removes and returns the messages of the partitions `which` selects, whatever their state,
+  // in (partition, stream sequence) order. Under mu_.
+  template <typename Which>
+  std::vector<std::shared_ptr<Message>> takeBackLocked(Which which) {
+    std::vector<std::shared_ptr<Message>> back;
+    for (auto it = live_.begin(); it != live_.end();) {
+      if (which(it->first.first)) {
+        back.push_back(std::move(it->second));
+        it = live_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    std::erase_if(outstanding_,
+                  [&](const auto& entry) { return which(entry.second.message->partition); });
+    std::erase_if(waiting_,
+                  [&](const auto& entry) { return which(entry.second.ref.message->partition); });
+    return back;
+  }
+
+  // Hands `messages` back to the server: a partly finished one's finished events into
+  // <stream>-done first, then a nak. The last nak of each partition is a request: the server
+  // answers once it has handled it, and it handles one connection's acks for one consumer in
+  // order, so the answer covers the partition's earlier naks, and a node taking the lease after
+  // that gets these messages before the partition's later ones. A message of a partition this
+  // node lost is only dropped: its new holder may have it already. Returns "" or the ack subject
+  // of a last nak that got no answer.
+  std::string giveBack(std::vector<std::shared_ptr<Message>>& messages) {
+    std::string unconfirmed;
+    for (std::size_t i = 0; i < messages.size(); ++i) {
+      Message& message = *messages[i];
+      if (message.msg == nullptr) {
+        continue;
+      }
+      const char* reply = natsMsg_GetReply(message.msg);
+      const bool last = i + 1 == messages.size() || messages[i + 1]->partition != message.partition;
+      if (holds(message.partition)) {
+        if (message.open < message.finished.size()) {
+          (void)queue_.putDone(doneKey(message), message.finished);
+        }
+        if (last && reply != nullptr) {
+          if (!confirmNak(reply)) {
+            unconfirmed = reply;
+          }
+        } else {
+          (void)sendAck(message.msg, "-NAK");
+        }
+      }
+      natsMsg_Destroy(message.msg);
+      message.msg = nullptr;
+    }
+    return unconfirmed;
+  }
+
+  // A nak sent as a request to the message's ack subject. Sending it again is harmless while
+  // this node holds the lease: a message already queued for redelivery is not queued twice.
+  bool confirmNak(const std::string& ack_subject) {
+    natsMsg* answer = nullptr;
+    const natsStatus status = natsConnection_RequestString(&answer, queue_.connection_,
+                                                           ack_subject.c_str(), "-NAK", 2000);
+    natsMsg_Destroy(answer);
+    return status == NATS_OK;
   }
 
   sdk::Status notOutstanding(const QueueMessage& message) const {
@@ -312,7 +669,7 @@ class JetStreamQueue::JetStreamConsumer final : public Consumer {
     if (message.open != 0 || message.msg == nullptr) {
       return {};
     }
-    const natsStatus status = natsMsg_Ack(message.msg, nullptr);
+    const natsStatus status = sendAck(message.msg, "+ACK");
     if (message.had_done_record) {
       queue_.deleteDone(doneKey(message));
     }
@@ -350,33 +707,140 @@ class JetStreamQueue::JetStreamConsumer final : public Consumer {
     }
   }
 
-  // What is there now in one partition (no wait), decoded into `out`.
+  // What is there now in one partition, decoded into `out`. One pull request (no_wait, no
+  // expiry) at a time, read until the server ends it: `batch` messages, or a status (404
+  // nothing there, 408 fewer than asked). libnats' fetch with no_wait returns before the answer
+  // arrives and leaves the request to the server, which keeps one that got nothing registered
+  // and answers it with messages that come later: after a handover those would reach a node
+  // that no longer reads the partition and come back to the new holder only after the ack
+  // wait, behind the partition's later messages.
   sdk::Status fetchFrom(Partition& partition, std::size_t max, std::vector<QueueMessage>& out,
                         std::size_t& bytes) {
-    jsFetchRequest request;
-    jsFetchRequest_Init(&request);
     // A message holds up to one call's events of this partition: ask for few, they are big.
-    request.Batch = static_cast<int>(std::clamp<std::size_t>(max / 8, 1, 1000));
-    request.NoWait = true;
-    request.Expires = 0;
-    natsMsgList list{nullptr, 0};
-    const natsStatus status = natsSubscription_FetchRequest(&list, partition.subscription, &request);
-    if (status == NATS_TIMEOUT || status == NATS_NOT_FOUND) {
-      natsMsgList_Destroy(&list);
-      return {};
+    const std::size_t batch = std::clamp<std::size_t>(max / 8, 1, 1000);
+    if (partition.subscription == nullptr) {
+      if (auto opened = openInbox(partition); !opened.ok()) {
+        return opened;
+      }
+    }
+    const std::string request = "{\"batch\":" + std::to_string(batch) + ",\"no_wait\":true}";
+    natsStatus status = natsConnection_PublishRequest(
+        queue_.connection_, partition.next_subject.c_str(), partition.inbox.c_str(),
+        request.data(), static_cast<int>(request.size()));
+    std::vector<std::pair<std::uint64_t, natsMsg*>> fetched;
+    const auto deadline = Clock::now() + kPullAnswerTimeout;
+    while (status == NATS_OK && fetched.size() < batch) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+      natsMsg* msg = nullptr;
+      status = natsSubscription_NextMsg(&msg, partition.subscription,
+                                        std::max<std::int64_t>(left.count(), 1));
+      if (status != NATS_OK) {
+        break;
+      }
+      if (isStatus(msg)) {
+        natsMsg_Destroy(msg);
+        break;  // the request is over
+      }
+      fetched.emplace_back(streamSequence(msg), msg);
+    }
+    if (status == NATS_TIMEOUT) {
+      // No end seen: the request may still stand. A new inbox makes the server drop it.
+      partition.paused_until = Clock::now() + partition.ack_wait + kTakeoverMargin;
+      closeInbox(partition);
+      (void)openInbox(partition);
+    }
+    // In stream order: JetStream queues redeliveries by expiry, and a message kept in progress
+    // longer than a later one of the same person expires after it (after a takeover, say).
+    std::stable_sort(fetched.begin(), fetched.end(),
+                     [](const auto& a, const auto& b) { return a.first < b.first; });
+    for (auto& entry : fetched) {
+      take(partition, entry.second, out, bytes);
     }
     if (status != NATS_OK) {
-      natsMsgList_Destroy(&list);
       return natsError(sdk::ErrorCode::Unavailable,
                        "fetching from " + queue_.subjectOf(partition.number), status);
     }
-    for (int i = 0; i < list.Count; ++i) {
-      natsMsg* msg = list.Msgs[i];
-      list.Msgs[i] = nullptr;
-      take(partition, msg, out, bytes);
-    }
-    natsMsgList_Destroy(&list);
     return {};
+  }
+
+  // Messages that reached the partition's inbox and were not read (none expected: every pull is
+  // read to its end), as messages to hand back. Under fetch_mu_.
+  std::vector<std::shared_ptr<Message>> unreadMessages(Partition& partition) {
+    std::vector<std::shared_ptr<Message>> unread;
+    int queued = 0;
+    if (partition.subscription == nullptr ||
+        natsSubscription_GetPending(partition.subscription, &queued, nullptr) != NATS_OK) {
+      return unread;
+    }
+    for (int i = 0; i < queued; ++i) {
+      natsMsg* msg = nullptr;
+      if (natsSubscription_NextMsg(&msg, partition.subscription, 1) != NATS_OK) {
+        break;
+      }
+      if (isStatus(msg)) {
+        natsMsg_Destroy(msg);
+        continue;
+      }
+      auto message = std::make_shared<Message>();
+      message->msg = msg;
+      message->partition = partition.number;
+      message->sequence = streamSequence(msg);
+      unread.push_back(std::move(message));
+    }
+    return unread;
+  }
+
+  // A pull's end: no data, a "Status" header (404, 408, 409...).
+  static bool isStatus(natsMsg* msg) {
+    const char* value = nullptr;
+    return natsMsg_GetDataLength(msg) == 0 &&
+           natsMsgHeader_Get(msg, "Status", &value) == NATS_OK;
+  }
+
+  sdk::Status openInbox(Partition& partition) {
+    natsInbox* inbox = nullptr;
+    natsStatus status = natsInbox_Create(&inbox);
+    if (status == NATS_OK) {
+      partition.inbox = inbox;
+      natsInbox_Destroy(inbox);
+      status = natsConnection_SubscribeSync(&partition.subscription, queue_.connection_,
+                                            partition.inbox.c_str());
+    }
+    if (status != NATS_OK) {
+      partition.subscription = nullptr;
+      return natsError(sdk::ErrorCode::Unavailable,
+                       "subscribing for JetStream consumer '" + partition.durable + "'", status);
+    }
+    return {};
+  }
+
+  static void closeInbox(Partition& partition) {
+    if (partition.subscription != nullptr) {
+      natsSubscription_Unsubscribe(partition.subscription);
+      natsSubscription_Destroy(partition.subscription);
+      partition.subscription = nullptr;
+    }
+  }
+
+  // An acknowledgement of any kind (+ACK, -NAK, +WPI, +TERM) to the message's $JS.ACK subject.
+  // Published directly: libnats' natsMsg_Ack and friends take only messages of its JetStream
+  // subscriptions.
+  natsStatus sendAck(natsMsg* msg, const char* kind) {
+    const char* reply = natsMsg_GetReply(msg);
+    if (reply == nullptr || *reply == '\0') {
+      return NATS_INVALID_ARG;
+    }
+    return natsConnection_PublishString(queue_.connection_, reply, kind);
+  }
+
+  static std::uint64_t streamSequence(natsMsg* msg) {
+    jsMsgMetaData* meta = nullptr;
+    if (natsMsg_GetMetaData(&meta, msg) != NATS_OK) {
+      return 0;
+    }
+    const std::uint64_t sequence = meta->Sequence.Stream;
+    jsMsgMetaData_Destroy(meta);
+    return sequence;
   }
 
   void take(Partition& partition, natsMsg* msg, std::vector<QueueMessage>& out,
@@ -395,7 +859,7 @@ class JetStreamQueue::JetStreamConsumer final : public Consumer {
     }
     if (events.empty()) {
       // Not something junctiond published: it can never be delivered; drop it for good.
-      natsMsg_Term(msg, nullptr);
+      (void)sendAck(msg, "+TERM");
       natsMsg_Destroy(msg);
       return;
     }
@@ -444,9 +908,16 @@ class JetStreamQueue::JetStreamConsumer final : public Consumer {
     }
   }
 
+
   JetStreamQueue& queue_;
-  std::vector<Partition> partitions_;
-  std::size_t next_ = 0;  // the partition a fetch starts with, rotating for fairness
+  std::vector<Partition> partitions_;  // by partition number; fixed after subscribe()
+  std::mutex fetch_mu_;
+  std::size_t next_ = 0;  // the partition a fetch starts with, rotating for fairness (fetch_mu_)
+
+  std::mutex lease_mu_;
+  std::vector<Lease> leases_;  // by partition, under lease_mu_
+  // leases_[p].phase, readable without lease_mu_ (fetch, inProgress, ownedPartitions).
+  std::unique_ptr<std::atomic<LeasePhase>[]> phase_;
 
   mutable std::mutex mu_;
   std::uint64_t next_handle_ = 0;
@@ -456,7 +927,8 @@ class JetStreamQueue::JetStreamConsumer final : public Consumer {
   ConsumerStats stats_;
 };
 
-JetStreamQueue::JetStreamQueue(JetStreamOptions options) : options_(std::move(options)) {}
+JetStreamQueue::JetStreamQueue(JetStreamOptions options, NodeIdentity self)
+    : options_(std::move(options)), self_(std::move(self)), node_key_(escapeName(self_.id)) {}
 
 sdk::Result<std::unique_ptr<JetStreamQueue>> JetStreamQueue::open(JetStreamOptions options) {
   if (options.urls.empty()) {
@@ -465,7 +937,18 @@ sdk::Result<std::unique_ptr<JetStreamQueue>> JetStreamQueue::open(JetStreamOptio
   if (options.partitions == 0) {
     return sdk::makeError(sdk::ErrorCode::InvalidArgument, "queue.partitions must be at least 1");
   }
-  std::unique_ptr<JetStreamQueue> queue(new JetStreamQueue(std::move(options)));
+  if (options.heartbeat.count() <= 0 || options.node_ttl < 3 * options.heartbeat) {
+    return sdk::makeError(sdk::ErrorCode::InvalidArgument,
+                          "queue.node_ttl must be at least 3 heartbeats (a node stops reading 2 "
+                          "heartbeats after its last one, before the others call it dead)");
+  }
+  if (!options.node_id.empty() && !validNodeId(options.node_id)) {
+    return sdk::makeError(sdk::ErrorCode::InvalidArgument,
+                          "queue.node_id '" + options.node_id +
+                              "' must be 1 to 128 of [A-Za-z0-9._-]");
+  }
+  NodeIdentity self{options.node_id.empty() ? defaultNodeId() : options.node_id, randomHex(16)};
+  std::unique_ptr<JetStreamQueue> queue(new JetStreamQueue(std::move(options), std::move(self)));
   if (auto status = queue->connect(); !status.ok()) {
     return status.error();
   }
@@ -475,6 +958,15 @@ sdk::Result<std::unique_ptr<JetStreamQueue>> JetStreamQueue::open(JetStreamOptio
   if (auto status = queue->openDoneBucket(); !status.ok()) {
     return status.error();
   }
+  if (auto status = queue->openOwnershipBuckets(); !status.ok()) {
+    return status.error();
+  }
+  // The first heartbeat before any consumer: a lone node then takes every free lease at once.
+  if (auto status = queue->heartbeat(); !status.ok()) {
+    return status.error();
+  }
+  queue->heartbeat_thread_ = std::thread([q = queue.get()] { q->heartbeatLoop(); });
+  queue->ownership_thread_ = std::thread([q = queue.get()] { q->ownershipLoop(); });
   return queue;
 }
 
@@ -492,6 +984,12 @@ sdk::Status JetStreamQueue::connect() {
   if (status == NATS_OK) status = natsOptions_SetTimeout(opts, options_.connect_timeout.count());
   if (status == NATS_OK) status = natsOptions_SetMaxReconnect(opts, -1);  // forever
   if (status == NATS_OK) status = natsOptions_SetReconnectWait(opts, 250);
+  if (status == NATS_OK) {
+    status = natsOptions_SetDisconnectedCB(opts, &JetStreamQueue::onDisconnected, this);
+  }
+  if (status == NATS_OK) {
+    status = natsOptions_SetReconnectedCB(opts, &JetStreamQueue::onReconnected, this);
+  }
   if (status == NATS_OK && !options_.credentials_file.empty()) {
     status = natsOptions_SetUserCredentialsFromFiles(opts, options_.credentials_file.c_str(),
                                                      nullptr);
@@ -524,6 +1022,16 @@ sdk::Status JetStreamQueue::connect() {
   js_options.PublishAsync.AckHandlerClosure = this;
   js_options.PublishAsync.StallWait = 1000;
   status = natsConnection_JetStream(&js_, connection_, &js_options);
+  if (status == NATS_OK) {
+    // Heartbeats and leases: a request the servers cannot answer now (a bucket's leader died
+    // with its server, until the others elect a new one) is given up after one heartbeat and
+    // sent again at the next, so a node sees a dead node, and takes its partitions, as soon as
+    // the cluster answers again rather than a publish timeout later.
+    jsOptions membership_options;
+    jsOptions_Init(&membership_options);
+    membership_options.Wait = std::max<std::int64_t>(options_.heartbeat.count(), 250);
+    status = natsConnection_JetStream(&membership_js_, connection_, &membership_options);
+  }
   if (status != NATS_OK) {
     return natsError(sdk::ErrorCode::Unavailable, "opening the JetStream context", status);
   }
@@ -577,6 +1085,7 @@ sdk::Status JetStreamQueue::ensureStream() {
 }
 
 JetStreamQueue::~JetStreamQueue() {
+  stopMembership();
   if (js_ != nullptr) {
     jsPubOptions wait;
     jsPubOptions_Init(&wait);
@@ -600,8 +1109,27 @@ JetStreamQueue::~JetStreamQueue() {
     }
   }
   kvStore_Destroy(done_);
+  kvStore_Destroy(nodes_);
+  kvStore_Destroy(owners_);
+  jsCtx_Destroy(membership_js_);
   jsCtx_Destroy(js_);
   natsConnection_Destroy(connection_);
+}
+
+void JetStreamQueue::onDisconnected(natsConnection*, void* closure) {
+  auto* self = static_cast<JetStreamQueue*>(closure);
+  if (self->options_.on_connection) {
+    self->options_.on_connection(false, {});
+  }
+}
+
+void JetStreamQueue::onReconnected(natsConnection* connection, void* closure) {
+  auto* self = static_cast<JetStreamQueue*>(closure);
+  if (self->options_.on_connection) {
+    char url[256] = {};
+    natsConnection_GetConnectedUrl(connection, url, sizeof url);
+    self->options_.on_connection(true, url);
+  }
 }
 
 bool JetStreamQueue::connected() const {
@@ -613,18 +1141,7 @@ std::string JetStreamQueue::subjectOf(std::uint32_t partition) const {
 }
 
 std::string JetStreamQueue::durableName(const std::string& name, std::uint32_t partition) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (const unsigned char c : name) {
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-') {
-      out += static_cast<char>(c);
-    } else {
-      out += '_';
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    }
-  }
-  return out + "-p" + std::to_string(partition);
+  return escapeName(name) + "-p" + std::to_string(partition);
 }
 
 void JetStreamQueue::onPublishAck(jsCtx*, natsMsg* msg, jsPubAck*, jsPubAckErr* error,
@@ -797,11 +1314,241 @@ void JetStreamQueue::deleteDone(const std::string& key) {
   kvStore_Purge(done_, key.c_str(), nullptr);
 }
 
+sdk::Status JetStreamQueue::openOwnershipBuckets() {
+  const auto open_bucket = [this](kvStore** bucket, const std::string& name, jsStorageType storage,
+                                  std::chrono::milliseconds ttl) -> sdk::Status {
+    natsStatus status = js_KeyValue(bucket, js_, name.c_str());
+    if (status == NATS_NOT_FOUND) {
+      kvConfig config;
+      kvConfig_Init(&config);
+      config.Bucket = name.c_str();
+      config.History = 1;
+      config.TTL = ttl.count() * kNanosPerMilli;
+      config.StorageType = storage;
+      config.Replicas = options_.replicas;
+      status = js_CreateKeyValue(bucket, js_, &config);
+    }
+    if (status == NATS_OK) {
+      // Created or found with the patient context; used with the quick one.
+      kvStore_Destroy(*bucket);
+      *bucket = nullptr;
+      status = js_KeyValue(bucket, membership_js_, name.c_str());
+    }
+    if (status != NATS_OK) {
+      return natsError(sdk::ErrorCode::Unavailable, "opening the JetStream bucket '" + name + "'",
+                       status);
+    }
+    return {};
+  };
+  // Heartbeats are rewritten every second and worth nothing once every server restarted:
+  // memory. A key silent for 12 node_ttl (a minute at least) goes: its node is long gone, far
+  // longer than any takeover needs its last heartbeat.
+  const auto forget_after = std::max<std::chrono::milliseconds>(std::chrono::minutes(1),
+                                                                12 * options_.node_ttl);
+  if (auto status = open_bucket(&nodes_, options_.stream + "-nodes", js_MemoryStorage,
+                                forget_after);
+      !status.ok()) {
+    return status;
+  }
+  // Leases stay until released, on every replica.
+  return open_bucket(&owners_, options_.stream + "-owners", js_FileStorage,
+                     std::chrono::milliseconds(0));
+}
+
+sdk::Status JetStreamQueue::heartbeat() {
+  std::lock_guard one_at_a_time(heartbeat_mu_);  // views are published in the order they are read
+  std::vector<std::string> consumers;
+  {
+    std::lock_guard lock(consumers_mu_);
+    for (const JetStreamConsumer* consumer : consumers_) {
+      consumers.push_back(consumer->name());
+    }
+  }
+  const std::string value = encodeHeartbeat(self_, std::move(consumers));
+  const auto sent = Clock::now();
+  std::uint64_t revision = 0;
+  const natsStatus status = kvStore_Put(&revision, nodes_, node_key_.c_str(), value.data(),
+                                        static_cast<int>(value.size()));
+  if (status != NATS_OK) {
+    return natsError(sdk::ErrorCode::Unavailable, "sending this node's heartbeat", status);
+  }
+  const auto stored = Clock::now();
+  // Fresh from when the heartbeat was sent: the server stamped it later, so this node always
+  // stops reading before the others, counting from the stamp, may call it dead.
+  const std::int64_t was_fresh_until =
+      fresh_until_ns_.exchange(steadyNanos(sent + fenceAfter(options_.heartbeat)));
+  if (was_fresh_until != 0 && was_fresh_until < steadyNanos(sent)) {
+    heartbeat_gaps_.fetch_add(1);  // fenced meanwhile: not fresh until the leases are checked
+  }
+  auto records = readNodes();
+  if (!records.ok()) {
+    return records.error();
+  }
+  // The server's time: this heartbeat's stamp plus the time since the put returned. A little
+  // behind the server's clock (the stamp is from before the put returned), so an age computed
+  // from it is a little short: a node is called dead a little late, a takeover waits a little
+  // long, never the other way round.
+  std::optional<std::int64_t> own_stamp;
+  for (const auto& record : *records) {
+    if (record.node == self_) {
+      own_stamp = record.heartbeat_ns;
+    }
+  }
+  if (!own_stamp) {
+    return sdk::makeError(sdk::ErrorCode::Unavailable,
+                          "this node's heartbeat is missing from '" + options_.stream + "-nodes'");
+  }
+  const std::int64_t server_now = *own_stamp + steadyNanos(Clock::now()) - steadyNanos(stored);
+  {
+    std::lock_guard lock(view_mu_);
+    view_ = MembershipView(std::move(records).value(), server_now, options_.node_ttl);
+    ++view_generation_;
+  }
+  view_cv_.notify_all();
+  return {};
+}
+
+// Every node's newest heartbeat, with the server's stamp (kvEntry_Created), through a watcher
+// that stops after the current values: one short-lived ordered consumer per heartbeat, nothing
+// to keep in step across reconnects.
+sdk::Result<std::vector<NodeRecord>> JetStreamQueue::readNodes() {
+  kvWatchOptions watch;
+  kvWatchOptions_Init(&watch);
+  watch.IgnoreDeletes = true;
+  kvWatcher* watcher = nullptr;
+  natsStatus status = kvStore_WatchAll(&watcher, nodes_, &watch);
+  std::vector<NodeRecord> records;
+  const std::int64_t timeout =
+      std::max<std::int64_t>(options_.heartbeat.count(), 500);
+  while (status == NATS_OK) {
+    kvEntry* entry = nullptr;
+    status = kvWatcher_Next(&entry, watcher, timeout);
+    if (status != NATS_OK || entry == nullptr) {
+      break;  // entry == nullptr: every current value was delivered
+    }
+    auto record = decodeHeartbeat(entryValue(entry), kvEntry_Created(entry));
+    if (record && kvEntry_Operation(entry) == kvOp_Put) {
+      records.push_back(std::move(*record));
+    }
+    kvEntry_Destroy(entry);
+  }
+  kvWatcher_Destroy(watcher);
+  if (status != NATS_OK) {
+    return natsError(sdk::ErrorCode::Unavailable,
+                     "reading the heartbeats in '" + options_.stream + "-nodes'", status);
+  }
+  return records;
+}
+
+void JetStreamQueue::heartbeatLoop() {
+  std::unique_lock lock(view_mu_);
+  while (!stopping_) {
+    const auto next = Clock::now() + options_.heartbeat;
+    lock.unlock();
+    // A failed heartbeat is tried again at the next one; after 2 heartbeats without one the
+    // node stops reading (fresh()), after node_ttl the others take its partitions.
+    (void)heartbeat();
+    lock.lock();
+    view_cv_.wait_until(lock, next, [this] { return stopping_; });
+  }
+}
+
+void JetStreamQueue::ownershipLoop() {
+  // Leases are checked again after a gap in heartbeats (another node may have taken one
+  // meanwhile) and about once per node_ttl anyway.
+  const std::uint64_t check_every = static_cast<std::uint64_t>(
+      std::max<std::int64_t>(1, options_.node_ttl / options_.heartbeat));
+  std::uint64_t seen = 0;
+  std::uint64_t passes = 0;
+  std::unique_lock lock(view_mu_);
+  for (;;) {
+    view_cv_.wait(lock, [&] { return stopping_ || view_generation_ != seen; });
+    if (stopping_) {
+      return;
+    }
+    seen = view_generation_;
+    const MembershipView view = view_;
+    lock.unlock();
+    const std::uint64_t gaps = heartbeat_gaps_.load();
+    if (heartbeatRecent()) {
+      const bool check = gaps != gaps_checked_.load() || ++passes % check_every == 0;
+      std::lock_guard pass(rebalance_mu_);
+      std::vector<JetStreamConsumer*> consumers;
+      {
+        std::lock_guard list(consumers_mu_);
+        consumers = consumers_;
+      }
+      for (JetStreamConsumer* consumer : consumers) {
+        consumer->rebalance(view, check);
+      }
+      gaps_checked_.store(gaps);
+    }
+    lock.lock();
+  }
+}
+
+void JetStreamQueue::stopMembership() {
+  {
+    std::lock_guard lock(view_mu_);
+    stopping_ = true;
+  }
+  view_cv_.notify_all();
+  if (heartbeat_thread_.joinable()) {
+    heartbeat_thread_.join();
+  }
+  if (ownership_thread_.joinable()) {
+    ownership_thread_.join();
+  }
+  if (nodes_ != nullptr) {
+    kvStore_Delete(nodes_, node_key_.c_str());  // the others rebalance at their next heartbeat
+  }
+}
+
+bool JetStreamQueue::heartbeatRecent() const {
+  return steadyNanos(Clock::now()) < fresh_until_ns_.load();
+}
+
+bool JetStreamQueue::fresh() const {
+  return heartbeatRecent() && heartbeat_gaps_.load() == gaps_checked_.load();
+}
+
+MembershipView JetStreamQueue::currentView() const {
+  std::lock_guard lock(view_mu_);
+  return view_;
+}
+
+void JetStreamQueue::registerConsumer(JetStreamConsumer* consumer) {
+  std::lock_guard lock(consumers_mu_);
+  consumers_.push_back(consumer);
+}
+
+void JetStreamQueue::unregisterConsumer(JetStreamConsumer* consumer) {
+  std::lock_guard pass(rebalance_mu_);
+  std::lock_guard lock(consumers_mu_);
+  std::erase(consumers_, consumer);
+}
+
+std::vector<std::uint32_t> JetStreamQueue::ownedPartitions(const std::string& consumer_name) const {
+  std::lock_guard lock(consumers_mu_);
+  for (const JetStreamConsumer* consumer : consumers_) {
+    if (consumer->name() == consumer_name) {
+      return consumer->readingPartitions();
+    }
+  }
+  return {};
+}
+
 sdk::Result<std::unique_ptr<Consumer>> JetStreamQueue::consumer(const std::string& name,
                                                                 StartAt start) {
   auto consumer = std::make_unique<JetStreamConsumer>(*this, name);
   if (auto status = consumer->subscribe(start); !status.ok()) {
     return status.error();
+  }
+  // A heartbeat listing the consumer, then its free leases: a lone node reads at once; the
+  // rest follows at the next heartbeats.
+  registerConsumer(consumer.get());
+  if (heartbeat().ok() && fresh()) {
+    consumer->rebalance(currentView(), false);
   }
   return std::unique_ptr<Consumer>(std::move(consumer));
 }
@@ -816,6 +1563,7 @@ sdk::Status JetStreamQueue::removeConsumer(const std::string& name) {
       return natsError(sdk::ErrorCode::Unavailable, "deleting JetStream consumer '" + durable + "'",
                        status, js_error);
     }
+    kvStore_Purge(owners_, durable.c_str(), nullptr);  // its lease goes with it
   }
   return {};
 }
@@ -870,7 +1618,8 @@ QueueStats JetStreamQueue::stats() const {
   stats.appended = appended_.load(std::memory_order_relaxed);
   stats.stored_messages = std::numeric_limits<std::uint64_t>::max();
   jsStreamInfo* info = nullptr;
-  if (js_GetStreamInfo(&info, js_, options_.stream.c_str(), nullptr, nullptr) == NATS_OK) {
+  // Quick: a status page must not hang while the cluster elects a leader.
+  if (js_GetStreamInfo(&info, membership_js_, options_.stream.c_str(), nullptr, nullptr) == NATS_OK) {
     stats.stored_messages = info->State.Msgs;
     stats.stored_bytes = info->State.Bytes;
   }

@@ -9,6 +9,10 @@
 //   subject <stream>.p.<n>    partition n = FNV-1a(person) % partitions (partitionOf)
 //   consumer <name>-p<n>      one durable pull consumer per consumer name and partition, explicit
 //                             acks: a partition of a destination is read by one node at a time
+//   bucket  <stream>-done     finished events of messages handed back part-finished (below)
+//   bucket  <stream>-nodes    key = node id: each node's heartbeat, listing the consumers it
+//                             has open (memory storage)
+//   bucket  <stream>-owners   key = <name>-p<n>: the lease, "<incarnation> <node id>" or "" (free)
 //
 // A NATS message holds the events one append() call has for one partition, in call order, as
 // our record encoding (record.h, tag 0, records back to back; split at 256 KiB), so a queued
@@ -26,6 +30,35 @@
 // a bitmap), and whoever gets the message next skips them. After a crash nothing is recorded:
 // the message's finished events are delivered again (at least once).
 //
+// Partition ownership (partition_ownership.h has the decisions, README.md the whole protocol):
+// every node of a consumer name reads only the partitions it holds the lease of, so a person's
+// events are read by one node at a time.
+//   - Membership: a background thread puts the node's heartbeat every `heartbeat`, with the
+//     names of the consumers open in this process; a node whose newest heartbeat is older than
+//     `node_ttl` in server time (the KV entry's creation stamp, no node's clock) is dead.
+//     Closing deletes the key: the others rebalance at their next heartbeat.
+//   - Assignment: rendezvous hashing of (consumer name, partition, node id) over the live nodes
+//     that have that consumer open, the same on every node; a node joining or leaving moves
+//     only its share, and a node without the consumer (a producer) is given none.
+//   - Leases: taken by compare-and-set (create when absent, update at the revision read). A free
+//     lease (never held, or released) is taken at once: a lone node reads every partition from
+//     its first consumer() call. A lease held by a live node is waited for: that node sees the
+//     partition is not its own any more, stops reading it, waits until every event it handed out
+//     of it is settled (acked, dead-lettered or nak'd: order first, however long it takes), hands
+//     the nak'd ones back as close does, and frees the lease.
+//   - Takeover from a dead holder: its unacknowledged messages come back only after the
+//     consumer's ack wait, and JetStream serves redeliveries before new messages; so the new
+//     holder reads from takeoverReadAt() on: at once when the consumer has nothing pending,
+//     else `node_ttl` + `ack_wait` + 250 ms after the dead node's last heartbeat (node_ttl, not
+//     just the fence: a progress ack the dead node sent last may reach a loaded server late).
+//     With the defaults, a partition is read again at most ~8.3 s after its node was killed.
+//   - Fencing: a node whose last successful heartbeat is older than 2 heartbeats stops reading
+//     and stops extending its messages' ack wait (inProgress), well before the others may call it
+//     dead; after such a gap it checks its leases again before reading.
+//   - Pulling: one pull request (no_wait) per partition at a time, read until the server ends
+//     it, so that no request stays with the server to deliver a partition's later messages to a
+//     node that has stopped reading it.
+//
 // retain(): the stream keeps what some consumer has not acknowledged yet; for each partition it
 // purges the messages below every consumer's acknowledgement floor. With no consumer at all it
 // keeps everything (a destination added later may start at the earliest event), as the embedded
@@ -33,15 +66,19 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
 #include "core/queue/event_queue.h"
+#include "core/queue/partition_ownership.h"
 
 struct __natsConnection;
 struct __jsCtx;
@@ -62,21 +99,34 @@ struct JetStreamOptions {
   std::string tls_ca_file;       // "" = the system's trust store
   std::uint64_t max_bytes = 0;   // the stream's budget; 0 = unlimited
   std::chrono::milliseconds publish_timeout{5000};  // a publish not acknowledged by then fails
-  std::chrono::milliseconds ack_wait{30000};        // a fetched message not settled by then
-                                                    // is redelivered (to any node)
+  // A fetched message not settled (nor kept in progress) by then is redelivered, to whichever
+  // node holds its partition then. It also bounds a takeover after a crash (see above), hence
+  // 3 s: with heartbeat 1 s and node_ttl 4 s, a dead node's partitions are read again within
+  // ~8.3 s. Fixed when a durable consumer is created; later changes do not alter it.
+  std::chrono::milliseconds ack_wait{3000};
   std::int64_t max_pending_publishes = 65536;
   std::chrono::milliseconds connect_timeout{5000};
   std::string client_name = "junctiond";
   DeadLetterSink dead_letters;  // required for term()
+  // Told (on a libnats thread) when the connection is lost (false, "") and when it is back
+  // (true, the server's URL as given in `urls`). May stay empty.
+  std::function<void(bool connected, const std::string& server)> on_connection;
+  // This node's name among the nodes sharing the stream; "" = "<hostname>-<pid>-<random>". A
+  // stable name keeps a restarted node's partitions where they were.
+  std::string node_id;
+  std::chrono::milliseconds heartbeat{1000};  // how often the node says it is alive
+  std::chrono::milliseconds node_ttl{4000};   // silent this long: dead; at least 3 heartbeats
 };
 
 class JetStreamQueue final : public EventQueue {
  public:
-  // Connects (trying every url), and creates the stream if it is missing. Unavailable when no
-  // server answers; InvalidArgument when the stream exists with other subjects.
+  // Connects (trying every url), creates the stream and buckets if missing, and sends the
+  // node's first heartbeat. Unavailable when no server answers; InvalidArgument when the stream
+  // exists with other subjects, or for heartbeat/node_ttl out of bounds.
   static sdk::Result<std::unique_ptr<JetStreamQueue>> open(JetStreamOptions options);
-  // Waits up to publish_timeout for appends in flight (their `done` runs), then disconnects.
-  // Consumers must be destroyed before their queue.
+  // Stops heartbeating and deletes the node's heartbeat (the others take its partitions at
+  // once), waits up to publish_timeout for appends in flight (their `done` runs), then
+  // disconnects. Consumers must be destroyed before their queue (they release their leases).
   ~JetStreamQueue() override;
 
   std::string_view backend() const noexcept override { return "nats"; }
@@ -88,6 +138,15 @@ class JetStreamQueue final : public EventQueue {
 
   // Whether the client is connected now (it reconnects by itself).
   bool connected() const;
+  // The node id (options.node_id, or the one derived at open()).
+  const std::string& nodeId() const noexcept { return self_.id; }
+  // The partitions this node reads now for consumer `consumer_name` of this process (leases
+  // held and not being handed over or waited for after a takeover), ascending; empty when this
+  // process has no such consumer. Thread-safe, no I/O.
+  std::vector<std::uint32_t> ownedPartitions(const std::string& consumer_name) const;
+  // The JetStream context of the queue's connection, for state shared beside the stream
+  // (nats_bucket.h).
+  __jsCtx* jetStream() const noexcept { return js_; }
   const JetStreamOptions& options() const noexcept { return options_; }
   // "<stream>.p.<n>"
   std::string subjectOf(std::uint32_t partition) const;
@@ -105,7 +164,7 @@ class JetStreamQueue final : public EventQueue {
     bool abandoned = false;  // append() failed part-way and returned an error: no callback
   };
 
-  explicit JetStreamQueue(JetStreamOptions options);
+  JetStreamQueue(JetStreamOptions options, NodeIdentity self);
   sdk::Status connect();
   sdk::Status ensureStream();
   // The `<stream>-done` key-value bucket: for a message handed back part-finished, which of its
@@ -114,6 +173,26 @@ class JetStreamQueue final : public EventQueue {
   sdk::Status putDone(const std::string& key, const std::vector<bool>& finished);
   std::optional<std::vector<bool>> getDone(const std::string& key);
   void deleteDone(const std::string& key);
+  // Membership: the `<stream>-nodes` and `<stream>-owners` buckets, the heartbeat thread (puts
+  // the heartbeat, reads every node's, publishes the view) and the ownership thread (on each new
+  // view, every consumer takes, hands over and checks its leases).
+  sdk::Status openOwnershipBuckets();
+  sdk::Status heartbeat();
+  sdk::Result<std::vector<NodeRecord>> readNodes();
+  void heartbeatLoop();
+  void ownershipLoop();
+  void stopMembership();
+  // Whether the last successful heartbeat was sent less than the fence (2 heartbeats) ago.
+  bool heartbeatRecent() const;
+  // Whether this node may read and extend ack waits now: a recent heartbeat, and the leases
+  // checked since the last gap in heartbeats.
+  bool fresh() const;
+  MembershipView currentView() const;
+  void registerConsumer(JetStreamConsumer* consumer);
+  // Returns once no ownership pass uses `consumer` any more.
+  void unregisterConsumer(JetStreamConsumer* consumer);
+  static void onDisconnected(__natsConnection* connection, void* closure);
+  static void onReconnected(__natsConnection* connection, void* closure);
   static void onPublishAck(__jsCtx* js, __natsMsg* msg, jsPubAck* ack, jsPubAckErr* error,
                            void* closure);
   void published(__natsMsg* msg, const jsPubAckErr* error);
@@ -121,7 +200,30 @@ class JetStreamQueue final : public EventQueue {
   const JetStreamOptions options_;
   __natsConnection* connection_ = nullptr;
   __jsCtx* js_ = nullptr;
+  __jsCtx* membership_js_ = nullptr;  // the same connection, requests given up after a heartbeat
   __kvStore* done_ = nullptr;
+  __kvStore* nodes_ = nullptr;
+  __kvStore* owners_ = nullptr;
+
+  const NodeIdentity self_;
+  const std::string node_key_;  // self_.id, escaped as a KV key
+  // Steady-clock ns until which this node may read: last successful heartbeat sent + fence.
+  std::atomic<std::int64_t> fresh_until_ns_{0};
+  // Gaps in heartbeats seen, and checked: after a gap another node may have taken a lease, so
+  // the node is not fresh() until an ownership pass checked every lease.
+  std::atomic<std::uint64_t> heartbeat_gaps_{0};
+  std::atomic<std::uint64_t> gaps_checked_{0};
+  std::mutex heartbeat_mu_;
+  mutable std::mutex view_mu_;
+  std::condition_variable view_cv_;
+  MembershipView view_;                // under view_mu_
+  std::uint64_t view_generation_ = 0;  // under view_mu_
+  bool stopping_ = false;              // under view_mu_
+  std::thread heartbeat_thread_;
+  std::thread ownership_thread_;
+  std::mutex rebalance_mu_;  // held by an ownership pass; taken to unregister a consumer
+  mutable std::mutex consumers_mu_;
+  std::vector<JetStreamConsumer*> consumers_;  // under consumers_mu_
 
   std::mutex pending_mu_;
   std::unordered_map<__natsMsg*, std::shared_ptr<PendingCall>> pending_;

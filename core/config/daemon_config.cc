@@ -1,6 +1,7 @@
 #include "core/config/daemon_config.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
@@ -102,9 +103,53 @@ const OptionTable<StorageConfig>& storageTable() {
 
 const OptionTable<QueueConfig>& queueTable() {
   static const OptionTable<QueueConfig> table{
-      option("backend", &QueueConfig::backend, "Queue implementation")
-          .oneOf({"embedded"})
+      option("backend", &QueueConfig::backend,
+             "Where accepted events wait: embedded (a log under storage.path, one machine) or "
+             "nats (a NATS JetStream stream several junctiond nodes share)")
+          .oneOf({"embedded", "nats"})
           .defaultValue("embedded"),
+      option("url", &QueueConfig::url,
+             "With backend: nats, the servers to connect to, comma-separated "
+             "(nats://a:4222,nats://b:4222); any one of the cluster is enough to start")
+          .defaultValue("nats://127.0.0.1:4222"),
+      option("stream", &QueueConfig::stream,
+             "With backend: nats, the JetStream stream (created when missing; every node of one "
+             "deployment names the same); its key-value buckets are named after it")
+          .defaultValue("junction"),
+      option("replicas", &QueueConfig::replicas,
+             "With backend: nats, copies of each event on different servers (3 survives the loss "
+             "of one server of a three-node cluster); used when the stream is created")
+          .defaultValue(1)
+          .range(1, 5),
+      option("partitions", &QueueConfig::partitions,
+             "With backend: nats, subjects the stream is split in by a hash of the person; each "
+             "partition of a destination is read by one node at a time (per-person order). "
+             "Every node must use the same number, and it cannot change once events are queued")
+          .defaultValue(16)
+          .range(1, 1024),
+      option("credentials_file", &QueueConfig::credentials_file,
+             "With backend: nats, a NATS .creds file (user JWT and NKey seed); empty = none")
+          .defaultValue(""),
+      option("tls", &QueueConfig::tls, "With backend: nats, require TLS to the servers")
+          .defaultValue(false),
+      option("tls_ca_file", &QueueConfig::tls_ca_file,
+             "With tls: true, the PEM CA bundle the servers' certificates are checked against; "
+             "empty = the system's trust store")
+          .defaultValue(""),
+      option("max_bytes", &QueueConfig::max_bytes,
+             "With backend: nats, the stream's budget; when reached, ingest answers 503. "
+             "0 = none (the servers' own limits apply)")
+          .defaultValue(0),
+      option("ack_wait", &QueueConfig::ack_wait,
+             "With backend: nats, how long an event a node took may stay unconfirmed before the "
+             "servers give it to another node (a node that died); live nodes confirm progress "
+             "well within it")
+          .defaultValue("3s")
+          .range(1000, 600'000),
+      option("node_id", &QueueConfig::node_id,
+             "With backend: nats, this node's name among the nodes sharing the stream; empty = "
+             "hostname-pid")
+          .defaultValue(""),
   };
   return table;
 }
@@ -518,6 +563,54 @@ void readConnectors(YamlChecker& checker, const YAML::Node& list, ConnectorKind 
   }
 }
 
+// backend: nats: every url a nats:// or tls:// address, a stream name NATS accepts.
+void checkQueue(YamlChecker& checker, const YAML::Node& node, QueueConfig& queue) {
+  queue.urls.clear();
+  std::string_view rest = queue.url;
+  while (!rest.empty()) {
+    const auto comma = rest.find(',');
+    std::string_view url = rest.substr(0, comma);
+    rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+    while (!url.empty() && url.front() == ' ') {
+      url.remove_prefix(1);
+    }
+    while (!url.empty() && url.back() == ' ') {
+      url.remove_suffix(1);
+    }
+    if (!url.empty()) {
+      queue.urls.emplace_back(url);
+    }
+  }
+  if (queue.backend != "nats") {
+    return;
+  }
+  if (queue.urls.empty()) {
+    checker.error(childOf(node, "url"), "queue.url", "backend: nats needs at least one server");
+  }
+  for (const auto& url : queue.urls) {
+    if (!url.starts_with("nats://") && !url.starts_with("tls://")) {
+      checker.error(childOf(node, "url"), "queue.url",
+                    "'" + url + "' is not a NATS address (nats://host:port or tls://host:port)");
+    }
+  }
+  const bool stream_ok =
+      !queue.stream.empty() && queue.stream.size() <= 64 &&
+      std::all_of(queue.stream.begin(), queue.stream.end(), [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-';
+      });
+  if (!stream_ok) {
+    checker.error(childOf(node, "stream"), "queue.stream",
+                  "expected 1 to 64 letters, digits, '_' or '-' (a JetStream stream name)");
+  }
+  const bool node_ok = std::all_of(queue.node_id.begin(), queue.node_id.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-';
+  });
+  if (!node_ok) {
+    checker.error(childOf(node, "node_id"), "queue.node_id",
+                  "expected letters, digits, '_' or '-'");
+  }
+}
+
 std::optional<DaemonConfig> readDocument(const YAML::Node& root, const std::string& file,
                                          const EnvLookup& env, ConfigErrors& errors) {
   std::size_t errors_before = errors.size();
@@ -539,6 +632,7 @@ std::optional<DaemonConfig> readDocument(const YAML::Node& root, const std::stri
       checker.checkMapping(section("storage"), storageTable().specs(), "storage"));
   config.queue =
       queueTable().bind(checker.checkMapping(section("queue"), queueTable().specs(), "queue"));
+  checkQueue(checker, section("queue"), config.queue);
   config.plugins = pluginsTable().bind(
       checker.checkMapping(section("plugins"), pluginsTable().specs(), "plugins"));
   config.log = logTable().bind(checker.checkMapping(section("log"), logTable().specs(), "log"));

@@ -54,7 +54,19 @@ struct StorageConfig {
 };
 
 struct QueueConfig {
-  std::string backend;  // embedded
+  std::string backend;  // embedded | nats
+  // backend: nats (NATS JetStream; see core/queue/jetstream_queue.h)
+  std::vector<std::string> urls;  // from `url`, split at commas by loadConfig
+  std::string url;
+  std::string stream;
+  std::int64_t replicas = 1;
+  std::int64_t partitions = 16;
+  std::string credentials_file;
+  bool tls = false;
+  std::string tls_ca_file;
+  std::uint64_t max_bytes = 0;  // the stream's budget; 0 = none
+  std::chrono::milliseconds ack_wait{0};
+  std::string node_id;  // "" = hostname-pid
 };
 
 struct PluginsConfig {

@@ -5,7 +5,10 @@
 #include <boost/url/params_view.hpp>
 #include <boost/url/parse_query.hpp>
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <cctype>
 #include <csignal>
 #include <ctime>
 #include <fstream>
@@ -24,6 +27,26 @@
 #include "junction/sdk/crypto.h"
 
 namespace junction::core::daemon {
+
+namespace {
+
+// A server address as it may be shown: without the user and password it may carry.
+std::string withoutUserInfo(const std::string& url) {
+  const auto scheme = url.find("://");
+  const auto start = scheme == std::string::npos ? 0 : scheme + 3;
+  const auto at = url.find('@', start);
+  return at == std::string::npos ? url : url.substr(0, start) + "***@" + url.substr(at + 1);
+}
+
+std::string shownUrls(const std::vector<std::string>& urls) {
+  std::string out;
+  for (const auto& url : urls) {
+    out += (out.empty() ? "" : ",") + withoutUserInfo(url);
+  }
+  return out;
+}
+
+}  // namespace
 
 namespace asio = boost::asio;
 
@@ -233,6 +256,10 @@ std::vector<std::string> Daemon::notReadyReasons() const {
     return {"starting or stopping"};
   }
   std::vector<std::string> reasons;
+  if (nats_queue_ && !nats_queue_->connected()) {
+    reasons.push_back("queue: not connected to NATS (" + shownUrls(config_.queue.urls) +
+                      "); ingest answers 503 until the client reconnects by itself");
+  }
   if (log_store_) {
     if (auto refused = log_store_->lastBudgetRefusal();
         refused && std::chrono::steady_clock::now() - *refused < kBudgetRefusalShown) {
@@ -260,6 +287,18 @@ boost::json::object Daemon::status() const {
                    {"uptime_seconds", started_at_ms_ > 0 ? (now - started_at_ms_) / 1000 : 0},
                    {"ready", reasons.empty()},
                    {"reasons", json::array(reasons.begin(), reasons.end())}};
+  if (nats_queue_) {
+    const auto stats = nats_queue_->stats();
+    out["queue"] = json::object{{"backend", "nats"},
+                                {"servers", shownUrls(config_.queue.urls)},
+                                {"connected", nats_queue_->connected()},
+                                {"stream", config_.queue.stream},
+                                {"partitions", static_cast<std::int64_t>(config_.queue.partitions)},
+                                {"appended", stats.appended},
+                                {"stored_messages", stats.stored_messages},
+                                {"stored_bytes", stats.stored_bytes},
+                                {"node_id", nats_queue_->nodeId()}};
+  }
   if (log_store_) {
     out["queue"] = json::object{{"disk_bytes", log_store_->diskBytes()},
                                 {"max_bytes", config_.storage.max_bytes},
@@ -284,6 +323,24 @@ boost::json::object Daemon::status() const {
     }
   }
   out["destinations"] = std::move(destinations);
+  if (nats_queue_) {
+    // Which partitions of each consumer this node reads now.
+    json::object owned;
+    auto add = [&](const std::string& consumer) {
+      json::array list;
+      for (auto p : nats_queue_->ownedPartitions(consumer)) {
+        list.push_back(p);
+      }
+      owned[consumer] = std::move(list);
+    };
+    for (const auto& slot : destinations_) {
+      add(slot.config->id);
+    }
+    if (profiles_) {
+      add(std::string(profiles::ProfileService::kConsumerName));
+    }
+    out["queue"].as_object()["partitions_owned"] = std::move(owned);
+  }
   json::array removed;
   if (engine_) {
     for (const auto& [id, backlog] : engine_->removedWithBacklog()) {
@@ -673,15 +730,95 @@ sdk::Status Daemon::openQueue() {
     bump(fsyncs, log_store_->fsyncCount());
     bump(recycled, log_store_->recycledSegments());
   });
+  return openPipeline();
+}
+
+sdk::Status Daemon::openPipeline() {
   catalog_ = std::make_unique<ingest::EventCatalog>(
       (std::filesystem::path(config_.storage.path) / "catalog.json").string());
-  ingest_ = std::make_unique<ingest::Ingest>(*log_store_, metrics_, clock_, privacy_.get());
+  if (nats_queue_) {
+    ingest_ = std::make_unique<ingest::Ingest>(*nats_queue_, metrics_, clock_, privacy_.get());
+    engine_ = std::make_unique<delivery::DeliveryEngine>(*nats_queue_, metrics_, log_, clock_);
+  } else {
+    ingest_ = std::make_unique<ingest::Ingest>(*log_store_, metrics_, clock_, privacy_.get());
+    engine_ = std::make_unique<delivery::DeliveryEngine>(*log_store_, metrics_, log_, clock_);
+  }
   ingest_->setTap(tap_.get());
   ingest_->setCatalog(catalog_.get());
-  engine_ = std::make_unique<delivery::DeliveryEngine>(*log_store_, metrics_, log_, clock_);
   engine_->setTap(tap_.get());
   engine_->setPrivacy(privacy_.get(), audit_.get());
   return engine_->open(config_.storage.path);
+}
+
+
+sdk::Status Daemon::openNatsQueue() {
+  const auto& q = config_.queue;
+  queue::JetStreamOptions options;
+  options.urls = q.urls;
+  options.stream = q.stream;
+  options.replicas = static_cast<int>(q.replicas);
+  options.partitions = static_cast<std::uint32_t>(q.partitions);
+  options.credentials_file = q.credentials_file;
+  options.tls = q.tls;
+  options.tls_ca_file = q.tls_ca_file;
+  options.max_bytes = q.max_bytes;
+  options.ack_wait = q.ack_wait;
+  options.node_id = q.node_id;  // "" = derived by the queue
+  options.on_connection = [this](bool connected, const std::string& server) {
+    if (connected) {
+      log_.info("NATS connection back: ingest accepts events again",
+                {{"server", withoutUserInfo(server)}});
+    } else {
+      log_.warn("NATS connection lost: ingest answers 503 until the client reconnects (it "
+                "tries every server of queue.url)");
+    }
+  };
+  options.client_name = "junctiond";
+  // The engine's workers dead-letter through their own store; a consumer's term() lands there
+  // too.
+  options.dead_letters = [this](const std::string& consumer, const sdk::Event& event,
+                                std::string_view reason, std::uint32_t deliveries) {
+    std::vector<delivery::DeadLetter> letters(1);
+    letters[0].destination = consumer;
+    letters[0].event = event;
+    letters[0].reason = std::string(reason);
+    letters[0].attempts = deliveries;
+    letters[0].failed_at_ms = clock_.nowMs();
+    return engine_->deadLetters().add(letters);
+  };
+  auto opened = queue::JetStreamQueue::open(std::move(options));
+  if (!opened) {
+    std::string message = opened.error().message;
+    for (const auto& url : q.urls) {  // no password of a url in the error
+      for (auto at = message.find(url); at != std::string::npos; at = message.find(url, at + 1)) {
+        message.replace(at, url.size(), withoutUserInfo(url));
+      }
+    }
+    return sdk::makeError(opened.error().code, "queue.backend: nats: " + message);
+  }
+  nats_queue_ = std::move(opened).value();
+  log_.info("queue opened on NATS JetStream",
+            {{"servers", shownUrls(q.urls)}, {"stream", q.stream}, {"replicas", q.replicas},
+             {"partitions", q.partitions}, {"node", nats_queue_->nodeId()}});
+  auto& ready = metrics_.gauge(
+      "junction_ready", "1 when GET /readyz answers 200, else 0 (its body says why: /readyz)");
+  metrics_.addCollector([this, &ready] { ready.set(notReadyReasons().empty() ? 1.0 : 0.0); });
+  auto& connected = metrics_.gauge("junction_queue_connected",
+                                   "1 while connected to a NATS server of the queue, else 0");
+  auto& appended = metrics_.counter("junction_queue_appended_records_total",
+                                    "Records appended durably to the queue");
+  metrics_.addCollector([this, &connected, &appended] {
+    std::lock_guard lock(log_store_mutex_);
+    if (!nats_queue_) {
+      return;
+    }
+    connected.set(nats_queue_->connected() ? 1.0 : 0.0);
+    const std::uint64_t now = nats_queue_->stats().appended;
+    if (now > appended.value()) {
+      appended.inc(now - appended.value());
+    }
+  });
+  return openPipeline();
 }
 
 sdk::Status Daemon::openPrivacy() {
@@ -743,29 +880,66 @@ sdk::Status Daemon::openPrivacy() {
   return {};
 }
 
+void Daemon::forgetDeleted(const privacy::Regulation& r) {
+  // Dead letters are undelivered events too.
+  if (r.subject.kind != privacy::SubjectKind::Email) {
+    delivery::DeadLetterFilter filter;
+    filter.person = r.subject.value;
+    if (auto n = engine_->deadLetters().purge(filter); n && *n > 0) {
+      log_.info("dead letters of a deleted person purged", {{"regulation", r.id}, {"count", *n}});
+    }
+  }
+  engine_->wakeWorkers();
+  if (profiles_) {
+    if (auto s = profiles_->erase(r.subject); !s.ok()) {
+      log_.error("profile of a deleted person not erased", {{"regulation", r.id},
+                                                             {"error", s.message()}});
+    }
+  }
+}
+
+sdk::Status Daemon::sharePrivacy() {
+  queue::NatsBucketOptions options;
+  options.replicas = static_cast<int>(config_.queue.replicas);
+  for (auto [bucket, suffix] : {std::pair{&regulation_bucket_, "-regulations"},
+                                std::pair{&consent_bucket_, "-consent"}}) {
+    auto opened = queue::NatsBucket::open(*nats_queue_, config_.queue.stream + suffix, options);
+    if (!opened) {
+      return sdk::makeError(opened.error().code, "queue.backend: nats: " + opened.error().message);
+    }
+    *bucket = std::move(opened).value();
+  }
+  shared_privacy_ = std::make_unique<SharedPrivacy>(
+      *regulation_bucket_, *consent_bucket_, *privacy_, nats_queue_->nodeId(), log_, metrics_,
+      [this](const privacy::Regulation& r) {
+        if (audit_) {
+          (void)audit_->append("regulation_adopted",
+                               boost::json::object{{"id", r.id},
+                                                   {"type", privacy::toString(r.type)},
+                                                   {"subject_kind", privacy::toString(r.subject.kind)}});
+        }
+        if (r.type == privacy::RegulationType::Delete) {
+          forgetDeleted(r);
+        }
+      });
+  return shared_privacy_->start();
+}
+
 sdk::Status Daemon::startRegulations() {
   regulations_ = std::make_unique<privacy::RegulationService>(*privacy_, audit_.get(), log_,
                                                               metrics_, clock_);
   for (const auto& slot : destinations_) {
     regulations_->addDestination(slot.config->id, slot.instance);
   }
-  regulations_->onDelete([this](const privacy::Regulation& r) {
-    // Dead letters are undelivered events too.
-    if (r.subject.kind != privacy::SubjectKind::Email) {
-      delivery::DeadLetterFilter filter;
-      filter.person = r.subject.value;
-      if (auto n = engine_->deadLetters().purge(filter); n && *n > 0) {
-        log_.info("dead letters of a deleted person purged", {{"regulation", r.id}, {"count", *n}});
+  regulations_->onDelete([this](const privacy::Regulation& r) { forgetDeleted(r); });
+  if (shared_privacy_) {
+    regulations_->onRecorded([this](const privacy::Regulation& r) {
+      std::lock_guard lock(shared_mutex_);
+      if (shared_privacy_) {
+        shared_privacy_->publish(r);
       }
-    }
-    engine_->wakeWorkers();
-    if (profiles_) {
-      if (auto s = profiles_->erase(r.subject); !s.ok()) {
-        log_.error("profile of a deleted person not erased", {{"regulation", r.id},
-                                                               {"error", s.message()}});
-      }
-    }
-  });
+    });
+  }
   if (auto s = regulations_->start(); !s.ok()) {
     return s;
   }
@@ -922,10 +1096,29 @@ sdk::Status Daemon::openProfiles() {
     return sdk::makeError(sdk::ErrorCode::InvalidArgument,
                           "profiles.backend: " + c.backend + " is not available in this build");
   }
-  profiles_ = std::make_unique<profiles::ProfileService>(c, std::move(store), *log_store_, *ingest_,
-                                                         privacy_.get(), metrics_, log_, clock_);
-  engine_->addReader([this] { profiles_->notifyAppend(); },
-                     [this] { return profiles_->needs(); });
+  if (nats_queue_) {
+    // Each node applies the events of the partitions it reads; with several nodes, the store is
+    // one they share (profiles.backend: postgres).
+    if (c.backend != "postgres") {
+      log_.warn("profiles: with queue.backend: nats each node applies the events of the "
+                "partitions it reads; with several nodes, profiles need a store they share "
+                "(profiles.backend: postgres)",
+                {{"backend", c.backend}});
+    }
+    auto consumer = nats_queue_->consumer(std::string(profiles::ProfileService::kConsumerName),
+                                          queue::StartAt::Earliest);
+    if (!consumer) {
+      return sdk::makeError(consumer.error().code, "profiles: " + consumer.error().message);
+    }
+    profile_source_ = std::make_unique<delivery::ConsumerSource>(std::move(consumer).value());
+    profiles_ = std::make_unique<profiles::ProfileService>(
+        c, std::move(store), *profile_source_, *ingest_, privacy_.get(), metrics_, log_, clock_);
+  } else {
+    profiles_ = std::make_unique<profiles::ProfileService>(
+        c, std::move(store), *log_store_, *ingest_, privacy_.get(), metrics_, log_, clock_);
+    engine_->addReader([this] { profiles_->notifyAppend(); },
+                       [this] { return profiles_->needs(); });
+  }
   profiles_->registerRoutes(router_, config_.server.admin_token, c.tokens);
   return {};
 }
@@ -993,7 +1186,7 @@ sdk::Status Daemon::start() {
     status = openPrivacy();
   }
   if (status.ok()) {
-    status = openQueue();
+    status = config_.queue.backend == "nats" ? openNatsQueue() : openQueue();
   }
   if (status.ok()) {
     status = createDestinations();
@@ -1007,6 +1200,13 @@ sdk::Status Daemon::start() {
   }
   if (status.ok() && profiles_) {
     status = profiles_->start();
+    if (status.ok() && profile_source_) {
+      profile_source_->start([this] { profiles_->notifyAppend(); });
+    }
+  }
+  // Before sources: ingest consults (and shares) what the other nodes decided.
+  if (status.ok() && nats_queue_) {
+    status = sharePrivacy();
   }
   // Sources last: a pulling source's first run emits at once, and a new destination starts at
   // the queue's end (`start: latest`), so its cursor must exist before the first event.
@@ -1149,10 +1349,20 @@ void Daemon::stop() {
   if (profiles_) {
     profiles_->stop();
   }
+  if (profile_source_) {
+    profile_source_->stop();  // what was not applied goes back to the queue
+  }
   // Completes every accepted append (their callbacks answer the last clients).
   {
+    {
+      std::lock_guard shared(shared_mutex_);
+      shared_privacy_.reset();
+    }
+    regulation_bucket_.reset();
+    consent_bucket_.reset();
     std::lock_guard lock(log_store_mutex_);
     log_store_.reset();
+    nats_queue_.reset();  // the engine's and profiles' consumers were closed above
   }
   if (server_) {
     server_->closeAll();
@@ -1176,6 +1386,7 @@ void Daemon::stop() {
   threads_.clear();
   sources_.clear();
   profiles_.reset();
+  profile_source_.reset();
   engine_.reset();
   destinations_.clear();
   server_.reset();

@@ -20,6 +20,7 @@
 #include "core/config/daemon_config.h"
 #include "core/daemon/connector_context.h"
 #include "core/daemon/import_service.h"
+#include "core/daemon/shared_state.h"
 #include "core/delivery/delivery_engine.h"
 #include "core/http/router.h"
 #include "core/http/server.h"
@@ -29,6 +30,7 @@
 #include "core/privacy/privacy_store.h"
 #include "core/privacy/regulation_service.h"
 #include "core/profiles/profile_service.h"
+#include "core/queue/jetstream_queue.h"
 #include "core/queue/log.h"
 #include "core/runtime/dir_lock.h"
 #include "core/runtime/runtime.h"
@@ -102,6 +104,16 @@ class Daemon {
   void stopSource(std::string_view id);
   // Why the daemon is not ready (empty: ready), as /readyz and /admin/status report it.
   std::vector<std::string> notReadyReasons() const;
+  // queue.backend: nats: connects to the stream; ingest and the engine use it.
+  sdk::Status openNatsQueue();
+  // The ingest stage, the event catalog and the delivery engine, over whichever queue is open.
+  sdk::Status openPipeline();
+  // queue.backend: nats: regulations and consent recorded here are shared, the others'
+  // adopted.
+  sdk::Status sharePrivacy();
+  // A person was deleted (here or on another node): their dead letters and profile go, and
+  // the workers drop their waiting events.
+  void forgetDeleted(const privacy::Regulation& r);
   // GET /admin/status: the daemon, its queue, and every connector's state.
   boost::json::object status() const;
   ContextParts partsFor(const std::string& id) const;
@@ -143,10 +155,19 @@ class Daemon {
   std::unique_ptr<ImportService> imports_;  // `junction import` (admin API)
   std::mutex log_store_mutex_;  // the metrics collector vs. closing the queue
   std::unique_ptr<queue::Log> log_store_;
+  // queue.backend: nats, instead of log_store_ (destroyed after every consumer of it).
+  std::unique_ptr<queue::JetStreamQueue> nats_queue_;
+  // queue.backend: nats: regulations and consent shared with the other nodes (destroyed
+  // before the queue).
+  std::unique_ptr<queue::NatsBucket> regulation_bucket_;
+  std::unique_ptr<queue::NatsBucket> consent_bucket_;
+  std::mutex shared_mutex_;  // shared_privacy_ (a regulation recorded vs. stopping)
+  std::unique_ptr<SharedPrivacy> shared_privacy_;
   std::unique_ptr<ingest::EventCatalog> catalog_;  // outlives ingest_
   std::unique_ptr<boost::asio::steady_timer> catalog_timer_;
   std::unique_ptr<ingest::Ingest> ingest_;
   std::unique_ptr<delivery::DeliveryEngine> engine_;
+  std::unique_ptr<delivery::ConsumerSource> profile_source_;  // queue.backend: nats; outlives profiles_
   std::unique_ptr<profiles::ProfileService> profiles_;
   std::vector<SourceSlot> sources_;
   std::vector<DestinationSlot> destinations_;

@@ -49,11 +49,17 @@ void ConsumerSource::stop() {
     buffer_.clear();
     buffer_bytes_ = 0;
   }
+  if (!consumer_) {
+    return;  // stopped before
+  }
   for (const auto& message : unfinished) {
     if (auto s = consumer_->nak(message, std::chrono::milliseconds(0)); !s.ok()) {
       noteError(s);  // it comes back after the redelivery timeout instead
     }
   }
+  // Closing the consumer settles with the backend at once (JetStream: the naks are sent, the
+  // partitions released), not when this object goes, and before the queue itself closes.
+  consumer_.reset();
 }
 
 queue::Offset ConsumerSource::begin() const {

@@ -46,9 +46,9 @@ class ConsumerSource final : public WorkerSource {
 
   // Starts fetching; `on_data` is called (on the fetch thread) when end() moved.
   void start(std::function<void()> on_data);
-  // Stops fetching, and hands back (nak, no delay, in queue order) every message the worker
-  // did not finish. Call after the worker stopped (its last commit acknowledged what it
-  // finished). Idempotent.
+  // Stops fetching, hands back (nak, no delay, in queue order) every message the worker did not
+  // finish, and closes the consumer. Call after the worker stopped (its last commit
+  // acknowledged what it finished). Idempotent; end() and errors() still answer after it.
   void stop();
 
   std::optional<queue::CursorState> stored(const std::string&) const override {
@@ -62,7 +62,6 @@ class ConsumerSource final : public WorkerSource {
   sdk::Status commit(const std::string& id, const queue::CursorState& state) override;
   sdk::Status flush() override { return {}; }
 
-  queue::Consumer& consumer() noexcept { return *consumer_; }
   // Fetches or acknowledgements that failed (the backend unreachable); the last reason.
   std::uint64_t errors() const noexcept { return errors_.load(); }
   std::string lastError() const;

@@ -18,7 +18,11 @@ namespace json = boost::json;
 
 DeliveryEngine::DeliveryEngine(queue::Log& log, sdk::Metrics& metrics, sdk::Logger& logger,
                                const sdk::Clock& clock)
-    : log_(log), metrics_(metrics), logger_(logger), clock_(clock) {}
+    : log_(&log), metrics_(metrics), logger_(logger), clock_(clock) {}
+
+DeliveryEngine::DeliveryEngine(queue::EventQueue& queue, sdk::Metrics& metrics,
+                               sdk::Logger& logger, const sdk::Clock& clock)
+    : queue_(&queue), metrics_(metrics), logger_(logger), clock_(clock) {}
 
 DeliveryEngine::~DeliveryEngine() { stop(); }
 
@@ -30,6 +34,17 @@ sdk::Status DeliveryEngine::open(const std::string& state_dir) {
                           "cannot create " + state_dir + ": " + ec.message());
   }
   state_dir_ = state_dir;
+  if (queue_ != nullptr) {
+    // Positions live in the queue's consumers; only the dead letters are kept here (this
+    // node's: each node holds the dead letters of the deliveries it made).
+    auto dlq = DeadLetterStore::open(
+        (std::filesystem::path(state_dir) / "dead_letters.db").string(), /*must_exist=*/false);
+    if (!dlq) {
+      return std::move(dlq).error();
+    }
+    dead_letters_ = std::move(dlq).value();
+    return {};
+  }
   queue::CursorStoreOptions options;
   options.path = state_dir;
   auto cursors = queue::CursorStore::open(options);
@@ -37,7 +52,7 @@ sdk::Status DeliveryEngine::open(const std::string& state_dir) {
     return std::move(cursors).error();
   }
   cursors_ = std::move(cursors).value();
-  log_source_ = std::make_unique<LogSource>(log_, *cursors_);
+  log_source_ = std::make_unique<LogSource>(*log_, *cursors_);
   // cursors.dat exists from the first start on: the daemon ran here before, so a missing
   // dead-letter store is damage.
   const bool ran_before = cursors_->fileExisted();
@@ -54,8 +69,8 @@ sdk::Status DeliveryEngine::open(const std::string& state_dir) {
     // No cursor file beside a queue that still holds events: the delivery positions were lost
     // (deleted, or a disk replaced). Starting each destination at `start:` would skip or
     // repeat events without a word; refuse and say how to go on.
-    const queue::Offset begin = log_.beginOffset();
-    const queue::Offset end = log_.durableEnd();
+    const queue::Offset begin = log_->beginOffset();
+    const queue::Offset end = log_->durableEnd();
     if (begin < end) {
       const std::string file = (std::filesystem::path(state_dir) / "cursors" / "cursors.dat").string();
       return sdk::makeError(
@@ -85,8 +100,18 @@ sdk::Status DeliveryEngine::open(const std::string& state_dir) {
 sdk::Status DeliveryEngine::add(const config::ConnectorConfig& config,
                                 std::shared_ptr<sdk::Destination> plugin, WorkerLimits limits,
                                 std::shared_ptr<AccountThrottle> throttle) {
-  WorkerDeps deps{*log_source_, *dead_letters_, metrics_, logger_, clock_, privacy_,
-                  std::move(throttle), tap_};
+  std::unique_ptr<ConsumerSource> source;
+  if (queue_ != nullptr) {
+    auto consumer = queue_->consumer(
+        config.id, config.start == "earliest" ? queue::StartAt::Earliest : queue::StartAt::Latest);
+    if (!consumer) {
+      return sdk::makeError(consumer.error().code,
+                            "destination '" + config.id + "': " + consumer.error().message);
+    }
+    source = std::make_unique<ConsumerSource>(std::move(consumer).value());
+  }
+  WorkerDeps deps{source ? static_cast<WorkerSource&>(*source) : *log_source_,
+                  *dead_letters_, metrics_, logger_, clock_, privacy_, std::move(throttle), tap_};
   auto w = std::make_shared<DestinationWorker>(config, std::move(plugin), deps, limits);
   std::error_code ec;
   if (!state_dir_.empty() &&
@@ -96,10 +121,37 @@ sdk::Status DeliveryEngine::add(const config::ConnectorConfig& config,
                  {{"destination", config.id}});
   }
   std::lock_guard lock(change_mutex_);
+  if (source) {
+    sources_[config.id] = std::move(source);
+  }
   auto next = std::make_shared<Workers>(*workers());
   next->push_back(std::move(w));
   workers_.store(std::move(next));
   return {};
+}
+
+void DeliveryEngine::startSource(const std::shared_ptr<DestinationWorker>& w) {
+  std::lock_guard lock(change_mutex_);
+  if (auto it = sources_.find(w->id()); it != sources_.end()) {
+    std::weak_ptr<DestinationWorker> weak = w;
+    it->second->start([weak] {
+      if (auto worker = weak.lock()) {
+        worker->notifyAppend();
+      }
+    });
+  }
+}
+
+void DeliveryEngine::stopSource(std::string_view id, bool erase) {
+  std::lock_guard lock(change_mutex_);
+  auto it = sources_.find(id);
+  if (it == sources_.end()) {
+    return;
+  }
+  it->second->stop();  // hands back, in order, what the worker did not finish
+  if (erase) {
+    sources_.erase(it);
+  }
 }
 
 sdk::Status DeliveryEngine::addRunning(const config::ConnectorConfig& config,
@@ -117,6 +169,7 @@ sdk::Status DeliveryEngine::addRunning(const config::ConnectorConfig& config,
     (void)remove(config.id);
     return sdk::makeError(s.error().code, "destination '" + config.id + "': " + s.message());
   }
+  startSource(w);
   return {};
 }
 
@@ -138,14 +191,20 @@ sdk::Status DeliveryEngine::remove(std::string_view id) {
     workers_.store(std::move(next));
   }
   gone->stop();  // deliveries in flight finish; the cursor is committed and kept
-  (void)cursors_->flush();
+  stopSource(id, /*erase=*/true);
+  if (cursors_) {
+    (void)cursors_->flush();
+  }
   return {};
 }
 
 std::vector<std::pair<std::string, std::uint64_t>> DeliveryEngine::removedWithBacklog() const {
   std::vector<std::pair<std::string, std::uint64_t>> out;
+  if (!cursors_) {
+    return out;
+  }
   const auto running = workers();
-  const queue::Offset end = log_.durableEnd();
+  const queue::Offset end = log_->durableEnd();
   for (const auto& [name, offset] : cursors_->all()) {
     bool runs = false;
     for (const auto& w : *running) {
@@ -163,6 +222,17 @@ sdk::Status DeliveryEngine::forget(std::string_view id) {
     return sdk::makeError(sdk::ErrorCode::AlreadyExists,
                           "destination '" + std::string(id) +
                               "' is running: remove it from the configuration and reload first");
+  }
+  if (queue_ != nullptr) {
+    if (auto s = queue_->removeConsumer(std::string(id)); !s.ok()) {
+      return s;
+    }
+    logger_.warn("removed destination forgotten: its consumer is deleted from the queue",
+                 {{"destination", std::string(id)}});
+    if (audit_ != nullptr) {
+      (void)audit_->append("destination_forget", json::object{{"destination", std::string(id)}});
+    }
+    return {};
   }
   if (!cursors_->load(std::string(id))) {
     return sdk::makeError(sdk::ErrorCode::NotFound,
@@ -220,10 +290,10 @@ sdk::Status DeliveryEngine::setPaused(std::string_view id, bool paused) {
 // (events waiting, moving), idle.
 json::array DeliveryEngine::describe() const {
   json::array list;
-  const queue::Offset end = log_.durableEnd();
   const std::int64_t now = clock_.nowMs();
   for (const auto& w : *workers()) {
     const auto s = w->stats();
+    const queue::Offset end = w->sourceEnd();
     const queue::Offset cursor = w->cursor();
     const auto dead = dead_letters_->count(w->id());
     const std::uint64_t backlog = end > cursor ? end - cursor : 0;
@@ -236,7 +306,9 @@ json::array DeliveryEngine::describe() const {
                    {"state", state},
                    {"cursor", cursor},
                    {"read_position", s.read_position},
-                   {"backlog_bytes", backlog},
+                   // On the embedded log, bytes of log; on another backend, the messages this
+                   // node took from the queue and has not finished.
+                   {log_ != nullptr ? "backlog_bytes" : "backlog_messages", backlog},
                    {"pending", s.window_events},
                    {"in_flight", s.in_flight},
                    {"retrying", s.retrying},
@@ -263,15 +335,18 @@ sdk::Status DeliveryEngine::start() {
     if (auto s = w->start(); !s.ok()) {
       return sdk::makeError(s.error().code, "destination '" + w->id() + "': " + s.message());
     }
+    startSource(w);
   }
-  log_.setAppendListener([this] {
-    for (const auto& w : *workers()) {
-      w->notifyAppend();
-    }
-    for (auto& r : readers_) {
-      r.on_append();
-    }
-  });
+  if (log_ != nullptr) {
+    log_->setAppendListener([this] {
+      for (const auto& w : *workers()) {
+        w->notifyAppend();
+      }
+      for (auto& r : readers_) {
+        r.on_append();
+      }
+    });
+  }
   started_ = true;
   retention_ = std::thread([this] {
     runtime::makeThisThreadBackground();  // before the name: a named thread is settled
@@ -290,6 +365,7 @@ void DeliveryEngine::stop() {
   if (!started_) {
     for (const auto& w : *workers()) {
       w->stop();
+      stopSource(w->id(), /*erase=*/false);
     }
     return;
   }
@@ -300,9 +376,12 @@ void DeliveryEngine::stop() {
   }
   stop_cv_.notify_all();
   retention_.join();
-  log_.setAppendListener(nullptr);
+  if (log_ != nullptr) {
+    log_->setAppendListener(nullptr);
+  }
   for (const auto& w : *workers()) {
     w->stop();
+    stopSource(w->id(), /*erase=*/false);
   }
   if (cursors_) {
     (void)cursors_->flush();
@@ -317,17 +396,18 @@ void DeliveryEngine::wakeWorkers() {
 
 std::vector<std::string> DeliveryEngine::stalled(std::int64_t stall_ms) const {
   std::vector<std::string> out;
-  const queue::Offset end = log_.durableEnd();
   const std::int64_t now = clock_.nowMs();
   for (const auto& w : *workers()) {
     if (w->paused()) {
       continue;
     }
+    const queue::Offset end = w->sourceEnd();
     const queue::Offset cursor = w->cursor();
     const std::int64_t idle_ms = now - w->progressAtMs();
     if (cursor < end && idle_ms >= stall_ms) {
       out.push_back("destination " + w->id() + ": " + std::to_string(end - cursor) +
-                    " bytes waiting, no progress for " + std::to_string(idle_ms / 1000) + " s");
+                    (log_ != nullptr ? " bytes" : " messages") + " waiting, no progress for " +
+                    std::to_string(idle_ms / 1000) + " s");
     }
   }
   return out;
@@ -343,7 +423,15 @@ std::shared_ptr<DestinationWorker> DeliveryEngine::worker(std::string_view id) c
 }
 
 std::size_t DeliveryEngine::applyRetention() {
-  queue::Offset low = log_.durableEnd();
+  if (queue_ != nullptr) {
+    auto freed = queue_->retain();
+    if (!freed) {
+      logger_.warn("queue retention failed (retried)", {{"error", freed.error().message}});
+      return 0;
+    }
+    return *freed;
+  }
+  queue::Offset low = log_->durableEnd();
   for (const auto& w : *workers()) {
     low = std::min(low, w->cursor());
   }
@@ -355,7 +443,7 @@ std::size_t DeliveryEngine::applyRetention() {
   for (auto& r : readers_) {
     low = std::min(low, r.needs());
   }
-  auto deleted = log_.truncateBefore(low);
+  auto deleted = log_->truncateBefore(low);
   if (!deleted) {
     logger_.error("queue retention failed", {{"error", deleted.error().message}});
     return 0;
@@ -368,6 +456,16 @@ std::size_t DeliveryEngine::applyRetention() {
 
 void DeliveryEngine::retentionLoop() {
   std::unique_lock lock(mutex_);
+  if (!cursors_) {
+    // Another backend: retain() asks the servers for every consumer's position, so it runs
+    // less often; what it frees is only the servers' disk.
+    while (!stop_cv_.wait_for(lock, std::chrono::seconds(10), [this] { return stopping_; })) {
+      lock.unlock();
+      applyRetention();
+      lock.lock();
+    }
+    return;
+  }
   std::uint64_t reported_errors = cursors_->flushErrors();
   while (!stopping_) {
     stop_cv_.wait_for(lock, std::chrono::seconds(1));

@@ -9,6 +9,7 @@
 #include <boost/json/array.hpp>
 #include <condition_variable>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -16,23 +17,31 @@
 #include <vector>
 
 #include "core/config/daemon_config.h"
+#include "core/delivery/consumer_source.h"
 #include "core/delivery/dead_letter_store.h"
 #include "core/delivery/destination_worker.h"
 #include "core/http/router.h"
 #include "core/privacy/audit_log.h"
 #include "core/privacy/privacy_store.h"
 #include "core/queue/cursor_store.h"
+#include "core/queue/event_queue.h"
 #include "core/queue/log.h"
 
 namespace junction::core::delivery {
 
 class DeliveryEngine {
  public:
+  // On the embedded log: workers read it through the cursor store (LogSource).
   DeliveryEngine(queue::Log& log, sdk::Metrics& metrics, sdk::Logger& logger,
+                 const sdk::Clock& clock);
+  // On another backend of the queue seam (NATS JetStream): each destination reads through its
+  // own consumer, named after the destination (ConsumerSource); positions live in the queue,
+  // so there is no cursor store, and retention is the queue's retain().
+  DeliveryEngine(queue::EventQueue& queue, sdk::Metrics& metrics, sdk::Logger& logger,
                  const sdk::Clock& clock);
   ~DeliveryEngine();
 
-  // Opens the cursor and dead-letter stores under `state_dir`.
+  // Opens the cursor (embedded log only) and dead-letter stores under `state_dir`.
   sdk::Status open(const std::string& state_dir);
   // Before add(): the privacy store the workers consult (tombstones, remembered consent,
   // aliases) and the audit log DLQ replays/purges are written to. Both may stay null; both must
@@ -51,8 +60,9 @@ class DeliveryEngine {
   // null).
   sdk::Status add(const config::ConnectorConfig& config, std::shared_ptr<sdk::Destination> plugin,
                   WorkerLimits limits = {}, std::shared_ptr<AccountThrottle> throttle = nullptr);
-  // Before start(): another reader of the queue (the profile service) to wake on appends, and
-  // the offset it still needs, which retention keeps like a destination's cursor.
+  // Before start(), on the embedded log: another reader of the log (the profile service) to
+  // wake on appends, and the offset it still needs, which retention keeps like a destination's
+  // cursor.
   void addReader(std::function<void()> on_append, std::function<queue::Offset()> needs);
   // Starts every worker and the retention thread; wires the log's append listener.
   sdk::Status start();
@@ -78,10 +88,11 @@ class DeliveryEngine {
   // forgotten. NotFound when it is not running.
   sdk::Status remove(std::string_view id);
   // Destinations with a stored cursor that are not running (removed from the configuration),
-  // and the bytes of queue each holds back.
+  // and the bytes of queue each holds back. Empty on another backend (its consumers live on
+  // the servers).
   std::vector<std::pair<std::string, std::uint64_t>> removedWithBacklog() const;
-  // Forgets a removed destination's cursor: its backlog may then be deleted by retention.
-  // AlreadyExists while it runs; NotFound without a cursor.
+  // Forgets a removed destination's cursor (on another backend: its consumer): its backlog may
+  // then be deleted by retention. AlreadyExists while it runs; NotFound without a cursor.
   sdk::Status forget(std::string_view id);
   // Pauses or resumes a destination. The pause is kept on disk (<state_dir>/paused/<id>), so a
   // paused destination stays paused across restarts until it is resumed. NotFound: no such
@@ -94,18 +105,28 @@ class DeliveryEngine {
   // for S s".
   // A paused destination is never stalled: it waits because an operator said so.
   std::vector<std::string> stalled(std::int64_t stall_ms) const;
-  // Deletes segments every destination has passed. Returns the number deleted.
+  // Deletes segments every destination has passed (on another backend: the queue's retain()).
+  // Returns the number deleted.
   std::size_t applyRetention();
 
  private:
   void retentionLoop();
+  // On another backend: starts the consumer of a started worker, which wakes it on new data;
+  // stops one (after its worker), erasing it when the destination is removed.
+  void startSource(const std::shared_ptr<DestinationWorker>& w);
+  void stopSource(std::string_view id, bool erase);
   struct Reader {
     std::function<void()> on_append;
     std::function<queue::Offset()> needs;
   };
   std::vector<Reader> readers_;
 
-  queue::Log& log_;
+  // Exactly one of the two.
+  queue::Log* log_ = nullptr;
+  queue::EventQueue* queue_ = nullptr;
+  // On queue_: each running destination's consumer (guarded by change_mutex_). Started after
+  // its worker, stopped after it (handing back what the worker did not finish).
+  std::map<std::string, std::unique_ptr<ConsumerSource>, std::less<>> sources_;
   sdk::Metrics& metrics_;
   sdk::Logger& logger_;
   const sdk::Clock& clock_;

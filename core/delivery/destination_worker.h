@@ -92,6 +92,8 @@ class DestinationWorker {
   const std::string& id() const noexcept { return id_; }
   // The committed low watermark: nothing before it is needed by this destination.
   queue::Offset cursor() const noexcept { return committed_.load(); }
+  // Where the worker's source ends now (thread-safe): cursor() below it means events wait.
+  queue::Offset sourceEnd() const { return deps_.source.end(); }
   // When the worker last made progress, clock ms: its committed cursor moved forward, or events
   // were delivered or dead-lettered (one event in retries holds the cursor, not the rest), or
   // it started.

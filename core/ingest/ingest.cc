@@ -11,7 +11,11 @@ namespace json = boost::json;
 
 Ingest::Ingest(queue::Log& log, sdk::Metrics& metrics, const sdk::Clock& clock,
                privacy::PrivacyStore* privacy)
-    : log_(log), metrics_(metrics), clock_(clock), privacy_(privacy) {}
+    : log_(&log), metrics_(metrics), clock_(clock), privacy_(privacy) {}
+
+Ingest::Ingest(queue::EventQueue& queue, sdk::Metrics& metrics, const sdk::Clock& clock,
+               privacy::PrivacyStore* privacy)
+    : queue_(&queue), metrics_(metrics), clock_(clock), privacy_(privacy) {}
 
 void Ingest::emit(const std::string& source_id, std::vector<sdk::Event> events,
                   sdk::EmitCallback done) {
@@ -119,9 +123,9 @@ void Ingest::emit(const std::string& source_id, std::vector<sdk::Event> events,
       }
     }
   }
-  auto status = log_.append(std::move(events), [&received, &write_failed, count, suppressed,
-                                                done, shown, tap = tap_](queue::AppendResult r) {
-    if (r.status.ok()) {
+  auto stored = [&received, &write_failed, count, suppressed, done, shown,
+                 tap = tap_](const sdk::Status& status) {
+    if (status.ok()) {
       received.inc(count);
       if (shown) {
         for (const auto& e : *shown) {
@@ -131,12 +135,21 @@ void Ingest::emit(const std::string& source_id, std::vector<sdk::Event> events,
       done(sdk::EmitResult{{}, {}, count, suppressed});
     } else {
       write_failed.inc(count);
-      done(sdk::EmitResult{r.status, std::chrono::seconds(1), 0, 0});
+      done(sdk::EmitResult{status, std::chrono::seconds(1), 0, 0});
     }
-  });
+  };
+  auto status = log_ != nullptr
+                    ? log_->append(std::move(events),
+                                   [stored = std::move(stored)](queue::AppendResult r) {
+                                     stored(r.status);
+                                   })
+                    : queue_->append(std::move(events), std::move(stored));
   if (!status.ok()) {
     const bool full = status.error().code == sdk::ErrorCode::ResourceExhausted;
-    rejected(full ? "disk_budget" : "queue_unavailable").inc(count);
+    rejected(full                                                 ? "disk_budget"
+             : status.error().code == sdk::ErrorCode::InvalidArgument ? "too_large"
+                                                                      : "queue_unavailable")
+        .inc(count);
     done(sdk::EmitResult{status, std::chrono::seconds(full ? 5 : 1), 0, 0});
   }
 }

@@ -15,6 +15,7 @@
 
 #include "core/ingest/catalog.h"
 #include "core/privacy/privacy_store.h"
+#include "core/queue/event_queue.h"
 #include "core/queue/log.h"
 #include "core/telemetry/event_tap.h"
 #include "junction/sdk/context.h"
@@ -26,8 +27,12 @@ namespace junction::core::ingest {
 // every accepted append, before destroying it).
 class Ingest {
  public:
-  // `privacy` may be null (no suppression, no consent memory); it must outlive the Ingest.
+  // Events go to the embedded log itself (its own append path, the fastest), or to any backend
+  // of the queue seam (NATS JetStream). `privacy` may be null (no suppression, no consent
+  // memory); it must outlive the Ingest.
   Ingest(queue::Log& log, sdk::Metrics& metrics, const sdk::Clock& clock,
+         privacy::PrivacyStore* privacy = nullptr);
+  Ingest(queue::EventQueue& queue, sdk::Metrics& metrics, const sdk::Clock& clock,
          privacy::PrivacyStore* privacy = nullptr);
 
   // See sdk::SourceContext::emit. `done` runs exactly once.
@@ -44,7 +49,8 @@ class Ingest {
   void close() noexcept { closed_.store(true); }
 
  private:
-  queue::Log& log_;
+  queue::Log* log_ = nullptr;           // exactly one of the two
+  queue::EventQueue* queue_ = nullptr;
   sdk::Metrics& metrics_;
   const sdk::Clock& clock_;
   privacy::PrivacyStore* privacy_;

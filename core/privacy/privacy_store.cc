@@ -301,6 +301,26 @@ sdk::Result<Regulation> PrivacyStore::record(RegulationType type, Subject subjec
                        destinations->is_object() && !destinations->as_object().empty();
   r.status = std::string(erasing ? kStatusPending : kStatusDone);
   r.detail = std::move(detail);
+  auto applied = apply(r, /*only_if_new=*/false);
+  if (!applied) {
+    return std::move(applied).error();
+  }
+  return r;
+}
+
+sdk::Result<bool> PrivacyStore::adopt(Regulation r) {
+  if (r.subject.kind == SubjectKind::Email) {
+    r.subject.value = normalizeEmail(r.subject.value);
+  }
+  if (r.id.empty() || r.subject.value.empty()) {
+    return sdk::makeError(sdk::ErrorCode::InvalidArgument, "a regulation without id or subject");
+  }
+  return apply(r, /*only_if_new=*/true);
+}
+
+sdk::Result<bool> PrivacyStore::apply(const Regulation& r, bool only_if_new) {
+  const RegulationType type = r.type;
+  const std::int64_t now_ms = r.created_at_ms;
   const std::string key = r.subject.key();
   const std::string hashed_key = hashedKey(kindLetter(r.subject.kind), r.subject.value);
 
@@ -310,9 +330,11 @@ sdk::Result<Regulation> PrivacyStore::record(RegulationType type, Subject subjec
     return dbError(db_, "begin");
   }
   {
-    Statement s(db_,
-                "INSERT INTO regulations (id, type, subject_kind, subject_value, created_at, "
-                "status, detail) VALUES (?, ?, ?, ?, ?, ?, ?)");
+    Statement s(db_, only_if_new
+                         ? "INSERT OR IGNORE INTO regulations (id, type, subject_kind, "
+                           "subject_value, created_at, status, detail) VALUES (?, ?, ?, ?, ?, ?, ?)"
+                         : "INSERT INTO regulations (id, type, subject_kind, subject_value, "
+                           "created_at, status, detail) VALUES (?, ?, ?, ?, ?, ?, ?)");
     s.bind(1, r.id);
     s.bind(2, toString(type));
     s.bind(3, toString(r.subject.kind));
@@ -322,6 +344,9 @@ sdk::Result<Regulation> PrivacyStore::record(RegulationType type, Subject subjec
     s.bind(7, json::serialize(r.detail));
     if (!s.ok() || s.step() != SQLITE_DONE) {
       return dbError(db_, "insert regulation");
+    }
+    if (only_if_new && sqlite3_changes(db_) == 0) {
+      return false;  // known already (the transaction rolls back: nothing was written)
     }
   }
   auto run = [&](const char* sql, auto&&... values) -> bool {
@@ -387,7 +412,7 @@ sdk::Result<Regulation> PrivacyStore::record(RegulationType type, Subject subjec
       break;
     }
   }
-  return r;
+  return true;
 }
 
 namespace {
@@ -616,11 +641,7 @@ sdk::Status PrivacyStore::write(const std::vector<RestoredRegulation>& regulatio
 }
 
 sdk::Status PrivacyStore::rememberConsent(const std::vector<sdk::Event>& events) {
-  struct Change {
-    std::string key;
-    std::string categories;
-    std::int64_t timestamp_ms;
-  };
+  using Change = ConsentChange;
   // Parsed outside the lock; most events state no consent, and then nothing is locked.
   std::vector<std::pair<const sdk::Event*, EventConsent>> stated;
   for (const auto& event : events) {
@@ -665,22 +686,59 @@ sdk::Status PrivacyStore::rememberConsent(const std::vector<sdk::Event>& events)
     return dbError(db_, "begin");
   }
   for (const auto& c : changes) {
-    Statement s(db_,
-                "INSERT INTO consent (person, categories, event_timestamp) VALUES (?, ?, ?) "
-                "ON CONFLICT(person) DO UPDATE SET categories = excluded.categories, "
-                "event_timestamp = excluded.event_timestamp "
-                "WHERE excluded.event_timestamp >= consent.event_timestamp");
-    s.bind(1, c.key);
-    s.bind(2, c.categories);
-    s.bind(3, c.timestamp_ms);
-    if (!s.ok() || s.step() != SQLITE_DONE) {
-      return dbError(db_, "remember consent");
+    if (auto s = writeConsent(c); !s.ok()) {
+      return s;
     }
   }
   if (!tx.commit()) {
     return dbError(db_, "commit");
   }
+  if (consent_listener_) {
+    consent_listener_(changes);
+  }
   return {};
+}
+
+sdk::Status PrivacyStore::writeConsent(const ConsentChange& c) {
+  Statement s(db_,
+              "INSERT INTO consent (person, categories, event_timestamp) VALUES (?, ?, ?) "
+              "ON CONFLICT(person) DO UPDATE SET categories = excluded.categories, "
+              "event_timestamp = excluded.event_timestamp "
+              "WHERE excluded.event_timestamp >= consent.event_timestamp");
+  s.bind(1, c.person);
+  s.bind(2, c.categories);
+  s.bind(3, c.timestamp_ms);
+  if (!s.ok() || s.step() != SQLITE_DONE) {
+    return dbError(db_, "remember consent");
+  }
+  return {};
+}
+
+sdk::Result<bool> PrivacyStore::adoptConsent(const ConsentChange& change) {
+  auto consent = consentFromJson(change.categories);
+  if (!consent || change.person.empty()) {
+    return sdk::makeError(sdk::ErrorCode::InvalidArgument, "unreadable consent");
+  }
+  std::lock_guard db_lock(db_mutex_);
+  {
+    std::unique_lock lock(state_mutex_);
+    if (auto d = deleted_.find(change.person);
+        d != deleted_.end() && d->second >= change.timestamp_ms) {
+      return false;  // stated before the person's deletion
+    }
+    auto [it, inserted] = consent_.try_emplace(change.person);
+    Remembered& r = it->second;
+    if (!inserted && (change.timestamp_ms < r.timestamp_ms ||
+                      (change.timestamp_ms == r.timestamp_ms && r.consent == *consent))) {
+      return false;
+    }
+    r.consent = std::move(*consent);
+    r.timestamp_ms = change.timestamp_ms;
+  }
+  if (auto s = writeConsent(change); !s.ok()) {
+    return s.error();  // remembered in memory; after a restart it is read from the bucket again
+  }
+  return true;
 }
 
 std::optional<EventConsent> PrivacyStore::rememberedConsent(const sdk::EventHeader& header) const {

@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <functional>
 #include <optional>
 #include <shared_mutex>
 #include <string>
@@ -107,6 +108,9 @@ class PrivacyStore final : public ConsentMemory {
   // A delete starts with status pending when `detail` lists destinations to erase at, else done.
   sdk::Result<Regulation> record(RegulationType type, Subject subject, std::int64_t now_ms,
                                  boost::json::object detail = {});
+  // Records and applies a regulation another node made (its id, type, subject, created_at,
+  // status and detail as given), unless one with its id is known already. True when it was new.
+  sdk::Result<bool> adopt(Regulation regulation);
   sdk::Result<std::optional<Regulation>> regulation(const std::string& id);
   // Regulations whose status is pending (erasures to resume after a restart).
   sdk::Result<std::vector<Regulation>> pending();
@@ -139,6 +143,21 @@ class PrivacyStore final : public ConsentMemory {
   // anonymousId; an event older (by timestamp) than what is remembered does not replace it.
   // Writes only when something changed.
   sdk::Status rememberConsent(const std::vector<sdk::Event>& events);
+  // A person's remembered consent as it changed: the person's key ("u:<userId>",
+  // "a:<anonymousId>"), the categories (consentToJson) and the stating event's timestamp.
+  struct ConsentChange {
+    std::string person;
+    std::string categories;
+    std::int64_t timestamp_ms = 0;
+  };
+  // Before the first rememberConsent(): told (on the caller's thread, after the write) of each
+  // change rememberConsent() made — the daemon shares them with the other nodes.
+  void setConsentListener(std::function<void(const std::vector<ConsentChange>&)> listener) {
+    consent_listener_ = std::move(listener);
+  }
+  // Remembers consent another node saw, unless what is remembered is as new or newer, or the
+  // person was deleted at or after it. True when it was taken.
+  sdk::Result<bool> adoptConsent(const ConsentChange& change);
   std::optional<EventConsent> rememberedConsent(const sdk::EventHeader& header) const override;
 
   // From `consent.aliases`; fixed at open.
@@ -149,7 +168,12 @@ class PrivacyStore final : public ConsentMemory {
                                                          const char* what);
   explicit PrivacyStore(sqlite3* db, ConsentAliases aliases);
   sdk::Status exec(const char* sql);
+  // record() and adopt(): writes `r` and applies it to the sets, in one transaction. With
+  // `only_if_new`, a known id changes nothing and gives false.
+  sdk::Result<bool> apply(const Regulation& r, bool only_if_new);
   sdk::Status load();
+  // Upserts one remembered consent row unless the stored one is newer (db_mutex_ held).
+  sdk::Status writeConsent(const ConsentChange& change);
   sdk::Status write(const std::vector<RestoredRegulation>& regulations);
 
   struct Remembered {
@@ -172,6 +196,7 @@ class PrivacyStore final : public ConsentMemory {
   std::atomic<std::size_t> suppressed_hashed_{0};  // people known by digest ("u=<sha256>")
   std::atomic<std::size_t> deleted_hashed_{0};
   std::atomic<std::uint64_t> deletion_generation_{0};
+  std::function<void(const std::vector<ConsentChange>&)> consent_listener_;
 };
 
 }  // namespace junction::core::privacy

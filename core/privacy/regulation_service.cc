@@ -345,6 +345,9 @@ sdk::HttpResponse RegulationService::create(std::string_view body) {
                                    {"subject_sha256", subjectDigest(r.subject)}});
   logger_.info("regulation recorded", {{"id", r.id}, {"type", toString(r.type)},
                                        {"subject_kind", toString(r.subject.kind)}});
+  if (on_recorded_) {
+    on_recorded_(r);
+  }
   if (r.type == RegulationType::Delete) {
     if (on_delete_) {
       on_delete_(r);

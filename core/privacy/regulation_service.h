@@ -58,6 +58,9 @@ class RegulationService {
   // Before start(): called (on the caller's thread) after each delete is recorded — the daemon
   // purges the person's dead letters and wakes the delivery workers.
   void onDelete(std::function<void(const Regulation&)> hook) { on_delete_ = std::move(hook); }
+  // Before start(): called (on the caller's thread) after each regulation is recorded here,
+  // before the client is answered — the daemon shares it with the other nodes.
+  void onRecorded(std::function<void(const Regulation&)> hook) { on_recorded_ = std::move(hook); }
 
   // Resumes pending erasures and starts the erasure thread.
   sdk::Status start();
@@ -99,6 +102,7 @@ class RegulationService {
   mutable std::mutex erasable_mutex_;  // the list changes on a reload
   std::vector<std::pair<std::string, std::shared_ptr<sdk::Destination>>> erasable_;
   std::function<void(const Regulation&)> on_delete_;
+  std::function<void(const Regulation&)> on_recorded_;
 
   std::mutex mutex_;
   std::condition_variable wake_;

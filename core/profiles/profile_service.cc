@@ -48,8 +48,24 @@ ProfileService::ProfileService(const config::ProfilesConfig& config,
                                ingest::Ingest& ingest, const privacy::PrivacyStore* privacy,
                                sdk::Metrics& metrics, sdk::Logger& logger,
                                const sdk::Clock& clock)
+    : ProfileService(config, std::move(store), nullptr, ingest, privacy, metrics, logger, clock) {
+  log_ = &log;
+}
+
+ProfileService::ProfileService(const config::ProfilesConfig& config,
+                               std::unique_ptr<ProfileStore> store, delivery::WorkerSource& source,
+                               ingest::Ingest& ingest, const privacy::PrivacyStore* privacy,
+                               sdk::Metrics& metrics, sdk::Logger& logger,
+                               const sdk::Clock& clock)
+    : ProfileService(config, std::move(store), &source, ingest, privacy, metrics, logger, clock) {}
+
+ProfileService::ProfileService(const config::ProfilesConfig& config,
+                               std::unique_ptr<ProfileStore> store, delivery::WorkerSource* source,
+                               ingest::Ingest& ingest, const privacy::PrivacyStore* privacy,
+                               sdk::Metrics& metrics, sdk::Logger& logger,
+                               const sdk::Clock& clock)
     : store_(std::move(store)),
-      log_(log),
+      source_(source),
       ingest_(ingest),
       privacy_(privacy),
       logger_(logger),
@@ -89,8 +105,9 @@ sdk::Status ProfileService::start() {
   if (!applied) {
     return applied.error();
   }
-  const queue::Offset begin = log_.beginOffset();
-  queue::Offset from = *applied;
+  // From a consumer, the position is the queue's: offsets start again at each start.
+  const queue::Offset begin = log_ != nullptr ? log_->beginOffset() : source_->begin();
+  queue::Offset from = log_ != nullptr ? *applied : begin;
   if (from < begin) {
     if (from > 0) {
       // Applied up to `from`, and the queue now starts later: events in between are gone.
@@ -100,11 +117,11 @@ sdk::Status ProfileService::start() {
     }
     from = begin;
   }
-  if (from > log_.durableEnd()) {
+  if (from > end()) {
     return sdk::makeError(sdk::ErrorCode::Internal,
                           "profile store " + store_->describe() + " was applied up to offset " +
                               std::to_string(from) + ", past the end of the queue (" +
-                              std::to_string(log_.durableEnd()) +
+                              std::to_string(end()) +
                               "): it belongs to another queue. Run `" +
                               std::string(kRecoverProfilesCommand) + "`");
   }
@@ -201,12 +218,13 @@ void ProfileService::applyLoop() {
 // One batch; true when it did something (read again at once).
 bool ProfileService::applyOnce() {
   const queue::Offset from = applied_.load();
-  const queue::Offset end = log_.durableEnd();
-  lag_.set(static_cast<double>(end - from));
-  if (from >= end) {
+  const queue::Offset until = end();
+  lag_.set(static_cast<double>(until - from));
+  if (from >= until) {
     return false;
   }
-  auto batch = log_.read(from, kBatchEvents, kBatchBytes);
+  auto batch = log_ != nullptr ? log_->read(from, kBatchEvents, kBatchBytes)
+                               : source_->read(from, kBatchEvents, kBatchBytes);
   if (!batch) {
     store_errors_.inc();
     logger_.error("profiles: cannot read the queue", {{"offset", from},
@@ -255,7 +273,7 @@ bool ProfileService::applyOnce() {
     // A commit whose answer was lost (a connection dropped during COMMIT) may have landed:
     // the store's own offset tells, and a batch that landed is not applied twice.
     if (auto landed = store_->appliedOffset(); landed && *landed == batch->next) {
-      applied_.store(batch->next, std::memory_order_release);
+      applied(batch->next);
       return true;
     }
     // Nothing of the batch was committed: the same batch again, after a pause.
@@ -266,11 +284,22 @@ bool ProfileService::applyOnce() {
     wake_.wait_for(lock, 1s, [&] { return stopping_; });
     return false;
   }
-  applied_.store(batch->next, std::memory_order_release);
+  applied(batch->next);
   if (boosted_.exchange(false)) {
     runtime::makeThisThreadIdle();  // the batch the watchdog lifted it for is done
   }
   return true;
+}
+
+void ProfileService::applied(queue::Offset next) {
+  applied_.store(next, std::memory_order_release);
+  if (source_ != nullptr) {
+    // Acknowledged only now that the store holds the batch.
+    if (auto s = source_->commit(std::string(kConsumerName), next); !s.ok()) {
+      logger_.warn("profiles: cannot acknowledge applied events (they are applied again)",
+                   {{"error", s.message()}});
+    }
+  }
 }
 
 void ProfileService::watchLoop() {
@@ -287,7 +316,7 @@ void ProfileService::watchLoop() {
     const bool starved = ran >= 0 && ran_before >= 0 && ran - ran_before < kMinShare;
     ran_before = ran;
     if (!starved || boosted_.load() ||
-        applied_.load(std::memory_order_acquire) >= log_.durableEnd()) {
+        applied_.load(std::memory_order_acquire) >= end()) {
       continue;
     }
     if (runtime::makeThreadNormal(tid)) {

@@ -34,15 +34,29 @@
 #include "core/privacy/privacy_store.h"
 #include "core/profiles/profile_engine.h"
 #include "core/profiles/profile_store.h"
+#include "core/delivery/worker_source.h"
 #include "core/queue/log.h"
 
 namespace junction::core::profiles {
 
 class ProfileService {
  public:
+  // The queue consumer profiles read through on another backend than the embedded log.
+  static constexpr std::string_view kConsumerName = "_profiles";
+
+  // On the embedded log: the store keeps the offset applied, in the batch's own commit
+  // (exactly once), and retention keeps what needs() says.
   ProfileService(const config::ProfilesConfig& config, std::unique_ptr<ProfileStore> store,
                  queue::Log& log, ingest::Ingest& ingest, const privacy::PrivacyStore* privacy,
                  sdk::Metrics& metrics, sdk::Logger& logger, const sdk::Clock& clock);
+  // On another backend (NATS JetStream): events come from a consumer of the queue
+  // (delivery::ConsumerSource, started by the caller with notifyAppend as its callback); a
+  // batch is acknowledged once the store committed it, so a crash in between applies it again
+  // (at least once). `source` must outlive the service.
+  ProfileService(const config::ProfilesConfig& config, std::unique_ptr<ProfileStore> store,
+                 delivery::WorkerSource& source, ingest::Ingest& ingest,
+                 const privacy::PrivacyStore* privacy, sdk::Metrics& metrics, sdk::Logger& logger,
+                 const sdk::Clock& clock);
   ~ProfileService();
 
   // Reads where to start; a stretch of the queue it had not applied and that is gone is
@@ -68,6 +82,13 @@ class ProfileService {
   void announceLoop();
   bool applyOnce();
   void watchLoop();
+  ProfileService(const config::ProfilesConfig& config, std::unique_ptr<ProfileStore> store,
+                 delivery::WorkerSource* source, ingest::Ingest& ingest,
+                 const privacy::PrivacyStore* privacy, sdk::Metrics& metrics,
+                 sdk::Logger& logger, const sdk::Clock& clock);
+  // A batch up to `next` is in the store.
+  void applied(queue::Offset next);
+  queue::Offset end() const { return log_ != nullptr ? log_->durableEnd() : source_->end(); }
   std::size_t announceOnce();
   // Whether one of `keys` ("user:42", ...: a person's identifiers) is suppressed.
   bool hidden(const std::vector<std::string>& keys) const;
@@ -88,7 +109,8 @@ class ProfileService {
   std::variant<Profile, sdk::HttpResponse> requested(sdk::HttpRequest& request);
 
   std::unique_ptr<ProfileStore> store_;
-  queue::Log& log_;
+  queue::Log* log_ = nullptr;               // exactly one of the two
+  delivery::WorkerSource* source_ = nullptr;
   ingest::Ingest& ingest_;
   const privacy::PrivacyStore* privacy_;
   sdk::Logger& logger_;

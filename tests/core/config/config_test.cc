@@ -142,6 +142,49 @@ TEST(ConfigTest, TlsFilesMustBeReadable) {
   EXPECT_EQ(errors[1].key, "server.tls_key_file");
 }
 
+TEST(ConfigTest, TheNatsQueueSection) {
+  ConfigErrors errors;
+  auto config = load(R"(queue:
+  backend: nats
+  url: "nats://a:4222, nats://user:pw@b:4222,tls://c:4443"
+  replicas: 3
+)",
+                     errors);
+  ASSERT_TRUE(config) << formatErrors(errors);
+  EXPECT_EQ(config->queue.backend, "nats");
+  EXPECT_THAT(config->queue.urls,
+              ElementsAre("nats://a:4222", "nats://user:pw@b:4222", "tls://c:4443"));
+  EXPECT_EQ(config->queue.stream, "junction");
+  EXPECT_EQ(config->queue.replicas, 3);
+  EXPECT_EQ(config->queue.partitions, 16);
+  EXPECT_EQ(config->queue.ack_wait, std::chrono::seconds(3));
+  EXPECT_FALSE(config->queue.tls);
+
+  ConfigErrors bad;
+  EXPECT_FALSE(load(R"(queue:
+  backend: nats
+  url: "http://a:4222"
+  stream: "events.all"
+  replicas: 7
+  partitions: 0
+  node_id: "a.b"
+)",
+                    bad));
+  EXPECT_THAT(lines(bad),
+              ElementsAre(AllOf(HasSubstr("test.yaml:3:8: queue.url:"),
+                                HasSubstr("'http://a:4222' is not a NATS address")),
+                          AllOf(HasSubstr("test.yaml:4:11: queue.stream:"),
+                                HasSubstr("a JetStream stream name")),
+                          "test.yaml:5:13: queue.replicas: must be at most 5, got 7",
+                          "test.yaml:6:15: queue.partitions: must be at least 1, got 0",
+                          AllOf(HasSubstr("test.yaml:7:12: queue.node_id:"),
+                                HasSubstr("letters, digits"))));
+
+  ConfigErrors other;  // the embedded backend ignores the NATS keys
+  EXPECT_TRUE(load("queue:\n  backend: embedded\n  url: \"http://x\"\n", other))
+      << formatErrors(other);
+}
+
 TEST(ConfigTest, UnknownTopLevelSection) {
   ConfigErrors errors;
   EXPECT_FALSE(load("storag:\n  path: x\n", errors));

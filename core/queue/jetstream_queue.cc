@@ -1578,6 +1578,17 @@ sdk::Result<std::size_t> JetStreamQueue::retain() {
   if (status != NATS_OK) {
     return natsError(sdk::ErrorCode::Unavailable, "listing JetStream consumers", status, js_error);
   }
+  // While a consumer has no leader (its server died, the others have not elected one yet) the
+  // list leaves it out: purging at the others' floors would drop what it has not acknowledged.
+  // Then nothing is purged this time.
+  jsConsumerNamesList* names = nullptr;
+  status = js_ConsumerNames(&names, js_, options_.stream.c_str(), nullptr, &js_error);
+  const int named = status == NATS_OK ? names->Count : -1;
+  jsConsumerNamesList_Destroy(names);
+  if (named != list->Count) {
+    jsConsumerInfoList_Destroy(list);
+    return std::size_t{0};
+  }
   // Per partition: the lowest acknowledgement floor over its consumers.
   std::map<long, std::uint64_t> floor;
   for (int i = 0; i < list->Count; ++i) {

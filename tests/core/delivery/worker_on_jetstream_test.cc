@@ -29,16 +29,6 @@ namespace {
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
-junction::testing::NatsServer* sharedServer() {
-  static std::unique_ptr<junction::testing::NatsServer> server = [] {
-    std::string error;
-    auto started = junction::testing::NatsServer::start(&error);
-    EXPECT_NE(started, nullptr) << error;
-    return started;
-  }();
-  return server.get();
-}
-
 // "m<i>" of user "u<i % people>", a track "Clicked" (or "Ignored" when `ignored(i)`).
 std::vector<sdk::Event> makeEvents(int count, int people,
                                    std::function<bool(int)> ignored = {}) {
@@ -83,7 +73,7 @@ class Rig {
   }
 
   std::unique_ptr<queue::JetStreamQueue> openQueue() {
-    auto* server = sharedServer();
+    auto* server = junction::testing::sharedServer();
     if (server == nullptr) return nullptr;
     queue::JetStreamOptions options;
     options.urls = {server->url()};

@@ -82,27 +82,6 @@ class EmbeddedBackend final : public Backend {
   testing::TempDir dir_;
 };
 
-// The servers live for the whole run (started on first use); each test has its own stream.
-junction::testing::NatsServer* sharedServer() {
-  static std::unique_ptr<junction::testing::NatsServer> server = [] {
-    std::string error;
-    auto started = junction::testing::NatsServer::start(&error);
-    EXPECT_NE(started, nullptr) << error;
-    return started;
-  }();
-  return server.get();
-}
-
-junction::testing::NatsCluster* sharedCluster() {
-  static std::unique_ptr<junction::testing::NatsCluster> cluster = [] {
-    std::string error;
-    auto started = junction::testing::NatsCluster::start(3, &error);
-    EXPECT_NE(started, nullptr) << error;
-    return started;
-  }();
-  return cluster.get();
-}
-
 std::vector<std::string> splitUrls(const std::string& urls) {
   std::vector<std::string> out;
   std::size_t start = 0;
@@ -126,12 +105,12 @@ class NatsBackend final : public Backend {
   std::unique_ptr<EventQueue> open(DeadLetterSink sink) override {
     JetStreamOptions options;
     if (cluster_) {
-      auto* cluster = sharedCluster();
+      auto* cluster = junction::testing::sharedCluster();
       if (cluster == nullptr) return nullptr;
       options.urls = splitUrls(cluster->urls());
       options.replicas = 3;
     } else {
-      auto* server = sharedServer();
+      auto* server = junction::testing::sharedServer();
       if (server == nullptr) return nullptr;
       options.urls = {server->url()};
     }

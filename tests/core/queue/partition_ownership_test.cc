@@ -163,26 +163,6 @@ TEST(LeaseTakeover, ReadsWhenTheDeadHoldersMessagesHaveComeBack) {
 
 // --- real servers -----------------------------------------------------------------------------
 
-junction::testing::NatsServer* sharedServer() {
-  static std::unique_ptr<junction::testing::NatsServer> server = [] {
-    std::string error;
-    auto started = junction::testing::NatsServer::start(&error);
-    EXPECT_NE(started, nullptr) << error;
-    return started;
-  }();
-  return server.get();
-}
-
-junction::testing::NatsCluster* sharedCluster() {
-  static std::unique_ptr<junction::testing::NatsCluster> cluster = [] {
-    std::string error;
-    auto started = junction::testing::NatsCluster::start(3, &error);
-    EXPECT_NE(started, nullptr) << error;
-    return started;
-  }();
-  return cluster.get();
-}
-
 std::vector<std::string> split(const std::string& text, char separator) {
   std::vector<std::string> out;
   std::stringstream in(text);
@@ -199,13 +179,13 @@ struct Servers {
 };
 
 std::optional<Servers> singleServer() {
-  auto* server = sharedServer();
+  auto* server = junction::testing::sharedServer();
   if (server == nullptr) return std::nullopt;
   return Servers{{server->url()}, 1};
 }
 
 std::optional<Servers> threeNodeCluster() {
-  auto* cluster = sharedCluster();
+  auto* cluster = junction::testing::sharedCluster();
   if (cluster == nullptr) return std::nullopt;
   return Servers{split(cluster->urls(), ','), 3};
 }

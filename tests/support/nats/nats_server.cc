@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -584,6 +585,30 @@ std::string NatsCluster::logTails(std::size_t lines) const {
     out += "--- last lines of " + node->logFile() + " ---\n" + node->logTail(lines);
   }
   return out;
+}
+
+NatsServer* sharedServer() {
+  static const std::unique_ptr<NatsServer> server = [] {
+    std::string error;
+    auto started = NatsServer::start(&error);
+    if (!started) {
+      std::fprintf(stderr, "the shared nats-server did not start: %s\n", error.c_str());
+    }
+    return started;
+  }();
+  return server.get();
+}
+
+NatsCluster* sharedCluster() {
+  static const std::unique_ptr<NatsCluster> cluster = [] {
+    std::string error;
+    auto started = NatsCluster::start(3, &error);
+    if (!started) {
+      std::fprintf(stderr, "the shared NATS cluster did not start: %s\n", error.c_str());
+    }
+    return started;
+  }();
+  return cluster.get();
 }
 
 }  // namespace junction::testing

@@ -178,4 +178,10 @@ class NatsCluster {
   std::vector<std::unique_ptr<NatsServer>> nodes_;
 };
 
+// One server, and one three-node cluster, for the whole test binary: started on first use,
+// killed at exit; each test uses its own stream. nullptr when it cannot start (the reason is
+// printed on stderr, once).
+NatsServer* sharedServer();
+NatsCluster* sharedCluster();
+
 }  // namespace junction::testing

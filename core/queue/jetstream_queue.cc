@@ -985,6 +985,13 @@ sdk::Status JetStreamQueue::connect() {
   if (status == NATS_OK) status = natsOptions_SetMaxReconnect(opts, -1);  // forever
   if (status == NATS_OK) status = natsOptions_SetReconnectWait(opts, 250);
   if (status == NATS_OK) {
+    // libnats calls these on a thread of its own, also after this object is gone (the close
+    // in the destructor is reported later): they find the listener in a registry the
+    // destructor leaves.
+    if (options_.on_connection) {
+      std::lock_guard lock(connectionListenersMutex());
+      connectionListeners()[this] = options_.on_connection;
+    }
     status = natsOptions_SetDisconnectedCB(opts, &JetStreamQueue::onDisconnected, this);
   }
   if (status == NATS_OK) {
@@ -1092,6 +1099,10 @@ JetStreamQueue::~JetStreamQueue() {
     wait.MaxWait = options_.publish_timeout.count();
     js_PublishAsyncComplete(js_, &wait);
   }
+  {
+    std::lock_guard lock(connectionListenersMutex());
+    connectionListeners().erase(this);  // the close below is not news to anyone
+  }
   if (connection_ != nullptr) {
     natsConnection_FlushTimeout(connection_, 2000);
     natsConnection_Close(connection_);
@@ -1116,19 +1127,30 @@ JetStreamQueue::~JetStreamQueue() {
   natsConnection_Destroy(connection_);
 }
 
+std::mutex& JetStreamQueue::connectionListenersMutex() {
+  static std::mutex mutex;
+  return mutex;
+}
+
+std::unordered_map<const void*, std::function<void(bool, const std::string&)>>&
+JetStreamQueue::connectionListeners() {
+  static std::unordered_map<const void*, std::function<void(bool, const std::string&)>> listeners;
+  return listeners;
+}
+
 void JetStreamQueue::onDisconnected(natsConnection*, void* closure) {
-  auto* self = static_cast<JetStreamQueue*>(closure);
-  if (self->options_.on_connection) {
-    self->options_.on_connection(false, {});
+  std::lock_guard lock(connectionListenersMutex());
+  if (auto it = connectionListeners().find(closure); it != connectionListeners().end()) {
+    it->second(false, {});
   }
 }
 
 void JetStreamQueue::onReconnected(natsConnection* connection, void* closure) {
-  auto* self = static_cast<JetStreamQueue*>(closure);
-  if (self->options_.on_connection) {
+  std::lock_guard lock(connectionListenersMutex());
+  if (auto it = connectionListeners().find(closure); it != connectionListeners().end()) {
     char url[256] = {};
     natsConnection_GetConnectedUrl(connection, url, sizeof url);
-    self->options_.on_connection(true, url);
+    it->second(true, url);
   }
 }
 

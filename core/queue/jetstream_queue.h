@@ -191,6 +191,11 @@ class JetStreamQueue final : public EventQueue {
   void registerConsumer(JetStreamConsumer* consumer);
   // Returns once no ownership pass uses `consumer` any more.
   void unregisterConsumer(JetStreamConsumer* consumer);
+  // options.on_connection of each live queue, by queue: libnats' connection callbacks (which
+  // may run after the queue is gone) look their closure up here.
+  static std::mutex& connectionListenersMutex();
+  static std::unordered_map<const void*, std::function<void(bool, const std::string&)>>&
+  connectionListeners();
   static void onDisconnected(__natsConnection* connection, void* closure);
   static void onReconnected(__natsConnection* connection, void* closure);
   static void onPublishAck(__jsCtx* js, __natsMsg* msg, jsPubAck* ack, jsPubAckErr* error,

@@ -346,7 +346,8 @@ bool Deduplicator::seenLocked(Shard& shard, const Fingerprint& fp, std::int64_t 
   return false;
 }
 
-void Deduplicator::confirm(std::string_view id) {
+template <class F>
+void Deduplicator::withSlot(std::string_view id, F&& f) {
   if (!enabled()) {
     return;
   }
@@ -354,20 +355,16 @@ void Deduplicator::confirm(std::string_view id) {
   Shard& shard = shardFor(fp);
   std::lock_guard lock(shard.mutex);
   if (Slot* slot = shard.table.find(fp); slot != nullptr) {
-    slot->seq &= ~kPendingBit;
+    f(shard, slot);
   }
 }
 
+void Deduplicator::confirm(std::string_view id) {
+  withSlot(id, [](Shard&, Slot* slot) { slot->seq &= ~kPendingBit; });
+}
+
 void Deduplicator::forget(std::string_view id) {
-  if (!enabled()) {
-    return;
-  }
-  const Fingerprint fp = fingerprint(id);
-  Shard& shard = shardFor(fp);
-  std::lock_guard lock(shard.mutex);
-  if (Slot* slot = shard.table.find(fp); slot != nullptr) {
-    shard.table.erase(slot);
-  }
+  withSlot(id, [](Shard& shard, Slot* slot) { shard.table.erase(slot); });
 }
 
 std::size_t Deduplicator::size() const {

@@ -186,6 +186,9 @@ class Deduplicator {
   // remembered since is a repeat within the call); kNotPending otherwise.
   bool seenLocked(Shard& shard, const Fingerprint& fp, std::int64_t now_ms,
                   std::uint64_t pending_from);
+  // Runs f(shard, slot) under the shard's lock when `id` is remembered.
+  template <class F>
+  void withSlot(std::string_view id, F&& f);
   void lookupMany(std::span<const std::string_view> ids, std::int64_t now_ms,
                   std::vector<char>& duplicate, bool pending);
   // Slot::seq's top bit: remembered by admitMany and not confirmed yet.

@@ -64,26 +64,6 @@ std::int64_t steadyNanos(Clock::time_point at) {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(at.time_since_epoch()).count();
 }
 
-// The partition a durable consumer's filter subject names ("<stream>.p.<n>"), or -1.
-long partitionOfSubject(const std::string& stream, const char* subject) {
-  if (subject == nullptr) {
-    return -1;
-  }
-  const std::string prefix = stream + ".p.";
-  const std::string_view text(subject);
-  if (text.size() <= prefix.size() || text.substr(0, prefix.size()) != prefix) {
-    return -1;
-  }
-  long n = 0;
-  for (const char c : text.substr(prefix.size())) {
-    if (c < '0' || c > '9') {
-      return -1;
-    }
-    n = n * 10 + (c - '0');
-  }
-  return n;
-}
-
 }  // namespace
 
 std::string natsErrorText(int status, int js_error) {
@@ -135,7 +115,7 @@ class JetStreamQueue::JetStreamConsumer final : public Consumer {
       for (std::uint32_t p = 0; p < leases_.size(); ++p) {
         const bool held =
             leases_[p].phase == LeasePhase::Reading || leases_[p].phase == LeasePhase::Draining;
-        if (held && Clock::now() >= partitions_[p].paused_until) {
+        if (held && Clock::now() >= readableFrom(partitions_[p])) {
           (void)releaseLease(p);
         }
       }
@@ -231,6 +211,30 @@ class JetStreamQueue::JetStreamConsumer final : public Consumer {
             finishDraining(p);
           }
           break;
+      }
+    }
+  }
+
+  // The earliest server time from which a lease taken from a dead node may be read; nullopt
+  // when no lease waits.
+  std::optional<std::int64_t> nextReadFrom() {
+    std::lock_guard lock(lease_mu_);
+    std::optional<std::int64_t> next;
+    for (const Lease& lease : leases_) {
+      if (lease.phase == LeasePhase::Waiting) {
+        next = std::min(next.value_or(lease.read_from_ns), lease.read_from_ns);
+      }
+    }
+    return next;
+  }
+
+  // Reads the leases waiting after a takeover whose time has come by server time `server_now`
+  // (between heartbeats: a takeover does not wait for the next one).
+  void readDue(std::int64_t server_now) {
+    std::lock_guard lock(lease_mu_);
+    for (std::uint32_t p = 0; p < leases_.size(); ++p) {
+      if (leases_[p].phase == LeasePhase::Waiting && server_now >= leases_[p].read_from_ns) {
+        setPhase(p, LeasePhase::Reading);
       }
     }
   }
@@ -407,6 +411,20 @@ class JetStreamQueue::JetStreamConsumer final : public Consumer {
     return durableName(name(), message.partition) + "." + std::to_string(message.sequence);
   }
 
+  // When the partition may be read (or handed over) again: after a pull that got no answer
+  // (paused_until), and after the connection came back. Pulls sent while it was down wait in
+  // the client and reach the new server after the reconnect; what the server sends for them
+  // goes to an inbox no longer listened to and comes back only an ack wait later, behind the
+  // partition's later messages if it were read before.
+  Clock::time_point readableFrom(const Partition& partition) const {
+    const std::int64_t reconnected = queue_.reconnected_at_ns_.load();
+    const Clock::time_point after_reconnect =
+        reconnected == 0 ? Clock::time_point{}
+                         : Clock::time_point(std::chrono::nanoseconds(reconnected)) +
+                               partition.ack_wait + kTakeoverMargin;
+    return std::max(partition.paused_until, after_reconnect);
+  }
+
   bool holds(std::uint32_t partition) const {
     const LeasePhase phase = phase_[partition].load();
     return phase == LeasePhase::Reading || phase == LeasePhase::Draining;
@@ -425,13 +443,16 @@ class JetStreamQueue::JetStreamConsumer final : public Consumer {
                              std::vector<QueueMessage>& out, std::size_t& bytes) {
     std::lock_guard lock(fetch_mu_);
     std::string problem;
+    if (!queue_.connected()) {
+      return "not connected to NATS";  // a pull now would wait in the client (readableFrom)
+    }
     const bool fresh = queue_.fresh();
     for (std::size_t i = 0; fresh && i < partitions_.size() && out.size() < max_messages &&
                             bytes < max_bytes;
          ++i) {
       Partition& partition = partitions_[(next_ + i) % partitions_.size()];
       if (phase_[partition.number].load() != LeasePhase::Reading ||
-          Clock::now() < partition.paused_until) {
+          Clock::now() < readableFrom(partition)) {
         continue;
       }
       auto status = fetchFrom(partition, max_messages - out.size(), out, bytes);
@@ -554,7 +575,7 @@ class JetStreamQueue::JetStreamConsumer final : public Consumer {
     std::vector<std::shared_ptr<Message>> back;
     {
       std::lock_guard reading(fetch_mu_);
-      if (Clock::now() < partitions_[p].paused_until) {
+      if (Clock::now() < readableFrom(partitions_[p])) {
         return;
       }
       back = unreadMessages(partitions_[p]);
@@ -988,10 +1009,15 @@ sdk::Status JetStreamQueue::connect() {
     // libnats calls these on a thread of its own, also after this object is gone (the close
     // in the destructor is reported later): they find the listener in a registry the
     // destructor leaves.
-    if (options_.on_connection) {
-      std::lock_guard lock(connectionListenersMutex());
-      connectionListeners()[this] = options_.on_connection;
-    }
+    std::lock_guard lock(connectionListenersMutex());
+    connectionListeners()[this] = [this](bool connected, const std::string& server) {
+      if (connected) {
+        reconnected_at_ns_.store(steadyNanos(Clock::now()));
+      }
+      if (options_.on_connection) {
+        options_.on_connection(connected, server);
+      }
+    };
     status = natsOptions_SetDisconnectedCB(opts, &JetStreamQueue::onDisconnected, this);
   }
   if (status == NATS_OK) {
@@ -1420,10 +1446,12 @@ sdk::Status JetStreamQueue::heartbeat() {
     return sdk::makeError(sdk::ErrorCode::Unavailable,
                           "this node's heartbeat is missing from '" + options_.stream + "-nodes'");
   }
-  const std::int64_t server_now = *own_stamp + steadyNanos(Clock::now()) - steadyNanos(stored);
+  const auto now = Clock::now();
+  const std::int64_t server_now = *own_stamp + steadyNanos(now) - steadyNanos(stored);
   {
     std::lock_guard lock(view_mu_);
     view_ = MembershipView(std::move(records).value(), server_now, options_.node_ttl);
+    view_at_ = now;
     ++view_generation_;
   }
   view_cv_.notify_all();
@@ -1482,29 +1510,55 @@ void JetStreamQueue::ownershipLoop() {
       std::max<std::int64_t>(1, options_.node_ttl / options_.heartbeat));
   std::uint64_t seen = 0;
   std::uint64_t passes = 0;
+  // When a lease taken from a dead node is due to be read; max(): none is waiting.
+  Clock::time_point next_read = Clock::time_point::max();
+  auto consumers = [this] {
+    std::lock_guard list(consumers_mu_);
+    return consumers_;
+  };
   std::unique_lock lock(view_mu_);
   for (;;) {
-    view_cv_.wait(lock, [&] { return stopping_ || view_generation_ != seen; });
+    const auto woken = [&] { return stopping_ || view_generation_ != seen; };
+    if (next_read != Clock::time_point::max()) {
+      view_cv_.wait_until(lock, next_read, woken);
+    } else {
+      view_cv_.wait(lock, woken);
+    }
     if (stopping_) {
       return;
     }
+    const bool new_view = view_generation_ != seen;
     seen = view_generation_;
     const MembershipView view = view_;
+    const Clock::time_point view_at = view_at_;
     lock.unlock();
-    const std::uint64_t gaps = heartbeat_gaps_.load();
+    // The server's time now, estimated from the view's.
+    const std::int64_t server_now = view.serverNow() + steadyNanos(Clock::now()) - steadyNanos(view_at);
     if (heartbeatRecent()) {
-      const bool check = gaps != gaps_checked_.load() || ++passes % check_every == 0;
       std::lock_guard pass(rebalance_mu_);
-      std::vector<JetStreamConsumer*> consumers;
-      {
-        std::lock_guard list(consumers_mu_);
-        consumers = consumers_;
+      if (new_view) {
+        const std::uint64_t gaps = heartbeat_gaps_.load();
+        const bool check = gaps != gaps_checked_.load() || ++passes % check_every == 0;
+        for (JetStreamConsumer* consumer : consumers()) {
+          consumer->rebalance(view, check);
+        }
+        gaps_checked_.store(gaps);
       }
-      for (JetStreamConsumer* consumer : consumers) {
-        consumer->rebalance(view, check);
+      for (JetStreamConsumer* consumer : consumers()) {
+        consumer->readDue(server_now);
       }
-      gaps_checked_.store(gaps);
     }
+    std::optional<std::int64_t> earliest;
+    {
+      std::lock_guard pass(rebalance_mu_);
+      for (JetStreamConsumer* consumer : consumers()) {
+        if (const auto at = consumer->nextReadFrom(); at) {
+          earliest = std::min(earliest.value_or(*at), *at);
+        }
+      }
+    }
+    next_read = earliest ? view_at + std::chrono::nanoseconds(*earliest - view.serverNow())
+                         : Clock::time_point::max();
     lock.lock();
   }
 }
@@ -1591,9 +1645,23 @@ sdk::Status JetStreamQueue::removeConsumer(const std::string& name) {
 }
 
 sdk::Result<std::size_t> JetStreamQueue::retain() {
-  jsConsumerInfoList* list = nullptr;
+  // The stream's last sequence before any consumer is looked at: a consumer found with nothing
+  // pending and nothing left to read (a partition nobody sent to lately: its acknowledgement
+  // floor stays where its last ack left it) needs nothing up to there, since every message up
+  // to there existed when it was looked at.
+  jsStreamInfo* stream = nullptr;
   jsErrCode js_error = static_cast<jsErrCode>(0);
-  natsStatus status = js_Consumers(&list, js_, options_.stream.c_str(), nullptr, &js_error);
+  natsStatus status =
+      js_GetStreamInfo(&stream, js_, options_.stream.c_str(), nullptr, &js_error);
+  if (status != NATS_OK) {
+    return natsError(sdk::ErrorCode::Unavailable, "reading the stream's state", status, js_error);
+  }
+  const std::uint64_t first = stream->State.FirstSeq;
+  const std::uint64_t last = stream->State.LastSeq;
+  jsStreamInfo_Destroy(stream);
+
+  jsConsumerInfoList* list = nullptr;
+  status = js_Consumers(&list, js_, options_.stream.c_str(), nullptr, &js_error);
   if (status == NATS_NOT_FOUND) {
     return std::size_t{0};  // no consumer at all
   }
@@ -1607,43 +1675,33 @@ sdk::Result<std::size_t> JetStreamQueue::retain() {
   status = js_ConsumerNames(&names, js_, options_.stream.c_str(), nullptr, &js_error);
   const int named = status == NATS_OK ? names->Count : -1;
   jsConsumerNamesList_Destroy(names);
-  if (named != list->Count) {
+  if (named != list->Count || list->Count == 0) {
     jsConsumerInfoList_Destroy(list);
     return std::size_t{0};
   }
-  // Per partition: the lowest acknowledgement floor over its consumers.
-  std::map<long, std::uint64_t> floor;
+  // The lowest acknowledgement floor over every consumer, whatever its filter.
+  std::uint64_t floor = last;
   for (int i = 0; i < list->Count; ++i) {
     const jsConsumerInfo* info = list->List[i];
-    const long p = partitionOfSubject(options_.stream,
-                                      info->Config != nullptr ? info->Config->FilterSubject
-                                                              : nullptr);
-    if (p < 0) {
-      continue;
-    }
-    auto [it, inserted] = floor.emplace(p, info->AckFloor.Stream);
-    if (!inserted) {
-      it->second = std::min(it->second, info->AckFloor.Stream);
-    }
+    const bool idle = info->NumAckPending == 0 && info->NumPending == 0;
+    floor = std::min(floor, idle ? last : info->AckFloor.Stream);
   }
   jsConsumerInfoList_Destroy(list);
-  std::size_t purged = 0;
-  for (const auto& [p, acked] : floor) {
-    if (acked == 0) {
-      continue;
-    }
-    const std::string subject = subjectOf(static_cast<std::uint32_t>(p));
-    jsOptions options;
-    jsOptions_Init(&options);
-    options.Stream.Purge.Subject = subject.c_str();
-    options.Stream.Purge.Sequence = acked + 1;  // up to, not including
-    status = js_PurgeStream(js_, options_.stream.c_str(), &options, &js_error);
-    if (status != NATS_OK) {
-      return natsError(sdk::ErrorCode::Unavailable, "purging " + subject, status, js_error);
-    }
-    ++purged;
+  if (floor < first) {
+    return std::size_t{0};
   }
-  return purged;
+  // One purge of the whole stream below the floor, with no subject filter. nats-server 2.9
+  // resets every consumer whose filter matches a purge's subject (it forgets the messages it
+  // handed out and has not had acknowledged, so they are never redelivered); our consumers
+  // each filter one partition's subject, which an unfiltered purge does not match.
+  jsOptions options;
+  jsOptions_Init(&options);
+  options.Stream.Purge.Sequence = floor + 1;  // up to, not including
+  status = js_PurgeStream(js_, options_.stream.c_str(), &options, &js_error);
+  if (status != NATS_OK) {
+    return natsError(sdk::ErrorCode::Unavailable, "purging the stream", status, js_error);
+  }
+  return static_cast<std::size_t>(floor + 1 - first);
 }
 
 QueueStats JetStreamQueue::stats() const {

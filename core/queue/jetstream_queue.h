@@ -51,18 +51,26 @@
 //     holder reads from takeoverReadAt() on: at once when the consumer has nothing pending,
 //     else `node_ttl` + `ack_wait` + 250 ms after the dead node's last heartbeat (node_ttl, not
 //     just the fence: a progress ack the dead node sent last may reach a loaded server late).
-//     With the defaults, a partition is read again at most ~8.3 s after its node was killed.
+//     With the defaults, a partition is read again at most ~7.3 s after its node was killed
+//     (the ownership thread wakes at that time, not at the next heartbeat), later when the
+//     cluster itself is failing over meanwhile.
 //   - Fencing: a node whose last successful heartbeat is older than 2 heartbeats stops reading
 //     and stops extending its messages' ack wait (inProgress), well before the others may call it
 //     dead; after such a gap it checks its leases again before reading.
 //   - Pulling: one pull request (no_wait) per partition at a time, read until the server ends
 //     it, so that no request stays with the server to deliver a partition's later messages to a
-//     node that has stopped reading it.
+//     node that has stopped reading it. After a pull got no answer, and after a reconnect, the
+//     partition waits an ack wait before it is read or handed over: what the server sent for a
+//     pull lost on the way comes back only then.
 //
-// retain(): the stream keeps what some consumer has not acknowledged yet; for each partition it
-// purges the messages below every consumer's acknowledgement floor. With no consumer at all it
-// keeps everything (a destination added later may start at the earliest event), as the embedded
-// log does.
+// retain(): the stream keeps what some consumer has not acknowledged yet: it purges the stream
+// below the lowest acknowledgement floor of all its consumers (a consumer with nothing pending
+// and nothing to read counts as finished with everything there). The purge names no subject:
+// nats-server 2.9 makes every consumer whose filter matches a purge's subject forget the
+// messages it handed out and has not had acknowledged (they would never come back after a
+// crash or a nak), and an unfiltered purge matches none of ours. With no consumer at all it
+// keeps everything (a destination added later may start at the earliest event), as the
+// embedded log does.
 
 #include <atomic>
 #include <chrono>
@@ -102,7 +110,7 @@ struct JetStreamOptions {
   // A fetched message not settled (nor kept in progress) by then is redelivered, to whichever
   // node holds its partition then. It also bounds a takeover after a crash (see above), hence
   // 3 s: with heartbeat 1 s and node_ttl 4 s, a dead node's partitions are read again within
-  // ~8.3 s. Fixed when a durable consumer is created; later changes do not alter it.
+  // ~7.3 s. Fixed when a durable consumer is created; later changes do not alter it.
   std::chrono::milliseconds ack_wait{3000};
   std::int64_t max_pending_publishes = 65536;
   std::chrono::milliseconds connect_timeout{5000};
@@ -222,6 +230,7 @@ class JetStreamQueue final : public EventQueue {
   mutable std::mutex view_mu_;
   std::condition_variable view_cv_;
   MembershipView view_;                // under view_mu_
+  std::chrono::steady_clock::time_point view_at_{};  // when view_.serverNow() was; view_mu_
   std::uint64_t view_generation_ = 0;  // under view_mu_
   bool stopping_ = false;              // under view_mu_
   std::thread heartbeat_thread_;
@@ -229,6 +238,9 @@ class JetStreamQueue final : public EventQueue {
   std::mutex rebalance_mu_;  // held by an ownership pass; taken to unregister a consumer
   mutable std::mutex consumers_mu_;
   std::vector<JetStreamConsumer*> consumers_;  // under consumers_mu_
+
+  // Steady-clock ns of the last reconnect (0: none); set by the connection listener.
+  std::atomic<std::int64_t> reconnected_at_ns_{0};
 
   std::mutex pending_mu_;
   std::unordered_map<__natsMsg*, std::shared_ptr<PendingCall>> pending_;

@@ -23,6 +23,8 @@ constexpr std::int64_t kNanosPerMilli = 1'000'000;
 constexpr auto kPullAnswerTimeout = std::chrono::milliseconds(2000);
 // Largest message append() builds of several events (a single larger event goes alone).
 constexpr std::size_t kMessageBytes = 256 << 10;
+constexpr int kRoundsInFlight = 2;  // see publishRounds()
+constexpr std::chrono::microseconds kIdlePullBackoff{10'000};  // see fetchFrom()
 
 sdk::Error natsError(sdk::ErrorCode code, const std::string& what, natsStatus status,
                      jsErrCode js_error = static_cast<jsErrCode>(0)) {
@@ -372,6 +374,9 @@ class JetStreamQueue::JetStreamConsumer final : public Consumer {
     // back only after the ack wait; reading (or handing over) before would put later messages
     // first. Under fetch_mu_.
     Clock::time_point paused_until{};
+    // After pulls that found nothing: not asked again before idle_until. Under fetch_mu_.
+    std::chrono::microseconds idle_backoff{0};
+    Clock::time_point idle_until{};
   };
   // A partition's lease, as this node sees it:
   //   Free      not held (or lost)
@@ -452,7 +457,7 @@ class JetStreamQueue::JetStreamConsumer final : public Consumer {
          ++i) {
       Partition& partition = partitions_[(next_ + i) % partitions_.size()];
       if (phase_[partition.number].load() != LeasePhase::Reading ||
-          Clock::now() < readableFrom(partition)) {
+          Clock::now() < readableFrom(partition) || Clock::now() < partition.idle_until) {
         continue;
       }
       auto status = fetchFrom(partition, max_messages - out.size(), out, bytes);
@@ -763,6 +768,17 @@ class JetStreamQueue::JetStreamConsumer final : public Consumer {
         break;  // the request is over
       }
       fetched.emplace_back(streamSequence(msg), msg);
+    }
+    if (status == NATS_OK && fetched.empty()) {
+      // Nothing there: asked again a little later, the longer it stays empty (up to
+      // kIdlePullBackoff): each pull costs the server as much as a message, and the other
+      // partitions may have plenty.
+      partition.idle_backoff =
+          std::clamp(partition.idle_backoff * 2, std::chrono::microseconds(500), kIdlePullBackoff);
+      partition.idle_until = Clock::now() + partition.idle_backoff;
+    } else {
+      partition.idle_backoff = std::chrono::microseconds(0);
+      partition.idle_until = Clock::time_point{};
     }
     if (status == NATS_TIMEOUT) {
       // No end seen: the request may still stand. A new inbox makes the server drop it.
@@ -1119,6 +1135,27 @@ sdk::Status JetStreamQueue::ensureStream() {
 
 JetStreamQueue::~JetStreamQueue() {
   stopMembership();
+  {
+    // Calls queued go out: with the rounds under way, or here once those are acknowledged (or
+    // given up on).
+    std::unique_lock lock(publish_mu_);
+    publisher_stopping_ = true;
+    publish_cv_.wait_for(lock, options_.publish_timeout, [this] {
+      return !publishing_ && (queued_.empty() || rounds_in_flight_ < kRoundsInFlight);
+    });
+    publish_cv_.wait(lock, [this] { return !publishing_; });
+    if (!queued_.empty()) {
+      publishing_ = true;
+      while (!queued_.empty()) {
+        std::vector<std::shared_ptr<PendingCall>> calls;
+        calls.swap(queued_);
+        lock.unlock();
+        publishCalls(calls, std::make_shared<Round>());  // not counted: nothing waits for it
+        lock.lock();
+      }
+      publishing_ = false;
+    }
+  }
   if (js_ != nullptr) {
     jsPubOptions wait;
     jsPubOptions_Init(&wait);
@@ -1134,15 +1171,14 @@ JetStreamQueue::~JetStreamQueue() {
     natsConnection_Close(connection_);
   }
   // Publishes never answered: their calls fail now (nothing of them may be relied on).
-  std::unordered_map<natsMsg*, std::shared_ptr<PendingCall>> left;
+  std::unordered_map<natsMsg*, PendingMessage> left;
   {
     std::lock_guard lock(pending_mu_);
     left.swap(pending_);
   }
-  for (auto& [msg, call] : left) {
-    if (--call->remaining == 0 && !call->abandoned) {
-      call->done(sdk::makeError(sdk::ErrorCode::Unavailable,
-                                "the queue closed before NATS acknowledged the events"));
+  for (auto& [msg, message] : left) {
+    for (const auto& call : message.calls) {
+      settleMessage(call, true, "the queue closed before NATS acknowledged the events");
     }
   }
   kvStore_Destroy(done_);
@@ -1199,22 +1235,36 @@ void JetStreamQueue::onPublishAck(jsCtx*, natsMsg* msg, jsPubAck*, jsPubAckErr* 
 }
 
 void JetStreamQueue::published(natsMsg* msg, const jsPubAckErr* error) {
-  std::shared_ptr<PendingCall> call;
+  PendingMessage message;
   {
     std::lock_guard lock(pending_mu_);
     auto it = pending_.find(msg);
     if (it == pending_.end()) {
       return;
     }
-    call = std::move(it->second);
+    message = std::move(it->second);
     pending_.erase(it);
-    if (error != nullptr && !call->failed) {
+  }
+  const std::string problem =
+      error == nullptr ? std::string()
+      : error->ErrText != nullptr && *error->ErrText != '\0'
+          ? std::string(error->ErrText)
+          : natsErrorText(error->Err, error->ErrCode);
+  for (const auto& call : message.calls) {
+    settleMessage(call, error != nullptr, problem);
+  }
+  roundMessageSettled(*message.round);
+}
+
+void JetStreamQueue::settleMessage(const std::shared_ptr<PendingCall>& call, bool failed,
+                                   const std::string& problem) {
+  {
+    std::lock_guard lock(pending_mu_);
+    if (failed && !call->failed) {
       call->failed = true;
-      call->error = error->ErrText != nullptr && *error->ErrText != '\0'
-                        ? std::string(error->ErrText)
-                        : natsErrorText(error->Err, error->ErrCode);
+      call->error = problem;
     }
-    if (--call->remaining != 0 || call->abandoned) {
+    if (--call->remaining != 0) {
       return;
     }
   }
@@ -1234,78 +1284,162 @@ sdk::Status JetStreamQueue::append(std::vector<sdk::Event> events, AppendCallbac
   if (!connected()) {
     return sdk::makeError(sdk::ErrorCode::Unavailable, "not connected to NATS");
   }
-  // One message per partition the call touches (split at kMessageBytes), each holding that
-  // partition's events in call order: per-message costs on both sides are what limits a
-  // JetStream stream's rate. Everything is encoded first: a call is refused whole
-  // (InvalidArgument) before anything is sent.
+  // Encoded here, on the caller's thread, by partition and in call order; a call is refused
+  // whole (InvalidArgument) before anything is queued.
+  const std::int64_t max_payload = natsConnection_GetMaxPayload(connection_);
+  auto call = std::make_shared<PendingCall>();
+  for (const auto& event : events) {
+    auto& records = call->records[partitionOf(personOf(event), options_.partitions)];
+    const std::size_t before = records.bytes.size();
+    if (auto status = encodeRecord(event, records.bytes); !status.ok()) {
+      return status;
+    }
+    const std::size_t size = records.bytes.size() - before;
+    if (max_payload > 0 && size > static_cast<std::uint64_t>(max_payload)) {
+      return sdk::makeError(sdk::ErrorCode::InvalidArgument,
+                            "an event of " + std::to_string(size) +
+                                " bytes exceeds the NATS server's max_payload (" +
+                                std::to_string(max_payload) + " bytes)");
+    }
+    records.sizes.push_back(static_cast<std::uint32_t>(size));
+  }
+  call->done = std::move(done);
+  std::unique_lock lock(publish_mu_);
+  if (publisher_stopping_) {
+    return sdk::makeError(sdk::ErrorCode::Unavailable, "the queue is closing");
+  }
+  queued_.push_back(std::move(call));
+  appended_.fetch_add(events.size(), std::memory_order_relaxed);
+  if (!publishing_ && rounds_in_flight_ < kRoundsInFlight) {
+    publishRounds(lock);
+  }
+  // Else it goes with the next round, once a round in flight is acknowledged (published()).
+  return {};
+}
+
+// Publishing in rounds: every call queued meanwhile is published together, one message per
+// partition (split at kMessageBytes) holding those calls' events of it in call order; the next
+// round goes out when fewer than kRoundsInFlight rounds wait for their acknowledgements. Per-message costs, on the servers and in
+// the client, are what limits a stream's rate; so under load every call arriving while rounds
+// are on their way shares the next round's messages (like a log's group commit), and a lone
+// call goes out at once. Two rounds in flight, not one: one would leave the server idle while
+// its acknowledgements travel and the next round is built. Rounds run on the thread that finds the way free: an appending caller, or
+// the library's thread that delivered the round's last acknowledgement (no hand-over to a
+// thread of our own, whose wake-up would cost as much as the publish).
+void JetStreamQueue::publishRounds(std::unique_lock<std::mutex>& lock) {
+  publishing_ = true;
+  while (!queued_.empty() && rounds_in_flight_ < kRoundsInFlight) {
+    std::vector<std::shared_ptr<PendingCall>> calls;
+    calls.swap(queued_);
+    ++rounds_in_flight_;
+    auto round = std::make_shared<Round>();
+    lock.unlock();
+    publishCalls(calls, round);
+    lock.lock();
+    if (--round->remaining == 0) {  // the round's own token: every message was answered
+      --rounds_in_flight_;
+    }
+  }
+  publishing_ = false;
+  publish_cv_.notify_all();
+}
+
+void JetStreamQueue::roundMessageSettled(Round& round) {
+  std::unique_lock lock(publish_mu_);
+  if (--round.remaining == 0) {
+    --rounds_in_flight_;
+    publish_cv_.notify_all();
+    if (!publishing_ && !queued_.empty()) {
+      publishRounds(lock);
+    }
+  }
+}
+
+void JetStreamQueue::publishCalls(const std::vector<std::shared_ptr<PendingCall>>& calls,
+                                  const std::shared_ptr<Round>& round) {
   const std::int64_t max_payload = natsConnection_GetMaxPayload(connection_);
   const std::size_t limit =
       std::min<std::size_t>(kMessageBytes, max_payload > 0 ? static_cast<std::size_t>(max_payload)
                                                            : kMessageBytes);
-  std::map<std::uint32_t, std::vector<std::string>> bodies;  // partition -> message bodies
-  std::string record;
-  for (const auto& event : events) {
-    record.clear();
-    if (auto status = encodeRecord(event, record); !status.ok()) {
-      return status;
-    }
-    if (max_payload > 0 && record.size() > static_cast<std::uint64_t>(max_payload)) {
-      return sdk::makeError(sdk::ErrorCode::InvalidArgument,
-                            "an event of " + std::to_string(record.size()) +
-                                " bytes exceeds the NATS server's max_payload (" +
-                                std::to_string(max_payload) + " bytes)");
-    }
-    auto& list = bodies[partitionOf(personOf(event), options_.partitions)];
-    if (list.empty() || list.back().size() + record.size() > limit) {
-      list.emplace_back();
-    }
-    list.back() += record;
-  }
-  std::vector<natsMsg*> messages;
-  for (const auto& [partition, list] : bodies) {
-    const std::string subject = subjectOf(partition);
-    for (const auto& body : list) {
-      natsMsg* msg = nullptr;
-      const natsStatus status = natsMsg_Create(&msg, subject.c_str(), nullptr, body.data(),
-                                               static_cast<int>(body.size()));
-      if (status != NATS_OK) {
-        for (natsMsg* m : messages) natsMsg_Destroy(m);
-        return natsError(sdk::ErrorCode::Internal, "building a NATS message", status);
+  struct Outgoing {
+    std::uint32_t partition = 0;
+    std::string body;
+    std::vector<std::shared_ptr<PendingCall>> calls;
+  };
+  std::map<std::uint32_t, std::vector<Outgoing>> by_partition;
+  for (const auto& call : calls) {
+    for (const auto& [partition, records] : call->records) {
+      auto& list = by_partition[partition];
+      auto add = [&](std::string_view bytes) {
+        if (list.empty() || list.back().body.size() + bytes.size() > limit) {
+          list.push_back(Outgoing{partition, {}, {}});
+        }
+        Outgoing& out = list.back();
+        out.body += bytes;
+        if (out.calls.empty() || out.calls.back() != call) {
+          out.calls.push_back(call);
+          ++call->remaining;  // no message of this round is sent yet
+        }
+      };
+      if (!list.empty() && list.back().body.size() + records.bytes.size() <= limit) {
+        add(records.bytes);  // the usual case: the call's events of the partition fit whole
+        continue;
       }
-      messages.push_back(msg);
+      std::size_t at = 0;
+      for (const std::uint32_t size : records.sizes) {
+        add(std::string_view(records.bytes).substr(at, size));
+        at += size;
+      }
     }
-  }
-  auto call = std::make_shared<PendingCall>();
-  call->done = std::move(done);
-  call->remaining = messages.size();
-  {
-    std::lock_guard lock(pending_mu_);
-    for (natsMsg* msg : messages) {
-      pending_.emplace(msg, call);
-    }
+    call->records.clear();
   }
   jsPubOptions publish;
   jsPubOptions_Init(&publish);
   publish.MaxWait = options_.publish_timeout.count();
-  for (std::size_t i = 0; i < messages.size(); ++i) {
-    natsMsg* msg = messages[i];
-    const natsStatus status = js_PublishMsgAsync(js_, &msg, &publish);
-    if (status != NATS_OK) {
-      // The library did not take this one, nor will it take the rest: the call fails now. The
-      // ones already sent may be stored (a retry by the client repeats them: at least once).
-      std::lock_guard lock(pending_mu_);
-      call->abandoned = true;
-      for (std::size_t j = i; j < messages.size(); ++j) {
-        pending_.erase(messages[j]);
-        natsMsg_Destroy(messages[j]);
+  std::string problem;
+  for (auto& [partition, list] : by_partition) {
+    const std::string subject = subjectOf(partition);
+    for (auto& out : list) {
+      natsMsg* msg = nullptr;
+      natsStatus status = NATS_OK;
+      if (problem.empty()) {
+        status = natsMsg_Create(&msg, subject.c_str(), nullptr, out.body.data(),
+                                static_cast<int>(out.body.size()));
+        if (status == NATS_OK) {
+          std::lock_guard lock(pending_mu_);
+          pending_.emplace(msg, PendingMessage{out.calls, round});
+        }
+        if (status == NATS_OK) {
+          natsMsg* sent = msg;
+          {
+            std::lock_guard lock(publish_mu_);
+            ++round->remaining;
+          }
+          status = js_PublishMsgAsync(js_, &sent, &publish);
+          if (status != NATS_OK) {
+            // Not taken by the library: no acknowledgement will come for it.
+            {
+              std::lock_guard lock(publish_mu_);
+              --round->remaining;  // never 0 here: the round's token is still held
+            }
+            std::lock_guard lock(pending_mu_);
+            pending_.erase(msg);
+            natsMsg_Destroy(msg);
+          }
+        }
+        if (status != NATS_OK) {
+          // Nor will the library take the rest of this round: their calls fail now. What was
+          // sent may be stored (a retry by the client repeats it: at least once).
+          problem = "publishing to NATS: " + natsErrorText(status);
+        }
       }
-      return natsError(status == NATS_TIMEOUT ? sdk::ErrorCode::ResourceExhausted
-                                              : sdk::ErrorCode::Unavailable,
-                       "publishing to NATS", status);
+      if (!problem.empty()) {
+        for (const auto& call : out.calls) {
+          settleMessage(call, true, problem);
+        }
+      }
     }
   }
-  appended_.fetch_add(events.size(), std::memory_order_relaxed);
-  return {};
 }
 
 sdk::Status JetStreamQueue::openDoneBucket() {

@@ -14,12 +14,14 @@
 //                             has open (memory storage)
 //   bucket  <stream>-owners   key = <name>-p<n>: the lease, "<incarnation> <node id>" or "" (free)
 //
-// A NATS message holds the events one append() call has for one partition, in call order, as
-// our record encoding (record.h, tag 0, records back to back; split at 256 KiB), so a queued
-// event reads back exactly as the embedded log gives it, and per-message costs (which limit a
-// stream's rate) are shared by the call's events. append() publishes asynchronously (libnats'
-// async publish, up to max_pending in flight) and calls `done` when the server acknowledged
-// every message of the call: stored on `replicas` servers.
+// A NATS message holds events of one partition, in append order, as our record encoding
+// (record.h, tag 0, records back to back; split at 256 KiB), so a queued event reads back
+// exactly as the embedded log gives it. append() encodes on the caller's thread and queues the
+// call; calls are published in rounds (libnats' async publish): every call queued meanwhile
+// together, one message per partition, at most two rounds waiting for acknowledgements (a
+// group commit): per-message costs, on the servers and in the client, are what limits a stream's
+// rate, and under load many calls share each message (a lone call is sent at once). `done` runs when the server
+// acknowledged every message holding some of the call's events: stored on `replicas` servers.
 //
 // A consumer hands out and settles each event on its own; a message is acknowledged when all of
 // its events are. A nak waits in the consumer (the message stays outstanding, kept in progress
@@ -77,6 +79,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -164,12 +167,19 @@ class JetStreamQueue final : public EventQueue {
 
  private:
   class JetStreamConsumer;
+  // An append() call until it is answered.
   struct PendingCall {
     AppendCallback done;
+    // Its events' records by partition, back to back, until the publisher takes them.
+    struct Records {
+      std::string bytes;
+      std::vector<std::uint32_t> sizes;
+    };
+    std::map<std::uint32_t, Records> records;
+    // Messages holding some of its events, not acknowledged yet (pending_mu_ once published).
     std::size_t remaining = 0;
     bool failed = false;
     std::string error;
-    bool abandoned = false;  // append() failed part-way and returned an error: no callback
   };
 
   JetStreamQueue(JetStreamOptions options, NodeIdentity self);
@@ -209,6 +219,25 @@ class JetStreamQueue final : public EventQueue {
   static void onPublishAck(__jsCtx* js, __natsMsg* msg, jsPubAck* ack, jsPubAckErr* error,
                            void* closure);
   void published(__natsMsg* msg, const jsPubAckErr* error);
+  // One of the messages holding some of `call`'s events is settled: stored, or not (`failed`,
+  // why in `problem`). Answers the call after its last one.
+  void settleMessage(const std::shared_ptr<PendingCall>& call, bool failed,
+                     const std::string& problem);
+  // Publishes rounds while calls are queued and none is in flight; `lock` holds publish_mu_.
+  void publishRounds(std::unique_lock<std::mutex>& lock);
+  // A round of publishing: its messages not answered yet, plus one while it is being sent.
+  struct Round {
+    std::size_t remaining = 1;  // under publish_mu_
+  };
+  // One round: the calls queued meanwhile, published together.
+  void publishCalls(const std::vector<std::shared_ptr<PendingCall>>& calls,
+                    const std::shared_ptr<Round>& round);
+  // A message of `round` was answered (stored or failed): after its last, the next round.
+  void roundMessageSettled(Round& round);
+  struct PendingMessage {
+    std::vector<std::shared_ptr<PendingCall>> calls;  // those it holds events of
+    std::shared_ptr<Round> round;
+  };
 
   const JetStreamOptions options_;
   __natsConnection* connection_ = nullptr;
@@ -242,8 +271,16 @@ class JetStreamQueue final : public EventQueue {
   // Steady-clock ns of the last reconnect (0: none); set by the connection listener.
   std::atomic<std::int64_t> reconnected_at_ns_{0};
 
+  std::mutex publish_mu_;
+  std::condition_variable publish_cv_;                // publishing_ went false
+  std::vector<std::shared_ptr<PendingCall>> queued_;  // appended, not published yet
+  bool publishing_ = false;  // a thread is publishing rounds; under publish_mu_
+  int rounds_in_flight_ = 0;  // published, some message not answered; under publish_mu_
+  bool publisher_stopping_ = false;                   // under publish_mu_
+
   std::mutex pending_mu_;
-  std::unordered_map<__natsMsg*, std::shared_ptr<PendingCall>> pending_;
+  // Each message published and not answered yet.
+  std::unordered_map<__natsMsg*, PendingMessage> pending_;
   std::atomic<std::uint64_t> appended_{0};
 };
 

@@ -456,8 +456,9 @@ class JetStreamQueue::JetStreamConsumer final : public Consumer {
                             bytes < max_bytes;
          ++i) {
       Partition& partition = partitions_[(next_ + i) % partitions_.size()];
+      const auto now = Clock::now();
       if (phase_[partition.number].load() != LeasePhase::Reading ||
-          Clock::now() < readableFrom(partition) || Clock::now() < partition.idle_until) {
+          now < readableFrom(partition) || now < partition.idle_until) {
         continue;
       }
       auto status = fetchFrom(partition, max_messages - out.size(), out, bytes);
@@ -1145,15 +1146,7 @@ JetStreamQueue::~JetStreamQueue() {
     });
     publish_cv_.wait(lock, [this] { return !publishing_; });
     if (!queued_.empty()) {
-      publishing_ = true;
-      while (!queued_.empty()) {
-        std::vector<std::shared_ptr<PendingCall>> calls;
-        calls.swap(queued_);
-        lock.unlock();
-        publishCalls(calls, std::make_shared<Round>());  // not counted: nothing waits for it
-        lock.lock();
-      }
-      publishing_ = false;
+      publishRounds(lock, std::numeric_limits<int>::max());
     }
   }
   if (js_ != nullptr) {
@@ -1311,7 +1304,7 @@ sdk::Status JetStreamQueue::append(std::vector<sdk::Event> events, AppendCallbac
   queued_.push_back(std::move(call));
   appended_.fetch_add(events.size(), std::memory_order_relaxed);
   if (!publishing_ && rounds_in_flight_ < kRoundsInFlight) {
-    publishRounds(lock);
+    publishRounds(lock, kRoundsInFlight);
   }
   // Else it goes with the next round, once a round in flight is acknowledged (published()).
   return {};
@@ -1319,16 +1312,17 @@ sdk::Status JetStreamQueue::append(std::vector<sdk::Event> events, AppendCallbac
 
 // Publishing in rounds: every call queued meanwhile is published together, one message per
 // partition (split at kMessageBytes) holding those calls' events of it in call order; the next
-// round goes out when fewer than kRoundsInFlight rounds wait for their acknowledgements. Per-message costs, on the servers and in
-// the client, are what limits a stream's rate; so under load every call arriving while rounds
-// are on their way shares the next round's messages (like a log's group commit), and a lone
-// call goes out at once. Two rounds in flight, not one: one would leave the server idle while
-// its acknowledgements travel and the next round is built. Rounds run on the thread that finds the way free: an appending caller, or
-// the library's thread that delivered the round's last acknowledgement (no hand-over to a
-// thread of our own, whose wake-up would cost as much as the publish).
-void JetStreamQueue::publishRounds(std::unique_lock<std::mutex>& lock) {
+// round goes out when fewer than kRoundsInFlight rounds wait for their acknowledgements.
+// Per-message costs, on the servers and in the client, are what limits a stream's rate; so
+// under load every call arriving while rounds are on their way shares the next round's
+// messages (like a log's group commit), and a lone call goes out at once. Two rounds in flight,
+// not one: one would leave the server idle while its acknowledgements travel and the next
+// round is built. Rounds run on the thread that finds the way free: an appending caller, or the
+// library's thread that delivered a round's last acknowledgement (no hand-over to a thread of
+// our own, whose wake-up would cost as much as the publish).
+void JetStreamQueue::publishRounds(std::unique_lock<std::mutex>& lock, int max_rounds) {
   publishing_ = true;
-  while (!queued_.empty() && rounds_in_flight_ < kRoundsInFlight) {
+  while (!queued_.empty() && rounds_in_flight_ < max_rounds) {
     std::vector<std::shared_ptr<PendingCall>> calls;
     calls.swap(queued_);
     ++rounds_in_flight_;
@@ -1350,7 +1344,7 @@ void JetStreamQueue::roundMessageSettled(Round& round) {
     --rounds_in_flight_;
     publish_cv_.notify_all();
     if (!publishing_ && !queued_.empty()) {
-      publishRounds(lock);
+      publishRounds(lock, kRoundsInFlight);
     }
   }
 }
@@ -1362,7 +1356,6 @@ void JetStreamQueue::publishCalls(const std::vector<std::shared_ptr<PendingCall>
       std::min<std::size_t>(kMessageBytes, max_payload > 0 ? static_cast<std::size_t>(max_payload)
                                                            : kMessageBytes);
   struct Outgoing {
-    std::uint32_t partition = 0;
     std::string body;
     std::vector<std::shared_ptr<PendingCall>> calls;
   };
@@ -1372,7 +1365,7 @@ void JetStreamQueue::publishCalls(const std::vector<std::shared_ptr<PendingCall>
       auto& list = by_partition[partition];
       auto add = [&](std::string_view bytes) {
         if (list.empty() || list.back().body.size() + bytes.size() > limit) {
-          list.push_back(Outgoing{partition, {}, {}});
+          list.emplace_back();
         }
         Outgoing& out = list.back();
         out.body += bytes;
@@ -1406,10 +1399,10 @@ void JetStreamQueue::publishCalls(const std::vector<std::shared_ptr<PendingCall>
         status = natsMsg_Create(&msg, subject.c_str(), nullptr, out.body.data(),
                                 static_cast<int>(out.body.size()));
         if (status == NATS_OK) {
-          std::lock_guard lock(pending_mu_);
-          pending_.emplace(msg, PendingMessage{out.calls, round});
-        }
-        if (status == NATS_OK) {
+          {
+            std::lock_guard lock(pending_mu_);
+            pending_.emplace(msg, PendingMessage{out.calls, round});
+          }
           natsMsg* sent = msg;
           {
             std::lock_guard lock(publish_mu_);
@@ -1646,10 +1639,6 @@ void JetStreamQueue::ownershipLoop() {
   std::uint64_t passes = 0;
   // When a lease taken from a dead node is due to be read; max(): none is waiting.
   Clock::time_point next_read = Clock::time_point::max();
-  auto consumers = [this] {
-    std::lock_guard list(consumers_mu_);
-    return consumers_;
-  };
   std::unique_lock lock(view_mu_);
   for (;;) {
     const auto woken = [&] { return stopping_ || view_generation_ != seen; };
@@ -1667,25 +1656,26 @@ void JetStreamQueue::ownershipLoop() {
     const Clock::time_point view_at = view_at_;
     lock.unlock();
     // The server's time now, estimated from the view's.
-    const std::int64_t server_now = view.serverNow() + steadyNanos(Clock::now()) - steadyNanos(view_at);
-    if (heartbeatRecent()) {
-      std::lock_guard pass(rebalance_mu_);
-      if (new_view) {
-        const std::uint64_t gaps = heartbeat_gaps_.load();
-        const bool check = gaps != gaps_checked_.load() || ++passes % check_every == 0;
-        for (JetStreamConsumer* consumer : consumers()) {
-          consumer->rebalance(view, check);
-        }
-        gaps_checked_.store(gaps);
-      }
-      for (JetStreamConsumer* consumer : consumers()) {
-        consumer->readDue(server_now);
-      }
-    }
+    const std::int64_t server_now =
+        view.serverNow() + steadyNanos(Clock::now()) - steadyNanos(view_at);
     std::optional<std::int64_t> earliest;
     {
       std::lock_guard pass(rebalance_mu_);
-      for (JetStreamConsumer* consumer : consumers()) {
+      const std::vector<JetStreamConsumer*> consumers = this->consumers();
+      if (heartbeatRecent()) {
+        if (new_view) {
+          const std::uint64_t gaps = heartbeat_gaps_.load();
+          const bool check = gaps != gaps_checked_.load() || ++passes % check_every == 0;
+          for (JetStreamConsumer* consumer : consumers) {
+            consumer->rebalance(view, check);
+          }
+          gaps_checked_.store(gaps);
+        }
+        for (JetStreamConsumer* consumer : consumers) {
+          consumer->readDue(server_now);
+        }
+      }
+      for (JetStreamConsumer* consumer : consumers) {
         if (const auto at = consumer->nextReadFrom(); at) {
           earliest = std::min(earliest.value_or(*at), *at);
         }
@@ -1736,6 +1726,11 @@ void JetStreamQueue::unregisterConsumer(JetStreamConsumer* consumer) {
   std::lock_guard pass(rebalance_mu_);
   std::lock_guard lock(consumers_mu_);
   std::erase(consumers_, consumer);
+}
+
+std::vector<JetStreamQueue::JetStreamConsumer*> JetStreamQueue::consumers() const {
+  std::lock_guard lock(consumers_mu_);
+  return consumers_;
 }
 
 std::vector<std::uint32_t> JetStreamQueue::ownedPartitions(const std::string& consumer_name) const {

@@ -223,8 +223,11 @@ class JetStreamQueue final : public EventQueue {
   // why in `problem`). Answers the call after its last one.
   void settleMessage(const std::shared_ptr<PendingCall>& call, bool failed,
                      const std::string& problem);
-  // Publishes rounds while calls are queued and none is in flight; `lock` holds publish_mu_.
-  void publishRounds(std::unique_lock<std::mutex>& lock);
+  // Publishes rounds while calls are queued and fewer than `max_rounds` are in flight; `lock`
+  // holds publish_mu_.
+  void publishRounds(std::unique_lock<std::mutex>& lock, int max_rounds);
+  // The consumers of this process now (a copy).
+  std::vector<JetStreamConsumer*> consumers() const;
   // A round of publishing: its messages not answered yet, plus one while it is being sent.
   struct Round {
     std::size_t remaining = 1;  // under publish_mu_

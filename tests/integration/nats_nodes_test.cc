@@ -17,6 +17,7 @@
 #include <cstdio>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -353,6 +354,34 @@ TEST(NatsNodes, OneNodeRidesOutAServerCrashAndItsOwnKill) {
   EXPECT_TRUE(daemon.terminate()) << daemon.exitDescription() << "\n" << daemon.log();
 }
 
+// `stream`'s entry in what `server` answers at /jsz?<query> ("streams=true",
+// "consumers=true"): account_details[].stream_detail[] with that name; nullopt when the server
+// does not answer or has none.
+std::optional<boost::json::object> streamDetail(const testing::NatsServer& server,
+                                                const std::string& query,
+                                                const std::string& stream) {
+  std::string body;
+  if (!server.running() || server.monitorGet("/jsz?" + query, &body) != 200) {
+    return std::nullopt;
+  }
+  boost::system::error_code ec;
+  auto doc = boost::json::parse(body, ec);
+  const auto* accounts = !ec && doc.is_object() ? doc.as_object().if_contains("account_details")
+                                                : nullptr;
+  for (const auto& account : accounts != nullptr && accounts->is_array() ? accounts->as_array()
+                                                                        : boost::json::array{}) {
+    const auto* streams = account.as_object().if_contains("stream_detail");
+    for (const auto& s : streams != nullptr && streams->is_array() ? streams->as_array()
+                                                                  : boost::json::array{}) {
+      const auto* name = s.as_object().if_contains("name");
+      if (name != nullptr && *name == stream.c_str()) {
+        return s.as_object();
+      }
+    }
+  }
+  return std::nullopt;
+}
+
 // Why acknowledged events did not arrive, printed when some did not: each partition
 // consumer as every running server sees it (/jsz), and where the lost events are in the
 // stream (a message still there has not been acknowledged: retention purges only below every
@@ -361,50 +390,34 @@ void explainLosses(const testing::NatsCluster& cluster, const std::string& strea
                    const std::vector<std::string>& lost) {
   for (int i = 0; i < cluster.size(); ++i) {
     const testing::NatsServer& server = cluster.node(i);
-    std::string body;
-    if (!server.running() || server.monitorGet("/jsz?consumers=true", &body) != 200) {
+    const auto detail = streamDetail(server, "consumers=true", stream);
+    if (!detail) {
       continue;
     }
-    boost::system::error_code ec;
-    auto doc = boost::json::parse(body, ec);
-    if (ec || !doc.is_object()) {
-      continue;
-    }
-    const auto* accounts = doc.as_object().if_contains("account_details");
-    for (const auto& account : accounts != nullptr && accounts->is_array() ? accounts->as_array()
-                                                                          : boost::json::array{}) {
-      const auto* streams = account.as_object().if_contains("stream_detail");
-      for (const auto& s : streams != nullptr && streams->is_array() ? streams->as_array()
-                                                                    : boost::json::array{}) {
-        if (s.as_object().if_contains("name") == nullptr || s.at("name") != stream.c_str()) {
-          continue;
+    const auto* consumers = detail->if_contains("consumer_detail");
+    for (const auto& c : consumers != nullptr && consumers->is_array()
+                             ? consumers->as_array()
+                             : boost::json::array{}) {
+      const auto& o = c.as_object();
+      auto num = [&](const char* a, const char* b = nullptr) -> long long {
+        const auto* v = o.if_contains(a);
+        if (v != nullptr && b != nullptr) {
+          v = v->is_object() ? v->as_object().if_contains(b) : nullptr;
         }
-        const auto* consumers = s.as_object().if_contains("consumer_detail");
-        for (const auto& c : consumers != nullptr && consumers->is_array()
-                                 ? consumers->as_array()
-                                 : boost::json::array{}) {
-          const auto& o = c.as_object();
-          auto num = [&](const char* a, const char* b = nullptr) -> long long {
-            const auto* v = o.if_contains(a);
-            if (v != nullptr && b != nullptr) {
-              v = v->is_object() ? v->as_object().if_contains(b) : nullptr;
-            }
-            return v != nullptr && v->is_number() ? v->to_number<long long>() : -1;
-          };
-          std::string leader;
-          if (const auto* cl = o.if_contains("cluster"); cl != nullptr && cl->is_object()) {
-            if (const auto* l = cl->as_object().if_contains("leader"); l != nullptr && l->is_string()) {
-              leader = std::string(l->as_string());
-            }
-          }
-          std::printf("  %s sees %s: leader %s delivered %lld ack_floor %lld ack_pending %lld "
-                      "redelivered %lld pending %lld waiting %lld\n",
-                      server.name().c_str(), std::string(o.at("name").as_string()).c_str(),
-                      leader.c_str(), num("delivered", "stream_seq"),
-                      num("ack_floor", "stream_seq"), num("num_ack_pending"),
-                      num("num_redelivered"), num("num_pending"), num("num_waiting"));
+        return v != nullptr && v->is_number() ? v->to_number<long long>() : -1;
+      };
+      std::string leader;
+      if (const auto* cl = o.if_contains("cluster"); cl != nullptr && cl->is_object()) {
+        if (const auto* l = cl->as_object().if_contains("leader"); l != nullptr && l->is_string()) {
+          leader = std::string(l->as_string());
         }
       }
+      std::printf("  %s sees %s: leader %s delivered %lld ack_floor %lld ack_pending %lld "
+                  "redelivered %lld pending %lld waiting %lld\n",
+                  server.name().c_str(), std::string(o.at("name").as_string()).c_str(),
+                  leader.c_str(), num("delivered", "stream_seq"),
+                  num("ack_floor", "stream_seq"), num("num_ack_pending"),
+                  num("num_redelivered"), num("num_pending"), num("num_waiting"));
     }
   }
   natsConnection* connection = nullptr;
@@ -453,30 +466,12 @@ void explainLosses(const testing::NatsCluster& cluster, const std::string& strea
 
 // The first sequence of `stream` as `server` sees it (/jsz); 0 when unknown.
 std::uint64_t streamFirstSequence(const testing::NatsServer& server, const std::string& stream) {
-  std::string body;
-  if (server.monitorGet("/jsz?streams=true", &body) != 200) {
-    return 0;
-  }
-  boost::system::error_code ec;
-  auto doc = boost::json::parse(body, ec);
-  const auto* accounts = !ec && doc.is_object() ? doc.as_object().if_contains("account_details")
-                                                : nullptr;
-  for (const auto& account : accounts != nullptr && accounts->is_array() ? accounts->as_array()
-                                                                        : boost::json::array{}) {
-    const auto* streams = account.as_object().if_contains("stream_detail");
-    for (const auto& s : streams != nullptr && streams->is_array() ? streams->as_array()
-                                                                  : boost::json::array{}) {
-      const auto* name = s.as_object().if_contains("name");
-      const auto* state = s.as_object().if_contains("state");
-      if (name != nullptr && *name == stream.c_str() && state != nullptr && state->is_object()) {
-        if (const auto* first = state->as_object().if_contains("first_seq");
-            first != nullptr && first->is_number()) {
-          return first->to_number<std::uint64_t>();
-        }
-      }
-    }
-  }
-  return 0;
+  const auto detail = streamDetail(server, "streams=true", stream);
+  const auto* state = detail ? detail->if_contains("state") : nullptr;
+  const auto* first = state != nullptr && state->is_object()
+                          ? state->as_object().if_contains("first_seq")
+                          : nullptr;
+  return first != nullptr && first->is_number() ? first->to_number<std::uint64_t>() : 0;
 }
 
 // The partitions of destination `hook` a node reads now, from its /admin/status.

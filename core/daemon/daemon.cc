@@ -324,14 +324,17 @@ boost::json::object Daemon::status() const {
   }
   out["destinations"] = std::move(destinations);
   if (nats_queue_) {
-    // Which partitions of each consumer this node reads now.
+    // Which partitions of each consumer this node reads now, and how often it left a
+    // partition's new messages for later while earlier ones were pending elsewhere.
     json::object owned;
+    json::object order_waits;
     auto add = [&](const std::string& consumer) {
       json::array list;
       for (auto p : nats_queue_->ownedPartitions(consumer)) {
         list.push_back(p);
       }
       owned[consumer] = std::move(list);
+      order_waits[consumer] = nats_queue_->orderWaits(consumer);
     };
     for (const auto& slot : destinations_) {
       add(slot.config->id);
@@ -340,6 +343,7 @@ boost::json::object Daemon::status() const {
       add(std::string(profiles::ProfileService::kConsumerName));
     }
     out["queue"].as_object()["partitions_owned"] = std::move(owned);
+    out["queue"].as_object()["order_waits"] = std::move(order_waits);
   }
   json::array removed;
   if (engine_) {

@@ -8,6 +8,7 @@
 #include <limits>
 #include <map>
 #include <random>
+#include <set>
 #include <thread>
 
 #include "core/queue/record.h"
@@ -251,6 +252,10 @@ class JetStreamQueue::JetStreamConsumer final : public Consumer {
     return out;
   }
 
+  // How many times new messages were left for later because earlier ones of their partition
+  // were pending elsewhere (keepInOrder).
+  std::uint64_t orderWaits() const { return order_waits_.load(); }
+
   sdk::Result<std::vector<QueueMessage>> fetch(std::size_t max_messages, std::size_t max_bytes,
                                                std::chrono::milliseconds wait) override {
     const auto deadline = Clock::now() + wait;
@@ -377,6 +382,20 @@ class JetStreamQueue::JetStreamConsumer final : public Consumer {
     // After pulls that found nothing: not asked again before idle_until. Under fetch_mu_.
     std::chrono::microseconds idle_backoff{0};
     Clock::time_point idle_until{};
+    // Some of the partition's earlier messages may be pending elsewhere (keepInOrder): set when
+    // the lease starts being read, after a reconnect (seen_reconnect_ns), a pull that got no
+    // answer, or a gap in the consumer's delivery sequence (next_delivery, 0: unknown). Under
+    // fetch_mu_.
+    bool confirm_order = true;
+    std::int64_t seen_reconnect_ns = 0;
+    std::uint64_t next_delivery = 0;
+  };
+  // A message as a pull brought it.
+  struct Fetched {
+    std::uint64_t sequence = 0;  // in the stream
+    std::uint64_t delivery = 0;  // the consumer's delivery sequence
+    std::uint64_t deliveries = 1;
+    natsMsg* msg = nullptr;
   };
   // A partition's lease, as this node sees it:
   //   Free      not held (or lost)
@@ -438,6 +457,10 @@ class JetStreamQueue::JetStreamConsumer final : public Consumer {
   // Under lease_mu_. Taking fetch_mu_ makes a fetch that is reading the partition finish first.
   void setPhase(std::uint32_t partition, LeasePhase phase) {
     std::lock_guard lock(fetch_mu_);
+    if (phase == LeasePhase::Reading && leases_[partition].phase != LeasePhase::Reading) {
+      partitions_[partition].confirm_order = true;
+      partitions_[partition].next_delivery = 0;
+    }
     leases_[partition].phase = phase;
     phase_[partition].store(phase);
   }
@@ -754,7 +777,7 @@ class JetStreamQueue::JetStreamConsumer final : public Consumer {
     natsStatus status = natsConnection_PublishRequest(
         queue_.connection_, partition.next_subject.c_str(), partition.inbox.c_str(),
         request.data(), static_cast<int>(request.size()));
-    std::vector<std::pair<std::uint64_t, natsMsg*>> fetched;
+    std::vector<Fetched> fetched;
     const auto deadline = Clock::now() + kPullAnswerTimeout;
     while (status == NATS_OK && fetched.size() < batch) {
       const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
@@ -768,7 +791,7 @@ class JetStreamQueue::JetStreamConsumer final : public Consumer {
         natsMsg_Destroy(msg);
         break;  // the request is over
       }
-      fetched.emplace_back(streamSequence(msg), msg);
+      fetched.push_back(fetchedOf(msg));
     }
     if (status == NATS_OK && fetched.empty()) {
       // Nothing there: asked again a little later, the longer it stays empty (up to
@@ -784,21 +807,98 @@ class JetStreamQueue::JetStreamConsumer final : public Consumer {
     if (status == NATS_TIMEOUT) {
       // No end seen: the request may still stand. A new inbox makes the server drop it.
       partition.paused_until = Clock::now() + partition.ack_wait + kTakeoverMargin;
+      partition.confirm_order = true;
       closeInbox(partition);
       (void)openInbox(partition);
+    }
+    if (const std::int64_t reconnected = queue_.reconnected_at_ns_.load();
+        reconnected != partition.seen_reconnect_ns) {
+      partition.seen_reconnect_ns = reconnected;
+      partition.confirm_order = true;
+    }
+    for (const Fetched& f : fetched) {  // in the order the server sent them
+      if (partition.next_delivery != 0 && f.delivery != partition.next_delivery) {
+        partition.confirm_order = true;  // deliveries this node never got, or a rolled back leader
+      }
+      partition.next_delivery = f.delivery + 1;
     }
     // In stream order: JetStream queues redeliveries by expiry, and a message kept in progress
     // longer than a later one of the same person expires after it (after a takeover, say).
     std::stable_sort(fetched.begin(), fetched.end(),
-                     [](const auto& a, const auto& b) { return a.first < b.first; });
-    for (auto& entry : fetched) {
-      take(partition, entry.second, out, bytes);
+                     [](const Fetched& a, const Fetched& b) { return a.sequence < b.sequence; });
+    if (partition.confirm_order) {
+      keepInOrder(partition, fetched);
+    }
+    for (const Fetched& f : fetched) {
+      take(partition, f.msg, out, bytes);
     }
     if (status != NATS_OK) {
       return natsError(sdk::ErrorCode::Unavailable,
                        "fetching from " + queue_.subjectOf(partition.number), status);
     }
     return {};
+  }
+
+  // Whether `fetched` (in stream order) may be handed out while some of the partition's earlier
+  // messages may be pending elsewhere: given to a dead holder, or lost on the way here.
+  // JetStream serves those again once their ack wait passed *and* the consumer's leader looked
+  // (one elected moments ago, after a server died, first looks 0.5-1.5 s later), and serves new
+  // messages meanwhile. So a first delivery is kept only when the consumer has nothing pending
+  // beyond what this node holds; else it and what follows it are dropped unacknowledged (the
+  // server sends them again after the ack wait, after the earlier ones, sorted together) and
+  // the partition rests for an ack wait. Under fetch_mu_.
+  void keepInOrder(Partition& partition, std::vector<Fetched>& fetched) {
+    const auto first_new = std::find_if(fetched.begin(), fetched.end(),
+                                        [](const Fetched& f) { return f.deliveries == 1; });
+    if (first_new == fetched.end()) {
+      return;  // redeliveries only: the dead holder's, say; earlier ones come first
+    }
+    // The server counts this node's acks sent so far before it answers (nearly: the consumer
+    // leader handles acks and requests on two queues; a late ack only makes this wait once more).
+    (void)natsConnection_FlushTimeout(queue_.connection_, 1000);
+    jsConsumerInfo* info = nullptr;
+    std::int64_t pending = -1;
+    if (js_GetConsumerInfo(&info, queue_.membership_js_, queue_.options_.stream.c_str(),
+                           partition.durable.c_str(), nullptr, nullptr) == NATS_OK) {
+      pending = info->NumAckPending;
+    }
+    jsConsumerInfo_Destroy(info);
+    std::set<std::uint64_t> held;
+    for (const Fetched& f : fetched) {
+      held.insert(f.sequence);
+    }
+    {
+      std::lock_guard lock(mu_);
+      for (auto it = live_.lower_bound({partition.number, 0});
+           it != live_.end() && it->first.first == partition.number; ++it) {
+        if (it->second->msg != nullptr) {
+          held.insert(it->first.second);
+        }
+      }
+    }
+    if (pending >= 0 && static_cast<std::size_t>(pending) <= held.size()) {
+      partition.confirm_order = false;
+      return;
+    }
+    for (auto it = first_new; it != fetched.end(); ++it) {
+      natsMsg_Destroy(it->msg);
+    }
+    fetched.erase(first_new, fetched.end());
+    partition.paused_until = Clock::now() + partition.ack_wait + kTakeoverMargin;
+    ++order_waits_;
+  }
+
+  static Fetched fetchedOf(natsMsg* msg) {
+    Fetched f;
+    f.msg = msg;
+    jsMsgMetaData* meta = nullptr;
+    if (natsMsg_GetMetaData(&meta, msg) == NATS_OK) {
+      f.sequence = meta->Sequence.Stream;
+      f.delivery = meta->Sequence.Consumer;
+      f.deliveries = meta->NumDelivered;
+      jsMsgMetaData_Destroy(meta);
+    }
+    return f;
   }
 
   // Messages that reached the partition's inbox and were not read (none expected: every pull is
@@ -956,6 +1056,7 @@ class JetStreamQueue::JetStreamConsumer final : public Consumer {
   std::vector<Lease> leases_;  // by partition, under lease_mu_
   // leases_[p].phase, readable without lease_mu_ (fetch, inProgress, ownedPartitions).
   std::unique_ptr<std::atomic<LeasePhase>[]> phase_;
+  std::atomic<std::uint64_t> order_waits_{0};
 
   mutable std::mutex mu_;
   std::uint64_t next_handle_ = 0;
@@ -1741,6 +1842,16 @@ std::vector<std::uint32_t> JetStreamQueue::ownedPartitions(const std::string& co
     }
   }
   return {};
+}
+
+std::uint64_t JetStreamQueue::orderWaits(const std::string& consumer_name) const {
+  std::lock_guard lock(consumers_mu_);
+  for (const JetStreamConsumer* consumer : consumers_) {
+    if (consumer->name() == consumer_name) {
+      return consumer->orderWaits();
+    }
+  }
+  return 0;
 }
 
 sdk::Result<std::unique_ptr<Consumer>> JetStreamQueue::consumer(const std::string& name,

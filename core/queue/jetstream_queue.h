@@ -64,6 +64,14 @@
 //     node that has stopped reading it. After a pull got no answer, and after a reconnect, the
 //     partition waits an ack wait before it is read or handed over: what the server sent for a
 //     pull lost on the way comes back only then.
+//   - Order check: after a takeover, a reconnect, a pull that got no answer, or a gap in the
+//     consumer's delivery sequence, a partition's earlier messages may be pending elsewhere
+//     (with a dead holder, or lost on the way), and a consumer leader elected moments ago (a
+//     server died) serves new messages before it first looks for expired ones (0.5-1.5 s
+//     after it took over). So the first new message read then is kept only if the consumer has
+//     nothing pending beyond what this node holds (its NumAckPending); else it and those after
+//     it are left unacknowledged (sent again after the ack wait, sorted behind the earlier
+//     ones), the partition waits an ack wait, and orderWaits() counts it.
 //
 // retain(): the stream keeps what some consumer has not acknowledged yet: it purges the stream
 // below the lowest acknowledgement floor of all its consumers (a consumer with nothing pending
@@ -155,6 +163,9 @@ class JetStreamQueue final : public EventQueue {
   // held and not being handed over or waited for after a takeover), ascending; empty when this
   // process has no such consumer. Thread-safe, no I/O.
   std::vector<std::uint32_t> ownedPartitions(const std::string& consumer_name) const;
+  // How many times consumer `consumer_name` left a partition's new messages for later because
+  // earlier ones were still pending elsewhere (a dead holder's, or lost on the way).
+  std::uint64_t orderWaits(const std::string& consumer_name) const;
   // The JetStream context of the queue's connection, for state shared beside the stream
   // (nats_bucket.h).
   __jsCtx* jetStream() const noexcept { return js_; }

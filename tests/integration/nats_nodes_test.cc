@@ -243,6 +243,7 @@ struct Verdict {
   std::size_t duplicates = 0;      // arrivals beyond the first of an id
   std::size_t out_of_order = 0;    // first arrivals of a person's event after a later one
   std::string an_out_of_order;
+  std::vector<std::string> out_of_order_ids;  // first arrivals after a later one's
 };
 
 Verdict judge(const std::unordered_map<std::string, Sent>& acked,
@@ -262,6 +263,7 @@ Verdict judge(const std::unordered_map<std::string, Sent>& acked,
         v.an_out_of_order = a.person + ": seq " + std::to_string(a.seq) + " arrived after seq " +
                             std::to_string(last);
       }
+      v.out_of_order_ids.push_back(a.id);
     }
     last = std::max(last, a.seq);
   }
@@ -498,6 +500,25 @@ std::vector<std::int64_t> ownedPartitions(std::uint16_t port) {
   return out;
 }
 
+// How often a node left a partition of `hook` for later while earlier messages were pending
+// elsewhere (its /admin/status); -1 when unknown.
+long long orderWaits(std::uint16_t port) {
+  HttpClient http(port, 3s);
+  HttpReply reply = http.request("GET", "/admin/status", {}, adminAuth());
+  boost::system::error_code ec;
+  auto doc = boost::json::parse(reply.body, ec);
+  if (reply.status != 200 || ec || !doc.is_object()) {
+    return -1;
+  }
+  const auto* queue = doc.as_object().if_contains("queue");
+  const auto* waits = queue != nullptr && queue->is_object()
+                          ? queue->as_object().if_contains("order_waits")
+                          : nullptr;
+  const auto* hook = waits != nullptr && waits->is_object() ? waits->as_object().if_contains("hook")
+                                                             : nullptr;
+  return hook != nullptr && hook->is_number() ? hook->to_number<long long>() : -1;
+}
+
 // Two nodes on a three-server cluster (replicas 3) share the partitions; under load one node
 // is SIGKILLed and one NATS server killed. The survivor reads every partition within 10 s, and
 // every acknowledged event reaches the receiver with each person's order held; retention keeps
@@ -559,6 +580,8 @@ TEST(NatsNodes, TwoNodesOnAThreeServerClusterSurviveLosingANodeAndAServer) {
   load.stop();
   const Verdict v = settle(load, receiver, 60s);
   report("two nodes", load, v);
+  std::printf("node-a waited %lld times for earlier messages pending elsewhere\n",
+              orderWaits(ports[0]));
   EXPECT_GT(v.acked, 0u);
   for (std::size_t i = 0; i < v.lost_ids.size() && i < 30; ++i) {
     const Sent& sent = load.acked().at(v.lost_ids[i]);
@@ -580,6 +603,20 @@ TEST(NatsNodes, TwoNodesOnAThreeServerClusterSurviveLosingANodeAndAServer) {
   EXPECT_EQ(v.lost, 0u) << "acknowledged events never delivered, e.g. " << v.a_lost_id << "\n"
                         << ownedPartitions(ports[0]).size() << " partitions read by node-a (ports "
                         << ports[0] << ", " << ports[1] << ")\n" << nodes[0]->log();
+  for (std::size_t i = 0; i < v.out_of_order_ids.size() && i < 10; ++i) {
+    const auto& id = v.out_of_order_ids[i];
+    const auto it = load.acked().find(id);
+    std::printf("out of order %s: %s\n", id.c_str(),
+                it == load.acked().end()
+                    ? "never acknowledged"
+                    : ("partition " + std::to_string(core::queue::partitionOf(it->second.person, 8)) +
+                       ", acked by port " + std::to_string(it->second.port) + " " +
+                       std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                          it->second.acked_at - killed_at)
+                                          .count()) +
+                       " ms after the kill")
+                          .c_str());
+  }
   EXPECT_EQ(v.out_of_order, 0u) << v.an_out_of_order;
   // Retention ran: the stream no longer starts at its first message.
   std::uint64_t first_sequence = 0;

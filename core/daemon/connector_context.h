@@ -4,6 +4,7 @@
 // connector id (log component, metric labels, checkpoint file, route ownership).
 
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -27,6 +28,10 @@ struct ContextParts {
   const sdk::Clock* clock = nullptr;
   boost::asio::io_context* work = nullptr;  // scheduler tasks run here
   std::filesystem::path checkpoint_file;
+  // When set, the checkpoints instead of checkpoint_file (shared by the nodes on NATS).
+  std::shared_ptr<sdk::CheckpointStore> checkpoints;
+  // When set, periodic scheduler tasks run only while it says so (a source's lease).
+  std::function<bool()> may_run_periodic;
   sdk::HttpClientOptions http;
 };
 
@@ -39,15 +44,21 @@ class ContextBase : public Interface {
         metrics_(*parts.metrics, {{kind, parts.id}}),
         clock_(*parts.clock),
         scheduler_(*parts.work),
-        checkpoints_(parts.checkpoint_file),
-        http_(parts.http) {}
+        checkpoints_(parts.checkpoints
+                         ? parts.checkpoints
+                         : std::make_shared<runtime::FileCheckpointStore>(parts.checkpoint_file)),
+        http_(parts.http) {
+    if (parts.may_run_periodic) {
+      scheduler_.gatePeriodic(parts.may_run_periodic, std::chrono::milliseconds(250));
+    }
+  }
 
   const std::string& id() const noexcept override { return id_; }
   sdk::Logger& log() noexcept override { return logger_; }
   sdk::Metrics& metrics() noexcept override { return metrics_; }
   const sdk::Clock& clock() const noexcept override { return clock_; }
   sdk::Scheduler& scheduler() noexcept override { return scheduler_; }
-  sdk::CheckpointStore& checkpoints() noexcept override { return checkpoints_; }
+  sdk::CheckpointStore& checkpoints() noexcept override { return *checkpoints_; }
   sdk::HttpClient& http() noexcept override { return http_; }
 
   // Cancels scheduled tasks (waiting for runs in progress). Called after the instance stopped.
@@ -59,7 +70,7 @@ class ContextBase : public Interface {
   telemetry::LabeledMetrics metrics_;
   const sdk::Clock& clock_;
   runtime::StrandScheduler scheduler_;
-  runtime::FileCheckpointStore checkpoints_;
+  std::shared_ptr<sdk::CheckpointStore> checkpoints_;
   sdk::HttpClient http_;
 };
 

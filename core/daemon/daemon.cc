@@ -123,6 +123,18 @@ ContextParts Daemon::partsFor(const std::string& id) const {
   return parts;
 }
 
+ContextParts Daemon::sourcePartsFor(const std::string& id) const {
+  ContextParts parts = partsFor(id);
+  if (source_leases_) {
+    SourceLeases* leases = source_leases_.get();
+    auto runs_here = [leases, id] { return leases->holds(id); };
+    parts.may_run_periodic = runs_here;
+    parts.checkpoints = std::make_shared<NatsCheckpointStore>(*checkpoint_bucket_, id,
+                                                              parts.checkpoint_file, runs_here);
+  }
+  return parts;
+}
+
 void Daemon::addCoreRoutes() {
   (void)router_.add("GET", "/healthz", [](sdk::HttpRequest&&, sdk::HttpResponder respond) {
     respond(sdk::HttpResponse::json(200, R"({"status":"ok"})"));
@@ -308,9 +320,15 @@ boost::json::object Daemon::status() const {
   std::lock_guard lock(connectors_mutex_);
   json::array sources;
   for (const auto& slot : sources_) {
-    sources.push_back(json::object{{"id", slot.config->id},
-                                   {"plugin", slot.config->plugin},
-                                   {"state", slot.started ? "running" : "stopped"}});
+    json::object source{{"id", slot.config->id},
+                        {"plugin", slot.config->plugin},
+                        {"state", slot.started ? "running" : "stopped"}};
+    if (source_leases_) {
+      // Which node runs its scheduled syncs (a pulling source's), by node id.
+      source["runs_here"] = source_leases_->holds(slot.config->id);
+      source["lease_holder"] = source_leases_->holder(slot.config->id);
+    }
+    sources.push_back(std::move(source));
   }
   out["sources"] = std::move(sources);
   json::array destinations = engine_ ? engine_->describe() : json::array{};
@@ -929,6 +947,29 @@ sdk::Status Daemon::sharePrivacy() {
   return shared_privacy_->start();
 }
 
+sdk::Status Daemon::shareSources() {
+  const auto& q = nats_queue_->options();
+  queue::NatsBucketOptions options;
+  options.replicas = static_cast<int>(config_.queue.replicas);
+  auto checkpoints =
+      queue::NatsBucket::open(*nats_queue_, config_.queue.stream + "-checkpoints", options);
+  if (!checkpoints) {
+    return sdk::makeError(checkpoints.error().code,
+                          "queue.backend: nats: " + checkpoints.error().message);
+  }
+  options.ttl = q.node_ttl;  // a dead node's leases end
+  auto leases = queue::NatsBucket::open(*nats_queue_, config_.queue.stream + "-sources", options);
+  if (!leases) {
+    return sdk::makeError(leases.error().code, "queue.backend: nats: " + leases.error().message);
+  }
+  checkpoint_bucket_ = std::move(checkpoints).value();
+  source_lease_bucket_ = std::move(leases).value();
+  source_leases_ = std::make_unique<SourceLeases>(*source_lease_bucket_, nats_queue_->nodeId(),
+                                                  q.heartbeat, log_);
+  source_leases_->start();
+  return {};
+}
+
 sdk::Status Daemon::startRegulations() {
   regulations_ = std::make_unique<privacy::RegulationService>(*privacy_, audit_.get(), log_,
                                                               metrics_, clock_);
@@ -968,9 +1009,15 @@ sdk::Status Daemon::startSource(const config::ConnectorConfig& c) {
   auto plugin = plugins_.get(sdk::PluginKind::Source, c.plugin);
   SourceSlot slot;
   slot.config = &c;
-  slot.context = std::make_unique<SourceConnectorContext>(partsFor(c.id), *ingest_, router_);
+  if (source_leases_) {
+    source_leases_->add(c.id);  // taken at once when free: a lone node runs its syncs at start
+  }
+  slot.context = std::make_unique<SourceConnectorContext>(sourcePartsFor(c.id), *ingest_, router_);
   auto made = plugin->createSource(c.config, *slot.context);
   if (!made) {
+    if (source_leases_) {
+      source_leases_->remove(c.id);
+    }
     return sdk::makeError(made.error().code,
                           "source '" + c.id + "' (" + c.plugin + "): " + made.error().message);
   }
@@ -987,6 +1034,9 @@ sdk::Status Daemon::startSource(const config::ConnectorConfig& c) {
   slot.context->setStarting(false);
   if (!started.ok()) {
     router_.removeOwner("source." + c.id);
+    if (source_leases_) {
+      source_leases_->remove(c.id);
+    }
     return sdk::makeError(started.error().code, "source '" + c.id + "' (" + c.plugin +
                                                     ") failed to start: " + started.error().message);
   }
@@ -1019,6 +1069,9 @@ void Daemon::stopSource(std::string_view id) {
   }
   router_.removeOwner("source." + slot.config->id);
   slot.context->shutdown();
+  if (source_leases_) {
+    source_leases_->remove(slot.config->id);  // another node that has it runs it now
+  }
   log_.info("source stopped", {{"id", slot.config->id}});
 }
 
@@ -1212,6 +1265,9 @@ sdk::Status Daemon::start() {
   if (status.ok() && nats_queue_) {
     status = sharePrivacy();
   }
+  if (status.ok() && nats_queue_) {
+    status = shareSources();
+  }
   // Sources last: a pulling source's first run emits at once, and a new destination starts at
   // the queue's end (`start: latest`), so its cursor must exist before the first event.
   if (status.ok()) {
@@ -1362,6 +1418,9 @@ void Daemon::stop() {
       std::lock_guard shared(shared_mutex_);
       shared_privacy_.reset();
     }
+    source_leases_.reset();  // released: another node runs the syncs at its next pass
+    source_lease_bucket_.reset();
+    checkpoint_bucket_.reset();
     regulation_bucket_.reset();
     consent_bucket_.reset();
     std::lock_guard lock(log_store_mutex_);

@@ -20,6 +20,7 @@
 #include "core/config/daemon_config.h"
 #include "core/daemon/connector_context.h"
 #include "core/daemon/import_service.h"
+#include "core/daemon/shared_sources.h"
 #include "core/daemon/shared_state.h"
 #include "core/delivery/delivery_engine.h"
 #include "core/http/router.h"
@@ -111,12 +112,16 @@ class Daemon {
   // queue.backend: nats: regulations and consent recorded here are shared, the others'
   // adopted.
   sdk::Status sharePrivacy();
+  // queue.backend: nats: opens <stream>-sources and <stream>-checkpoints, starts the leases.
+  sdk::Status shareSources();
   // A person was deleted (here or on another node): their dead letters and profile go, and
   // the workers drop their waiting events.
   void forgetDeleted(const privacy::Regulation& r);
   // GET /admin/status: the daemon, its queue, and every connector's state.
   boost::json::object status() const;
   ContextParts partsFor(const std::string& id) const;
+  // A source's: on NATS, its checkpoints shared and its syncs gated on its lease.
+  ContextParts sourcePartsFor(const std::string& id) const;
   sdk::Status openPrivacy();
   sdk::Status startRegulations();
   sdk::Status openQueue();
@@ -163,6 +168,11 @@ class Daemon {
   std::unique_ptr<queue::NatsBucket> consent_bucket_;
   std::mutex shared_mutex_;  // shared_privacy_ (a regulation recorded vs. stopping)
   std::unique_ptr<SharedPrivacy> shared_privacy_;
+  // queue.backend: nats: which node runs each pulling source, and the sources' checkpoints
+  // (shared_sources.h; destroyed before the queue, after the sources stopped).
+  std::unique_ptr<queue::NatsBucket> source_lease_bucket_;
+  std::unique_ptr<queue::NatsBucket> checkpoint_bucket_;
+  std::unique_ptr<SourceLeases> source_leases_;
   std::unique_ptr<ingest::EventCatalog> catalog_;  // outlives ingest_
   std::unique_ptr<boost::asio::steady_timer> catalog_timer_;
   std::unique_ptr<ingest::Ingest> ingest_;

@@ -10,7 +10,8 @@ constexpr std::int64_t kNanosPerMilli = 1'000'000;
 
 sdk::Error bucketError(const std::string& what, natsStatus status) {
   return sdk::makeError(status == NATS_TIMEOUT || status == NATS_CONNECTION_CLOSED ||
-                                status == NATS_CONNECTION_DISCONNECTED || status == NATS_NO_SERVER
+                                status == NATS_CONNECTION_DISCONNECTED || status == NATS_NO_SERVER ||
+                                status == NATS_NO_RESPONDERS
                             ? sdk::ErrorCode::Unavailable
                             : sdk::ErrorCode::Internal,
                         what + ": " + natsErrorText(status));
@@ -97,6 +98,25 @@ sdk::Status NatsBucket::erase(const std::string& key) {
     return bucketError("deleting from the JetStream bucket '" + name_ + "'", status);
   }
   return {};
+}
+
+sdk::Result<std::uint64_t> NatsBucket::putIf(const std::string& key, std::string_view value,
+                                             std::uint64_t expected) {
+  std::uint64_t revision = 0;
+  const int length = static_cast<int>(value.size());
+  const natsStatus status =
+      expected == 0 ? kvStore_Create(&revision, kv_, key.c_str(), value.data(), length)
+                    : kvStore_Update(&revision, kv_, key.c_str(), value.data(), length, expected);
+  if (status == NATS_OK) {
+    return revision;
+  }
+  if (status == NATS_ERR) {
+    // The server refused it: the key's last revision is not the expected one.
+    return sdk::makeError(sdk::ErrorCode::AlreadyExists,
+                          "key '" + key + "' of the JetStream bucket '" + name_ +
+                              "' was written by someone else");
+  }
+  return bucketError("writing to the JetStream bucket '" + name_ + "'", status);
 }
 
 sdk::Status NatsBucket::watch(std::function<void(const Entry&)> on_entry,

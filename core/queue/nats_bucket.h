@@ -57,6 +57,11 @@ class NatsBucket {
   // nullopt: no such key (or deleted).
   sdk::Result<std::optional<Entry>> get(const std::string& key);
   sdk::Status erase(const std::string& key);
+  // Compare-and-set: writes `value` only if the key's latest revision is `expected` (0: only if
+  // the key is absent, deleted or expired). Returns the new revision; AlreadyExists when the
+  // key is at another revision (someone else wrote it), Unavailable when NATS did not answer.
+  sdk::Result<std::uint64_t> putIf(const std::string& key, std::string_view value,
+                                   std::uint64_t expected);
 
   // Starts calling `on_entry` (on the watcher's thread) for each key's latest value, then for
   // each change. `on_caught_up` runs once, after the values present at the start were given.

@@ -41,6 +41,13 @@ struct StrandScheduler::Task : std::enable_shared_from_this<StrandScheduler::Tas
   }
 
   void runOnce() {
+    if (gate && !gate()) {
+      std::lock_guard lock(mutex);
+      if (!cancelled) {
+        arm(recheck);  // owed: runs once the gate opens
+      }
+      return;
+    }
     {
       std::lock_guard lock(mutex);
       if (cancelled) {
@@ -78,6 +85,8 @@ struct StrandScheduler::Task : std::enable_shared_from_this<StrandScheduler::Tas
   asio::steady_timer timer;
   std::chrono::milliseconds interval;
   std::function<void()> work;
+  std::function<bool()> gate;  // periodic tasks of a gated scheduler; set before the first arm
+  std::chrono::milliseconds recheck{1000};
   std::mutex mutex;
   std::condition_variable done;
   bool cancelled = false;
@@ -112,6 +121,10 @@ std::unique_ptr<sdk::TaskHandle> StrandScheduler::schedule(std::chrono::millisec
   auto task = std::make_shared<Task>(strand_, interval, std::move(fn));
   {
     std::lock_guard lock(mutex_);
+    if (interval.count() > 0) {
+      task->gate = gate_;
+      task->recheck = recheck_;
+    }
     std::erase_if(tasks_, [](const auto& w) { return w.expired(); });
     tasks_.push_back(task);
   }
@@ -131,6 +144,13 @@ std::unique_ptr<sdk::TaskHandle> StrandScheduler::every(std::chrono::millisecond
 std::unique_ptr<sdk::TaskHandle> StrandScheduler::after(std::chrono::milliseconds delay,
                                                         std::function<void()> task) noexcept {
   return schedule(delay, std::chrono::milliseconds(0), std::move(task));
+}
+
+void StrandScheduler::gatePeriodic(std::function<bool()> may_run,
+                                   std::chrono::milliseconds recheck) {
+  std::lock_guard lock(mutex_);
+  gate_ = std::move(may_run);
+  recheck_ = recheck.count() > 0 ? recheck : std::chrono::milliseconds(1);
 }
 
 void StrandScheduler::shutdown() noexcept {

@@ -32,8 +32,14 @@ class StrandScheduler final : public sdk::Scheduler {
   std::unique_ptr<sdk::TaskHandle> after(std::chrono::milliseconds delay,
                                          std::function<void()> task) noexcept override;
   void shutdown() noexcept;
+  // Periodic tasks (every) scheduled from now on run only while `may_run` says so: a run that
+  // comes while it says no waits, asking again every `recheck`, and happens as soon as it says
+  // yes (then the interval starts again). One-shot tasks (after) always run: they continue
+  // what a periodic run started. The daemon gates a source's syncs with its lease when several
+  // nodes share the queue.
+  void gatePeriodic(std::function<bool()> may_run, std::chrono::milliseconds recheck);
 
-  struct Task;  // scheduler.cc
+  struct Task;  // runtime.cc
 
  private:
   std::unique_ptr<sdk::TaskHandle> schedule(std::chrono::milliseconds first,
@@ -43,6 +49,8 @@ class StrandScheduler final : public sdk::Scheduler {
   boost::asio::strand<boost::asio::io_context::executor_type> strand_;
   std::mutex mutex_;
   std::vector<std::weak_ptr<Task>> tasks_;
+  std::function<bool()> gate_;  // under mutex_
+  std::chrono::milliseconds recheck_{1000};
 };
 
 // Checkpoints in one small JSON file per connector (`<dir>/<id>.json`), rewritten atomically

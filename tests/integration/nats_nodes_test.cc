@@ -7,7 +7,9 @@
 //   - each person's events first arrived in the order they were sent (a redelivery after a
 //     crash may repeat earlier events; it never delivers a later one before an earlier one);
 //   - while no NATS server answers, ingest says 503 with Retry-After and /readyz says why, and
-//     both recover by themselves.
+//     both recover by themselves;
+//   - a pulling source runs on one node at a time, and after its node is killed another goes on
+//     from the checkpoint it left in JetStream.
 
 #include <gtest/gtest.h>
 
@@ -15,6 +17,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -28,6 +31,7 @@
 
 #include "core/queue/event_queue.h"
 #include "junction/sdk/crypto.h"
+#include "tests/fakes/hubspot/fake_hubspot.h"
 #include "tests/fakes/webhook/fake_webhook.h"
 #include "tests/integration/daemon_harness.h"
 #include "tests/support/nats/nats_server.h"
@@ -625,6 +629,171 @@ TEST(NatsNodes, TwoNodesOnAThreeServerClusterSurviveLosingANodeAndAServer) {
     return first_sequence > 1;
   }, 15s)) << "the stream still starts at sequence " << first_sequence;
   EXPECT_TRUE(nodes[0]->terminate()) << nodes[0]->exitDescription() << "\n" << nodes[0]->log();
+}
+
+// Whether the node runs source `crm`'s syncs, and the lease holder it saw (/admin/status).
+std::pair<bool, std::string> sourceLease(std::uint16_t port) {
+  HttpClient http(port, 3s);
+  HttpReply reply = http.request("GET", "/admin/status", {}, adminAuth());
+  boost::system::error_code ec;
+  auto doc = boost::json::parse(reply.body, ec);
+  if (reply.status != 200 || ec || !doc.is_object()) {
+    return {false, ""};
+  }
+  for (const auto& s : doc.at("sources").as_array()) {
+    const auto& o = s.as_object();
+    if (o.at("id").as_string() == "crm") {
+      const auto* runs = o.if_contains("runs_here");
+      const auto* holder = o.if_contains("lease_holder");
+      return {runs != nullptr && runs->is_bool() && runs->as_bool(),
+              holder != nullptr && holder->is_string() ? std::string(holder->as_string()) : ""};
+    }
+  }
+  return {false, ""};
+}
+
+// The value of `key` in JetStream bucket `bucket` ("" when absent or unreadable).
+std::string bucketValue(const std::string& url, const std::string& bucket, const std::string& key) {
+  natsConnection* connection = nullptr;
+  jsCtx* js = nullptr;
+  kvStore* kv = nullptr;
+  kvEntry* entry = nullptr;
+  std::string value;
+  if (natsConnection_ConnectTo(&connection, url.c_str()) == NATS_OK &&
+      natsConnection_JetStream(&js, connection, nullptr) == NATS_OK &&
+      js_KeyValue(&kv, js, bucket.c_str()) == NATS_OK &&
+      kvStore_Get(&entry, kv, key.c_str()) == NATS_OK) {
+    value.assign(static_cast<const char*>(kvEntry_Value(entry)),
+                 static_cast<std::size_t>(kvEntry_ValueLen(entry)));
+  }
+  kvEntry_Destroy(entry);
+  kvStore_Destroy(kv);
+  jsCtx_Destroy(js);
+  natsConnection_Destroy(connection);
+  return value;
+}
+
+// The lastmodifieddate a HubSpot search starts from (its GTE filter); nullopt for a search by
+// id within one millisecond, or a body that is not a search.
+std::optional<std::int64_t> searchSince(const std::string& body) {
+  boost::system::error_code ec;
+  auto doc = boost::json::parse(body, ec);
+  if (ec || !doc.is_object() || !doc.as_object().contains("filterGroups")) {
+    return std::nullopt;
+  }
+  for (const auto& group : doc.at("filterGroups").as_array()) {
+    for (const auto& f : group.at("filters").as_array()) {
+      const auto& o = f.as_object();
+      if (o.at("propertyName").as_string() == "lastmodifieddate" &&
+          o.at("operator").as_string() == "GTE") {
+        return std::stoll(std::string(o.at("value").as_string()));
+      }
+    }
+  }
+  return std::nullopt;
+}
+
+// A pulling source (hubspot) enabled on two nodes runs on one of them only (its lease), with its
+// checkpoint in JetStream. SIGKILL that node in mid-run: the other takes the lease within
+// node_ttl and a heartbeat, and its first run starts from the checkpoint the dead node
+// committed (not from scratch, never before it); every contact reaches the destination.
+TEST(NatsNodes, APullingSourceRunsOnOneNodeAndAnotherResumesFromItsCheckpointAfterAKill) {
+  std::string error;
+  auto nats = testing::NatsServer::start(&error);
+  ASSERT_NE(nats, nullptr) << error;
+  constexpr std::int64_t kT0 = 1'767'225'600'000;  // 2026-01-01T00:00:00Z
+  constexpr std::size_t kContacts = 3000;
+  tests::fakes::FakeHubspot hubspot;
+  hubspot.seedContacts(kContacts, kT0, 1000);
+  hubspot.setDelay(60ms);  // a run of 30 pages takes about 2 s: the kill lands in mid-run
+  FakeWebhookReceiver receiver;
+  const std::string source = "  - id: crm\n"
+                             "    plugin: hubspot\n"
+                             "    config:\n"
+                             "      access_token: \"" + hubspot.accessToken() + "\"\n"
+                             "      base_url: \"" + hubspot.baseUrl() + "\"\n"
+                             "      every: 1s\n"
+                             "      properties: [email, firstname]\n";
+  TempDir dir_a;
+  TempDir dir_b;
+  std::vector<std::unique_ptr<DaemonProcess>> nodes;
+  std::vector<std::uint16_t> ports;
+  int n = 0;
+  for (const TempDir* dir : {&dir_a, &dir_b}) {
+    std::string config = nodeConfig(dir->path(), nats->url(), 1,
+                                    std::string("node-") + static_cast<char>('a' + n++),
+                                    receiver.url());
+    config.insert(config.find("sources:\n") + 9, source);
+    writeFile(dir->path() / "junction.yaml", config);
+    nodes.push_back(std::make_unique<DaemonProcess>(dir->path() / "junction.yaml"));
+    auto port = nodes.back()->start(dir->path() / "junctiond.log", 30s);
+    ASSERT_TRUE(port) << nodes.back()->log();
+    ports.push_back(*port);
+  }
+  // One node runs it; the other knows which.
+  std::size_t runner = 0;
+  ASSERT_TRUE(eventually([&] {
+    const auto a = sourceLease(ports[0]);
+    const auto b = sourceLease(ports[1]);
+    runner = a.first ? 0 : 1;
+    return a.first != b.first && a.second == b.second && !a.second.empty();
+  }, 10s));
+  const std::size_t other = 1 - runner;
+  EXPECT_EQ(sourceLease(ports[other]).second, runner == 0 ? "node-a" : "node-b");
+
+  // Its checkpoint moves in the shared bucket; kill its node in mid-run.
+  auto checkpoint = [&] {
+    const std::string v = bucketValue(nats->url(), "nodes_test-checkpoints", "crm.cursor");
+    return v.empty() ? std::int64_t{0} : std::stoll(v);
+  };
+  ASSERT_TRUE(eventually([&] { return checkpoint() >= kT0 + 500'000; }, 30s))
+      << nodes[runner]->log();
+  EXPECT_FALSE(sourceLease(ports[other]).first);
+  nodes[runner]->kill();
+  const auto killed_at = Clock::now();
+  const std::int64_t at_kill = checkpoint();
+  const std::size_t searches_at_kill = hubspot.requests().size();
+  ASSERT_LT(at_kill, kT0 + static_cast<std::int64_t>(kContacts - 1) * 1000)
+      << "the run finished before the kill";
+
+  ASSERT_TRUE(eventually([&] { return sourceLease(ports[other]).first; }, 15s))
+      << nodes[other]->log();
+  std::printf("source takeover: the other node runs the syncs %lld ms after the kill\n",
+              static_cast<long long>(
+                  std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - killed_at)
+                      .count()));
+  EXPECT_LE(Clock::now() - killed_at, 10s);
+
+  // Every contact arrives; the survivor's runs started from the dead node's checkpoint.
+  auto delivered = [&] {
+    std::set<std::string> ids;
+    for (const auto& a : arrivals(receiver)) {
+      if (a.id.starts_with("hubspot-contact-")) {
+        ids.insert(a.id);
+      }
+    }
+    return ids.size();
+  };
+  EXPECT_TRUE(eventually([&] { return delivered() == kContacts; }, 60s))
+      << delivered() << " of " << kContacts << " contacts delivered\n" << nodes[other]->log();
+  const auto requests = hubspot.requests();
+  std::optional<std::int64_t> first_since;
+  std::int64_t lowest_since = std::numeric_limits<std::int64_t>::max();
+  for (std::size_t i = searches_at_kill; i < requests.size(); ++i) {
+    const auto& r = requests[i];
+    const auto since = searchSince(r.body);
+    if (!since || r.body.find("\"after\"") != std::string::npos) {
+      continue;  // a later page of a run (or the dead node's last request, still on its way)
+    }
+    if (!first_since) {
+      first_since = since;
+    }
+    lowest_since = std::min(lowest_since, *since);
+  }
+  ASSERT_TRUE(first_since) << "no run started after the kill";
+  EXPECT_EQ(*first_since, at_kill) << "the survivor's first run did not start at the checkpoint";
+  EXPECT_GE(lowest_since, at_kill) << "a run started before the checkpoint";
+  EXPECT_TRUE(nodes[other]->terminate()) << nodes[other]->exitDescription();
 }
 
 // A suppress made on one node applies on another within a second: the other node's privacy

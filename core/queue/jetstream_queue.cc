@@ -22,6 +22,13 @@ constexpr std::int64_t kNanosPerMilli = 1'000'000;
 // How long a pull request may go without its end before it is given up (its partition then
 // pauses for an ack wait).
 constexpr auto kPullAnswerTimeout = std::chrono::milliseconds(2000);
+// How long open() keeps asking for the stream while the servers do not answer.
+constexpr auto kStreamPatience = std::chrono::seconds(20);
+// How long the order check waits for the server (a flush, then the consumer's info), and how
+// long after one went unanswered the others do not ask (during an election none would answer):
+// it runs while the partitions are held, and a takeover waits for them.
+constexpr auto kOrderCheckTimeout = std::chrono::milliseconds(250);
+constexpr auto kOrderCheckQuiet = std::chrono::milliseconds(1000);
 // Largest message append() builds of several events (a single larger event goes alone).
 constexpr std::size_t kMessageBytes = 256 << 10;
 constexpr int kRoundsInFlight = 2;  // see publishRounds()
@@ -469,16 +476,25 @@ class JetStreamQueue::JetStreamConsumer final : public Consumer {
   // last problem met, "" if none.
   std::string readPartitions(std::size_t max_messages, std::size_t max_bytes,
                              std::vector<QueueMessage>& out, std::size_t& bytes) {
-    std::lock_guard lock(fetch_mu_);
     std::string problem;
-    if (!queue_.connected()) {
-      return "not connected to NATS";  // a pull now would wait in the client (readableFrom)
+    std::size_t first = 0;
+    {
+      std::lock_guard lock(fetch_mu_);
+      first = next_;
+      next_ = (next_ + 1) % std::max<std::size_t>(partitions_.size(), 1);
     }
-    const bool fresh = queue_.fresh();
-    for (std::size_t i = 0; fresh && i < partitions_.size() && out.size() < max_messages &&
-                            bytes < max_bytes;
+    for (std::size_t i = 0; i < partitions_.size() && out.size() < max_messages && bytes < max_bytes;
          ++i) {
-      Partition& partition = partitions_[(next_ + i) % partitions_.size()];
+      // One partition at a time: a lease's phase may change between two (a takeover waits for
+      // at most one pull).
+      std::lock_guard lock(fetch_mu_);
+      if (!queue_.connected()) {
+        return "not connected to NATS";  // a pull now would wait in the client (readableFrom)
+      }
+      if (!queue_.fresh()) {
+        break;
+      }
+      Partition& partition = partitions_[(first + i) % partitions_.size()];
       const auto now = Clock::now();
       if (phase_[partition.number].load() != LeasePhase::Reading ||
           now < readableFrom(partition) || now < partition.idle_until) {
@@ -489,7 +505,6 @@ class JetStreamQueue::JetStreamConsumer final : public Consumer {
         problem = status.message();
       }
     }
-    next_ = (next_ + 1) % std::max<std::size_t>(partitions_.size(), 1);
     return problem;
   }
 
@@ -855,14 +870,19 @@ class JetStreamQueue::JetStreamConsumer final : public Consumer {
     }
     // The server counts this node's acks sent so far before it answers (nearly: the consumer
     // leader handles acks and requests on two queues; a late ack only makes this wait once more).
-    (void)natsConnection_FlushTimeout(queue_.connection_, 1000);
-    jsConsumerInfo* info = nullptr;
+    // No answer counts as "something may be pending".
     std::int64_t pending = -1;
-    if (js_GetConsumerInfo(&info, queue_.membership_js_, queue_.options_.stream.c_str(),
-                           partition.durable.c_str(), nullptr, nullptr) == NATS_OK) {
-      pending = info->NumAckPending;
+    if (Clock::now() >= order_checks_quiet_until_) {
+      jsConsumerInfo* info = nullptr;
+      if (natsConnection_FlushTimeout(queue_.connection_, kOrderCheckTimeout.count()) == NATS_OK &&
+          js_GetConsumerInfo(&info, queue_.order_check_js_, queue_.options_.stream.c_str(),
+                             partition.durable.c_str(), nullptr, nullptr) == NATS_OK) {
+        pending = info->NumAckPending;
+      } else {
+        order_checks_quiet_until_ = Clock::now() + kOrderCheckQuiet;
+      }
+      jsConsumerInfo_Destroy(info);
     }
-    jsConsumerInfo_Destroy(info);
     std::set<std::uint64_t> held;
     for (const Fetched& f : fetched) {
       held.insert(f.sequence);
@@ -1050,6 +1070,7 @@ class JetStreamQueue::JetStreamConsumer final : public Consumer {
   JetStreamQueue& queue_;
   std::vector<Partition> partitions_;  // by partition number; fixed after subscribe()
   std::mutex fetch_mu_;
+  Clock::time_point order_checks_quiet_until_{};  // fetch_mu_
   std::size_t next_ = 0;  // the partition a fetch starts with, rotating for fairness (fetch_mu_)
 
   std::mutex lease_mu_;
@@ -1183,6 +1204,13 @@ sdk::Status JetStreamQueue::connect() {
     membership_options.Wait = std::max<std::int64_t>(options_.heartbeat.count(), 250);
     status = natsConnection_JetStream(&membership_js_, connection_, &membership_options);
   }
+  if (status == NATS_OK) {
+    // The order check (keepInOrder) asks while holding the partitions: it gives up quickly.
+    jsOptions check_options;
+    jsOptions_Init(&check_options);
+    check_options.Wait = kOrderCheckTimeout.count();
+    status = natsConnection_JetStream(&order_check_js_, connection_, &check_options);
+  }
   if (status != NATS_OK) {
     return natsError(sdk::ErrorCode::Unavailable, "opening the JetStream context", status);
   }
@@ -1190,6 +1218,23 @@ sdk::Status JetStreamQueue::connect() {
 }
 
 sdk::Status JetStreamQueue::ensureStream() {
+  // A cluster that is starting, or electing a leader, does not answer for a while (the test
+  // suite met a 5 s timeout creating a stream on a loaded machine): asked again, within reason.
+  const auto deadline = Clock::now() + kStreamPatience;
+  for (;;) {
+    bool retryable = false;
+    auto status = ensureStreamOnce(retryable);
+    if (status.ok() || !retryable || Clock::now() >= deadline) {
+      return status;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  }
+}
+
+sdk::Status JetStreamQueue::ensureStreamOnce(bool& retryable) {
+  const auto transient = [](natsStatus s, jsErrCode e) {
+    return s == NATS_TIMEOUT || s == NATS_NO_RESPONDERS || e == JSClusterNotAvailErr;
+  };
   const std::string subjects = options_.stream + ".p.*";
   jsStreamInfo* info = nullptr;
   jsErrCode js_error = static_cast<jsErrCode>(0);
@@ -1210,6 +1255,7 @@ sdk::Status JetStreamQueue::ensureStream() {
     return {};
   }
   if (status != NATS_NOT_FOUND) {
+    retryable = transient(status, js_error);
     return natsError(sdk::ErrorCode::Unavailable,
                      "looking up the JetStream stream '" + options_.stream + "'", status,
                      js_error);
@@ -1229,6 +1275,7 @@ sdk::Status JetStreamQueue::ensureStream() {
   status = js_AddStream(&info, js_, &config, nullptr, &js_error);
   jsStreamInfo_Destroy(info);
   if (status != NATS_OK) {
+    retryable = transient(status, js_error);  // created meanwhile: the lookup finds it next time
     return natsError(sdk::ErrorCode::Unavailable,
                      "creating the JetStream stream '" + options_.stream + "'", status, js_error);
   }
@@ -1279,6 +1326,7 @@ JetStreamQueue::~JetStreamQueue() {
   kvStore_Destroy(nodes_);
   kvStore_Destroy(owners_);
   jsCtx_Destroy(membership_js_);
+  jsCtx_Destroy(order_check_js_);
   jsCtx_Destroy(js_);
   natsConnection_Destroy(connection_);
 }

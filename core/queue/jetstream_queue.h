@@ -196,6 +196,7 @@ class JetStreamQueue final : public EventQueue {
   JetStreamQueue(JetStreamOptions options, NodeIdentity self);
   sdk::Status connect();
   sdk::Status ensureStream();
+  sdk::Status ensureStreamOnce(bool& retryable);
   // The `<stream>-done` key-value bucket: for a message handed back part-finished, which of its
   // events were finished (key "<durable>.<stream sequence>", a bitmap).
   sdk::Status openDoneBucket();
@@ -257,6 +258,7 @@ class JetStreamQueue final : public EventQueue {
   __natsConnection* connection_ = nullptr;
   __jsCtx* js_ = nullptr;
   __jsCtx* membership_js_ = nullptr;  // the same connection, requests given up after a heartbeat
+  __jsCtx* order_check_js_ = nullptr;  // the same, given up after kOrderCheckTimeout
   __kvStore* done_ = nullptr;
   __kvStore* nodes_ = nullptr;
   __kvStore* owners_ = nullptr;

@@ -480,22 +480,28 @@ std::uint64_t streamFirstSequence(const testing::NatsServer& server, const std::
   return first != nullptr && first->is_number() ? first->to_number<std::uint64_t>() : 0;
 }
 
-// The partitions of destination `hook` a node reads now, from its /admin/status.
-std::vector<std::int64_t> ownedPartitions(std::uint16_t port) {
+// A node's /admin/status; null when it did not answer.
+boost::json::value adminStatus(std::uint16_t port) {
   HttpClient http(port, 3s);
   HttpReply reply = http.request("GET", "/admin/status", {}, adminAuth());
-  std::vector<std::int64_t> out;
   boost::system::error_code ec;
   auto doc = boost::json::parse(reply.body, ec);
-  if (reply.status != 200 || ec || !doc.is_object()) {
-    return out;
-  }
-  const auto* queue = doc.as_object().if_contains("queue");
-  const auto* owned = queue != nullptr && queue->is_object()
-                          ? queue->as_object().if_contains("partitions_owned")
-                          : nullptr;
-  const auto* hook = owned != nullptr && owned->is_object() ? owned->as_object().if_contains("hook")
-                                                             : nullptr;
+  return reply.status == 200 && !ec && doc.is_object() ? doc : boost::json::value();
+}
+
+// What a status says of destination `hook` under queue.<field>; nullptr when absent.
+const boost::json::value* hookEntry(const boost::json::value& status, const char* field) {
+  const auto* queue = status.is_object() ? status.as_object().if_contains("queue") : nullptr;
+  const auto* entry =
+      queue != nullptr && queue->is_object() ? queue->as_object().if_contains(field) : nullptr;
+  return entry != nullptr && entry->is_object() ? entry->as_object().if_contains("hook") : nullptr;
+}
+
+// The partitions of destination `hook` a node reads now.
+std::vector<std::int64_t> ownedPartitions(std::uint16_t port) {
+  const auto status = adminStatus(port);
+  const auto* hook = hookEntry(status, "partitions_owned");
+  std::vector<std::int64_t> out;
   if (hook != nullptr && hook->is_array()) {
     for (const auto& p : hook->as_array()) {
       out.push_back(p.to_number<std::int64_t>());
@@ -505,21 +511,10 @@ std::vector<std::int64_t> ownedPartitions(std::uint16_t port) {
 }
 
 // How often a node left a partition of `hook` for later while earlier messages were pending
-// elsewhere (its /admin/status); -1 when unknown.
+// elsewhere; -1 when unknown.
 long long orderWaits(std::uint16_t port) {
-  HttpClient http(port, 3s);
-  HttpReply reply = http.request("GET", "/admin/status", {}, adminAuth());
-  boost::system::error_code ec;
-  auto doc = boost::json::parse(reply.body, ec);
-  if (reply.status != 200 || ec || !doc.is_object()) {
-    return -1;
-  }
-  const auto* queue = doc.as_object().if_contains("queue");
-  const auto* waits = queue != nullptr && queue->is_object()
-                          ? queue->as_object().if_contains("order_waits")
-                          : nullptr;
-  const auto* hook = waits != nullptr && waits->is_object() ? waits->as_object().if_contains("hook")
-                                                             : nullptr;
+  const auto status = adminStatus(port);
+  const auto* hook = hookEntry(status, "order_waits");
   return hook != nullptr && hook->is_number() ? hook->to_number<long long>() : -1;
 }
 
@@ -633,14 +628,10 @@ TEST(NatsNodes, TwoNodesOnAThreeServerClusterSurviveLosingANodeAndAServer) {
 
 // Whether the node runs source `crm`'s syncs, and the lease holder it saw (/admin/status).
 std::pair<bool, std::string> sourceLease(std::uint16_t port) {
-  HttpClient http(port, 3s);
-  HttpReply reply = http.request("GET", "/admin/status", {}, adminAuth());
-  boost::system::error_code ec;
-  auto doc = boost::json::parse(reply.body, ec);
-  if (reply.status != 200 || ec || !doc.is_object()) {
-    return {false, ""};
-  }
-  for (const auto& s : doc.at("sources").as_array()) {
+  const auto status = adminStatus(port);
+  const auto* sources = status.is_object() ? status.as_object().if_contains("sources") : nullptr;
+  for (const auto& s : sources != nullptr && sources->is_array() ? sources->as_array()
+                                                                 : boost::json::array{}) {
     const auto& o = s.as_object();
     if (o.at("id").as_string() == "crm") {
       const auto* runs = o.if_contains("runs_here");

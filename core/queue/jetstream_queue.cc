@@ -845,7 +845,7 @@ class JetStreamQueue::JetStreamConsumer final : public Consumer {
       keepInOrder(partition, fetched);
     }
     for (const Fetched& f : fetched) {
-      take(partition, f.msg, out, bytes);
+      take(partition, f, out, bytes);
     }
     if (status != NATS_OK) {
       return natsError(sdk::ErrorCode::Unavailable,
@@ -1001,8 +1001,10 @@ class JetStreamQueue::JetStreamConsumer final : public Consumer {
     return sequence;
   }
 
-  void take(Partition& partition, natsMsg* msg, std::vector<QueueMessage>& out,
+  // `fetched`'s metadata is read once, in fetchedOf().
+  void take(Partition& partition, const Fetched& fetched, std::vector<QueueMessage>& out,
             std::size_t& bytes) {
+    natsMsg* msg = fetched.msg;
     std::string_view data(natsMsg_GetData(msg), static_cast<std::size_t>(natsMsg_GetDataLength(msg)));
     bytes += data.size();
     std::vector<sdk::Event> events;
@@ -1026,13 +1028,8 @@ class JetStreamQueue::JetStreamConsumer final : public Consumer {
     message->partition = partition.number;
     message->finished.assign(events.size(), false);
     message->open = events.size();
-    std::uint32_t deliveries = 1;
-    jsMsgMetaData* meta = nullptr;
-    if (natsMsg_GetMetaData(&meta, msg) == NATS_OK) {
-      message->sequence = meta->Sequence.Stream;
-      deliveries = static_cast<std::uint32_t>(meta->NumDelivered);
-      jsMsgMetaData_Destroy(meta);
-    }
+    message->sequence = fetched.sequence;
+    const auto deliveries = static_cast<std::uint32_t>(fetched.deliveries);
     if (deliveries > 1) {
       // Handed back before: some of its events may be finished already.
       if (auto done = queue_.getDone(doneKey(*message)); done) {

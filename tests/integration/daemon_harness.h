@@ -31,6 +31,8 @@
 #include <utility>
 #include <vector>
 
+#include "tests/support/eventually.h"
+
 namespace junction::integration {
 
 namespace fs = std::filesystem;
@@ -101,18 +103,7 @@ inline CliRun runJunction(const std::string& args) {
   return result;
 }
 
-// Polls `pred` every 20 ms until it holds (true) or `timeout` passes (its last answer).
-template <typename Pred>
-bool eventually(Pred pred, std::chrono::milliseconds timeout = std::chrono::seconds(15)) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (pred()) {
-      return true;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  return pred();
-}
+using testing::eventually;
 
 // build/bin/junctiond as a child process. Each start() writes the child's stderr to a new file
 // and waits for the "junctiond ready listen=HOST:PORT" line. The destructor SIGKILLs a child

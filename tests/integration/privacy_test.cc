@@ -96,18 +96,6 @@ std::set<std::string> idsIn(const fs::path& file) {
   return {ids.begin(), ids.end()};
 }
 
-template <typename Pred>
-bool eventually(Pred pred, std::chrono::milliseconds timeout = 15s) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (pred()) {
-      return true;
-    }
-    std::this_thread::sleep_for(20ms);
-  }
-  return pred();
-}
-
 class PrivacyTest : public ::testing::Test {
  protected:
   void SetUp() override {

@@ -21,6 +21,7 @@
 #include "core/queue/nats_bucket.h"
 #include "core/runtime/runtime.h"
 #include "junction/sdk/testing/fake_context.h"
+#include "tests/support/eventually.h"
 #include "tests/support/nats/nats_server.h"
 
 namespace junction::core::daemon {
@@ -31,21 +32,10 @@ using queue::JetStreamOptions;
 using queue::JetStreamQueue;
 using queue::NatsBucket;
 namespace fs = std::filesystem;
+using testing::eventually;
 
 constexpr auto kHeartbeat = 200ms;
 constexpr auto kNodeTtl = 1s;
-
-template <typename Predicate>
-bool eventually(Predicate done, std::chrono::milliseconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (done()) {
-      return true;
-    }
-    std::this_thread::sleep_for(10ms);
-  }
-  return done();
-}
 
 std::string uniqueStream() {
   static std::atomic<int> counter{0};

@@ -29,6 +29,8 @@
 #include "junction/sdk/http_client.h"
 #include "junction/sdk/testing/fake_context.h"
 
+#include "tests/support/eventually.h"
+
 namespace junction::core::http {
 namespace {
 
@@ -176,18 +178,7 @@ std::string post(std::string_view path, std::string_view body) {
          std::to_string(body.size()) + "\r\n\r\n" + std::string(body);
 }
 
-// Waits (bounded) for `condition`.
-template <typename F>
-bool eventually(F condition, std::chrono::milliseconds timeout = 3s) {
-  auto deadline = Clock::now() + timeout;
-  while (!condition()) {
-    if (Clock::now() > deadline) {
-      return false;
-    }
-    std::this_thread::sleep_for(5ms);
-  }
-  return true;
-}
+using testing::eventually;
 
 // A responder a handler parks, for the test to answer (or drop) later.
 class Parked {

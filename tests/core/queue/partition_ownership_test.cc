@@ -35,6 +35,7 @@
 #include "core/queue/event_queue.h"
 #include "core/queue/jetstream_queue.h"
 #include "core/queue/partition_ownership.h"
+#include "tests/support/eventually.h"
 #include "tests/support/nats/nats_server.h"
 #include "tests/support/process.h"
 
@@ -43,6 +44,7 @@ namespace {
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
+using testing::eventually;
 
 constexpr std::uint32_t kPartitions = 8;
 constexpr const char* kConsumer = "dest";
@@ -227,15 +229,6 @@ std::vector<sdk::Event> makeEvents(int first, int count, int people) {
 }
 
 int seqOf(const QueueMessage& message) { return std::stoi(message.event.messageId().substr(2)); }
-
-bool eventually(const std::function<bool()>& condition, std::chrono::milliseconds within) {
-  const auto deadline = Clock::now() + within;
-  while (Clock::now() < deadline) {
-    if (condition()) return true;
-    std::this_thread::sleep_for(20ms);
-  }
-  return condition();
-}
 
 // The partitions of `consumer` that `node` should own when exactly `nodes` are live.
 std::vector<std::uint32_t> shareOf(const std::string& node, const std::vector<std::string>& nodes) {

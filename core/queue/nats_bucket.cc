@@ -69,13 +69,18 @@ NatsBucket::~NatsBucket() {
 }
 
 sdk::Status NatsBucket::put(const std::string& key, std::string_view value) {
+  auto written = write(key, value);
+  return written ? sdk::Status{} : sdk::Status(written.error());
+}
+
+sdk::Result<std::uint64_t> NatsBucket::write(const std::string& key, std::string_view value) {
   std::uint64_t revision = 0;
   const natsStatus status =
       kvStore_Put(&revision, kv_, key.c_str(), value.data(), static_cast<int>(value.size()));
   if (status != NATS_OK) {
     return bucketError("writing to the JetStream bucket '" + name_ + "'", status);
   }
-  return {};
+  return revision;
 }
 
 sdk::Result<std::optional<NatsBucket::Entry>> NatsBucket::get(const std::string& key) {

@@ -54,6 +54,8 @@ class NatsBucket {
 
   const std::string& name() const noexcept { return name_; }
   sdk::Status put(const std::string& key, std::string_view value);
+  // put() that returns the value's revision.
+  sdk::Result<std::uint64_t> write(const std::string& key, std::string_view value);
   // nullopt: no such key (or deleted).
   sdk::Result<std::optional<Entry>> get(const std::string& key);
   sdk::Status erase(const std::string& key);

@@ -13,13 +13,13 @@ namespace json = boost::json;
 // --- SharedChannel ------------------------------------------------------------------------------
 
 SharedChannel::SharedChannel(queue::NatsBucket& bucket, std::string node_id, sdk::Logger& logger,
-                             sdk::Counter& errors, OnRemote on_remote, std::size_t max_unsent)
+                             sdk::Counter& errors, OnRemote on_remote, Options options)
     : bucket_(bucket),
       node_id_(std::move(node_id)),
       logger_(logger),
       errors_(errors),
       on_remote_(std::move(on_remote)),
-      max_unsent_(max_unsent) {}
+      options_(std::move(options)) {}
 
 SharedChannel::~SharedChannel() {
   {
@@ -63,7 +63,7 @@ void SharedChannel::erase(std::string key) { queueWrite({std::move(key), {}, tru
 void SharedChannel::queueWrite(Write write) {
   {
     std::lock_guard lock(mu_);
-    if (unsent_.size() >= max_unsent_) {
+    if (unsent_.size() >= options_.max_unsent) {
       unsent_.pop_front();
       errors_.inc();
     }
@@ -81,7 +81,18 @@ void SharedChannel::writeLoop() {
     while (!stopping_ && !unsent_.empty()) {
       Write write = unsent_.front();
       lock.unlock();
-      auto s = write.erase ? bucket_.erase(write.key) : bucket_.put(write.key, write.value);
+      std::uint64_t revision = 0;
+      sdk::Status s;
+      if (write.erase) {
+        s = bucket_.erase(write.key);
+      } else if (auto written = bucket_.write(write.key, write.value); written) {
+        revision = *written;
+      } else {
+        s = written.error();
+      }
+      if (s.ok() && revision != 0 && options_.on_written) {
+        options_.on_written(write.key, revision);
+      }
       lock.lock();
       if (!s.ok()) {
         errors_.inc();
@@ -118,7 +129,7 @@ void SharedChannel::received(const queue::NatsBucket::Entry& entry) {
   if (origin->as_string() == node_id_) {
     return;  // written here
   }
-  on_remote_(entry.key, data->as_object(), std::string(origin->as_string()));
+  on_remote_(entry.key, data->as_object(), std::string(origin->as_string()), entry.revision);
 }
 
 // --- SharedPrivacy ------------------------------------------------------------------------------
@@ -136,13 +147,11 @@ SharedPrivacy::SharedPrivacy(queue::NatsBucket& regulations, queue::NatsBucket& 
                               "(retried every second), and unreadable records of theirs")),
       on_adopted_(std::move(on_adopted)),
       regulations_(regulations, node_id, logger, errors_,
-                   [this](const std::string&, const json::object& data, const std::string& origin) {
-                     adoptRegulation(data, origin);
-                   }),
+                   [this](const std::string&, const json::object& data, const std::string& origin,
+                          std::uint64_t) { adoptRegulation(data, origin); }),
       consent_(consent, node_id, logger, errors_,
-               [this](const std::string&, const json::object& data, const std::string& origin) {
-                 adoptConsent(data, origin);
-               }) {}
+               [this](const std::string&, const json::object& data, const std::string& origin,
+                      std::uint64_t) { adoptConsent(data, origin); }) {}
 
 SharedPrivacy::~SharedPrivacy() { store_.setConsentListener(nullptr); }
 

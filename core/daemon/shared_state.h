@@ -43,12 +43,22 @@ namespace junction::core::daemon {
 // nodes' records handed to `on_remote`.
 class SharedChannel {
  public:
+  // A record of another node: its key, data, origin and revision (bucket order).
   using OnRemote = std::function<void(const std::string& key, const boost::json::object& data,
-                                      const std::string& origin)>;
-  // Everything given must outlive the channel. `max_unsent`: writes kept while the servers
-  // cannot take them; beyond it the oldest are dropped (counted in `errors`).
+                                      const std::string& origin, std::uint64_t revision)>;
+  struct Options {
+    // Writes kept while the servers cannot take them; beyond it the oldest are dropped
+    // (counted in `errors`).
+    std::size_t max_unsent = 1'000'000;
+    // Called (on the writer's thread) once a publish() is stored, with its revision.
+    std::function<void(const std::string& key, std::uint64_t revision)> on_written;
+  };
+  // Everything given must outlive the channel.
   SharedChannel(queue::NatsBucket& bucket, std::string node_id, sdk::Logger& logger,
-                sdk::Counter& errors, OnRemote on_remote, std::size_t max_unsent = 1'000'000);
+                sdk::Counter& errors, OnRemote on_remote, Options options);
+  SharedChannel(queue::NatsBucket& bucket, std::string node_id, sdk::Logger& logger,
+                sdk::Counter& errors, OnRemote on_remote)
+      : SharedChannel(bucket, std::move(node_id), logger, errors, std::move(on_remote), Options{}) {}
   // Stops the writer (what is unsent is dropped: it applied here; the others miss it).
   ~SharedChannel();
   SharedChannel(const SharedChannel&) = delete;
@@ -76,7 +86,7 @@ class SharedChannel {
   sdk::Logger& logger_;
   sdk::Counter& errors_;
   OnRemote on_remote_;
-  const std::size_t max_unsent_;
+  const Options options_;
 
   std::mutex mu_;
   std::condition_variable cv_;

@@ -44,6 +44,39 @@ sdk::Result<DeadLetter> readRow(Statement& s) {
   return d;
 }
 
+constexpr const char* kInsertColumns =
+    "destination, message_id, person, source, received_at, failed_at, attempts, reason, event, "
+    "state";
+
+// Binds `row` to an INSERT of kInsertColumns (preceded by id when `with_id`) and runs it.
+sdk::Status insertRow(sqlite3* db, Statement& insert, const DeadLetter& row, bool with_id) {
+  const auto& h = row.event.header();
+  int i = 1;
+  if (with_id) {
+    insert.bind(i++, row.id);
+  }
+  insert.bind(i++, row.destination);
+  insert.bind(i++, h.message_id);
+  insert.bind(i++, h.personKey());
+  insert.bind(i++, h.source_id);
+  insert.bind(i++, h.received_at_ms);
+  insert.bind(i++, row.failed_at_ms);
+  insert.bind(i++, row.attempts);
+  insert.bind(i++, row.reason);
+  std::string record;
+  if (auto st = queue::encodeRecord(row.event, record); !st.ok()) {
+    return st;
+  }
+  insert.bindBlob(i++, record);
+  insert.bind(i++, std::int64_t{row.replaying ? 1 : 0});
+  const int step = sqlite3_step(insert.get());
+  sqlite3_reset(insert.get());
+  if (step != SQLITE_DONE) {
+    return dbError(db, "insert");
+  }
+  return {};
+}
+
 }  // namespace
 
 DeadLetterStore::DeadLetterStore(sqlite3* db) : db_(db) {}
@@ -216,42 +249,81 @@ sdk::Status DeadLetterStore::add(std::vector<DeadLetter>& letters) {
   if (letters.empty()) {
     return {};
   }
-  std::lock_guard lock(mutex_);
-  if (auto s = exec("BEGIN IMMEDIATE"); !s.ok()) {
-    return s;
-  }
-  Statement insert(db_,
-                   "INSERT INTO dead_letters (destination, message_id, person, source, "
-                   "received_at, failed_at, attempts, reason, event) VALUES (?,?,?,?,?,?,?,?,?)");
-  if (!insert.ok()) {
-    (void)exec("ROLLBACK");
-    return sdk::makeError(sdk::ErrorCode::Internal, "dead-letter store: " + insert.error());
-  }
-  for (auto& d : letters) {
-    const auto& h = d.event.header();
-    insert.bind(1, d.destination);
-    insert.bind(2, h.message_id);
-    insert.bind(3, h.personKey());
-    insert.bind(4, h.source_id);
-    insert.bind(5, h.received_at_ms);
-    insert.bind(6, d.failed_at_ms);
-    insert.bind(7, d.attempts);
-    insert.bind(8, d.reason);
-    std::string record;
-    if (auto st = queue::encodeRecord(d.event, record); !st.ok()) {
-      (void)exec("ROLLBACK");
-      return st;
+  std::int64_t first_id = 0;
+  if (sharing_.reserve_ids) {
+    auto reserved = sharing_.reserve_ids(letters.size());
+    if (!reserved) {
+      return sdk::makeError(reserved.error().code,
+                            "dead-letter store: no ids from the other nodes: " +
+                                reserved.error().message);
     }
-    insert.bindBlob(9, record);
-    if (sqlite3_step(insert.get()) != SQLITE_DONE) {
-      auto error = dbError(db_, "insert");
-      (void)exec("ROLLBACK");
-      return error;
-    }
-    d.id = sqlite3_last_insert_rowid(db_);
-    sqlite3_reset(insert.get());
+    first_id = *reserved;
   }
-  return exec("COMMIT");
+  {
+    std::lock_guard lock(mutex_);
+    if (auto s = exec("BEGIN IMMEDIATE"); !s.ok()) {
+      return s;
+    }
+    const bool with_id = first_id != 0;
+    Statement insert(db_, std::string("INSERT INTO dead_letters (") + (with_id ? "id, " : "") +
+                              kInsertColumns + ") VALUES (" + (with_id ? "?," : "") +
+                              "?,?,?,?,?,?,?,?,?,?)");
+    if (!insert.ok()) {
+      (void)exec("ROLLBACK");
+      return sdk::makeError(sdk::ErrorCode::Internal, "dead-letter store: " + insert.error());
+    }
+    for (std::size_t i = 0; i < letters.size(); ++i) {
+      DeadLetter& d = letters[i];
+      d.replaying = false;
+      if (with_id) {
+        d.id = first_id + static_cast<std::int64_t>(i);
+      }
+      if (auto st = insertRow(db_, insert, d, with_id); !st.ok()) {
+        (void)exec("ROLLBACK");
+        return st;
+      }
+      if (!with_id) {
+        d.id = sqlite3_last_insert_rowid(db_);
+      }
+    }
+    if (auto s = exec("COMMIT"); !s.ok()) {
+      return s;
+    }
+  }
+  if (sharing_.changed) {
+    sharing_.changed(letters, {});
+  }
+  return {};
+}
+
+sdk::Result<std::vector<DeadLetter>> DeadLetterStore::select(const std::string& sql,
+                                                             const std::vector<std::string>& binds) {
+  Statement s(db_, sql);
+  if (!s.ok()) {
+    return sdk::makeError(sdk::ErrorCode::Internal, "dead-letter store: " + s.error());
+  }
+  for (std::size_t i = 0; i < binds.size(); ++i) {
+    s.bind(static_cast<int>(i + 1), binds[i]);
+  }
+  std::vector<DeadLetter> out;
+  while (sqlite3_step(s.get()) == SQLITE_ROW) {
+    auto row = readRow(s);
+    if (!row) {
+      return std::move(row).error();
+    }
+    out.push_back(std::move(row).value());
+  }
+  return out;
+}
+
+std::optional<DeadLetter> DeadLetterStore::rowById(std::int64_t id) {
+  auto rows = select(std::string("SELECT ") + kColumns + " FROM dead_letters WHERE id = " +
+                         std::to_string(id),
+                     {});
+  if (!rows || rows->empty()) {
+    return std::nullopt;
+  }
+  return std::move(rows->front());
 }
 
 std::string DeadLetterStore::where(const DeadLetterFilter& f, std::vector<std::string>& binds) const {
@@ -285,54 +357,95 @@ sdk::Result<std::vector<DeadLetter>> DeadLetterStore::list(const DeadLetterFilte
   std::vector<std::string> binds;
   std::string sql = std::string("SELECT ") + kColumns + " FROM dead_letters" + where(filter, binds) +
                     " ORDER BY id LIMIT " + std::to_string(filter.limit ? filter.limit : 1000);
+  return select(sql, binds);
+}
+
+sdk::Result<std::size_t> DeadLetterStore::changeRows(const std::string& sql,
+                                                    const std::vector<std::string>& binds,
+                                                    std::string_view what,
+                                                    const std::function<sdk::Status()>& before) {
+  if (auto s = exec("BEGIN IMMEDIATE"); !s.ok()) {
+    return s.error();
+  }
+  if (auto s = before(); !s.ok()) {
+    (void)exec("ROLLBACK");
+    return s.error();
+  }
   Statement s(db_, sql);
   if (!s.ok()) {
+    (void)exec("ROLLBACK");
     return sdk::makeError(sdk::ErrorCode::Internal, "dead-letter store: " + s.error());
   }
   for (std::size_t i = 0; i < binds.size(); ++i) {
     s.bind(static_cast<int>(i + 1), binds[i]);
   }
-  std::vector<DeadLetter> out;
-  while (sqlite3_step(s.get()) == SQLITE_ROW) {
-    auto row = readRow(s);
-    if (!row) {
-      return std::move(row).error();
-    }
-    out.push_back(std::move(row).value());
+  if (sqlite3_step(s.get()) != SQLITE_DONE) {
+    auto error = dbError(db_, what);
+    (void)exec("ROLLBACK");
+    return error;
   }
-  return out;
+  const auto n = static_cast<std::size_t>(sqlite3_changes(db_));
+  if (auto c = exec("COMMIT"); !c.ok()) {
+    return c.error();
+  }
+  return n;
 }
 
 sdk::Result<std::size_t> DeadLetterStore::markForReplay(const DeadLetterFilter& filter) {
-  std::lock_guard lock(mutex_);
-  std::vector<std::string> binds;
-  Statement s(db_, "UPDATE dead_letters SET state = 1" + where(filter, binds) + " AND state = 0");
-  if (!s.ok()) {
-    return sdk::makeError(sdk::ErrorCode::Internal, "dead-letter store: " + s.error());
+  std::vector<DeadLetter> marked;  // as the other nodes will have them
+  sdk::Result<std::size_t> n = std::size_t{0};
+  {
+    std::lock_guard lock(mutex_);
+    std::vector<std::string> binds;
+    const std::string condition = where(filter, binds) + " AND state = 0";
+    n = changeRows("UPDATE dead_letters SET state = 1" + condition, binds, "replay",
+                   [&]() -> sdk::Status {
+                     if (!sharing_.changed) {
+                       return {};
+                     }
+                     auto rows = select(std::string("SELECT ") + kColumns + " FROM dead_letters" +
+                                            condition, binds);
+                     if (!rows) {
+                       return std::move(rows).error();
+                     }
+                     marked = std::move(rows).value();
+                     for (auto& row : marked) {
+                       row.replaying = true;
+                     }
+                     return {};
+                   });
   }
-  for (std::size_t i = 0; i < binds.size(); ++i) {
-    s.bind(static_cast<int>(i + 1), binds[i]);
+  if (n && sharing_.changed && !marked.empty()) {
+    sharing_.changed(marked, {});
   }
-  if (sqlite3_step(s.get()) != SQLITE_DONE) {
-    return dbError(db_, "replay");
-  }
-  return static_cast<std::size_t>(sqlite3_changes(db_));
+  return n;
 }
 
 sdk::Result<std::size_t> DeadLetterStore::purge(const DeadLetterFilter& filter) {
-  std::lock_guard lock(mutex_);
-  std::vector<std::string> binds;
-  Statement s(db_, "DELETE FROM dead_letters" + where(filter, binds) + " AND state = 0");
-  if (!s.ok()) {
-    return sdk::makeError(sdk::ErrorCode::Internal, "dead-letter store: " + s.error());
+  std::vector<std::int64_t> removed;
+  sdk::Result<std::size_t> n = std::size_t{0};
+  {
+    std::lock_guard lock(mutex_);
+    std::vector<std::string> binds;
+    const std::string condition = where(filter, binds) + " AND state = 0";
+    n = changeRows("DELETE FROM dead_letters" + condition, binds, "purge", [&]() -> sdk::Status {
+      if (!sharing_.changed) {
+        return {};
+      }
+      auto rows = select(std::string("SELECT ") + kColumns + " FROM dead_letters" + condition, binds);
+      if (!rows) {
+        return std::move(rows).error();
+      }
+      for (const auto& row : *rows) {
+        removed.push_back(row.id);
+      }
+      return {};
+    });
   }
-  for (std::size_t i = 0; i < binds.size(); ++i) {
-    s.bind(static_cast<int>(i + 1), binds[i]);
+  if (n && sharing_.changed && !removed.empty()) {
+    sharing_.changed({}, removed);
   }
-  if (sqlite3_step(s.get()) != SQLITE_DONE) {
-    return dbError(db_, "purge");
-  }
-  return static_cast<std::size_t>(sqlite3_changes(db_));
+  return n;
 }
 
 sdk::Result<std::vector<DeadLetter>> DeadLetterStore::takeReplays(const std::string& destination,
@@ -347,47 +460,66 @@ sdk::Result<std::vector<DeadLetter>> DeadLetterStore::takeReplays(const std::str
     }
     sql += ")";
   }
-  sql += " ORDER BY id LIMIT " + std::to_string(limit);
-  Statement s(db_, sql);
-  if (!s.ok()) {
-    return sdk::makeError(sdk::ErrorCode::Internal, "dead-letter store: " + s.error());
+  sql += " ORDER BY id";
+  if (!sharing_.replays_here) {
+    sql += " LIMIT " + std::to_string(limit);
   }
-  s.bind(1, destination);
+  auto rows = select(sql, {destination});
+  if (!rows) {
+    return rows;
+  }
   std::vector<DeadLetter> out;
-  while (sqlite3_step(s.get()) == SQLITE_ROW) {
-    auto row = readRow(s);
-    if (!row) {
-      return std::move(row).error();
+  for (auto& row : *rows) {
+    if (out.size() >= limit) {
+      break;
     }
-    taken_.push_back(row->id);
-    out.push_back(std::move(row).value());
+    if (sharing_.replays_here && !sharing_.replays_here(row)) {
+      continue;  // another node replays it
+    }
+    taken_.push_back(row.id);
+    out.push_back(std::move(row));
   }
   return out;
 }
 
 sdk::Status DeadLetterStore::replayed(std::int64_t id) {
-  std::lock_guard lock(mutex_);
-  std::erase(taken_, id);
-  Statement s(db_, "DELETE FROM dead_letters WHERE id = ?");
-  s.bind(1, id);
-  if (sqlite3_step(s.get()) != SQLITE_DONE) {
-    return dbError(db_, "delete");
+  {
+    std::lock_guard lock(mutex_);
+    std::erase(taken_, id);
+    Statement s(db_, "DELETE FROM dead_letters WHERE id = ?");
+    s.bind(1, id);
+    if (sqlite3_step(s.get()) != SQLITE_DONE) {
+      return dbError(db_, "delete");
+    }
+  }
+  if (sharing_.changed) {
+    sharing_.changed({}, {id});
   }
   return {};
 }
 
 sdk::Status DeadLetterStore::failedAgain(std::int64_t id, std::int64_t attempts,
                                          std::string_view reason, std::int64_t failed_at_ms) {
-  std::lock_guard lock(mutex_);
-  std::erase(taken_, id);
-  Statement s(db_,
-              "UPDATE dead_letters SET state = 0, attempts = ?, reason = ?, failed_at = ? WHERE id = ?");
-  s.bind(1, attempts);
-  s.bind(2, reason);
-  s.bind(3, failed_at_ms);
-  s.bind(4, id);
-  if (sqlite3_step(s.get()) != SQLITE_DONE) {
-    return dbError(db_, "update");
+  std::optional<DeadLetter> row;
+  {
+    std::lock_guard lock(mutex_);
+    std::erase(taken_, id);
+    Statement s(db_,
+                "UPDATE dead_letters SET state = 0, attempts = ?, reason = ?, failed_at = ? "
+                "WHERE id = ?");
+    s.bind(1, attempts);
+    s.bind(2, reason);
+    s.bind(3, failed_at_ms);
+    s.bind(4, id);
+    if (sqlite3_step(s.get()) != SQLITE_DONE) {
+      return dbError(db_, "update");
+    }
+    if (sharing_.changed) {
+      row = rowById(id);
+    }
+  }
+  if (row) {
+    sharing_.changed({*row}, {});
   }
   return {};
 }
@@ -404,14 +536,51 @@ sdk::Result<std::size_t> DeadLetterStore::count(const std::string& destination) 
 
 bool DeadLetterStore::hasReplays(const std::string& destination) {
   std::lock_guard lock(mutex_);
-  Statement s(db_, "SELECT id FROM dead_letters WHERE destination = ? AND state = 1");
-  s.bind(1, destination);
-  while (sqlite3_step(s.get()) == SQLITE_ROW) {
-    if (std::find(taken_.begin(), taken_.end(), sqlite3_column_int64(s.get(), 0)) == taken_.end()) {
-      return true;
-    }
+  auto rows = select(std::string("SELECT ") + kColumns +
+                         " FROM dead_letters WHERE destination = ? AND state = 1",
+                     {destination});
+  if (!rows) {
+    return false;
   }
-  return false;
+  return std::any_of(rows->begin(), rows->end(), [&](const DeadLetter& row) {
+    return std::find(taken_.begin(), taken_.end(), row.id) == taken_.end() &&
+           (!sharing_.replays_here || sharing_.replays_here(row));
+  });
+}
+
+void DeadLetterStore::share(Sharing sharing) {
+  std::lock_guard lock(mutex_);
+  sharing_ = std::move(sharing);
+}
+
+sdk::Status DeadLetterStore::adopt(const DeadLetter& row) {
+  std::lock_guard lock(mutex_);
+  Statement insert(db_, std::string("INSERT OR REPLACE INTO dead_letters (id, ") + kInsertColumns +
+                            ") VALUES (?,?,?,?,?,?,?,?,?,?,?)");
+  if (!insert.ok()) {
+    return sdk::makeError(sdk::ErrorCode::Internal, "dead-letter store: " + insert.error());
+  }
+  return insertRow(db_, insert, row, /*with_id=*/true);
+}
+
+sdk::Status DeadLetterStore::forget(std::int64_t id) {
+  std::lock_guard lock(mutex_);
+  std::erase(taken_, id);
+  Statement s(db_, "DELETE FROM dead_letters WHERE id = ?");
+  s.bind(1, id);
+  if (sqlite3_step(s.get()) != SQLITE_DONE) {
+    return dbError(db_, "delete");
+  }
+  return {};
+}
+
+sdk::Result<std::int64_t> DeadLetterStore::maxId() {
+  std::lock_guard lock(mutex_);
+  Statement s(db_, "SELECT COALESCE(MAX(id), 0) FROM dead_letters");
+  if (sqlite3_step(s.get()) != SQLITE_ROW) {
+    return dbError(db_, "max id");
+  }
+  return static_cast<std::int64_t>(sqlite3_column_int64(s.get(), 0));
 }
 
 }  // namespace junction::core::delivery

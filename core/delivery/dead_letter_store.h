@@ -10,10 +10,12 @@
 // leaves rows marked, so they are replayed after restart (at least once).
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "junction/sdk/event.h"
@@ -88,14 +90,44 @@ class DeadLetterStore {
   // True when some row of `destination` is marked for replay and not taken yet.
   bool hasReplays(const std::string& destination);
 
+  // Nodes sharing the queue (queue.backend: nats) share their dead letters (SharedDeadLetters):
+  // ids come from `reserve_ids` (the first of `n` consecutive ids no node uses), each change
+  // made here is handed to `changed` once durable (rows added or updated, ids removed), and
+  // this node replays only the rows `replays_here` names (the person's partition of the
+  // destination is read here, so a replay keeps the person's order). Set before use.
+  struct Sharing {
+    std::function<sdk::Result<std::int64_t>(std::size_t n)> reserve_ids;
+    std::function<void(const std::vector<DeadLetter>& rows,
+                       const std::vector<std::int64_t>& removed)>
+        changed;
+    std::function<bool(const DeadLetter& row)> replays_here;
+  };
+  void share(Sharing sharing);
+  // Another node's row as it was last written (its id, state included), or its removal:
+  // applied here as is, not handed to `changed`.
+  sdk::Status adopt(const DeadLetter& row);
+  sdk::Status forget(std::int64_t id);
+  // The largest id here; 0 when empty.
+  sdk::Result<std::int64_t> maxId();
+
  private:
   explicit DeadLetterStore(sqlite3* db);
   sdk::Status exec(const char* sql);
+  // Rows matching `sql` (a SELECT of kColumns) with `binds`. Under mutex_.
+  sdk::Result<std::vector<DeadLetter>> select(const std::string& sql,
+                                              const std::vector<std::string>& binds);
+  // In one transaction: `before` (reads what the change is about to touch), then `sql` (an
+  // UPDATE or DELETE) with `binds`; the rows changed. Under mutex_.
+  sdk::Result<std::size_t> changeRows(const std::string& sql, const std::vector<std::string>& binds,
+                                      std::string_view what, const std::function<sdk::Status()>& before);
+  // The row `id`, if any. Under mutex_.
+  std::optional<DeadLetter> rowById(std::int64_t id);
   std::string where(const DeadLetterFilter& filter, std::vector<std::string>& binds) const;
 
   sqlite3* db_;
   std::mutex mutex_;
   std::vector<std::int64_t> taken_;  // replay rows handed to workers in this process
+  Sharing sharing_;                  // set before use
 };
 
 }  // namespace junction::core::delivery

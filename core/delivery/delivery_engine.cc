@@ -394,6 +394,12 @@ void DeliveryEngine::wakeWorkers() {
   }
 }
 
+void DeliveryEngine::notifyReplays() {
+  for (const auto& w : *workers()) {
+    w->notifyReplay();
+  }
+}
+
 std::vector<std::string> DeliveryEngine::stalled(std::int64_t stall_ms) const {
   std::vector<std::string> out;
   const std::int64_t now = clock_.nowMs();

@@ -55,6 +55,8 @@ class DeliveryEngine {
   void setTap(telemetry::EventTap* tap) { tap_ = tap; }
   // Wakes every worker (a delete was recorded: they drop the person's waiting events).
   void wakeWorkers();
+  // Every worker looks for dead letters marked for replay (marked on another node).
+  void notifyReplays();
   // Adds a destination; `config` must outlive the engine.
   // `throttle`: what the plugin's context signals when the vendor limits the account (may be
   // null).

@@ -463,13 +463,20 @@ class JetStreamQueue::JetStreamConsumer final : public Consumer {
 
   // Under lease_mu_. Taking fetch_mu_ makes a fetch that is reading the partition finish first.
   void setPhase(std::uint32_t partition, LeasePhase phase) {
-    std::lock_guard lock(fetch_mu_);
-    if (phase == LeasePhase::Reading && leases_[partition].phase != LeasePhase::Reading) {
-      partitions_[partition].confirm_order = true;
-      partitions_[partition].next_delivery = 0;
+    bool starts_reading = false;
+    {
+      std::lock_guard lock(fetch_mu_);
+      starts_reading = phase == LeasePhase::Reading && leases_[partition].phase != LeasePhase::Reading;
+      if (starts_reading) {
+        partitions_[partition].confirm_order = true;
+        partitions_[partition].next_delivery = 0;
+      }
+      leases_[partition].phase = phase;
+      phase_[partition].store(phase);
     }
-    leases_[partition].phase = phase;
-    phase_[partition].store(phase);
+    if (starts_reading && queue_.options_.on_partition_read) {
+      queue_.options_.on_partition_read(name());
+    }
   }
 
   // New messages of the partitions this node reads, round robin from a rotating start; the

@@ -130,6 +130,10 @@ struct JetStreamOptions {
   // Told (on a libnats thread) when the connection is lost (false, "") and when it is back
   // (true, the server's URL as given in `urls`). May stay empty.
   std::function<void(bool connected, const std::string& server)> on_connection;
+  // Told (on the queue's heartbeat thread) when this node starts reading a partition of the
+  // consumer `consumer`: its first lease, a takeover, a rebalance. Must return quickly. May stay
+  // empty.
+  std::function<void(const std::string& consumer)> on_partition_read;
   // This node's name among the nodes sharing the stream; "" = "<hostname>-<pid>-<random>". A
   // stable name keeps a restarted node's partitions where they were.
   std::string node_id;

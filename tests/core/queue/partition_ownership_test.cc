@@ -442,6 +442,46 @@ TEST_F(PartitionOwnership, TwoNodesSplitThePartitionsAndEachReadsOnlyItsOwn) {
   EXPECT_EQ(std::vector<std::uint32_t>(from_b.begin(), from_b.end()), share_b);
 }
 
+// on_partition_read (the daemon looks for dead letters to replay then) is told of each partition
+// a node comes to read: at its first leases, and when another node leaves.
+TEST_F(PartitionOwnership, ANodeIsToldOfEachPartitionItStartsReading) {
+  Destination destination;
+  std::mutex mu;
+  std::map<std::string, std::vector<std::string>> told;  // node -> consumers, once per partition
+  auto optionsOf = [&](const std::string& node) {
+    auto options = nodeOptions(servers_, stream_, node);
+    options.on_partition_read = [&, node](const std::string& consumer) {
+      std::lock_guard lock(mu);
+      told[node].push_back(consumer);
+    };
+    return options;
+  };
+  auto toldTo = [&](const std::string& node) {
+    std::lock_guard lock(mu);
+    return told[node];
+  };
+  const std::vector<std::string> both{"node-a", "node-b"};
+  const std::size_t share_b = shareOf("node-b", both).size();
+  ASSERT_GT(share_b, 0u);
+
+  auto a = Node::open(optionsOf("node-a"), destination);
+  ASSERT_NE(a, nullptr);
+  ASSERT_TRUE(eventually([&] { return toldTo("node-a").size() == kPartitions; }, 10s));
+  auto b = Node::open(optionsOf("node-b"), destination);
+  ASSERT_NE(b, nullptr);
+  ASSERT_TRUE(eventually([&] { return b->owned() == shareOf("node-b", both); }, 10s));
+  EXPECT_EQ(toldTo("node-b").size(), share_b);
+  EXPECT_EQ(toldTo("node-a").size(), kPartitions) << "handing a partition over is not reading it";
+
+  b.reset();  // leaves: node-a reads its share again
+  ASSERT_TRUE(eventually([&] { return toldTo("node-a").size() == kPartitions + share_b; }, 10s));
+  for (const auto& [node, consumers] : told) {
+    for (const auto& consumer : consumers) {
+      EXPECT_EQ(consumer, kConsumer) << node;
+    }
+  }
+}
+
 TEST_F(PartitionOwnership, NodesJoiningAndLeavingMovePartitionsWithoutBreakingOrder) {
   Destination destination;
   Producer producer(nodeOptions(servers_, stream_, "producer"));

@@ -796,6 +796,13 @@ sdk::Status Daemon::openNatsQueue() {
     }
   };
   options.client_name = "junctiond";
+  // A dead letter marked for replay is delivered by the node that reads its person's partition
+  // (shareDeadLetters): one that comes to read a partition looks for such replays.
+  options.on_partition_read = [this](const std::string&) {
+    if (dead_letters_shared_.load(std::memory_order_acquire)) {
+      engine_->notifyReplays();
+    }
+  };
   // The engine's workers dead-letter through their own store; a consumer's term() lands there
   // too.
   options.dead_letters = [this](const std::string& consumer, const sdk::Event& event,
@@ -967,6 +974,33 @@ sdk::Status Daemon::shareSources() {
   source_leases_ = std::make_unique<SourceLeases>(*source_lease_bucket_, nats_queue_->nodeId(),
                                                   q.heartbeat, log_);
   source_leases_->start();
+  return {};
+}
+
+sdk::Status Daemon::shareDeadLetters() {
+  queue::NatsBucketOptions options;
+  options.replicas = static_cast<int>(config_.queue.replicas);
+  auto bucket =
+      queue::NatsBucket::open(*nats_queue_, config_.queue.stream + "-dead-letters", options);
+  if (!bucket) {
+    return sdk::makeError(bucket.error().code, "queue.backend: nats: " + bucket.error().message);
+  }
+  dead_letter_bucket_ = std::move(bucket).value();
+  const auto partitions = static_cast<std::uint32_t>(config_.queue.partitions);
+  shared_dead_letters_ = std::make_unique<SharedDeadLetters>(
+      *dead_letter_bucket_, engine_->deadLetters(), nats_queue_->nodeId(),
+      std::filesystem::path(config_.storage.path) / "dead_letters.shared", log_, metrics_,
+      // Replayed by the node that reads the person's partition: in order, once.
+      [this, partitions](const delivery::DeadLetter& row) {
+        const auto owned = nats_queue_->ownedPartitions(row.destination);
+        const auto p = queue::partitionOf(queue::personOf(row.event), partitions);
+        return std::find(owned.begin(), owned.end(), p) != owned.end();
+      },
+      [this] { engine_->notifyReplays(); });
+  if (auto s = shared_dead_letters_->start(); !s.ok()) {
+    return s;
+  }
+  dead_letters_shared_.store(true, std::memory_order_release);
   return {};
 }
 
@@ -1251,6 +1285,10 @@ sdk::Status Daemon::start() {
   if (status.ok()) {
     status = openProfiles();
   }
+  // Before the workers: a dead letter's id comes from the other nodes.
+  if (status.ok() && nats_queue_) {
+    status = shareDeadLetters();
+  }
   if (status.ok()) {
     status = engine_->start();
     engine_->registerAdminRoutes(router_, config_.server.admin_token);
@@ -1418,6 +1456,12 @@ void Daemon::stop() {
       std::lock_guard shared(shared_mutex_);
       shared_privacy_.reset();
     }
+    dead_letters_shared_.store(false, std::memory_order_release);
+    if (shared_dead_letters_) {
+      shared_dead_letters_->stop();
+    }
+    dead_letter_bucket_.reset();
+    shared_dead_letters_.reset();
     source_leases_.reset();  // released: another node runs the syncs at its next pass
     source_lease_bucket_.reset();
     checkpoint_bucket_.reset();

@@ -20,6 +20,7 @@
 #include "core/config/daemon_config.h"
 #include "core/daemon/connector_context.h"
 #include "core/daemon/import_service.h"
+#include "core/daemon/shared_dead_letters.h"
 #include "core/daemon/shared_sources.h"
 #include "core/daemon/shared_state.h"
 #include "core/delivery/delivery_engine.h"
@@ -114,6 +115,8 @@ class Daemon {
   sdk::Status sharePrivacy();
   // queue.backend: nats: opens <stream>-sources and <stream>-checkpoints, starts the leases.
   sdk::Status shareSources();
+  // queue.backend: nats: opens <stream>-dead-letters and shares the engine's dead letters.
+  sdk::Status shareDeadLetters();
   // A person was deleted (here or on another node): their dead letters and profile go, and
   // the workers drop their waiting events.
   void forgetDeleted(const privacy::Regulation& r);
@@ -173,6 +176,12 @@ class Daemon {
   std::unique_ptr<queue::NatsBucket> source_lease_bucket_;
   std::unique_ptr<queue::NatsBucket> checkpoint_bucket_;
   std::unique_ptr<SourceLeases> source_leases_;
+  // queue.backend: nats: every node's dead letters, in every node's store (stopped before the
+  // engine's store closes).
+  std::unique_ptr<queue::NatsBucket> dead_letter_bucket_;
+  std::unique_ptr<SharedDeadLetters> shared_dead_letters_;
+  // Set once shared_dead_letters_ started (read by the queue's heartbeat thread).
+  std::atomic<bool> dead_letters_shared_{false};
   std::unique_ptr<ingest::EventCatalog> catalog_;  // outlives ingest_
   std::unique_ptr<boost::asio::steady_timer> catalog_timer_;
   std::unique_ptr<ingest::Ingest> ingest_;

@@ -787,6 +787,128 @@ TEST(NatsNodes, APullingSourceRunsOnOneNodeAndAnotherResumesFromItsCheckpointAft
   EXPECT_TRUE(nodes[other]->terminate()) << nodes[other]->exitDescription();
 }
 
+// The dead letters a node lists (/admin/dlq): messageId -> id.
+std::map<std::string, std::int64_t> deadLetters(std::uint16_t port) {
+  HttpClient http(port, 3s);
+  HttpReply reply = http.request("GET", "/admin/dlq", {}, adminAuth());
+  std::map<std::string, std::int64_t> out;
+  boost::system::error_code ec;
+  auto doc = boost::json::parse(reply.body, ec);
+  if (reply.status != 200 || ec || !doc.is_object()) {
+    return out;
+  }
+  for (const auto& d : doc.at("dead_letters").as_array()) {
+    const auto& o = d.as_object();
+    out[std::string(o.at("messageId").as_string())] = o.at("id").to_number<std::int64_t>();
+  }
+  return out;
+}
+
+// Dead letters are shared: an event one node dead-lettered is listed by the other with the same
+// id, replayed from the other (delivered once, gone everywhere), and purged from the other; one
+// replayed while the node reading its person's partition is dead is delivered by the survivor
+// once it has taken that partition over.
+TEST(NatsNodes, DeadLettersOfOneNodeAreListedReplayedAndPurgedOnAnother) {
+  std::string error;
+  auto nats = testing::NatsServer::start(&error);
+  ASSERT_NE(nats, nullptr) << error;
+  FakeWebhookReceiver receiver;
+  receiver.rejectEvent("dl-1", "the email is invalid", /*retry=*/false);
+  receiver.rejectEvent("dl-2", "the email is invalid", /*retry=*/false);
+  receiver.rejectEvent("dl-3", "the email is invalid", /*retry=*/false);
+  TempDir dir_a;
+  TempDir dir_b;
+  std::vector<std::unique_ptr<DaemonProcess>> nodes;
+  std::vector<std::uint16_t> ports;
+  int n = 0;
+  for (const TempDir* dir : {&dir_a, &dir_b}) {
+    writeFile(dir->path() / "junction.yaml",
+              nodeConfig(dir->path(), nats->url(), 1,
+                         std::string("node-") + static_cast<char>('a' + n++), receiver.url()));
+    nodes.push_back(std::make_unique<DaemonProcess>(dir->path() / "junction.yaml"));
+    auto port = nodes.back()->start(dir->path() / "junctiond.log", 30s);
+    ASSERT_TRUE(port) << nodes.back()->log();
+    ports.push_back(*port);
+  }
+  for (const char* id : {"dl-1", "dl-2", "dl-3"}) {
+    HttpClient http(ports[0], 5s);
+    const std::string body = std::string(R"({"type":"track","event":"Signed Up","userId":"u-)") +
+                             id + R"(","messageId":")" + id + R"("})";
+    ASSERT_EQ(http.request("POST", "/v1/track", body, basicAuth()).status, 200);
+  }
+  // Whichever node dead-lettered them, both list both, with the same ids.
+  std::map<std::string, std::int64_t> on_a, on_b;
+  ASSERT_TRUE(eventually([&] {
+    on_a = deadLetters(ports[0]);
+    on_b = deadLetters(ports[1]);
+    return on_a.size() == 3 && on_a == on_b;
+  }, 20s)) << on_a.size() << " on node-a, " << on_b.size() << " on node-b\n" << nodes[0]->log();
+
+  // Replayed from node-b: delivered once (the receiver takes it now), gone from both lists.
+  auto count_arrivals = [&](const std::string& id) {
+    std::size_t k = 0;
+    for (const auto& a : arrivals(receiver)) {
+      k += a.id == id ? 1 : 0;
+    }
+    return k;
+  };
+  {
+    HttpClient http(ports[1], 5s);
+    const auto reply = http.request("POST", "/admin/dlq/replay",
+                                    R"({"ids":[)" + std::to_string(on_b.at("dl-1")) + "]}",
+                                    adminAuth() + "Content-Type: application/json\r\n");
+    ASSERT_EQ(reply.status, 200) << reply.body;
+  }
+  // Its first arrival was refused; the replay is the second.
+  EXPECT_TRUE(eventually([&] { return count_arrivals("dl-1") == 2; }, 20s));
+  EXPECT_TRUE(eventually([&] {
+    return !deadLetters(ports[0]).contains("dl-1") && !deadLetters(ports[1]).contains("dl-1");
+  }, 20s));
+  std::this_thread::sleep_for(1s);
+  EXPECT_EQ(count_arrivals("dl-1"), 2u) << "replayed by both nodes";
+
+  // Purged from node-a: gone from both.
+  {
+    HttpClient http(ports[0], 5s);
+    const auto reply = http.request("POST", "/admin/dlq/purge",
+                                    R"({"ids":[)" + std::to_string(on_a.at("dl-2")) + "]}",
+                                    adminAuth() + "Content-Type: application/json\r\n");
+    ASSERT_EQ(reply.status, 200) << reply.body;
+  }
+  EXPECT_TRUE(eventually([&] {
+    return !deadLetters(ports[0]).contains("dl-2") && !deadLetters(ports[1]).contains("dl-2");
+  }, 20s));
+  EXPECT_EQ(count_arrivals("dl-2"), 1u);  // the refused arrival only
+
+  // Replayed while the node that reads its person's partition is dead: the other node, which
+  // did not take it then, delivers it once it has taken the partition over.
+  const auto partition = static_cast<std::int64_t>(core::queue::partitionOf("u-dl-3", 8));
+  std::size_t reader = 0;
+  ASSERT_TRUE(eventually([&] {
+    for (std::size_t i = 0; i < 2; ++i) {
+      const auto owned = ownedPartitions(ports[i]);
+      if (std::find(owned.begin(), owned.end(), partition) != owned.end()) {
+        reader = i;
+        return true;
+      }
+    }
+    return false;
+  }, 10s)) << "no node reads partition " << partition;
+  const std::size_t other = 1 - reader;
+  nodes[reader]->kill();
+  {
+    HttpClient http(ports[other], 5s);
+    const auto reply = http.request("POST", "/admin/dlq/replay",
+                                    R"({"ids":[)" + std::to_string(on_a.at("dl-3")) + "]}",
+                                    adminAuth() + "Content-Type: application/json\r\n");
+    ASSERT_EQ(reply.status, 200) << reply.body;
+  }
+  EXPECT_TRUE(eventually([&] { return count_arrivals("dl-3") == 2; }, 30s))
+      << "a replay whose partition changed hands was never delivered\n" << nodes[other]->log();
+  EXPECT_TRUE(eventually([&] { return deadLetters(ports[other]).empty(); }, 10s));
+  EXPECT_TRUE(nodes[other]->terminate()) << nodes[other]->exitDescription();
+}
+
 // A suppress made on one node applies on another within a second: the other node's privacy
 // store has the regulation (same id), and the person's events sent there are dropped; a delete
 // likewise; consent an event stated on one node routes that person's later events on another;

@@ -18,6 +18,9 @@
 // taken by the node that reads the person's partition of the destination (its order held), so
 // a replay marked on one node is delivered by another, once.
 //
+// A row too large for one NATS message (an event above ~3/4 of max_payload, in base64) is not
+// written (logged, counted): it stays on its node.
+//
 // At start, a node raises next-id past its own largest id, then writes the dead letters it holds
 // that the bucket does not have: the first time, all of them (kept before the queue moved to
 // NATS), each below the counter it found given a new id first (another node may use that one);

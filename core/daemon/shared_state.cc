@@ -94,6 +94,15 @@ void SharedChannel::writeLoop() {
         options_.on_written(write.key, revision);
       }
       lock.lock();
+      if (!s.ok() && s.error().code == sdk::ErrorCode::InvalidArgument) {
+        // Larger than the servers take: trying again would hold back every later write.
+        errors_.inc();
+        logger_.error("shared record too large for the NATS servers (max_payload): kept on this "
+                      "node only",
+                      {{"bucket", bucket_.name()}, {"key", write.key}, {"error", s.message()}});
+        unsent_.pop_front();
+        continue;
+      }
       if (!s.ok()) {
         errors_.inc();
         if (!failing_) {

@@ -20,7 +20,8 @@
 // A node that starts later is given everything written before (the buckets keep the latest
 // value of every key). Writes go out on a thread of their own, in order; one the servers could
 // not take (no NATS server answering) is written again every second until it is, and applies
-// on its own node at once.
+// on its own node at once; one larger than the servers' max_payload is dropped (logged,
+// counted), never retried: it would hold back every write after it.
 
 #include <chrono>
 #include <condition_variable>

@@ -8,13 +8,18 @@ namespace {
 
 constexpr std::int64_t kNanosPerMilli = 1'000'000;
 
+// Unavailable: worth trying again; InvalidArgument: a value larger than the server's
+// max_payload, never stored.
 sdk::Error bucketError(const std::string& what, natsStatus status) {
-  return sdk::makeError(status == NATS_TIMEOUT || status == NATS_CONNECTION_CLOSED ||
-                                status == NATS_CONNECTION_DISCONNECTED || status == NATS_NO_SERVER ||
-                                status == NATS_NO_RESPONDERS
-                            ? sdk::ErrorCode::Unavailable
-                            : sdk::ErrorCode::Internal,
-                        what + ": " + natsErrorText(status));
+  sdk::ErrorCode code = sdk::ErrorCode::Internal;
+  if (status == NATS_TIMEOUT || status == NATS_CONNECTION_CLOSED ||
+      status == NATS_CONNECTION_DISCONNECTED || status == NATS_NO_SERVER ||
+      status == NATS_NO_RESPONDERS) {
+    code = sdk::ErrorCode::Unavailable;
+  } else if (status == NATS_MAX_PAYLOAD) {
+    code = sdk::ErrorCode::InvalidArgument;
+  }
+  return sdk::makeError(code, what + ": " + natsErrorText(status));
 }
 
 NatsBucket::Entry entryOf(kvEntry* e) {

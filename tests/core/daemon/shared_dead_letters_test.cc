@@ -184,6 +184,34 @@ TEST_F(SharedDeadLettersTest, EveryNodeHoldsEveryDeadLetterWithIdsUniqueAcrossNo
   EXPECT_GT(a->wakes.load(), 0);
 }
 
+// A dead letter too large for one NATS message once encoded (an event near max_payload: base64
+// adds a third) stays on its node, counted, and does not hold back the writes after it.
+TEST_F(SharedDeadLettersTest, ADeadLetterTooLargeToShareStaysHereAndHoldsNothingBack) {
+  auto a = Node::open(stream_, "node-a");
+  auto b = Node::open(stream_, "node-b");
+  ASSERT_TRUE(a && b);
+  ASSERT_TRUE(a->share("node-a").ok());
+  ASSERT_TRUE(b->share("node-b").ok());
+
+  boost::json::object body{{"type", "track"}, {"event", "Clicked"}, {"userId", "u-big"},
+                           {"messageId", "big"},
+                           {"properties", {{"blob", std::string(900 * 1024, 'x')}}}};
+  auto big_event = sdk::makeEvent(body, "web");
+  ASSERT_TRUE(big_event);
+  std::vector<DeadLetter> big{letter("big", "u-big")};
+  big[0].event = std::move(big_event).value();
+  ASSERT_TRUE(a->store->add(big).ok());
+  std::vector<DeadLetter> small{letter("small", "u-small")};
+  ASSERT_TRUE(a->store->add(small).ok());
+
+  ASSERT_TRUE(eventually([&] { return b->row(small[0].id).has_value(); }))
+      << "a write after the large one never arrived";
+  EXPECT_FALSE(b->row(big[0].id).has_value());
+  EXPECT_TRUE(a->row(big[0].id).has_value());
+  EXPECT_GE(a->metrics.counterValue("junction_shared_dead_letter_errors_total"), 1u);
+  EXPECT_TRUE(a->log.contains("too large")) << "not logged";
+}
+
 TEST_F(SharedDeadLettersTest, AReplayMarkedOnOneNodeIsTakenByTheNodeThatReadsThePerson) {
   auto a = Node::open(stream_, "node-a");
   auto b = Node::open(stream_, "node-b");

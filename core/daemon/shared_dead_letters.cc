@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <fstream>
 #include <limits>
+#include <thread>
 
 #include "core/queue/record.h"
 #include "junction/sdk/crypto.h"
@@ -144,7 +145,21 @@ sdk::Status SharedDeadLetters::start(std::chrono::milliseconds catch_up) {
   floor_ = *max_id + 1;
   // From now on no node reserves an id this node holds; ids below what was reserved before may
   // be another node's (reserved, or kept from before sharing).
+  // A cluster that has just formed may not answer for the bucket yet (its leader is being
+  // elected): tried again until `catch_up` has passed.
+  const auto deadline = std::chrono::steady_clock::now() + catch_up;
   auto reserved_before = raiseCounter();
+  for (bool warned = false; !reserved_before &&
+                            reserved_before.error().code == sdk::ErrorCode::Unavailable &&
+                            std::chrono::steady_clock::now() < deadline;) {
+    if (!warned) {
+      logger_.warn("the dead-letter bucket does not answer yet; trying again",
+                   {{"bucket", bucket_.name()}, {"error", reserved_before.error().message}});
+      warned = true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+    reserved_before = raiseCounter();
+  }
   if (!reserved_before) {
     return reserved_before.error();
   }

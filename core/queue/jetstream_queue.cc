@@ -142,33 +142,39 @@ class JetStreamQueue::JetStreamConsumer final : public Consumer {
     for (std::uint32_t p = 0; p < queue_.options_.partitions; ++p) {
       const std::string durable = durableName(name(), p);
       const std::string subject = queue_.subjectOf(p);
-      jsConsumerInfo* info = nullptr;
-      jsErrCode js_error = static_cast<jsErrCode>(0);
-      natsStatus status = js_GetConsumerInfo(&info, queue_.js_, queue_.options_.stream.c_str(),
-                                             durable.c_str(), nullptr, &js_error);
-      if (status == NATS_NOT_FOUND) {
-        jsConsumerConfig config;
-        jsConsumerConfig_Init(&config);
-        config.Durable = durable.c_str();
-        config.Name = durable.c_str();
-        config.FilterSubject = subject.c_str();
-        config.AckPolicy = js_AckExplicit;
-        config.AckWait = queue_.options_.ack_wait.count() * kNanosPerMilli;
-        config.MaxDeliver = -1;
-        config.MaxAckPending = 100'000;
-        config.DeliverPolicy = start == StartAt::Earliest ? js_DeliverAll : js_DeliverNew;
-        status = js_AddConsumer(&info, queue_.js_, queue_.options_.stream.c_str(), &config,
-                                nullptr, &js_error);
-      }
       // The ack wait the server applies is the one the consumer was created with (by any node).
       auto ack_wait = queue_.options_.ack_wait;
-      if (status == NATS_OK && info->Config != nullptr && info->Config->AckWait > 0) {
-        ack_wait = std::chrono::milliseconds(info->Config->AckWait / kNanosPerMilli);
-      }
-      jsConsumerInfo_Destroy(info);
-      if (status != NATS_OK) {
-        return natsError(sdk::ErrorCode::Unavailable,
-                         "creating JetStream consumer '" + durable + "'", status, js_error);
+      auto created = patiently([&]() -> sdk::Status {
+        jsConsumerInfo* info = nullptr;
+        jsErrCode js_error = static_cast<jsErrCode>(0);
+        natsStatus status = js_GetConsumerInfo(&info, queue_.js_, queue_.options_.stream.c_str(),
+                                               durable.c_str(), nullptr, &js_error);
+        if (status == NATS_NOT_FOUND) {
+          jsConsumerConfig config;
+          jsConsumerConfig_Init(&config);
+          config.Durable = durable.c_str();
+          config.Name = durable.c_str();
+          config.FilterSubject = subject.c_str();
+          config.AckPolicy = js_AckExplicit;
+          config.AckWait = queue_.options_.ack_wait.count() * kNanosPerMilli;
+          config.MaxDeliver = -1;
+          config.MaxAckPending = 100'000;
+          config.DeliverPolicy = start == StartAt::Earliest ? js_DeliverAll : js_DeliverNew;
+          status = js_AddConsumer(&info, queue_.js_, queue_.options_.stream.c_str(), &config,
+                                  nullptr, &js_error);
+        }
+        if (status == NATS_OK && info->Config != nullptr && info->Config->AckWait > 0) {
+          ack_wait = std::chrono::milliseconds(info->Config->AckWait / kNanosPerMilli);
+        }
+        jsConsumerInfo_Destroy(info);
+        if (status != NATS_OK) {
+          return natsError(sdk::ErrorCode::Unavailable,
+                           "creating JetStream consumer '" + durable + "'", status, js_error);
+        }
+        return {};
+      });
+      if (!created.ok()) {
+        return created;
       }
       Partition partition;
       partition.number = p;
@@ -1119,14 +1125,14 @@ sdk::Result<std::unique_ptr<JetStreamQueue>> JetStreamQueue::open(JetStreamOptio
   if (auto status = queue->ensureStream(); !status.ok()) {
     return status.error();
   }
-  if (auto status = queue->openDoneBucket(); !status.ok()) {
+  if (auto status = patiently([&] { return queue->openDoneBucket(); }); !status.ok()) {
     return status.error();
   }
-  if (auto status = queue->openOwnershipBuckets(); !status.ok()) {
+  if (auto status = patiently([&] { return queue->openOwnershipBuckets(); }); !status.ok()) {
     return status.error();
   }
   // The first heartbeat before any consumer: a lone node then takes every free lease at once.
-  if (auto status = queue->heartbeat(); !status.ok()) {
+  if (auto status = patiently([&] { return queue->heartbeat(); }); !status.ok()) {
     return status.error();
   }
   queue->heartbeat_thread_ = std::thread([q = queue.get()] { q->heartbeatLoop(); });
@@ -1219,6 +1225,18 @@ sdk::Status JetStreamQueue::connect() {
     return natsError(sdk::ErrorCode::Unavailable, "opening the JetStream context", status);
   }
   return {};
+}
+
+sdk::Status patiently(const std::function<sdk::Status()>& step, std::chrono::milliseconds patience) {
+  const auto deadline = Clock::now() + patience;
+  for (;;) {
+    auto status = step();
+    if (status.ok() || status.error().code != sdk::ErrorCode::Unavailable ||
+        Clock::now() >= deadline) {
+      return status;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  }
 }
 
 sdk::Status JetStreamQueue::ensureStream() {
@@ -1589,6 +1607,9 @@ void JetStreamQueue::publishCalls(const std::vector<std::shared_ptr<PendingCall>
 }
 
 sdk::Status JetStreamQueue::openDoneBucket() {
+  if (done_ != nullptr) {
+    return {};  // opened by an earlier attempt
+  }
   const std::string bucket = options_.stream + "-done";
   natsStatus status = js_KeyValue(&done_, js_, bucket.c_str());
   if (status == NATS_NOT_FOUND) {
@@ -1645,6 +1666,9 @@ void JetStreamQueue::deleteDone(const std::string& key) {
 sdk::Status JetStreamQueue::openOwnershipBuckets() {
   const auto open_bucket = [this](kvStore** bucket, const std::string& name, jsStorageType storage,
                                   std::chrono::milliseconds ttl) -> sdk::Status {
+    if (*bucket != nullptr) {
+      return {};  // opened by an earlier attempt
+    }
     natsStatus status = js_KeyValue(bucket, js_, name.c_str());
     if (status == NATS_NOT_FOUND) {
       kvConfig config;

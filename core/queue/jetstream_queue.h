@@ -141,6 +141,12 @@ struct JetStreamOptions {
   std::chrono::milliseconds node_ttl{4000};   // silent this long: dead; at least 3 heartbeats
 };
 
+// Runs `step` again every 250 ms while it fails Unavailable, until `patience` has passed; its
+// last answer. A NATS cluster that is starting, or electing a stream's leader, does not answer
+// for a while (no responders, timeouts): start-up steps are asked again, within reason.
+sdk::Status patiently(const std::function<sdk::Status()>& step,
+                      std::chrono::milliseconds patience = std::chrono::seconds(20));
+
 class JetStreamQueue final : public EventQueue {
  public:
   // Connects (trying every url), creates the stream and buckets if missing, and sends the

@@ -42,19 +42,25 @@ sdk::Result<std::unique_ptr<NatsBucket>> NatsBucket::open(JetStreamQueue& queue,
                                                           const std::string& name,
                                                           NatsBucketOptions options) {
   kvStore* kv = nullptr;
-  natsStatus status = js_KeyValue(&kv, queue.jetStream(), name.c_str());
-  if (status == NATS_NOT_FOUND) {
-    kvConfig config;
-    kvConfig_Init(&config);
-    config.Bucket = name.c_str();
-    config.History = options.history;
-    config.TTL = options.ttl.count() * kNanosPerMilli;
-    config.StorageType = js_FileStorage;
-    config.Replicas = options.replicas;
-    status = js_CreateKeyValue(&kv, queue.jetStream(), &config);
-  }
-  if (status != NATS_OK) {
-    return bucketError("opening the JetStream bucket '" + name + "'", status);
+  auto opened = patiently([&]() -> sdk::Status {
+    natsStatus status = js_KeyValue(&kv, queue.jetStream(), name.c_str());
+    if (status == NATS_NOT_FOUND) {
+      kvConfig config;
+      kvConfig_Init(&config);
+      config.Bucket = name.c_str();
+      config.History = options.history;
+      config.TTL = options.ttl.count() * kNanosPerMilli;
+      config.StorageType = js_FileStorage;
+      config.Replicas = options.replicas;
+      status = js_CreateKeyValue(&kv, queue.jetStream(), &config);
+    }
+    if (status != NATS_OK) {
+      return bucketError("opening the JetStream bucket '" + name + "'", status);
+    }
+    return {};
+  });
+  if (!opened.ok()) {
+    return opened.error();
   }
   return std::unique_ptr<NatsBucket>(new NatsBucket(name, kv));
 }

@@ -212,6 +212,30 @@ TEST_F(SharedDeadLettersTest, ADeadLetterTooLargeToShareStaysHereAndHoldsNothing
   EXPECT_TRUE(a->log.contains("too large")) << "not logged";
 }
 
+// A node starting while the servers do not answer for the bucket (a cluster just formed, a
+// server restarting) waits for them instead of failing its start.
+TEST_F(SharedDeadLettersTest, AStartWaitsForServersThatDoNotAnswerYet) {
+  auto a = Node::open(stream_, "node-a");
+  ASSERT_TRUE(a);
+  auto* server = junction::testing::sharedServer();
+  server->kill();
+  std::thread back([server] {
+    std::this_thread::sleep_for(7s);  // longer than a request waits (5 s): the first read fails
+    std::string error;
+    EXPECT_TRUE(server->restart(&error)) << error;
+  });
+  a->shared = std::make_unique<SharedDeadLetters>(
+      *a->bucket, *a->store, "node-a", a->dir / "dead_letters.shared", a->log, a->metrics,
+      [](const DeadLetter&) { return true; }, [] {});
+  const auto status = a->shared->start(30s);
+  back.join();
+  ASSERT_TRUE(status.ok()) << status.message();
+  EXPECT_TRUE(a->log.contains("does not answer yet"));
+  std::vector<DeadLetter> rows{letter("m1", "u1")};
+  EXPECT_TRUE(eventually([&] { return a->store->add(rows).ok(); }, 20s));
+  EXPECT_GT(rows[0].id, 0);
+}
+
 TEST_F(SharedDeadLettersTest, AReplayMarkedOnOneNodeIsTakenByTheNodeThatReadsThePerson) {
   auto a = Node::open(stream_, "node-a");
   auto b = Node::open(stream_, "node-b");

@@ -483,14 +483,8 @@ sdk::Result<std::vector<DeadLetter>> DeadLetterStore::takeReplays(const std::str
 }
 
 sdk::Status DeadLetterStore::replayed(std::int64_t id) {
-  {
-    std::lock_guard lock(mutex_);
-    std::erase(taken_, id);
-    Statement s(db_, "DELETE FROM dead_letters WHERE id = ?");
-    s.bind(1, id);
-    if (sqlite3_step(s.get()) != SQLITE_DONE) {
-      return dbError(db_, "delete");
-    }
+  if (auto s = forget(id); !s.ok()) {
+    return s;
   }
   if (sharing_.changed) {
     sharing_.changed({}, {id});

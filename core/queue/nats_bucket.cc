@@ -8,13 +8,14 @@ namespace {
 
 constexpr std::int64_t kNanosPerMilli = 1'000'000;
 
-// Unavailable: worth trying again; InvalidArgument: a value larger than the server's
+// Unavailable: worth trying again (the connection or the servers; a request cut off by a
+// server's death ends in an IO error); InvalidArgument: a value larger than the server's
 // max_payload, never stored.
 sdk::Error bucketError(const std::string& what, natsStatus status) {
   sdk::ErrorCode code = sdk::ErrorCode::Internal;
   if (status == NATS_TIMEOUT || status == NATS_CONNECTION_CLOSED ||
       status == NATS_CONNECTION_DISCONNECTED || status == NATS_NO_SERVER ||
-      status == NATS_NO_RESPONDERS) {
+      status == NATS_NO_RESPONDERS || status == NATS_IO_ERROR || status == NATS_STALE_CONNECTION) {
     code = sdk::ErrorCode::Unavailable;
   } else if (status == NATS_MAX_PAYLOAD) {
     code = sdk::ErrorCode::InvalidArgument;

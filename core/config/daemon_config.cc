@@ -10,6 +10,8 @@
 #include <set>
 #include <sstream>
 
+#include "core/sync/schedule.h"
+
 namespace junction::core::config {
 
 namespace json = boost::json;
@@ -407,6 +409,38 @@ const OptionTable<FilterConfig>& filterTable() {
   return table;
 }
 
+// `sync:` as written; readSync turns it into a SyncConfig.
+struct SyncKeys {
+  std::string mode;
+  std::chrono::milliseconds every{0};
+  std::string at;
+  std::string timezone;
+};
+
+const OptionTable<SyncKeys>& syncTable() {
+  static const OptionTable<SyncKeys> table{
+      option("mode", &SyncKeys::mode,
+             "realtime: events as they arrive, from the sources in `from`; scheduled: at the "
+             "times below, each person's profile from the built-in source `sync.<id>` only "
+             "(needs profiles, not yet with queue.backend nats)")
+          .oneOf({"realtime", "scheduled"})
+          .defaultValue("realtime"),
+      option("every", &SyncKeys::every,
+             "With mode: scheduled, the period: under 24h it divides 24h (5m, 15m, 1h, 6h), "
+             "otherwise whole days counted from 1970-01-01 (7d: Thursdays). Default 24h when "
+             "only `at` is written"),
+      option("at", &SyncKeys::at,
+             "With mode: scheduled, the local time (HH:MM) runs are anchored at: at, at + every, "
+             "... through each day")
+          .defaultValue("00:00"),
+      option("timezone", &SyncKeys::timezone,
+             "With mode: scheduled, the IANA time zone of `at` (Europe/Berlin). A time the DST "
+             "change skips runs when the gap ends; one it repeats runs once")
+          .defaultValue("UTC"),
+  };
+  return table;
+}
+
 const OptionTable<ConnectorConfig>& sourceTable() {
   static const OptionTable<ConnectorConfig> table{
       option("id", &ConnectorConfig::id, "Unique id of this connector").required(),
@@ -443,6 +477,9 @@ const OptionTable<ConnectorConfig>& destinationTable() {
       option("retry", &ConnectorConfig::config,
              "Retry budget (max_attempts, max_age, initial_backoff, max_backoff)"),
       option("rate_limit", &ConnectorConfig::config, "Token bucket (per_second, burst)"),
+      option("sync", &ConnectorConfig::config,
+             "When events are delivered: realtime (as they arrive) or scheduled (mode, every, "
+             "at, timezone)"),
       option("concurrency", &ConnectorConfig::concurrency, "Deliveries in flight at once")
           .defaultValue(1)
           .range(1, 256),
@@ -499,26 +536,120 @@ bool validId(const std::string& id) {
   return true;
 }
 
-// Checks one `sources:` or `destinations:` list.
-void readConnectors(YamlChecker& checker, const YAML::Node& list, ConnectorKind kind,
-                    std::vector<ConnectorConfig>& out) {
+KeyMark markOf(const YAML::Node& node, KeyMark absent) {
+  if (!node.IsDefined() || node.Mark().line < 0) {
+    return absent;
+  }
+  return {node.Mark().line + 1, node.Mark().column + 1};
+}
+
+// A destination's `sync:`. The schedule goes through core/sync's own checks, so `--check` and
+// the daemon's runs agree on it; then what mode: scheduled needs of the rest of the file
+// (`sections`: profiles and queue, read already). Scheduled: `from` becomes {"sync.<id>"}.
+void readSync(YamlChecker& checker, const YAML::Node& item, const std::string& path,
+              const DaemonConfig& sections, ConnectorConfig& c) {
+  const YAML::Node node = childOf(item, "sync");
+  const std::string key = path + ".sync";
+  c.sync.mark = markOf(node, c.mark);
+  if (node.IsDefined() && !node.IsNull() && !node.IsMap()) {
+    return;  // "expected a mapping", reported with the destination's keys
+  }
+  const json::object checked = checker.checkMapping(node, syncTable().specs(), key);
+  const SyncKeys keys = syncTable().bind(checked);
+  auto written = [&](const char* name) {
+    const YAML::Node value = childOf(node, name);
+    return value.IsDefined() && !value.IsNull();
+  };
+  auto markAt = [&](const char* name) { return markOf(childOf(node, name), c.sync.mark); };
+  if (!checked.contains("mode")) {
+    return;  // not a mode; reported
+  }
+  if (keys.mode != "scheduled") {
+    for (const char* name : {"every", "at", "timezone"}) {
+      if (written(name)) {
+        checker.error(markAt(name), key + "." + name,
+                      "applies to mode: scheduled only (realtime is the default)");
+      }
+    }
+    return;
+  }
+  c.sync.mode = SyncConfig::Mode::Scheduled;
+  // A written value absent from `checked` is one the table refused, reported already.
+  if (written("at") && checked.contains("at")) {
+    if (auto at = sync::parseAt(keys.at); !at) {
+      checker.error(markAt("at"), key + ".at", at.error().message);
+    } else {
+      c.sync.at_minute = *at;
+    }
+  }
+  if (written("every")) {
+    if (!checked.contains("every")) {
+      // not a duration; reported
+    } else if (auto status = sync::checkEvery(keys.every.count()); !status) {
+      checker.error(markAt("every"), key + ".every", status.message());
+    } else {
+      c.sync.every_ms = keys.every.count();
+    }
+  } else if (written("at")) {
+    c.sync.every_ms = 86'400'000;  // once a day, at `at`
+  } else {
+    checker.error(c.sync.mark, key + ".every",
+                  "mode: scheduled needs `every` (e.g. 1h) or `at` (e.g. \"02:00\", once a day)");
+  }
+  if (checked.contains("timezone")) {
+    if (auto status = sync::checkTimezone(keys.timezone); !status) {
+      const std::string hint = closestMatch(keys.timezone, sync::timezoneNames());
+      checker.error(markAt("timezone"), key + ".timezone",
+                    status.message() + (hint.empty() ? "" : "; did you mean '" + hint + "'?"));
+    } else {
+      c.sync.timezone = keys.timezone;
+    }
+  }
+  const KeyMark mode_mark = markAt("mode");
+  if (!sections.profiles.enabled) {
+    checker.error(mode_mark, key + ".mode",
+                  "mode: scheduled needs profiles (profiles.enabled is false): each run sends "
+                  "people's profiles from the profile store");
+  }
+  if (sections.queue.backend == "nats") {
+    checker.error(mode_mark, key + ".mode",
+                  "sync.mode scheduled is not supported with queue.backend nats yet");
+  }
+  if (const YAML::Node from = childOf(item, "from"); from.IsDefined() && !from.IsNull()) {
+    checker.error(markOf(from, c.mark), path + ".from",
+                  "a scheduled destination reads only its built-in source 'sync." + c.id +
+                      "'; remove `from` (or use sync.mode: realtime)");
+  }
+  c.from = {std::string(kSyncSourcePrefix) + c.id};
+}
+
+// Checks one `sources:` or `destinations:` list. `sections`: the daemon's sections, read
+// already (what a destination's `sync:` depends on).
+std::vector<ConnectorConfig> readConnectors(YamlChecker& checker, const YAML::Node& list,
+                                            ConnectorKind kind, const DaemonConfig& sections) {
+  std::vector<ConnectorConfig> out;
   const char* section = kind == ConnectorKind::Source ? "sources" : "destinations";
   if (!list.IsDefined() || list.IsNull()) {
-    return;
+    return out;
   }
   if (!list.IsSequence()) {
     checker.error(list, section, "expected a list of connectors (each item starts with '- id:')");
-    return;
+    return out;
   }
   const auto& table = kind == ConnectorKind::Source ? sourceTable() : destinationTable();
-  const auto specs = table.specs();
+  auto specs = table.specs();
+  if (kind == ConnectorKind::Source) {
+    // Known here so that `sync:` on a source is told it is a destination's key, below, rather
+    // than "unknown option".
+    specs.push_back(sdk::OptionSpec{.key = "sync", .type = sdk::OptionType::Object});
+  }
   std::size_t index = 0;
   for (const auto& item : list) {
     std::string path = std::string(section) + "[" + std::to_string(index++) + "]";
     json::object checked = checker.checkMapping(item, specs, path);
     // `config` and the nested sections are free-form here; checked below with their own tables.
     json::object plain = checked;
-    for (const char* nested : {"config", "filter", "batch", "retry", "rate_limit"}) {
+    for (const char* nested : {"config", "filter", "batch", "retry", "rate_limit", "sync"}) {
       plain.erase(nested);
     }
     ConnectorConfig c = table.bind(plain);
@@ -527,7 +658,15 @@ void readConnectors(YamlChecker& checker, const YAML::Node& list, ConnectorKind 
     c.mark = {item.Mark().line + 1, item.Mark().column + 1};
     if (item.IsMap()) {
       c.config_node = childOf(item, "config");
-      if (!c.id.empty() && !validId(c.id)) {
+      if (kind == ConnectorKind::Source) {
+        if (const YAML::Node sync = childOf(item, "sync"); sync.IsDefined() && !sync.IsNull()) {
+          checker.error(markOf(sync, c.mark), path + ".sync",
+                        "sync applies to destinations only (when they get their events)");
+        }
+      }
+      // A source id starting with "sync." is reported (more plainly) by readDocument.
+      const bool reserved = kind == ConnectorKind::Source && c.id.starts_with(kSyncSourcePrefix);
+      if (!c.id.empty() && !reserved && !validId(c.id)) {
         checker.error(childOf(item, "id"), path + ".id",
                       "'" + c.id + "' is not a valid id (lower-case letters, digits, '_' and '-')");
       }
@@ -557,10 +696,12 @@ void readConnectors(YamlChecker& checker, const YAML::Node& list, ConnectorKind 
           checker.error(childOf(item, "retry"), path + ".retry.max_backoff",
                         "must not be shorter than initial_backoff");
         }
+        readSync(checker, item, path, sections, c);
       }
     }
     out.push_back(std::move(c));
   }
+  return out;
 }
 
 // backend: nats: every url a nats:// or tls:// address, a stream name NATS accepts.
@@ -676,9 +817,9 @@ std::optional<DaemonConfig> readDocument(const YAML::Node& root, const std::stri
                     "'" + *path + "' is a directory, not a PEM file");
     }
   }
-  readConnectors(checker, section("sources"), ConnectorKind::Source, config.sources);
-  readConnectors(checker, section("destinations"), ConnectorKind::Destination,
-                 config.destinations);
+  config.sources = readConnectors(checker, section("sources"), ConnectorKind::Source, config);
+  config.destinations =
+      readConnectors(checker, section("destinations"), ConnectorKind::Destination, config);
 
   std::set<std::string> ids;
   std::set<std::string> source_ids;
@@ -691,6 +832,11 @@ std::optional<DaemonConfig> readDocument(const YAML::Node& root, const std::stri
         if (c.id == kProfilesSource) {
           checker.error(c.mark, c.key_path + ".id",
                         "id 'profiles' is the built-in source of profile-change events");
+        }
+        if (c.id.starts_with(kSyncSourcePrefix)) {
+          checker.error(c.mark, c.key_path + ".id",
+                        "ids starting with 'sync.' name the built-in sources of scheduled "
+                        "destinations");
         }
         source_ids.insert(c.id);
       }
@@ -707,7 +853,16 @@ std::optional<DaemonConfig> readDocument(const YAML::Node& root, const std::stri
     }
   }
   for (const auto& d : config.destinations) {
+    if (d.sync.mode == SyncConfig::Mode::Scheduled) {
+      continue;  // `from` is its own sync.<id> (readSync)
+    }
     for (const auto& from : d.from) {
+      if (from.starts_with(kSyncSourcePrefix)) {
+        checker.error(d.mark, d.key_path + ".from",
+                      "'" + from + "' is the built-in source of a scheduled destination, for "
+                      "that destination only");
+        continue;
+      }
       if (from == kProfilesSource) {
         if (!config.profiles.enabled || !config.profiles.change_events) {
           checker.error(d.mark, d.key_path + ".from",
@@ -759,6 +914,10 @@ std::vector<ConfigSection> configSections() {
        retryTable().specs()},
       {"destinations[].rate_limit", "A token bucket in front of the vendor.",
        rateLimitTable().specs()},
+      {"destinations[].sync", "When a destination gets its events: as they arrive (realtime) or "
+                              "on a schedule, each person's profile (scheduled). Schedules keep "
+                              "to the wall clock of `timezone` (core/sync/README.md).",
+       syncTable().specs()},
   };
 }
 

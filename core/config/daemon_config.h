@@ -104,6 +104,17 @@ struct FilterConfig {
 
 enum class ConnectorKind { Source, Destination };
 
+// `sync:` — when a destination gets its events (core/sync/README.md). Realtime: as they arrive,
+// from the sources `from` names. Scheduled: from its built-in source `sync.<id>` only, with runs
+// at the local times of `every` anchored at `at` in `timezone` (see core/sync/schedule.h).
+struct SyncConfig {
+  enum class Mode { Realtime, Scheduled } mode = Mode::Realtime;
+  std::int64_t every_ms = 0;  // scheduled: checked by sync::checkEvery (24h when only `at`)
+  int at_minute = 0;          // scheduled: minutes after local midnight, 0..1439
+  std::string timezone = "UTC";
+  KeyMark mark;  // where `sync:` was written; the destination's block when it was not
+};
+
 struct ConnectorConfig {
   ConnectorKind kind = ConnectorKind::Source;
   std::string id;
@@ -143,6 +154,8 @@ struct ConnectorConfig {
   std::string start;  // latest | earliest
   std::vector<std::string> hash;  // PII: JSON paths whose values are SHA-256 hashed
   std::vector<std::string> drop;  // PII: JSON paths removed before delivery
+  // Scheduled: loadConfig sets `from` to {"sync.<id>"}.
+  SyncConfig sync;
 };
 
 // `consent:` — how consent-manager ids map to category names.
@@ -169,6 +182,9 @@ struct ComputedTraitConfig {
 
 // The id of the built-in source whose events are profile changes (`from: [profiles]`).
 inline constexpr std::string_view kProfilesSource = "profiles";
+// The built-in source of a scheduled destination is this prefix and the destination's id
+// (`sync.crm`); only that destination reads it, and no configured source id starts with it.
+inline constexpr std::string_view kSyncSourcePrefix = "sync.";
 
 // `profiles:` — the unified customer profiles (core/profiles).
 struct ProfilesConfig {

@@ -326,6 +326,204 @@ TEST(ConfigTest, DidYouMeanOnlyForCloseWords) {
   EXPECT_EQ(editDistance("kitten", "sitting"), 3u);
 }
 
+// --- sync: (scheduled destinations) -------------------------------------------------------
+
+TEST(SyncConfigTest, RealtimeIsTheDefault) {
+  ConfigErrors errors;
+  auto config = load(R"(sources:
+  - id: web
+    plugin: http
+destinations:
+  - id: crm
+    plugin: mailchimp
+    from: [web]
+  - id: out
+    plugin: file
+    sync: { mode: realtime }
+)",
+                     errors);
+  ASSERT_TRUE(config) << formatErrors(errors);
+  for (const auto& d : config->destinations) {
+    EXPECT_EQ(d.sync.mode, SyncConfig::Mode::Realtime) << d.id;
+    EXPECT_EQ(d.sync.every_ms, 0) << d.id;
+    EXPECT_EQ(d.sync.at_minute, 0) << d.id;
+    EXPECT_EQ(d.sync.timezone, "UTC") << d.id;
+  }
+  EXPECT_THAT(config->destinations[0].from, ElementsAre("web"));
+  EXPECT_EQ(config->destinations[0].sync.mark.line, 5);  // no `sync:`: the block
+  EXPECT_TRUE(config->destinations[1].from.empty());
+  EXPECT_EQ(config->destinations[1].sync.mark.line, 10);
+}
+
+TEST(SyncConfigTest, ScheduledForms) {
+  ConfigErrors errors;
+  auto config = load(R"(destinations:
+  - id: hourly
+    plugin: x
+    sync: { mode: scheduled, every: 1h }
+  - id: nightly
+    plugin: x
+    sync: { mode: scheduled, at: "02:00", timezone: Europe/Berlin }
+  - id: six
+    plugin: x
+    sync:
+      mode: scheduled
+      every: 6h
+      at: "2:30"
+      timezone: America/New_York
+  - id: weekly
+    plugin: x
+    sync: { mode: scheduled, every: 7d, at: "09:00" }
+  - id: quarter
+    plugin: x
+    sync: { mode: scheduled, every: 900000, timezone: Asia/Kolkata }
+)",
+                     errors);
+  ASSERT_TRUE(config) << formatErrors(errors);
+  ASSERT_THAT(config->destinations, SizeIs(5));
+  struct Want {
+    std::int64_t every_ms;
+    int at_minute;
+    std::string timezone;
+  };
+  const Want want[] = {{3'600'000, 0, "UTC"},
+                       {86'400'000, 120, "Europe/Berlin"},
+                       {6 * 3'600'000, 150, "America/New_York"},
+                       {7 * 86'400'000LL, 540, "UTC"},
+                       {900'000, 0, "Asia/Kolkata"}};
+  for (std::size_t i = 0; i < 5; ++i) {
+    const auto& d = config->destinations[i];
+    EXPECT_EQ(d.sync.mode, SyncConfig::Mode::Scheduled) << d.id;
+    EXPECT_EQ(d.sync.every_ms, want[i].every_ms) << d.id;
+    EXPECT_EQ(d.sync.at_minute, want[i].at_minute) << d.id;
+    EXPECT_EQ(d.sync.timezone, want[i].timezone) << d.id;
+    // Only its own built-in source.
+    EXPECT_THAT(d.from, ElementsAre("sync." + d.id));
+  }
+  EXPECT_EQ(config->destinations[2].sync.mark.line, 11);  // the mapping under `sync:`
+}
+
+TEST(SyncConfigTest, TheScheduleIsCheckedKeyByKey) {
+  ConfigErrors errors;
+  EXPECT_FALSE(load(R"(destinations:
+  - id: a
+    plugin: x
+    sync:
+      mode: scheduled
+      every: 7h
+      at: "25:00"
+      timezone: Europe/Berln
+  - id: b
+    plugin: x
+    sync: { mode: scheduled, every: 30s }
+  - id: c
+    plugin: x
+    sync: { mode: scheduled, every: 36h, timezone: Mars/Olympus }
+  - id: d
+    plugin: x
+    sync: { mode: sometimes, evry: 1h }
+  - id: e
+    plugin: x
+    sync: { mode: scheduled, every: soon }
+)",
+                    errors));
+  EXPECT_THAT(
+      lines(errors),
+      ElementsAre(
+          "test.yaml:6:14: destinations[0].sync.every: every 7h does not divide 24h evenly "
+          "(e.g. 5m, 15m, 1h, 6h, 12h)",
+          "test.yaml:7:11: destinations[0].sync.at: expected a local time HH:MM from 00:00 to "
+          "23:59, got \"25:00\"",
+          "test.yaml:8:17: destinations[0].sync.timezone: unknown time zone 'Europe/Berln' (an "
+          "IANA name such as UTC, Europe/Berlin or America/New_York); did you mean "
+          "'Europe/Berlin'?",
+          "test.yaml:11:37: destinations[1].sync.every: every must be at least 1m, got 30s",
+          "test.yaml:14:37: destinations[2].sync.every: every 36h is longer than a day but not a "
+          "whole number of days (e.g. 2d, 7d)",
+          "test.yaml:14:52: destinations[2].sync.timezone: unknown time zone 'Mars/Olympus' (an "
+          "IANA name such as UTC, Europe/Berlin or America/New_York)",
+          "test.yaml:17:19: destinations[3].sync.mode: expected one of realtime, scheduled, got "
+          "\"sometimes\"",
+          "test.yaml:17:30: destinations[3].sync.evry: unknown option; did you mean 'every'?",
+          AllOf(HasSubstr("test.yaml:20:37: destinations[4].sync.every: expected a duration"),
+                HasSubstr("got \"soon\""))));
+}
+
+TEST(SyncConfigTest, ModeAndTheOtherKeysMustAgree) {
+  ConfigErrors errors;
+  EXPECT_FALSE(load(R"(destinations:
+  - id: a
+    plugin: x
+    sync: { mode: scheduled, timezone: Europe/Berlin }
+  - id: b
+    plugin: x
+    sync: { every: 1h, at: "02:00" }
+  - id: c
+    plugin: x
+    sync: scheduled
+)",
+                    errors));
+  EXPECT_THAT(lines(errors),
+              ElementsAre("test.yaml:4:11: destinations[0].sync.every: mode: scheduled needs "
+                          "`every` (e.g. 1h) or `at` (e.g. \"02:00\", once a day)",
+                          "test.yaml:7:20: destinations[1].sync.every: applies to mode: "
+                          "scheduled only (realtime is the default)",
+                          "test.yaml:7:28: destinations[1].sync.at: applies to mode: scheduled "
+                          "only (realtime is the default)",
+                          "test.yaml:10:11: destinations[2].sync: expected a mapping, got "
+                          "\"scheduled\""));
+}
+
+TEST(SyncConfigTest, ScheduledNeedsProfilesAndTheEmbeddedQueue) {
+  ConfigErrors errors;
+  EXPECT_FALSE(load(R"(profiles: { enabled: false }
+queue: { backend: nats }
+destinations:
+  - id: crm
+    plugin: x
+    sync:
+      mode: scheduled
+      every: 1h
+)",
+                    errors));
+  EXPECT_THAT(lines(errors),
+              ElementsAre("test.yaml:7:13: destinations[0].sync.mode: mode: scheduled needs "
+                          "profiles (profiles.enabled is false): each run sends people's "
+                          "profiles from the profile store",
+                          "test.yaml:7:13: destinations[0].sync.mode: sync.mode scheduled is not "
+                          "supported with queue.backend nats yet"));
+}
+
+TEST(SyncConfigTest, TheSyncSourcesAreBuiltIn) {
+  ConfigErrors errors;
+  EXPECT_FALSE(load(R"(sources:
+  - id: web
+    plugin: http
+    sync: { mode: scheduled, every: 1h }
+  - id: sync.crm
+    plugin: http
+destinations:
+  - id: crm
+    plugin: x
+    from: [web]
+    sync: { mode: scheduled, every: 1h }
+  - id: other
+    plugin: x
+    from: [sync.crm]
+)",
+                    errors));
+  EXPECT_THAT(lines(errors),
+              ElementsAre("test.yaml:4:11: sources[0].sync: sync applies to destinations only "
+                          "(when they get their events)",
+                          "test.yaml:5:5: sources[1].id: ids starting with 'sync.' name the "
+                          "built-in sources of scheduled destinations",
+                          "test.yaml:10:11: destinations[0].from: a scheduled destination reads "
+                          "only its built-in source 'sync.crm'; remove `from` (or use "
+                          "sync.mode: realtime)",
+                          "test.yaml:12:5: destinations[1].from: 'sync.crm' is the built-in "
+                          "source of a scheduled destination, for that destination only"));
+}
+
 // --- step 2: connectors against plugin option tables ----------------------------------------
 
 struct DestConfig {

@@ -1,7 +1,7 @@
 #include "core/audiences/audience.h"
 
-#include <boost/json/array.hpp>
 #include <algorithm>
+#include <boost/json/array.hpp>
 #include <cctype>
 #include <cmath>
 #include <optional>
@@ -24,8 +24,8 @@ constexpr std::int64_t kMin = std::numeric_limits<std::int64_t>::min();
 // --- reading ------------------------------------------------------------------------------------
 
 const std::vector<std::string>& conditionKeys() {
-  static const std::vector<std::string> keys{"all", "any", "not", "trait", "performed",
-                                             "not_performed"};
+  static const std::vector<std::string> keys{"all",   "any",       "not",
+                                             "trait", "performed", "not_performed"};
   return keys;
 }
 
@@ -34,9 +34,11 @@ struct OpName {
   Op op;
 };
 constexpr OpName kOps[] = {
-    {"equals", Op::Equals}, {"not_equals", Op::NotEquals}, {"gt", Op::Gt},
-    {"gte", Op::Gte},       {"lt", Op::Lt},                {"lte", Op::Lte},
-    {"in", Op::In},         {"contains", Op::Contains},    {"exists", Op::Exists},
+    {"equals", Op::Equals}, {"not_equals", Op::NotEquals},
+    {"gt", Op::Gt},         {"gte", Op::Gte},
+    {"lt", Op::Lt},         {"lte", Op::Lte},
+    {"in", Op::In},         {"contains", Op::Contains},
+    {"exists", Op::Exists},
 };
 
 std::optional<Op> parseOp(std::string_view key) {
@@ -283,8 +285,7 @@ void Reader::condition(const YAML::Node& node, const std::string& path, Conditio
     if (!ops.empty()) {
       error(node, path + ".trait", "a comparison needs `trait`: the path of the trait compared");
     } else if (errors_ == before) {
-      error(node, path,
-            "expected one of all, any, not, trait, performed, not_performed");
+      error(node, path, "expected one of all, any, not, trait, performed, not_performed");
     }
     return;
   }
@@ -353,13 +354,15 @@ void Reader::checkWaits(const std::vector<YAML::Node>& items, const Condition& a
       if (!given(within)) {  // a bad `within` was reported already
         error(body, within_path,
               "required here: next to a performed, a not_performed is the wait after that "
-              "event (" + anchor->key_path + "), e.g. within: 30m");
+              "event (" +
+                  anchor->key_path + "), e.g. within: 30m");
       }
     } else if (anchor->within_ms > 0 && c.within_ms > anchor->within_ms) {
       error(within, within_path,
-            "waits " + formatDuration(c.within_ms) + " after the performed event, longer than "
-            "its window (" + formatDuration(anchor->within_ms) +
-            "): the audience could never hold");
+            "waits " + formatDuration(c.within_ms) +
+                " after the performed event, longer than "
+                "its window (" +
+                formatDuration(anchor->within_ms) + "): the audience could never hold");
     }
   }
 }
@@ -452,7 +455,7 @@ void Reader::performed(const YAML::Node& node, const std::string& path, bool is_
   if (!node.IsMap()) {
     error(node, path,
           is_performed ? "expected {event: NAME, within: DURATION, count: N}"
-                    : "expected {event: NAME, within: DURATION}");
+                       : "expected {event: NAME, within: DURATION}");
     return;
   }
   std::set<std::string> seen;
@@ -515,10 +518,10 @@ void collectReferences(const Condition& c, std::vector<AudienceReference>& out) 
       return;
     case Kind::Performed:
     case Kind::NotPerformed:
-      out.push_back({AudienceReference::Kind::Event, c.event,
-                     c.key_path + (c.kind == Kind::Performed ? ".performed" : ".not_performed") +
-                         ".event",
-                     c.mark});
+      out.push_back(
+          {AudienceReference::Kind::Event, c.event,
+           c.key_path + (c.kind == Kind::Performed ? ".performed" : ".not_performed") + ".event",
+           c.mark});
       return;
     default:
       for (const auto& child : c.children) {
@@ -743,7 +746,10 @@ bool compare(const Condition& c, const json::object& traits) {
       if (!o) {
         return false;
       }
-      return c.op == Op::Gt ? *o > 0 : c.op == Op::Gte ? *o >= 0 : c.op == Op::Lt ? *o < 0 : *o <= 0;
+      return c.op == Op::Gt    ? *o > 0
+             : c.op == Op::Gte ? *o >= 0
+             : c.op == Op::Lt  ? *o < 0
+                               : *o <= 0;
     }
     case Op::In:
       return c.value.is_array() &&
@@ -751,8 +757,9 @@ bool compare(const Condition& c, const json::object& traits) {
                          [&](const json::value& item) { return sameValue(*v, item); });
     case Op::Contains:
       if (v->is_string()) {
-        return c.value.is_string() && std::string_view(v->get_string()).find(std::string_view(
-                                          c.value.get_string())) != std::string_view::npos;
+        return c.value.is_string() &&
+               std::string_view(v->get_string()).find(std::string_view(c.value.get_string())) !=
+                   std::string_view::npos;
       }
       if (v->is_array()) {
         return std::any_of(v->get_array().begin(), v->get_array().end(),
@@ -798,8 +805,7 @@ bool anchoredHolds(const Condition& anchor, const std::vector<const Condition*>&
   return false;
 }
 
-bool holds(const Condition& c, const json::object& traits, Timelines& timelines,
-           std::int64_t t) {
+bool holds(const Condition& c, const json::object& traits, Timelines& timelines, std::int64_t t) {
   switch (c.kind) {
     case Kind::Compare:
       return compare(c, traits);
@@ -908,8 +914,9 @@ std::vector<Audience> readAudiences(config::YamlChecker& checker, const YAML::No
     }
     if (!validName(name)) {
       reader.error(kv.first, path,
-                   "'" + name + "' is not a valid audience name (lower-case letters, digits, "
-                   "'_', '-' and inner spaces, at most 100)");
+                   "'" + name +
+                       "' is not a valid audience name (lower-case letters, digits, "
+                       "'_', '-' and inner spaces, at most 100)");
     }
     Audience audience;
     audience.name = name;
@@ -955,7 +962,8 @@ KnownNames knownNamesFromCatalog(const json::object& catalog) {
     return v != nullptr && v->is_string() ? std::string_view(v->get_string()) : std::string_view();
   };
   for (const auto& [source, body] : sources->get_object()) {
-    const json::value* events = body.is_object() ? body.get_object().if_contains("events") : nullptr;
+    const json::value* events =
+        body.is_object() ? body.get_object().if_contains("events") : nullptr;
     if (events == nullptr || !events->is_array()) {
       continue;
     }
@@ -999,9 +1007,8 @@ config::ConfigErrors unknownNameWarnings(const std::vector<Audience>& audiences,
       const std::string hint = config::closestMatch(name, is_event ? events : traits);
       out.push_back(config::ConfigError{
           file, ref.mark.line, ref.mark.column, ref.key_path,
-          std::string("the event catalog has no ") +
-              (is_event ? "track event '" : "trait '") + name + "'" +
-              (hint.empty() ? "" : "; did you mean '" + hint + "'?")});
+          std::string("the event catalog has no ") + (is_event ? "track event '" : "trait '") +
+              name + "'" + (hint.empty() ? "" : "; did you mean '" + hint + "'?")});
     }
   }
   config::sortErrors(out);

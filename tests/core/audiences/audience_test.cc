@@ -244,8 +244,9 @@ TEST(AudienceParseTest, EveryErrorNamesItsLineAndKey) {
   EXPECT_EQ(errorOf("audiences:\n  a:\n    where: {performed: {event: A}}\n"
                     "    destinations: [x, [y]]\n"),
             "junction.yaml:4:23: audiences.a.destinations[1]: expected a destination id");
-  Parsed twice = parse("audiences:\n  a:\n    where: {performed: {event: A}}\n"
-                       "  a:\n    where: {performed: {event: B}}\n");
+  Parsed twice = parse(
+      "audiences:\n  a:\n    where: {performed: {event: A}}\n"
+      "  a:\n    where: {performed: {event: B}}\n");
   EXPECT_THAT(lines(twice.errors),
               ElementsAre("junction.yaml:4:3: audiences.a: audience 'a' is defined twice"));
   ASSERT_EQ(twice.audiences.size(), 1u);
@@ -549,9 +550,8 @@ TEST(AudienceCompareTest, AMissingTraitOnlyMeetsExistsFalseAndNotEquals) {
     auto is = [&](const std::string& condition) {
       return isMember(where(condition), t, json::object{}, kT);
     };
-    const std::string path = std::string(text).find("address") != std::string::npos
-                                 ? "address.city"
-                                 : "plan";
+    const std::string path =
+        std::string(text).find("address") != std::string::npos ? "address.city" : "plan";
     EXPECT_FALSE(is("{trait: " + path + ", equals: pro}"));
     EXPECT_TRUE(is("{trait: " + path + ", not_equals: pro}"));
     EXPECT_FALSE(is("{trait: " + path + ", gt: 0}"));
@@ -859,11 +859,13 @@ TEST(AudienceHistoryTest, FoldingKeepsTrackedEventsNewestFirstAndPrunes) {
   foldEvent(set, h, track("Product Viewed", kT), kT);  // no audience needs it
   foldEvent(set, h, track("Product Added", kT + 20 * kMinute), kT + 20 * kMinute);
   foldEvent(set, h, track("Product Added", kT + 10 * kMinute), kT + 20 * kMinute);  // late
-  EXPECT_EQ(json::serialize(h), R"({"Product Added":[)" + std::to_string(kT + 20 * kMinute) +
-                                    "," + std::to_string(kT + 10 * kMinute) + "," +
-                                    std::to_string(kT) + "]}");
+  EXPECT_EQ(json::serialize(h), R"({"Product Added":[)" + std::to_string(kT + 20 * kMinute) + "," +
+                                    std::to_string(kT + 10 * kMinute) + "," + std::to_string(kT) +
+                                    "]}");
   // An identify, a page named like a tracked event: only pruning.
-  json::object body{{"type", "page"}, {"name", "Product Added"}, {"userId", "u1"},
+  json::object body{{"type", "page"},
+                    {"name", "Product Added"},
+                    {"userId", "u1"},
                     {"timestamp", sdk::formatIsoTimestamp(kT + kHour + 5 * kMinute)}};
   foldEvent(set, h, *sdk::makeEvent(body, "web"), kT + kHour + 5 * kMinute);
   EXPECT_THAT(times(h, "Product Added"), ElementsAre(kT + 20 * kMinute, kT + 10 * kMinute));
@@ -901,10 +903,9 @@ TEST(AudienceHistoryTest, MergingTwoPeople) {
   Parsed p = parse(kAbandonedCart);
   const AudienceSet set(std::move(p.audiences));
   json::object into = historyOf({{"Product Added", {kT, kT + 20 * kMinute}}, {"Gone", {kT}}});
-  const json::object from = historyOf(
-      {{"Product Added", {kT + 10 * kMinute, kT + 20 * kMinute}},
-       {"Order Completed", {kT + 5 * kMinute}},
-       {"Other", {kT}}});
+  const json::object from = historyOf({{"Product Added", {kT + 10 * kMinute, kT + 20 * kMinute}},
+                                       {"Order Completed", {kT + 5 * kMinute}},
+                                       {"Other", {kT}}});
   mergeHistory(set, into, from);
   EXPECT_THAT(times(into, "Product Added"),
               ElementsAre(kT + 20 * kMinute, kT + 20 * kMinute, kT + 10 * kMinute, kT));

@@ -417,6 +417,11 @@ std::string migration(int version, const std::string& s) {
              "CREATE INDEX outbox_due ON " + s + ".outbox (due_ms, profile_id);"
              "CREATE TABLE " + s + ".meta (key text COLLATE \"C\" PRIMARY KEY,"
              "  value bigint NOT NULL);";
+    case 2:
+      // Sync marks: a channel's marks are one range of the primary key, in profile-id order.
+      return "CREATE TABLE " + s + ".sync_marks (channel text COLLATE \"C\" NOT NULL,"
+             "  profile_id text COLLATE \"C\" NOT NULL, seq bigint NOT NULL DEFAULT 0,"
+             "  PRIMARY KEY (channel, profile_id)) WITH (fillfactor = 80);";
     default:
       return {};
   }
@@ -531,6 +536,18 @@ sdk::Result<std::unique_ptr<PostgresProfileStore>> PostgresProfileStore::open(
       {"applied", applied},
       {"due", "SELECT profile_id, due_ms, seq FROM " + s + ".outbox WHERE due_ms <= $1::bigint "
               "ORDER BY due_ms, profile_id LIMIT $2::bigint"},
+      {"sync_delete", "DELETE FROM " + s + ".sync_marks AS m "
+                      "USING unnest($1::text[], $2::text[]) AS d (channel, id) "
+                      "WHERE m.channel = d.channel AND m.profile_id = d.id"},
+      {"sync_done", "DELETE FROM " + s + ".sync_marks AS m "
+                    "USING unnest($1::text[], $2::text[], $3::bigint[]) AS d (channel, id, seq) "
+                    "WHERE m.channel = d.channel AND m.profile_id = d.id AND m.seq = d.seq"},
+      // $3 as in outbox_put: the puts of a mark in this batch, minus one.
+      {"sync_put", "INSERT INTO " + s + ".sync_marks AS m (channel, profile_id, seq) "
+                   "SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[]) "
+                   "ON CONFLICT (channel, profile_id) "
+                   "DO UPDATE SET seq = m.seq + EXCLUDED.seq + 1"},
+      {"sync_drop", "DELETE FROM " + s + ".sync_marks WHERE channel = $1::text"},
   });
   if (auto st = w.ready(); !st.ok()) {
     return st.error();
@@ -548,10 +565,16 @@ sdk::Result<std::unique_ptr<PostgresProfileStore>> PostgresProfileStore::open(
         {"identity", "SELECT profile_id FROM " + s + ".identities WHERE key = $1::text"},
         {"profile", "SELECT data FROM " + s + ".profiles WHERE id = $1::text"},
         {"count", "SELECT count(*) FROM " + s + ".profiles"},
+        {"sync_marks", "SELECT profile_id, seq FROM " + s + ".sync_marks WHERE channel = $1::text "
+                       "AND profile_id > $2::text ORDER BY profile_id LIMIT $3::bigint"},
+        {"sync_count", "SELECT count(*) FROM " + s + ".sync_marks WHERE channel = $1::text"},
+        {"profile_ids", "SELECT id FROM " + s + ".profiles WHERE id > $1::text ORDER BY id "
+                        "LIMIT $2::bigint"},
         {"size", "SELECT sum(coalesce(pg_total_relation_size(to_regclass(n)), 0))::bigint "
                  "FROM unnest(ARRAY[" + quoteLiteral(s + ".identities") + ", " +
                      quoteLiteral(s + ".profiles") + ", " + quoteLiteral(s + ".outbox") + ", " +
-                     quoteLiteral(s + ".meta") + "]) AS t (n)"},
+                     quoteLiteral(s + ".sync_marks") + ", " + quoteLiteral(s + ".meta") +
+                     "]) AS t (n)"},
     });
     if (auto st = (*c)->ready(); !st.ok()) {
       return st.error();
@@ -607,6 +630,9 @@ struct PostgresProfileStore::CommitParams {
   std::optional<ArrayParam> outbox_deleted;
   std::optional<std::pair<ArrayParam, ArrayParam>> outbox_done;
   std::optional<std::array<ArrayParam, 3>> outbox_put;
+  std::optional<std::pair<ArrayParam, ArrayParam>> sync_deleted;
+  std::optional<std::array<ArrayParam, 3>> sync_done;
+  std::optional<std::array<ArrayParam, 3>> sync_put;
   std::string applied;
 };
 
@@ -645,6 +671,14 @@ std::optional<std::pair<ArrayParam, ArrayParam>> upsertParams(
   return out;
 }
 
+struct PairHash {
+  std::size_t operator()(const std::pair<std::string_view, std::string_view>& p) const noexcept {
+    const std::size_t a = std::hash<std::string_view>{}(p.first);
+    return a ^ (std::hash<std::string_view>{}(p.second) + 0x9e3779b97f4a7c15ull + (a << 6) +
+                (a >> 2));
+  }
+};
+
 PostgresProfileStore::CommitParams commitParams(const Changes& c) {
   PostgresProfileStore::CommitParams p;
   p.identities_deleted = keysParam(c.identities_deleted);
@@ -679,6 +713,45 @@ PostgresProfileStore::CommitParams commitParams(const Changes& c) {
       (*p.outbox_put)[0].add(std::string_view(c.outbox_put[row].first));
       (*p.outbox_put)[1].add(c.outbox_put[row].second);
       (*p.outbox_put)[2].add(puts - 1);
+    }
+  }
+  if (!c.sync_deleted.empty()) {
+    p.sync_deleted.emplace(ArrayParam(kTextOid), ArrayParam(kTextOid));
+    for (const auto& [channel, id] : c.sync_deleted) {
+      p.sync_deleted->first.add(std::string_view(channel));
+      p.sync_deleted->second.add(std::string_view(id));
+    }
+  }
+  if (!c.sync_done.empty()) {
+    p.sync_done.emplace(std::array<ArrayParam, 3>{ArrayParam(kTextOid), ArrayParam(kTextOid),
+                                                  ArrayParam(kInt8Oid)});
+    for (const auto& m : c.sync_done) {
+      (*p.sync_done)[0].add(std::string_view(m.channel));
+      (*p.sync_done)[1].add(std::string_view(m.profile_id));
+      (*p.sync_done)[2].add(m.seq);
+    }
+  }
+  if (!c.sync_put.empty()) {
+    // As outbox_put: one row per mark, with its puts in this batch minus one.
+    std::unordered_map<std::pair<std::string_view, std::string_view>, std::size_t, PairHash>
+        index;  // mark -> position in `marks`
+    std::vector<std::pair<std::size_t, std::int64_t>> marks;  // first row, puts
+    for (std::size_t i = 0; i < c.sync_put.size(); ++i) {
+      auto [it, fresh] = index.try_emplace(
+          std::pair<std::string_view, std::string_view>(c.sync_put[i].first, c.sync_put[i].second),
+          marks.size());
+      if (fresh) {
+        marks.emplace_back(i, 1);
+      } else {
+        ++marks[it->second].second;
+      }
+    }
+    p.sync_put.emplace(std::array<ArrayParam, 3>{ArrayParam(kTextOid), ArrayParam(kTextOid),
+                                                 ArrayParam(kInt8Oid)});
+    for (const auto& [row, puts] : marks) {
+      (*p.sync_put)[0].add(std::string_view(c.sync_put[row].first));
+      (*p.sync_put)[1].add(std::string_view(c.sync_put[row].second));
+      (*p.sync_put)[2].add(puts - 1);
     }
   }
   if (c.applied) {
@@ -743,6 +816,12 @@ sdk::Status PostgresProfileStore::commitOnce(const Changes& c, const CommitParam
        step("outbox_done", {p.outbox_done->first.bytes(), p.outbox_done->second.bytes()})) &&
       (!p.outbox_put || step("outbox_put", {(*p.outbox_put)[0].bytes(), (*p.outbox_put)[1].bytes(),
                                             (*p.outbox_put)[2].bytes()})) &&
+      (!p.sync_deleted ||
+       step("sync_delete", {p.sync_deleted->first.bytes(), p.sync_deleted->second.bytes()})) &&
+      (!p.sync_done || step("sync_done", {(*p.sync_done)[0].bytes(), (*p.sync_done)[1].bytes(),
+                                          (*p.sync_done)[2].bytes()})) &&
+      (!p.sync_put || step("sync_put", {(*p.sync_put)[0].bytes(), (*p.sync_put)[1].bytes(),
+                                        (*p.sync_put)[2].bytes()})) &&
       (!c.applied || step("applied_put", {p.applied}));
   if (!written) {
     rollback();
@@ -818,6 +897,97 @@ sdk::Result<std::uint64_t> PostgresProfileStore::profileCount() {
     return error;
   }
   return static_cast<std::uint64_t>(int64At(result.get(), 0, 0).value_or(0));
+}
+
+sdk::Result<std::vector<SyncMark>> PostgresProfileStore::syncMarks(
+    const std::string& channel, const std::string& after_profile_id, std::size_t limit) {
+  const std::string channel_param = encoded(channel);
+  const std::string after_param = encoded(after_profile_id);  // the encoding keeps the order
+  std::string limit_param;
+  int64Param(limit_param, static_cast<std::int64_t>(std::min<std::size_t>(
+                              limit, std::numeric_limits<std::int64_t>::max())));
+  Reader& r = reader();
+  std::lock_guard lock(r.mutex);
+  sdk::Error error;
+  PgResult result = r.conn->run("sync_marks", {channel_param, after_param, limit_param},
+                                "read the sync marks", &error, true);
+  if (!result) {
+    return error;
+  }
+  std::vector<SyncMark> out;
+  const int rows = PQntuples(result.get());
+  out.reserve(static_cast<std::size_t>(rows));
+  for (int i = 0; i < rows; ++i) {
+    out.push_back({channel,
+                   decoded(PQgetvalue(result.get(), i, 0),
+                           static_cast<std::size_t>(PQgetlength(result.get(), i, 0))),
+                   int64At(result.get(), i, 1).value_or(0)});
+  }
+  return out;
+}
+
+sdk::Result<std::uint64_t> PostgresProfileStore::syncMarkCount(const std::string& channel) {
+  const std::string param = encoded(channel);
+  Reader& r = reader();
+  std::lock_guard lock(r.mutex);
+  sdk::Error error;
+  PgResult result = r.conn->run("sync_count", {param}, "count the sync marks", &error, true);
+  if (!result) {
+    return error;
+  }
+  return static_cast<std::uint64_t>(int64At(result.get(), 0, 0).value_or(0));
+}
+
+sdk::Result<std::vector<std::string>> PostgresProfileStore::profileIds(const std::string& after,
+                                                                       std::size_t limit) {
+  const std::string after_param = encoded(after);
+  std::string limit_param;
+  int64Param(limit_param, static_cast<std::int64_t>(std::min<std::size_t>(
+                              limit, std::numeric_limits<std::int64_t>::max())));
+  Reader& r = reader();
+  std::lock_guard lock(r.mutex);
+  sdk::Error error;
+  PgResult result =
+      r.conn->run("profile_ids", {after_param, limit_param}, "list the profiles", &error, true);
+  if (!result) {
+    return error;
+  }
+  std::vector<std::string> out;
+  const int rows = PQntuples(result.get());
+  out.reserve(static_cast<std::size_t>(rows));
+  for (int i = 0; i < rows; ++i) {
+    out.push_back(decoded(PQgetvalue(result.get(), i, 0),
+                          static_cast<std::size_t>(PQgetlength(result.get(), i, 0))));
+  }
+  return out;
+}
+
+sdk::Status PostgresProfileStore::dropSyncChannel(const std::string& channel) {
+  const std::string param = encoded(channel);
+  std::lock_guard lock(writer_mutex_);
+  Connection& w = *writer_;
+  // Deleting is idempotent: a connection that broke on the way is reset and the whole
+  // transaction run once more, whatever it had done.
+  sdk::Error error;
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    if (auto s = w.ready(); !s.ok()) {
+      return s;
+    }
+    // Under the commits' lock: a commit of another node marking the channel meanwhile would
+    // otherwise lock its rows in another order (a deadlock, one of the two refused).
+    const bool done = w.exec(begin_sql_.c_str(), "begin", &error) &&
+                      w.run("sync_drop", {param}, "drop the sync channel", &error, false) &&
+                      w.exec("COMMIT", "commit", &error);
+    if (done) {
+      return {};
+    }
+    if (!w.broken()) {
+      sdk::Error ignored;
+      (void)w.exec("ROLLBACK", "roll back", &ignored);
+      break;
+    }
+  }
+  return error;
 }
 
 std::uint64_t PostgresProfileStore::sizeBytes() {

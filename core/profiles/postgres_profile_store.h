@@ -9,6 +9,8 @@
 //   identities (key text PRIMARY KEY, profile_id text)   + index on profile_id
 //   profiles   (id text PRIMARY KEY, data text)          Profile::serialize(), as written
 //   outbox     (profile_id text PRIMARY KEY, due_ms bigint, seq bigint) + index on due_ms
+//   sync_marks (channel text, profile_id text, seq bigint, PRIMARY KEY (channel, profile_id))
+//              (version 2: an existing store gets it at the next open)
 //   meta       (key text PRIMARY KEY, value bigint)      'applied': the queue offset (one, as
 //                                                         in SQLite; per partition once nodes
 //                                                         share one queue)
@@ -19,8 +21,9 @@
 // is one statement over arrays (unnest), whatever the number of rows.
 //
 // Threads: any thread may call any method. The writer connection (commit, appliedOffset,
-// dueOutbox) is under a mutex; findIdentity/loadProfile/profileCount go to a pool of reader
-// connections picked by thread, each under its own mutex, with their statements prepared once.
+// dueOutbox, dropSyncChannel) is under a mutex; findIdentity/loadProfile/profileCount and the
+// reads of sync marks and profile ids go to a pool of reader connections picked by thread,
+// each under its own mutex, with their statements prepared once.
 // A connection that broke (the server restarted) is reset on its next use, and a read, or a
 // commit that failed before anything was written, is run again once on the new connection.
 //
@@ -52,13 +55,24 @@ class PostgresProfileStore final : public ProfileStore {
   sdk::Result<std::uint64_t> appliedOffset() override;
   sdk::Result<std::vector<OutboxEntry>> dueOutbox(std::int64_t now_ms, std::size_t limit) override;
   sdk::Result<std::uint64_t> profileCount() override;
+  // A page is a range of the primary key once the table has statistics (autovacuum analyzes
+  // it as it grows); before, the planner may read the channel's marks and sort them.
+  sdk::Result<std::vector<SyncMark>> syncMarks(const std::string& channel,
+                                               const std::string& after_profile_id,
+                                               std::size_t limit) override;
+  sdk::Result<std::uint64_t> syncMarkCount(const std::string& channel) override;
+  sdk::Result<std::vector<std::string>> profileIds(const std::string& after,
+                                                   std::size_t limit) override;
+  // One transaction under the commits' lock (no deadlock with a commit marking the channel).
+  sdk::Status dropSyncChannel(const std::string& channel) override;
   // Other nodes may write: the engine reads every profile back from the store.
   bool exclusiveWriter() const override { return false; }
   std::uint64_t sizeBytes() override;
   std::string describe() const override { return describe_; }  // "PostgreSQL h:5432/db schema s"
 
-  // The schema version this build writes (rows of `_migrations`).
-  static constexpr int kSchemaVersion = 1;
+  // The schema version this build writes (rows of `_migrations`): 1 the tables of SQLite's
+  // first layout, 2 sync_marks.
+  static constexpr int kSchemaVersion = 2;
 
   struct CommitParams;  // (postgres_profile_store.cc)
 

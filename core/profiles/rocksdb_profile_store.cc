@@ -24,6 +24,7 @@ constexpr std::string_view kIdentity = "i/";
 constexpr std::string_view kProfile = "p/";
 constexpr std::string_view kOutbox = "o/";
 constexpr std::string_view kDue = "d/";
+constexpr std::string_view kSync = "s/";
 constexpr std::string_view kApplied = "m/applied";
 
 sdk::Error failed(const rocksdb::Status& s, std::string_view what) {
@@ -58,6 +59,68 @@ std::optional<Pending> parsePending(std::string_view text) {
 
 std::string formatPending(const Pending& p) {
   return std::to_string(p.due_ms) + " " + std::to_string(p.seq);
+}
+
+// `s/<channel>/`: the prefix of a channel's marks, unique to it. A channel is a destination id
+// (letters, digits, '_', '-'); '%' and '/' in any other are written %25 and %2F, so that no
+// channel's prefix begins another's.
+std::string syncPrefix(std::string_view channel) {
+  std::string out(kSync);
+  for (char c : channel) {
+    if (c == '%') {
+      out += "%25";
+    } else if (c == '/') {
+      out += "%2F";
+    } else {
+      out += c;
+    }
+  }
+  out += '/';
+  return out;
+}
+
+std::string syncKey(std::string_view channel, std::string_view profile_id) {
+  return syncPrefix(channel) + std::string(profile_id);
+}
+
+// The first key after every key that starts with `prefix` (its last byte, '/', plus one).
+std::string prefixEnd(std::string prefix) {
+  prefix.back() = static_cast<char>(prefix.back() + 1);
+  return prefix;
+}
+
+// (channel, profile id) of a mark's key; nullopt for a key this build did not write.
+std::optional<std::pair<std::string, std::string>> parseSyncKey(std::string_view key) {
+  if (!key.starts_with(kSync)) {
+    return std::nullopt;
+  }
+  key.remove_prefix(kSync.size());
+  const auto slash = key.find('/');
+  if (slash == std::string_view::npos) {
+    return std::nullopt;
+  }
+  std::string channel;
+  for (std::size_t i = 0; i < slash; ++i) {
+    if (key[i] == '%' && key.substr(i, 3) == "%25") {
+      channel += '%';
+      i += 2;
+    } else if (key[i] == '%' && key.substr(i, 3) == "%2F") {
+      channel += '/';
+      i += 2;
+    } else {
+      channel += key[i];
+    }
+  }
+  return std::make_pair(std::move(channel), std::string(key.substr(slash + 1)));
+}
+
+std::optional<std::int64_t> parseSeq(std::string_view text) {
+  std::int64_t seq = 0;
+  auto r = std::from_chars(text.data(), text.data() + text.size(), seq);
+  if (r.ec != std::errc() || r.ptr != text.data() + text.size()) {
+    return std::nullopt;
+  }
+  return seq;
 }
 
 rocksdb::Options storeOptions(std::uint64_t cache_bytes = RocksDbProfileStore::kDefaultCacheBytes) {
@@ -201,7 +264,8 @@ sdk::Status RocksDbProfileStore::commit(const Changes& c) {
     reserve += k.size() + v.size() + 16;
   }
   reserve += (c.identities_deleted.size() + c.profiles_deleted.size()) * 64 +
-             (c.outbox_put.size() + c.outbox_deleted.size() + c.outbox_done.size()) * 128;
+             (c.outbox_put.size() + c.outbox_deleted.size() + c.outbox_done.size()) * 128 +
+             (c.sync_put.size() + c.sync_deleted.size() + c.sync_done.size()) * 96;
   rocksdb::WriteBatch batch(reserve);
   for (const auto& key : c.identities_deleted) {
     batch.Delete(std::string(kIdentity) + key);
@@ -265,6 +329,44 @@ sdk::Status RocksDbProfileStore::commit(const Changes& c) {
       batch.Put(dueKey(due, id), "");
     }
     batch.Put(std::string(kOutbox) + id, formatPending(***p));
+  }
+  // The sync marks likewise: the seq of each mark as the batch leaves it (nullopt: none).
+  std::map<std::string, std::optional<std::int64_t>> marks;
+  auto seqOf = [&](const std::string& key) -> sdk::Result<std::optional<std::int64_t>*> {
+    auto it = marks.find(key);
+    if (it == marks.end()) {
+      auto stored = get(key);
+      if (!stored) {
+        return stored.error();
+      }
+      it = marks.emplace(key, *stored ? parseSeq(**stored) : std::nullopt).first;
+    }
+    return &it->second;
+  };
+  for (const auto& [channel, id] : c.sync_deleted) {
+    const std::string key = syncKey(channel, id);
+    batch.Delete(key);
+    marks[key].reset();
+  }
+  for (const auto& done : c.sync_done) {
+    const std::string key = syncKey(done.channel, done.profile_id);
+    auto seq = seqOf(key);
+    if (!seq) {
+      return seq.error();
+    }
+    if (**seq == done.seq) {
+      batch.Delete(key);
+      (*seq)->reset();
+    }
+  }
+  for (const auto& [channel, id] : c.sync_put) {
+    const std::string key = syncKey(channel, id);
+    auto seq = seqOf(key);
+    if (!seq) {
+      return seq.error();
+    }
+    **seq = **seq ? ***seq + 1 : 0;  // a change since the mark was read: a new seq
+    batch.Put(key, std::to_string(***seq));
   }
   if (c.applied) {
     batch.Put(kApplied, std::to_string(*c.applied));
@@ -334,6 +436,89 @@ sdk::Result<std::uint64_t> RocksDbProfileStore::profileCount() {
   return n;
 }
 
+// Scans read without filling the block cache: a run of a sync channel reads every mark, its
+// first run every profile id, and neither is to evict what the API's lookups keep there.
+sdk::Result<std::vector<SyncMark>> RocksDbProfileStore::syncMarks(
+    const std::string& channel, const std::string& after_profile_id, std::size_t limit) {
+  std::vector<SyncMark> out;
+  const std::string prefix = syncPrefix(channel);
+  const std::string end = prefixEnd(prefix);
+  const std::string from = prefix + after_profile_id;
+  const rocksdb::Slice upper(end);
+  rocksdb::ReadOptions read;
+  read.iterate_upper_bound = &upper;
+  read.fill_cache = false;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read));
+  for (it->Seek(from); it->Valid() && out.size() < limit; it->Next()) {
+    if (it->key() == rocksdb::Slice(from)) {
+      continue;  // ids after it only
+    }
+    auto seq = parseSeq(it->value().ToStringView());
+    if (!seq) {
+      return sdk::makeError(sdk::ErrorCode::Internal, "profile store " + path_ +
+                                                          ": an unreadable sync mark in " +
+                                                          channel);
+    }
+    out.push_back({channel, it->key().ToString().substr(prefix.size()), *seq});
+  }
+  if (!it->status().ok()) {
+    return failed(it->status(), "read the sync marks");
+  }
+  return out;
+}
+
+sdk::Result<std::uint64_t> RocksDbProfileStore::syncMarkCount(const std::string& channel) {
+  const std::string prefix = syncPrefix(channel);
+  const std::string end = prefixEnd(prefix);
+  const rocksdb::Slice upper(end);
+  rocksdb::ReadOptions read;
+  read.iterate_upper_bound = &upper;
+  read.fill_cache = false;
+  std::uint64_t n = 0;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read));
+  for (it->Seek(prefix); it->Valid(); it->Next()) {
+    ++n;
+  }
+  if (!it->status().ok()) {
+    return failed(it->status(), "count the sync marks");
+  }
+  return n;
+}
+
+sdk::Result<std::vector<std::string>> RocksDbProfileStore::profileIds(const std::string& after,
+                                                                      std::size_t limit) {
+  std::vector<std::string> out;
+  const std::string end = prefixEnd(std::string(kProfile));
+  const std::string from = std::string(kProfile) + after;
+  const rocksdb::Slice upper(end);
+  rocksdb::ReadOptions read;
+  read.iterate_upper_bound = &upper;
+  read.fill_cache = false;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read));
+  for (it->Seek(from); it->Valid() && out.size() < limit; it->Next()) {
+    if (it->key() != rocksdb::Slice(from)) {
+      out.push_back(it->key().ToString().substr(kProfile.size()));
+    }
+  }
+  if (!it->status().ok()) {
+    return failed(it->status(), "list the profiles");
+  }
+  return out;
+}
+
+sdk::Status RocksDbProfileStore::dropSyncChannel(const std::string& channel) {
+  const std::string prefix = syncPrefix(channel);
+  std::lock_guard lock(writer_mutex_);  // not between a commit's reads of marks and its write
+  rocksdb::WriteBatch batch;
+  batch.DeleteRange(prefix, prefixEnd(prefix));
+  rocksdb::WriteOptions options;
+  options.sync = true;
+  if (rocksdb::Status s = db_->Write(options, &batch); !s.ok()) {
+    return failed(s, "drop the sync channel " + channel);
+  }
+  return {};
+}
+
 std::uint64_t RocksDbProfileStore::sizeBytes() {
   std::uint64_t total = 0;
   std::error_code ec;
@@ -377,6 +562,10 @@ sdk::Result<RocksDbProfileStore::Salvage> RocksDbProfileStore::salvageFrom(
       if (auto p = parsePending(value)) {
         c.outbox_put.emplace_back(key.substr(kOutbox.size()), p->due_ms);
       }
+    } else if (key.starts_with(kSync)) {
+      if (auto m = parseSyncKey(key)) {
+        c.sync_put.push_back(std::move(*m));
+      }
     } else if (key == kApplied) {
       std::uint64_t offset = 0;
       if (std::from_chars(value.data(), value.data() + value.size(), offset).ec == std::errc()) {
@@ -389,10 +578,13 @@ sdk::Result<RocksDbProfileStore::Salvage> RocksDbProfileStore::salvageFrom(
   }
   it.reset();
   (void)from->Close();
+  // Links and marks of a profile that could not be read lead nowhere.
   std::erase_if(c.identities_put, [&](const auto& p) { return !profiles.contains(p.second); });
+  std::erase_if(c.sync_put, [&](const auto& m) { return !profiles.contains(m.second); });
   result.profiles = c.profiles_put.size();
   result.identities = c.identities_put.size();
   result.outbox = c.outbox_put.size();
+  result.sync_marks = c.sync_put.size();
   // Not the damaged store's offset: what it had applied up to is not all readable (a damaged
   // page or log record can lose a batch whose offset a later, readable batch moved past). The
   // daemon applies every event the queue still holds instead: nothing retained is skipped.

@@ -13,8 +13,10 @@
 //
 // Keys (one column family): `i/<identity key>` -> profile id, `p/<profile id>` -> Profile JSON,
 // `o/<profile id>` -> "<due_ms> <seq>" (a pending announcement), `d/<due_ms, 16 digits>/<id>`
-// (the same, ordered by time), `m/applied` -> the queue offset applied up to. A commit is one
-// WriteBatch written with sync (fdatasync of the WAL), so a batch and its offset land together.
+// (the same, ordered by time), `s/<channel>/<profile id>` -> "<seq>" (a sync mark: a channel's
+// marks are one key range in profile-id order; '%' and '/' in a channel are written %25 and
+// %2F), `m/applied` -> the queue offset applied up to. A commit is one WriteBatch written with
+// sync (fdatasync of the WAL), so a batch and its offset land together.
 //
 // Damage: RocksDB checks its MANIFEST and files at open (paranoid_checks) and every block's
 // checksum when read. A store that fails to open as corrupt, or that is missing while
@@ -51,6 +53,13 @@ class RocksDbProfileStore final : public ProfileStore {
   sdk::Result<std::uint64_t> appliedOffset() override;
   sdk::Result<std::vector<OutboxEntry>> dueOutbox(std::int64_t now_ms, std::size_t limit) override;
   sdk::Result<std::uint64_t> profileCount() override;
+  sdk::Result<std::vector<SyncMark>> syncMarks(const std::string& channel,
+                                               const std::string& after_profile_id,
+                                               std::size_t limit) override;
+  sdk::Result<std::uint64_t> syncMarkCount(const std::string& channel) override;
+  sdk::Result<std::vector<std::string>> profileIds(const std::string& after,
+                                                   std::size_t limit) override;
+  sdk::Status dropSyncChannel(const std::string& channel) override;
   std::uint64_t sizeBytes() override;
   bool exclusiveWriter() const override { return true; }  // storage.path is locked
   std::string describe() const override { return "RocksDB " + path_; }
@@ -69,7 +78,8 @@ class RocksDbProfileStore final : public ProfileStore {
 
   std::string path_;
   std::unique_ptr<rocksdb::DB> db_;
-  std::mutex writer_mutex_;  // commits: the outbox entries are read-modify-write
+  // Commits (the outbox entries and sync marks are read-modify-write), dropSyncChannel.
+  std::mutex writer_mutex_;
 };
 
 }  // namespace junction::core::profiles

@@ -1,8 +1,10 @@
 #include "core/profiles/sqlite_profile_store.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <limits>
 #include <set>
 #include <thread>
 
@@ -81,6 +83,11 @@ sdk::Result<std::unique_ptr<SqliteProfileStore>> SqliteProfileStore::open(const 
                             "  profile_id TEXT PRIMARY KEY, due_ms INTEGER NOT NULL,"
                             "  seq INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;"
                             "CREATE INDEX IF NOT EXISTS outbox_due ON outbox(due_ms);"
+                            // Sync marks in key order: a page of a channel is one range.
+                            "CREATE TABLE IF NOT EXISTS sync_marks ("
+                            "  channel TEXT NOT NULL, profile_id TEXT NOT NULL,"
+                            "  seq INTEGER NOT NULL DEFAULT 0,"
+                            "  PRIMARY KEY (channel, profile_id)) WITHOUT ROWID;"
                             "CREATE TABLE IF NOT EXISTS meta ("
                             "  key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;",
                             kStore);
@@ -261,6 +268,29 @@ sdk::Status SqliteProfileStore::commit(const Changes& c) {
                  st.bind(2, p.second);
                });
     }
+    if (s.ok()) {
+      s = each("DELETE FROM sync_marks WHERE channel = ? AND profile_id = ?", c.sync_deleted,
+               [](Statement& st, const Pair& p) {
+                 st.bind(1, p.first);
+                 st.bind(2, p.second);
+               });
+    }
+    if (s.ok()) {
+      s = each("DELETE FROM sync_marks WHERE channel = ? AND profile_id = ? AND seq = ?",
+               c.sync_done, [](Statement& st, const SyncMark& m) {
+                 st.bind(1, m.channel);
+                 st.bind(2, m.profile_id);
+                 st.bind(3, m.seq);
+               });
+    }
+    if (s.ok()) {
+      s = each("INSERT INTO sync_marks (channel, profile_id) VALUES (?, ?) "
+               "ON CONFLICT (channel, profile_id) DO UPDATE SET seq = seq + 1",
+               c.sync_put, [](Statement& st, const Pair& p) {
+                 st.bind(1, p.first);
+                 st.bind(2, p.second);
+               });
+    }
     if (s.ok() && c.applied) {
       Statement st(writer_, "INSERT OR REPLACE INTO meta (key, value) VALUES ('applied', ?)");
       st.bind(1, static_cast<std::int64_t>(*c.applied));
@@ -321,6 +351,33 @@ sdk::Result<SqliteProfileStore::Salvage> SqliteProfileStore::salvageFrom(
   scan("outbox", "profile_id", "due_ms", [&](std::string k, Statement& st) {
     c.outbox_put.emplace_back(std::move(k), st.integer(1));
   });
+  // Marks by (channel, profile id); a store older than the marks has no such table (not a
+  // damage: nothing was marked).
+  bool has_marks = false;
+  {
+    Statement st(from, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sync_marks'");
+    has_marks = st.ok() && st.step() == SQLITE_ROW;
+  }
+  if (has_marks) {
+    std::set<std::pair<std::string, std::string>> marks;
+    for (const char* order : {"ASC", "DESC"}) {
+      Statement st(from, std::string("SELECT channel, profile_id FROM sync_marks ORDER BY "
+                                     "channel ") + order + ", profile_id " + order);
+      if (!st.ok()) {
+        result.complete = false;
+        break;
+      }
+      int rc;
+      while ((rc = st.step()) == SQLITE_ROW) {
+        if (auto m = std::make_pair(st.text(0), st.text(1)); marks.insert(m).second) {
+          c.sync_put.push_back(std::move(m));
+        }
+      }
+      if (rc != SQLITE_DONE) {
+        result.complete = false;
+      }
+    }
+  }
   {
     Statement st(from, "SELECT value FROM meta WHERE key = 'applied'");
     if (st.ok() && st.step() == SQLITE_ROW) {
@@ -328,16 +385,18 @@ sdk::Result<SqliteProfileStore::Salvage> SqliteProfileStore::salvageFrom(
     }
   }
   sqlite3_close_v2(from);
-  // Links to a profile that could not be read lead nowhere: dropped (the person's next event
-  // links them again).
+  // Links and marks of a profile that could not be read lead nowhere: dropped (the person's
+  // next event links and marks them again).
   std::set<std::string> ids;
   for (const auto& [id, data] : c.profiles_put) {
     ids.insert(id);
   }
   std::erase_if(c.identities_put, [&](const auto& p) { return !ids.contains(p.second); });
+  std::erase_if(c.sync_put, [&](const auto& m) { return !ids.contains(m.second); });
   result.profiles = c.profiles_put.size();
   result.identities = c.identities_put.size();
   result.outbox = c.outbox_put.size();
+  result.sync_marks = c.sync_put.size();
   // Not the damaged store's offset: what it had applied up to is not all readable (a damaged
   // page or log record can lose a batch whose offset a later, readable batch moved past). The
   // daemon applies every event the queue still holds instead: nothing retained is skipped.
@@ -393,6 +452,80 @@ sdk::Result<std::uint64_t> SqliteProfileStore::profileCount() {
     return failed(r.db, "count").error();
   }
   return static_cast<std::uint64_t>(st.integer(0));
+}
+
+sdk::Result<std::vector<SyncMark>> SqliteProfileStore::syncMarks(
+    const std::string& channel, const std::string& after_profile_id, std::size_t limit) {
+  Reader& r = reader();
+  std::lock_guard lock(r.mutex);
+  Statement st(r.db,
+               "SELECT profile_id, seq FROM sync_marks WHERE channel = ? AND profile_id > ? "
+               "ORDER BY profile_id LIMIT ?");
+  if (!st.ok()) {
+    return failed(r.db, "read the sync marks").error();
+  }
+  st.bind(1, channel);
+  st.bind(2, after_profile_id);
+  st.bind(3, static_cast<std::int64_t>(
+                 std::min<std::size_t>(limit, std::numeric_limits<std::int64_t>::max())));
+  std::vector<SyncMark> out;
+  int rc;
+  while ((rc = st.step()) == SQLITE_ROW) {
+    out.push_back({channel, st.text(0), st.integer(1)});
+  }
+  if (rc != SQLITE_DONE) {
+    return failed(r.db, "read the sync marks").error();
+  }
+  return out;
+}
+
+sdk::Result<std::uint64_t> SqliteProfileStore::syncMarkCount(const std::string& channel) {
+  Reader& r = reader();
+  std::lock_guard lock(r.mutex);
+  Statement st(r.db, "SELECT count(*) FROM sync_marks WHERE channel = ?");
+  if (!st.ok()) {
+    return failed(r.db, "count the sync marks").error();
+  }
+  st.bind(1, channel);
+  if (st.step() != SQLITE_ROW) {
+    return failed(r.db, "count the sync marks").error();
+  }
+  return static_cast<std::uint64_t>(st.integer(0));
+}
+
+sdk::Result<std::vector<std::string>> SqliteProfileStore::profileIds(const std::string& after,
+                                                                     std::size_t limit) {
+  Reader& r = reader();
+  std::lock_guard lock(r.mutex);
+  Statement st(r.db, "SELECT id FROM profiles WHERE id > ? ORDER BY id LIMIT ?");
+  if (!st.ok()) {
+    return failed(r.db, "list the profiles").error();
+  }
+  st.bind(1, after);
+  st.bind(2, static_cast<std::int64_t>(
+                 std::min<std::size_t>(limit, std::numeric_limits<std::int64_t>::max())));
+  std::vector<std::string> out;
+  int rc;
+  while ((rc = st.step()) == SQLITE_ROW) {
+    out.push_back(st.text(0));
+  }
+  if (rc != SQLITE_DONE) {
+    return failed(r.db, "list the profiles").error();
+  }
+  return out;
+}
+
+sdk::Status SqliteProfileStore::dropSyncChannel(const std::string& channel) {
+  std::lock_guard lock(writer_mutex_);
+  Statement st(writer_, "DELETE FROM sync_marks WHERE channel = ?");
+  if (!st.ok()) {
+    return failed(writer_, "drop the sync channel");
+  }
+  st.bind(1, channel);
+  if (st.step() != SQLITE_DONE) {
+    return failed(writer_, "drop the sync channel");
+  }
+  return {};
 }
 
 std::uint64_t SqliteProfileStore::sizeBytes() {

@@ -8,7 +8,8 @@
 // would be faster at write-heavy loads but adds a second storage engine to operate and back up.
 //
 // Tables: identities (key TEXT PRIMARY KEY, profile_id), profiles (id TEXT PRIMARY KEY, data
-// TEXT: Profile::serialize()), outbox (profile_id PRIMARY KEY, due_ms), meta (applied offset).
+// TEXT: Profile::serialize()), outbox (profile_id PRIMARY KEY, due_ms), sync_marks (channel,
+// profile_id, seq; PRIMARY KEY (channel, profile_id)), meta (applied offset).
 // One writer connection (the engine's thread, under a mutex); reads go to a small pool of
 // reader connections so that API lookups run in parallel with each other and with the writer.
 //
@@ -43,6 +44,13 @@ class SqliteProfileStore final : public ProfileStore {
   sdk::Result<std::uint64_t> appliedOffset() override;
   sdk::Result<std::vector<OutboxEntry>> dueOutbox(std::int64_t now_ms, std::size_t limit) override;
   sdk::Result<std::uint64_t> profileCount() override;
+  sdk::Result<std::vector<SyncMark>> syncMarks(const std::string& channel,
+                                               const std::string& after_profile_id,
+                                               std::size_t limit) override;
+  sdk::Result<std::uint64_t> syncMarkCount(const std::string& channel) override;
+  sdk::Result<std::vector<std::string>> profileIds(const std::string& after,
+                                                   std::size_t limit) override;
+  sdk::Status dropSyncChannel(const std::string& channel) override;
   std::uint64_t sizeBytes() override;
   bool exclusiveWriter() const override { return true; }  // storage.path is locked
   std::string describe() const override { return "SQLite " + file_; }

@@ -1,7 +1,7 @@
 #pragma once
 
 // The profile store backends that the store-conformance test and the engine tests run
-// against, behind one small interface: SQLite in a temp directory, and (with
+// against, behind one small interface: SQLite and RocksDB in a temp directory, and (with
 // JUNCTION_TEST_POSTGRES) PostgreSQL in a fresh database of a real server started once per test
 // process (tests/support/postgres).
 //
@@ -16,6 +16,7 @@
 #include <string>
 
 #include "core/profiles/profile_store.h"
+#include "core/profiles/rocksdb_profile_store.h"
 #include "core/profiles/sqlite_profile_store.h"
 #include "tests/core/privacy/test_util.h"
 
@@ -32,8 +33,9 @@ class StoreBackend {
   // A store on this backend's storage (the same storage at each call). Fails the test and
   // returns nullptr when it cannot be opened.
   virtual std::unique_ptr<ProfileStore> open() = 0;
-  // Drops one of the store's tables behind its back.
+  // Drops one of the store's tables behind its back (when it has tables).
   virtual void dropTable(const std::string& table) = 0;
+  virtual bool hasTables() const { return true; }
 };
 
 class SqliteBackend final : public StoreBackend {
@@ -51,6 +53,20 @@ class SqliteBackend final : public StoreBackend {
     EXPECT_EQ(rc, SQLITE_OK) << sqlite3_errmsg(db);
     sqlite3_close_v2(db);
   }
+
+ private:
+  privacy::testing::TempDir dir_;
+};
+
+class RocksDbBackend final : public StoreBackend {
+ public:
+  std::unique_ptr<ProfileStore> open() override {
+    auto s = RocksDbProfileStore::open(dir_.file(""));
+    EXPECT_TRUE(s) << s.error().message;
+    return s ? std::move(s).value() : nullptr;
+  }
+  void dropTable(const std::string&) override { ADD_FAILURE() << "RocksDB has no tables"; }
+  bool hasTables() const override { return false; }
 
  private:
   privacy::testing::TempDir dir_;
@@ -101,13 +117,16 @@ class PostgresBackend final : public StoreBackend {
 };
 #endif
 
-// "sqlite" or "postgres".
+// "sqlite", "rocksdb" or "postgres".
 inline std::unique_ptr<StoreBackend> makeStoreBackend(const std::string& name) {
 #ifdef JUNCTION_TEST_POSTGRES
   if (name == "postgres") {
     return std::make_unique<PostgresBackend>();
   }
 #endif
+  if (name == "rocksdb") {
+    return std::make_unique<RocksDbBackend>();
+  }
   EXPECT_EQ(name, "sqlite");
   return std::make_unique<SqliteBackend>();
 }

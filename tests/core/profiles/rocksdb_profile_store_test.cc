@@ -1,6 +1,8 @@
 // The embedded profile store on RocksDB: every part of a commit, the outbox's coalescing and
 // sequence rule, the applied offset across a reopen, the engine on top of it, and damage (a
-// lost store, a damaged log) refused naming the repair, which salvages what is readable.
+// lost store, a damaged log) refused naming the repair, which salvages what is readable (sync
+// marks included). The store's contract is checked on RocksDB too, by the conformance suite of
+// postgres_profile_store_test.
 
 #include <gtest/gtest.h>
 
@@ -121,6 +123,7 @@ TEST(RocksDbProfileStoreTest, ALostOrDamagedStoreIsRefusedAndSalvaged) {
         c.identities_put.emplace_back("user:" + id, id);
         c.profiles_put.emplace_back(id, R"({"id":")" + id + R"(","traits":{"pad":")" +
                                             std::string(300, 'x') + R"("}})");
+        c.sync_put.emplace_back("crm", id);
       }
       c.applied = static_cast<std::uint64_t>(batch + 1) * 100;
       ASSERT_TRUE(store->commit(c).ok());
@@ -164,6 +167,8 @@ TEST(RocksDbProfileStoreTest, ALostOrDamagedStoreIsRefusedAndSalvaged) {
   EXPECT_GT(salvage->profiles, 0u);
   EXPECT_LT(salvage->profiles, 1000u);  // the batches after the damage are gone
   EXPECT_EQ(salvage->identities, salvage->profiles);
+  EXPECT_EQ(salvage->sync_marks, salvage->profiles);
+  EXPECT_EQ(fresh->syncMarkCount("crm").value(), salvage->profiles);
   ASSERT_TRUE(salvage->applied);  // reported, not kept: a lost batch may lie behind it
   EXPECT_EQ(fresh->appliedOffset().value(), 0u);
   EXPECT_EQ(fresh->profileCount().value(), salvage->profiles);

@@ -171,15 +171,17 @@ class ProfileEngine::Batch {
 
   void touch(const std::string& id) { dirty_.insert(id); }
   void announce(const std::string& id, std::int64_t due) { outbox_.emplace(id, due); }
+  void mark(const std::string& id) { marked_.insert(id); }
 
   void drop(std::string id) {  // by value: `id` is often the profile's own, destroyed here
     profiles_[id] = nullptr;
     dirty_.erase(id);
     dropped_.insert(id);
     outbox_.erase(id);
+    marked_.erase(id);
   }
 
-  Changes changes() {
+  Changes changes(const std::vector<std::string>& channels) {
     Changes c;
     for (const auto& key : linked_) {
       c.identities_put.emplace_back(key, *identities_.at(key));
@@ -196,6 +198,14 @@ class ProfileEngine::Batch {
     c.outbox_deleted.assign(dropped_.begin(), dropped_.end());
     for (const auto& [id, due] : outbox_) {
       c.outbox_put.emplace_back(id, due);
+    }
+    for (const auto& channel : channels) {
+      for (const auto& id : marked_) {
+        c.sync_put.emplace_back(channel, id);
+      }
+      for (const auto& id : dropped_) {
+        c.sync_deleted.emplace_back(channel, id);
+      }
     }
     return c;
   }
@@ -236,6 +246,7 @@ class ProfileEngine::Batch {
   std::unordered_set<std::string> dirty_;
   std::unordered_set<std::string> dropped_;
   std::unordered_map<std::string, std::int64_t> outbox_;
+  std::unordered_set<std::string> marked_;  // changed: marked in every sync channel
 };
 
 // --- the engine -----------------------------------------------------------------------------------
@@ -595,9 +606,12 @@ sdk::Result<Changes> ProfileEngine::apply(const std::vector<const sdk::Event*>& 
     if (changed && options_.change_events) {
       batch.announce(target->id, now + options_.change_window_ms);
     }
+    if (changed) {
+      batch.mark(target->id);
+    }
     ++tally_.applied;
   }
-  return batch.changes();
+  return batch.changes(options_.sync_channels);
 }
 
 sdk::Result<std::optional<Changes>> ProfileEngine::erase(const std::string& key) {
@@ -630,6 +644,9 @@ sdk::Result<std::optional<Changes>> ProfileEngine::erase(const std::string& key)
   }
   c.profiles_deleted.push_back(**pid);
   c.outbox_deleted.push_back(**pid);
+  for (const auto& channel : options_.sync_channels) {
+    c.sync_deleted.emplace_back(channel, **pid);
+  }
   return std::optional<Changes>(std::move(c));
 }
 

@@ -43,6 +43,10 @@ struct EngineOptions {
   std::vector<config::ComputedTraitConfig> computed;
   bool change_events = true;
   std::int64_t change_window_ms = 1000;
+  // Sync channels (the ids of destinations in scheduled mode): every profile that changes as a
+  // profile-change event would report (whether or not change_events is on) is marked in each
+  // (Changes::sync_put). Not set by from(): the caller knows the destinations.
+  std::vector<std::string> sync_channels;
 
   static EngineOptions from(const config::ProfilesConfig& config);
 };
@@ -65,8 +69,9 @@ class ProfileEngine {
   void settle(bool committed);
 
   // The changes that erase the person `key` ("user:42") belongs to: the profile, every
-  // identifier linked to it, its outbox entry. nullopt when nobody has that identifier. The
-  // person leaves the cache at once (commit the changes before the next apply()).
+  // identifier linked to it, its outbox entry, its marks in every sync channel. nullopt when
+  // nobody has that identifier. The person leaves the cache at once (commit the changes before
+  // the next apply()).
   sdk::Result<std::optional<Changes>> erase(const std::string& key);
 
   const EngineOptions& options() const noexcept { return options_; }

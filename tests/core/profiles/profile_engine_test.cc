@@ -1,8 +1,9 @@
 // The identity graph and trait merging (core/profiles/profile_engine.h) over a store:
 // anonymous -> identified merge with earlier events attributed, alias, out-of-order events,
 // blocked identifier values, merge guards, computed traits over time windows (manual clock),
-// erase, and everything kept across a reopen of the store. Built twice: profile_engine_test on
-// SQLite, and profile_engine_postgres_test (JUNCTION_TEST_POSTGRES) on a real PostgreSQL.
+// erase, sync marks, and everything kept across a reopen of the store. Built twice:
+// profile_engine_test on SQLite and RocksDB, and profile_engine_postgres_test
+// (JUNCTION_TEST_POSTGRES) on a real PostgreSQL.
 
 #include <gtest/gtest.h>
 
@@ -92,6 +93,23 @@ class ProfileEngineTest : public ::testing::TestWithParam<std::string> {
     auto p = profile(key);
     EXPECT_TRUE(p) << key;
     return p ? engine_->render(*p, clock_.nowMs(), 100) : json::object{};
+  }
+
+  std::vector<SyncMark> marks(const std::string& channel) {
+    auto m = store_->syncMarks(channel, "", 1000);
+    EXPECT_TRUE(m) << m.error().message;
+    return m ? *m : std::vector<SyncMark>{};
+  }
+  std::vector<std::string> markedIds(const std::string& channel) {
+    std::vector<std::string> ids;
+    for (const auto& m : marks(channel)) {
+      ids.push_back(m.profile_id);
+    }
+    return ids;
+  }
+  void commit(const Changes& c) {
+    auto s = store_->commit(c);
+    ASSERT_TRUE(s.ok()) << s.message();
   }
 
   std::uint64_t refused(const char* reason) {
@@ -451,11 +469,128 @@ TEST_P(ProfileEngineTest, AChangeRecordedWhileAnAnnouncementIsInFlightIsNotLost)
   EXPECT_TRUE(store_->dueOutbox(clock_.nowMs() + 10'000, 10).value().empty());
 }
 
+// Sync marks (scheduled syncs): what a profile-change event would report marks the person in
+// every channel, whether or not change events are on; nothing else does.
+TEST_P(ProfileEngineTest, AChangeMarksThePersonInEverySyncChannelAndNothingElseDoes) {
+  options_.sync_channels = {"crm", "ads"};
+  options_.change_events = false;
+  open();
+  apply({event(R"({"type":"identify","userId":"u1","traits":{"plan":"pro"}})", kT0)});
+  const std::string id = profile("user:u1")->id;
+  EXPECT_EQ(markedIds("crm"), std::vector<std::string>{id});
+  EXPECT_EQ(markedIds("ads"), std::vector<std::string>{id});
+  EXPECT_TRUE(store_->dueOutbox(clock_.nowMs() + 10'000, 10).value().empty());
+  Changes run;  // crm's run sent them
+  run.sync_done = marks("crm");
+  commit(run);
+  EXPECT_TRUE(marks("crm").empty());
+
+  // A track event (counters, recent events) and the same trait again change nothing a
+  // profile-change event reports: no mark.
+  auto track = event(R"({"type":"track","userId":"u1","event":"Viewed"})", kT0 + 1);
+  auto same = event(R"({"type":"identify","userId":"u1","traits":{"plan":"pro"}})", kT0 + 2);
+  auto changes = engine_->apply({&track, &same});
+  ASSERT_TRUE(changes) << changes.error().message;
+  EXPECT_TRUE(changes->sync_put.empty());
+  EXPECT_TRUE(changes->sync_deleted.empty());
+  commit(*changes);
+  engine_->settle(true);
+  EXPECT_TRUE(marks("crm").empty());
+  ASSERT_EQ(marks("ads").size(), 1u);
+  EXPECT_EQ(marks("ads")[0].seq, 0);
+
+  // A trait that changes: marked again in crm, and a newer change in ads (not yet run).
+  apply({event(R"({"type":"identify","userId":"u1","traits":{"plan":"max"}})", kT0 + 3)});
+  ASSERT_EQ(marks("crm").size(), 1u);
+  EXPECT_EQ(marks("crm")[0].seq, 0);
+  ASSERT_EQ(marks("ads").size(), 1u);
+  EXPECT_EQ(marks("ads")[0].seq, 1);
+
+  // No channel, no mark.
+  options_.sync_channels.clear();
+  open();
+  auto again = event(R"({"type":"identify","userId":"u1","traits":{"plan":"pro"}})", kT0 + 4);
+  auto none = engine_->apply({&again});
+  ASSERT_TRUE(none);
+  EXPECT_TRUE(none->sync_put.empty());
+}
+
+TEST_P(ProfileEngineTest, AChangeDuringASyncRunIsNotLost) {
+  options_.sync_channels = {"crm"};
+  open();
+  apply({event(R"({"type":"identify","userId":"u1","traits":{"x":1}})", kT0)});
+  const auto run = marks("crm");  // the run reads the marks...
+  ASSERT_EQ(run.size(), 1u);
+  apply({event(R"({"type":"identify","userId":"u1","traits":{"x":2}})", kT0 + 1)});  // ...x=2...
+  Changes done;  // ...and clears what it sent (x=1)
+  done.sync_done = run;
+  commit(done);
+  ASSERT_EQ(marks("crm").size(), 1u);  // x=2 is sent by the next run
+  Changes next;
+  next.sync_done = marks("crm");
+  commit(next);
+  EXPECT_TRUE(marks("crm").empty());
+}
+
+TEST_P(ProfileEngineTest, AMergedAwayProfileLeavesEveryChannelAndTheSurvivorIsMarked) {
+  options_.sync_channels = {"crm", "ads"};
+  open();
+  apply({event(R"({"type":"identify","userId":"u1","traits":{"x":1}})", kT0),
+         event(R"({"type":"track","anonymousId":"a2","event":"Viewed"})", kT0 + 1)});
+  const std::string survivor = profile("user:u1")->id;
+  const std::string merged = profile("anon:a2")->id;
+  ASSERT_NE(survivor, merged);
+  EXPECT_EQ(marks("crm").size(), 2u);
+  Changes run;  // crm's run sent both; ads has not run
+  run.sync_done = marks("crm");
+  commit(run);
+
+  apply({event(R"({"type":"track","userId":"u1","anonymousId":"a2","event":"Signed In"})",
+               kT0 + 2)});
+  ASSERT_EQ(profile("anon:a2")->id, survivor);
+  EXPECT_EQ(markedIds("crm"), std::vector<std::string>{survivor});
+  EXPECT_EQ(markedIds("ads"), std::vector<std::string>{survivor});
+  EXPECT_EQ(marks("ads")[0].seq, 1);
+
+  // Made and merged away in one batch: deleted, never put.
+  auto visit = event(R"({"type":"track","anonymousId":"a3","event":"Viewed"})", kT0 + 3);
+  auto login = event(R"({"type":"track","userId":"u1","anonymousId":"a3","event":"In"})", kT0 + 4);
+  auto changes = engine_->apply({&visit, &login});
+  ASSERT_TRUE(changes) << changes.error().message;
+  ASSERT_EQ(changes->profiles_deleted.size(), 1u);
+  const std::string gone = changes->profiles_deleted[0];
+  for (const auto& [channel, id] : changes->sync_put) {
+    EXPECT_NE(id, gone) << channel;
+  }
+  EXPECT_EQ(changes->sync_put.size(), 2u);  // the survivor, in each channel
+  EXPECT_EQ(changes->sync_deleted.size(), 2u);
+  commit(*changes);
+  engine_->settle(true);
+  EXPECT_EQ(markedIds("crm"), std::vector<std::string>{survivor});
+  EXPECT_EQ(markedIds("ads"), std::vector<std::string>{survivor});
+}
+
+TEST_P(ProfileEngineTest, EraseDeletesThePersonsMarksInEveryChannel) {
+  options_.sync_channels = {"crm", "ads"};
+  open();
+  apply({event(R"({"type":"identify","userId":"u1","traits":{"x":1}})", kT0),
+         event(R"({"type":"identify","userId":"u2","traits":{"x":2}})", kT0)});
+  const std::string kept = profile("user:u2")->id;
+  Changes bump;  // whatever their seq
+  bump.sync_put = {{"crm", profile("user:u1")->id}};
+  commit(bump);
+  auto changes = engine_->erase("user:u1");
+  ASSERT_TRUE(changes && *changes);
+  commit(**changes);
+  EXPECT_EQ(markedIds("crm"), std::vector<std::string>{kept});
+  EXPECT_EQ(markedIds("ads"), std::vector<std::string>{kept});
+}
+
 #ifdef JUNCTION_TEST_POSTGRES
 INSTANTIATE_TEST_SUITE_P(Backends, ProfileEngineTest, ::testing::Values("postgres"),
                          testing::backendName);
 #else
-INSTANTIATE_TEST_SUITE_P(Backends, ProfileEngineTest, ::testing::Values("sqlite"),
+INSTANTIATE_TEST_SUITE_P(Backends, ProfileEngineTest, ::testing::Values("sqlite", "rocksdb"),
                          testing::backendName);
 
 // The embedded store's own: PostgreSQL is repaired in PostgreSQL.
@@ -487,6 +622,49 @@ TEST(ProfileStoreDamageTest, AMissingOrDamagedStoreIsRefusedNamingTheRecovery) {
   ASSERT_FALSE(damaged);
   EXPECT_NE(damaged.error().message.find("damaged"), std::string::npos) << damaged.error().message;
   EXPECT_NE(damaged.error().message.find("junction recover profiles"), std::string::npos);
+}
+
+// `junction recover profiles` on SQLite copies the sync marks of the profiles it copies; a
+// store from before the marks has none.
+TEST(ProfileStoreDamageTest, TheSqliteSalvageCopiesTheSyncMarks) {
+  TempDir from;
+  TempDir to;
+  TempDir old;
+  {
+    auto s = SqliteProfileStore::open(from.file(""));
+    ASSERT_TRUE(s);
+    Changes c;
+    c.profiles_put = {{"p_1", "{}"}, {"p_2", "{}"}};
+    c.sync_put = {{"crm", "p_1"}, {"crm", "p_2"}, {"crm", "p_2"}, {"ads", "p_2"},
+                  {"crm", "p_unreadable"}};
+    ASSERT_TRUE((*s)->commit(c).ok());
+  }
+  auto store = SqliteProfileStore::open(to.file(""));
+  ASSERT_TRUE(store);
+  auto salvage = (*store)->salvageFrom(SqliteProfileStore::fileIn(from.file("")));
+  ASSERT_TRUE(salvage) << salvage.error().message;
+  EXPECT_TRUE(salvage->complete);
+  EXPECT_EQ(salvage->profiles, 2u);
+  EXPECT_EQ(salvage->sync_marks, 3u);
+  EXPECT_EQ((*store)->syncMarkCount("crm").value(), 2u);
+  EXPECT_EQ((*store)->syncMarkCount("ads").value(), 1u);
+
+  {
+    auto s = SqliteProfileStore::open(old.file(""));
+    ASSERT_TRUE(s);
+    Changes c;
+    c.profiles_put = {{"p_3", "{}"}};
+    ASSERT_TRUE((*s)->commit(c).ok());
+  }
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(SqliteProfileStore::fileIn(old.file("")).c_str(), &db), SQLITE_OK);
+  EXPECT_EQ(sqlite3_exec(db, "DROP TABLE sync_marks", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close_v2(db);
+  auto earlier = (*store)->salvageFrom(SqliteProfileStore::fileIn(old.file("")));
+  ASSERT_TRUE(earlier) << earlier.error().message;
+  EXPECT_TRUE(earlier->complete);
+  EXPECT_EQ(earlier->profiles, 1u);
+  EXPECT_EQ(earlier->sync_marks, 0u);
 }
 #endif
 

@@ -75,6 +75,10 @@ class ProfileEngine {
   sdk::Result<std::optional<Changes>> erase(const std::string& key);
 
   const EngineOptions& options() const noexcept { return options_; }
+  // The destinations in scheduled mode, from the next apply() on (a reload changed them).
+  void setSyncChannels(std::vector<std::string> channels) {
+    options_.sync_channels = std::move(channels);
+  }
 
   // The API's view of a profile at `now_ms`: identities by label, traits, trait_times (ISO),
   // consent, first/last seen, counters, computed values, recent events (up to `events`).
@@ -89,7 +93,7 @@ class ProfileEngine {
   struct Cache;
 
   ProfileStore& store_;
-  const EngineOptions options_;
+  EngineOptions options_;  // sync_channels change (setSyncChannels); the rest never
   sdk::Metrics& metrics_;
   sdk::Logger& logger_;
   const sdk::Clock& clock_;

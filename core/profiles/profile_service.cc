@@ -246,8 +246,9 @@ bool ProfileService::applyOnce() {
     std::lock_guard lock(write_mutex_);
     for (const auto& r : batch->records) {
       const sdk::Event& e = r.event;
-      if (e.header().source_id == config::kProfilesSource) {
-        continue;  // our own announcements
+      if (e.header().source_id == config::kProfilesSource ||
+          e.header().source_id.starts_with(config::kSyncSourcePrefix)) {
+        continue;  // our own announcements, and scheduled syncs' snapshots of profiles
       }
       if (privacy_ != nullptr && privacy_->isDeleted(e)) {
         continue;  // received before the person's delete regulation
@@ -378,6 +379,84 @@ void ProfileService::announceLoop() {
   }
 }
 
+sdk::Result<sdk::Event> ProfileService::identifyEvent(const Profile& profile,
+                                                      std::string_view source,
+                                                      std::string message_id,
+                                                      std::int64_t now) const {
+  const json::object view = engine_.render(profile, now, 0);
+  json::object traits = profile.traits;
+  for (const auto& [k, v] : view.at("computed").as_object()) {
+    traits[k] = v;
+  }
+  json::object body{{"type", "identify"},
+                    {"traits", std::move(traits)},
+                    {"timestamp", sdk::formatIsoTimestamp(now)},
+                    {"messageId", std::move(message_id)}};
+  auto first = [&](std::string_view kind) -> std::string {
+    auto it = profile.identities.find(std::string(kind));
+    return it == profile.identities.end() || it->second.empty() ? std::string()
+                                                                 : it->second.front();
+  };
+  if (const std::string u = first(kUserKind); !u.empty()) {
+    body["userId"] = u;
+  }
+  const std::string a = first(kAnonymousKind);
+  if (!a.empty()) {
+    body["anonymousId"] = a;
+  }
+  if (!body.contains("userId") && a.empty()) {
+    body["anonymousId"] = profile.id;  // known by an e-mail or external id only
+  }
+  json::object context{{"junction", json::object{{"profile_id", profile.id}}}};
+  if (const json::value* g = profile.consent.if_contains("granted"); g && g->is_array()) {
+    json::object prefs;
+    for (const auto& c : g->as_array()) {
+      prefs[c.as_string()] = true;
+    }
+    if (const json::value* d = profile.consent.if_contains("denied"); d && d->is_array()) {
+      for (const auto& c : d->as_array()) {
+        prefs[c.as_string()] = false;
+      }
+    }
+    context["consent"] = json::object{{"categoryPreferences", std::move(prefs)}};
+  }
+  if (const std::string e = first(kEmailKind); !e.empty()) {
+    context["traits"] = json::object{{"email", e}};
+  }
+  body["context"] = std::move(context);
+  return sdk::makeEvent(body, source);
+}
+
+sdk::Result<std::optional<Profile>> ProfileService::current(const std::string& profile_id) {
+  auto text = store_->loadProfile(profile_id);
+  if (!text) {
+    return text.error();
+  }
+  if (!*text) {
+    return std::optional<Profile>();
+  }
+  auto parsed = Profile::parse(**text);
+  if (!parsed) {
+    return parsed.error();
+  }
+  if (hidden(identityKeys(*parsed))) {
+    return std::optional<Profile>();
+  }
+  return std::optional<Profile>(std::move(parsed).value());
+}
+
+void ProfileService::setSyncChannels(std::vector<std::string> channels) {
+  std::lock_guard lock(write_mutex_);
+  engine_.setSyncChannels(std::move(channels));
+}
+
+sdk::Status ProfileService::commitSyncDone(std::vector<SyncMark> marks) {
+  Changes done;
+  done.sync_done = std::move(marks);
+  std::lock_guard lock(write_mutex_);
+  return store_->commit(done);
+}
+
 std::size_t ProfileService::announceOnce() {
   auto due = store_->dueOutbox(clock_.nowMs(), kAnnounceBatch);
   if (!due) {
@@ -411,49 +490,10 @@ std::size_t ProfileService::announceOnce() {
       done->outbox_done.emplace_back(entry.profile_id, entry.seq);  // gone or suppressed
       continue;
     }
-    const json::object view = engine_.render(*profile, now, 0);
-    json::object traits = profile->traits;
-    for (const auto& [k, v] : view.at("computed").as_object()) {
-      traits[k] = v;
-    }
-    json::object body{{"type", "identify"},
-                      {"traits", std::move(traits)},
-                      {"timestamp", sdk::formatIsoTimestamp(now)},
-                      {"messageId", "profile-" + profile->id + "-" + std::to_string(entry.seq) +
-                                        "-" + std::to_string(entry.due_ms)}};
-    auto first = [&](std::string_view kind) -> std::string {
-      auto it = profile->identities.find(std::string(kind));
-      return it == profile->identities.end() || it->second.empty() ? std::string()
-                                                                   : it->second.front();
-    };
-    if (const std::string u = first(kUserKind); !u.empty()) {
-      body["userId"] = u;
-    }
-    const std::string a = first(kAnonymousKind);
-    if (!a.empty()) {
-      body["anonymousId"] = a;
-    }
-    if (!body.contains("userId") && a.empty()) {
-      body["anonymousId"] = profile->id;  // known by an e-mail or external id only
-    }
-    json::object context{{"junction", json::object{{"profile_id", profile->id}}}};
-    if (const json::value* g = profile->consent.if_contains("granted"); g && g->is_array()) {
-      json::object prefs;
-      for (const auto& c : g->as_array()) {
-        prefs[c.as_string()] = true;
-      }
-      if (const json::value* d = profile->consent.if_contains("denied"); d && d->is_array()) {
-        for (const auto& c : d->as_array()) {
-          prefs[c.as_string()] = false;
-        }
-      }
-      context["consent"] = json::object{{"categoryPreferences", std::move(prefs)}};
-    }
-    if (const std::string e = first(kEmailKind); !e.empty()) {
-      context["traits"] = json::object{{"email", e}};
-    }
-    body["context"] = std::move(context);
-    auto event = sdk::makeEvent(body, config::kProfilesSource);
+    auto event = identifyEvent(*profile, config::kProfilesSource,
+                               "profile-" + profile->id + "-" + std::to_string(entry.seq) + "-" +
+                                   std::to_string(entry.due_ms),
+                               now);
     if (!event) {
       logger_.error("profiles: a profile-change event could not be made",
                     {{"profile", profile->id}, {"error", event.error().message}});

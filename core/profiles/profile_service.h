@@ -77,6 +77,21 @@ class ProfileService {
 
   ProfileStore& store() { return *store_; }
 
+  // The identify event that states `profile` as it is at `now`: its merged traits and computed
+  // values, userId (else anonymousId), e-mail and consent in `context`, the profile id in
+  // `context.junction.profile_id`. What profile-change events and scheduled syncs send.
+  sdk::Result<sdk::Event> identifyEvent(const Profile& profile, std::string_view source,
+                                        std::string message_id, std::int64_t now) const;
+  // The profile `profile_id` as stored now; nullopt when it is gone (erased, merged away) or
+  // the person is suppressed.
+  sdk::Result<std::optional<Profile>> current(const std::string& profile_id);
+  // The destinations in scheduled mode: each change of a profile marks it for each of them
+  // (sync marks), from the next batch on.
+  void setSyncChannels(std::vector<std::string> channels);
+  // Deletes sync marks a scheduled run delivered (each only if no change came since it was
+  // read), serialized with the applier's batches.
+  sdk::Status commitSyncDone(std::vector<SyncMark> marks);
+
  private:
   void applyLoop();
   void announceLoop();

@@ -58,9 +58,12 @@ RoutePolicy RoutePolicy::fromConfig(const config::ConnectorConfig& d,
 RouteVerdict RoutePolicy::decide(const sdk::Event& event,
                                  const privacy::ConsentMemory* memory) const {
   const auto& h = event.header();
-  if (from_.empty() ? h.source_id == config::kProfilesSource : !from_.contains(h.source_id)) {
+  if (from_.empty() ? h.source_id == config::kProfilesSource ||
+                          h.source_id.starts_with(config::kSyncSourcePrefix)
+                    : !from_.contains(h.source_id)) {
     // No `from`: every source but the built-in `profiles`, whose events (profile changes) go
-    // only where they are asked for by name.
+    // only where they are asked for by name, and a scheduled destination's `sync.<id>`, whose
+    // events are for that destination alone.
     return RouteVerdict::FilteredSource;
   }
   if (from_.empty() && loop_sources_.contains(h.source_id)) {

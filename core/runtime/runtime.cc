@@ -198,6 +198,23 @@ sdk::Result<std::optional<std::string>> FileCheckpointStore::load(std::string_vi
   return std::optional<std::string>();
 }
 
+sdk::Result<std::vector<std::string>> FileCheckpointStore::keys() noexcept {
+  try {
+    std::lock_guard lock(mutex_);
+    auto all = readCheckpoints(file_);
+    if (!all) {
+      return std::move(all).error();
+    }
+    std::vector<std::string> out;
+    for (const auto& [k, v] : *all) {
+      out.emplace_back(k);
+    }
+    return out;
+  } catch (const std::exception& e) {
+    return sdk::makeError(sdk::ErrorCode::Internal, e.what());
+  }
+}
+
 sdk::Status FileCheckpointStore::store(std::string_view key, std::string_view value) noexcept {
   try {
     std::lock_guard lock(mutex_);

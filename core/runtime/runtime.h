@@ -7,6 +7,8 @@
 #include <boost/asio/strand.hpp>
 #include <filesystem>
 #include <mutex>
+#include <string>
+#include <vector>
 
 #include "junction/sdk/context.h"
 
@@ -62,6 +64,8 @@ class FileCheckpointStore final : public sdk::CheckpointStore {
 
   sdk::Result<std::optional<std::string>> load(std::string_view key) noexcept override;
   sdk::Status store(std::string_view key, std::string_view value) noexcept override;
+  // Every key stored (an empty value included).
+  sdk::Result<std::vector<std::string>> keys() noexcept;
 
  private:
   std::filesystem::path file_;

@@ -228,6 +228,34 @@ void Daemon::addCoreRoutes() {
     respond(sdk::HttpResponse::json(
         200, boost::json::serialize(boost::json::object{{"success", true}, {"forgotten", id}})));
   });
+  // A scheduled destination's run, now (the schedule carries on from it).
+  (void)router_.add("POST", "/admin/destinations/{id}/sync",
+                    [this](sdk::HttpRequest&& req, sdk::HttpResponder respond) {
+    if (auto denied = http::checkAdmin(req, config_.server.admin_token)) {
+      respond(std::move(*denied));
+      return;
+    }
+    const std::string id = req.params["id"];
+    std::optional<bool> started;
+    {
+      std::lock_guard lock(connectors_mutex_);
+      for (const auto& sync : syncs_) {
+        if (sync->destination() == id) {
+          started = sync->runNow();
+        }
+      }
+    }
+    if (!started) {
+      respond(http::jsonError(404, "no destination '" + id + "' in sync.mode scheduled"));
+      return;
+    }
+    if (!*started) {
+      respond(http::jsonError(409, "a run of '" + id + "' is going on"));
+      return;
+    }
+    respond(sdk::HttpResponse::json(
+        202, boost::json::serialize(boost::json::object{{"success", true}, {"destination", id}})));
+  });
   (void)router_.add("GET", "/admin/catalog", [this](sdk::HttpRequest&& req, sdk::HttpResponder respond) {
     if (auto denied = http::checkAdmin(req, config_.server.admin_token)) {
       respond(std::move(*denied));
@@ -337,6 +365,11 @@ boost::json::object Daemon::status() const {
     for (const auto& slot : destinations_) {
       if (slot.config->id == o.at("id").as_string()) {
         o["plugin"] = slot.config->plugin;
+      }
+    }
+    for (const auto& sync : syncs_) {
+      if (sync->destination() == o.at("id").as_string()) {
+        o["sync"] = sync->statusJson();
       }
     }
   }
@@ -569,6 +602,7 @@ Daemon::ReloadResult Daemon::reload() {
   };
   // Destinations first, so a source's new events find the destinations they are meant for.
   auto stopDestination = [&](const std::string& id) {
+    stopSync(id);
     (void)engine_->remove(id);
     if (regulations_) {
       regulations_->removeDestination(id);
@@ -580,6 +614,17 @@ Daemon::ReloadResult Daemon::reload() {
       it->context->shutdown();
       destinations_.erase(it);
     }
+  };
+  // A destination's scheduled runs follow its new settings: started, restarted or forgotten.
+  auto syncAfterReload = [&](const config::ConnectorConfig& c) -> sdk::Status {
+    if (c.sync.mode != config::SyncConfig::Mode::Scheduled) {
+      resetSync(c.id);
+      return {};
+    }
+    if (profiles_) {
+      profiles_->setSyncChannels(syncChannels(next));  // before its first run reads
+    }
+    return startSync(c);
   };
   for (const auto& id : d_removed) {
     stopDestination(id);
@@ -595,6 +640,10 @@ Daemon::ReloadResult Daemon::reload() {
       continue;
     }
     registerErasure(id);
+    if (auto st = syncAfterReload(*find(next.destinations, id)); !st.ok()) {
+      result.ok = false;
+      result.errors.push_back(st.message());
+    }
     result.changes.push_back("destination " + id + " restarted with its new settings");
   }
   for (const auto& id : d_added) {
@@ -604,7 +653,14 @@ Daemon::ReloadResult Daemon::reload() {
       continue;
     }
     registerErasure(id);
+    if (auto st = syncAfterReload(*find(next.destinations, id)); !st.ok()) {
+      result.ok = false;
+      result.errors.push_back(st.message());
+    }
     result.changes.push_back("destination " + id + " added");
+  }
+  if (profiles_) {
+    profiles_->setSyncChannels(syncChannels(next));
   }
   for (const auto& id : s_removed) {
     stopSource(id);
@@ -1146,6 +1202,96 @@ sdk::Status Daemon::startDestination(const config::ConnectorConfig& c, bool runn
   return {};
 }
 
+std::vector<std::string> Daemon::syncChannels(const config::DaemonConfig& config) {
+  std::vector<std::string> ids;
+  for (const auto& d : config.destinations) {
+    if (d.enabled && d.sync.mode == config::SyncConfig::Mode::Scheduled) {
+      ids.push_back(d.id);
+    }
+  }
+  return ids;
+}
+
+sdk::Status Daemon::startSyncs() {
+  sync_state_ = std::make_unique<runtime::FileCheckpointStore>(
+      std::filesystem::path(config_.storage.path) / "sync.json");
+  auto known = sync_state_->keys();
+  if (!known) {
+    return known.error();
+  }
+  const auto scheduled = syncChannels(config_);
+  for (const auto& id : *known) {
+    if (std::ranges::find(scheduled, id) == scheduled.end()) {
+      resetSync(id);  // scheduled in an earlier configuration
+    }
+  }
+  for (const auto& c : config_.destinations) {
+    if (c.enabled && c.sync.mode == config::SyncConfig::Mode::Scheduled) {
+      if (auto s = startSync(c); !s.ok()) {
+        return s;
+      }
+    }
+  }
+  return {};
+}
+
+sdk::Status Daemon::startSync(const config::ConnectorConfig& c) {
+  if (!profiles_ || !sync_state_) {
+    return sdk::makeError(sdk::ErrorCode::Unavailable,
+                          "destination '" + c.id + "': sync.mode scheduled needs profiles");
+  }
+  auto schedule = sync::makeSchedule(c.sync.every_ms, c.sync.at_minute, c.sync.timezone);
+  if (!schedule) {
+    return sdk::makeError(schedule.error().code,
+                          "destination '" + c.id + "': " + schedule.error().message);
+  }
+  auto sync = std::make_unique<ScheduledSync>(
+      c.id, std::move(schedule).value(),
+      ScheduledSyncDeps{*profiles_, *ingest_, *engine_, *sync_state_, metrics_, log_, clock_});
+  if (auto s = sync->start(); !s.ok()) {
+    return s;
+  }
+  log_.info("destination scheduled",
+            {{"id", c.id}, {"next_run", sdk::formatIsoTimestamp(sync->status().next_run_ms)}});
+  std::lock_guard lock(connectors_mutex_);
+  syncs_.push_back(std::move(sync));
+  return {};
+}
+
+void Daemon::stopSync(std::string_view id) {
+  std::unique_ptr<ScheduledSync> stopping;
+  {
+    std::lock_guard lock(connectors_mutex_);
+    auto it = std::find_if(syncs_.begin(), syncs_.end(),
+                           [&](const auto& s) { return s->destination() == id; });
+    if (it == syncs_.end()) {
+      return;
+    }
+    stopping = std::move(*it);
+    syncs_.erase(it);
+  }
+  stopping->stop();
+}
+
+void Daemon::resetSync(const std::string& id) {
+  stopSync(id);
+  if (sync_state_) {
+    auto stored = sync_state_->load(id);
+    if (stored && *stored && !(*stored)->empty()) {
+      if (auto s = sync_state_->store(id, ""); !s.ok()) {
+        log_.warn("sync: cannot forget a destination's sync state",
+                  {{"destination", id}, {"error", s.message()}});
+      }
+    }
+  }
+  if (profiles_) {
+    if (auto s = profiles_->store().dropSyncChannel(id); !s.ok()) {
+      log_.warn("sync: cannot drop a destination's sync marks",
+                {{"destination", id}, {"error", s.message()}});
+    }
+  }
+}
+
 sdk::Status Daemon::openProfiles() {
   if (!config_.profiles.enabled) {
     log_.info("profiles disabled");
@@ -1210,6 +1356,7 @@ sdk::Status Daemon::openProfiles() {
     engine_->addReader([this] { profiles_->notifyAppend(); },
                        [this] { return profiles_->needs(); });
   }
+  profiles_->setSyncChannels(syncChannels(config_));
   profiles_->registerRoutes(router_, config_.server.admin_token, c.tokens);
   return {};
 }
@@ -1298,6 +1445,9 @@ sdk::Status Daemon::start() {
     if (status.ok() && profile_source_) {
       profile_source_->start([this] { profiles_->notifyAppend(); });
     }
+  }
+  if (status.ok() && profiles_) {
+    status = startSyncs();
   }
   // Before sources: ingest consults (and shares) what the other nodes decided.
   if (status.ok() && nats_queue_) {
@@ -1421,6 +1571,18 @@ void Daemon::stop() {
     }
   }
   stopSources();
+  // Scheduled runs stop at their next page (a run cut short runs again at start).
+  for (;;) {
+    std::string id;
+    {
+      std::lock_guard lock(connectors_mutex_);
+      if (syncs_.empty()) {
+        break;
+      }
+      id = syncs_.back()->destination();
+    }
+    stopSync(id);
+  }
   if (ingest_) {
     ingest_->close();
   }

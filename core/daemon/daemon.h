@@ -20,6 +20,7 @@
 #include "core/config/daemon_config.h"
 #include "core/daemon/connector_context.h"
 #include "core/daemon/import_service.h"
+#include "core/daemon/scheduled_sync.h"
 #include "core/daemon/shared_dead_letters.h"
 #include "core/daemon/shared_sources.h"
 #include "core/daemon/shared_state.h"
@@ -132,6 +133,16 @@ class Daemon {
   sdk::Status createDestinations();
   sdk::Status openProfiles();
   void stopSources();
+  // Destinations in scheduled mode: the runs of each (scheduled_sync.h). startSyncs() also
+  // forgets the sync state and marks of every destination that is no longer scheduled (a
+  // destination scheduled again starts over with a run for everyone).
+  sdk::Status startSyncs();
+  sdk::Status startSync(const config::ConnectorConfig& c);
+  void stopSync(std::string_view id);
+  // Forgets a destination's sync state and marks (it left scheduled mode).
+  void resetSync(const std::string& id);
+  // The destinations whose changes the profile engine marks: the enabled scheduled ones.
+  static std::vector<std::string> syncChannels(const config::DaemonConfig& config);
 
   config::DaemonConfig config_;
   const plugin::PluginRegistry& plugins_;
@@ -190,6 +201,9 @@ class Daemon {
   std::unique_ptr<profiles::ProfileService> profiles_;
   std::vector<SourceSlot> sources_;
   std::vector<DestinationSlot> destinations_;
+  // Scheduled destinations' runs and their state (storage.path/sync.json).
+  std::unique_ptr<runtime::FileCheckpointStore> sync_state_;
+  std::vector<std::unique_ptr<ScheduledSync>> syncs_;  // guarded by connectors_mutex_
 
   // Reload: the text the running connectors were read from, the configurations they point
   // into (kept for the daemon's life: workers and contexts hold references), and locks.

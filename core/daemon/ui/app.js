@@ -243,6 +243,20 @@ function renderStatus(status, metrics, inRate, outRate) {
       el('td', {}, el('button', { onclick: () => setPaused(d.id, !paused) }, paused ? 'Resume' : 'Pause')));
   });
   $('#destinations tbody').replaceChildren(...rows);
+  // Scheduled syncs: when each runs, how the run going on does, how the last one went.
+  const syncs = status.destinations.filter((d) => d.sync);
+  $('#syncs-section').hidden = syncs.length === 0;
+  $('#syncs tbody').replaceChildren(...syncs.map((d) => {
+    const s = d.sync;
+    const run = s.running ? s.run.delivered + ' of ' + s.run.sent + ' delivered' : '';
+    const next = s.next_run_ms > 0 ? new Date(s.next_run_ms).toISOString().replace('.000Z', 'Z') : '';
+    return el('tr', { 'data-sync': d.id },
+      el('td', {}, d.id), el('td', {}, s.schedule), el('td', {}, badge(s.running ? 'running' : 'waiting', 'state')),
+      el('td', { class: 'num' }, run), el('td', {}, next), el('td', {}, ago(s.last_success_ms)),
+      el('td', { class: 'num' }, s.last_success_ms > 0 ? duration(s.last_duration_ms / 1000) : ''),
+      el('td', { class: 'num' }, s.last_people), el('td', { class: 'num' }, s.overruns),
+      el('td', { class: s.last_error ? 'error' : '' }, s.last_error || ''));
+  }));
   $('#sources tbody').replaceChildren(...status.sources.map((s) => el('tr', { 'data-source': s.id },
     el('td', {}, s.id), el('td', {}, s.plugin), el('td', {}, badge(s.state, 'state')),
     el('td', { class: 'num' }, rate(inRate[s.id] || 0)),

@@ -1,0 +1,445 @@
+// Scheduled syncs over real parts: the embedded queue, ingest, the profile service on RocksDB,
+// the delivery engine with a recording destination. Only the sync's clock is manual: the tests
+// move it to a slot and watch the run happen (or not).
+
+#include "core/daemon/scheduled_sync.h"
+
+#include <gtest/gtest.h>
+
+#include <boost/json.hpp>
+#include <filesystem>
+#include <future>
+#include <map>
+#include <set>
+
+#include "core/config/daemon_config.h"
+#include "core/delivery/delivery_engine.h"
+#include "core/ingest/ingest.h"
+#include "core/privacy/privacy_store.h"
+#include "core/profiles/profile_service.h"
+#include "core/profiles/rocksdb_profile_store.h"
+#include "core/runtime/runtime.h"
+#include "core/telemetry/metrics_registry.h"
+#include "junction/sdk/testing/fake_context.h"
+#include "tests/support/eventually.h"
+
+namespace junction::core::daemon {
+namespace {
+
+namespace fs = std::filesystem;
+namespace json = boost::json;
+using namespace std::chrono_literals;
+using junction::testing::eventually;
+
+// 2026-12-07T10:30:00Z.
+constexpr std::int64_t kMorning = 1796639400000;
+constexpr std::int64_t kHour = 3'600'000;
+
+// Records what it receives; can be made to hold every call (a slow vendor) or to refuse (down).
+class Recorder final : public sdk::Destination {
+ public:
+  std::vector<sdk::Outcome> deliver(std::span<const sdk::Event> batch) override {
+    {
+      std::unique_lock lock(mutex_);
+      ++calls_in_flight_;
+      max_in_flight_ = std::max(max_in_flight_, calls_in_flight_);
+      released_.wait(lock, [&] { return !held_; });
+    }
+    std::vector<sdk::Outcome> out;
+    std::lock_guard lock(mutex_);
+    --calls_in_flight_;
+    for (const auto& e : batch) {
+      if (down_) {
+        out.push_back(sdk::Outcome::retry("down", 10ms));
+        continue;
+      }
+      received_.emplace_back(e.messageId(), std::string(e.json()));
+      out.push_back(sdk::Outcome::delivered());
+    }
+    return out;
+  }
+  void hold(bool held) {
+    {
+      std::lock_guard lock(mutex_);
+      held_ = held;
+    }
+    released_.notify_all();
+  }
+  void setDown(bool down) {
+    std::lock_guard lock(mutex_);
+    down_ = down;
+  }
+  std::vector<std::pair<std::string, std::string>> received() const {
+    std::lock_guard lock(mutex_);
+    return received_;
+  }
+  std::size_t count() const {
+    std::lock_guard lock(mutex_);
+    return received_.size();
+  }
+  void clear() {
+    std::lock_guard lock(mutex_);
+    received_.clear();
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::condition_variable released_;
+  bool held_ = false;
+  bool down_ = false;
+  int calls_in_flight_ = 0;
+  int max_in_flight_ = 0;
+  std::vector<std::pair<std::string, std::string>> received_;
+};
+
+class SyncHarness {
+ public:
+  explicit SyncHarness(std::string sync_yaml = "{mode: scheduled, every: 1h}",
+                       std::string extra_yaml = "") {
+    char tmpl[] = "/tmp/junction-sync-XXXXXX";
+    dir_ = ::mkdtemp(tmpl);
+    config::ConfigErrors errors;
+    auto loaded = config::loadConfigText(
+        "destinations:\n  - id: crm\n    plugin: test\n    batch: {max_events: 50, max_wait: 5ms}\n"
+        "    sync: " + sync_yaml + "\n" + extra_yaml,
+        "test.yaml", config::processEnvironment(), errors);
+    EXPECT_TRUE(loaded) << config::formatErrors(errors);
+    config_ = std::move(*loaded);
+    open();
+  }
+  ~SyncHarness() {
+    close();
+    fs::remove_all(dir_);
+  }
+
+  void open() {
+    queue::LogOptions options;
+    options.path = (dir_ / "queue").string();
+    options.fsync = queue::FsyncPolicy::Never;
+    auto log = queue::Log::open(options, nullptr);
+    ASSERT_TRUE(log) << log.error().message;
+    log_ = std::move(log).value();
+    auto privacy = privacy::PrivacyStore::open((dir_ / "privacy.db").string());
+    ASSERT_TRUE(privacy) << privacy.error().message;
+    privacy_ = std::move(privacy).value();
+    ingest_ = std::make_unique<ingest::Ingest>(*log_, metrics_, system_clock_, privacy_.get());
+    engine_ = std::make_unique<delivery::DeliveryEngine>(*log_, metrics_, logger_, system_clock_);
+    ASSERT_TRUE(engine_->open(dir_.string()).ok());
+    engine_->setPrivacy(privacy_.get(), nullptr);
+    ASSERT_TRUE(engine_->add(config_.destinations.at(0), recorder_, {}, nullptr).ok());
+    auto store = profiles::RocksDbProfileStore::open(dir_.string(), 8 << 20);
+    ASSERT_TRUE(store) << store.error().message;
+    config::ProfilesConfig pc = config_.profiles;
+    pc.change_events = false;
+    profiles_ = std::make_unique<profiles::ProfileService>(pc, std::move(store).value(), *log_,
+                                                           *ingest_, privacy_.get(), metrics_, logger_,
+                                                           system_clock_);
+    profiles_->setSyncChannels({"crm"});
+    engine_->addReader([this] { profiles_->notifyAppend(); },
+                       [this] { return profiles_->needs(); });
+    ASSERT_TRUE(engine_->start().ok());
+    ASSERT_TRUE(profiles_->start().ok());
+    state_ = std::make_unique<runtime::FileCheckpointStore>(dir_ / "sync.json");
+  }
+  void startSync(ScheduledSyncOptions options = {}) {
+    const auto& c = config_.destinations.at(0).sync;
+    auto schedule = sync::makeSchedule(c.every_ms, c.at_minute, c.timezone);
+    ASSERT_TRUE(schedule) << schedule.error().message;
+    options.poll = 2ms;
+    options.page = options.page == ScheduledSyncOptions{}.page ? 3 : options.page;
+    sync_ = std::make_unique<ScheduledSync>(
+        "crm", *schedule,
+        ScheduledSyncDeps{*profiles_, *ingest_, *engine_, *state_, metrics_, logger_, clock_},
+        options);
+    ASSERT_TRUE(sync_->start().ok());
+  }
+  void stopSync() {
+    if (sync_) {
+      sync_->stop();
+    }
+    sync_.reset();
+  }
+  void close() {
+    stopSync();
+    if (profiles_) {
+      profiles_->stop();
+    }
+    if (engine_) {
+      engine_->stop();
+    }
+    if (ingest_) {
+      ingest_->close();
+    }
+    profiles_.reset();
+    engine_.reset();
+    ingest_.reset();
+    log_.reset();
+    privacy_.reset();
+  }
+
+  // Emits identify events from source `web` and waits until profiles applied them.
+  void identify(const std::vector<std::pair<std::string, json::object>>& people) {
+    std::vector<sdk::Event> events;
+    for (const auto& [user, traits] : people) {
+      json::object body{{"type", "identify"}, {"userId", user}, {"traits", traits},
+                        {"messageId", "m" + std::to_string(++seq_)},
+                        {"timestamp", sdk::formatIsoTimestamp(system_clock_.nowMs() + seq_)}};
+      auto e = sdk::makeEvent(body, "web");
+      ASSERT_TRUE(e);
+      events.push_back(std::move(e).value());
+    }
+    std::promise<sdk::EmitResult> done;
+    ingest_->emit("web", std::move(events), [&](sdk::EmitResult r) { done.set_value(r); });
+    ASSERT_TRUE(done.get_future().get().status.ok());
+    const auto end = log_->durableEnd();
+    ASSERT_TRUE(eventually([&] { return profiles_->needs() >= end; }, 10s));
+  }
+
+  // An identify that states the person's consent to `marketing` (context.consent).
+  void identifyWithConsent(const std::string& user, bool marketing) {
+    json::object body{
+        {"type", "identify"}, {"userId", user}, {"traits", json::object{{"seen", seq_}}},
+        {"messageId", "c" + std::to_string(++seq_)},
+        {"timestamp", sdk::formatIsoTimestamp(system_clock_.nowMs() + seq_)},
+        {"context", json::object{{"consent", json::object{{"categoryPreferences",
+                                                           json::object{{"marketing", marketing}}}}}}}};
+    auto e = sdk::makeEvent(body, "web");
+    ASSERT_TRUE(e);
+    std::vector<sdk::Event> events;
+    events.push_back(std::move(e).value());
+    std::promise<sdk::EmitResult> done;
+    ingest_->emit("web", std::move(events), [&](sdk::EmitResult r) { done.set_value(r); });
+    ASSERT_TRUE(done.get_future().get().status.ok());
+    const auto end = log_->durableEnd();
+    ASSERT_TRUE(eventually([&] { return profiles_->needs() >= end; }, 10s));
+  }
+
+  // userId -> traits of what the destination received from the sync, in order.
+  std::vector<std::pair<std::string, json::object>> synced() const {
+    std::vector<std::pair<std::string, json::object>> out;
+    for (const auto& [id, text] : recorder_->received()) {
+      json::object o = json::parse(text).as_object();
+      out.emplace_back(std::string(o.at("userId").as_string()), o.at("traits").as_object());
+    }
+    return out;
+  }
+  std::vector<std::string> messageIds() const {
+    std::vector<std::string> out;
+    for (const auto& [id, text] : recorder_->received()) {
+      out.push_back(id);
+    }
+    return out;
+  }
+
+  sdk::testing::ManualClock& clock() { return clock_; }
+  ScheduledSync& sync() { return *sync_; }
+  Recorder& recorder() { return *recorder_; }
+  profiles::ProfileService& profiles() { return *profiles_; }
+  sdk::testing::RecordingLogger& logger() { return logger_; }
+  runtime::FileCheckpointStore& state() { return *state_; }
+  privacy::PrivacyStore& privacy() { return *privacy_; }
+  std::uint64_t marks() { return *profiles_->store().syncMarkCount("crm"); }
+
+ private:
+  fs::path dir_;
+  config::DaemonConfig config_;
+  telemetry::MetricsRegistry metrics_;
+  sdk::testing::RecordingLogger logger_;
+  runtime::SystemClock system_clock_;
+  sdk::testing::ManualClock clock_{kMorning};
+  std::unique_ptr<privacy::PrivacyStore> privacy_;
+  std::unique_ptr<queue::Log> log_;
+  std::unique_ptr<ingest::Ingest> ingest_;
+  std::unique_ptr<delivery::DeliveryEngine> engine_;
+  std::shared_ptr<Recorder> recorder_ = std::make_shared<Recorder>();
+  std::unique_ptr<profiles::ProfileService> profiles_;
+  std::unique_ptr<runtime::FileCheckpointStore> state_;
+  std::unique_ptr<ScheduledSync> sync_;
+  int seq_ = 0;
+};
+
+json::object plan(std::string p) { return json::object{{"plan", std::move(p)}}; }
+
+TEST(ScheduledSyncTest, RunsAtTheSlotEveryoneFirstThenOnlyWhoChangedWithLatestTraits) {
+  SyncHarness h;
+  h.identify({{"u1", plan("free")}, {"u2", plan("free")}, {"u3", plan("pro")}, {"u4", plan("x")}});
+  h.startSync();
+  EXPECT_EQ(h.sync().status().next_run_ms, kMorning + kHour / 2);  // 11:00
+  std::this_thread::sleep_for(50ms);
+  EXPECT_EQ(h.recorder().count(), 0u) << "nothing before the slot";
+
+  h.clock().setNowMs(kMorning + kHour / 2);
+  ASSERT_TRUE(eventually([&] { return h.sync().status().last_slot_ms == kMorning + kHour / 2; }, 10s));
+  EXPECT_EQ(h.recorder().count(), 4u) << "the first run sends everyone";
+  std::set<std::string> users;
+  for (const auto& [user, traits] : h.synced()) {
+    users.insert(user);
+  }
+  EXPECT_EQ(users, (std::set<std::string>{"u1", "u2", "u3", "u4"}));
+  for (const auto& id : h.messageIds()) {
+    EXPECT_TRUE(id.starts_with("sync-crm-" + std::to_string(kMorning + kHour / 2) + "-p_")) << id;
+  }
+
+  // u2 changes twice, u3 once; u1 sends a trait it already has (no change).
+  h.recorder().clear();
+  h.identify({{"u2", plan("pro")}, {"u2", plan("enterprise")}, {"u3", plan("free")},
+              {"u1", plan("free")}});
+  h.clock().setNowMs(kMorning + kHour * 3 / 2 - 1);
+  std::this_thread::sleep_for(50ms);
+  EXPECT_EQ(h.recorder().count(), 0u);
+  h.clock().setNowMs(kMorning + kHour * 3 / 2);
+  ASSERT_TRUE(eventually([&] { return h.sync().status().runs == 2; }, 10s));
+  auto got = h.synced();
+  std::map<std::string, std::string> plans;
+  for (const auto& [user, traits] : got) {
+    plans[user] = std::string(traits.at("plan").as_string());
+  }
+  EXPECT_EQ(got.size(), 2u) << "one event per changed person";
+  EXPECT_EQ(plans, (std::map<std::string, std::string>{{"u2", "enterprise"}, {"u3", "free"}}));
+  EXPECT_EQ(h.marks(), 0u);
+
+  // Nothing changed: the next run sends nothing, and still counts as a run.
+  h.recorder().clear();
+  h.clock().setNowMs(kMorning + kHour * 5 / 2);
+  ASSERT_TRUE(eventually([&] { return h.sync().status().runs == 3; }, 10s));
+  EXPECT_EQ(h.recorder().count(), 0u);
+}
+
+TEST(ScheduledSyncTest, ACrashInMidRunRunsTheSlotAgainAtStartAndSkipsNothing) {
+  SyncHarness h;
+  h.startSync();
+  h.clock().setNowMs(kMorning + kHour / 2);  // first run: nobody yet
+  ASSERT_TRUE(eventually([&] { return h.sync().status().runs == 1; }, 10s));
+
+  std::vector<std::pair<std::string, json::object>> people;
+  for (int i = 0; i < 10; ++i) {
+    people.emplace_back("u" + std::to_string(i), plan("p" + std::to_string(i)));
+  }
+  h.identify(people);
+  EXPECT_EQ(h.marks(), 10u);
+  h.recorder().setDown(true);  // the vendor is down: the run cannot end
+  const std::int64_t slot = kMorning + kHour * 3 / 2;
+  h.clock().setNowMs(slot);
+  ASSERT_TRUE(eventually([&] { return h.sync().status().sent == 10; }, 10s));
+  EXPECT_TRUE(h.sync().status().running);
+  h.stopSync();  // the daemon goes away in mid-run
+  EXPECT_EQ(h.marks(), 10u) << "nothing delivered: every mark stays";
+  auto stored = h.state().load("crm");
+  ASSERT_TRUE(stored && *stored);
+  EXPECT_NE((*stored)->find("\"running_slot\":" + std::to_string(slot)), std::string::npos)
+      << **stored;
+
+  h.recorder().setDown(false);
+  h.startSync();  // at start: the slot in progress runs again at once
+  ASSERT_TRUE(eventually([&] { return h.sync().status().runs == 1; }, 10s));
+  EXPECT_EQ(h.sync().status().last_slot_ms, slot);
+  EXPECT_EQ(h.marks(), 0u);
+  std::set<std::string> users;
+  for (const auto& [user, traits] : h.synced()) {
+    users.insert(user);
+  }
+  EXPECT_EQ(users.size(), 10u) << "every person delivered";
+  for (const auto& id : h.messageIds()) {
+    EXPECT_TRUE(id.starts_with("sync-crm-" + std::to_string(slot) + "-")) << id;
+  }
+}
+
+TEST(ScheduledSyncTest, RunsNeverOverlapAndAnOverrunIsReported) {
+  SyncHarness h;
+  h.startSync();
+  h.clock().setNowMs(kMorning + kHour / 2);
+  ASSERT_TRUE(eventually([&] { return h.sync().status().runs == 1; }, 10s));
+
+  h.identify({{"a", plan("1")}, {"b", plan("1")}});
+  h.recorder().hold(true);  // a slow vendor: the 12:00 run takes past 13:00 and 14:00
+  h.clock().setNowMs(kMorning + kHour * 3 / 2);
+  ASSERT_TRUE(eventually([&] { return h.sync().status().sent == 2; }, 10s));
+  h.identify({{"a", plan("2")}});  // changed while the run goes on
+  h.clock().setNowMs(kMorning + kHour * 7 / 2 + 1);  // 14:00:00.001
+  std::this_thread::sleep_for(50ms);
+  EXPECT_EQ(h.sync().status().runs, 1u) << "no second run while one goes on";
+  EXPECT_EQ(h.sync().status().running_slot_ms, kMorning + kHour * 3 / 2);
+  h.recorder().hold(false);
+  ASSERT_TRUE(eventually([&] { return h.sync().status().runs >= 3; }, 10s));
+  const auto s = h.sync().status();
+  EXPECT_EQ(s.overruns, 1u);
+  EXPECT_EQ(s.last_slot_ms, kMorning + kHour * 7 / 2) << "missed slots make one run: 14:00";
+  EXPECT_TRUE(h.logger().contains("overran"));
+  // a: sent by the 12:00 run, and again with its new plan by the next one.
+  std::vector<std::string> a_plans;
+  for (const auto& [user, traits] : h.synced()) {
+    if (user == "a") {
+      a_plans.emplace_back(traits.at("plan").as_string());
+    }
+  }
+  EXPECT_EQ(a_plans.back(), "2");
+  EXPECT_EQ(h.marks(), 0u);
+}
+
+TEST(ScheduledSyncTest, AnErasedPersonIsNeverSent) {
+  SyncHarness h;
+  h.startSync();
+  h.clock().setNowMs(kMorning + kHour / 2);
+  ASSERT_TRUE(eventually([&] { return h.sync().status().runs == 1; }, 10s));
+  h.identify({{"keep", plan("1")}, {"gone", plan("1")}});
+  ASSERT_TRUE(h.profiles().erase(privacy::Subject{privacy::SubjectKind::UserId, "gone"}).ok());
+  h.clock().setNowMs(kMorning + kHour * 3 / 2);
+  ASSERT_TRUE(eventually([&] { return h.sync().status().runs == 2; }, 10s));
+  ASSERT_EQ(h.synced().size(), 1u);
+  EXPECT_EQ(h.synced()[0].first, "keep");
+  EXPECT_EQ(h.marks(), 0u);
+}
+
+TEST(ScheduledSyncTest, SuppressedPeopleAndPeopleWithoutTheConsentAreNotSent) {
+  SyncHarness h("{mode: scheduled, every: 1h}", "    consent: [marketing]\n");
+  h.startSync();
+  h.clock().setNowMs(kMorning + kHour / 2);
+  ASSERT_TRUE(eventually([&] { return h.sync().status().runs == 1; }, 10s));
+  h.identify({{"yes", plan("1")}, {"no", plan("1")}, {"quiet", plan("1")}});
+  // Consent as the person gave it, in the event's context, lands in the profile.
+  h.identifyWithConsent("yes", true);
+  h.identifyWithConsent("no", false);
+  h.identifyWithConsent("quiet", true);
+  ASSERT_TRUE(h.privacy()
+                  .record(privacy::RegulationType::Suppress,
+                          privacy::Subject{privacy::SubjectKind::UserId, "quiet"}, kMorning)
+                  .ok());
+  h.clock().setNowMs(kMorning + kHour * 3 / 2);
+  ASSERT_TRUE(eventually([&] { return h.sync().status().runs == 2; }, 10s));
+  ASSERT_EQ(h.synced().size(), 1u);
+  EXPECT_EQ(h.synced()[0].first, "yes");
+  EXPECT_EQ(h.marks(), 0u);
+}
+
+TEST(ScheduledSyncTest, ARunAskedForRunsAtOnceAndTheScheduleCarriesOn) {
+  SyncHarness h;
+  h.identify({{"u1", plan("free")}});
+  h.startSync();
+  h.recorder().hold(true);
+  ASSERT_TRUE(h.sync().runNow());
+  ASSERT_TRUE(eventually([&] { return h.sync().status().running; }, 10s));
+  EXPECT_FALSE(h.sync().runNow()) << "not while a run goes on";
+  h.recorder().hold(false);
+  ASSERT_TRUE(eventually([&] { return h.sync().status().runs == 1; }, 10s));
+  EXPECT_EQ(h.sync().status().last_slot_ms, kMorning);
+  EXPECT_EQ(h.recorder().count(), 1u);
+  ASSERT_TRUE(eventually([&] { return h.sync().status().next_run_ms == kMorning + kHour / 2; }, 10s));
+}
+
+TEST(ScheduledSyncTest, DailyAtAWallTimeInAZoneAcrossTheSpringChange) {
+  // 02:00 in Berlin does not exist on 2026-03-29: the run is at 03:00 CEST (01:00 UTC).
+  SyncHarness h(R"({mode: scheduled, at: "02:00", timezone: Europe/Berlin})");
+  h.clock().setNowMs(1774738800000);  // 2026-03-28T23:00:00Z
+  h.startSync();
+  EXPECT_EQ(h.sync().status().next_run_ms, 1774746000000);  // 2026-03-29T01:00:00Z
+  h.clock().setNowMs(1774746000000 - 1);
+  std::this_thread::sleep_for(50ms);
+  EXPECT_EQ(h.sync().status().runs, 0u);
+  h.clock().setNowMs(1774746000000);
+  ASSERT_TRUE(eventually([&] { return h.sync().status().runs == 1; }, 10s));
+  // The next: 02:00 CEST on the 30th = 00:00 UTC.
+  ASSERT_TRUE(eventually([&] { return h.sync().status().next_run_ms == 1774828800000; }, 10s));
+}
+
+}  // namespace
+}  // namespace junction::core::daemon

@@ -145,6 +145,11 @@ const sdk::OptionTable<MailchimpConfig>& mailchimpOptions() {
              "Path in identify events of the member's tags (a list, or a comma-separated "
              "string), e.g. traits.tags; empty: no tags are set")
           .defaultValue(""),
+      option("audience_tags", &MailchimpConfig::audience_tags,
+             "Audience membership as member tags named after the audience: \"Audience "
+             "Entered\"/\"Audience Exited\" tracks set it active/inactive (instead of a member "
+             "event), identify events set each audience of context.junction.audiences")
+          .defaultValue(true),
       option("mapping", &MailchimpConfig::mapping,
              "Merge fields from event paths, over the default mapping (FNAME, LNAME, PHONE, "
              "BIRTHDAY, ADDRESS.addr1/city/state/zip/country); a merge field set to null is "
@@ -315,6 +320,42 @@ Request buildMemberEvent(const sdk::Event& event, std::size_t position, const st
   return Request{"POST",
                  "/lists/" + list_id + "/members/" + subscriberHash(email) + "/events",
                  json::serialize(body),
+                 {position}};
+}
+
+bool isAudienceTrack(const sdk::Event& event) {
+  return event.type() == sdk::EventType::Track &&
+         (event.name() == "Audience Entered" || event.name() == "Audience Exited");
+}
+
+std::vector<Tag> audienceTags(const sdk::Event& event) {
+  std::vector<Tag> tags;
+  if (isAudienceTrack(event)) {
+    const json::value* name = sdk::findPath(event.body(), "properties.audience");
+    if (name != nullptr && name->is_string() && !name->get_string().empty()) {
+      tags.push_back(Tag{std::string(name->get_string()), event.name() == "Audience Entered"});
+    }
+  } else if (event.type() == sdk::EventType::Identify) {
+    const json::value* audiences = sdk::findPath(event.body(), "context.junction.audiences");
+    if (audiences != nullptr && audiences->is_object()) {
+      for (const auto& [name, member] : audiences->get_object()) {
+        if (member.is_bool() && !name.empty()) {
+          tags.push_back(Tag{std::string(name), member.get_bool()});
+        }
+      }
+    }
+  }
+  return tags;
+}
+
+Request buildTags(const std::vector<Tag>& tags, std::size_t position, const std::string& email,
+                  const std::string& list_id) {
+  json::array list;
+  for (const auto& t : tags) {
+    list.push_back(json::object{{"name", t.name}, {"status", t.active ? "active" : "inactive"}});
+  }
+  return Request{"POST", "/lists/" + list_id + "/members/" + subscriberHash(email) + "/tags",
+                 json::serialize(json::object{{"tags", std::move(list)}}),
                  {position}};
 }
 
@@ -531,6 +572,13 @@ std::vector<Outcome> MailchimpDestination::deliver(std::span<const sdk::Event> b
     if (e.type() == sdk::EventType::Identify) {
       identify_positions.push_back(i);
       identify_emails.push_back(lowerTrimmed(*email));
+    } else if (config_.audience_tags && isAudienceTrack(e)) {
+      if (audienceTags(e).empty()) {
+        outcomes[i] = Outcome::failed("'" + e.name() +
+                                      "' without properties.audience: no audience to tag");
+      } else {
+        tracks.emplace_back(i, lowerTrimmed(*email));
+      }
     } else if (eventName(e.name()).empty()) {
       outcomes[i] = Outcome::failed("the event name '" + e.name() +
                                     "' has no letters or digits Mailchimp can use");
@@ -578,37 +626,44 @@ std::vector<Outcome> MailchimpDestination::deliver(std::span<const sdk::Event> b
       outcomes[request.events[k]] = std::move(per_event[k]);
     }
   }
-  // Tags of the members just written (only once their upsert succeeded).
-  if (!config_.tags_trait.empty()) {
-    for (std::size_t i = 0; i < identify_positions.size(); ++i) {
-      const std::size_t p = identify_positions[i];
-      if (!outcomes[p].isDelivered()) {
-        continue;
+  // Tags of the members just written (only once their upsert succeeded): tags_trait's, then
+  // the audience snapshot's (which wins for a tag named in both), in one request.
+  for (std::size_t i = 0; i < identify_positions.size(); ++i) {
+    const std::size_t p = identify_positions[i];
+    if (!outcomes[p].isDelivered()) {
+      continue;
+    }
+    std::vector<Tag> tags;
+    if (!config_.tags_trait.empty()) {
+      for (auto& t : tagsAt(batch[p].body(), config_.tags_trait)) {
+        tags.push_back(Tag{std::move(t), true});
       }
-      auto tags = tagsAt(batch[p].body(), config_.tags_trait);
-      if (tags.empty()) {
-        continue;
-      }
-      if (stop) {
-        outcomes[p] = *stop;
-        continue;
-      }
-      json::array list;
-      for (const auto& t : tags) {
-        list.push_back(json::object{{"name", t}, {"status", "active"}});
-      }
-      Request request{
-          "POST",
-          "/lists/" + config_.list_id + "/members/" + subscriberHash(identify_emails[i]) + "/tags",
-          json::serialize(json::object{{"tags", std::move(list)}}),
-          {p}};
-      auto response = send(request, "member_tags", throttled);
-      if (!response.ok()) {
-        // The member is written; the retry writes it again (idempotent) and then the tags.
-        outcomes[p] = failureOf(response);
-        if (stops(response)) {
-          stop = outcomes[p];
+    }
+    if (config_.audience_tags) {
+      for (auto& a : audienceTags(batch[p])) {
+        auto same = std::find_if(tags.begin(), tags.end(),
+                                 [&](const Tag& t) { return t.name == a.name; });
+        if (same != tags.end()) {
+          same->active = a.active;
+        } else {
+          tags.push_back(std::move(a));
         }
+      }
+    }
+    if (tags.empty()) {
+      continue;
+    }
+    if (stop) {
+      outcomes[p] = *stop;
+      continue;
+    }
+    auto response =
+        send(buildTags(tags, p, identify_emails[i], config_.list_id), "member_tags", throttled);
+    if (!response.ok()) {
+      // The member is written; the retry writes it again (idempotent) and then the tags.
+      outcomes[p] = failureOf(response);
+      if (stops(response)) {
+        stop = outcomes[p];
       }
     }
   }
@@ -617,8 +672,12 @@ std::vector<Outcome> MailchimpDestination::deliver(std::span<const sdk::Event> b
       outcomes[p] = *stop;
       continue;
     }
+    const bool audience = config_.audience_tags && isAudienceTrack(batch[p]);
     auto response =
-        send(buildMemberEvent(batch[p], p, email, config_.list_id), "member_events", throttled);
+        audience ? send(buildTags(audienceTags(batch[p]), p, email, config_.list_id),
+                        "member_tags", throttled)
+                 : send(buildMemberEvent(batch[p], p, email, config_.list_id), "member_events",
+                        throttled);
     if (response.status == 404) {
       outcomes[p] = Outcome::failed(
           "the person is not a member of the audience (identify them with their email first): " +

@@ -6,6 +6,9 @@
 //   identify, several people -> POST /lists/{list_id}  (batch subscribe, at most 500 members,
 //                               update_existing: true; its `errors` map to single events)
 //   tags (tags_trait)        -> POST /lists/{list_id}/members/{hash}/tags  (status active)
+//   audiences (audience_tags) -> the same tags endpoint: a tag named after the audience, active
+//                               while the person is in it ("Audience Entered" / "Audience
+//                               Exited" tracks, and identify's context.junction.audiences)
 //   track                    -> POST /lists/{list_id}/members/{hash}/events
 //   anything else            -> nothing to do (delivered; junction_mailchimp_skipped_total{type})
 //   erasure                  -> POST /lists/{list_id}/members/{hash}/actions/delete-permanent
@@ -42,6 +45,7 @@ struct MailchimpConfig {
   std::string base_url;         // empty: https://<dc>.api.mailchimp.com/3.0 from the key's suffix
   std::string status_if_new;    // subscribed | pending | unsubscribed | transactional
   std::string tags_trait;       // path of the tags to set (a list, or a comma-separated string)
+  bool audience_tags = true;    // audience membership as tags named after the audience
   boost::json::object mapping;  // merge fields over defaultMapping()
   std::int64_t batch_size = kMaxBatchMembers;
   std::int64_t max_connections = kMaxConnections;
@@ -84,6 +88,24 @@ std::vector<Request> buildUpserts(std::span<const sdk::Event> batch,
 // A member event for a track event.
 Request buildMemberEvent(const sdk::Event& event, std::size_t position, const std::string& email,
                          const std::string& list_id);
+
+// One tag and whether it is set (active) or removed (inactive).
+struct Tag {
+  std::string name;
+  bool active = true;
+};
+
+// The audience memberships an event states, for `audience_tags`: a track "Audience Entered" /
+// "Audience Exited" gives its properties.audience (active / inactive); an identify gives each
+// entry of context.junction.audiences whose value is a boolean. Empty for anything else, and for
+// an "Audience …" track without a properties.audience string (isAudienceTrack() tells them apart).
+std::vector<Tag> audienceTags(const sdk::Event& event);
+// A track "Audience Entered" or "Audience Exited".
+bool isAudienceTrack(const sdk::Event& event);
+
+// POST /lists/{list_id}/members/{hash}/tags setting `tags` (active or inactive), in order.
+Request buildTags(const std::vector<Tag>& tags, std::size_t position, const std::string& email,
+                  const std::string& list_id);
 
 // The outcome of each member of a batch subscribe from its 200 answer: in new_members or
 // updated_members: delivered; in errors: failed with Mailchimp's error; in neither: retry.

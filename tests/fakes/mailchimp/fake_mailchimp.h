@@ -9,7 +9,8 @@
 //   POST /lists/{list_id}                              batch subscribe, 1..500 members: 200
 //        {new_members, updated_members, errors [{email_address, error, error_code}], ...}
 //   POST /lists/{list_id}/members/{hash}/events        204; 404 for a person not in the audience
-//   POST /lists/{list_id}/members/{hash}/tags          204
+//   POST /lists/{list_id}/members/{hash}/tags          204 (each tag active: added, inactive:
+//        removed); 404 for a person not in the audience
 //   POST /lists/{list_id}/members/{hash}/actions/delete-permanent   204, or 404; the address
 //        cannot be added again (400 "Forgotten Email Not Subscribed"; a batch error)
 //

@@ -54,7 +54,8 @@ MailchimpConfig config(const std::string& base_url, const std::string& api_key,
                        const std::string& list_id, json::object extra = {}) {
   json::object c{{"api_key", api_key},   {"list_id", list_id},
                  {"base_url", base_url}, {"status_if_new", "subscribed"},
-                 {"tags_trait", ""},     {"mapping", json::object{}},
+                 {"tags_trait", ""},     {"audience_tags", true},
+                 {"mapping", json::object{}},
                  {"batch_size", 500},    {"max_connections", 10},
                  {"timeout", 2000}};
   for (const auto& [k, v] : extra) {
@@ -72,6 +73,7 @@ TEST(MailchimpOptionsTest, TableDefaultsSecretsAndValidation) {
   EXPECT_TRUE(spec("api_key").secret);
   EXPECT_TRUE(spec("list_id").required);
   EXPECT_EQ(spec("status_if_new").default_value, json::value("subscribed"));
+  EXPECT_EQ(spec("audience_tags").default_value, json::value(true));
   EXPECT_EQ(spec("max_connections").max, 10.0);
   EXPECT_TRUE(sdk::checkOptionTable(specs).empty());
   EXPECT_FALSE(sdk::normalizeOption(spec("status_if_new"), json::value("cleaned")));
@@ -352,6 +354,133 @@ TEST_F(MailchimpDestinationTest, NoEmailOrNoMemberFailWithAClearReason) {
   auto not_member = deliver({track(8)});
   EXPECT_EQ(not_member[0].kind, sdk::Outcome::Kind::Failed);
   EXPECT_THAT(not_member[0].reason, HasSubstr("not a member of the audience"));
+}
+
+sdk::Event audienceEvent(int i, const std::string& name, const std::string& audience) {
+  return event(R"({"type":"track","userId":"u)" + std::to_string(i) + R"(","event":")" + name +
+               R"(","properties":{"audience":")" + audience + R"(","audience_key":"x"},)" +
+               R"("context":{"traits":{"email":"person)" + std::to_string(i) +
+               R"(@example.com"},"junction":{"profile_id":"p_)" + std::to_string(i) + R"("}}})");
+}
+
+sdk::Event snapshot(int i, const std::string& audiences, const std::string& extra = "") {
+  return event(R"({"type":"identify","userId":"u)" + std::to_string(i) +
+               R"(","traits":{"email":"person)" + std::to_string(i) + R"(@example.com")" + extra +
+               R"(},"context":{"junction":{"profile_id":"p_1","audiences":)" + audiences + "}}}");
+}
+
+TEST(MailchimpRequestsTest, AudienceMembershipIsATagNamedAfterTheAudience) {
+  auto entered = audienceTags(audienceEvent(1, "Audience Entered", "abandoned cart"));
+  ASSERT_EQ(entered.size(), 1u);
+  EXPECT_EQ(entered[0].name, "abandoned cart");
+  EXPECT_TRUE(entered[0].active);
+  auto exited = audienceTags(audienceEvent(1, "Audience Exited", "abandoned cart"));
+  ASSERT_EQ(exited.size(), 1u);
+  EXPECT_FALSE(exited[0].active);
+  EXPECT_THAT(audienceTags(track(1, "Audience Left")), IsEmpty());
+  EXPECT_TRUE(isAudienceTrack(track(1, "Audience Entered")));
+  EXPECT_THAT(audienceTags(track(1, "Audience Entered")), IsEmpty());  // no properties.audience
+  auto snap = audienceTags(snapshot(1, R"({"abandoned cart":true,"vip":false,"odd":"yes"})"));
+  ASSERT_EQ(snap.size(), 2u);
+  EXPECT_EQ(snap[1].name, "vip");
+  EXPECT_FALSE(snap[1].active);
+  auto r = buildTags(snap, 4, "person1@example.com", "list1");
+  EXPECT_EQ(r.path, "/lists/list1/members/" + sdk::md5Hex("person1@example.com") + "/tags");
+  EXPECT_EQ(r.body, R"({"tags":[{"name":"abandoned cart","status":"active"},)"
+                    R"({"name":"vip","status":"inactive"}]})");
+  EXPECT_EQ(r.events, (std::vector<std::size_t>{4}));
+  EXPECT_THAT(FakeMailchimp::validate("postListMemberTags", json::parse(r.body)), IsEmpty());
+}
+
+TEST_F(MailchimpDestinationTest, AudienceTracksAndSnapshotsSetAudienceTags) {
+  const json::object tags{{"tags_trait", "traits.tags"}};
+  // A snapshot merges with tags_trait's tags (the snapshot wins for a name in both), in one
+  // request after the member is written.
+  auto first = deliver({snapshot(1, R"({"abandoned cart":true,"vip":false,"churned":false})",
+                                 R"(,"tags":["vip","beta"])")},
+                       tags);
+  ASSERT_TRUE(first[0].isDelivered()) << first[0].reason;
+  EXPECT_EQ(fake_.member("person1@example.com")->tags,
+            (std::vector<std::string>{"beta", "abandoned cart"}));
+  auto requests = fake_.requests();
+  ASSERT_EQ(requests.size(), 2u);
+  EXPECT_EQ(requests[0].method, "PUT");
+  EXPECT_EQ(requests[1].body, R"({"tags":[{"name":"vip","status":"inactive"},)"
+                              R"({"name":"beta","status":"active"},)"
+                              R"({"name":"abandoned cart","status":"active"},)"
+                              R"({"name":"churned","status":"inactive"}]})");
+  // Entered / Exited tracks are tag requests, not member events.
+  fake_.clearRequests();
+  auto tracks = deliver({audienceEvent(1, "Audience Exited", "abandoned cart"),
+                         audienceEvent(1, "Audience Entered", "high value")});
+  for (const auto& o : tracks) {
+    EXPECT_TRUE(o.isDelivered()) << o.reason;
+  }
+  EXPECT_EQ(fake_.member("person1@example.com")->tags,
+            (std::vector<std::string>{"beta", "high value"}));
+  EXPECT_EQ(fake_.memberEventCount(), 0u);
+  requests = fake_.requests();
+  ASSERT_EQ(requests.size(), 2u);
+  EXPECT_EQ(requests[0].path, "/3.0/lists/" + fake_.listId() + "/members/" +
+                                  sdk::md5Hex("person1@example.com") + "/tags");
+  EXPECT_EQ(requests[0].body, R"({"tags":[{"name":"abandoned cart","status":"inactive"}]})");
+  EXPECT_EQ(ctx_.metrics().counterValue("junction_mailchimp_requests_total",
+                                        {{"endpoint", "member_tags"}, {"status", "204"}}),
+            3u);
+  // A snapshot alone (scheduled mode) keeps the tags in step.
+  ASSERT_TRUE(deliver({snapshot(1, R"({"abandoned cart":true,"high value":false})")})[0]
+                  .isDelivered());
+  EXPECT_EQ(fake_.member("person1@example.com")->tags,
+            (std::vector<std::string>{"beta", "abandoned cart"}));
+  EXPECT_THAT(fake_.schemaViolations(), IsEmpty());
+}
+
+TEST_F(MailchimpDestinationTest, AudienceTagsOffKeepsMemberEvents) {
+  const json::object off{{"audience_tags", false}};
+  ASSERT_TRUE(deliver({identify(1)}, off)[0].isDelivered());
+  fake_.clearRequests();
+  auto outcomes = deliver({audienceEvent(1, "Audience Entered", "abandoned cart"),
+                           snapshot(1, R"({"abandoned cart":true})")},
+                          off);
+  for (const auto& o : outcomes) {
+    EXPECT_TRUE(o.isDelivered()) << o.reason;
+  }
+  ASSERT_EQ(fake_.memberEventCount(), 1u);
+  EXPECT_EQ(fake_.memberEvents()[0].name, "Audience_Entered");
+  EXPECT_EQ(fake_.memberEvents()[0].properties.at("audience"), "abandoned cart");
+  EXPECT_THAT(fake_.member("person1@example.com")->tags, IsEmpty());
+  for (const auto& r : fake_.requests()) {
+    EXPECT_THAT(r.path, Not(HasSubstr("/tags")));
+  }
+}
+
+TEST_F(MailchimpDestinationTest, AudienceEventsWithoutEmailMemberOrAudienceFail) {
+  auto no_email = deliver({event(
+      R"({"type":"track","userId":"u1","event":"Audience Entered",)"
+      R"("properties":{"audience":"vip","audience_key":"vip"},"context":{"junction":{}}})")});
+  EXPECT_EQ(no_email[0].kind, sdk::Outcome::Kind::Failed);
+  EXPECT_THAT(no_email[0].reason, HasSubstr("no email"));
+  // Not a member: Mailchimp's 404 to the tags request fails the event, as for member events.
+  auto not_member = deliver({audienceEvent(8, "Audience Entered", "vip")});
+  EXPECT_EQ(not_member[0].kind, sdk::Outcome::Kind::Failed);
+  EXPECT_THAT(not_member[0].reason, HasSubstr("not a member of the audience"));
+  EXPECT_THAT(not_member[0].reason, HasSubstr("Resource Not Found"));
+  auto no_audience = deliver({track(8, "Audience Exited")});
+  EXPECT_EQ(no_audience[0].kind, sdk::Outcome::Kind::Failed);
+  EXPECT_THAT(no_audience[0].reason, HasSubstr("properties.audience"));
+  // Mailchimp's other answers take the usual outcomes: 5xx retries, 429 throttles.
+  ASSERT_TRUE(deliver({identify(1)})[0].isDelivered());
+  fake_.failNext(1, 503, R"({"title":"Service Unavailable","status":503,"detail":"busy"})");
+  auto busy = deliver({audienceEvent(1, "Audience Entered", "vip")});
+  EXPECT_EQ(busy[0].kind, sdk::Outcome::Kind::Retry);
+  EXPECT_THAT(busy[0].reason, HasSubstr("busy"));
+  fake_.failNext(1, 500, R"({"title":"Internal Server Error","status":500,"detail":"oops"})", {},
+                 "/3.0/lists/" + fake_.listId() + "/members/" +
+                     sdk::md5Hex("person1@example.com") + "/tags");
+  auto snap = deliver({snapshot(1, R"({"vip":true})")});
+  EXPECT_EQ(snap[0].kind, sdk::Outcome::Kind::Retry);  // the member is written, the tags retry
+  EXPECT_TRUE(deliver({snapshot(1, R"({"vip":true})")})[0].isDelivered());
+  EXPECT_EQ(fake_.member("person1@example.com")->tags, (std::vector<std::string>{"vip"}));
 }
 
 TEST_F(MailchimpDestinationTest, A429ThrottlesAndStopsTheCallsOtherRequests) {

@@ -88,6 +88,12 @@ const sdk::OptionTable<HubspotConfig>& hubspotOptions() {
              "lastname, phone, company, website, city, state, country, zip, jobtitle); a "
              "property set to null is dropped")
           .defaultValue(json::object{}),
+      option("audience_properties", &HubspotConfig::audience_properties,
+             "Audience name -> contact property set to \"true\" while the person is in it "
+             "(\"Audience Entered\"/\"Audience Exited\" tracks, identify events' "
+             "context.junction.audiences), through the contact upsert; tracks of audiences not "
+             "named are skipped")
+          .defaultValue(json::object{}),
       option("batch_size", &HubspotConfig::batch_size,
              "Contacts in one batch upsert (HubSpot takes at most 100)")
           .defaultValue(kMaxBatchInputs)
@@ -141,6 +147,14 @@ std::vector<sdk::OptionError> HubspotConfig::validate() const {
                         "pe1234567_order_completed)"});
     }
   }
+  for (const auto& [audience, property] : audience_properties) {
+    if (!property.is_string() || property.get_string().empty() ||
+        std::string_view(property.get_string()).find('.') != std::string_view::npos) {
+      errors.push_back({"audience_properties." + std::string(audience),
+                        "must be a contact property's internal name (a string without '.', e.g. "
+                        "in_abandoned_cart)"});
+    }
+  }
   for (auto& e : sdk::FieldMapping::check(defaultMapping(), mapping)) {
     errors.push_back(std::move(e));
   }
@@ -158,7 +172,8 @@ std::vector<sdk::OptionError> HubspotConfig::validate() const {
 std::vector<Request> buildUpserts(std::span<const sdk::Event> batch,
                                   const std::vector<std::size_t>& positions,
                                   const std::vector<std::string>& emails,
-                                  const sdk::FieldMapping& mapping, std::size_t batch_size) {
+                                  const sdk::FieldMapping& mapping, std::size_t batch_size,
+                                  const json::object& audience_properties) {
   struct Open {
     json::array inputs;
     std::set<std::string> emails;
@@ -175,7 +190,14 @@ std::vector<Request> buildUpserts(std::span<const sdk::Event> batch,
       open.emplace_back();
       it = std::prev(open.end());
     }
-    json::object properties = propertiesOf(mapping.apply(batch[positions[i]].body()));
+    const sdk::Event& event = batch[positions[i]];
+    json::object properties;
+    if (event.type() == sdk::EventType::Identify) {
+      properties = propertiesOf(mapping.apply(event.body()));
+    }
+    for (auto& [name, value] : audienceProperties(event, audience_properties)) {
+      properties[name] = std::move(value);
+    }
     properties["email"] = email;
     it->inputs.push_back(json::object{
         {"idProperty", "email"}, {"id", email}, {"properties", std::move(properties)}});
@@ -188,6 +210,37 @@ std::vector<Request> buildUpserts(std::span<const sdk::Event> batch,
     out.push_back(Request{"POST", std::string(kUpsertPath),
                           json::serialize(json::object{{"inputs", std::move(o.inputs)}}),
                           std::move(o.events)});
+  }
+  return out;
+}
+
+bool isAudienceTrack(const sdk::Event& event) {
+  return event.type() == sdk::EventType::Track &&
+         (event.name() == "Audience Entered" || event.name() == "Audience Exited");
+}
+
+json::object audienceProperties(const sdk::Event& event, const json::object& audience_properties) {
+  json::object out;
+  auto set = [&](std::string_view audience, bool member) {
+    const auto* property = audience_properties.if_contains(audience);
+    if (property != nullptr && property->is_string() && !property->get_string().empty()) {
+      out[property->get_string()] = member ? "true" : "false";
+    }
+  };
+  if (isAudienceTrack(event)) {
+    const json::value* audience = sdk::findPath(event.body(), "properties.audience");
+    if (audience != nullptr && audience->is_string()) {
+      set(audience->get_string(), event.name() == "Audience Entered");
+    }
+  } else if (event.type() == sdk::EventType::Identify) {
+    const json::value* audiences = sdk::findPath(event.body(), "context.junction.audiences");
+    if (audiences != nullptr && audiences->is_object()) {
+      for (const auto& [audience, member] : audiences->get_object()) {
+        if (member.is_bool()) {
+          set(audience, member.get_bool());
+        }
+      }
+    }
   }
   return out;
 }
@@ -388,6 +441,18 @@ std::vector<Outcome> HubspotDestination::deliver(std::span<const sdk::Event> bat
       }
       identify_positions.push_back(i);
       identify_emails.push_back(lowerTrimmed(*email));
+    } else if (e.type() == sdk::EventType::Track && isAudienceTrack(e) &&
+               !audienceProperties(e, config_.audience_properties).empty()) {
+      // An audience named in audience_properties: its property, through the contact upsert.
+      auto email = sdk::emailOf(e.body());
+      if (!email) {
+        outcomes[i] = Outcome::failed(
+            "no email: HubSpot contacts are upserted by email (context.traits.email or "
+            "properties.email)");
+        continue;
+      }
+      identify_positions.push_back(i);
+      identify_emails.push_back(lowerTrimmed(*email));
     } else if (e.type() == sdk::EventType::Track) {
       const auto* name = config_.events.if_contains(e.name());
       if (name == nullptr || !name->is_string()) {
@@ -427,8 +492,9 @@ std::vector<Outcome> HubspotDestination::deliver(std::span<const sdk::Event> bat
   for (std::size_t i = 0; i < identify_positions.size(); ++i) {
     email_of[identify_positions[i]] = identify_emails[i];
   }
-  for (const auto& request : buildUpserts(batch, identify_positions, identify_emails, mapping_,
-                                          static_cast<std::size_t>(config_.batch_size))) {
+  for (const auto& request :
+       buildUpserts(batch, identify_positions, identify_emails, mapping_,
+                    static_cast<std::size_t>(config_.batch_size), config_.audience_properties)) {
     if (stop) {
       for (auto p : request.events) {
         outcomes[p] = *stop;

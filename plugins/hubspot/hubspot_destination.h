@@ -6,6 +6,9 @@
 //                          (at most 100 inputs a request; 200/201 all written, 207 some refused)
 //   track named in      -> a custom behavioral event, POST /events/v3/send (one a request)
 //     `events`
+//   audiences named in  -> the contact upsert above, the audience's property "true" / "false"
+//     `audience_properties`   ("Audience Entered" / "Audience Exited" tracks, and identify's
+//                             context.junction.audiences)
 //   anything else       -> nothing to do (delivered; junction_hubspot_skipped_total{type})
 //   erasure             -> POST /crm/v3/objects/contacts/gdpr-delete by email
 //
@@ -40,6 +43,7 @@ struct HubspotConfig {
   std::string base_url;         // https://api.hubapi.com
   boost::json::object events;   // Segment track event name -> HubSpot custom event name
   boost::json::object mapping;  // contact properties over defaultMapping()
+  boost::json::object audience_properties;  // audience name -> contact property ("true"/"false")
   std::int64_t batch_size = kMaxBatchInputs;
   std::chrono::milliseconds timeout{0};
 
@@ -62,10 +66,23 @@ struct Request {
 // The batch upserts for the identify events at `positions` of `batch`, at most `batch_size`
 // inputs each; an email already in a request goes to a later one (HubSpot refuses a batch that
 // names one contact twice). `emails[i]` is the lower-cased email of batch[positions[i]].
+// An identify's input holds its mapped properties and the properties of its audience snapshot;
+// an audience track's input only the email and its audience's property (audienceProperties()).
 std::vector<Request> buildUpserts(std::span<const sdk::Event> batch,
                                   const std::vector<std::size_t>& positions,
                                   const std::vector<std::string>& emails,
-                                  const sdk::FieldMapping& mapping, std::size_t batch_size);
+                                  const sdk::FieldMapping& mapping, std::size_t batch_size,
+                                  const boost::json::object& audience_properties = {});
+
+// A track "Audience Entered" or "Audience Exited".
+bool isAudienceTrack(const sdk::Event& event);
+
+// The contact properties an event sets through `audience_properties` (audience name -> property
+// name): an "Audience Entered" track its audience's property "true", "Audience Exited" "false";
+// an identify each audience of context.junction.audiences with a boolean value. Audiences not
+// named in `audience_properties` set nothing.
+boost::json::object audienceProperties(const sdk::Event& event,
+                                       const boost::json::object& audience_properties);
 
 // A custom behavioral event for a track event.
 Request buildBehavioralEvent(const sdk::Event& event, std::size_t position,

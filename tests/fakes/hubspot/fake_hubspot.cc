@@ -77,6 +77,11 @@ void FakeHubspot::dropEmail(std::string email) {
   drop_emails_.insert(lower(email));
 }
 
+void FakeHubspot::defineProperties(std::set<std::string> names) {
+  std::lock_guard lock(mutex_);
+  defined_properties_ = std::move(names);
+}
+
 void FakeHubspot::setDelay(std::chrono::milliseconds delay) {
   std::lock_guard lock(rule_mutex_);
   delay_ = delay;
@@ -288,6 +293,22 @@ sdk::HttpResponse FakeHubspot::upsert(const RecordedRequest& request) {
   json::array results;
   json::array errors;
   std::lock_guard lock(mutex_);
+  if (defined_properties_) {
+    for (const auto& input : list) {
+      for (const auto& [name, value] : input.get_object().at("properties").get_object()) {
+        if (!defined_properties_->contains(std::string(name))) {
+          const json::object problem{{"isValid", false},
+                                     {"message", "Property \"" + std::string(name) +
+                                                     "\" does not exist"},
+                                     {"error", "PROPERTY_DOESNT_EXIST"},
+                                     {"name", name}};
+          return errorAnswer(400,
+                             "Property values were not valid: [" + json::serialize(problem) + "]",
+                             "VALIDATION_ERROR");
+        }
+      }
+    }
+  }
   for (const auto& input : list) {
     const auto& io = input.get_object();
     const std::string email = lower(io.at("id").get_string());

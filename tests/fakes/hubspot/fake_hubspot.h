@@ -7,7 +7,8 @@
 //   POST /crm/v3/objects/contacts/batch/upsert   inputs [{idProperty: "email", id, properties}],
 //        1..100 of them (400 VALIDATION_ERROR otherwise); 200 {"status":"COMPLETE","results":
 //        [{"id","properties",...}]}, or 207 with "errors" [{"category","message","context":
-//        {"ids":[...]}}] for the inputs it refuses (an id that is not an email; failEmail())
+//        {"ids":[...]}}] for the inputs it refuses (an id that is not an email; failEmail());
+//        400 VALIDATION_ERROR for a property the account does not have (defineProperties())
 //   POST /events/v3/send                          {eventName, email | objectId, occurredAt?,
 //        properties?}: 204
 //   POST /crm/v3/objects/contacts/gdpr-delete     {objectId, idProperty: "email"}: 204, or 404
@@ -105,6 +106,10 @@ class FakeHubspot {
   // categories: VALIDATION_ERROR, RATE_LIMITS, INTERNAL_ERROR, ...).
   void failEmail(std::string email, std::string message = "Property values were not valid",
                  std::string category = "VALIDATION_ERROR");
+  // The account's contact properties: once set, an upsert naming any other property is refused
+  // whole, 400 VALIDATION_ERROR "Property values were not valid: [… PROPERTY_DOESNT_EXIST …]",
+  // as HubSpot does. Unset (the default): every property exists.
+  void defineProperties(std::set<std::string> names);
   // Upserts answer 200 with no result for this email (a 2xx that wrote nothing).
   void dropEmail(std::string email);
   // Creates or updates the contact with this email (properties merged) and sets its
@@ -184,6 +189,7 @@ class FakeHubspot {
   std::vector<std::string> gdpr_deleted_;
   std::map<std::string, Refusal> fail_emails_;
   std::set<std::string> drop_emails_;
+  std::optional<std::set<std::string>> defined_properties_;
   std::deque<Failure> failures_;
   std::deque<std::chrono::steady_clock::time_point> window_;  // calls in the last ten seconds
   std::size_t daily_calls_ = 0;

@@ -7,6 +7,7 @@
 #include <optional>
 #include <utility>
 
+#include "junction/sdk/json.h"
 #include "junction/sdk/options.h"
 
 namespace junction::core::audiences {
@@ -661,22 +662,6 @@ std::size_t countIn(const std::vector<std::int64_t>& times, std::int64_t from, s
 
 // --- comparisons --------------------------------------------------------------------------------
 
-const json::value* lookupTrait(const json::object& traits, std::string_view path) {
-  const json::object* at = &traits;
-  while (true) {
-    const auto dot = path.find('.');
-    const json::value* v = at->if_contains(path.substr(0, dot));
-    if (v == nullptr || dot == std::string_view::npos) {
-      return v;
-    }
-    if (!v->is_object()) {
-      return nullptr;
-    }
-    at = &v->as_object();
-    path.remove_prefix(dot + 1);
-  }
-}
-
 double asDouble(const json::value& v) {
   if (v.is_int64()) {
     return static_cast<double>(v.get_int64());
@@ -724,7 +709,7 @@ std::optional<int> order(const json::value& a, const json::value& b) {
 }
 
 bool compare(const Condition& c, const json::object& traits) {
-  const json::value* v = lookupTrait(traits, c.trait);
+  const json::value* v = sdk::findPath(traits, c.trait);
   const bool missing = v == nullptr || v->is_null();
   if (c.op == Op::Exists) {
     return (c.value.is_bool() && c.value.get_bool()) != missing;

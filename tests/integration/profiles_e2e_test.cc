@@ -18,12 +18,14 @@
 
 #include "junction/sdk/crypto.h"
 #include "tests/integration/daemon_harness.h"
+#include "tests/support/ndjson.h"
 
 namespace junction::integration {
 namespace {
 
 namespace json = boost::json;
 using namespace std::chrono_literals;
+using junction::testing::readNdjson;
 using ::testing::HasSubstr;
 
 constexpr const char* kKey = "wk-profiles-1";
@@ -35,18 +37,6 @@ std::string basicAuth() {
 }
 
 std::string bearer(const char* token) { return "Authorization: Bearer " + std::string(token) + "\r\n"; }
-
-std::vector<json::object> lines(const fs::path& file) {
-  std::vector<json::object> out;
-  std::istringstream in(readFile(file));
-  std::string line;
-  while (std::getline(in, line)) {
-    if (!line.empty()) {
-      out.push_back(json::parse(line).as_object());
-    }
-  }
-  return out;
-}
 
 class ProfilesE2eTest : public ::testing::Test {
  protected:
@@ -237,9 +227,9 @@ TEST_F(ProfilesE2eTest, ADestinationFromProfilesReceivesTheMergedProfile) {
   send("identify", R"({"userId":"bob","traits":{"plan":"free"}})");
 
   const fs::path crm = dir_.path() / "crm.ndjson";
-  ASSERT_TRUE(eventually([&] { return lines(crm).size() >= 1; }, 10s)) << daemon_->log();
+  ASSERT_TRUE(eventually([&] { return readNdjson(crm).size() >= 1; }, 10s)) << daemon_->log();
   std::this_thread::sleep_for(800ms);  // a second announcement would come by now
-  auto pushed = lines(crm);
+  auto pushed = readNdjson(crm);
   ASSERT_EQ(pushed.size(), 1u);
   const json::object& ann = pushed[0];
   EXPECT_EQ(ann.at("type"), "identify");
@@ -251,17 +241,17 @@ TEST_F(ProfilesE2eTest, ADestinationFromProfilesReceivesTheMergedProfile) {
   EXPECT_EQ(metric("junction_events_consent_blocked_total"), 1) << "bob, at crm";
 
   // The destination without `from` got the raw events only, never the profile changes.
-  ASSERT_TRUE(eventually([&] { return lines(dir_.path() / "raw.ndjson").size() == 4; }));
+  ASSERT_TRUE(eventually([&] { return readNdjson(dir_.path() / "raw.ndjson").size() == 4; }));
   std::this_thread::sleep_for(300ms);
-  for (const auto& e : lines(dir_.path() / "raw.ndjson")) {
+  for (const auto& e : readNdjson(dir_.path() / "raw.ndjson")) {
     EXPECT_NE(e.at("messageId").as_string().subview().substr(0, 8), "profile-") << e;
   }
-  EXPECT_EQ(lines(dir_.path() / "raw.ndjson").size(), 4u);
+  EXPECT_EQ(readNdjson(dir_.path() / "raw.ndjson").size(), 4u);
 
   // A later change is pushed again.
   send("identify", R"({"userId":"ann","traits":{"plan":"team"}})");
-  ASSERT_TRUE(eventually([&] { return lines(crm).size() == 2; }, 10s));
-  EXPECT_EQ(lines(crm)[1].at("traits").at("plan"), "team");
+  ASSERT_TRUE(eventually([&] { return readNdjson(crm).size() == 2; }, 10s));
+  EXPECT_EQ(readNdjson(crm)[1].at("traits").at("plan"), "team");
 }
 
 TEST_F(ProfilesE2eTest, WithoutADestinationFromProfilesNoProfileChangeEventIsMade) {
@@ -283,7 +273,7 @@ TEST_F(ProfilesE2eTest, WithoutADestinationFromProfilesNoProfileChangeEventIsMad
   EXPECT_EQ(metric("junction_profile_change_events_total"), 0);
   EXPECT_EQ(metric(R"(junction_events_received_total{source="profiles"})"), 0);
   EXPECT_EQ(metric(R"(junction_events_received_total{source="web"})"), 2);
-  ASSERT_TRUE(eventually([&] { return lines(dir_.path() / "raw.ndjson").size() == 2; }));
+  ASSERT_TRUE(eventually([&] { return readNdjson(dir_.path() / "raw.ndjson").size() == 2; }));
   EXPECT_EQ(metric(R"(junction_events_filtered_total{destination="raw",reason="source"})"), 0);
 }
 

@@ -17,12 +17,14 @@
 
 #include "junction/sdk/crypto.h"
 #include "tests/integration/daemon_harness.h"
+#include "tests/support/ndjson.h"
 
 namespace junction::integration {
 namespace {
 
 namespace json = boost::json;
 using namespace std::chrono_literals;
+using junction::testing::readNdjson;
 using ::testing::HasSubstr;
 
 constexpr const char* kKey = "wk-sync-1";
@@ -32,18 +34,6 @@ std::string basicAuth() {
   return "Authorization: Basic " + sdk::base64Encode(std::string(kKey) + ":") + "\r\n";
 }
 std::string admin() { return "Authorization: Bearer " + std::string(kAdmin) + "\r\n"; }
-
-std::vector<json::object> lines(const fs::path& file) {
-  std::vector<json::object> out;
-  std::istringstream in(readFile(file));
-  std::string line;
-  while (std::getline(in, line)) {
-    if (!line.empty()) {
-      out.push_back(json::parse(line).as_object());
-    }
-  }
-  return out;
-}
 
 class ScheduledSyncE2eTest : public ::testing::Test {
  protected:
@@ -155,12 +145,12 @@ TEST_F(ScheduledSyncE2eTest, ARunSendsEachPersonOnceWithTheirLatestTraitsThenOnl
                        "context":{"consent":{"categoryPreferences":{"marketing":false}}}})");
   applied();
   std::this_thread::sleep_for(300ms);
-  EXPECT_TRUE(lines(weekly()).empty()) << "nothing before a run";
+  EXPECT_TRUE(readNdjson(weekly()).empty()) << "nothing before a run";
 
   auto r = client_.request("POST", "/admin/destinations/weekly/sync", {}, admin());
   ASSERT_EQ(r.status, 202) << r.body;
   ASSERT_TRUE(eventually([&] { return runs() == 1; }, 20s)) << json::serialize(syncStatus());
-  auto got = lines(weekly());
+  auto got = readNdjson(weekly());
   std::map<std::string, json::object> by_user;
   for (const auto& e : got) {
     EXPECT_EQ(e.at("type"), "identify");
@@ -179,7 +169,7 @@ TEST_F(ScheduledSyncE2eTest, ARunSendsEachPersonOnceWithTheirLatestTraitsThenOnl
   EXPECT_GT(s.at("last_success_ms").as_int64(), 0);
   EXPECT_EQ(metric("junction_scheduled_sync_runs_total", "result=\"success\""), 1);
   EXPECT_EQ(metric("junction_scheduled_sync_people_sent_total"), 3);
-  for (const auto& e : lines(dir_.path() / "raw.ndjson")) {
+  for (const auto& e : readNdjson(dir_.path() / "raw.ndjson")) {
     EXPECT_EQ(e.at("type") == "identify" && e.at("messageId").as_string().starts_with("sync-"),
               false)
         << "a realtime destination never gets a sync's events";
@@ -191,7 +181,7 @@ TEST_F(ScheduledSyncE2eTest, ARunSendsEachPersonOnceWithTheirLatestTraitsThenOnl
   r = client_.request("POST", "/admin/destinations/weekly/sync", {}, admin());
   ASSERT_EQ(r.status, 202) << r.body;
   ASSERT_TRUE(eventually([&] { return runs() == 2; }, 20s));
-  got = lines(weekly());
+  got = readNdjson(weekly());
   ASSERT_EQ(got.size(), 3u);
   EXPECT_EQ(got.back().at("userId"), "bob");
   EXPECT_EQ(got.back().at("traits").at("plan"), "team");
@@ -226,11 +216,11 @@ TEST_F(ScheduledSyncE2eTest, AKilledRunRunsAgainAtStartAndARealtimeReloadForgets
     auto s = syncStatus();
     return s.contains("run") && s.at("run").at("sent") == 50;
   }, 20s)) << json::serialize(syncStatus());
-  EXPECT_TRUE(lines(weekly()).empty());
+  EXPECT_TRUE(readNdjson(weekly()).empty());
   ASSERT_EQ(client_.request("POST", "/admin/destinations/weekly/resume", {}, admin()).status, 200);
   ASSERT_TRUE(eventually([&] { return runs() == 1; }, 30s)) << json::serialize(syncStatus());
   std::set<std::string> users;
-  for (const auto& e : lines(weekly())) {
+  for (const auto& e : readNdjson(weekly())) {
     users.insert(std::string(e.at("userId").as_string()));
   }
   EXPECT_EQ(users.size(), 50u) << "every person, after the crash";

@@ -177,13 +177,18 @@ class SyncHarness {
     privacy_.reset();
   }
 
-  // Emits identify events from source `web` and waits until profiles applied them.
-  void identify(const std::vector<std::pair<std::string, json::object>>& people) {
+  // Emits identify events from source `web` (each with `context`, when given) and waits until
+  // profiles applied them.
+  void identify(const std::vector<std::pair<std::string, json::object>>& people,
+                const json::object& context = {}) {
     std::vector<sdk::Event> events;
     for (const auto& [user, traits] : people) {
       json::object body{{"type", "identify"}, {"userId", user}, {"traits", traits},
                         {"messageId", "m" + std::to_string(++seq_)},
                         {"timestamp", sdk::formatIsoTimestamp(system_clock_.nowMs() + seq_)}};
+      if (!context.empty()) {
+        body["context"] = context;
+      }
       auto e = sdk::makeEvent(body, "web");
       ASSERT_TRUE(e);
       events.push_back(std::move(e).value());
@@ -194,24 +199,11 @@ class SyncHarness {
     const auto end = log_->durableEnd();
     ASSERT_TRUE(eventually([&] { return profiles_->needs() >= end; }, 10s));
   }
-
   // An identify that states the person's consent to `marketing` (context.consent).
   void identifyWithConsent(const std::string& user, bool marketing) {
-    json::object body{
-        {"type", "identify"}, {"userId", user}, {"traits", json::object{{"seen", seq_}}},
-        {"messageId", "c" + std::to_string(++seq_)},
-        {"timestamp", sdk::formatIsoTimestamp(system_clock_.nowMs() + seq_)},
-        {"context", json::object{{"consent", json::object{{"categoryPreferences",
-                                                           json::object{{"marketing", marketing}}}}}}}};
-    auto e = sdk::makeEvent(body, "web");
-    ASSERT_TRUE(e);
-    std::vector<sdk::Event> events;
-    events.push_back(std::move(e).value());
-    std::promise<sdk::EmitResult> done;
-    ingest_->emit("web", std::move(events), [&](sdk::EmitResult r) { done.set_value(r); });
-    ASSERT_TRUE(done.get_future().get().status.ok());
-    const auto end = log_->durableEnd();
-    ASSERT_TRUE(eventually([&] { return profiles_->needs() >= end; }, 10s));
+    identify({{user, json::object{}}},
+             json::object{{"consent", json::object{{"categoryPreferences",
+                                                    json::object{{"marketing", marketing}}}}}});
   }
 
   // userId -> traits of what the destination received from the sync, in order.

@@ -41,8 +41,16 @@ const sdk::OptionTable<SfmcConfig>& sfmcOptions() {
           .defaultValue("userId"),
       option("journeys", &SfmcConfig::journeys,
              "Track event names mapped to journey entry-event definition keys, e.g. "
-             "{\"Cart Abandoned\": APIEvent-3c1f...}; other track events are skipped")
+             "{\"Cart Abandoned\": APIEvent-3c1f...}; \"Audience Entered: <audience name>\" "
+             "matches that audience's Audience Entered events only; other track events are "
+             "skipped")
           .defaultValue(json::object{}),
+      option("audiences_data_extension", &SfmcConfig::audiences_data_extension,
+             "External key of a data extension of audience membership rows (ContactKey, "
+             "Audience, Member, UpdatedAt; primary key ContactKey+Audience) upserted from "
+             "Audience Entered/Exited events and identify events' context.junction.audiences "
+             "(empty: off)")
+          .defaultValue(""),
       option("mapping", &SfmcConfig::mapping,
              "Data extension columns from event paths, over the default mapping (EmailAddress, "
              "FirstName, LastName, Phone); a column set to null is dropped")
@@ -81,10 +89,11 @@ std::vector<sdk::OptionError> SfmcConfig::validate() const {
   if (!auth_url.starts_with("https://") && !auth_url.starts_with("http://")) {
     errors.push_back({"auth_url", "must be an http:// or https:// URL"});
   }
-  if (data_extension.empty() && journeys.empty()) {
+  if (data_extension.empty() && journeys.empty() && audiences_data_extension.empty()) {
     errors.push_back({"data_extension",
-                      "set data_extension (identify events) or journeys (track events): with "
-                      "neither, this destination has nothing to send"});
+                      "set data_extension (identify events), journeys (track events) or "
+                      "audiences_data_extension (audience membership): with none, this "
+                      "destination has nothing to send"});
   }
   if (key_field.empty()) {
     errors.push_back({"key_field", "must name the data extension's primary-key column"});

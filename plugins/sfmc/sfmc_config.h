@@ -29,6 +29,8 @@ struct SfmcConfig {
   std::string key_field;       // its primary-key column
   std::string contact_key;     // path in the event of the contact key
   boost::json::object journeys;  // event name -> journey entry-event EventDefinitionKey
+                                 // ("Audience Entered: <audience>" names one audience's entries)
+  std::string audiences_data_extension;  // external key of the audience membership rows; optional
   boost::json::object mapping;   // overrides of defaultMapping()
   std::int64_t rows_per_request = kDefaultRowsPerRequest;
   std::string erase_by;  // which of the person's ids is the contact key: userId | email | anonymousId

@@ -37,6 +37,9 @@ SfmcDestination::SfmcDestination(SfmcConfig config, sdk::DestinationContext& con
       ctx_(context),
       mapper_(makeMapper(config_)),
       rowset_path_(rowsetPath(config_.data_extension)),
+      audiences_rowset_path_(config_.audiences_data_extension.empty()
+                                 ? std::string()
+                                 : rowsetPath(config_.audiences_data_extension)),
       tokens_({.vendor = "SFMC",
                .request =
                    [this] {
@@ -123,7 +126,9 @@ std::vector<Outcome> SfmcDestination::deliver(std::span<const sdk::Event> batch)
         journeys.push_back(i);
         break;
       case Planned::Action::Skip:
-        skippedCounter(plans.back().type).inc();
+        if (plans.back().audience_rows.empty()) {
+          skippedCounter(plans.back().type).inc();
+        }
         break;
       case Planned::Action::Fail:
         outcomes[i] = Outcome::failed(plans.back().reason);
@@ -132,9 +137,15 @@ std::vector<Outcome> SfmcDestination::deliver(std::span<const sdk::Event> batch)
   }
   CallState state(ctx_, "SFMC");
   if (!rows.empty()) {
-    sendRows(plans, rows, outcomes, state);
+    sendRows(plans, rows, outcomes, state, rowset_path_);
+  }
+  if (!audiences_rowset_path_.empty()) {
+    sendAudienceRows(plans, outcomes, state);
   }
   for (const std::size_t i : journeys) {
+    if (!outcomes[i].isDelivered()) {
+      continue;  // its audience row is not written: the journey waits for the retry (or replay)
+    }
     if (state.stop()) {
       outcomes[i] = *state.stop();
     } else {
@@ -144,9 +155,55 @@ std::vector<Outcome> SfmcDestination::deliver(std::span<const sdk::Event> batch)
   return outcomes;
 }
 
+void SfmcDestination::sendAudienceRows(const std::vector<Planned>& plans,
+                                       std::vector<Outcome>& outcomes, CallState& state) {
+  // One row per (contact key, audience): a later event's row replaces an earlier one's (a
+  // rowset naming one primary key twice would leave the order to the vendor), and the events
+  // share its outcome.
+  std::vector<Planned> rows;
+  std::vector<std::vector<std::size_t>> owners;
+  std::map<std::string, std::size_t> by_key;
+  for (std::size_t i = 0; i < plans.size(); ++i) {
+    if (plans[i].action == Planned::Action::Fail) {
+      continue;
+    }
+    for (const Planned& row : plans[i].audience_rows) {
+      const std::string key = json::serialize(row.row.at("keys"));
+      auto [it, added] = by_key.emplace(key, rows.size());
+      if (added) {
+        rows.push_back(row);
+        owners.push_back({i});
+      } else {
+        rows[it->second] = row;
+        owners[it->second].push_back(i);
+      }
+    }
+  }
+  if (rows.empty()) {
+    return;
+  }
+  std::vector<std::size_t> all(rows.size());
+  for (std::size_t k = 0; k < rows.size(); ++k) {
+    all[k] = k;
+  }
+  std::vector<Outcome> row_outcomes(rows.size());
+  sendRows(rows, all, row_outcomes, state, audiences_rowset_path_);
+  const auto rank = [](const Outcome& o) {
+    return o.kind == Outcome::Kind::Failed ? 2 : o.kind == Outcome::Kind::Retry ? 1 : 0;
+  };
+  for (std::size_t k = 0; k < rows.size(); ++k) {
+    for (const std::size_t i : owners[k]) {
+      if (rank(row_outcomes[k]) > rank(outcomes[i])) {
+        outcomes[i] = row_outcomes[k];
+        outcomes[i].reason = "audience row: " + outcomes[i].reason;
+      }
+    }
+  }
+}
+
 void SfmcDestination::sendRows(const std::vector<Planned>& plans,
                                std::span<const std::size_t> indices, std::vector<Outcome>& outcomes,
-                               CallState& state) {
+                               CallState& state, std::string_view path) {
   std::vector<std::size_t> sendable;
   std::vector<std::string> texts;
   sendable.reserve(indices.size());
@@ -171,13 +228,13 @@ void SfmcDestination::sendRows(const std::vector<Planned>& plans,
       }
       continue;
     }
-    sendRowset(plans, std::move(chunk), outcomes, state, true);
+    sendRowset(plans, std::move(chunk), outcomes, state, path, true);
   }
 }
 
 void SfmcDestination::sendRowset(const std::vector<Planned>& plans,
                                  std::vector<std::size_t> indices, std::vector<Outcome>& outcomes,
-                                 CallState& state, bool may_resend) {
+                                 CallState& state, std::string_view path, bool may_resend) {
   const auto all = [&](const Outcome& o) {
     for (const std::size_t i : indices) {
       outcomes[i] = o;
@@ -188,7 +245,7 @@ void SfmcDestination::sendRowset(const std::vector<Planned>& plans,
   for (const std::size_t i : indices) {
     texts.push_back(plans[i].body);
   }
-  Sent sent = post("rowset", rowset_path_, rowsetBody(texts));
+  Sent sent = post("rowset", path, rowsetBody(texts));
   if (sent.no_token) {
     state.stopWith(*sent.no_token);
     all(*sent.no_token);
@@ -247,7 +304,7 @@ void SfmcDestination::sendRowset(const std::vector<Planned>& plans,
       }
       if (may_resend) {
         // The synchronous rowset is all or nothing: the other rows were not saved.
-        sendRowset(plans, std::move(others), outcomes, state, false);
+        sendRowset(plans, std::move(others), outcomes, state, path, false);
       } else {
         for (const std::size_t i : others) {
           outcomes[i] = Outcome::retry("SFMC refused the rowset for other rows: " +

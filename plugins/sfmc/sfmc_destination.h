@@ -2,7 +2,11 @@
 
 // The `sfmc` destination: Salesforce Marketing Cloud over its REST API.
 //   identify                 -> data extension rows upsert, many people per request
-//   track named in journeys  -> journey entry event (one request per event)
+//   track named in journeys  -> journey entry event (one request per event); a key
+//                               "Audience Entered: <audience>" names one audience's entries
+//   audience membership      -> with audiences_data_extension, rows {ContactKey, Audience,
+//                               Member, UpdatedAt} of Audience Entered/Exited tracks and of
+//                               identify events' context.junction.audiences
 //   other events             -> nothing to do: delivered, counted as skipped
 //   erase(person)            -> contact delete by key (asynchronous at the vendor)
 // Authentication: OAuth 2.0 client credentials at {auth_url}/v2/token; the token is cached for
@@ -54,13 +58,19 @@ class SfmcDestination final : public sdk::Destination {
   // unreachable vendor in `state` (and throttling the destination once per call).
   sdk::Outcome classify(const sdk::HttpClientResponse& response, CallState& state);
 
-  // The rows of events `indices`, in rowsets of at most rows_per_request rows.
+  // The rows of events `indices`, in rowsets of at most rows_per_request rows, to the data
+  // extension at `path`.
   void sendRows(const std::vector<Planned>& plans, std::span<const std::size_t> indices,
-                std::vector<sdk::Outcome>& outcomes, CallState& state);
+                std::vector<sdk::Outcome>& outcomes, CallState& state, std::string_view path);
+  // The audience rows of every planned event, to audiences_data_extension; each event's outcome
+  // becomes the worse of its own and its audience rows' (failed over retry over delivered).
+  void sendAudienceRows(const std::vector<Planned>& plans, std::vector<sdk::Outcome>& outcomes,
+                        CallState& state);
   // One rowset request for the rows of events `indices`; a 400 naming some rows fails those
   // and (once, when `may_resend`) sends the others again.
   void sendRowset(const std::vector<Planned>& plans, std::vector<std::size_t> indices,
-                  std::vector<sdk::Outcome>& outcomes, CallState& state, bool may_resend);
+                  std::vector<sdk::Outcome>& outcomes, CallState& state, std::string_view path,
+                  bool may_resend);
   void sendJourney(const Planned& plan, std::size_t index, std::vector<sdk::Outcome>& outcomes,
                    CallState& state);
 
@@ -71,6 +81,7 @@ class SfmcDestination final : public sdk::Destination {
   sdk::DestinationContext& ctx_;
   SfmcMapper mapper_;
   std::string rowset_path_;
+  std::string audiences_rowset_path_;  // empty: audiences_data_extension is off
 
   sdk::OAuthTokenCache tokens_;
 

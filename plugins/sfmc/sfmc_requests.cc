@@ -65,6 +65,7 @@ sdk::Result<SfmcMapper> SfmcMapper::make(const SfmcConfig& config) {
   mapper.key_field_ = config.key_field;
   mapper.contact_key_ = config.contact_key;
   mapper.journeys_ = config.journeys;
+  mapper.audiences_data_extension_ = config.audiences_data_extension;
   return mapper;
 }
 
@@ -80,7 +81,85 @@ std::optional<std::string> SfmcMapper::contactKey(const json::object& event) con
   return std::string(trimmed);
 }
 
+bool isAudienceTrack(const sdk::Event& event) {
+  return event.type() == sdk::EventType::Track &&
+         (event.name() == "Audience Entered" || event.name() == "Audience Exited");
+}
+
+std::vector<std::pair<std::string, bool>> audienceMemberships(const sdk::Event& event) {
+  std::vector<std::pair<std::string, bool>> out;
+  if (isAudienceTrack(event)) {
+    const json::value* audience = sdk::findPath(event.body(), "properties.audience");
+    if (audience != nullptr && audience->is_string() && !audience->get_string().empty()) {
+      out.emplace_back(std::string(audience->get_string()), event.name() == "Audience Entered");
+    }
+  } else if (event.type() == sdk::EventType::Identify) {
+    const json::value* audiences = sdk::findPath(event.body(), "context.junction.audiences");
+    if (audiences != nullptr && audiences->is_object()) {
+      for (const auto& [name, member] : audiences->get_object()) {
+        if (member.is_bool() && !name.empty()) {
+          out.emplace_back(std::string(name), member.get_bool());
+        }
+      }
+    }
+  }
+  return out;
+}
+
+json::object audienceRow(const std::string& contact_key, const std::string& audience, bool member,
+                         std::int64_t timestamp_ms) {
+  return json::object{
+      {"keys", json::object{{kAudienceContactKeyColumn, contact_key}, {kAudienceColumn, audience}}},
+      {"values", json::object{{kMemberColumn, member},
+                              {kUpdatedAtColumn, sdk::formatIsoTimestamp(timestamp_ms)}}}};
+}
+
+const json::value* SfmcMapper::journeyFor(const sdk::Event& event) const {
+  if (isAudienceTrack(event)) {
+    const json::value* audience = sdk::findPath(event.body(), "properties.audience");
+    if (audience != nullptr && audience->is_string()) {
+      const std::string specific = event.name() + ": " + std::string(audience->get_string());
+      if (const json::value* d = journeys_.if_contains(specific); d != nullptr) {
+        return d;
+      }
+    }
+  }
+  return journeys_.if_contains(event.name());
+}
+
 Planned SfmcMapper::plan(const sdk::Event& event) const {
+  Planned planned = planMain(event);
+  if (audiences_data_extension_.empty() || planned.action == Planned::Action::Fail) {
+    return planned;
+  }
+  auto memberships = audienceMemberships(event);
+  if (memberships.empty()) {
+    if (isAudienceTrack(event)) {
+      planned = Planned{};
+      planned.action = Planned::Action::Fail;
+      planned.reason = "\"" + event.name() + "\" without properties.audience: no audience row";
+    }
+    return planned;
+  }
+  auto key = contactKey(event.body());
+  if (!key) {
+    planned = Planned{};
+    planned.action = Planned::Action::Fail;
+    planned.reason = "no contact key: the " + std::string(sdk::toString(event.type())) +
+                     " event has no " + contact_key_ + " for its audience rows";
+    return planned;
+  }
+  for (const auto& [audience, member] : memberships) {
+    Planned row;
+    row.action = Planned::Action::Row;
+    row.row = audienceRow(*key, audience, member, event.header().timestamp_ms);
+    row.body = json::serialize(row.row);
+    planned.audience_rows.push_back(std::move(row));
+  }
+  return planned;
+}
+
+Planned SfmcMapper::planMain(const sdk::Event& event) const {
   Planned planned;
   const json::object& body = event.body();
   if (event.type() == sdk::EventType::Identify && !data_extension_.empty()) {
@@ -104,7 +183,7 @@ Planned SfmcMapper::plan(const sdk::Event& event) const {
     return planned;
   }
   if (event.type() == sdk::EventType::Track) {
-    const json::value* definition = journeys_.if_contains(event.name());
+    const json::value* definition = journeyFor(event);
     if (definition != nullptr && definition->is_string()) {
       auto key = contactKey(body);
       if (!key) {

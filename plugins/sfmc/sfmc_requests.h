@@ -37,7 +37,29 @@ struct Planned {
   std::string body;          // Row: the row's JSON text; Journey: the request body
   std::string type;          // Skip: the event type ("page", "track", ...)
   std::string reason;        // Fail
+  // With audiences_data_extension, whatever the action but Fail: the audience membership rows
+  // the event states (each a Row: {"keys":{"ContactKey","Audience"},"values":{"Member",
+  // "UpdatedAt"}}), sent to that data extension before journey entry events.
+  std::vector<Planned> audience_rows;
 };
+
+// Column names of the audience membership data extension (audiences_data_extension).
+inline constexpr std::string_view kAudienceContactKeyColumn = "ContactKey";
+inline constexpr std::string_view kAudienceColumn = "Audience";
+inline constexpr std::string_view kMemberColumn = "Member";
+inline constexpr std::string_view kUpdatedAtColumn = "UpdatedAt";
+
+// A track "Audience Entered" or "Audience Exited".
+bool isAudienceTrack(const sdk::Event& event);
+
+// The audience memberships an event states: an "Audience Entered" track its properties.audience
+// (true), "Audience Exited" (false); an identify each entry of context.junction.audiences whose
+// value is a boolean. Empty otherwise (and for an "Audience …" track without properties.audience).
+std::vector<std::pair<std::string, bool>> audienceMemberships(const sdk::Event& event);
+
+// The audience membership row of `contact_key` in `audience`, stamped `timestamp_ms`.
+boost::json::object audienceRow(const std::string& contact_key, const std::string& audience,
+                                bool member, std::int64_t timestamp_ms);
 
 // Turns events into rows and entry events. Built once from a validated config; immutable and
 // thread-safe afterwards.
@@ -47,6 +69,9 @@ class SfmcMapper {
   static sdk::Result<SfmcMapper> make(const SfmcConfig& config);
 
   Planned plan(const sdk::Event& event) const;
+  // The journey entry-event definition key for a track event: "<event>: <properties.audience>"
+  // for an audience track when `journeys` names it, else "<event>"; nullptr when neither.
+  const boost::json::value* journeyFor(const sdk::Event& event) const;
 
   // The contact key of `event` (the `contact_key` path, as text), or nullopt when absent/empty.
   std::optional<std::string> contactKey(const boost::json::object& event) const;
@@ -59,6 +84,9 @@ class SfmcMapper {
   std::string key_field_;
   std::string contact_key_;
   boost::json::object journeys_;
+  std::string audiences_data_extension_;
+
+  Planned planMain(const sdk::Event& event) const;
 };
 
 // A journey entry event's `Data`: the event's properties, nested objects flattened into

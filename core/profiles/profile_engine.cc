@@ -650,6 +650,17 @@ sdk::Result<std::optional<Changes>> ProfileEngine::erase(const std::string& key)
   return std::optional<Changes>(std::move(c));
 }
 
+json::object ProfileEngine::computedValues(const Profile& p, std::int64_t now_ms) const {
+  json::object computed;
+  for (const auto& trait : options_.computed) {
+    const json::value* state = p.computed.if_contains(trait.name);
+    computed[trait.name] =
+        computedValue(trait, state && state->is_object() ? state->as_object() : json::object{},
+                      now_ms);
+  }
+  return computed;
+}
+
 json::object ProfileEngine::render(const Profile& p, std::int64_t now_ms,
                                    std::size_t events) const {
   json::object identities;
@@ -667,13 +678,7 @@ json::object ProfileEngine::render(const Profile& p, std::int64_t now_ms,
   for (const auto& [k, v] : p.trait_times) {
     times[k] = v.is_int64() ? json::value(sdk::formatIsoTimestamp(v.as_int64())) : v;
   }
-  json::object computed;
-  for (const auto& trait : options_.computed) {
-    const json::value* state = p.computed.if_contains(trait.name);
-    computed[trait.name] =
-        computedValue(trait, state && state->is_object() ? state->as_object() : json::object{},
-                      now_ms);
-  }
+  json::object computed = computedValues(p, now_ms);
   json::array recent;
   for (const auto& e : p.events) {
     if (recent.size() == events) {

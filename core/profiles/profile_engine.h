@@ -84,6 +84,8 @@ class ProfileEngine {
   // consent, first/last seen, counters, computed values, recent events (up to `events`).
   boost::json::object render(const Profile& profile, std::int64_t now_ms,
                              std::size_t events) const;
+  // Each computed trait's value at `now_ms` (render()'s "computed").
+  boost::json::object computedValues(const Profile& profile, std::int64_t now_ms) const;
   // The first time after `now_ms` at which render() can answer otherwise with no change to
   // the profile (a computed value over a time window moving on); INT64_MAX for never.
   std::int64_t renderedUntil(const Profile& profile, std::int64_t now_ms) const;

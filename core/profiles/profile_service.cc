@@ -383,10 +383,9 @@ sdk::Result<sdk::Event> ProfileService::identifyEvent(const Profile& profile,
                                                       std::string_view source,
                                                       std::string message_id,
                                                       std::int64_t now) const {
-  const json::object view = engine_.render(profile, now, 0);
   json::object traits = profile.traits;
-  for (const auto& [k, v] : view.at("computed").as_object()) {
-    traits[k] = v;
+  for (auto& [k, v] : engine_.computedValues(profile, now)) {
+    traits[k] = std::move(v);
   }
   json::object body{{"type", "identify"},
                     {"traits", std::move(traits)},

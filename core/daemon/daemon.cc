@@ -158,8 +158,11 @@ void Daemon::addCoreRoutes() {
     if (auto problem = readTapFilter(req.query, filter)) {
       return http::jsonError(400, *problem);
     }
+    // Subscribed before it is logged: whoever waits for the line (a test) sees every event
+    // received after it.
+    auto stream = std::make_shared<TapStream>(tap_->subscribe(std::move(filter)));
     log_.info("live debugger attached", {{"remote", req.remote_address}});
-    return std::make_shared<TapStream>(tap_->subscribe(std::move(filter)));
+    return stream;
   });
   // The dashboard: static files compiled in (core/daemon/ui). The shell is public; every datum
   // it shows comes from the admin API with the token the operator types in.

@@ -260,6 +260,8 @@ sdk::Result<std::string> recoverProfileStore(const fs::path& storage, const std:
                       {"damage", damage},
                       {"profiles", salvage.profiles},
                       {"identities", salvage.identities},
+                      {"outbox", salvage.outbox},
+                      {"sync_marks", salvage.sync_marks},
                       {"complete", salvage.complete}};
   if (salvage.applied) {
     detail["applied_offset"] = *salvage.applied;
@@ -281,6 +283,11 @@ sdk::Result<std::string> recoverProfileStore(const fs::path& storage, const std:
   report += "copied " + std::to_string(salvage.profiles) + " profiles and " +
             std::to_string(salvage.identities) + " identity links into a new store" +
             (salvage.complete ? "" : "; some records could not be read") + ".\n";
+  if (salvage.outbox > 0 || salvage.sync_marks > 0) {
+    report += "kept " + std::to_string(salvage.outbox) + " pending profile-change events and " +
+              std::to_string(salvage.sync_marks) +
+              " scheduled-sync marks (people a scheduled destination's next run sends).\n";
+  }
   report += std::string("junctiond now applies every event the queue still holds") +
             (salvage.applied ? " (the damaged store had applied up to offset " +
                                    std::to_string(*salvage.applied) + ")"

@@ -89,7 +89,8 @@ destinations:
           if (r.status != 200) {
             return false;
           }
-          const auto* v = json::parse(r.body).as_object().at("traits").as_object().if_contains(key);
+          const json::value body = json::parse(r.body);  // kept: `v` points into it
+          const auto* v = body.at("traits").as_object().if_contains(key);
           return v != nullptr && *v == value;
         },
         15s));

@@ -1224,8 +1224,13 @@ sdk::Status Daemon::startSyncs() {
   }
   const auto scheduled = syncChannels(config_);
   for (const auto& id : *known) {
-    if (std::ranges::find(scheduled, id) == scheduled.end()) {
-      resetSync(id);  // scheduled in an earlier configuration
+    if (std::ranges::find(scheduled, id) != scheduled.end()) {
+      continue;
+    }
+    // Scheduled in an earlier configuration, and not forgotten yet (forgotten: an empty value,
+    // and no marks, since nothing marks a destination that is not scheduled).
+    if (auto stored = sync_state_->load(id); stored && *stored && !(*stored)->empty()) {
+      resetSync(id);
     }
   }
   for (const auto& c : config_.destinations) {

@@ -679,6 +679,23 @@ struct PairHash {
   }
 };
 
+// Each distinct key of `rows` (keyOf(row)) once, in first-seen order: the row it first appears
+// in and how many rows name it.
+template <typename Key, typename Hash, typename Rows, typename KeyOf>
+std::vector<std::pair<std::size_t, std::int64_t>> firstRowsAndPuts(const Rows& rows, KeyOf keyOf) {
+  std::unordered_map<Key, std::size_t, Hash> index;  // key -> position in `out`
+  std::vector<std::pair<std::size_t, std::int64_t>> out;
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    auto [it, fresh] = index.try_emplace(keyOf(rows[i]), out.size());
+    if (fresh) {
+      out.emplace_back(i, 1);
+    } else {
+      ++out[it->second].second;
+    }
+  }
+  return out;
+}
+
 PostgresProfileStore::CommitParams commitParams(const Changes& c) {
   PostgresProfileStore::CommitParams p;
   p.identities_deleted = keysParam(c.identities_deleted);
@@ -697,16 +714,8 @@ PostgresProfileStore::CommitParams commitParams(const Changes& c) {
     // SQLite, row by row: the first put of an absent id inserts it (seq 0) with its due time,
     // each further put adds 1 to seq and keeps the time. Here: one row per id with the first
     // time and (puts - 1), which the statement inserts as is or adds (+ 1) to the seq.
-    std::unordered_map<std::string_view, std::size_t> index;  // id -> position in `ids`
-    std::vector<std::pair<std::size_t, std::int64_t>> ids;    // first row, puts
-    for (std::size_t i = 0; i < c.outbox_put.size(); ++i) {
-      auto [it, fresh] = index.try_emplace(c.outbox_put[i].first, ids.size());
-      if (fresh) {
-        ids.emplace_back(i, 1);
-      } else {
-        ++ids[it->second].second;
-      }
-    }
+    const auto ids = firstRowsAndPuts<std::string_view, std::hash<std::string_view>>(
+        c.outbox_put, [](const auto& put) { return std::string_view(put.first); });
     p.outbox_put.emplace(std::array<ArrayParam, 3>{ArrayParam(kTextOid), ArrayParam(kInt8Oid),
                                                    ArrayParam(kInt8Oid)});
     for (const auto& [row, puts] : ids) {
@@ -733,19 +742,11 @@ PostgresProfileStore::CommitParams commitParams(const Changes& c) {
   }
   if (!c.sync_put.empty()) {
     // As outbox_put: one row per mark, with its puts in this batch minus one.
-    std::unordered_map<std::pair<std::string_view, std::string_view>, std::size_t, PairHash>
-        index;  // mark -> position in `marks`
-    std::vector<std::pair<std::size_t, std::int64_t>> marks;  // first row, puts
-    for (std::size_t i = 0; i < c.sync_put.size(); ++i) {
-      auto [it, fresh] = index.try_emplace(
-          std::pair<std::string_view, std::string_view>(c.sync_put[i].first, c.sync_put[i].second),
-          marks.size());
-      if (fresh) {
-        marks.emplace_back(i, 1);
-      } else {
-        ++marks[it->second].second;
-      }
-    }
+    const auto marks =
+        firstRowsAndPuts<std::pair<std::string_view, std::string_view>, PairHash>(
+            c.sync_put, [](const auto& put) {
+              return std::pair<std::string_view, std::string_view>(put.first, put.second);
+            });
     p.sync_put.emplace(std::array<ArrayParam, 3>{ArrayParam(kTextOid), ArrayParam(kTextOid),
                                                  ArrayParam(kInt8Oid)});
     for (const auto& [row, puts] : marks) {

@@ -248,6 +248,7 @@ void Reader::audience(const YAML::Node& node, const std::string& path, Audience&
       continue;
     }
     out.destinations.push_back(std::move(*id));
+    out.destination_marks.push_back(markOf(item));
   }
 }
 

@@ -76,6 +76,7 @@ struct Audience {
   std::string name;
   Condition where;
   std::vector<std::string> destinations;  // ids as written; the caller checks they exist
+  std::vector<config::KeyMark> destination_marks;  // where each of `destinations` was written
   std::string key_path;                   // "audiences.abandoned_cart"
   config::KeyMark mark;
 };

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <set>
 #include <sstream>
 
@@ -752,6 +753,53 @@ void checkQueue(YamlChecker& checker, const YAML::Node& node, QueueConfig& queue
   }
 }
 
+// The audiences against the rest of the file: they need profiles, and each of their
+// `destinations` names a configured destination. Then each destination's derived `audiences`:
+// the names of the audiences listing it, sorted.
+void checkAudiences(YamlChecker& checker, const YAML::Node& node, DaemonConfig& config) {
+  if (!config.audiences.empty() && !config.profiles.enabled) {
+    checker.error(node, "audiences",
+                  "audiences need profiles (profiles.enabled is false): enable `profiles:` "
+                  "(audiences are evaluated on each person's profile)");
+  }
+  std::map<std::string, ConnectorConfig*, std::less<>> destinations;
+  std::vector<std::string> destination_ids;
+  for (auto& d : config.destinations) {
+    d.audiences.clear();
+    if (!d.id.empty() && destinations.emplace(d.id, &d).second) {
+      destination_ids.push_back(d.id);
+    }
+  }
+  std::set<std::string, std::less<>> source_ids;
+  for (const auto& s : config.sources) {
+    source_ids.insert(s.id);
+  }
+  for (const auto& audience : config.audiences) {
+    for (std::size_t i = 0; i < audience.destinations.size(); ++i) {
+      const std::string& id = audience.destinations[i];
+      const auto found = destinations.find(id);
+      if (found != destinations.end()) {
+        found->second->audiences.push_back(audience.name);
+        continue;
+      }
+      const KeyMark mark =
+          i < audience.destination_marks.size() ? audience.destination_marks[i] : audience.mark;
+      const std::string path = audience.key_path + ".destinations[" + std::to_string(i) + "]";
+      const std::string hint = closestMatch(id, destination_ids);
+      const std::string did_you_mean = hint.empty() ? "" : "; did you mean '" + hint + "'?";
+      if (source_ids.contains(id) || id == kProfilesSource || id == kAudiencesSource) {
+        checker.error(mark, path,
+                      "'" + id + "' is a source, not a destination" + did_you_mean);
+      } else {
+        checker.error(mark, path, "no destination with id '" + id + "'" + did_you_mean);
+      }
+    }
+  }
+  for (auto& d : config.destinations) {
+    std::sort(d.audiences.begin(), d.audiences.end());
+  }
+}
+
 std::optional<DaemonConfig> readDocument(const YAML::Node& root, const std::string& file,
                                          const EnvLookup& env, ConfigErrors& errors) {
   std::size_t errors_before = errors.size();
@@ -764,7 +812,7 @@ std::optional<DaemonConfig> readDocument(const YAML::Node& root, const std::stri
     checker.error(root, "", "expected a mapping with server, storage, sources, destinations, ...");
   } else {
     checker.checkKeys(root, {"server", "storage", "queue", "plugins", "log", "consent",
-                             "profiles", "sources", "destinations"}, "");
+                             "profiles", "sources", "destinations", "audiences"}, "");
   }
   auto section = [&](const char* key) { return childOf(root, key); };
   config.server = serverTable().bind(
@@ -820,6 +868,7 @@ std::optional<DaemonConfig> readDocument(const YAML::Node& root, const std::stri
   config.sources = readConnectors(checker, section("sources"), ConnectorKind::Source, config);
   config.destinations =
       readConnectors(checker, section("destinations"), ConnectorKind::Destination, config);
+  config.audiences = audiences::readAudiences(checker, section("audiences"));
 
   std::set<std::string> ids;
   std::set<std::string> source_ids;
@@ -832,6 +881,11 @@ std::optional<DaemonConfig> readDocument(const YAML::Node& root, const std::stri
         if (c.id == kProfilesSource) {
           checker.error(c.mark, c.key_path + ".id",
                         "id 'profiles' is the built-in source of profile-change events");
+        }
+        if (c.id == kAudiencesSource) {
+          checker.error(c.mark, c.key_path + ".id",
+                        "id 'audiences' is the built-in source of audience events (Audience "
+                        "Entered, Audience Exited)");
         }
         if (c.id.starts_with(kSyncSourcePrefix)) {
           checker.error(c.mark, c.key_path + ".id",
@@ -871,6 +925,14 @@ std::optional<DaemonConfig> readDocument(const YAML::Node& root, const std::stri
         }
         continue;
       }
+      if (from == kAudiencesSource) {
+        if (!config.profiles.enabled) {
+          checker.error(d.mark, d.key_path + ".from",
+                        "the built-in source 'audiences' needs profiles.enabled (audiences are "
+                        "evaluated on the profiles)");
+        }
+        continue;
+      }
       if (!source_ids.contains(from)) {
         std::string hint = closestMatch(from, known_sources);
         checker.error(d.mark, d.key_path + ".from",
@@ -879,6 +941,7 @@ std::optional<DaemonConfig> readDocument(const YAML::Node& root, const std::stri
       }
     }
   }
+  checkAudiences(checker, section("audiences"), config);
   if (errors.size() != errors_before) {
     sortErrors(errors, errors_before);
     return std::nullopt;

@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "core/audiences/audience.h"
 #include "core/config/config_error.h"
 #include "core/config/yaml_checker.h"
 #include "junction/sdk/options.h"
@@ -156,6 +157,10 @@ struct ConnectorConfig {
   std::vector<std::string> drop;  // PII: JSON paths removed before delivery
   // Scheduled: loadConfig sets `from` to {"sync.<id>"}.
   SyncConfig sync;
+  // Derived, not a YAML key: the names of the top-level audiences whose `destinations` list
+  // this destination, sorted. Filled by loadConfig (destinations only). Routing sends this
+  // destination the built-in source `audiences`' events of these audiences (RoutePolicy).
+  std::vector<std::string> audiences;
 };
 
 // `consent:` — how consent-manager ids map to category names.
@@ -182,6 +187,9 @@ struct ComputedTraitConfig {
 
 // The id of the built-in source whose events are profile changes (`from: [profiles]`).
 inline constexpr std::string_view kProfilesSource = "profiles";
+// The id of the built-in source whose events are audience changes: track "Audience Entered" /
+// "Audience Exited" with properties.audience (see RoutePolicy for who gets them).
+inline constexpr std::string_view kAudiencesSource = "audiences";
 // The built-in source of a scheduled destination is this prefix and the destination's id
 // (`sync.crm`); only that destination reads it, and no configured source id starts with it.
 inline constexpr std::string_view kSyncSourcePrefix = "sync.";
@@ -216,6 +224,10 @@ struct DaemonConfig {
   ProfilesConfig profiles;
   std::vector<ConnectorConfig> sources;
   std::vector<ConnectorConfig> destinations;
+  // Top-level `audiences:` (core/audiences), in file order; each one's `destinations` name
+  // configured destinations (checked), and each destination's ConnectorConfig::audiences lists
+  // the audiences naming it.
+  std::vector<::junction::core::audiences::Audience> audiences;
 
   // Values of every secret option (admin token, plugins' secret options), for log scrubbing.
   std::vector<std::string> secrets() const;

@@ -38,6 +38,8 @@ RoutePolicy RoutePolicy::fromConfig(const config::ConnectorConfig& d,
   RoutePolicy p;
   p.from_.insert(d.from.begin(), d.from.end());
   p.loop_sources_.insert(d.loop_sources.begin(), d.loop_sources.end());
+  p.audiences_.insert(d.audiences.begin(), d.audiences.end());
+  p.scheduled_ = d.sync.mode == config::SyncConfig::Mode::Scheduled;
   for (const auto& t : d.filter.types) {
     if (auto type = sdk::parseEventType(t)) {
       p.types_.insert(*type);
@@ -55,12 +57,35 @@ RoutePolicy RoutePolicy::fromConfig(const config::ConnectorConfig& d,
   return p;
 }
 
+namespace {
+
+// `properties.audience` of an event from the built-in source `audiences`; "" when absent.
+std::string_view audienceOf(const sdk::Event& event) {
+  const json::value* properties = event.body().if_contains("properties");
+  if (properties == nullptr || !properties->is_object()) {
+    return {};
+  }
+  const json::value* audience = properties->get_object().if_contains("audience");
+  return audience != nullptr && audience->is_string() ? std::string_view(audience->get_string())
+                                                      : std::string_view();
+}
+
+}  // namespace
+
 RouteVerdict RoutePolicy::decide(const sdk::Event& event,
                                  const privacy::ConsentMemory* memory) const {
   const auto& h = event.header();
-  if (from_.empty() ? h.source_id == config::kProfilesSource ||
-                          h.source_id.starts_with(config::kSyncSourcePrefix)
-                    : !from_.contains(h.source_id)) {
+  if (h.source_id == config::kAudiencesSource) {
+    // Audience events go where `from` asks for them all, else to the destinations an audience
+    // lists, whether or not they have a `from`; a scheduled destination has membership in its
+    // snapshots instead.
+    if (scheduled_ ||
+        (!from_.contains(h.source_id) && !audiences_.contains(audienceOf(event)))) {
+      return RouteVerdict::FilteredSource;
+    }
+  } else if (from_.empty() ? h.source_id == config::kProfilesSource ||
+                                 h.source_id.starts_with(config::kSyncSourcePrefix)
+                           : !from_.contains(h.source_id)) {
     // No `from`: every source but the built-in `profiles`, whose events (profile changes) go
     // only where they are asked for by name, and a scheduled destination's `sync.<id>`, whose
     // events are for that destination alone.

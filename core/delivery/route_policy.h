@@ -5,9 +5,16 @@
 // without a queue or a plugin.
 //
 // Sources: with `from`, only the sources it names. Without it, every source except the built-in
-// `profiles` and, for loop protection, the sources of the destination's own plugin (what a
-// `hubspot` source pulled from HubSpot is not written back to HubSpot by a `hubspot`
-// destination, unless its `from` names that source).
+// `profiles` and `audiences` and, for loop protection, the sources of the destination's own
+// plugin (what a `hubspot` source pulled from HubSpot is not written back to HubSpot by a
+// `hubspot` destination, unless its `from` names that source).
+//
+// The built-in source `audiences` (track "Audience Entered" / "Audience Exited", with
+// `properties.audience` the audience's name): a destination whose `from` names `audiences` gets
+// all of them; any other gets those of the audiences that list it in their `destinations`
+// (ConnectorConfig::audiences), with or without `from`, and no other (FilteredSource). A
+// scheduled destination (sync.mode: scheduled) gets none: it receives membership in its scheduled
+// identify snapshots. The stages below (filters, consent) then apply as to any event.
 //
 // Consent (DESIGN.md "Consent"): the event's categories come from
 // `context.consent.categoryPreferences` (Segment: {"marketing": true}), else from
@@ -63,6 +70,8 @@ class RoutePolicy {
  private:
   std::set<std::string> from_;
   std::set<std::string> loop_sources_;  // refused unless in from_ (so: only when from_ is empty)
+  std::set<std::string, std::less<>> audiences_;  // source `audiences`: these audiences' events
+  bool scheduled_ = false;                        // source `audiences`: none
   std::set<sdk::EventType> types_;
   std::set<std::string> events_;
   std::vector<std::string> consent_;  // lower-cased

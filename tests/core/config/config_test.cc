@@ -524,6 +524,150 @@ destinations:
                           "source of a scheduled destination, for that destination only"));
 }
 
+// --- audiences ---------------------------------------------------------------------------------
+
+TEST(AudiencesConfigTest, EachDestinationKnowsTheAudiencesListingIt) {
+  ConfigErrors errors;
+  auto config = load(R"(sources:
+  - id: web
+    plugin: http
+destinations:
+  - id: braze
+    plugin: x
+  - id: crm
+    plugin: x
+    from: [web]
+  - id: warehouse
+    plugin: x
+    from: [audiences]
+audiences:
+  zeta:
+    where: {trait: plan, equals: pro}
+    destinations: [crm, braze]
+  abandoned_cart:
+    where:
+      all:
+        - performed: {event: Product Added, within: 1h}
+        - not_performed: {event: Order Completed, within: 30m}
+    destinations: [braze]
+  no_destination:
+    where: {trait: email, exists: true}
+)",
+                     errors);
+  ASSERT_TRUE(config) << formatErrors(errors);
+  ASSERT_THAT(config->audiences, SizeIs(3));
+  EXPECT_EQ(config->audiences[0].name, "zeta");  // file order
+  EXPECT_THAT(config->audiences[0].destinations, ElementsAre("crm", "braze"));
+  EXPECT_EQ(config->audiences[1].name, "abandoned_cart");
+  ASSERT_THAT(config->destinations, SizeIs(3));
+  EXPECT_THAT(config->destinations[0].audiences, ElementsAre("abandoned_cart", "zeta"));  // sorted
+  EXPECT_THAT(config->destinations[1].audiences, ElementsAre("zeta"));
+  EXPECT_THAT(config->destinations[2].audiences, ElementsAre());
+  EXPECT_THAT(config->destinations[2].from, ElementsAre("audiences"));
+  EXPECT_THAT(config->sources[0].audiences, ElementsAre());  // destinations only
+  EXPECT_EQ(kAudiencesSource, "audiences");
+}
+
+TEST(AudiencesConfigTest, NoAudiencesIsTheDefault) {
+  ConfigErrors errors;
+  auto config = load("audiences:\ndestinations:\n  - id: d\n    plugin: x\n", errors);
+  ASSERT_TRUE(config) << formatErrors(errors);
+  EXPECT_TRUE(config->audiences.empty());
+  EXPECT_TRUE(config->destinations[0].audiences.empty());
+}
+
+TEST(AudiencesConfigTest, DestinationsMustBeConfiguredDestinations) {
+  ConfigErrors errors;
+  EXPECT_FALSE(load(R"(sources:
+  - id: web
+    plugin: http
+destinations:
+  - id: braze
+    plugin: x
+audiences:
+  vip:
+    where: {trait: plan, equals: pro}
+    destinations: [braze, web, brazee, nowhere]
+)",
+                    errors));
+  EXPECT_THAT(lines(errors),
+              ElementsAre("test.yaml:10:27: audiences.vip.destinations[1]: 'web' is a source, not "
+                          "a destination",
+                          "test.yaml:10:32: audiences.vip.destinations[2]: no destination with id "
+                          "'brazee'; did you mean 'braze'?",
+                          "test.yaml:10:40: audiences.vip.destinations[3]: no destination with id "
+                          "'nowhere'"));
+}
+
+TEST(AudiencesConfigTest, AudiencesNeedProfiles) {
+  ConfigErrors errors;
+  EXPECT_FALSE(load(R"(profiles: { enabled: false }
+destinations:
+  - id: braze
+    plugin: x
+  - id: all
+    plugin: x
+    from: [audiences]
+audiences:
+  vip:
+    where: {trait: plan, equals: pro}
+    destinations: [braze]
+)",
+                    errors));
+  EXPECT_THAT(lines(errors),
+              ElementsAre("test.yaml:5:5: destinations[1].from: the built-in source 'audiences' "
+                          "needs profiles.enabled (audiences are evaluated on the profiles)",
+                          "test.yaml:9:3: audiences: audiences need profiles (profiles.enabled is "
+                          "false): enable `profiles:` (audiences are evaluated on each person's "
+                          "profile)"));
+  // No audience: profiles may be off.
+  ConfigErrors none;
+  EXPECT_TRUE(load("profiles: { enabled: false }\naudiences: {}\n", none)) << formatErrors(none);
+}
+
+TEST(AudiencesConfigTest, AudiencesIsABuiltInSourceId) {
+  ConfigErrors errors;
+  EXPECT_FALSE(load(R"(sources:
+  - id: audiences
+    plugin: http
+  - id: profiles
+    plugin: http
+)",
+                    errors));
+  EXPECT_THAT(lines(errors),
+              ElementsAre("test.yaml:2:5: sources[0].id: id 'audiences' is the built-in source of "
+                          "audience events (Audience Entered, Audience Exited)",
+                          "test.yaml:4:5: sources[1].id: id 'profiles' is the built-in source of "
+                          "profile-change events"));
+}
+
+TEST(AudiencesConfigTest, AnErrorInsideAnAudienceHasItsLineAndKeyPath) {
+  ConfigErrors errors;
+  EXPECT_FALSE(load(R"(destinations:
+  - id: braze
+    plugin: x
+audiences:
+  abandoned_cart:
+    where:
+      all:
+        - performed: {event: Product Added, within: 1hour}
+        - performd: {event: Order Completed}
+    destinations: [braze]
+)",
+                    errors));
+  ASSERT_THAT(errors, SizeIs(2)) << formatErrors(errors);
+  EXPECT_THAT(errors[0].toString(),
+              AllOf(HasSubstr("test.yaml:8:"),
+                    HasSubstr("audiences.abandoned_cart.where.all[0].performed.within: ")));
+  EXPECT_THAT(errors[1].toString(),
+              AllOf(HasSubstr("test.yaml:9:"), HasSubstr("audiences.abandoned_cart.where.all[1]"),
+                    HasSubstr("did you mean 'performed'?")));
+  // An unknown top-level key next to it is still reported as one.
+  ConfigErrors typo;
+  EXPECT_FALSE(load("audience:\n  a: {where: {trait: x, exists: true}}\n", typo));
+  EXPECT_THAT(lines(typo), ElementsAre(HasSubstr("test.yaml:1:1: audience: unknown")));
+}
+
 // --- step 2: connectors against plugin option tables ----------------------------------------
 
 struct DestConfig {

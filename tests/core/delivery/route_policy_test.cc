@@ -226,5 +226,80 @@ TEST(RoutePolicyTest, TypeAndEventFilters) {
   EXPECT_STREQ(reasonOf(RouteVerdict::ConsentUnknown), "consent_unknown");
 }
 
+// The built-in source `audiences`: Audience Entered / Exited with properties.audience.
+sdk::Event audienceEvent(const std::string& audience, const std::string& name = "Audience Entered") {
+  return event(R"({"type":"track","event":")" + name + R"(","userId":"u","properties":{"audience":")" +
+                   audience + R"(","audience_key":")" + audience + R"(:u"}})",
+               std::string(config::kAudiencesSource));
+}
+
+TEST(RoutePolicyTest, FromAudiencesGetsEveryAudienceEvent) {
+  auto c = destination({});
+  c.from = {"audiences"};
+  auto policy = RoutePolicy::fromConfig(c);
+  EXPECT_EQ(policy.decide(audienceEvent("vip")), kDeliver);
+  EXPECT_EQ(policy.decide(audienceEvent("abandoned_cart", "Audience Exited")), kDeliver);
+  // And nothing else unnamed.
+  EXPECT_EQ(policy.decide(event(R"({"type":"identify","userId":"u"})", "web")),
+            RouteVerdict::FilteredSource);
+}
+
+TEST(RoutePolicyTest, ADestinationGetsTheEventsOfTheAudiencesListingIt) {
+  auto c = destination({});
+  c.audiences = {"vip"};  // loadConfig fills this from the audiences' `destinations`
+  auto without_from = RoutePolicy::fromConfig(c);
+  EXPECT_EQ(without_from.decide(audienceEvent("vip")), kDeliver);
+  EXPECT_EQ(without_from.decide(audienceEvent("vip", "Audience Exited")), kDeliver);
+  EXPECT_EQ(without_from.decide(audienceEvent("other")), RouteVerdict::FilteredSource);
+  EXPECT_EQ(without_from.decide(event(R"({"type":"identify","userId":"u"})", "web")), kDeliver);
+
+  // With a `from` that does not name `audiences`: the same.
+  c.from = {"web"};
+  auto with_from = RoutePolicy::fromConfig(c);
+  EXPECT_EQ(with_from.decide(audienceEvent("vip")), kDeliver);
+  EXPECT_EQ(with_from.decide(audienceEvent("other")), RouteVerdict::FilteredSource);
+  EXPECT_EQ(with_from.decide(event(R"({"type":"identify","userId":"u"})", "crm")),
+            RouteVerdict::FilteredSource);
+
+  // An audience event without properties.audience goes only where `from` names `audiences`.
+  EXPECT_EQ(with_from.decide(event(R"({"type":"track","event":"Audience Entered","userId":"u"})",
+                                   "audiences")),
+            RouteVerdict::FilteredSource);
+}
+
+TEST(RoutePolicyTest, WithoutFromAndUnlistedAudienceEventsAreFilteredAsProfilesOnesAre) {
+  auto policy = RoutePolicy::fromConfig(destination({}));
+  EXPECT_EQ(policy.decide(audienceEvent("vip")), RouteVerdict::FilteredSource);
+  EXPECT_EQ(policy.decide(event(R"({"type":"identify","userId":"u"})", "profiles")),
+            RouteVerdict::FilteredSource);
+}
+
+TEST(RoutePolicyTest, AScheduledDestinationNeverGetsAudienceEvents) {
+  auto c = destination({});
+  c.id = "crm";
+  c.sync.mode = config::SyncConfig::Mode::Scheduled;
+  c.from = {"sync.crm"};
+  c.audiences = {"vip"};  // it gets membership in its snapshots instead
+  auto policy = RoutePolicy::fromConfig(c);
+  EXPECT_EQ(policy.decide(audienceEvent("vip")), RouteVerdict::FilteredSource);
+  EXPECT_EQ(policy.decide(event(R"({"type":"identify","userId":"u"})", "sync.crm")), kDeliver);
+  c.from = {"audiences"};  // not a configuration loadConfig accepts; still none
+  EXPECT_EQ(RoutePolicy::fromConfig(c).decide(audienceEvent("vip")), RouteVerdict::FilteredSource);
+}
+
+TEST(RoutePolicyTest, FiltersAndConsentApplyToAudienceEventsAfterTheSource) {
+  auto c = destination({"marketing"});
+  c.audiences = {"vip"};
+  c.filter.events = {"Audience Entered"};
+  auto policy = RoutePolicy::fromConfig(c);
+  EXPECT_EQ(policy.decide(audienceEvent("vip", "Audience Exited")), RouteVerdict::FilteredEvent);
+  EXPECT_EQ(policy.decide(audienceEvent("vip")), kUnknown);  // no consent stated or remembered
+  FixedMemory granted(privacy::consentFromJson(R"({"granted":["marketing"],"denied":[]})"));
+  EXPECT_EQ(policy.decide(audienceEvent("vip"), &granted), kDeliver);
+  c.filter.events = {};
+  c.filter.types = {"identify"};
+  EXPECT_EQ(RoutePolicy::fromConfig(c).decide(audienceEvent("vip")), RouteVerdict::FilteredType);
+}
+
 }  // namespace
 }  // namespace junction::core::delivery

@@ -59,6 +59,7 @@ int main(int argc, char** argv) {
     for (const auto& r : outcome.refused) {
       std::fprintf(stderr, "warning: plugin refused: %s\n", r.toString().c_str());
     }
+    std::fputs(outcome.warningsReport().c_str(), stderr);
     std::printf("%s: OK (%zu sources, %zu destinations, %zu plugins)\n", config_file.c_str(),
                 config.sources.size(), config.destinations.size(), registry.all().size());
     return 0;
@@ -69,6 +70,10 @@ int main(int argc, char** argv) {
   core::telemetry::ComponentLogger log(sink, "core");
   for (const auto& r : outcome.refused) {
     log.warn("plugin refused", {{"file", r.file}, {"reason", r.reason}});
+  }
+  for (const auto& w : outcome.warnings) {
+    log.warn("an audience names what the event catalog has not seen",
+             {{"warning", w.toString()}});
   }
   for (const auto& o : registry.overrides()) {
     log.warn("plugin overrides a built-in one (plugins.allow_override)", {{"override", o}});

@@ -613,6 +613,7 @@ int main(int argc, char** argv) {
                    outcome.errors.size() == 1 ? "" : "s");
       return 1;
     }
+    std::fputs(outcome.warningsReport().c_str(), stderr);
     std::printf("%s: OK (%zu sources, %zu destinations)\n", check_file.c_str(),
                 outcome.config->sources.size(), outcome.config->destinations.size());
     return 0;

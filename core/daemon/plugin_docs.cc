@@ -230,6 +230,71 @@ json::object docObject(const plugin::LoadedPlugin& p) {
   return out;
 }
 
+namespace {
+
+// Top-level `audiences:` is a grammar, not an option table (core/audiences/README.md has every
+// rule): the reference says it in prose.
+constexpr const char* kAudiencesReference = R"(
+### `audiences`
+
+Named audiences: conditions over a person's traits, computed traits (`profiles.computed`) and
+events within time windows, evaluated on each profile, and the destinations each one is synced
+to. Needs profiles (`profiles.enabled`). The full grammar is in core/audiences/README.md.
+
+```yaml
+audiences:
+  abandoned_cart:                      # lower-case letters, digits, '_', '-', inner spaces
+    where:
+      all:
+        - performed: {event: Product Added, within: 1h}
+        - not_performed: {event: Order Completed, within: 30m}   # in the 30 min after that add
+        - {trait: email, exists: true}
+    destinations: [braze]
+  lapsed_pro:
+    where:
+      all:
+        - {trait: plan, in: [pro, business]}
+        - not_performed: {event: Login, within: 30d}             # alone: the last 30 days
+        - not: {trait: address.country, equals: FR}
+```
+
+| condition | holds when |
+|---|---|
+| `all: [C, ...]` | every C holds |
+| `any: [C, ...]` | at least one C holds |
+| `not: C` | C does not |
+| `{trait: PATH, OP: VALUE}` | the trait at PATH (dotted: `address.city`; a computed trait by its name) compares so; OP is `equals`, `not_equals`, `gt`, `gte`, `lt`, `lte`, `in` (a list), `contains`, `exists` (true/false) |
+| `performed: {event: NAME, within: D, count: N}` | at least N (default 1, at most 1000) track events NAME in the last D (no `within`: all time) |
+| `not_performed: {event: NAME, within: D}` | no track event NAME in the window (below) |
+
+`D` is a duration (`90s`, `30m`, `1h`, `30d`), at most 3650d. An event at `ts` is within D at
+`now` when `now - D <= ts <= now`. The window of a `not_performed`: inside an `all:` that has a
+`performed`, it runs from the (first) performed's event, for D after it (a wait: the person
+enters once D has passed without the event; D is required, at most the performed's window);
+alone, or nested deeper (in an `any:` or `not:`), it runs back from now.
+A missing or null trait makes every comparison false except `exists: false` and `not_equals`.
+
+`destinations`: ids of configured destinations (a source id, or an unknown one, is an error).
+Each event and trait name the event catalog (<storage.path>/catalog.json) has not seen is a
+warning of `junctiond --check` and `junction check`, not an error.
+
+When a person enters or leaves an audience, the built-in source `audiences` emits a track event
+"Audience Entered" or "Audience Exited" with `properties.audience` and `properties.audience_key`
+(the audience's name). It goes to:
+
+- a destination whose `from` names `audiences`: every audience's events;
+- any other destination: the events of the audiences whose `destinations` list it, with or
+  without `from`; none otherwise (filtered by source, as those of the built-in `profiles`);
+- a scheduled destination (`sync.mode: scheduled`): none; its scheduled identify snapshots
+  carry the membership of the audiences listing it in `context.junction.audiences`
+  (`{name: true|false}`).
+
+The destination's filters and consent then apply as to any event. No configured source may
+have the id `audiences`.
+)";
+
+}  // namespace
+
 std::string configReferenceMarkdown(const plugin::PluginRegistry& registry) {
   std::string out =
       "# Configuration reference\n\n"
@@ -241,6 +306,7 @@ std::string configReferenceMarkdown(const plugin::PluginRegistry& registry) {
   for (const auto& section : config::configSections()) {
     out += "\n### `" + section.path + "`\n\n" + section.doc + "\n\n" + optionsMarkdown(section.specs);
   }
+  out += kAudiencesReference;
   out += "\n## Plugins\n\nThe options under a connector's `config:`, by plugin (`junction plugins NAME`\n"
          "prints the same with the file each was loaded from).\n";
   for (const auto& p : registry.all()) {

@@ -504,6 +504,9 @@ Daemon::ReloadResult Daemon::reload() {
     }
   }
   for (const auto& k : keys) {
+    if (k == "audiences") {
+      continue;  // applied below: members reviewed, destinations restarted as needed
+    }
     auto b = before.top.find(k);
     auto a = after.top.find(k);
     const bool same = b != before.top.end() && a != after.top.end() ? b->second == a->second
@@ -511,7 +514,7 @@ Daemon::ReloadResult Daemon::reload() {
     if (!same) {
       result.errors.push_back(k + ": changed, and `" + k +
                               "` is read only at start: restart junctiond to apply it "
-                              "(a reload changes sources and destinations)");
+                              "(a reload changes sources, destinations and audiences)");
     }
   }
   if (!result.errors.empty()) {
@@ -560,11 +563,29 @@ Daemon::ReloadResult Daemon::reload() {
       plan(before.destinations, after.destinations, running.destinations, loaded->destinations);
   auto [s_removed, s_changed, s_added] =
       plan(before.sources, after.sources, running.sources, loaded->sources);
+  // A destination an audience now names, or no longer names, routes its events otherwise:
+  // restarted like one whose own block changed.
+  for (const auto& was : running.destinations) {
+    for (const auto& now : loaded->destinations) {
+      if (was.id == now.id && was.enabled && now.enabled && was.audiences != now.audiences &&
+          std::find(d_changed.begin(), d_changed.end(), now.id) == d_changed.end()) {
+        d_changed.push_back(now.id);
+      }
+    }
+  }
   result.ok = true;
+  if (profiles_ && profiles_->setAudiences(
+                       std::make_shared<const audiences::AudienceSet>(loaded->audiences),
+                       audienceStateFile())) {
+    result.changes.push_back("audiences changed: every person's membership is reviewed");
+    log_.info("reload: audiences changed, every person's membership is reviewed");
+  }
   if (d_removed.empty() && d_changed.empty() && d_added.empty() && s_removed.empty() &&
       s_changed.empty() && s_added.empty()) {
     loaded_text_ = std::move(text);
-    result.changes.push_back("no connector changed");
+    if (result.changes.empty()) {
+      result.changes.push_back("no connector changed");
+    }
     log_.info("reload: no connector changed", {{"file", file}});
     return result;
   }
@@ -1255,7 +1276,8 @@ sdk::Status Daemon::startSync(const config::ConnectorConfig& c) {
   }
   auto sync = std::make_unique<ScheduledSync>(
       c.id, std::move(schedule).value(),
-      ScheduledSyncDeps{*profiles_, *ingest_, *engine_, *sync_state_, metrics_, log_, clock_});
+      ScheduledSyncDeps{*profiles_, *ingest_, *engine_, *sync_state_, metrics_, log_, clock_},
+      ScheduledSyncOptions{.audiences = c.audiences});
   if (auto s = sync->start(); !s.ok()) {
     return s;
   }
@@ -1365,6 +1387,8 @@ sdk::Status Daemon::openProfiles() {
                        [this] { return profiles_->needs(); });
   }
   profiles_->setSyncChannels(syncChannels(config_));
+  profiles_->setAudiences(std::make_shared<const audiences::AudienceSet>(config_.audiences),
+                          audienceStateFile());
   profiles_->registerRoutes(router_, config_.server.admin_token, c.tokens);
   return {};
 }

@@ -12,6 +12,7 @@
 #include <boost/json/object.hpp>
 #include <atomic>
 #include <mutex>
+#include <filesystem>
 #include <memory>
 #include <optional>
 #include <thread>
@@ -143,6 +144,10 @@ class Daemon {
   void resetSync(const std::string& id);
   // The destinations whose changes the profile engine marks: the enabled scheduled ones.
   static std::vector<std::string> syncChannels(const config::DaemonConfig& config);
+  // Where the profiles record which audience definitions people were last reviewed against.
+  std::string audienceStateFile() const {
+    return (std::filesystem::path(config_.storage.path) / "audiences.json").string();
+  }
 
   config::DaemonConfig config_;
   const plugin::PluginRegistry& plugins_;

@@ -405,7 +405,8 @@ ScheduledSync::RunResult ScheduledSync::run(std::int64_t slot, bool everyone) {
       if (!*profile) {
         continue;  // erased, merged into another (marked itself) or suppressed: its mark goes
       }
-      auto event = deps_.profiles.identifyEvent(**profile, source, id_prefix + id, now);
+      auto event = deps_.profiles.identifyEvent(**profile, source, id_prefix + id, now,
+                                                options_.audiences);
       if (!event) {
         deps_.logger.error("sync: a profile's event could not be made; it is not sent",
                            {{"destination", destination_}, {"profile", id},

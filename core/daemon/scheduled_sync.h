@@ -63,6 +63,9 @@ struct ScheduledSyncOptions {
   std::size_t max_ahead = 100'000;
   std::chrono::milliseconds poll{100};  // how often the clock and the cursor are looked at
   std::chrono::milliseconds retry{30'000};  // after a run failed (store or queue unavailable)
+  // The audiences naming the destination: each snapshot says whether the person is in each
+  // (context.junction.audiences), for the plugin's own mapping (tags, rows, properties).
+  std::vector<std::string> audiences;
 };
 
 class ScheduledSync {

@@ -83,6 +83,15 @@ std::string Profile::serialize() const {
   member("counters", counters);
   member("computed", computed);
   member("events", events);
+  if (!audience_history.empty()) {
+    member("audience_history", audience_history);
+  }
+  if (!audiences.empty()) {
+    member("audiences", audiences);
+  }
+  if (audience_seq != 0) {
+    member("audience_seq", json::value(audience_seq));
+  }
   out += '}';
   return out;
 }
@@ -130,6 +139,9 @@ sdk::Result<Profile> Profile::parse(std::string_view text) {
   p.last_seen = num("last_seen");
   p.counters = obj("counters");
   p.computed = obj("computed");
+  p.audience_history = obj("audience_history");
+  p.audiences = obj("audiences");
+  p.audience_seq = num("audience_seq");
   if (const json::value* e = o.if_contains("events"); e != nullptr && e->is_array()) {
     p.events = e->as_array();
   }

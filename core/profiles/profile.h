@@ -51,6 +51,13 @@ struct Profile {
   boost::json::object counters;  // event name (track) or type (others) -> count
   boost::json::object computed;  // computed trait -> its state (see computed.h)
   boost::json::array events;     // recent events, newest first (see summarize())
+  // Audiences (core/audiences): the event history their windows need ({"Product Added": [ts,
+  // ...]}, see audiences::foldEvent), the audiences the person is recorded in (name -> epoch ms
+  // entered; what the "Audience Entered" events said), and the number of transitions recorded
+  // so far (their events' message ids count with it). Serialized only when not empty.
+  boost::json::object audience_history;
+  boost::json::object audiences;
+  std::int64_t audience_seq = 0;
 
   bool hasUserId() const;
   std::size_t count(std::string_view kind) const;

@@ -4,6 +4,7 @@
 #include <boost/json.hpp>
 #include <cctype>
 #include <limits>
+#include <set>
 
 #include "core/privacy/consent.h"
 #include "core/privacy/privacy_store.h"
@@ -11,6 +12,18 @@
 namespace junction::core::profiles {
 
 namespace json = boost::json;
+
+std::string audienceReviewKey(std::string_view profile_id) {
+  std::string key(kAudienceReviewPrefix);
+  key += profile_id;
+  return key;
+}
+
+std::string audienceChannel(std::string_view audience) {
+  std::string channel = "audience:";
+  channel += audience;
+  return channel;
+}
 
 EngineOptions EngineOptions::from(const config::ProfilesConfig& config) {
   EngineOptions o;
@@ -172,6 +185,18 @@ class ProfileEngine::Batch {
   void touch(const std::string& id) { dirty_.insert(id); }
   void announce(const std::string& id, std::int64_t due) { outbox_.emplace(id, due); }
   void mark(const std::string& id) { marked_.insert(id); }
+  // A member added to (or removed from) an audience's channel.
+  void member(std::string channel, const std::string& id, bool in) {
+    (in ? members_put_ : members_deleted_).emplace_back(std::move(channel), id);
+  }
+  template <typename F>
+  void forEachChanged(F&& f) {
+    for (const auto& id : dirty_) {
+      if (const auto& p = profiles_.at(id)) {
+        f(*p);
+      }
+    }
+  }
 
   void drop(std::string id) {  // by value: `id` is often the profile's own, destroyed here
     profiles_[id] = nullptr;
@@ -196,6 +221,9 @@ class ProfileEngine::Batch {
     }
     c.profiles_deleted.assign(dropped_.begin(), dropped_.end());
     c.outbox_deleted.assign(dropped_.begin(), dropped_.end());
+    for (const auto& id : dropped_) {
+      c.outbox_deleted.push_back(audienceReviewKey(id));
+    }
     for (const auto& [id, due] : outbox_) {
       c.outbox_put.emplace_back(id, due);
     }
@@ -207,6 +235,8 @@ class ProfileEngine::Batch {
         c.sync_deleted.emplace_back(channel, id);
       }
     }
+    c.sync_put.insert(c.sync_put.end(), members_put_.begin(), members_put_.end());
+    c.sync_deleted.insert(c.sync_deleted.end(), members_deleted_.begin(), members_deleted_.end());
     return c;
   }
 
@@ -247,6 +277,8 @@ class ProfileEngine::Batch {
   std::unordered_set<std::string> dropped_;
   std::unordered_map<std::string, std::int64_t> outbox_;
   std::unordered_set<std::string> marked_;  // changed: marked in every sync channel
+  std::vector<std::pair<std::string, std::string>> members_put_;      // (channel, profile id)
+  std::vector<std::pair<std::string, std::string>> members_deleted_;  // (channel, profile id)
 };
 
 // --- the engine -----------------------------------------------------------------------------------
@@ -276,7 +308,9 @@ ProfileEngine::ProfileEngine(ProfileStore& store, EngineOptions options, sdk::Me
       unattributed_(metrics.counter(
           "junction_profile_events_unattributed_total",
           "Events with no usable identifier (every one blocked): in no profile")),
-      cache_(store.exclusiveWriter() ? std::make_unique<Cache>() : nullptr) {}
+      cache_(store.exclusiveWriter() ? std::make_unique<Cache>() : nullptr) {
+  setAudiences(options_.audiences);
+}
 
 namespace {
 
@@ -501,6 +535,20 @@ sdk::Result<Changes> ProfileEngine::apply(const std::vector<const sdk::Event*>& 
         continue;
       }
       mergeProfiles(*target, *other, options_);
+      // The person is recorded in what either was in (what was announced for them); their
+      // next review sends what no longer holds.
+      if (options_.audiences) {
+        audiences::mergeHistory(*options_.audiences, target->audience_history,
+                                other->audience_history);
+      }
+      for (const auto& [name, since] : other->audiences) {
+        batch.member(audienceChannel(name), other->id, false);
+        if (!target->audiences.contains(name)) {
+          target->audiences[name] = since;
+          batch.member(audienceChannel(name), target->id, true);
+        }
+      }
+      target->audience_seq = std::max(target->audience_seq, other->audience_seq);
       for (const auto& [kind, values] : other->identities) {
         for (const auto& v : values) {
           batch.link(Identifier{kind, v}.key(), target->id);
@@ -602,6 +650,10 @@ sdk::Result<Changes> ProfileEngine::apply(const std::vector<const sdk::Event*>& 
         changed = true;
       }
     }
+    if (options_.audiences && h.type == sdk::EventType::Track &&
+        options_.audiences->tracks(h.name)) {
+      audiences::foldEvent(*options_.audiences, target->audience_history, *event, now);
+    }
     batch.touch(target->id);
     if (changed && options_.change_events) {
       batch.announce(target->id, now + options_.change_window_ms);
@@ -611,7 +663,158 @@ sdk::Result<Changes> ProfileEngine::apply(const std::vector<const sdk::Event*>& 
     }
     ++tally_.applied;
   }
+  if (options_.audiences && !options_.audiences->audiences().empty()) {
+    batch.forEachChanged([&](const Profile& p) {
+      if (const std::int64_t due = reviewDue(p, now); due != audiences::kNever) {
+        batch.announce(audienceReviewKey(p.id), due);
+      }
+    });
+  } else {
+    // No audiences (any more): members recorded leave them at a review.
+    batch.forEachChanged([&](const Profile& p) {
+      if (!p.audiences.empty()) {
+        batch.announce(audienceReviewKey(p.id), now);
+      }
+    });
+  }
   return batch.changes(options_.sync_channels);
+}
+
+void ProfileEngine::setAudiences(std::shared_ptr<const audiences::AudienceSet> set) {
+  options_.audiences = std::move(set);
+  audiences_use_computed_ = false;
+  if (!options_.audiences) {
+    return;
+  }
+  for (const auto& a : options_.audiences->audiences()) {
+    for (const auto& ref : audiences::references(a)) {
+      if (ref.kind != audiences::AudienceReference::Kind::Trait) {
+        continue;
+      }
+      const std::string_view first = std::string_view(ref.name).substr(0, ref.name.find('.'));
+      for (const auto& trait : options_.computed) {
+        audiences_use_computed_ = audiences_use_computed_ || trait.name == first;
+      }
+    }
+  }
+}
+
+ProfileEngine::Evaluation ProfileEngine::evaluate(const Profile& p, std::int64_t now_ms) const {
+  Evaluation e;
+  const audiences::AudienceSet* set = options_.audiences.get();
+  if (set != nullptr && !set->audiences().empty()) {
+    json::object traits = p.traits;
+    if (!options_.computed.empty()) {
+      for (auto& [k, v] : computedValues(p, now_ms)) {
+        traits[k] = std::move(v);
+      }
+    }
+    std::int64_t next = audiences::kNever;
+    for (const auto& a : set->audiences()) {
+      const bool member = audiences::isMember(a, traits, p.audience_history, now_ms);
+      if (member != p.audiences.contains(a.name)) {
+        e.differ.emplace_back(a.name, member);
+      } else if (e.differ.empty()) {
+        next = std::min(next, audiences::changesAt(a, traits, p.audience_history, now_ms));
+      }
+    }
+    if (audiences_use_computed_) {
+      next = std::min(next, renderedUntil(p, now_ms));  // a computed value the clock moves
+    }
+    e.next = next;
+  }
+  for (const auto& [name, since] : p.audiences) {
+    if (set == nullptr || set->find(name) == nullptr) {
+      e.differ.emplace_back(std::string(name), false);  // an audience removed
+    }
+  }
+  if (!e.differ.empty()) {
+    e.next = audiences::kNever;
+  }
+  return e;
+}
+
+std::int64_t ProfileEngine::reviewDue(const Profile& p, std::int64_t now_ms) const {
+  Evaluation e = evaluate(p, now_ms);
+  return e.differ.empty() ? e.next : now_ms;
+}
+
+sdk::Result<AudienceReview> ProfileEngine::reviewAudiences(const std::string& profile_id,
+                                                           std::int64_t now_ms) {
+  AudienceReview review;
+  if (cache_) {
+    if (auto it = cache_->profiles.find(profile_id); it != cache_->profiles.end() &&
+                                                     it->second.profile) {
+      review.profile = *it->second.profile;
+    }
+  }
+  if (!review.profile) {
+    auto text = store_.loadProfile(profile_id);
+    if (!text) {
+      return text.error();
+    }
+    if (!*text) {
+      return review;
+    }
+    auto parsed = Profile::parse(**text);
+    if (!parsed) {
+      return sdk::makeError(parsed.error().code,
+                            "profile " + profile_id + ": " + parsed.error().message);
+    }
+    review.profile = std::move(parsed).value();
+  }
+  std::int64_t seq = review.profile->audience_seq;
+  for (auto& [name, entered] : evaluate(*review.profile, now_ms).differ) {
+    review.transitions.push_back(AudienceTransition{
+        name, entered,
+        "audience-" + profile_id + "-" + std::to_string(++seq) + (entered ? "-in-" : "-out-") +
+            name});
+  }
+  return review;
+}
+
+sdk::Result<Changes> ProfileEngine::recordAudiences(
+    const std::string& profile_id, const std::vector<AudienceTransition>& transitions,
+    std::int64_t entry_seq, std::int64_t now_ms, bool reschedule) {
+  pending_.reset();
+  tally_ = Tally{};
+  pending_ = std::make_unique<Batch>(store_, cache_.get());
+  Batch& batch = *pending_;
+  auto p = batch.profile(profile_id);
+  if (!p) {
+    return p.error();
+  }
+  std::int64_t due = audiences::kNever;
+  if (Profile* profile = *p) {
+    for (const auto& t : transitions) {
+      if (t.entered) {
+        profile->audiences[t.audience] = now_ms;
+      } else {
+        profile->audiences.erase(t.audience);
+      }
+      batch.member(audienceChannel(t.audience), profile_id, t.entered);
+    }
+    if (!transitions.empty()) {
+      profile->audience_seq += static_cast<std::int64_t>(transitions.size());
+      if (options_.audiences) {
+        audiences::pruneHistory(*options_.audiences, profile->audience_history, now_ms);
+      } else {
+        profile->audience_history.clear();
+      }
+      batch.touch(profile_id);
+      batch.mark(profile_id);  // a scheduled destination's next run sends the membership
+    }
+    if (reschedule) {
+      due = reviewDue(*profile, now_ms);
+    }
+  }
+  Changes c = batch.changes(options_.sync_channels);
+  const std::string key = audienceReviewKey(profile_id);
+  c.outbox_done.emplace_back(key, entry_seq);
+  if (due != audiences::kNever) {
+    c.outbox_put.emplace_back(key, due);
+  }
+  return c;
 }
 
 sdk::Result<std::optional<Changes>> ProfileEngine::erase(const std::string& key) {
@@ -644,6 +847,21 @@ sdk::Result<std::optional<Changes>> ProfileEngine::erase(const std::string& key)
   }
   c.profiles_deleted.push_back(**pid);
   c.outbox_deleted.push_back(**pid);
+  c.outbox_deleted.push_back(audienceReviewKey(**pid));
+  std::set<std::string, std::less<>> audience_names;
+  if (*p != nullptr) {
+    for (const auto& [name, since] : (*p)->audiences) {
+      audience_names.emplace(name);
+    }
+  }
+  if (options_.audiences) {
+    for (const auto& a : options_.audiences->audiences()) {
+      audience_names.insert(a.name);
+    }
+  }
+  for (const auto& name : audience_names) {
+    c.sync_deleted.emplace_back(audienceChannel(name), **pid);
+  }
   for (const auto& channel : options_.sync_channels) {
     c.sync_deleted.emplace_back(channel, **pid);
   }
@@ -688,6 +906,11 @@ json::object ProfileEngine::render(const Profile& p, std::int64_t now_ms,
     copy.erase("ts");
     recent.push_back(std::move(copy));
   }
+  json::object audiences;  // name -> when the person entered it
+  for (const auto& [name, since] : p.audiences) {
+    audiences[name] = since.is_int64() ? json::value(sdk::formatIsoTimestamp(since.as_int64()))
+                                       : since;
+  }
   json::object consent = p.consent;
   if (p.consent_time != 0) {
     consent["updated_at"] = sdk::formatIsoTimestamp(p.consent_time);
@@ -701,6 +924,7 @@ json::object ProfileEngine::render(const Profile& p, std::int64_t now_ms,
                       {"last_seen", sdk::formatIsoTimestamp(p.last_seen)},
                       {"counters", p.counters},
                       {"computed", std::move(computed)},
+                      {"audiences", std::move(audiences)},
                       {"events", std::move(recent)}};
 }
 

@@ -26,6 +26,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "core/audiences/audience.h"
 #include "core/config/daemon_config.h"
 #include "core/profiles/profile.h"
 #include "core/profiles/profile_store.h"
@@ -47,8 +48,35 @@ struct EngineOptions {
   // profile-change event would report (whether or not change_events is on) is marked in each
   // (Changes::sync_put). Not set by from(): the caller knows the destinations.
   std::vector<std::string> sync_channels;
+  // The audiences (core/audiences) evaluated for every profile a batch changes; null or empty:
+  // none. Not set by from(): the caller parses them with the rest of the configuration.
+  std::shared_ptr<const audiences::AudienceSet> audiences;
 
   static EngineOptions from(const config::ProfilesConfig& config);
+};
+
+// Audiences keep two things in the store beside the profiles, under names of their own:
+// - a review of a person's audiences is an outbox entry keyed "a:<profile id>" (the profile-change
+//   announcements are keyed by the bare id), due when an event changed what the person is in, or
+//   when the clock alone will (a window opening or closing);
+// - the members of an audience are the sync marks of the channel "audience:<name>" (no
+//   destination id has a ':'), one per member: GET /v1/audiences pages through them.
+inline constexpr std::string_view kAudienceReviewPrefix = "a:";
+std::string audienceReviewKey(std::string_view profile_id);
+std::string audienceChannel(std::string_view audience);
+
+// A person entering (or leaving) an audience, found by a review and not recorded yet. The
+// message id is the transition's, the same however often the review is made before it is
+// recorded (the events of a review interrupted by a crash go out again with their ids).
+struct AudienceTransition {
+  std::string audience;
+  bool entered = false;
+  std::string message_id;
+};
+
+struct AudienceReview {
+  std::optional<Profile> profile;  // nullopt: gone (erased, merged away)
+  std::vector<AudienceTransition> transitions;
 };
 
 // Built-in values that never identify anyone (compared lower-cased, after trimming).
@@ -80,6 +108,23 @@ class ProfileEngine {
     options_.sync_channels = std::move(channels);
   }
 
+  // The audiences, from the next apply() on (a reload changed them). Members of audiences
+  // that are gone leave them at their next review.
+  void setAudiences(std::shared_ptr<const audiences::AudienceSet> set);
+  const audiences::AudienceSet* audiences() const noexcept { return options_.audiences.get(); }
+
+  // What the person `profile_id` enters and leaves at `now_ms`: their audiences evaluated, less
+  // what their profile records. Changes nothing. Under the write lock, like apply().
+  sdk::Result<AudienceReview> reviewAudiences(const std::string& profile_id, std::int64_t now_ms);
+  // The changes that record `transitions` (their events are durable) in the person's profile
+  // and in the audiences' members, clear the review entry read with `entry_seq`, and, with
+  // `reschedule`, add the person's next review (now when they still differ from what is
+  // recorded, else when the clock alone changes an audience). Then settle(), as after apply().
+  sdk::Result<Changes> recordAudiences(const std::string& profile_id,
+                                       const std::vector<AudienceTransition>& transitions,
+                                       std::int64_t entry_seq, std::int64_t now_ms,
+                                       bool reschedule);
+
   // The API's view of a profile at `now_ms`: identities by label, traits, trait_times (ISO),
   // consent, first/last seen, counters, computed values, recent events (up to `events`).
   boost::json::object render(const Profile& profile, std::int64_t now_ms,
@@ -93,6 +138,18 @@ class ProfileEngine {
  private:
   class Batch;
   struct Cache;
+
+  // The audiences `p` is in at `now_ms` that its profile does not record (entered) and those it
+  // records that it is not in (left, audiences removed included), and, when there is none, the
+  // first time the clock alone changes that (kNever: never).
+  struct Evaluation {
+    std::vector<std::pair<std::string, bool>> differ;  // audience, entered
+    std::int64_t next = audiences::kNever;
+  };
+  Evaluation evaluate(const Profile& p, std::int64_t now_ms) const;
+  // When the next review of `p` is due (now_ms if it differs now; kNever: no review).
+  std::int64_t reviewDue(const Profile& p, std::int64_t now_ms) const;
+  bool audiences_use_computed_ = false;  // some audience reads a computed trait
 
   ProfileStore& store_;
   EngineOptions options_;  // sync_channels change (setSyncChannels); the rest never

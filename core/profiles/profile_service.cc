@@ -6,6 +6,7 @@
 #include <boost/url/parse_query.hpp>
 #include <boost/url/pct_string_view.hpp>
 #include <charconv>
+#include <filesystem>
 #include <fstream>
 #include <future>
 #include <variant>
@@ -74,6 +75,14 @@ ProfileService::ProfileService(const config::ProfilesConfig& config,
       lost_(metrics.counter("junction_profile_events_lost_total",
                             "Queue bytes the profiles had not applied when they were found gone "
                             "(deleted or corrupt segments)")),
+      entered_(metrics.counter("junction_audience_transitions_total",
+                               "People entering or leaving audiences (events emitted from the "
+                               "source `audiences`)",
+                               {{"direction", "entered"}})),
+      exited_(metrics.counter("junction_audience_transitions_total",
+                              "People entering or leaving audiences (events emitted from the "
+                              "source `audiences`)",
+                              {{"direction", "exited"}})),
       store_errors_(metrics.counter("junction_profile_store_errors_total",
                                     "Profile batches the store refused (retried)")),
       announced_(metrics.counter("junction_profile_change_events_total",
@@ -155,12 +164,11 @@ sdk::Status ProfileService::start() {
       watchLoop();
     });
   }
-  if (engine_.options().change_events) {
-    announcer_ = std::thread([this] {
-      runtime::nameThisThread("jn-prof-announce");
-      announceLoop();
-    });
-  }
+  // Always: audience reviews go through it too (audiences may come with a reload).
+  announcer_ = std::thread([this] {
+    runtime::nameThisThread("jn-prof-announce");
+    announceLoop();
+  });
   logger_.info("profiles started", {{"store", store_->describe()}, {"from_offset", from}});
   return {};
 }
@@ -247,6 +255,7 @@ bool ProfileService::applyOnce() {
     for (const auto& r : batch->records) {
       const sdk::Event& e = r.event;
       if (e.header().source_id == config::kProfilesSource ||
+          e.header().source_id == config::kAudiencesSource ||
           e.header().source_id.starts_with(config::kSyncSourcePrefix)) {
         continue;  // our own announcements, and scheduled syncs' snapshots of profiles
       }
@@ -368,29 +377,23 @@ bool ProfileService::hidden(const std::vector<std::string>& keys) const {
 
 void ProfileService::announceLoop() {
   while (true) {
+    reviewEveryonePage();
     std::size_t n = announceOnce();
     std::unique_lock lock(mutex_);
     if (stopping_) {
       return;
     }
-    if (n < kAnnounceBatch) {
+    if (n < kAnnounceBatch && !reviewing_) {
       wake_.wait_for(lock, 100ms, [&] { return stopping_; });
     }
   }
 }
 
-sdk::Result<sdk::Event> ProfileService::identifyEvent(const Profile& profile,
-                                                      std::string_view source,
-                                                      std::string message_id,
-                                                      std::int64_t now) const {
-  json::object traits = profile.traits;
-  for (auto& [k, v] : engine_.computedValues(profile, now)) {
-    traits[k] = std::move(v);
-  }
-  json::object body{{"type", "identify"},
-                    {"traits", std::move(traits)},
-                    {"timestamp", sdk::formatIsoTimestamp(now)},
-                    {"messageId", std::move(message_id)}};
+namespace {
+
+// Who `profile` is, on an event made from it: userId (else anonymousId), and in `context` the
+// profile id, consent and e-mail.
+void statePerson(const Profile& profile, json::object& body) {
   auto first = [&](std::string_view kind) -> std::string {
     auto it = profile.identities.find(std::string(kind));
     return it == profile.identities.end() || it->second.empty() ? std::string()
@@ -423,7 +426,45 @@ sdk::Result<sdk::Event> ProfileService::identifyEvent(const Profile& profile,
     context["traits"] = json::object{{"email", e}};
   }
   body["context"] = std::move(context);
+}
+
+}  // namespace
+
+sdk::Result<sdk::Event> ProfileService::identifyEvent(const Profile& profile,
+                                                      std::string_view source,
+                                                      std::string message_id, std::int64_t now,
+                                                      const std::vector<std::string>& audiences) const {
+  json::object traits = profile.traits;
+  for (auto& [k, v] : engine_.computedValues(profile, now)) {
+    traits[k] = std::move(v);
+  }
+  json::object body{{"type", "identify"},
+                    {"traits", std::move(traits)},
+                    {"timestamp", sdk::formatIsoTimestamp(now)},
+                    {"messageId", std::move(message_id)}};
+  statePerson(profile, body);
+  if (!audiences.empty()) {
+    json::object membership;
+    for (const auto& name : audiences) {
+      membership[name] = profile.audiences.contains(name);
+    }
+    body["context"].as_object()["junction"].as_object()["audiences"] = std::move(membership);
+  }
   return sdk::makeEvent(body, source);
+}
+
+sdk::Result<sdk::Event> ProfileService::audienceEvent(const Profile& profile,
+                                                      const AudienceTransition& transition,
+                                                      std::int64_t now) const {
+  json::object body{
+      {"type", "track"},
+      {"event", transition.entered ? "Audience Entered" : "Audience Exited"},
+      {"properties",
+       json::object{{"audience", transition.audience}, {"audience_key", transition.audience}}},
+      {"timestamp", sdk::formatIsoTimestamp(now)},
+      {"messageId", transition.message_id}};
+  statePerson(profile, body);
+  return sdk::makeEvent(body, config::kAudiencesSource);
 }
 
 sdk::Result<std::optional<Profile>> ProfileService::current(const std::string& profile_id) {
@@ -471,10 +512,24 @@ std::size_t ProfileService::announceOnce() {
   if (due->empty()) {
     return 0;
   }
+  std::vector<OutboxEntry> people;  // profile-change announcements
+  std::vector<OutboxEntry> reviews;
+  for (auto& entry : *due) {
+    (entry.profile_id.starts_with(kAudienceReviewPrefix) ? reviews : people)
+        .push_back(std::move(entry));
+  }
+  if (!reviews.empty() && !reviewAudiences(reviews)) {
+    std::unique_lock lock(mutex_);
+    wake_.wait_for(lock, 1s, [&] { return stopping_; });
+    return 0;
+  }
+  if (people.empty()) {
+    return due->size();
+  }
   std::vector<sdk::Event> events;
   auto done = std::make_shared<Changes>();
   const std::int64_t now = clock_.nowMs();
-  for (const auto& entry : *due) {
+  for (const auto& entry : people) {
     auto text = store_->loadProfile(entry.profile_id);
     if (!text) {
       return 0;
@@ -539,6 +594,247 @@ std::size_t ProfileService::announceOnce() {
     return 0;
   }
   return due->size();
+}
+
+bool ProfileService::reviewAudiences(const std::vector<OutboxEntry>& entries) {
+  struct Review {
+    std::string profile_id;
+    std::int64_t seq = 0;
+    std::vector<AudienceTransition> transitions;
+    bool reschedule = true;
+  };
+  std::vector<Review> reviews;
+  std::vector<sdk::Event> events;
+  const std::int64_t now = clock_.nowMs();
+  {
+    std::lock_guard lock(write_mutex_);
+    for (const auto& entry : entries) {
+      Review r{entry.profile_id.substr(kAudienceReviewPrefix.size()), entry.seq, {}, true};
+      auto review = engine_.reviewAudiences(r.profile_id, now);
+      if (!review) {
+        store_errors_.inc();
+        logger_.error("profiles: cannot review a person's audiences",
+                      {{"profile", r.profile_id}, {"error", review.error().message}});
+        return false;
+      }
+      if (!review->profile || hidden(identityKeys(*review->profile))) {
+        // Gone, or suppressed: nothing announced, nothing recorded, no next review (a
+        // suppressed person's next event brings one).
+        r.reschedule = false;
+      } else {
+        for (const auto& t : review->transitions) {
+          auto event = audienceEvent(*review->profile, t, now);
+          if (!event) {
+            logger_.error("profiles: an audience event could not be made",
+                          {{"profile", r.profile_id}, {"error", event.error().message}});
+            return false;
+          }
+          events.push_back(std::move(event).value());
+        }
+        r.transitions = std::move(review->transitions);
+      }
+      reviews.push_back(std::move(r));
+    }
+  }
+  if (!events.empty()) {
+    // Recorded only once their events are durable: a crash in between announces them again,
+    // with the same message ids.
+    {
+      std::lock_guard lock(mutex_);
+      ++in_flight_;
+    }
+    auto finished = std::make_shared<std::promise<bool>>();
+    auto result = finished->get_future();
+    ingest_.emit(std::string(config::kAudiencesSource), std::move(events),
+                 [this, finished](sdk::EmitResult r) {
+                   finished->set_value(r.status.ok());
+                   std::lock_guard lock(mutex_);
+                   --in_flight_;
+                   announced_cv_.notify_all();
+                 });
+    if (!result.get()) {
+      logger_.warn("profiles: audience events not accepted by the queue (retried)");
+      return false;
+    }
+  }
+  std::lock_guard lock(write_mutex_);
+  for (const auto& r : reviews) {
+    auto changes = engine_.recordAudiences(r.profile_id, r.transitions, r.seq, now, r.reschedule);
+    sdk::Status status = changes ? store_->commit(*changes) : changes.error();
+    if (changes) {
+      forget(*changes);
+    }
+    engine_.settle(status.ok());
+    if (!status.ok()) {
+      store_errors_.inc();
+      logger_.error("profiles: audience changes not recorded (reviewed again)",
+                    {{"profile", r.profile_id}, {"error", status.message()}});
+      return false;
+    }
+    for (const auto& t : r.transitions) {
+      (t.entered ? entered_ : exited_).inc();
+    }
+  }
+  return true;
+}
+
+namespace {
+
+// What decides who is in an audience, as text: equal for equal definitions.
+void describeCondition(const audiences::Condition& c, std::string& out) {
+  out += std::to_string(static_cast<int>(c.kind));
+  out += '(';
+  out += c.trait;
+  out += '|';
+  out += std::to_string(static_cast<int>(c.op));
+  out += '|';
+  out += json::serialize(c.value);
+  out += '|';
+  out += c.event;
+  out += '|';
+  out += std::to_string(c.within_ms);
+  out += '|';
+  out += std::to_string(c.count);
+  for (const auto& child : c.children) {
+    out += ',';
+    describeCondition(child, out);
+  }
+  out += ')';
+}
+
+std::string fingerprintOf(const audiences::AudienceSet* set) {
+  std::string text;
+  if (set != nullptr) {
+    for (const auto& a : set->audiences()) {
+      text += a.name;
+      text += ':';
+      describeCondition(a.where, text);
+      text += ';';
+    }
+  }
+  return sdk::sha256Hex(text);
+}
+
+}  // namespace
+
+bool ProfileService::setAudiences(std::shared_ptr<const audiences::AudienceSet> set,
+                                  std::string state_file) {
+  bool changed = false;
+  const std::string fingerprint = fingerprintOf(set.get());
+  {
+    std::lock_guard lock(write_mutex_);
+    engine_.setAudiences(std::move(set));
+  }
+  std::lock_guard lock(mutex_);
+  audiences_ = engine_.options().audiences;  // set above; read by the API's threads under mutex_
+  audience_state_file_ = std::move(state_file);
+  // The file: {"fingerprint": ..., "after": last id queued, "done": bool}.
+  std::string saved_fingerprint;
+  std::string after;
+  bool done = false;
+  bool have = false;
+  if (std::ifstream in(audience_state_file_); in) {
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    boost::system::error_code ec;
+    json::value v = json::parse(text, ec);
+    if (!ec && v.is_object()) {
+      const json::object& o = v.as_object();
+      auto str = [&](const char* k) {
+        const json::value* x = o.if_contains(k);
+        return x && x->is_string() ? std::string(x->as_string()) : std::string();
+      };
+      saved_fingerprint = str("fingerprint");
+      after = str("after");
+      const json::value* d = o.if_contains("done");
+      done = d && d->is_bool() && d->as_bool();
+      have = true;
+    } else {
+      logger_.warn("profiles: the audiences' review state is unreadable; everyone is reviewed",
+                   {{"file", audience_state_file_}});
+    }
+  }
+  if (have && saved_fingerprint == fingerprint) {
+    reviewing_ = !done;  // a review of everyone cut short by a stop goes on
+    review_after_ = after;
+  } else if (have || fingerprint != fingerprintOf(nullptr)) {
+    reviewing_ = true;  // the definitions changed: everyone again, from the start
+    review_after_.clear();
+    changed = have && saved_fingerprint != fingerprint;
+    logger_.info("profiles: audiences changed, every person's membership is reviewed");
+  }
+  audience_fingerprint_ = fingerprint;
+  if (reviewing_ || !have) {
+    saveReviewState();
+  }
+  wake_.notify_all();
+  return changed;
+}
+
+bool ProfileService::reviewingEveryone() const {
+  std::lock_guard lock(mutex_);
+  return reviewing_;
+}
+
+void ProfileService::saveReviewState() {
+  if (audience_state_file_.empty()) {
+    return;
+  }
+  const std::string text = json::serialize(json::object{{"fingerprint", audience_fingerprint_},
+                                                        {"after", review_after_},
+                                                        {"done", !reviewing_}});
+  const std::string tmp = audience_state_file_ + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << text;
+    out.flush();
+    if (!out) {
+      logger_.warn("profiles: cannot write the audiences' review state",
+                   {{"file", audience_state_file_}});
+      return;
+    }
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, audience_state_file_, ec);
+}
+
+void ProfileService::reviewEveryonePage() {
+  constexpr std::size_t kPage = 1000;
+  std::string after;
+  {
+    std::lock_guard lock(mutex_);
+    if (!reviewing_) {
+      return;
+    }
+    after = review_after_;
+  }
+  auto ids = store_->profileIds(after, kPage);
+  if (!ids) {
+    store_errors_.inc();
+    logger_.error("profiles: cannot list profiles to review their audiences",
+                  {{"error", ids.error().message}});
+    return;
+  }
+  if (!ids->empty()) {
+    Changes c;
+    const std::int64_t now = clock_.nowMs();
+    for (const auto& id : *ids) {
+      c.outbox_put.emplace_back(audienceReviewKey(id), now);
+    }
+    std::lock_guard lock(write_mutex_);
+    if (auto s = store_->commit(c); !s.ok()) {
+      store_errors_.inc();
+      logger_.error("profiles: cannot queue audience reviews", {{"error", s.message()}});
+      return;
+    }
+  }
+  std::lock_guard lock(mutex_);
+  if (ids->size() < kPage) {
+    reviewing_ = false;
+    logger_.info("profiles: every person's audiences queued for review");
+  } else {
+    review_after_ = ids->back();
+  }
+  saveReviewState();
 }
 
 sdk::Status ProfileService::erase(const privacy::Subject& subject) {
@@ -782,6 +1078,120 @@ void ProfileService::registerRoutes(http::Router& router, std::string admin_toke
         }
         respond(sdk::HttpResponse::json(200, json::serialize(body)));
       });
+  (void)router.add("GET", "/v1/audiences",
+                   [this](sdk::HttpRequest&& request, sdk::HttpResponder respond) {
+                     if (auto refused = checkReader(request)) {
+                       respond(std::move(*refused));
+                       return;
+                     }
+                     respond(listAudiences());
+                   });
+  (void)router.add("GET", "/v1/audiences/{name}/members",
+                   [this](sdk::HttpRequest&& request, sdk::HttpResponder respond) {
+                     if (auto refused = checkReader(request)) {
+                       respond(std::move(*refused));
+                       return;
+                     }
+                     respond(listMembers(request));
+                   });
+}
+
+sdk::HttpResponse ProfileService::listAudiences() {
+  std::shared_ptr<const audiences::AudienceSet> set;
+  {
+    std::lock_guard lock(mutex_);
+    set = audiences_;
+  }
+  json::array list;
+  if (set) {
+    for (const auto& a : set->audiences()) {
+      auto size = store_->syncMarkCount(audienceChannel(a.name));
+      if (!size) {
+        return http::jsonError(500, "the profile store failed: " + size.error().message);
+      }
+      json::array destinations(a.destinations.begin(), a.destinations.end());
+      list.push_back(json::object{
+          {"name", a.name}, {"size", *size}, {"destinations", std::move(destinations)}});
+    }
+  }
+  bool reviewing = false;
+  {
+    std::lock_guard lock(mutex_);
+    reviewing = reviewing_;
+  }
+  return sdk::HttpResponse::json(
+      200, json::serialize(json::object{{"audiences", std::move(list)},
+                                        {"reviewing_everyone", reviewing}}));
+}
+
+sdk::HttpResponse ProfileService::listMembers(sdk::HttpRequest& request) {
+  std::string name = request.params["name"];
+  if (auto pct = boost::urls::make_pct_string_view(name)) {
+    name = std::string(pct->decode());
+  }
+  std::shared_ptr<const audiences::AudienceSet> set;
+  {
+    std::lock_guard lock(mutex_);
+    set = audiences_;
+  }
+  if (!set || set->find(name) == nullptr) {
+    return http::jsonError(404, "no audience of that name");
+  }
+  std::size_t limit = 100;
+  std::string after;
+  if (!boost::urls::parse_query(request.query)) {
+    return http::jsonError(400, "malformed query string");
+  }
+  for (auto p : boost::urls::params_view(request.query)) {
+    const std::string key = p.key;
+    const std::string value = p.value;
+    if (key == "limit") {
+      auto n = http::parseWholeNumber(value);
+      if (!n || *n < 1 || static_cast<std::size_t>(*n) > kMaxEventsPage) {
+        return http::jsonError(
+            400, "`limit` must be an integer from 1 to " + std::to_string(kMaxEventsPage));
+      }
+      limit = static_cast<std::size_t>(*n);
+    } else if (key == "after") {
+      after = value;
+    } else {
+      return http::jsonError(400, sdk::isUtf8(key)
+                                      ? "unknown parameter `" + key + "` (limit, after)"
+                                      : std::string("unknown parameter (limit, after)"));
+    }
+  }
+  auto marks = store_->syncMarks(audienceChannel(name), after, limit);
+  if (!marks) {
+    return http::jsonError(500, "the profile store failed: " + marks.error().message);
+  }
+  json::array members;
+  for (const auto& mark : *marks) {
+    auto profile = current(mark.profile_id);  // nullopt: gone meanwhile, or suppressed
+    if (!profile) {
+      return http::jsonError(500, "the profile store failed: " + profile.error().message);
+    }
+    if (!*profile) {
+      continue;
+    }
+    const Profile& p = **profile;
+    json::object member{{"id", p.id}};
+    for (const auto& [kind, label] :
+         {std::pair{kUserKind, "userId"}, std::pair{kEmailKind, "email"}}) {
+      auto it = p.identities.find(std::string(kind));
+      if (it != p.identities.end() && !it->second.empty()) {
+        member[label] = it->second.front();
+      }
+    }
+    if (const json::value* since = p.audiences.if_contains(name); since && since->is_int64()) {
+      member["since"] = sdk::formatIsoTimestamp(since->as_int64());
+    }
+    members.push_back(std::move(member));
+  }
+  json::object body{{"audience", name}, {"members", std::move(members)}};
+  if (marks->size() == limit) {
+    body["next_after"] = marks->back().profile_id;
+  }
+  return sdk::HttpResponse::json(200, json::serialize(body));
 }
 
 }  // namespace junction::core::profiles

@@ -80,8 +80,26 @@ class ProfileService {
   // The identify event that states `profile` as it is at `now`: its merged traits and computed
   // values, userId (else anonymousId), e-mail and consent in `context`, the profile id in
   // `context.junction.profile_id`. What profile-change events and scheduled syncs send.
+  // With `audiences` (the audiences naming the destination it is for), the person's recorded
+  // membership of each is in `context.junction.audiences` ({name: true|false}).
   sdk::Result<sdk::Event> identifyEvent(const Profile& profile, std::string_view source,
-                                        std::string message_id, std::int64_t now) const;
+                                        std::string message_id, std::int64_t now,
+                                        const std::vector<std::string>& audiences = {}) const;
+  // The track event ("Audience Entered" / "Audience Exited", properties.audience and
+  // audience_key the audience's name) that announces `transition` of `profile`, from the
+  // built-in source `audiences`, identified and with consent as identifyEvent's.
+  sdk::Result<sdk::Event> audienceEvent(const Profile& profile,
+                                        const AudienceTransition& transition,
+                                        std::int64_t now) const;
+
+  // The audiences to evaluate (at start, and on each reload). Where the definitions differ from
+  // those `state_file` says the people were last reviewed against (first start with audiences,
+  // a reload that changed one), every person is reviewed again, in the background, a page at a
+  // time; the file keeps where that got to, so a restart goes on from there. Call before
+  // start() the first time. True when the definitions changed (a review of everyone starts).
+  bool setAudiences(std::shared_ptr<const audiences::AudienceSet> set, std::string state_file);
+  // Whether a review of everyone is under way (for tests and status).
+  bool reviewingEveryone() const;
   // The profile `profile_id` as stored now; nullopt when it is gone (erased, merged away) or
   // the person is suppressed.
   sdk::Result<std::optional<Profile>> current(const std::string& profile_id);
@@ -105,6 +123,12 @@ class ProfileService {
   void applied(queue::Offset next);
   queue::Offset end() const { return log_ != nullptr ? log_->durableEnd() : source_->end(); }
   std::size_t announceOnce();
+  // The audience reviews among the due outbox entries: evaluated, their events emitted and,
+  // once durable, recorded. False when the store or the queue failed (retried later).
+  bool reviewAudiences(const std::vector<OutboxEntry>& entries);
+  // One page of a review of everyone (setAudiences): their review entries, due now.
+  void reviewEveryonePage();
+  void saveReviewState();
   // Whether one of `keys` ("user:42", ...: a person's identifiers) is suppressed.
   bool hidden(const std::vector<std::string>& keys) const;
   std::optional<sdk::HttpResponse> checkReader(const sdk::HttpRequest& request) const;
@@ -120,6 +144,10 @@ class ProfileService {
       answers_->forget(changes);
     }
   }
+  // GET /v1/audiences: each audience's name, size and destinations.
+  sdk::HttpResponse listAudiences();
+  // GET /v1/audiences/{name}/members?limit=&after=: a page of members, by profile id.
+  sdk::HttpResponse listMembers(sdk::HttpRequest& request);
   // The profile the request's {id} names, or the answer to send instead (400, 404, 500).
   std::variant<Profile, sdk::HttpResponse> requested(sdk::HttpRequest& request);
 
@@ -139,7 +167,7 @@ class ProfileService {
   std::mutex write_mutex_;  // one batch or one erasure at a time
   std::atomic<queue::Offset> applied_{0};
 
-  std::mutex mutex_;
+  mutable std::mutex mutex_;
   std::condition_variable wake_;
   std::condition_variable announced_cv_;
   bool stopping_ = false;
@@ -154,7 +182,17 @@ class ProfileService {
   std::atomic<pid_t> applier_tid_{0};
   std::atomic<bool> boosted_{false};
 
+  // A review of everyone (setAudiences): the definitions' fingerprint, the last profile id
+  // whose review was queued, whether it is done. Under mutex_.
+  std::shared_ptr<const audiences::AudienceSet> audiences_;  // for the API
+  std::string audience_state_file_;
+  std::string audience_fingerprint_;
+  std::string review_after_;
+  bool reviewing_ = false;
+
   sdk::Counter& lost_;
+  sdk::Counter& entered_;
+  sdk::Counter& exited_;
   sdk::Counter& store_errors_;
   sdk::Counter& announced_;
   sdk::Gauge& lag_;

@@ -10,6 +10,7 @@
 #include <boost/json.hpp>
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include "core/profiles/profile_engine.h"
 #include "core/profiles/sqlite_profile_store.h"
@@ -568,6 +569,148 @@ TEST_P(ProfileEngineTest, AMergedAwayProfileLeavesEveryChannelAndTheSurvivorIsMa
   engine_->settle(true);
   EXPECT_EQ(markedIds("crm"), std::vector<std::string>{survivor});
   EXPECT_EQ(markedIds("ads"), std::vector<std::string>{survivor});
+}
+
+// --- audiences -------------------------------------------------------------------------------------
+
+std::shared_ptr<const audiences::AudienceSet> audienceSet(const std::string& yaml) {
+  config::ConfigErrors errors;
+  auto parsed = audiences::parseAudiences(YAML::Load(yaml), "test.yaml", errors);
+  EXPECT_TRUE(parsed) << config::formatErrors(errors);
+  return std::make_shared<const audiences::AudienceSet>(parsed ? *parsed
+                                                               : std::vector<audiences::Audience>{});
+}
+
+constexpr const char* kViewer =
+    "viewer: {where: {performed: {event: Product Viewed, within: 10m}}, destinations: [mc]}";
+
+// The review entries due at `now` (key -> entry).
+std::map<std::string, OutboxEntry> reviewsDue(ProfileStore& store, std::int64_t now) {
+  std::map<std::string, OutboxEntry> out;
+  auto due = store.dueOutbox(now, 100);
+  EXPECT_TRUE(due) << due.error().message;
+  for (auto& e : *due) {
+    if (e.profile_id.starts_with(kAudienceReviewPrefix)) {
+      out.emplace(e.profile_id, e);
+    }
+  }
+  return out;
+}
+
+TEST_P(ProfileEngineTest, AReviewIsDueWhenMembershipDiffersOrWhenTheClockWillChangeIt) {
+  options_.audiences = audienceSet(kViewer);
+  open();
+  apply({event(R"({"type":"track","userId":"u1","event":"Product Viewed"})", kT0),
+         event(R"({"type":"track","userId":"u2","event":"Signed In"})", kT0)});
+  const std::string pid = profile("user:u1")->id;
+  auto due = reviewsDue(*store_, kT0);
+  ASSERT_EQ(due.size(), 1u) << "u2 is in no audience and never will be by the clock";
+  const OutboxEntry entry = due.at(audienceReviewKey(pid));
+  EXPECT_EQ(entry.due_ms, kT0);
+
+  // A review changes nothing, and says the same however often it is made (a crash between
+  // the events and their record sends them again with the same ids).
+  for (int i = 0; i < 2; ++i) {
+    auto review = engine_->reviewAudiences(pid, kT0);
+    ASSERT_TRUE(review) << review.error().message;
+    ASSERT_EQ(review->transitions.size(), 1u);
+    EXPECT_TRUE(review->transitions[0].entered);
+    EXPECT_EQ(review->transitions[0].audience, "viewer");
+    EXPECT_EQ(review->transitions[0].message_id, "audience-" + pid + "-1-in-viewer");
+  }
+  auto review = engine_->reviewAudiences(pid, kT0);
+  auto recorded = engine_->recordAudiences(pid, review->transitions, entry.seq, kT0, true);
+  ASSERT_TRUE(recorded) << recorded.error().message;
+  commit(*recorded);
+  engine_->settle(true);
+  EXPECT_EQ(markedIds(audienceChannel("viewer")), std::vector<std::string>{pid});
+  EXPECT_TRUE(profile("user:u1")->audiences.contains("viewer"));
+  EXPECT_TRUE(reviewsDue(*store_, kT0 + 10 * kMinute).empty()) << "still within the window";
+  due = reviewsDue(*store_, kT0 + 10 * kMinute + 1);
+  ASSERT_EQ(due.size(), 1u);
+  EXPECT_EQ(due.begin()->second.due_ms, kT0 + 10 * kMinute + 1);
+
+  // On time alone: out, with the next transition's id.
+  review = engine_->reviewAudiences(pid, kT0 + 10 * kMinute + 1);
+  ASSERT_TRUE(review);
+  ASSERT_EQ(review->transitions.size(), 1u);
+  EXPECT_FALSE(review->transitions[0].entered);
+  EXPECT_EQ(review->transitions[0].message_id, "audience-" + pid + "-2-out-viewer");
+  recorded = engine_->recordAudiences(pid, review->transitions, due.begin()->second.seq,
+                                      kT0 + 10 * kMinute + 1, true);
+  ASSERT_TRUE(recorded);
+  commit(*recorded);
+  engine_->settle(true);
+  EXPECT_TRUE(markedIds(audienceChannel("viewer")).empty());
+  EXPECT_TRUE(reviewsDue(*store_, kT0 + 100 * kDay).empty()) << "nothing more the clock changes";
+
+  // Kept across a reopen: the membership, the history and the transitions' count.
+  open();
+  EXPECT_EQ(profile("user:u1")->audience_seq, 2);
+  EXPECT_TRUE(profile("user:u1")->audiences.empty());
+}
+
+TEST_P(ProfileEngineTest, ARecordKeepsAReviewThatAChangeQueuedMeanwhile) {
+  options_.audiences = audienceSet(kViewer);
+  open();
+  apply({event(R"({"type":"track","userId":"u1","event":"Product Viewed"})", kT0)});
+  const std::string pid = profile("user:u1")->id;
+  const OutboxEntry entry = reviewsDue(*store_, kT0).at(audienceReviewKey(pid));
+  auto review = engine_->reviewAudiences(pid, kT0);
+  ASSERT_TRUE(review);
+  // While its events are on their way, another view is applied: a new review is queued.
+  apply({event(R"({"type":"track","userId":"u1","event":"Product Viewed"})", kT0 + 1)});
+  auto recorded = engine_->recordAudiences(pid, review->transitions, entry.seq, kT0 + 1, true);
+  ASSERT_TRUE(recorded);
+  commit(*recorded);
+  engine_->settle(true);
+  auto due = reviewsDue(*store_, kT0 + 1);
+  ASSERT_EQ(due.size(), 1u) << "the entry changed since it was read: not cleared";
+  review = engine_->reviewAudiences(pid, kT0 + 1);
+  ASSERT_TRUE(review);
+  EXPECT_TRUE(review->transitions.empty()) << "recorded: not entered twice";
+}
+
+TEST_P(ProfileEngineTest, AMergeCarriesMembershipAndEraseDropsIt) {
+  options_.audiences = audienceSet(
+      std::string(kViewer) + "\npro: {where: {trait: plan, equals: pro}, destinations: [mc]}");
+  open();
+  auto reviewAll = [&](std::int64_t now) {
+    for (const auto& [key, entry] : reviewsDue(*store_, now)) {
+      const std::string pid = key.substr(kAudienceReviewPrefix.size());
+      auto review = engine_->reviewAudiences(pid, now);
+      ASSERT_TRUE(review) << review.error().message;
+      auto recorded = engine_->recordAudiences(pid, review->transitions, entry.seq, now, true);
+      ASSERT_TRUE(recorded) << recorded.error().message;
+      commit(*recorded);
+      engine_->settle(true);
+    }
+  };
+  apply({event(R"({"type":"track","anonymousId":"a1","event":"Product Viewed"})", kT0),
+         event(R"({"type":"identify","userId":"u1","traits":{"plan":"pro"}})", kT0)});
+  reviewAll(kT0);
+  const std::string anon = profile("anon:a1")->id;
+  const std::string user = profile("user:u1")->id;
+  EXPECT_EQ(markedIds(audienceChannel("viewer")), std::vector<std::string>{anon});
+  EXPECT_EQ(markedIds(audienceChannel("pro")), std::vector<std::string>{user});
+
+  apply({event(R"({"type":"identify","anonymousId":"a1","userId":"u1"})", kT0 + 1)});
+  const std::string merged = profile("user:u1")->id;
+  EXPECT_EQ(profile("anon:a1")->id, merged);
+  const std::string gone = merged == user ? anon : user;
+  EXPECT_EQ(markedIds(audienceChannel("viewer")), std::vector<std::string>{merged});
+  EXPECT_EQ(markedIds(audienceChannel("pro")), std::vector<std::string>{merged});
+  EXPECT_FALSE(reviewsDue(*store_, kT0 + 100 * kDay).contains(audienceReviewKey(gone)));
+  auto review = engine_->reviewAudiences(merged, kT0 + 1);
+  ASSERT_TRUE(review);
+  EXPECT_TRUE(review->transitions.empty()) << "the merged history keeps the view";
+
+  auto erased = engine_->erase("user:u1");
+  ASSERT_TRUE(erased && *erased);
+  commit(**erased);
+  EXPECT_TRUE(markedIds(audienceChannel("viewer")).empty());
+  EXPECT_TRUE(markedIds(audienceChannel("pro")).empty());
+  EXPECT_TRUE(reviewsDue(*store_, kT0 + 100 * kDay).empty());
 }
 
 TEST_P(ProfileEngineTest, EraseDeletesThePersonsMarksInEveryChannel) {

@@ -135,6 +135,8 @@ class SyncHarness {
                                                            *ingest_, privacy_.get(), metrics_, logger_,
                                                            system_clock_);
     profiles_->setSyncChannels({"crm"});
+    profiles_->setAudiences(std::make_shared<const audiences::AudienceSet>(config_.audiences),
+                            (dir_ / "audiences.json").string());
     engine_->addReader([this] { profiles_->notifyAppend(); },
                        [this] { return profiles_->needs(); });
     ASSERT_TRUE(engine_->start().ok());
@@ -147,6 +149,7 @@ class SyncHarness {
     ASSERT_TRUE(schedule) << schedule.error().message;
     options.poll = 2ms;
     options.page = options.page == ScheduledSyncOptions{}.page ? 3 : options.page;
+    options.audiences = config_.destinations.at(0).audiences;
     sync_ = std::make_unique<ScheduledSync>(
         "crm", *schedule,
         ScheduledSyncDeps{*profiles_, *ingest_, *engine_, *state_, metrics_, logger_, clock_},
@@ -231,6 +234,9 @@ class SyncHarness {
   runtime::FileCheckpointStore& state() { return *state_; }
   privacy::PrivacyStore& privacy() { return *privacy_; }
   std::uint64_t marks() { return *profiles_->store().syncMarkCount("crm"); }
+  std::uint64_t members(const std::string& audience) {
+    return *profiles_->store().syncMarkCount(profiles::audienceChannel(audience));
+  }
 
  private:
   fs::path dir_;
@@ -431,6 +437,38 @@ TEST(ScheduledSyncTest, DailyAtAWallTimeInAZoneAcrossTheSpringChange) {
   ASSERT_TRUE(eventually([&] { return h.sync().status().runs == 1; }, 10s));
   // The next: 02:00 CEST on the 30th = 00:00 UTC.
   ASSERT_TRUE(eventually([&] { return h.sync().status().next_run_ms == 1774828800000; }, 10s));
+}
+
+TEST(ScheduledSyncTest, EachSnapshotSaysWhetherThePersonIsInTheDestinationsAudiences) {
+  SyncHarness h("{mode: scheduled, every: 1h}",
+                "audiences:\n"
+                "  pro: {where: {trait: plan, equals: pro}, destinations: [crm]}\n"
+                "  other: {where: {trait: plan, equals: free}, destinations: []}\n");
+  h.identify({{"u1", plan("pro")}, {"u2", plan("free")}});
+  ASSERT_TRUE(eventually([&] { return h.members("pro") == 1 && h.members("other") == 1; }, 10s));
+  h.startSync();
+  h.clock().setNowMs(kMorning + kHour / 2);
+  ASSERT_TRUE(eventually([&] { return h.sync().status().runs == 1; }, 10s));
+  std::map<std::string, json::value> membership;
+  for (const auto& [id, text] : h.recorder().received()) {
+    json::object o = json::parse(text).as_object();
+    EXPECT_EQ(o.at("type"), "identify") << "no realtime audience events at a scheduled one";
+    membership[std::string(o.at("userId").as_string())] =
+        o.at("context").at("junction").at("audiences");
+  }
+  // Only the audience naming the destination, member or not.
+  EXPECT_EQ(membership["u1"], (json::object{{"pro", true}}));
+  EXPECT_EQ(membership["u2"], (json::object{{"pro", false}}));
+
+  // Leaving the audience is a change: the next run sends it.
+  h.recorder().clear();
+  h.identify({{"u1", plan("business")}});
+  ASSERT_TRUE(eventually([&] { return h.members("pro") == 0; }, 10s));
+  h.clock().setNowMs(kMorning + kHour * 3 / 2);
+  ASSERT_TRUE(eventually([&] { return h.sync().status().runs == 2; }, 10s));
+  ASSERT_EQ(h.recorder().count(), 1u);
+  json::object o = json::parse(h.recorder().received()[0].second).as_object();
+  EXPECT_EQ(o.at("context").at("junction").at("audiences"), (json::object{{"pro", false}}));
 }
 
 }  // namespace

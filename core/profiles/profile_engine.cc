@@ -703,12 +703,15 @@ ProfileEngine::Evaluation ProfileEngine::evaluate(const Profile& p, std::int64_t
   Evaluation e;
   const audiences::AudienceSet* set = options_.audiences.get();
   if (set != nullptr && !set->audiences().empty()) {
-    json::object traits = p.traits;
-    if (!options_.computed.empty()) {
+    // The computed values join the traits only when some audience reads one: else no copy.
+    std::optional<json::object> with_computed;
+    if (audiences_use_computed_) {
+      with_computed = p.traits;
       for (auto& [k, v] : computedValues(p, now_ms)) {
-        traits[k] = std::move(v);
+        (*with_computed)[k] = std::move(v);
       }
     }
+    const json::object& traits = with_computed ? *with_computed : p.traits;
     std::int64_t next = audiences::kNever;
     for (const auto& a : set->audiences()) {
       const bool member = audiences::isMember(a, traits, p.audience_history, now_ms);
@@ -742,13 +745,15 @@ std::int64_t ProfileEngine::reviewDue(const Profile& p, std::int64_t now_ms) con
 sdk::Result<AudienceReview> ProfileEngine::reviewAudiences(const std::string& profile_id,
                                                            std::int64_t now_ms) {
   AudienceReview review;
+  const Profile* p = nullptr;
+  std::optional<Profile> loaded;
   if (cache_) {
     if (auto it = cache_->profiles.find(profile_id); it != cache_->profiles.end() &&
                                                      it->second.profile) {
-      review.profile = *it->second.profile;
+      p = it->second.profile.get();
     }
   }
-  if (!review.profile) {
+  if (p == nullptr) {
     auto text = store_.loadProfile(profile_id);
     if (!text) {
       return text.error();
@@ -761,59 +766,79 @@ sdk::Result<AudienceReview> ProfileEngine::reviewAudiences(const std::string& pr
       return sdk::makeError(parsed.error().code,
                             "profile " + profile_id + ": " + parsed.error().message);
     }
-    review.profile = std::move(parsed).value();
+    loaded = std::move(parsed).value();
+    p = &*loaded;
   }
-  std::int64_t seq = review.profile->audience_seq;
-  for (auto& [name, entered] : evaluate(*review.profile, now_ms).differ) {
+  std::int64_t seq = p->audience_seq;
+  for (auto& [name, entered] : evaluate(*p, now_ms).differ) {
     review.transitions.push_back(AudienceTransition{
         name, entered,
         "audience-" + profile_id + "-" + std::to_string(++seq) + (entered ? "-in-" : "-out-") +
             name});
   }
+  // Who the person is (for their events), not the rest: no copy of traits and events.
+  review.profile.emplace();
+  review.profile->id = p->id;
+  review.profile->identities = p->identities;
+  review.profile->consent = p->consent;
+  review.profile->consent_time = p->consent_time;
+  review.profile->audiences = p->audiences;
   return review;
 }
 
 sdk::Result<Changes> ProfileEngine::recordAudiences(
     const std::string& profile_id, const std::vector<AudienceTransition>& transitions,
     std::int64_t entry_seq, std::int64_t now_ms, bool reschedule) {
+  return recordAudiences({AudienceRecord{profile_id, transitions, entry_seq, reschedule}},
+                         now_ms);
+}
+
+sdk::Result<Changes> ProfileEngine::recordAudiences(const std::vector<AudienceRecord>& records,
+                                                    std::int64_t now_ms) {
   pending_.reset();
   tally_ = Tally{};
   pending_ = std::make_unique<Batch>(store_, cache_.get());
   Batch& batch = *pending_;
-  auto p = batch.profile(profile_id);
-  if (!p) {
-    return p.error();
-  }
-  std::int64_t due = audiences::kNever;
-  if (Profile* profile = *p) {
-    for (const auto& t : transitions) {
-      if (t.entered) {
-        profile->audiences[t.audience] = now_ms;
-      } else {
-        profile->audiences.erase(t.audience);
-      }
-      batch.member(audienceChannel(t.audience), profile_id, t.entered);
+  std::vector<std::pair<std::string, std::int64_t>> done;
+  std::vector<std::pair<std::string, std::int64_t>> next;
+  for (const auto& r : records) {
+    auto p = batch.profile(r.profile_id);
+    if (!p) {
+      return p.error();
     }
-    if (!transitions.empty()) {
-      profile->audience_seq += static_cast<std::int64_t>(transitions.size());
-      if (options_.audiences) {
-        audiences::pruneHistory(*options_.audiences, profile->audience_history, now_ms);
-      } else {
-        profile->audience_history.clear();
+    std::int64_t due = audiences::kNever;
+    if (Profile* profile = *p) {
+      for (const auto& t : r.transitions) {
+        if (t.entered) {
+          profile->audiences[t.audience] = now_ms;
+        } else {
+          profile->audiences.erase(t.audience);
+        }
+        batch.member(audienceChannel(t.audience), r.profile_id, t.entered);
       }
-      batch.touch(profile_id);
-      batch.mark(profile_id);  // a scheduled destination's next run sends the membership
+      if (!r.transitions.empty()) {
+        profile->audience_seq += static_cast<std::int64_t>(r.transitions.size());
+        if (options_.audiences) {
+          audiences::pruneHistory(*options_.audiences, profile->audience_history, now_ms);
+        } else {
+          profile->audience_history.clear();
+        }
+        batch.touch(r.profile_id);
+        batch.mark(r.profile_id);  // a scheduled destination's next run sends the membership
+      }
+      if (r.reschedule) {
+        due = reviewDue(*profile, now_ms);
+      }
     }
-    if (reschedule) {
-      due = reviewDue(*profile, now_ms);
+    const std::string key = audienceReviewKey(r.profile_id);
+    done.emplace_back(key, r.entry_seq);
+    if (due != audiences::kNever) {
+      next.emplace_back(key, due);
     }
   }
   Changes c = batch.changes(options_.sync_channels);
-  const std::string key = audienceReviewKey(profile_id);
-  c.outbox_done.emplace_back(key, entry_seq);
-  if (due != audiences::kNever) {
-    c.outbox_put.emplace_back(key, due);
-  }
+  c.outbox_done.insert(c.outbox_done.end(), done.begin(), done.end());
+  c.outbox_put.insert(c.outbox_put.end(), next.begin(), next.end());
   return c;
 }
 

@@ -75,7 +75,9 @@ struct AudienceTransition {
 };
 
 struct AudienceReview {
-  std::optional<Profile> profile;  // nullopt: gone (erased, merged away)
+  // Who the person is: id, identities, consent and the audiences recorded (not the traits or
+  // events). nullopt: gone (erased, merged away).
+  std::optional<Profile> profile;
   std::vector<AudienceTransition> transitions;
 };
 
@@ -124,6 +126,15 @@ class ProfileEngine {
                                        const std::vector<AudienceTransition>& transitions,
                                        std::int64_t entry_seq, std::int64_t now_ms,
                                        bool reschedule);
+  // The same for several people, in one commit.
+  struct AudienceRecord {
+    std::string profile_id;
+    std::vector<AudienceTransition> transitions;
+    std::int64_t entry_seq = 0;
+    bool reschedule = true;
+  };
+  sdk::Result<Changes> recordAudiences(const std::vector<AudienceRecord>& records,
+                                       std::int64_t now_ms);
 
   // The API's view of a profile at `now_ms`: identities by label, traits, trait_times (ISO),
   // consent, first/last seen, counters, computed values, recent events (up to `events`).

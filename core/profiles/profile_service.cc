@@ -657,20 +657,25 @@ bool ProfileService::reviewAudiences(const std::vector<OutboxEntry>& entries) {
       return false;
     }
   }
+  std::vector<ProfileEngine::AudienceRecord> records;
+  records.reserve(reviews.size());
+  for (auto& r : reviews) {
+    records.push_back({std::move(r.profile_id), std::move(r.transitions), r.seq, r.reschedule});
+  }
   std::lock_guard lock(write_mutex_);
-  for (const auto& r : reviews) {
-    auto changes = engine_.recordAudiences(r.profile_id, r.transitions, r.seq, now, r.reschedule);
-    sdk::Status status = changes ? store_->commit(*changes) : changes.error();
-    if (changes) {
-      forget(*changes);
-    }
-    engine_.settle(status.ok());
-    if (!status.ok()) {
-      store_errors_.inc();
-      logger_.error("profiles: audience changes not recorded (reviewed again)",
-                    {{"profile", r.profile_id}, {"error", status.message()}});
-      return false;
-    }
+  auto changes = engine_.recordAudiences(records, now);  // one commit for them all
+  sdk::Status status = changes ? store_->commit(*changes) : changes.error();
+  if (changes) {
+    forget(*changes);
+  }
+  engine_.settle(status.ok());
+  if (!status.ok()) {
+    store_errors_.inc();
+    logger_.error("profiles: audience changes not recorded (reviewed again)",
+                  {{"people", records.size()}, {"error", status.message()}});
+    return false;
+  }
+  for (const auto& r : records) {
     for (const auto& t : r.transitions) {
       (t.entered ? entered_ : exited_).inc();
     }

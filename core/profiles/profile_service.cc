@@ -34,6 +34,8 @@ constexpr std::int64_t kMinShare = 10'000'000;  // ns
 // Where it may not leave SCHED_IDLE: against a nice-0 thread it gets ~1.5 % of a core (weights
 // 15 vs 1024), never nothing.
 constexpr int kCatchUpNice = 19;
+constexpr const char* kTransitionsHelp =
+    "People entering or leaving audiences (events emitted from the source `audiences`)";
 
 // CPU time thread `tid` of this process has run, from /proc (-1 when unreadable).
 std::int64_t threadRunNs(pid_t tid) {
@@ -75,13 +77,9 @@ ProfileService::ProfileService(const config::ProfilesConfig& config,
       lost_(metrics.counter("junction_profile_events_lost_total",
                             "Queue bytes the profiles had not applied when they were found gone "
                             "(deleted or corrupt segments)")),
-      entered_(metrics.counter("junction_audience_transitions_total",
-                               "People entering or leaving audiences (events emitted from the "
-                               "source `audiences`)",
+      entered_(metrics.counter("junction_audience_transitions_total", kTransitionsHelp,
                                {{"direction", "entered"}})),
-      exited_(metrics.counter("junction_audience_transitions_total",
-                              "People entering or leaving audiences (events emitted from the "
-                              "source `audiences`)",
+      exited_(metrics.counter("junction_audience_transitions_total", kTransitionsHelp,
                               {{"direction", "exited"}})),
       store_errors_(metrics.counter("junction_profile_store_errors_total",
                                     "Profile batches the store refused (retried)")),

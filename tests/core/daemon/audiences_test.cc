@@ -22,6 +22,7 @@
 #include "core/runtime/runtime.h"
 #include "core/telemetry/metrics_registry.h"
 #include "junction/sdk/testing/fake_context.h"
+#include "tests/core/daemon/pipeline.h"
 #include "tests/support/eventually.h"
 
 namespace junction::core::daemon {
@@ -112,54 +113,17 @@ class AudienceHarness {
   }
 
   void open() {
-    queue::LogOptions options;
-    options.path = (dir_ / "queue").string();
-    options.fsync = queue::FsyncPolicy::Never;
-    auto log = queue::Log::open(options, nullptr);
-    ASSERT_TRUE(log) << log.error().message;
-    log_ = std::move(log).value();
-    auto privacy = privacy::PrivacyStore::open((dir_ / "privacy.db").string());
-    ASSERT_TRUE(privacy) << privacy.error().message;
-    privacy_ = std::move(privacy).value();
-    ingest_ = std::make_unique<ingest::Ingest>(*log_, metrics_, system_clock_, privacy_.get());
-    engine_ = std::make_unique<delivery::DeliveryEngine>(*log_, metrics_, logger_, system_clock_);
-    ASSERT_TRUE(engine_->open(dir_.string()).ok());
-    engine_->setPrivacy(privacy_.get(), nullptr);
-    for (const auto& d : config_.destinations) {
-      ASSERT_TRUE(engine_->add(d, recorders_.at(d.id), {}, nullptr).ok());
-    }
-    auto store = profiles::RocksDbProfileStore::open(dir_.string(), 8 << 20);
-    ASSERT_TRUE(store) << store.error().message;
-    config::ProfilesConfig pc = config_.profiles;
-    pc.change_events = false;
-    profiles_ = std::make_unique<profiles::ProfileService>(
-        pc, std::move(store).value(), *log_, *ingest_, privacy_.get(), metrics_, logger_, clock_);
-    setAudiences(config_);
-    engine_->addReader([this] { profiles_->notifyAppend(); },
-                       [this] { return profiles_->needs(); });
-    ASSERT_TRUE(engine_->start().ok());
-    ASSERT_TRUE(profiles_->start().ok());
+    std::map<std::string, std::shared_ptr<sdk::Destination>> sinks(recorders_.begin(),
+                                                                   recorders_.end());
+    pipeline_.open(dir_, config_, sinks, metrics_, logger_, system_clock_, clock_);
+    ASSERT_FALSE(::testing::Test::HasFatalFailure());
+    pipeline_.start();
   }
   bool setAudiences(const config::DaemonConfig& c) {
-    return profiles_->setAudiences(std::make_shared<const audiences::AudienceSet>(c.audiences),
+    return pipeline_.profiles->setAudiences(std::make_shared<const audiences::AudienceSet>(c.audiences),
                                    (dir_ / "audiences.json").string());
   }
-  void close() {
-    if (profiles_) {
-      profiles_->stop();
-    }
-    if (engine_) {
-      engine_->stop();
-    }
-    if (ingest_) {
-      ingest_->close();
-    }
-    profiles_.reset();
-    engine_.reset();
-    ingest_.reset();
-    log_.reset();
-    privacy_.reset();
-  }
+  void close() { pipeline_.close(); }
 
   // Emits `bodies` from source `web`, stamped with the manual clock, and waits until profiles
   // applied them.
@@ -173,10 +137,10 @@ class AudienceHarness {
       events.push_back(std::move(e).value());
     }
     std::promise<sdk::EmitResult> done;
-    ingest_->emit("web", std::move(events), [&](sdk::EmitResult r) { done.set_value(r); });
+    pipeline_.ingest->emit("web", std::move(events), [&](sdk::EmitResult r) { done.set_value(r); });
     ASSERT_TRUE(done.get_future().get().status.ok());
-    const auto end = log_->durableEnd();
-    ASSERT_TRUE(eventually([&] { return profiles_->needs() >= end; }, 10s));
+    const auto end = pipeline_.log->durableEnd();
+    ASSERT_TRUE(eventually([&] { return pipeline_.profiles->needs() >= end; }, 10s));
   }
   void track(const std::string& user, const std::string& event) {
     send({json::object{{"type", "track"}, {"userId", user}, {"event", event}}});
@@ -187,7 +151,7 @@ class AudienceHarness {
 
   // The members of `audience` (profile ids) as the store keeps them.
   std::size_t members(const std::string& audience) {
-    auto n = profiles_->store().syncMarkCount(profiles::audienceChannel(audience));
+    auto n = pipeline_.profiles->store().syncMarkCount(profiles::audienceChannel(audience));
     EXPECT_TRUE(n) << n.error().message;
     return n ? *n : 0;
   }
@@ -196,8 +160,8 @@ class AudienceHarness {
     const std::int64_t now = clock_.nowMs();
     ASSERT_TRUE(eventually(
         [&] {
-          auto due = profiles_->store().dueOutbox(now, 10);
-          return due && due->empty() && !profiles_->reviewingEveryone();
+          auto due = pipeline_.profiles->store().dueOutbox(now, 10);
+          return due && due->empty() && !pipeline_.profiles->reviewingEveryone();
         },
         10s));
     std::this_thread::sleep_for(150ms);  // a review read just before is recorded
@@ -208,8 +172,8 @@ class AudienceHarness {
   Recorder& mc() { return *recorders_.at("mc"); }
   Recorder& other() { return *recorders_.at("other"); }
   Recorder& hook() { return *recorders_.at("hook"); }
-  profiles::ProfileService& profiles() { return *profiles_; }
-  privacy::PrivacyStore& privacy() { return *privacy_; }
+  profiles::ProfileService& profiles() { return *pipeline_.profiles; }
+  privacy::PrivacyStore& privacy() { return *pipeline_.privacy; }
   telemetry::MetricsRegistry& metrics() { return metrics_; }
 
  private:
@@ -219,15 +183,11 @@ class AudienceHarness {
   sdk::testing::RecordingLogger logger_;
   runtime::SystemClock system_clock_;
   sdk::testing::ManualClock clock_{kT0};
-  std::unique_ptr<privacy::PrivacyStore> privacy_;
-  std::unique_ptr<queue::Log> log_;
-  std::unique_ptr<ingest::Ingest> ingest_;
-  std::unique_ptr<delivery::DeliveryEngine> engine_;
+  testing::ProfilePipeline pipeline_;
   std::map<std::string, std::shared_ptr<Recorder>> recorders_{
       {"mc", std::make_shared<Recorder>()},
       {"other", std::make_shared<Recorder>()},
       {"hook", std::make_shared<Recorder>()}};
-  std::unique_ptr<profiles::ProfileService> profiles_;
   int seq_ = 0;
 };
 

@@ -21,6 +21,7 @@
 #include "core/runtime/runtime.h"
 #include "core/telemetry/metrics_registry.h"
 #include "junction/sdk/testing/fake_context.h"
+#include "tests/core/daemon/pipeline.h"
 #include "tests/support/eventually.h"
 
 namespace junction::core::daemon {
@@ -113,34 +114,11 @@ class SyncHarness {
   }
 
   void open() {
-    queue::LogOptions options;
-    options.path = (dir_ / "queue").string();
-    options.fsync = queue::FsyncPolicy::Never;
-    auto log = queue::Log::open(options, nullptr);
-    ASSERT_TRUE(log) << log.error().message;
-    log_ = std::move(log).value();
-    auto privacy = privacy::PrivacyStore::open((dir_ / "privacy.db").string());
-    ASSERT_TRUE(privacy) << privacy.error().message;
-    privacy_ = std::move(privacy).value();
-    ingest_ = std::make_unique<ingest::Ingest>(*log_, metrics_, system_clock_, privacy_.get());
-    engine_ = std::make_unique<delivery::DeliveryEngine>(*log_, metrics_, logger_, system_clock_);
-    ASSERT_TRUE(engine_->open(dir_.string()).ok());
-    engine_->setPrivacy(privacy_.get(), nullptr);
-    ASSERT_TRUE(engine_->add(config_.destinations.at(0), recorder_, {}, nullptr).ok());
-    auto store = profiles::RocksDbProfileStore::open(dir_.string(), 8 << 20);
-    ASSERT_TRUE(store) << store.error().message;
-    config::ProfilesConfig pc = config_.profiles;
-    pc.change_events = false;
-    profiles_ = std::make_unique<profiles::ProfileService>(pc, std::move(store).value(), *log_,
-                                                           *ingest_, privacy_.get(), metrics_, logger_,
-                                                           system_clock_);
-    profiles_->setSyncChannels({"crm"});
-    profiles_->setAudiences(std::make_shared<const audiences::AudienceSet>(config_.audiences),
-                            (dir_ / "audiences.json").string());
-    engine_->addReader([this] { profiles_->notifyAppend(); },
-                       [this] { return profiles_->needs(); });
-    ASSERT_TRUE(engine_->start().ok());
-    ASSERT_TRUE(profiles_->start().ok());
+    pipeline_.open(dir_, config_, {{"crm", recorder_}}, metrics_, logger_, system_clock_,
+                   system_clock_);
+    ASSERT_FALSE(::testing::Test::HasFatalFailure());
+    pipeline_.profiles->setSyncChannels({"crm"});
+    pipeline_.start();
     state_ = std::make_unique<runtime::FileCheckpointStore>(dir_ / "sync.json");
   }
   void startSync(ScheduledSyncOptions options = {}) {
@@ -152,7 +130,7 @@ class SyncHarness {
     options.audiences = config_.destinations.at(0).audiences;
     sync_ = std::make_unique<ScheduledSync>(
         "crm", *schedule,
-        ScheduledSyncDeps{*profiles_, *ingest_, *engine_, *state_, metrics_, logger_, clock_},
+        ScheduledSyncDeps{*pipeline_.profiles, *pipeline_.ingest, *pipeline_.engine, *state_, metrics_, logger_, clock_},
         options);
     ASSERT_TRUE(sync_->start().ok());
   }
@@ -164,20 +142,7 @@ class SyncHarness {
   }
   void close() {
     stopSync();
-    if (profiles_) {
-      profiles_->stop();
-    }
-    if (engine_) {
-      engine_->stop();
-    }
-    if (ingest_) {
-      ingest_->close();
-    }
-    profiles_.reset();
-    engine_.reset();
-    ingest_.reset();
-    log_.reset();
-    privacy_.reset();
+    pipeline_.close();
   }
 
   // Emits identify events from source `web` (each with `context`, when given) and waits until
@@ -197,10 +162,10 @@ class SyncHarness {
       events.push_back(std::move(e).value());
     }
     std::promise<sdk::EmitResult> done;
-    ingest_->emit("web", std::move(events), [&](sdk::EmitResult r) { done.set_value(r); });
+    pipeline_.ingest->emit("web", std::move(events), [&](sdk::EmitResult r) { done.set_value(r); });
     ASSERT_TRUE(done.get_future().get().status.ok());
-    const auto end = log_->durableEnd();
-    ASSERT_TRUE(eventually([&] { return profiles_->needs() >= end; }, 10s));
+    const auto end = pipeline_.log->durableEnd();
+    ASSERT_TRUE(eventually([&] { return pipeline_.profiles->needs() >= end; }, 10s));
   }
   // An identify that states the person's consent to `marketing` (context.consent).
   void identifyWithConsent(const std::string& user, bool marketing) {
@@ -229,13 +194,13 @@ class SyncHarness {
   sdk::testing::ManualClock& clock() { return clock_; }
   ScheduledSync& sync() { return *sync_; }
   Recorder& recorder() { return *recorder_; }
-  profiles::ProfileService& profiles() { return *profiles_; }
+  profiles::ProfileService& profiles() { return *pipeline_.profiles; }
   sdk::testing::RecordingLogger& logger() { return logger_; }
   runtime::FileCheckpointStore& state() { return *state_; }
-  privacy::PrivacyStore& privacy() { return *privacy_; }
-  std::uint64_t marks() { return *profiles_->store().syncMarkCount("crm"); }
+  privacy::PrivacyStore& privacy() { return *pipeline_.privacy; }
+  std::uint64_t marks() { return *pipeline_.profiles->store().syncMarkCount("crm"); }
   std::uint64_t members(const std::string& audience) {
-    return *profiles_->store().syncMarkCount(profiles::audienceChannel(audience));
+    return *pipeline_.profiles->store().syncMarkCount(profiles::audienceChannel(audience));
   }
 
  private:
@@ -245,12 +210,8 @@ class SyncHarness {
   sdk::testing::RecordingLogger logger_;
   runtime::SystemClock system_clock_;
   sdk::testing::ManualClock clock_{kMorning};
-  std::unique_ptr<privacy::PrivacyStore> privacy_;
-  std::unique_ptr<queue::Log> log_;
-  std::unique_ptr<ingest::Ingest> ingest_;
-  std::unique_ptr<delivery::DeliveryEngine> engine_;
+  testing::ProfilePipeline pipeline_;
   std::shared_ptr<Recorder> recorder_ = std::make_shared<Recorder>();
-  std::unique_ptr<profiles::ProfileService> profiles_;
   std::unique_ptr<runtime::FileCheckpointStore> state_;
   std::unique_ptr<ScheduledSync> sync_;
   int seq_ = 0;

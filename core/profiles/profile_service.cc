@@ -34,6 +34,18 @@ constexpr std::int64_t kMinShare = 10'000'000;  // ns
 // Where it may not leave SCHED_IDLE: against a nice-0 thread it gets ~1.5 % of a core (weights
 // 15 vs 1024), never nothing.
 constexpr int kCatchUpNice = 19;
+// A page's `limit`: 1..kMaxEventsPage (nullopt: answer badLimit()).
+std::optional<std::size_t> pageLimit(const std::string& value) {
+  auto n = http::parseWholeNumber(value);
+  if (!n || *n < 1 || static_cast<std::size_t>(*n) > kMaxEventsPage) {
+    return std::nullopt;
+  }
+  return static_cast<std::size_t>(*n);
+}
+sdk::HttpResponse badLimit() {
+  return http::jsonError(400,
+                         "`limit` must be an integer from 1 to " + std::to_string(kMaxEventsPage));
+}
 constexpr const char* kTransitionsHelp =
     "People entering or leaving audiences (events emitted from the source `audiences`)";
 
@@ -1027,13 +1039,12 @@ void ProfileService::registerRoutes(http::Router& router, std::string admin_toke
           const std::string key = p.key;
           const std::string value = p.value;
           if (key == "limit") {
-            auto n = http::parseWholeNumber(value);
-            if (!n || *n < 1 || static_cast<std::size_t>(*n) > kMaxEventsPage) {
-              respond(http::jsonError(400, "`limit` must be an integer from 1 to " +
-                                               std::to_string(kMaxEventsPage)));
+            auto n = pageLimit(value);
+            if (!n) {
+              respond(badLimit());
               return;
             }
-            limit = static_cast<std::size_t>(*n);
+            limit = *n;
           } else if (key == "before") {
             before = sdk::parseIsoTimestamp(value);
             if (!before) {
@@ -1149,12 +1160,11 @@ sdk::HttpResponse ProfileService::listMembers(sdk::HttpRequest& request) {
     const std::string key = p.key;
     const std::string value = p.value;
     if (key == "limit") {
-      auto n = http::parseWholeNumber(value);
-      if (!n || *n < 1 || static_cast<std::size_t>(*n) > kMaxEventsPage) {
-        return http::jsonError(
-            400, "`limit` must be an integer from 1 to " + std::to_string(kMaxEventsPage));
+      auto n = pageLimit(value);
+      if (!n) {
+        return badLimit();
       }
-      limit = static_cast<std::size_t>(*n);
+      limit = *n;
     } else if (key == "after") {
       after = value;
     } else {

@@ -148,24 +148,19 @@ std::string quoteLiteral(std::string_view text) {
 }
 
 void appendCopyField(std::string& out, std::string_view value) {
-  for (char c : value) {
-    switch (c) {
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      default:
-        out += c;
+  // Runs of ordinary bytes are appended whole: most values have nothing to escape.
+  std::size_t run = 0;
+  for (std::size_t i = 0; i < value.size(); ++i) {
+    const char c = value[i];
+    if (c != '\\' && c != '\t' && c != '\n' && c != '\r') {
+      continue;
     }
+    out.append(value.data() + run, i - run);
+    out += '\\';
+    out += c == '\\' ? '\\' : c == '\t' ? 't' : c == '\n' ? 'n' : 'r';
+    run = i + 1;
   }
+  out.append(value.data() + run, value.size() - run);
 }
 
 }  // namespace junction::plugins::postgres

@@ -231,7 +231,7 @@ const sdk::OptionTable<PostgresConfig>& postgresOptions() {
   return table;
 }
 
-StagedRow stageEvent(const sdk::Event& event) {
+StagedRow stageEvent(const sdk::Event& event, bool staging_line) {
   StagedRow row;
   const json::object& body = event.body();
   auto fail = [&](std::string why) {
@@ -242,8 +242,12 @@ StagedRow stageEvent(const sdk::Event& event) {
   if (event.messageId().empty()) {
     return fail("the event has no messageId");
   }
-  const json::value body_value(body);
-  if (hasNul(body_value)) {
+  // A NUL can only be in the JSON text as \u0000: walk the tree only when that is there.
+  if (event.json().find("\\u0000") != std::string_view::npos &&
+      std::any_of(body.begin(), body.end(), [](const auto& kv) {
+        return std::string_view(kv.key()).find('\0') != std::string_view::npos ||
+               hasNul(kv.value());
+      })) {
     return fail("the event holds a NUL character (\\u0000), which PostgreSQL cannot store");
   }
   static const json::object kEmpty;
@@ -328,40 +332,44 @@ StagedRow stageEvent(const sdk::Event& event) {
   sdk::formatIsoTimestamp(ts, ts_text);
   sdk::formatIsoTimestamp(h.received_at_ms != 0 ? h.received_at_ms : ts, received_text);
   const std::string person = personIdOf(event);
-
-  std::string& line = row.copy_line;
-  line.reserve(event.json().size() + 256);
-  field(line, event.messageId());
-  field(line, sdk::toString(event.type()));
-  nullableField(line, event.name());
-  field(line, ts_text);
-  field(line, received_text);
-  field(line, h.source_id.empty() ? "unknown" : h.source_id);
-  field(line, person);
-  field(line, event.userId());
-  field(line, event.anonymousId());
-  field(line, email);
-  field(line, json::serialize(*props));
-  field(line, json::serialize(*context));
-  if (traits != nullptr) {
-    field(line, json::serialize(*traits));
-  } else {
-    line += "\\N\t";
-  }
-  nullableField(line, order_id);
-  nullableField(line, revenue);
-  nullableField(line, total);
-  nullableField(line, currency);
-  if (purchase) {
-    field(line, products);
-  } else {
-    line += "\\N\t";
-  }
-  line.back() = '\n';
-
   const std::string props_text = json::serialize(*props);
+  const std::string context_text = json::serialize(*context);
+  const bool identify = event.type() == sdk::EventType::Identify;
+
+  if (staging_line || identify) {
+    std::string& line = row.copy_line;
+    line.reserve(event.json().size() + 256);
+    field(line, event.messageId());
+    field(line, sdk::toString(event.type()));
+    nullableField(line, event.name());
+    field(line, ts_text);
+    field(line, received_text);
+    field(line, h.source_id.empty() ? "unknown" : h.source_id);
+    field(line, person);
+    field(line, event.userId());
+    field(line, event.anonymousId());
+    field(line, email);
+    field(line, props_text);
+    field(line, context_text);
+    if (traits != nullptr) {
+      field(line, json::serialize(*traits));
+    } else {
+      line += "\\N\t";
+    }
+    nullableField(line, order_id);
+    nullableField(line, revenue);
+    nullableField(line, total);
+    nullableField(line, currency);
+    if (purchase) {
+      field(line, products);
+    } else {
+      line += "\\N\t";
+    }
+    line.back() = '\n';
+  }
+
   std::string& ev = row.events_line;
-  ev.reserve(line.size());
+  ev.reserve(event.json().size() + 128);
   field(ev, event.messageId());
   field(ev, sdk::toString(event.type()));
   nullableField(ev, event.name());
@@ -372,7 +380,7 @@ StagedRow stageEvent(const sdk::Event& event) {
   nullableField(ev, event.userId());
   nullableField(ev, event.anonymousId());
   field(ev, props_text);
-  field(ev, json::serialize(*context));
+  field(ev, context_text);
   ev.back() = '\n';
   if (event.type() == sdk::EventType::Page) {
     std::string& pg = row.page_line;
@@ -398,7 +406,7 @@ StagedRow stageEvent(const sdk::Event& event) {
     field(pu, products);
     pu.back() = '\n';
   }
-  row.identify = event.type() == sdk::EventType::Identify;
+  row.identify = identify;
   auto identity = [&](const char* kind, const std::string& value) {
     if (value.empty()) {
       return;
@@ -702,6 +710,11 @@ bool PostgresDestination::loadDirect(PgConnection& conn, const std::vector<const
   std::int64_t min_ts = std::numeric_limits<std::int64_t>::max();
   std::int64_t max_ts = std::numeric_limits<std::int64_t>::min();
   {
+    std::size_t bytes = 0;
+    for (const StagedRow* r : rows) {
+      bytes += r->events_line.size();
+    }
+    events.reserve(bytes);
     std::lock_guard lock(identities_mutex_);
     std::unordered_set<std::string> in_batch;
     for (const StagedRow* r : rows) {
@@ -781,14 +794,11 @@ bool PostgresDestination::loadStaged(PgConnection& conn, const std::vector<const
                                      std::size_t failed, PgError* error) {
   std::set<std::int64_t> days;
   std::string data;
-  std::size_t bytes = 0;
   for (const StagedRow* r : rows) {
     days.insert(r->day);
-    bytes += r->copy_line.size();
-  }
-  data.reserve(bytes);
-  for (const StagedRow* r : rows) {
-    data += r->copy_line;
+    // deliver() stages without the staging table's line (the direct COPY needs none): made now.
+    data += r->copy_line.empty() && r->event != nullptr ? stageEvent(*r->event).copy_line
+                                                        : r->copy_line;
   }
   if (!ensurePartitions(conn, days, error)) {
     return false;
@@ -896,7 +906,8 @@ std::vector<sdk::Outcome> PostgresDestination::deliver(std::span<const sdk::Even
   std::vector<std::size_t> positions;
   std::size_t failed = 0;
   for (std::size_t i = 0; i < batch.size(); ++i) {
-    staged.push_back(stageEvent(batch[i]));
+    staged.push_back(stageEvent(batch[i], /*staging_line=*/false));
+    staged.back().event = &batch[i];
     if (!staged.back().failure.empty()) {
       outcomes[i] = sdk::Outcome::failed(staged.back().failure);
       ++failed;

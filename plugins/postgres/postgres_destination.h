@@ -57,7 +57,10 @@ const std::set<std::string>& traitTypes();
 
 // One event made ready for the staging table, or why it cannot be loaded.
 struct StagedRow {
-  std::string copy_line;  // a COPY text-format line of the staging table, '\n' included; empty if failed
+  // A COPY text-format line of the staging table, '\n' included. Built for identify events (their
+  // traits go through the staging table) or when asked; empty if failed.
+  std::string copy_line;
+  const sdk::Event* event = nullptr;  // what it was staged from, while deliver() runs
   std::string failure;    // non-empty: the event fails with this reason
   std::int64_t day = 0;   // its partition day
   // The fast path's lines: straight into events, pages, purchases (empty when not one).
@@ -71,8 +74,10 @@ struct StagedRow {
   std::int64_t ts_ms = 0;
 };
 
-// Builds the staging row of `event`. Pure; tested directly.
-StagedRow stageEvent(const sdk::Event& event);
+// Builds the staging row of `event`; the staging table's line for every event only with
+// `staging_line` (the fallback path for redeliveries needs it, the direct COPY does not). Pure;
+// tested directly.
+StagedRow stageEvent(const sdk::Event& event, bool staging_line = true);
 
 class PostgresDestination final : public sdk::Destination {
  public:

@@ -129,7 +129,7 @@ TEST_F(PostgresDestinationTest, CreatesTheSchemaRecordsEachMigrationAndPartition
   ctx_.manualClock().setNowMs(kT0);
   auto dest = started(config());
   EXPECT_EQ(sql("SELECT version FROM junction._junction_migrations ORDER BY 1"),
-            (Rows{{"1"}, {"2"}, {"3"}, {"4"}}));
+            (Rows{{"1"}, {"2"}, {"3"}, {"4"}, {"5"}}));
   // Yesterday, today and two days ahead, for each fact table.
   EXPECT_EQ(sql("SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
                 "WHERE i.inhparent = 'junction.events'::regclass ORDER BY 1"),
@@ -138,7 +138,7 @@ TEST_F(PostgresDestinationTest, CreatesTheSchemaRecordsEachMigrationAndPartition
   EXPECT_EQ(scalar("SELECT count(*) FROM pg_inherits WHERE inhparent = 'junction.purchases'::regclass"), "4");
   // A second start (another daemon, a restart) applies nothing again.
   auto again = started(config());
-  EXPECT_EQ(scalar("SELECT count(*) FROM junction._junction_migrations"), "4");
+  EXPECT_EQ(scalar("SELECT count(*) FROM junction._junction_migrations"), "5");
 }
 
 TEST_F(PostgresDestinationTest, MigratesAVersion1SchemaKeepingItsRows) {
@@ -155,8 +155,14 @@ TEST_F(PostgresDestinationTest, MigratesAVersion1SchemaKeepingItsRows) {
   ctx_.manualClock().setNowMs(kT0);
   auto dest = started(config());
   EXPECT_EQ(sql("SELECT version FROM junction._junction_migrations ORDER BY 1"),
-            (Rows{{"1"}, {"2"}, {"3"}, {"4"}}));
+            (Rows{{"1"}, {"2"}, {"3"}, {"4"}, {"5"}}));
   EXPECT_EQ(scalar("SELECT name FROM junction.events WHERE message_id = 'old-1'"), "Signed Up");
+  // Version 5: the person index of events is a hash index now, on the existing day too.
+  EXPECT_EQ(sql("SELECT indexname, indexdef LIKE '%USING hash (person_id)%' FROM pg_indexes "
+                "WHERE schemaname = 'junction' AND tablename IN ('events', 'events_p20251230') "
+                "AND indexdef LIKE '%person_id%' ORDER BY 1"),
+            (Rows{{"events_p20251230_person_id_idx", "t"}, {"events_person_hash", "t"}}));
+  EXPECT_EQ(scalar("SELECT count(*) FROM junction.events WHERE person_id = 'user:u1'"), "1");
   // The existing day got its pages and purchases partitions too.
   EXPECT_EQ(scalar("SELECT count(*) FROM pg_class WHERE relname = 'pages_p20251230'"), "1");
   auto out = dest->deliver(std::vector<sdk::Event>{
@@ -173,7 +179,7 @@ TEST_F(PostgresDestinationTest, RefusesASchemaNewerThanThePlugin) {
   PostgresDestination second(config(), ctx_);
   auto s = second.start();
   ASSERT_FALSE(s.ok());
-  EXPECT_THAT(s.message(), HasSubstr("version 99, newer than this plugin's 4"));
+  EXPECT_THAT(s.message(), HasSubstr("version 99, newer than this plugin's 5"));
 }
 
 TEST_F(PostgresDestinationTest, LoadsEachEventIntoItsTablesAndDayPartition) {

@@ -335,17 +335,21 @@ StagedRow stageEvent(const sdk::Event& event, bool staging_line) {
   const std::string props_text = json::serialize(*props);
   const std::string context_text = json::serialize(*context);
   const bool identify = event.type() == sdk::EventType::Identify;
+  // The columns the staging table's line and the events line begin with.
+  auto head = [&](std::string& out) {
+    field(out, event.messageId());
+    field(out, sdk::toString(event.type()));
+    nullableField(out, event.name());
+    field(out, ts_text);
+    field(out, received_text);
+    field(out, h.source_id.empty() ? "unknown" : h.source_id);
+    field(out, person);
+  };
 
   if (staging_line || identify) {
     std::string& line = row.copy_line;
     line.reserve(event.json().size() + 256);
-    field(line, event.messageId());
-    field(line, sdk::toString(event.type()));
-    nullableField(line, event.name());
-    field(line, ts_text);
-    field(line, received_text);
-    field(line, h.source_id.empty() ? "unknown" : h.source_id);
-    field(line, person);
+    head(line);
     field(line, event.userId());
     field(line, event.anonymousId());
     field(line, email);
@@ -370,13 +374,7 @@ StagedRow stageEvent(const sdk::Event& event, bool staging_line) {
 
   std::string& ev = row.events_line;
   ev.reserve(event.json().size() + 128);
-  field(ev, event.messageId());
-  field(ev, sdk::toString(event.type()));
-  nullableField(ev, event.name());
-  field(ev, ts_text);
-  field(ev, received_text);
-  field(ev, h.source_id.empty() ? "unknown" : h.source_id);
-  field(ev, person);
+  head(ev);
   nullableField(ev, event.userId());
   nullableField(ev, event.anonymousId());
   field(ev, props_text);

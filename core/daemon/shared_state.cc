@@ -23,6 +23,10 @@ SharedChannel::SharedChannel(queue::NatsBucket& bucket, std::string node_id, sdk
 
 SharedChannel::~SharedChannel() {
   {
+    std::lock_guard lock(receiver_->mu);
+    receiver_->channel = nullptr;
+  }
+  {
     std::lock_guard lock(mu_);
     stopping_ = true;
   }
@@ -35,8 +39,18 @@ SharedChannel::~SharedChannel() {
 sdk::Status SharedChannel::start(std::chrono::milliseconds catch_up) {
   auto caught_up = std::make_shared<std::promise<void>>();
   auto done = caught_up->get_future();
-  auto status = bucket_.watch([this](const queue::NatsBucket::Entry& e) { received(e); },
-                              [caught_up] { caught_up->set_value(); });
+  {
+    std::lock_guard lock(receiver_->mu);
+    receiver_->channel = this;
+  }
+  auto status = bucket_.watch(
+      [receiver = receiver_](const queue::NatsBucket::Entry& e) {
+        std::lock_guard lock(receiver->mu);
+        if (receiver->channel != nullptr) {
+          receiver->channel->received(e);
+        }
+      },
+      [caught_up] { caught_up->set_value(); });
   if (!status.ok()) {
     return status;
   }

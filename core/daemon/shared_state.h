@@ -27,6 +27,7 @@
 #include <condition_variable>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -95,6 +96,14 @@ class SharedChannel {
   bool stopping_ = false;
   bool failing_ = false;  // the last write failed (logged once until one succeeds)
   std::thread writer_;
+
+  // The bucket's watcher thread can outlive the channel (the bucket owns it): it reaches the
+  // channel through this, which the destructor empties, waiting for a call in progress.
+  struct Receiver {
+    std::mutex mu;
+    SharedChannel* channel = nullptr;
+  };
+  std::shared_ptr<Receiver> receiver_ = std::make_shared<Receiver>();
 };
 
 class SharedPrivacy {

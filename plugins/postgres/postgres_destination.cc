@@ -38,17 +38,21 @@ bool validIdentifier(std::string_view name) {
 
 // Whether any string (key or value) inside `v` holds a NUL character, which PostgreSQL's text
 // and jsonb cannot store.
+bool hasNul(const json::value& v);
+bool hasNul(const json::object& o) {
+  return std::any_of(o.begin(), o.end(), [](const auto& kv) {
+    return std::string_view(kv.key()).find('\0') != std::string_view::npos || hasNul(kv.value());
+  });
+}
 bool hasNul(const json::value& v) {
   switch (v.kind()) {
     case json::kind::string:
       return v.get_string().find('\0') != json::string::npos;
     case json::kind::array:
-      return std::any_of(v.get_array().begin(), v.get_array().end(), hasNul);
+      return std::any_of(v.get_array().begin(), v.get_array().end(),
+                         [](const json::value& e) { return hasNul(e); });
     case json::kind::object:
-      return std::any_of(v.get_object().begin(), v.get_object().end(), [](const auto& kv) {
-        return std::string_view(kv.key()).find('\0') != std::string_view::npos ||
-               hasNul(kv.value());
-      });
+      return hasNul(v.get_object());
     default:
       return false;
   }
@@ -243,11 +247,7 @@ StagedRow stageEvent(const sdk::Event& event, bool staging_line) {
     return fail("the event has no messageId");
   }
   // A NUL can only be in the JSON text as \u0000: walk the tree only when that is there.
-  if (event.json().find("\\u0000") != std::string_view::npos &&
-      std::any_of(body.begin(), body.end(), [](const auto& kv) {
-        return std::string_view(kv.key()).find('\0') != std::string_view::npos ||
-               hasNul(kv.value());
-      })) {
+  if (event.json().find("\\u0000") != std::string_view::npos && hasNul(body)) {
     return fail("the event holds a NUL character (\\u0000), which PostgreSQL cannot store");
   }
   static const json::object kEmpty;

@@ -123,6 +123,21 @@ void nullableField(std::string& line, std::string_view value) {
   }
 }
 
+}  // namespace
+
+IdentityKey IdentityKey::of(std::string_view tuple) {
+  // std::hash (murmur) and FNV-1a, the latter through splitmix64's finalizer.
+  std::uint64_t fnv = 0xcbf29ce484222325ULL;
+  for (unsigned char c : tuple) {
+    fnv = (fnv ^ c) * 0x100000001b3ULL;
+  }
+  fnv = (fnv ^ (fnv >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  fnv = (fnv ^ (fnv >> 27)) * 0x94d049bb133111ebULL;
+  return {std::hash<std::string_view>{}(tuple), fnv ^ (fnv >> 31)};
+}
+
+namespace {
+
 // The first 60 bits of md5(message_id): what checksumTerm() computes in SQL.
 std::uint64_t checksumOf(std::string_view message_id) {
   const std::string hex = sdk::md5Hex(message_id);
@@ -413,6 +428,8 @@ StagedRow stageEvent(const sdk::Event& event, bool staging_line) {
     field(t, kind);
     field(t, value);
     field(t, person);
+    // Known by (kind, value, person): the time does not matter once written.
+    row.identity_keys.push_back(IdentityKey::of(t));
     field(t, ts_text);
     t.back() = '\n';
     row.identity_lines.push_back(std::move(t));
@@ -703,7 +720,7 @@ bool PostgresDestination::loadDirect(PgConnection& conn, const std::vector<const
   std::string purchases;
   std::string identifies;
   std::string identities;
-  std::vector<std::string> new_identities;
+  std::vector<IdentityKey> new_identities;
   Uint128 checksum = 0;
   std::int64_t min_ts = std::numeric_limits<std::int64_t>::max();
   std::int64_t max_ts = std::numeric_limits<std::int64_t>::min();
@@ -714,7 +731,7 @@ bool PostgresDestination::loadDirect(PgConnection& conn, const std::vector<const
     }
     events.reserve(bytes);
     std::lock_guard lock(identities_mutex_);
-    std::unordered_set<std::string> in_batch;
+    boost::unordered_flat_set<IdentityKey, IdentityKeyHash> in_batch;
     for (const StagedRow* r : rows) {
       days.insert(r->day);
       events += r->events_line;
@@ -723,12 +740,11 @@ bool PostgresDestination::loadDirect(PgConnection& conn, const std::vector<const
       if (r->identify) {
         identifies += r->copy_line;
       }
-      for (const std::string& line : r->identity_lines) {
-        // Known by (kind, value, person): the time does not matter once written.
-        std::string key = line.substr(0, line.rfind('\t'));
-        if (written_identities_.count(key) == 0 && in_batch.insert(key).second) {
-          identities += line;
-          new_identities.push_back(std::move(key));
+      for (std::size_t i = 0; i < r->identity_lines.size(); ++i) {
+        const IdentityKey key = r->identity_keys[i];
+        if (!written_identities_.contains(key) && in_batch.insert(key).second) {
+          identities += r->identity_lines[i];
+          new_identities.push_back(key);
         }
       }
       checksum += r->checksum;
@@ -782,9 +798,7 @@ bool PostgresDestination::loadDirect(PgConnection& conn, const std::vector<const
   if (written_identities_.size() + new_identities.size() > kMaxRememberedIdentities) {
     written_identities_.clear();
   }
-  for (auto& key : new_identities) {
-    written_identities_.insert(std::move(key));
-  }
+  written_identities_.insert(new_identities.begin(), new_identities.end());
   return true;
 }
 

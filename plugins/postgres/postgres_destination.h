@@ -22,6 +22,7 @@
 // connection from the pool.
 
 #include <boost/json/object.hpp>
+#include <boost/unordered/unordered_flat_set.hpp>
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -31,7 +32,6 @@
 #include <set>
 #include <span>
 #include <string>
-#include <unordered_set>
 #include <vector>
 
 #include "junction/sdk/destination.h"
@@ -55,6 +55,19 @@ const sdk::OptionTable<PostgresConfig>& postgresOptions();
 // The column types a configured trait may have.
 const std::set<std::string>& traitTypes();
 
+// An identity tuple (kind, value, person) as 128 bits: two independent 64-bit hashes of its text.
+// Two tuples that differ share a key with a chance of about 2^-128: the set of written tuples
+// holds these, not the text (no allocation, no string compare, a flat table).
+struct IdentityKey {
+  std::uint64_t a = 0;
+  std::uint64_t b = 0;
+  bool operator==(const IdentityKey&) const = default;
+  static IdentityKey of(std::string_view tuple);
+};
+struct IdentityKeyHash {
+  std::size_t operator()(const IdentityKey& key) const noexcept { return key.a; }
+};
+
 // One event made ready for the staging table, or why it cannot be loaded.
 struct StagedRow {
   // A COPY text-format line of the staging table, '\n' included. Built for identify events (their
@@ -70,6 +83,7 @@ struct StagedRow {
   bool identify = false;
   // Identity tuples "kind\tvalue\tperson\tts\n" (COPY lines of the identity staging table).
   std::vector<std::string> identity_lines;
+  std::vector<IdentityKey> identity_keys;  // of each line's kind, value and person
   std::uint64_t checksum = 0;  // the message id's checksum term (see checksumTerm)
   std::int64_t ts_ms = 0;
 };
@@ -135,7 +149,7 @@ class PostgresDestination final : public sdk::Destination {
   // Identity tuples known to be in `identities` as they are (not sent again); bounded, cleared
   // when full and by every erasure.
   std::mutex identities_mutex_;
-  std::unordered_set<std::string> written_identities_;
+  boost::unordered_flat_set<IdentityKey, IdentityKeyHash> written_identities_;
 
   std::mutex days_mutex_;
   std::set<std::int64_t> known_days_;

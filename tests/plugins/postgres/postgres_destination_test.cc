@@ -23,6 +23,7 @@ namespace {
 namespace json = boost::json;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::StartsWith;
 using Rows = std::vector<std::vector<std::string>>;
 using Kind = sdk::Outcome::Kind;
 
@@ -123,6 +124,28 @@ TEST(PostgresStagingTest, CopyFieldsAreEscaped) {
   EXPECT_THAT(row.copy_line, HasSubstr("a\\tb\\\\c\\nd\t"));
   EXPECT_EQ(row.copy_line.back(), '\n');
   EXPECT_EQ(std::count(row.copy_line.begin(), row.copy_line.end(), '\n'), 1);
+}
+
+TEST(PostgresStagingTest, IdentityKeysNameKindValueAndPersonNotTheTime) {
+  auto stage = [](std::string text) {
+    auto body = json::parse(text).as_object();
+    auto e = sdk::makeEvent(body, "web");
+    EXPECT_TRUE(e);
+    return stageEvent(*e, false);
+  };
+  auto a = stage(R"({"type":"track","event":"x","userId":"u1","anonymousId":"a1","messageId":"m1",)"
+                 R"("timestamp":"2026-01-01T00:00:00Z"})");
+  auto later = stage(R"({"type":"track","event":"x","userId":"u1","anonymousId":"a1",)"
+                     R"("messageId":"m2","timestamp":"2026-01-02T00:00:00Z"})");
+  auto anonymous = stage(R"({"type":"track","event":"x","anonymousId":"a1","messageId":"m3"})");
+  ASSERT_EQ(a.identity_lines.size(), 2u);
+  ASSERT_EQ(a.identity_keys.size(), 2u);
+  EXPECT_THAT(a.identity_lines[0], StartsWith("userId\tu1\tuser:u1\t2026-01-01"));
+  EXPECT_EQ(a.identity_keys, later.identity_keys);  // another time, the same tuples
+  EXPECT_NE(a.identity_keys[0], a.identity_keys[1]);
+  ASSERT_EQ(anonymous.identity_keys.size(), 1u);  // a1 -> anon:a1 is another tuple than a1 -> user:u1
+  EXPECT_NE(anonymous.identity_keys[0], a.identity_keys[1]);
+  EXPECT_EQ(IdentityKey::of("anonymousId\ta1\tuser:u1\t"), a.identity_keys[1]);
 }
 
 TEST_F(PostgresDestinationTest, CreatesTheSchemaRecordsEachMigrationAndPartitionsAhead) {
@@ -314,6 +337,29 @@ TEST_F(PostgresDestinationTest, ConfiguredTraitColumnsAreAddedAndFilledForEveryo
   EXPECT_EQ(sql("SELECT person_id, ltv::text, vip::text FROM junction.profiles ORDER BY 1"),
             (Rows{{"user:u1", "12.5", "true"}, {"user:u2", "\\N", "\\N"}}));
   EXPECT_EQ(scalar("SELECT traits->>'ltv' FROM junction.profiles WHERE person_id = 'user:u2'"), "lots");
+}
+
+TEST_F(PostgresDestinationTest, IdentitiesFollowAVisitorAcrossBatchesAndAreWrittenAgainAfterAnErase) {
+  ctx_.manualClock().setNowMs(kT0);
+  auto dest = started(config());
+  auto deliver = [&](std::string text, std::int64_t at_ms) {
+    auto out = dest->deliver(std::vector<sdk::Event>{event(std::move(text), at_ms)});
+    EXPECT_THAT(kinds(out), ElementsAre(Kind::Delivered));
+  };
+  auto identities = [&] { return sql("SELECT kind, value, person_id FROM junction.identities ORDER BY 1, 2"); };
+  deliver(R"({"type":"page","name":"Home","anonymousId":"a1","messageId":"m1"})", kT0);
+  EXPECT_EQ(identities(), (Rows{{"anonymousId", "a1", "anon:a1"}}));
+  deliver(R"({"type":"identify","userId":"u1","anonymousId":"a1","messageId":"m2"})", kT0 + 1);
+  EXPECT_EQ(identities(), (Rows{{"anonymousId", "a1", "user:u1"}, {"userId", "u1", "user:u1"}}));
+  // The visitor's anonymous id alone again: the link to the user stays.
+  deliver(R"({"type":"page","name":"Home","anonymousId":"a1","messageId":"m3"})", kT0 + 2);
+  EXPECT_EQ(identities(), (Rows{{"anonymousId", "a1", "user:u1"}, {"userId", "u1", "user:u1"}}));
+  EXPECT_EQ(dest->erase(sdk::Person{.user_id = "u1", .anonymous_id = "a1", .email = ""}).kind,
+            Kind::Delivered);
+  EXPECT_EQ(identities(), Rows{});
+  // Known as written before the erasure, gone since: written again.
+  deliver(R"({"type":"track","event":"Back","userId":"u1","anonymousId":"a1","messageId":"m4"})", kT0 + 3);
+  EXPECT_EQ(identities(), (Rows{{"anonymousId", "a1", "user:u1"}, {"userId", "u1", "user:u1"}}));
 }
 
 TEST_F(PostgresDestinationTest, EraseRemovesThePersonFromEveryTable) {

@@ -59,7 +59,7 @@ std::optional<std::size_t> parseIndex(std::string_view segment) noexcept {
 
 // One step down from `node` by `segment`; null when there is nothing there.
 template <typename Value>
-Value* step(Value& node, const std::string& segment) noexcept {
+Value* step(Value& node, std::string_view segment) noexcept {
   if (auto* obj = node.if_object()) {
     auto it = obj->find(segment);
     return it == obj->end() ? nullptr : &it->value();
@@ -76,6 +76,20 @@ Value* step(Value& node, const std::string& segment) noexcept {
 
 template <typename Value>
 Value* walk(Value& root, std::string_view dotted_path) noexcept {
+  if (dotted_path.find('\\') == std::string_view::npos) {
+    // No escapes (nearly every path): the segments are views of the path, nothing allocated.
+    Value* node = &root;
+    for (std::size_t start = 0; !dotted_path.empty() && node != nullptr;) {
+      const std::size_t dot = dotted_path.find('.', start);
+      const std::string_view segment = dotted_path.substr(start, dot - start);
+      node = segment.empty() ? nullptr : step(*node, segment);  // empty: a malformed path
+      if (dot == std::string_view::npos) {
+        break;
+      }
+      start = dot + 1;
+    }
+    return node;
+  }
   try {
     std::vector<std::string> segments;
     if (!splitPath(dotted_path, segments)) {
@@ -95,6 +109,19 @@ Value* walk(Value& root, std::string_view dotted_path) noexcept {
 }
 
 const json::value* walkObject(const json::object& root, std::string_view dotted_path) noexcept {
+  if (dotted_path.find('\\') == std::string_view::npos) {
+    const std::size_t dot = dotted_path.find('.');
+    const std::string_view first = dotted_path.substr(0, dot);
+    auto it = first.empty() ? root.end() : root.find(first);
+    if (it == root.end()) {
+      return nullptr;
+    }
+    if (dot == std::string_view::npos) {
+      return &it->value();
+    }
+    const std::string_view rest = dotted_path.substr(dot + 1);
+    return rest.empty() ? nullptr : walk(it->value(), rest);  // "a." is malformed
+  }
   try {
     std::vector<std::string> segments;
     if (!splitPath(dotted_path, segments) || segments.empty()) {

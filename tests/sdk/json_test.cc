@@ -44,6 +44,8 @@ TEST(JsonTest, FindPathMissesCleanly) {
   EXPECT_EQ(findPath(v, "traits.email.domain"), nullptr);  // into a string
   EXPECT_EQ(findPath(v, "traits..email"), nullptr);
   EXPECT_EQ(findPath(v, "traits."), nullptr);
+  EXPECT_EQ(findPath(v, ".traits"), nullptr);
+  EXPECT_EQ(findPath(v, "."), nullptr);
   EXPECT_EQ(findPath(v, "products.-1"), nullptr);
 }
 
@@ -65,6 +67,13 @@ TEST(JsonTest, FindPathOnObjectDoesNotCopy) {
   ASSERT_NE(email, nullptr);
   EXPECT_EQ(email, findPath(v, "traits.email"));  // same storage: no temporary value involved
   EXPECT_EQ(findPath(obj, ""), nullptr);
+  EXPECT_EQ(findPath(obj, "products.1.sku"), findPath(v, "products.1.sku"));
+  EXPECT_EQ(findPath(obj, "a\\.b.c"), findPath(v, "a\\.b.c"));
+  ASSERT_NE(findPath(obj, "a\\.b.c"), nullptr);
+  for (const char* malformed : {".traits", "traits.", "traits..email", ".", "a\\"}) {
+    EXPECT_EQ(findPath(obj, malformed), nullptr) << malformed;
+    EXPECT_EQ(findPath(v, malformed), nullptr) << malformed;
+  }
 }
 
 TEST(JsonTest, StringAtRendersScalars) {

@@ -14,13 +14,25 @@ namespace {
 constexpr std::string_view kBase64Alphabet =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-// One-shot digest. EVP_Q_digest fails only on allocation failure or an unknown algorithm name,
+// The implementations of the digests used here, fetched once: a fetch by name on every call
+// (EVP_Q_digest) took more than half of a short input's digest time (542 against 236 ns for a
+// 36-byte MD5). Held for the life of the process.
+const EVP_MD* md5Algorithm() {
+  static EVP_MD* const md = EVP_MD_fetch(nullptr, "MD5", nullptr);
+  return md;
+}
+const EVP_MD* sha256Algorithm() {
+  static EVP_MD* const md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+  return md;
+}
+
+// One-shot digest. It fails only on allocation failure or a missing algorithm (the fetch),
 // neither of which a caller can act on; treat it as out of memory.
-std::string digest(const char* algorithm, std::string_view data) {
+std::string digest(const EVP_MD* algorithm, std::string_view data) {
   std::array<unsigned char, EVP_MAX_MD_SIZE> out{};
-  std::size_t out_len = 0;
-  if (EVP_Q_digest(nullptr, algorithm, nullptr, data.data(), data.size(), out.data(), &out_len) !=
-      1) {
+  unsigned int out_len = 0;
+  if (algorithm == nullptr ||
+      EVP_Digest(data.data(), data.size(), out.data(), &out_len, algorithm, nullptr) != 1) {
     throw std::bad_alloc();
   }
   return std::string(reinterpret_cast<const char*>(out.data()), out_len);
@@ -52,11 +64,11 @@ Error badBase64(std::size_t offset, std::string_view why) {
 
 }  // namespace
 
-std::string md5Hex(std::string_view data) { return hexEncode(digest("MD5", data)); }
+std::string md5Hex(std::string_view data) { return hexEncode(digest(md5Algorithm(), data)); }
 
 std::string sha256Hex(std::string_view data) { return hexEncode(sha256Raw(data)); }
 
-std::string sha256Raw(std::string_view data) { return digest("SHA256", data); }
+std::string sha256Raw(std::string_view data) { return digest(sha256Algorithm(), data); }
 
 std::string hmacSha256Raw(std::string_view key, std::string_view data) {
   std::array<unsigned char, EVP_MAX_MD_SIZE> out{};

@@ -400,8 +400,14 @@ TEST_F(AudiencesE2eTest, LeavesByTimeAloneAndAnAudienceAddedLaterIsEnteredWithou
   // Enters at once: the tag goes active.
   ASSERT_TRUE(eventually([&] { return hasTag(v_email, "recent_viewer"); }, 20s)) << log();
   EXPECT_EQ(tagRequests(v_email, "recent_viewer"), std::vector<std::string>{"active"});
-  EXPECT_EQ(memberUsers("recent_viewer"), std::vector<std::string>{"v-1"});
-  EXPECT_TRUE(profile("v-1").at("audiences").as_object().contains("recent_viewer"));
+  // A member while the view is younger than 4 s. Under the full suite on 2 cores the tag once
+  // arrived only when the view was already older: the person had rightly left by then.
+  const std::vector<std::string> members = memberUsers("recent_viewer");
+  const bool listed = profile("v-1").at("audiences").as_object().contains("recent_viewer");
+  if (nowMs() < viewed_at + 4000) {
+    EXPECT_EQ(members, std::vector<std::string>{"v-1"});
+    EXPECT_TRUE(listed);
+  }
 
   // Leaves when the view is more than 4 s old, with no event: "Audience Exited" reaches
   // Mailchimp and the tag goes inactive.

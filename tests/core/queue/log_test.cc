@@ -979,10 +979,13 @@ TEST(LogTest, ARollWithoutASpareDropsAnOlderSealedSegmentFromThePageCache) {
     EXPECT_EQ(resident, 0u) << files[i] << ": " << resident << " of " << pages
                             << " pages still cached after a roll without a spare";
   }
+  // Kept segments: the kernel may still reclaim a few clean pages under memory pressure (14 of
+  // 16 were left once, under the sanitizer suite), so "kept" is most pages; a drop leaves none.
   for (std::size_t i = files.size() - 2; i < files.size(); ++i) {
     const auto [resident, pages] = residentPages(files[i]);
-    EXPECT_EQ(resident, pages) << files[i] << ": the active segment and the newest sealed one "
-                               << "stay cached for readers just behind the writer";
+    EXPECT_GE(resident * 2, pages) << files[i] << ": " << resident << " of " << pages
+                                   << " pages; the active segment and the newest sealed one "
+                                   << "stay cached for readers just behind the writer";
   }
   ASSERT_EQ(readAll(*log, log->beginOffset()).size(), 1200u);
 
@@ -998,7 +1001,8 @@ TEST(LogTest, ARollWithoutASpareDropsAnOlderSealedSegmentFromThePageCache) {
   ASSERT_GE(files.size(), 2u);
   for (std::size_t i = files.size() - 3; i + 1 < files.size(); ++i) {  // rolls onto the spares
     const auto [resident, pages] = residentPages(files[i]);
-    EXPECT_EQ(resident, pages) << files[i] << " was dropped although the roll reused a spare";
+    EXPECT_GE(resident * 2, pages) << files[i] << ": " << resident << " of " << pages
+                                   << " pages; dropped although the roll reused a spare";
   }
   const auto records = readAll(*log, log->beginOffset());
   ASSERT_FALSE(records.empty());
